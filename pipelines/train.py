@@ -1,0 +1,53 @@
+r"""Trains the few-class SqueezeNet v1.1 ancestor from scratch.
+
+  squish-train --model_dir=saved_models/ancestor            # shapes10, 64 px
+  squish-train --dataset=folder --data_dir=~/photos --image_size=128 \
+      --model_dir=saved_models/photos --distribution_strategy=mirrored
+
+Writes model.keras, spec.json, metrics.json, flags.txt and TensorBoard logs
+into --model_dir. Re-running the same command resumes a killed run from its
+last finished epoch; a finished one is not retrained.
+"""
+
+from absl import flags
+
+from squish_tf import data as data_lib
+from squish_tf import flag_defs
+from squish_tf import spec as spec_lib
+from squish_tf import train as train_lib
+
+FLAGS = flags.FLAGS
+
+flag_defs.define_data_flags()
+flag_defs.define_train_flags()
+flags.DEFINE_string("model_dir", None, "Where the trained model and its files go.")
+flags.DEFINE_enum("classifier_activation", "linear", list(spec_lib.CLASSIFIER_ACTIVATIONS),
+                  "Activation on conv10: linear (squish_tf's default) or relu (as published).")
+flags.DEFINE_float("dropout_rate", 0.5, "Dropout before conv10.", lower_bound=0.0,
+                   upper_bound=0.99)
+flags.mark_flag_as_required("model_dir")
+
+
+def main(argv):
+  del argv
+  data_config = flag_defs.data_config_from_flags()
+  train_config = flag_defs.train_config_from_flags()
+  strategy = flag_defs.strategy_from_flags()
+  train_ds, val_ds, info = data_lib.load(data_config)
+  spec = spec_lib.squishednet_base(
+      num_classes=info.num_classes,
+      input_shape=(data_config.image_size, data_config.image_size, 3),
+      dropout_rate=FLAGS.dropout_rate, classifier_activation=FLAGS.classifier_activation)
+  metrics = train_lib.train_model_dir(
+      FLAGS.model_dir, spec, data_config, train_config, train_ds, val_ds, info,
+      strategy=strategy, seed=FLAGS.seed, flags_text=flag_defs.flags_text())
+  print(f"{FLAGS.model_dir}: val top-1 {metrics['top1']:.4f}, {metrics['params']:,} params, "
+        f"{metrics['size_mb']:.3f} MB, {metrics['macs']:,} MACs")
+
+
+def run():
+  flag_defs.run(main)
+
+
+if __name__ == "__main__":
+  run()

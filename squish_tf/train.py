@@ -1,0 +1,258 @@
+"""Training: compile + fit with Keras callbacks under a tf.distribute strategy.
+
+Nothing here is a hand-written loop: Keras `fit` trains and shows progress,
+`BackupAndRestore` makes a killed run resume from its last finished epoch,
+`TensorBoard` logs, `TerminateOnNaN` stops a diverging offspring.
+"""
+
+import dataclasses
+import math
+import os
+import shutil
+import time
+from typing import Any, Callable, Dict, Optional, Sequence
+
+import keras
+import tensorflow as tf
+
+from squish_tf import data as data_lib
+from squish_tf import metrics as metrics_lib
+from squish_tf import model_io
+from squish_tf import models
+from squish_tf import spec as spec_lib
+
+DISTRIBUTION_STRATEGIES = ("off", "one_device", "mirrored", "multi_worker_mirrored", "tpu")
+OPTIMIZERS = ("adam", "sgd")
+BACKUP_DIR = "backup"
+LOG_DIR = "logs"
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+  """How to fit; mirrors the training flags.
+
+  Attributes:
+    epochs: passes over the training split.
+    learning_rate: peak learning rate.
+    optimizer: "adam" or "sgd" (momentum 0.9).
+    lr_schedule: "cosine" (decay to 0 over the run) or "constant".
+    weight_decay: decoupled weight decay (AdamW / SGD); 0 disables.
+  """
+
+  epochs: int = 15
+  learning_rate: float = 2e-3
+  optimizer: str = "adam"
+  lr_schedule: str = "cosine"
+  weight_decay: float = 0.0
+
+  def __post_init__(self):
+    if self.epochs < 1:
+      raise ValueError(f"train epochs must be >= 1, got {self.epochs}.")
+    if not self.learning_rate > 0:
+      raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}.")
+    if self.optimizer not in OPTIMIZERS:
+      raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}.")
+    if self.lr_schedule not in ("cosine", "constant"):
+      raise ValueError(f"lr_schedule must be 'cosine' or 'constant', got {self.lr_schedule!r}.")
+
+
+@dataclasses.dataclass
+class FitResult:
+  model: Any
+  history: Dict[str, list]
+  train_images_per_sec: float
+  diverged: bool
+
+
+def get_distribution_strategy(name: str = "off", tpu_address: str = "") -> tf.distribute.Strategy:
+  """Model Garden's strategy names -> a tf.distribute strategy.
+
+  Args:
+    name: off (the default strategy), one_device (first GPU, else CPU),
+      mirrored (all GPUs, else all logical CPU devices), multi_worker_mirrored
+      (cluster from the TF_CONFIG environment variable), tpu.
+    tpu_address: TPU name or grpc address for `tpu` ("" = local / from env).
+  """
+  if name not in DISTRIBUTION_STRATEGIES:
+    raise ValueError(f"--distribution_strategy must be one of {DISTRIBUTION_STRATEGIES}, "
+                     f"got {name!r}.")
+  gpus = tf.config.list_logical_devices("GPU")
+  if name == "off":
+    return tf.distribute.get_strategy()
+  if name == "one_device":
+    return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
+  if name == "mirrored":
+    devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
+    return tf.distribute.MirroredStrategy(devices=devices)
+  if name == "multi_worker_mirrored":
+    return tf.distribute.MultiWorkerMirroredStrategy()
+  resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu_address)
+  tf.config.experimental_connect_to_cluster(resolver)
+  tf.tpu.experimental.initialize_tpu_system(resolver)
+  return tf.distribute.TPUStrategy(resolver)
+
+
+def compile_model(model, config: TrainConfig = TrainConfig(), steps_per_epoch: Optional[int] = None,
+                  num_classes: Optional[int] = None) -> None:
+  """Optimizer, cross-entropy on the model's probabilities, top-1 (and top-5) accuracy."""
+  learning_rate: Any = config.learning_rate
+  if config.lr_schedule == "cosine" and steps_per_epoch:
+    learning_rate = keras.optimizers.schedules.CosineDecay(
+        config.learning_rate, decay_steps=max(1, steps_per_epoch * config.epochs))
+  if config.optimizer == "adam":
+    if config.weight_decay:
+      optimizer = keras.optimizers.AdamW(learning_rate, weight_decay=config.weight_decay)
+    else:
+      optimizer = keras.optimizers.Adam(learning_rate)
+  else:
+    optimizer = keras.optimizers.SGD(learning_rate, momentum=0.9,
+                                     weight_decay=config.weight_decay or None)
+  num_classes = num_classes or int(model.output_shape[-1])
+  metrics = [keras.metrics.SparseCategoricalAccuracy(name="top1")]
+  if num_classes > 5:
+    metrics.append(keras.metrics.SparseTopKCategoricalAccuracy(k=5, name="top5"))
+  model.compile(optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(),
+                metrics=metrics)
+
+
+def fit(model_fn: Callable[[], Any],
+        train_ds: tf.data.Dataset,
+        val_ds: Optional[tf.data.Dataset],
+        config: TrainConfig,
+        strategy: Optional[tf.distribute.Strategy] = None,
+        work_dir: Optional[str] = None,
+        images_per_epoch: Optional[int] = None,
+        callbacks: Sequence[keras.callbacks.Callback] = (),
+        verbose: Any = "auto") -> FitResult:
+  """Builds (under the strategy's scope), compiles and fits a model.
+
+  Args:
+    model_fn: returns the model to train; called inside `strategy.scope()`.
+    train_ds: batched training pipeline of (pixels, labels).
+    val_ds: validation pipeline, evaluated after each epoch (None to skip).
+    config: epochs, optimizer, learning rate.
+    strategy: a tf.distribute strategy (default: the current one).
+    work_dir: where `backup/` (BackupAndRestore) and `logs/` (TensorBoard)
+      go; None trains without them. A re-run with the same work_dir resumes
+      from the last finished epoch.
+    images_per_epoch: training images per epoch, for the images/sec figure.
+    callbacks: more Keras callbacks.
+    verbose: Keras verbosity ("auto": a progress bar).
+
+  Returns:
+    The trained model, its history, the measured training images/sec and
+    whether the loss diverged (NaN or inf).
+  """
+  strategy = strategy or tf.distribute.get_strategy()
+  steps = _cardinality(train_ds)
+  with strategy.scope():
+    model = model_fn()
+    compile_model(model, config, steps_per_epoch=steps)
+  meter = ThroughputMeter(images_per_epoch)
+  all_callbacks = [meter, keras.callbacks.TerminateOnNaN(), *callbacks]
+  if work_dir:
+    all_callbacks.append(keras.callbacks.BackupAndRestore(os.path.join(work_dir, BACKUP_DIR)))
+    all_callbacks.append(keras.callbacks.TensorBoard(os.path.join(work_dir, LOG_DIR),
+                                                     write_graph=False, profile_batch=0))
+  history = model.fit(train_ds, validation_data=val_ds, epochs=config.epochs,
+                      callbacks=all_callbacks, verbose=verbose)
+  losses = history.history.get("loss", [])
+  diverged = any(not math.isfinite(v) for v in losses)
+  return FitResult(model, dict(history.history), meter.images_per_sec(), diverged)
+
+
+def evaluate(model, val_ds: tf.data.Dataset) -> Dict[str, float]:
+  """Validation loss, top-1 and (more than 5 classes) top-5, as floats."""
+  compile_model(model)
+  results = model.evaluate(val_ds, return_dict=True, verbose=0)
+  return {key: float(value) for key, value in results.items() if key in ("loss", "top1", "top5")}
+
+
+def train_model_dir(model_dir: str,
+                    spec: spec_lib.NetSpec,
+                    data_config: data_lib.DataConfig,
+                    train_config: TrainConfig,
+                    train_ds: tf.data.Dataset,
+                    val_ds: tf.data.Dataset,
+                    info: data_lib.DatasetInfo,
+                    strategy: Optional[tf.distribute.Strategy] = None,
+                    seed: int = 0,
+                    flags_text: Optional[str] = None,
+                    verbose: Any = "auto") -> Dict[str, Any]:
+  """Trains `spec` from scratch into `model_dir`; resumes or skips what is done.
+
+  Writes flags.txt (when given), TensorBoard logs, then model.keras,
+  spec.json and metrics.json. A complete directory of the same spec is not
+  retrained; one of another spec is refused before anything is written.
+
+  Returns:
+    The metrics written to metrics.json.
+  """
+  model_io.check_same_spec(model_dir, spec)
+  if model_io.is_complete(model_dir):
+    return model_io.read_json(os.path.join(model_dir, model_io.METRICS_FILE))
+  os.makedirs(model_dir, exist_ok=True)
+  model_io.write_text(os.path.join(model_dir, model_io.SPEC_FILE), spec.to_json())
+  if flags_text is not None:
+    model_io.write_text(os.path.join(model_dir, model_io.FLAGS_FILE), flags_text)
+  keras.utils.set_random_seed(seed)
+  start = time.time()
+  result = fit(lambda: models.build_model(spec, seed=seed), train_ds, val_ds, train_config,
+               strategy=strategy, work_dir=model_dir, images_per_epoch=info.train_count,
+               verbose=verbose)
+  if result.diverged:
+    raise RuntimeError(f"Training diverged (loss became NaN or inf) with learning_rate "
+                       f"{train_config.learning_rate}; lower --learning_rate and re-run.")
+  evaluation = evaluate(result.model, val_ds)
+  metrics = metrics_lib.model_metrics(spec, evaluation)
+  metrics.update({
+      "train_images_per_sec": result.train_images_per_sec,
+      "train_epochs": train_config.epochs,
+      "train_seconds": time.time() - start,
+      "dataset": info.name,
+      "image_size": data_config.image_size,
+      "train_count": info.train_count,
+      "validation_count": info.validation_count,
+      "class_names": list(info.class_names),
+  })
+  model_io.write_model_dir(model_dir, result.model, spec, metrics)
+  shutil.rmtree(os.path.join(model_dir, BACKUP_DIR), ignore_errors=True)
+  return metrics
+
+
+class ThroughputMeter(keras.callbacks.Callback):
+  """Training images/sec, from the time between epoch start and validation start.
+
+  The first epoch (graph tracing) is left out when there are more.
+  """
+
+  def __init__(self, images_per_epoch: Optional[int]):
+    super().__init__()
+    self._images = images_per_epoch
+    self._start = None
+    self._durations = []
+
+  def on_epoch_begin(self, epoch, logs=None):
+    self._start = time.perf_counter()
+
+  def on_test_begin(self, logs=None):
+    self._stop()
+
+  def on_epoch_end(self, epoch, logs=None):
+    self._stop()
+
+  def _stop(self):
+    if self._start is not None:
+      self._durations.append(time.perf_counter() - self._start)
+      self._start = None
+
+  def images_per_sec(self) -> float:
+    if not self._images or not self._durations:
+      return float("nan")
+    durations = self._durations[1:] if len(self._durations) > 1 else self._durations
+    return self._images * len(durations) / sum(durations)
+
+
+def _cardinality(dataset: tf.data.Dataset) -> Optional[int]:
+  count = int(dataset.cardinality().numpy())
+  return count if count > 0 else None
