@@ -144,3 +144,8 @@ def _json_default(value: Any) -> Any:
 
 def optional_read_json(path: str) -> Optional[Any]:
   return read_json(path) if os.path.isfile(path) else None
+
+
+def json_round_trip(data: Any) -> Any:
+  """`data` as it reads back from JSON (tuples become lists, numpy scalars numbers)."""
+  return json.loads(json.dumps(data, default=_json_default))

@@ -149,12 +149,14 @@ def fit(model_fn: Callable[[], Any],
     model = model_fn()
     compile_model(model, config, steps_per_epoch=steps)
   meter = ThroughputMeter(images_per_epoch)
-  all_callbacks = [meter, keras.callbacks.TerminateOnNaN(), *callbacks]
+  all_callbacks = [meter, keras.callbacks.TerminateOnNaN()]
   if work_dir:
+    # Before the caller's callbacks, so they run on an epoch that is already backed up.
     all_callbacks.append(keras.callbacks.BackupAndRestore(os.path.join(work_dir, BACKUP_DIR)))
     all_callbacks.append(keras.callbacks.TensorBoard(os.path.join(work_dir, LOG_DIR),
                                                      write_graph=False, profile_batch=0))
-  history = model.fit(train_ds, validation_data=val_ds, epochs=config.epochs,
+  all_callbacks.extend(callbacks)
+  history = model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, shuffle=False,
                       callbacks=all_callbacks, verbose=verbose)
   losses = history.history.get("loss", [])
   diverged = any(not math.isfinite(v) for v in losses)

@@ -1,0 +1,131 @@
+"""Training: strategies, the model dir it writes, resume, refusal of another spec."""
+
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from squish_tf import data as data_lib
+from squish_tf import model_io
+from squish_tf import models
+from squish_tf import spec as spec_lib
+from squish_tf import train as train_lib
+
+TINY = spec_lib.NetSpec(input_shape=(32, 32, 3), num_classes=3, conv1_filters=8,
+                        fires=(spec_lib.FireSpec(4, 8, 8), spec_lib.FireSpec(4, 8, 8)),
+                        pool_after=(1, 2), dropout_rate=0.0, classifier_activation="linear",
+                        kernel_initializer="he_uniform", classifier_initializer="normal_0.01")
+
+
+def _toy_data(n=96, batch=16, seed=0):
+  """Three trivially separable classes: mostly-red, mostly-green, mostly-blue images."""
+  rng = np.random.default_rng(seed)
+  labels = rng.integers(0, 3, n).astype(np.int32)
+  images = rng.uniform(0, 80, (n, 32, 32, 3)).astype(np.float32)
+  images[np.arange(n), :, :, labels] += 150.0
+  ds = tf.data.Dataset.from_tensor_slices((images, labels)).batch(batch)
+  info = data_lib.DatasetInfo("toy", ("red", "green", "blue"), n, n, 32)
+  return ds, info
+
+
+def test_strategy_names():
+  assert isinstance(train_lib.get_distribution_strategy("off"), tf.distribute.Strategy)
+  assert isinstance(train_lib.get_distribution_strategy("one_device"),
+                    tf.distribute.OneDeviceStrategy)
+  with pytest.raises(ValueError, match=r"--distribution_strategy must be one of .* got 'nccl'"):
+    train_lib.get_distribution_strategy("nccl")
+
+
+def test_mirrored_strategy_trains_on_two_logical_cpus():
+  strategy = train_lib.get_distribution_strategy("mirrored")
+  assert strategy.num_replicas_in_sync == 2  # conftest splits the CPU in two
+  ds, info = _toy_data()
+  result = train_lib.fit(lambda: models.build_model(TINY, seed=0), ds, ds,
+                         train_lib.TrainConfig(epochs=3, learning_rate=3e-3), strategy=strategy,
+                         images_per_epoch=info.train_count, verbose=0)
+  assert not result.diverged
+  assert result.history["val_top1"][-1] > 0.6
+  assert result.train_images_per_sec > 0
+
+
+def test_train_model_dir_writes_files_and_skips_when_complete(tmp_path):
+  ds, info = _toy_data()
+  model_dir = str(tmp_path / "ancestor")
+  config = train_lib.TrainConfig(epochs=2, learning_rate=3e-3)
+  metrics = train_lib.train_model_dir(model_dir, TINY, data_lib.DataConfig(image_size=32), config,
+                                      ds, ds, info, seed=1, flags_text="--seed=1\n", verbose=0)
+  for name in ("model.keras", "spec.json", "metrics.json", "flags.txt"):
+    assert os.path.isfile(os.path.join(model_dir, name)), name
+  assert os.path.isdir(os.path.join(model_dir, "logs"))
+  assert not os.path.exists(os.path.join(model_dir, "backup"))
+  on_disk = json.load(open(os.path.join(model_dir, "metrics.json")))
+  assert on_disk["params"] == TINY.params()
+  assert on_disk["macs"] == TINY.macs()
+  assert on_disk["size_mb"] == pytest.approx(TINY.params() * 4 / 1e6)
+  for key in ("top1", "loss", "train_images_per_sec", "netscore"):
+    assert key in on_disk
+  assert "top5" not in on_disk  # 3 classes: top-5 is meaningless
+  model, spec, _ = model_io.load_model_dir(model_dir)
+  assert spec == TINY
+  x = np.zeros((1, 32, 32, 3), np.float32)
+  assert model(x).shape == (1, 3)
+  # A complete dir of the same spec is not retrained.
+  mtime = os.path.getmtime(os.path.join(model_dir, "model.keras"))
+  again = train_lib.train_model_dir(model_dir, TINY, data_lib.DataConfig(image_size=32), config,
+                                    ds, ds, info, seed=1, verbose=0)
+  assert again == metrics
+  assert os.path.getmtime(os.path.join(model_dir, "model.keras")) == mtime
+
+
+def test_model_dir_of_another_spec_is_refused_before_writing(tmp_path):
+  ds, info = _toy_data(n=32)
+  model_dir = str(tmp_path / "m")
+  os.makedirs(model_dir)
+  model_io.write_text(os.path.join(model_dir, "spec.json"), TINY.to_json())
+  other = TINY.replace(conv1_filters=16)
+  before = sorted(os.listdir(model_dir))
+  with pytest.raises(ValueError, match=r"holds a model of another spec \(conv1_filters: 8 there, 16 asked\)"):
+    train_lib.train_model_dir(model_dir, other, data_lib.DataConfig(image_size=32),
+                              train_lib.TrainConfig(epochs=1), ds, ds, info, verbose=0)
+  assert sorted(os.listdir(model_dir)) == before
+
+
+class _KillAfterEpoch(keras.callbacks.Callback):
+  def __init__(self, epoch):
+    super().__init__()
+    self.epoch = epoch
+
+  def on_epoch_end(self, epoch, logs=None):
+    if epoch == self.epoch:
+      raise KeyboardInterrupt("killed")
+
+
+def test_killed_fit_resumes_from_last_epoch(tmp_path):
+  ds, info = _toy_data()
+  work = str(tmp_path / "work")
+  config = train_lib.TrainConfig(epochs=4, learning_rate=3e-3)
+  epochs_seen = []
+
+  class Record(keras.callbacks.Callback):
+    def on_epoch_begin(self, epoch, logs=None):
+      epochs_seen.append(epoch)
+
+  with pytest.raises(KeyboardInterrupt):
+    train_lib.fit(lambda: models.build_model(TINY, seed=0), ds, ds, config, work_dir=work,
+                  callbacks=[Record(), _KillAfterEpoch(1)], verbose=0)
+  assert os.path.isdir(os.path.join(work, "backup"))
+  epochs_seen.clear()
+  result = train_lib.fit(lambda: models.build_model(TINY, seed=0), ds, ds, config, work_dir=work,
+                         callbacks=[Record()], verbose=0)
+  assert epochs_seen == [2, 3]  # resumed after the two finished epochs
+  assert result.model.optimizer.iterations.numpy() == 4 * 6
+
+
+def test_train_config_validation():
+  with pytest.raises(ValueError, match="epochs must be >= 1, got 0"):
+    train_lib.TrainConfig(epochs=0)
+  with pytest.raises(ValueError, match="optimizer must be one of"):
+    train_lib.TrainConfig(optimizer="lbfgs")
