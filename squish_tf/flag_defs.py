@@ -83,6 +83,84 @@ def define_distribution_flags() -> None:
   _define(flags.DEFINE_string, "tpu", "", "TPU name or address for --distribution_strategy=tpu.")
 
 
+def define_synthesis_flags() -> None:
+  """The generation loop's and the genetic encoding's flags (see SYNTHESIS.md)."""
+  from squish_tf import evolution  # pylint: disable=g-import-not-at-top
+  from squish_tf import synthesis  # pylint: disable=g-import-not-at-top
+
+  loop = evolution.EvolutionConfig()
+  encoding = synthesis.SynthesisConfig()
+  _define(flags.DEFINE_integer, "generations", loop.generations,
+          "Most generations to run.", lower_bound=1)
+  _define(flags.DEFINE_integer, "population", loop.population,
+          "Offspring drawn per generation.", lower_bound=1)
+  _define(flags.DEFINE_integer, "offspring_epochs", loop.offspring_epochs,
+          "Fine-tuning epochs per offspring.", lower_bound=1)
+  _define(flags.DEFINE_float, "offspring_learning_rate", loop.offspring_learning_rate,
+          "Peak learning rate of offspring fine-tuning.", lower_bound=0.0)
+  _define(flags.DEFINE_enum, "offspring_init", loop.offspring_init, ["inherit", "scratch"],
+          "inherit: offspring start from the parent's surviving weights; scratch: fresh "
+          "initialisation (the Darwin paper's newborns).")
+  _define(flags.DEFINE_float, "target_size_mb", loop.target_size_mb,
+          "Stop once the chosen offspring is at most this many MB (float32 weights).")
+  _define(flags.DEFINE_integer, "target_macs", loop.target_macs,
+          "Stop once the chosen offspring has at most this many MACs.")
+  _define(flags.DEFINE_float, "max_accuracy_drop", loop.max_accuracy_drop,
+          "Largest allowed drop of validation top-1 from the ancestor, as a fraction "
+          "(0.03 = 3 points); offspring beyond it are never chosen.")
+  _define(flags.DEFINE_integer, "max_retries", loop.max_retries,
+          "Fresh draws allowed per candidate whose loss diverges (NaN).", lower_bound=0)
+  _define(flags.DEFINE_float, "target_fraction", loop.target_fraction,
+          "env_mode=target: expected child size as a fraction of its parent's. Unset: shrink "
+          "evenly towards --target_size_mb over the generations left (else "
+          f"{encoding.target_fraction}).")
+  _define(flags.DEFINE_enum, "env_mode", encoding.env_mode, list(synthesis.ENV_MODES),
+          "Environmental factor: constant (one F, the paper), target (F bisected per "
+          "generation to hit --target_fraction) or cost_weighted (costlier layers, more "
+          "pressure).")
+  _define(flags.DEFINE_float, "env_factor", encoding.env_factor,
+          "F in (0, 1]: a filter survives with probability F * P(c).")
+  _define(flags.DEFINE_enum, "cost", encoding.cost, list(synthesis.COSTS),
+          "What env_mode=target and cost_weighted measure: params or macs.")
+  _define(flags.DEFINE_float, "gamma", encoding.gamma,
+          "cost_weighted exponent: F_l = clip(F * (mean_cost / cost_l)^gamma, f_min, 1).")
+  _define(flags.DEFINE_float, "f_min", encoding.f_min, "cost_weighted lower clip of F_l.")
+  _define(flags.DEFINE_integer, "min_filters", encoding.min_filters,
+          "Every layer keeps at least this many filters.")
+  _define(flags.DEFINE_float, "min_fraction", encoding.min_fraction,
+          "Every layer keeps at least this fraction of its parent's filters.")
+  _define(flags.DEFINE_integer, "channel_multiple", encoding.channel_multiple,
+          "Round survivor counts up to a multiple of this (1 = off).")
+
+
+def evolution_config_from_flags():
+  from squish_tf import evolution  # pylint: disable=g-import-not-at-top
+
+  return evolution.EvolutionConfig(
+      generations=FLAGS.generations, population=FLAGS.population,
+      offspring_epochs=FLAGS.offspring_epochs,
+      offspring_learning_rate=FLAGS.offspring_learning_rate,
+      offspring_init=FLAGS.offspring_init, target_size_mb=FLAGS.target_size_mb,
+      target_macs=FLAGS.target_macs, max_accuracy_drop=FLAGS.max_accuracy_drop,
+      max_retries=FLAGS.max_retries, seed=FLAGS.seed, target_fraction=FLAGS.target_fraction)
+
+
+def synthesis_config_from_flags():
+  from squish_tf import synthesis  # pylint: disable=g-import-not-at-top
+
+  fields = dict(env_mode=FLAGS.env_mode, env_factor=FLAGS.env_factor, cost=FLAGS.cost,
+                gamma=FLAGS.gamma, f_min=FLAGS.f_min, min_filters=FLAGS.min_filters,
+                min_fraction=FLAGS.min_fraction, channel_multiple=FLAGS.channel_multiple)
+  if FLAGS.target_fraction is not None:
+    fields["target_fraction"] = FLAGS.target_fraction
+  return synthesis.SynthesisConfig(**fields)
+
+
+def flag_values(names: List[str]) -> dict:
+  """{"--name": value} of the given flags, for run identity checks."""
+  return {f"--{name}": FLAGS[name].value for name in names}
+
+
 def data_config_from_flags() -> data_lib.DataConfig:
   return data_lib.DataConfig(
       dataset=FLAGS.dataset, data_dir=FLAGS.data_dir, image_size=FLAGS.image_size,
@@ -120,6 +198,14 @@ def flags_text(names: List[str] = None) -> str:
       continue
     lines.append(flag.serialize())
   return "\n".join(lines) + "\n"
+
+
+def write_flags_file(directory: str) -> None:
+  """Writes flags.txt (atomically) into `directory`."""
+  import os  # pylint: disable=g-import-not-at-top
+  from squish_tf import model_io  # pylint: disable=g-import-not-at-top
+
+  model_io.write_text(os.path.join(directory, model_io.FLAGS_FILE), flags_text())
 
 
 def run(main: Callable[[List[str]], None]) -> None:

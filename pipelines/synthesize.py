@@ -1,0 +1,60 @@
+r"""Deep evolutionary synthesis: evolves thinner SquishedNets from a trained parent.
+
+  squish-synthesize --parent_dir=saved_models/ancestor --run_dir=saved_models/evo \
+      --generations=4 --population=3 --env_mode=target --target_size_mb=0.6
+
+Each generation draws --population offspring whose fire-module filters survive
+with probability F * P(c), fine-tunes them, and keeps the fittest as the next
+parent. Writes generations/gen_NNN/cand_MM/ and lineage.json into --run_dir;
+re-running the same command resumes after the last finished candidate.
+"""
+
+import functools
+
+from absl import flags
+
+from squish_tf import data as data_lib
+from squish_tf import evolution
+from squish_tf import flag_defs
+from squish_tf import model_io
+
+FLAGS = flags.FLAGS
+
+flag_defs.define_data_flags()
+flag_defs.define_train_flags()
+flag_defs.define_synthesis_flags()
+flags.DEFINE_string("parent_dir", None, "A trained model dir (from squish-train or an earlier "
+                    "synthesis) to evolve from.")
+flags.DEFINE_string("run_dir", None, "Where generations/ and lineage.json go.")
+flags.mark_flags_as_required(["parent_dir", "run_dir"])
+
+
+def main(argv):
+  del argv
+  parent_spec = model_io.read_spec(FLAGS.parent_dir)
+  if not FLAGS["image_size"].present:  # default to the parent's input size
+    FLAGS.image_size = parent_spec.input_shape[0]
+  data_config = flag_defs.data_config_from_flags()
+  config = flag_defs.evolution_config_from_flags()
+  synth = flag_defs.synthesis_config_from_flags()
+  strategy = flag_defs.strategy_from_flags()
+  run_flags = flag_defs.flag_values(["dataset", "data_dir", "image_size", "batch_size",
+                                     "validation_split", "augment", "shapes10_train_size",
+                                     "shapes10_validation_size"])
+  result = evolution.evolve(
+      FLAGS.parent_dir, FLAGS.run_dir, config, synth,
+      data_fn=functools.partial(data_lib.load, data_config), strategy=strategy,
+      run_flags=run_flags, listeners=[evolution.console_listener], verbose=0)
+  flag_defs.write_flags_file(FLAGS.run_dir)
+  winner = result.lineage["ancestor"] if result.winner_id == "ancestor" else next(
+      r for r in result.lineage["candidates"] if r["id"] == result.winner_id and r["chosen"])
+  print(f"winner {result.winner_id} ({result.stop_reason}): {winner['params']:,} params, "
+        f"{winner['size_mb']:.3f} MB, top-1 {winner['top1']:.4f}; {result.winner_dir}")
+
+
+def run():
+  flag_defs.run(main)
+
+
+if __name__ == "__main__":
+  run()

@@ -1,0 +1,475 @@
+"""The generation loop of deep evolutionary synthesis.
+
+for g in 1..G: draw `population` offspring from the current parent (seeds
+derived from (seed, g, candidate, attempt)), fine-tune each, evaluate it on the
+validation split, and select the fittest: the highest validation top-1 among
+candidates within the accuracy budget (drop from the ancestor <=
+`max_accuracy_drop`; ties go to fewer parameters). Stop when the size/MAC
+target is met, G is reached, or no candidate stays within the budget (the
+result is then the last parent that did).
+
+Everything a run does is in `<run_dir>/lineage.json` (every candidate, chosen
+or not) and `<run_dir>/generations/gen_NNN/cand_MM/`, both written atomically
+after each candidate, so re-running the same command continues after the last
+finished candidate and reproduces an uninterrupted run.
+"""
+
+import dataclasses
+import math
+import os
+import time
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from squish_tf import data as data_lib
+from squish_tf import metrics as metrics_lib
+from squish_tf import model_io
+from squish_tf import spec as spec_lib
+from squish_tf import surgery
+from squish_tf import synthesis
+from squish_tf import train as train_lib
+
+LINEAGE_FILE = "lineage.json"
+CONFIG_FILE = "evolution_config.json"
+GENERATIONS_DIR = "generations"
+ANCESTOR_ID = "ancestor"
+LINEAGE_VERSION = 1
+
+DataFn = Callable[[], Tuple[tf.data.Dataset, tf.data.Dataset, data_lib.DatasetInfo]]
+
+
+@dataclasses.dataclass(frozen=True)
+class EvolutionConfig:
+  """The generation loop's settings; field names are the flag names.
+
+  Attributes:
+    generations: G, the most generations to run.
+    population: offspring drawn per generation.
+    offspring_epochs: fine-tuning epochs per offspring.
+    offspring_learning_rate: peak learning rate of fine-tuning.
+    offspring_init: "inherit" (weights sliced from the parent) or "scratch".
+    target_size_mb: stop once the chosen offspring is at most this size (None: no target).
+    target_macs: stop once the chosen offspring has at most this many MACs (None: no target).
+    max_accuracy_drop: largest allowed drop of validation top-1 from the
+      ancestor, as a fraction (0.03 = 3 points).
+    max_retries: fresh draws allowed per candidate whose loss diverges.
+    seed: the run's seed; every draw's seed derives from (seed, g, candidate, attempt).
+    target_fraction: env_mode=target's expected child/parent size per
+      generation; None derives it from the size target and the generations left.
+  """
+
+  generations: int = 4
+  population: int = 3
+  offspring_epochs: int = 2
+  offspring_learning_rate: float = 1e-3
+  offspring_init: str = "inherit"
+  target_size_mb: Optional[float] = None
+  target_macs: Optional[int] = None
+  max_accuracy_drop: float = 0.03
+  max_retries: int = 2
+  seed: int = 0
+  target_fraction: Optional[float] = None
+
+  def __post_init__(self):
+    _at_least("generations", self.generations, 1)
+    _at_least("population", self.population, 1)
+    _at_least("offspring_epochs", self.offspring_epochs, 1)
+    _at_least("max_retries", self.max_retries, 0)
+    if not self.offspring_learning_rate > 0:
+      raise ValueError(f"--offspring_learning_rate must be > 0, got {self.offspring_learning_rate}.")
+    if self.offspring_init not in ("inherit", "scratch"):
+      raise ValueError(f"--offspring_init must be 'inherit' or 'scratch', "
+                       f"got {self.offspring_init!r}.")
+    if self.target_size_mb is not None and not self.target_size_mb > 0:
+      raise ValueError(f"--target_size_mb must be > 0, got {self.target_size_mb}.")
+    if self.target_macs is not None and not self.target_macs > 0:
+      raise ValueError(f"--target_macs must be > 0, got {self.target_macs}.")
+    if not 0 <= self.max_accuracy_drop <= 1:
+      raise ValueError(f"--max_accuracy_drop is a fraction in [0, 1] (0.03 = 3 points), "
+                       f"got {self.max_accuracy_drop}.")
+    if self.target_fraction is not None and not 0 < self.target_fraction < 1:
+      raise ValueError(f"--target_fraction must be in (0, 1), got {self.target_fraction}.")
+
+
+@dataclasses.dataclass
+class EvolutionResult:
+  run_dir: str
+  winner_id: str
+  winner_dir: str
+  stop_reason: str
+  lineage: Dict[str, Any]
+
+
+def candidate_id(generation: int, candidate: int) -> str:
+  return f"gen_{generation:03d}/cand_{candidate:02d}"
+
+
+def candidate_dir(run_dir: str, generation: int, candidate: int) -> str:
+  return os.path.join(run_dir, GENERATIONS_DIR, f"gen_{generation:03d}", f"cand_{candidate:02d}")
+
+
+def draw_seed(seed: int, generation: int, candidate: int, attempt: int) -> List[int]:
+  """The entropy of one draw: the same (seed, g, c, attempt) always gives the same masks."""
+  return [int(seed), int(generation), int(candidate), int(attempt)]
+
+
+def keras_seed(entropy: Sequence[int]) -> int:
+  """A 31-bit seed for Keras (fine-tuning order, dropout) from a draw's entropy."""
+  return int(np.random.SeedSequence(list(entropy)).generate_state(1)[0] % (2**31 - 1))
+
+
+def check_targets(ancestor: spec_lib.NetSpec, config: EvolutionConfig,
+                  synth: synthesis.SynthesisConfig) -> None:
+  """Refuses size or MAC targets below what the floors let synthesis reach."""
+  smallest = synthesis.smallest_child_spec(ancestor, synth)
+  floors = (f"every layer at its floor: --min_filters={synth.min_filters}, "
+            f"--min_fraction={synth.min_fraction}, --channel_multiple={synth.channel_multiple}")
+  if config.target_size_mb is not None and smallest.size_mb() > config.target_size_mb:
+    raise ValueError(
+        f"--target_size_mb={config.target_size_mb} is below the smallest reachable size "
+        f"{smallest.size_mb():.4f} MB ({smallest.params():,} params, {floors}). Raise the target "
+        "or lower the floors.")
+  if config.target_macs is not None and smallest.macs() > config.target_macs:
+    raise ValueError(
+        f"--target_macs={config.target_macs:,} is below the smallest reachable "
+        f"{smallest.macs():,} MACs ({floors}). Raise the target or lower the floors.")
+
+
+def evolve(parent_dir: str,
+           run_dir: str,
+           config: EvolutionConfig,
+           synth: synthesis.SynthesisConfig,
+           data_fn: DataFn,
+           strategy: Optional[tf.distribute.Strategy] = None,
+           run_flags: Optional[Dict[str, Any]] = None,
+           listeners: Sequence[Callable[[Dict[str, Any]], None]] = (),
+           verbose: Any = 0) -> EvolutionResult:
+  """Runs (or resumes) deep evolutionary synthesis from a trained parent.
+
+  Args:
+    parent_dir: a complete model dir (from training, or an earlier synthesis).
+    run_dir: where generations/ and lineage.json go.
+    config: the loop's settings.
+    synth: the genetic encoding's settings (environment, floors).
+    data_fn: returns fresh (train_ds, val_ds, info); called once per
+      candidate so every fine-tuning sees the same shuffling and augmentation
+      whether or not the run was interrupted.
+    strategy: tf.distribute strategy for fine-tuning.
+    run_flags: everything that identifies the run (flag name -> value); a
+      run_dir made with other values is refused, naming the differing flag.
+    listeners: called with an event dict after each candidate
+      ({"event": "candidate", "record": ...}) and generation
+      ({"event": "generation", ...}); console output and tests hook in here.
+    verbose: Keras verbosity of fine-tuning.
+
+  Returns:
+    The winner (the last parent within the accuracy budget) and the lineage.
+  """
+  ancestor_model, ancestor_spec, ancestor_metrics = model_io.load_model_dir(parent_dir)
+  train_ds, val_ds, info = data_fn()
+  del train_ds
+  if info.num_classes != ancestor_spec.num_classes:
+    raise ValueError(f"The dataset {info.name!r} has {info.num_classes} classes but the parent in "
+                     f"{parent_dir!r} was trained for {ancestor_spec.num_classes}; evolve on the "
+                     "data the parent was trained on.")
+  if info.image_size != ancestor_spec.input_shape[0]:
+    raise ValueError(f"--image_size={info.image_size} differs from the parent's input size "
+                     f"{ancestor_spec.input_shape[0]}; pass --image_size="
+                     f"{ancestor_spec.input_shape[0]}.")
+  check_targets(ancestor_spec, config, synth)
+  identity = dict(run_flags or {})
+  identity.update({f"--{k}": v for k, v in dataclasses.asdict(config).items()})
+  identity.update({(f"--{k}" if k != "target_fraction" else "synthesis.target_fraction"): v
+                   for k, v in dataclasses.asdict(synth).items()})
+  identity["--parent_dir"] = os.path.abspath(parent_dir)
+  _check_or_write_identity(run_dir, identity)
+
+  if "top1" not in ancestor_metrics:
+    ancestor_metrics = dict(ancestor_metrics, **train_lib.evaluate(ancestor_model, val_ds))
+  lineage = _load_lineage(run_dir) or _new_lineage(parent_dir, ancestor_spec, ancestor_metrics)
+  if lineage.get("complete"):
+    return _result(run_dir, lineage)
+  ancestor_top1 = lineage["ancestor"]["top1"]
+
+  parent_id, parent_model, parent_spec = ANCESTOR_ID, ancestor_model, ancestor_spec
+  for generation in range(1, config.generations + 1):
+    records = [r for r in lineage["candidates"] if r["generation"] == generation]
+    summary = _generation_summary(lineage, generation)
+    if summary is not None:  # finished before an interruption: follow its choice
+      if summary["chosen"] is None:
+        break
+      parent_id = summary["chosen"]
+      gen, cand = _parse_id(parent_id)
+      parent_model, parent_spec, _ = model_io.load_model_dir(candidate_dir(run_dir, gen, cand))
+      if summary["stop_reason"]:
+        break
+      continue
+
+    gen_synth = _generation_synthesis(synth, config, parent_spec, generation)
+    strengths = surgery.layer_strengths(parent_model, parent_spec)
+    for candidate in range(config.population):
+      if any(r["candidate"] == candidate and r["status"] == "ok" for r in records):
+        continue
+      attempts = [r for r in records if r["candidate"] == candidate]
+      if len(attempts) > config.max_retries:
+        continue  # every allowed draw diverged; recorded already
+      record = _make_candidate(run_dir, generation, candidate, len(attempts), config, gen_synth,
+                               parent_id, parent_model, parent_spec, ancestor_spec, strengths,
+                               data_fn, val_ds, strategy, verbose)
+      lineage["candidates"].append(record)
+      records.append(record)
+      model_io.write_json(os.path.join(run_dir, LINEAGE_FILE), lineage)
+      for listener in listeners:
+        listener({"event": "candidate", "record": record, "ancestor_top1": ancestor_top1})
+      while record["status"] == "diverged" and record["attempt"] < config.max_retries:
+        record = _make_candidate(run_dir, generation, candidate, record["attempt"] + 1, config,
+                                 gen_synth, parent_id, parent_model, parent_spec, ancestor_spec,
+                                 strengths, data_fn, val_ds, strategy, verbose)
+        lineage["candidates"].append(record)
+        records.append(record)
+        model_io.write_json(os.path.join(run_dir, LINEAGE_FILE), lineage)
+        for listener in listeners:
+          listener({"event": "candidate", "record": record, "ancestor_top1": ancestor_top1})
+
+    chosen = select(records, ancestor_top1, config.max_accuracy_drop)
+    stop_reason = None
+    if chosen is None:
+      stop_reason = "accuracy_drop"
+    else:
+      chosen["chosen"] = True
+      if targets_met(chosen, config):
+        stop_reason = "target_met"
+      elif generation == config.generations:
+        stop_reason = "generations"
+    summary = {"generation": generation, "parent": parent_id,
+               "chosen": chosen["id"] if chosen else None, "stop_reason": stop_reason,
+               "target_fraction": gen_synth.target_fraction if synth.env_mode == "target" else None}
+    lineage["generations"].append(summary)
+    model_io.write_json(os.path.join(run_dir, LINEAGE_FILE), lineage)
+    for listener in listeners:
+      listener({"event": "generation", "summary": summary, "records": records,
+                "ancestor_top1": ancestor_top1})
+    if chosen is None:
+      break
+    parent_id = chosen["id"]
+    parent_model, parent_spec, _ = model_io.load_model_dir(
+        candidate_dir(run_dir, generation, chosen["candidate"]))
+    if stop_reason:
+      break
+
+  last = lineage["generations"][-1] if lineage["generations"] else None
+  lineage["winner"] = _winner(lineage)
+  lineage["stop_reason"] = (last or {}).get("stop_reason") or "generations"
+  lineage["complete"] = True
+  model_io.write_json(os.path.join(run_dir, LINEAGE_FILE), lineage)
+  return _result(run_dir, lineage)
+
+
+def select(records: Sequence[Dict[str, Any]], ancestor_top1: float,
+           max_accuracy_drop: float) -> Optional[Dict[str, Any]]:
+  """The fittest record: highest top-1 within the accuracy budget, ties to fewer params."""
+  eligible = [r for r in records if r["status"] == "ok"
+              and ancestor_top1 - r["top1"] <= max_accuracy_drop + 1e-12]
+  if not eligible:
+    return None
+  return min(eligible, key=lambda r: (-r["top1"], r["params"], r["candidate"]))
+
+
+def targets_met(record: Dict[str, Any], config: EvolutionConfig) -> bool:
+  """True when every target that was set is met (False when none was set)."""
+  if config.target_size_mb is None and config.target_macs is None:
+    return False
+  size_ok = config.target_size_mb is None or record["size_mb"] <= config.target_size_mb
+  macs_ok = config.target_macs is None or record["macs"] <= config.target_macs
+  return size_ok and macs_ok
+
+
+def _generation_synthesis(synth: synthesis.SynthesisConfig, config: EvolutionConfig,
+                          parent_spec: spec_lib.NetSpec,
+                          generation: int) -> synthesis.SynthesisConfig:
+  """env_mode=target with no fixed fraction: shrink evenly towards the target over the gens left."""
+  if synth.env_mode != "target" or config.target_fraction is not None:
+    if synth.env_mode == "target" and config.target_fraction is not None:
+      return dataclasses.replace(synth, target_fraction=config.target_fraction)
+    return synth
+  goal = None
+  if config.target_size_mb is not None:
+    goal = config.target_size_mb * 1e6 / 4 / parent_spec.params()
+  if goal is None:
+    return synth
+  left = config.generations - generation + 1
+  fraction = min(0.95, max(0.2, goal ** (1.0 / left)))
+  return dataclasses.replace(synth, target_fraction=fraction)
+
+
+def _make_candidate(run_dir, generation, candidate, attempt, config, synth, parent_id,
+                    parent_model, parent_spec, ancestor_spec, strengths, data_fn, val_ds,
+                    strategy, verbose) -> Dict[str, Any]:
+  start = time.time()
+  entropy = draw_seed(config.seed, generation, candidate, attempt)
+  rng = np.random.default_rng(entropy)
+  offspring = synthesis.sample_offspring(parent_spec, strengths, synth, rng)
+  seed = keras_seed(entropy)
+  keras.utils.set_random_seed(seed)
+  train_ds, _, info = data_fn()
+
+  def model_fn():
+    child, _ = surgery.build_child(parent_model, parent_spec, offspring.survivors,
+                                   offspring_init=config.offspring_init, seed=seed)
+    return child
+
+  fit_config = train_lib.TrainConfig(epochs=config.offspring_epochs,
+                                     learning_rate=config.offspring_learning_rate)
+  result = train_lib.fit(model_fn, train_ds, None, fit_config, strategy=strategy,
+                         images_per_epoch=info.train_count, verbose=verbose)
+  record: Dict[str, Any] = {
+      "id": candidate_id(generation, candidate),
+      "generation": generation,
+      "candidate": candidate,
+      "attempt": attempt,
+      "parent": parent_id,
+      "seed": entropy,
+      "env_mode": synth.env_mode,
+      "env_factor": float(np.mean(list(offspring.factors.values()))),
+      "layer_env_factors": {k: float(v) for k, v in offspring.factors.items()},
+      "survivors": {k: [int(i) for i in v] for k, v in offspring.survivors.items()},
+      "expected_params": float(offspring.expected_params),
+  }
+  record.update(metrics_lib.spec_metrics(offspring.spec, ancestor_spec))
+  if result.diverged or not _weights_finite(result.model):
+    record.update({"status": "diverged", "chosen": False, "top1": None,
+                   "wall_seconds": time.time() - start, "dir": None})
+    return record
+  evaluation = train_lib.evaluate(result.model, val_ds)
+  record.update(metrics_lib.model_metrics(offspring.spec, evaluation, ancestor_spec))
+  record["fine_tune_images_per_sec"] = result.train_images_per_sec
+  record["status"] = "ok"
+  record["chosen"] = False
+  directory = candidate_dir(run_dir, generation, candidate)
+  record["dir"] = os.path.relpath(directory, run_dir)
+  record["wall_seconds"] = time.time() - start
+  metrics = {k: v for k, v in record.items() if k != "survivors"}
+  with model_io.atomic_path(directory) as temp:
+    model_io.write_model_dir(temp, result.model, offspring.spec, metrics)
+  return record
+
+
+def _weights_finite(model) -> bool:
+  return all(np.all(np.isfinite(w)) for w in model.get_weights())
+
+
+def _new_lineage(parent_dir: str, spec: spec_lib.NetSpec,
+                 metrics: Dict[str, Any]) -> Dict[str, Any]:
+  ancestor = metrics_lib.model_metrics(
+      spec, {k: metrics[k] for k in ("top1", "top5", "loss") if k in metrics}, spec)
+  ancestor.update({"id": ANCESTOR_ID, "dir": os.path.abspath(parent_dir)})
+  return {"version": LINEAGE_VERSION, "ancestor": ancestor, "candidates": [], "generations": [],
+          "winner": None, "stop_reason": None, "complete": False}
+
+
+def _load_lineage(run_dir: str) -> Optional[Dict[str, Any]]:
+  lineage = model_io.optional_read_json(os.path.join(run_dir, LINEAGE_FILE))
+  if lineage is None:
+    return None
+  # A candidate recorded as finished whose directory vanished is redone.
+  kept = []
+  for record in lineage["candidates"]:
+    if record["status"] == "ok" and not model_io.is_complete(os.path.join(run_dir, record["dir"])):
+      continue
+    kept.append(record)
+  lineage["candidates"] = kept
+  return lineage
+
+
+def _generation_summary(lineage: Dict[str, Any], generation: int) -> Optional[Dict[str, Any]]:
+  for summary in lineage["generations"]:
+    if summary["generation"] == generation:
+      return summary
+  return None
+
+
+def _winner(lineage: Dict[str, Any]) -> str:
+  chosen = [g["chosen"] for g in lineage["generations"] if g["chosen"]]
+  return chosen[-1] if chosen else ANCESTOR_ID
+
+
+def _result(run_dir: str, lineage: Dict[str, Any]) -> EvolutionResult:
+  winner = lineage["winner"]
+  if winner == ANCESTOR_ID:
+    winner_dir = lineage["ancestor"]["dir"]
+  else:
+    gen, cand = _parse_id(winner)
+    winner_dir = candidate_dir(run_dir, gen, cand)
+  return EvolutionResult(run_dir, winner, winner_dir, lineage["stop_reason"], lineage)
+
+
+def _parse_id(identifier: str) -> Tuple[int, int]:
+  gen, cand = identifier.split("/")
+  return int(gen[len("gen_"):]), int(cand[len("cand_"):])
+
+
+def _check_or_write_identity(run_dir: str, identity: Dict[str, Any]) -> None:
+  path = os.path.join(run_dir, CONFIG_FILE)
+  identity = model_io.json_round_trip(identity)
+  existing = model_io.optional_read_json(path)
+  if existing is not None:
+    differing = sorted(k for k in set(existing) | set(identity)
+                       if existing.get(k) != identity.get(k))
+    if differing:
+      details = "; ".join(f"{k} was {existing.get(k)!r}, now {identity.get(k)!r}"
+                          for k in differing)
+      raise ValueError(f"--run_dir {run_dir!r} was made with other flags ({details}). Re-run with "
+                       "the same flags to resume, or pick a new --run_dir.")
+    return
+  os.makedirs(run_dir, exist_ok=True)
+  model_io.write_json(path, identity)
+
+
+def _at_least(name: str, value: int, minimum: int) -> None:
+  if not isinstance(value, int) or value < minimum:
+    raise ValueError(f"--{name} must be an integer >= {minimum}, got {value!r}.")
+
+
+def console_listener(event: Dict[str, Any]) -> None:
+  """Prints one line per candidate and a table per generation."""
+  if event["event"] == "candidate":
+    print(format_candidate(event["record"], event["ancestor_top1"]), flush=True)
+  elif event["event"] == "generation":
+    print(format_generation(event["summary"], event["records"], event["ancestor_top1"]),
+          flush=True)
+
+
+def format_candidate(record: Dict[str, Any], ancestor_top1: float) -> str:
+  """One console line per candidate."""
+  retry = f" (retry {record['attempt']})" if record["attempt"] else ""
+  head = f"gen {record['generation']:3d} cand {record['candidate']:2d}{retry}: "
+  if record["status"] != "ok":
+    return head + (f"DIVERGED (loss NaN) at {record['params']:,} params; discarded, "
+                   "a fresh draw replaces it")
+  return head + (f"{record['params']:>9,} params {record['size_mb']:7.3f} MB "
+                 f"{record['macs'] / 1e6:8.2f} M MACs  top-1 {record['top1']:.4f} "
+                 f"({100 * (record['top1'] - ancestor_top1):+.2f} pts)  "
+                 f"F {record['env_factor']:.3f}  {record['wall_seconds']:.1f}s")
+
+
+def format_generation(summary: Dict[str, Any], records: Sequence[Dict[str, Any]],
+                      ancestor_top1: float) -> str:
+  """A summary table of one generation."""
+  lines = [f"generation {summary['generation']} (parent {summary['parent']}):",
+           f"  {'candidate':<16} {'params':>10} {'size MB':>8} {'M MACs':>8} {'top-1':>7} "
+           f"{'drop':>7}  status"]
+  for r in records:
+    if r["status"] != "ok":
+      lines.append(f"  {r['id']:<16} {r['params']:>10,} {r['size_mb']:>8.3f} "
+                   f"{r['macs'] / 1e6:>8.2f} {'-':>7} {'-':>7}  diverged")
+      continue
+    mark = "chosen" if r["id"] == summary["chosen"] else ""
+    lines.append(f"  {r['id']:<16} {r['params']:>10,} {r['size_mb']:>8.3f} "
+                 f"{r['macs'] / 1e6:>8.2f} {r['top1']:>7.4f} "
+                 f"{100 * (ancestor_top1 - r['top1']):>6.2f}p  {mark}")
+  if summary["stop_reason"]:
+    lines.append(f"  stop: {summary['stop_reason']}")
+  return "\n".join(lines)

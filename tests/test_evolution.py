@@ -1,0 +1,231 @@
+"""The generation loop: selection, stopping, lineage, resume after a kill, refusals, NaN."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from squish_tf import data as data_lib
+from squish_tf import evolution
+from squish_tf import model_io
+from squish_tf import spec as spec_lib
+from squish_tf import surgery
+from squish_tf import synthesis
+from squish_tf import train as train_lib
+
+TINY = spec_lib.NetSpec(input_shape=(32, 32, 3), num_classes=3, conv1_filters=16,
+                        fires=(spec_lib.FireSpec(8, 16, 16), spec_lib.FireSpec(8, 16, 16),
+                               spec_lib.FireSpec(12, 24, 24)),
+                        pool_after=(1, 3), dropout_rate=0.0, classifier_activation="linear",
+                        kernel_initializer="he_uniform", classifier_initializer="normal_0.01",
+                        name="tiny")
+_N = 96
+
+
+def _toy_arrays(seed=0):
+  rng = np.random.default_rng(seed)
+  labels = rng.integers(0, 3, _N).astype(np.int32)
+  images = rng.uniform(0, 80, (_N, 32, 32, 3)).astype(np.float32)
+  images[np.arange(_N), :, :, labels] += 150.0
+  return images, labels
+
+
+_IMAGES, _LABELS = _toy_arrays()
+
+
+def toy_data(num_classes=3):
+  train = tf.data.Dataset.from_tensor_slices((_IMAGES, _LABELS)).shuffle(_N, seed=0).batch(32)
+  val = tf.data.Dataset.from_tensor_slices((_IMAGES, _LABELS)).batch(48)
+  names = tuple(f"c{i}" for i in range(num_classes))
+  return train, val, data_lib.DatasetInfo("toy", names, _N, _N, 32)
+
+
+@pytest.fixture(scope="module")
+def parent_dir(tmp_path_factory):
+  directory = str(tmp_path_factory.mktemp("parent") / "ancestor")
+  train, val, info = toy_data()
+  train_lib.train_model_dir(directory, TINY, data_lib.DataConfig(image_size=32),
+                            train_lib.TrainConfig(epochs=8, learning_rate=1e-2), train, val, info,
+                            seed=0, verbose=0)
+  return directory
+
+
+CONFIG = evolution.EvolutionConfig(generations=3, population=1, offspring_epochs=1,
+                                   max_accuracy_drop=1.0, seed=3)
+SYNTH = synthesis.SynthesisConfig(env_mode="target", target_fraction=0.7)
+
+
+def _comparable(lineage):
+  """What must match between runs: masks, sizes, accuracy and choices (not wall times)."""
+  keys = ("id", "parent", "seed", "survivors", "params", "macs", "size_mb", "status", "chosen",
+          "attempt")
+  return ([{k: r[k] for k in keys} | {"top1": round(r["top1"], 6)} for r in lineage["candidates"]],
+          lineage["generations"], lineage["winner"])
+
+
+class _Kill(Exception):
+  pass
+
+
+def test_resume_after_kill_matches_uninterrupted_run(parent_dir, tmp_path):
+  straight = evolution.evolve(parent_dir, str(tmp_path / "straight"), CONFIG, SYNTH, toy_data)
+  lineage = straight.lineage
+  assert lineage["complete"] and lineage["stop_reason"] == "generations"
+  assert [g["generation"] for g in lineage["generations"]] == [1, 2, 3]
+  params = [r["params"] for r in lineage["candidates"]]
+  assert params == sorted(params, reverse=True) and params[-1] < TINY.params()
+
+  def kill_after_generation_1(event):
+    if event["event"] == "generation" and event["summary"]["generation"] == 1:
+      raise _Kill()
+
+  killed_dir = str(tmp_path / "killed")
+  with pytest.raises(_Kill):
+    evolution.evolve(parent_dir, killed_dir, CONFIG, SYNTH, toy_data,
+                     listeners=[kill_after_generation_1])
+  partial = json.load(open(os.path.join(killed_dir, "lineage.json")))
+  assert not partial["complete"] and len(partial["generations"]) == 1
+  seen = []
+  resumed = evolution.evolve(parent_dir, killed_dir, CONFIG, SYNTH, toy_data,
+                             listeners=[lambda e: seen.append(e)])
+  assert [e["record"]["generation"] for e in seen if e["event"] == "candidate"] == [2, 3]
+  assert _comparable(resumed.lineage) == _comparable(lineage)
+  # Same command again: nothing left to do, same answer.
+  again = evolution.evolve(parent_dir, killed_dir, CONFIG, SYNTH, toy_data)
+  assert again.winner_id == straight.winner_id == "gen_003/cand_00"
+  for record in resumed.lineage["candidates"]:
+    assert model_io.is_complete(os.path.join(killed_dir, record["dir"]))
+    spec = model_io.read_spec(os.path.join(killed_dir, record["dir"]))
+    assert spec.params() == record["params"]
+
+
+def test_lineage_records_everything(parent_dir, tmp_path):
+  result = evolution.evolve(parent_dir, str(tmp_path / "run"),
+                            evolution.EvolutionConfig(generations=1, population=2,
+                                                      offspring_epochs=1, max_accuracy_drop=1.0),
+                            SYNTH, toy_data)
+  lineage = result.lineage
+  assert lineage["ancestor"]["params"] == TINY.params()
+  assert len(lineage["candidates"]) == 2
+  for record in lineage["candidates"]:
+    for key in ("parent", "seed", "env_factor", "survivors", "params", "size_mb", "macs", "top1",
+                "netscore", "synaptic_efficiency", "cluster_efficiency", "wall_seconds", "chosen"):
+      assert key in record, key
+    child = synthesis.child_spec(TINY, record["survivors"])
+    assert child.params() == record["params"]
+    assert record["synaptic_efficiency"] == pytest.approx(TINY.params() / record["params"])
+  chosen = [r for r in lineage["candidates"] if r["chosen"]]
+  assert len(chosen) == 1
+  best = max(r["top1"] for r in lineage["candidates"])
+  assert chosen[0]["top1"] == best
+
+
+def test_select_prefers_accuracy_then_fewer_params_within_budget():
+  def rec(c, top1, params, status="ok"):
+    return {"candidate": c, "top1": top1, "params": params, "status": status}
+  records = [rec(0, 0.80, 100), rec(1, 0.85, 300), rec(2, 0.85, 200), rec(3, None, 10, "diverged")]
+  assert evolution.select(records, ancestor_top1=0.86, max_accuracy_drop=0.03)["candidate"] == 2
+  assert evolution.select(records, ancestor_top1=0.95, max_accuracy_drop=0.03) is None
+
+
+def test_stops_when_target_met(parent_dir, tmp_path):
+  target = TINY.params() * 0.8 * 4 / 1e6
+  result = evolution.evolve(parent_dir, str(tmp_path / "run"),
+                            evolution.EvolutionConfig(generations=3, population=1,
+                                                      offspring_epochs=1, target_size_mb=target,
+                                                      max_accuracy_drop=1.0),
+                            synthesis.SynthesisConfig(env_mode="target", target_fraction=0.5),
+                            toy_data)
+  assert result.stop_reason == "target_met"
+  assert len(result.lineage["generations"]) == 1
+
+
+def test_stops_on_accuracy_drop_and_keeps_last_parent_within(parent_dir, tmp_path):
+  # Newborn offspring that barely train cannot stay within 5 points of the ancestor.
+  result = evolution.evolve(parent_dir, str(tmp_path / "run"),
+                            evolution.EvolutionConfig(generations=2, population=1,
+                                                      offspring_epochs=1, offspring_init="scratch",
+                                                      offspring_learning_rate=1e-7,
+                                                      max_accuracy_drop=0.05),
+                            synthesis.SynthesisConfig(env_factor=0.05, min_filters=1,
+                                                      min_fraction=0.0),
+                            toy_data)
+  assert result.stop_reason == "accuracy_drop"
+  assert result.winner_id == "ancestor"
+  assert result.winner_dir == os.path.abspath(parent_dir)
+
+
+def test_diverged_candidate_is_recorded_replaced_and_never_chosen(parent_dir, tmp_path,
+                                                                  monkeypatch):
+  poisoned_seed = evolution.keras_seed(evolution.draw_seed(0, 1, 0, 0))
+  original = surgery.build_child
+
+  def build_child(*args, **kwargs):
+    model, spec = original(*args, **kwargs)
+    if kwargs.get("seed") == poisoned_seed:
+      model.set_weights([np.full_like(w, np.nan) for w in model.get_weights()])
+    return model, spec
+
+  monkeypatch.setattr(surgery, "build_child", build_child)
+  result = evolution.evolve(parent_dir, str(tmp_path / "run"),
+                            evolution.EvolutionConfig(generations=1, population=1,
+                                                      offspring_epochs=1, max_accuracy_drop=1.0),
+                            SYNTH, toy_data)
+  records = result.lineage["candidates"]
+  assert [(r["attempt"], r["status"], r["chosen"]) for r in records] == [
+      (0, "diverged", False), (1, "ok", True)]
+  assert records[0]["dir"] is None
+  assert not os.path.exists(os.path.join(str(tmp_path / "run"), "generations", "gen_001",
+                                         "cand_00", "spec.json")) or records[1]["dir"]
+
+
+def test_other_flags_are_refused_naming_the_flag(parent_dir, tmp_path):
+  run_dir = str(tmp_path / "run")
+  config = evolution.EvolutionConfig(generations=1, population=1, offspring_epochs=1,
+                                     max_accuracy_drop=1.0)
+  evolution.evolve(parent_dir, run_dir, config, SYNTH, toy_data)
+  with pytest.raises(ValueError, match=r"made with other flags \(--population was 1, now 2\)"):
+    evolution.evolve(parent_dir, run_dir,
+                     evolution.EvolutionConfig(generations=1, population=2, offspring_epochs=1,
+                                               max_accuracy_drop=1.0), SYNTH, toy_data)
+
+
+def _assert_refused(tmp_path, match, parent, config=CONFIG, synth=SYNTH, data_fn=toy_data):
+  run_dir = str(tmp_path / "refused")
+  with pytest.raises(ValueError, match=match):
+    evolution.evolve(parent, run_dir, config, synth, data_fn)
+  assert not os.path.exists(run_dir)
+
+
+def test_bad_inputs_are_refused_before_writing(parent_dir, tmp_path):
+  with pytest.raises(ValueError, match=r"--env_factor must be in \(0, 1\], got 1.5"):
+    synthesis.SynthesisConfig(env_factor=1.5)
+  with pytest.raises(ValueError, match=r"--env_factor must be in \(0, 1\], got 0"):
+    synthesis.SynthesisConfig(env_factor=0)
+  empty = tmp_path / "empty"
+  empty.mkdir()
+  _assert_refused(tmp_path, "holds no spec.json", str(empty))
+  no_model = tmp_path / "no_model"
+  no_model.mkdir()
+  (no_model / "spec.json").write_text(TINY.to_json())
+  _assert_refused(tmp_path, "holds no model.keras", str(no_model))
+  alien = tmp_path / "alien"
+  alien.mkdir()
+  (alien / "spec.json").write_text(json.dumps({"family": "resnet", "version": 1}))
+  _assert_refused(tmp_path, "Not a SqueezeNet-family spec", str(alien))
+  smallest = synthesis.smallest_child_spec(TINY, SYNTH)
+  _assert_refused(tmp_path, rf"below the smallest reachable size {smallest.size_mb():.4f} MB",
+                  parent_dir, config=evolution.EvolutionConfig(target_size_mb=1e-4))
+  _assert_refused(tmp_path, r"has 5 classes but the parent .* was trained for 3", parent_dir,
+                  data_fn=lambda: toy_data(num_classes=5))
+
+
+def test_config_validation():
+  with pytest.raises(ValueError, match="--population must be an integer >= 1, got 0"):
+    evolution.EvolutionConfig(population=0)
+  with pytest.raises(ValueError, match=r"--max_accuracy_drop is a fraction"):
+    evolution.EvolutionConfig(max_accuracy_drop=3)
+  with pytest.raises(ValueError, match="--offspring_init must be 'inherit' or 'scratch'"):
+    evolution.EvolutionConfig(offspring_init="clone")
