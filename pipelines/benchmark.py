@@ -1,0 +1,125 @@
+r"""Times and scores every artefact of a model: Keras, SavedModel, each .tflite.
+
+  squish-benchmark --model_dir=saved_models/demo/ancestor \
+      --export_dir=saved_models/demo/export
+  squish-benchmark --model_dir=m --formats='keras,tflite_*' --batch_sizes=1,8,32
+
+Validation images come from the data flags (the same source the model was
+trained on); --image_size defaults to the model's input size. Prints a table
+and writes benchmark.json (default: into the export directory) atomically.
+"""
+
+import dataclasses
+import os
+
+from absl import flags
+from absl import logging
+import tensorflow as tf
+
+from squish_tf import benchmark as benchmark_lib
+from squish_tf import data as data_lib
+from squish_tf import flag_defs
+from squish_tf import model_io
+
+FLAGS = flags.FLAGS
+
+flag_defs.define_data_flags()
+flags.DEFINE_string("model_dir", None, "Model directory (model.keras, spec.json) to benchmark.")
+flags.DEFINE_string("export_dir", None,
+                    "Its export directory (saved_model/, *.tflite); default <model_dir>/export.")
+flags.DEFINE_list("batch_sizes", ["1", "8"], "Batch sizes to time, comma-separated.")
+flags.DEFINE_integer("num_threads", 2,
+                     "CPU threads for LiteRT and for TensorFlow (Keras, SavedModel).",
+                     lower_bound=1)
+flags.DEFINE_integer("eval_images", 500,
+                     "Validation images to measure top-1 on (the same for every artefact).",
+                     lower_bound=1)
+flags.DEFINE_float("min_seconds", 2.0, "Time each batch size for at least this long.",
+                   lower_bound=0.0)
+flags.DEFINE_integer("min_runs", 10, "Time each batch size at least this many times.",
+                     lower_bound=1)
+flags.DEFINE_list("formats", None,
+                  "Artefacts to benchmark (names or patterns: keras, saved_model, tflite_fp32, "
+                  "tflite_*, ...); default all found.")
+flags.DEFINE_string("output", None,
+                    "Where benchmark.json goes; default <export_dir>/benchmark.json.")
+flags.mark_flag_as_required("model_dir")
+
+
+def main(argv):
+  del argv
+  _set_tf_threads(FLAGS.num_threads)
+
+  try:
+    batch_sizes = tuple(int(size) for size in FLAGS.batch_sizes)
+  except ValueError:
+    raise ValueError(f"--batch_sizes must be comma-separated integers, got "
+                     f"{','.join(FLAGS.batch_sizes)!r}.") from None
+  config = benchmark_lib.BenchmarkConfig(
+      batch_sizes=batch_sizes, num_threads=FLAGS.num_threads, min_seconds=FLAGS.min_seconds,
+      min_runs=FLAGS.min_runs, formats=FLAGS.formats)
+  spec = model_io.read_spec(FLAGS.model_dir)
+  export_dir = _export_dir(config)
+
+  data_config = flag_defs.data_config_from_flags()
+  height, width, _ = spec.input_shape
+  if not FLAGS["image_size"].present:
+    if height != width:
+      raise ValueError(f"{FLAGS.model_dir!r} takes {height}x{width} images; the data flags load "
+                       "square images only.")
+    data_config = dataclasses.replace(data_config, image_size=height)
+  elif FLAGS.image_size != height or FLAGS.image_size != width:
+    raise ValueError(f"--image_size={FLAGS.image_size} but {FLAGS.model_dir!r} takes "
+                     f"{height}x{width} images; omit --image_size or pass {height}.")
+  _, val_ds, info = data_lib.load(data_config)
+  if info.num_classes != spec.num_classes:
+    raise ValueError(f"--dataset={data_config.dataset} has {info.num_classes} classes but "
+                     f"{FLAGS.model_dir!r} classifies {spec.num_classes}; pass the data flags the "
+                     "model was trained with.")
+  images, labels = benchmark_lib.take_images(val_ds, FLAGS.eval_images)
+
+  name = os.path.basename(os.path.normpath(FLAGS.model_dir))
+  result = benchmark_lib.benchmark_models(
+      {name: {"model_dir": FLAGS.model_dir, "export_dir": export_dir}}, images, labels, config,
+      log=print)
+  result["settings"]["dataset"] = info.name
+  output = FLAGS.output or os.path.join(export_dir or FLAGS.model_dir,
+                                        benchmark_lib.BENCHMARK_FILE)
+  benchmark_lib.write_benchmark(output, result)
+  print()
+  print(benchmark_lib.format_table(result))
+  print(f"\nwrote {output}")
+
+
+def _set_tf_threads(num_threads):
+  """Gives Keras and the SavedModel the same CPU threads as LiteRT, for a fair comparison."""
+  # TensorFlow's thread pools can only be sized before its runtime starts; when
+  # something started it already (a test, an embedding program), keep its pools
+  # and let settings.machine record what they are.
+  try:
+    tf.config.threading.set_intra_op_parallelism_threads(num_threads)
+    tf.config.threading.set_inter_op_parallelism_threads(num_threads)
+  except RuntimeError:
+    logging.warning("TensorFlow is already initialised; Keras and SavedModel timings use its "
+                    "existing thread pools, not --num_threads=%d.", num_threads)
+
+
+def _export_dir(config):
+  """--export_dir, or <model_dir>/export; None when only the Keras model is asked for."""
+  if FLAGS.export_dir:
+    return FLAGS.export_dir
+  default = os.path.join(FLAGS.model_dir, "export")
+  if os.path.isdir(default):
+    return default
+  if config.formats is not None and all(pattern == "keras" for pattern in config.formats):
+    return None
+  raise ValueError(f"No export directory at {default!r}. Export the model first (squish-export), "
+                   "pass --export_dir, or pass --formats=keras to time the Keras model alone.")
+
+
+def run():
+  flag_defs.run(main)
+
+
+if __name__ == "__main__":
+  run()

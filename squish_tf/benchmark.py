@@ -1,0 +1,726 @@
+"""Speed, size and accuracy of every artefact of a model, on this machine.
+
+For a model directory (`model.keras`, `spec.json`) and, optionally, its export
+directory (`saved_model/`, `*.tflite`), each artefact is measured the same way:
+
+- file bytes (a SavedModel's bytes are the sum over its directory);
+- validation top-1 on the same images for every artefact, fed as the uint8
+  pixels a camera gives (float inputs get them cast, quantized inputs get them
+  quantized with the input tensor's own scale and zero point), plus the
+  agreement of its predicted classes with the Keras model's: how faithful a
+  conversion or quantization is, independent of the labels;
+- at each batch size: images/sec and latency percentiles (ms per batch) over
+  timed runs repeated until both `min_runs` and `min_seconds` are reached,
+  after `warmup_runs` untimed ones (tracing, allocation, caches).
+
+What is timed is one inference on a prepared input: `predict_on_batch` for
+Keras, the `serving_default` signature for a SavedModel, and
+set_tensor + invoke + get_tensor for a LiteRT interpreter. Input preparation
+(casting, quantizing) and output dequantization are left out: they are the
+same few numpy operations for every artefact.
+
+TFLite files run in `ai_edge_litert.interpreter.Interpreter` (TensorFlow's own
+`tf.lite.Interpreter` is deprecated) with `num_threads` threads. TensorFlow's
+thread pool cannot be resized once its runtime has started; the pipeline main
+sets it before anything else, and `settings` records what TensorFlow used.
+"""
+
+import dataclasses
+import fnmatch
+import importlib.metadata
+import os
+import platform
+import time
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from squish_tf import metrics as metrics_lib
+from squish_tf import model_io
+
+BENCHMARK_FILE = "benchmark.json"
+BENCHMARK_VERSION = 1
+SAVED_MODEL_DIR = "saved_model"
+SIGNATURE = "serving_default"
+# The export's standard artefacts, in the order tables list them. Any other
+# `<name>.tflite` in an export dir is benchmarked too, as `tflite_<name>`.
+ARTEFACT_ORDER = ("keras", "saved_model", "tflite_fp32", "tflite_fp16", "tflite_dynamic",
+                  "tflite_int8", "tflite_qat_int8")
+# Preferred output keys of a SavedModel signature with several outputs.
+_OUTPUT_KEYS = ("probabilities", "output_0", "softmax", "logits")
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchmarkConfig:
+  """How to measure; mirrors the benchmark flags.
+
+  Attributes:
+    batch_sizes: batch sizes to time, each >= 1.
+    num_threads: LiteRT interpreter threads.
+    min_seconds: keep timing a batch size until this much time has passed...
+    min_runs: ...and at least this many timed runs were made.
+    warmup_runs: untimed runs before timing each batch size.
+    eval_batch_size: batch size of the accuracy pass (results do not depend on it).
+    formats: artefact names or fnmatch patterns to keep (e.g. ("keras",
+      "tflite_*")); None keeps every artefact found.
+  """
+
+  batch_sizes: Tuple[int, ...] = (1, 8)
+  num_threads: int = 2
+  min_seconds: float = 2.0
+  min_runs: int = 10
+  warmup_runs: int = 3
+  eval_batch_size: int = 32
+  formats: Optional[Tuple[str, ...]] = None
+
+  def __post_init__(self):
+    object.__setattr__(self, "batch_sizes", tuple(self.batch_sizes))
+    if self.formats is not None:
+      object.__setattr__(self, "formats", tuple(self.formats))
+    if not self.batch_sizes:
+      raise ValueError("batch_sizes is empty; give at least one batch size, e.g. (1, 8).")
+    for size in self.batch_sizes:
+      if not isinstance(size, (int, np.integer)) or isinstance(size, bool) or size < 1:
+        raise ValueError(f"batch sizes must be positive integers, got {size!r} in "
+                         f"{self.batch_sizes!r}.")
+    if len(set(self.batch_sizes)) != len(self.batch_sizes):
+      raise ValueError(f"batch_sizes lists a size twice: {self.batch_sizes!r}.")
+    object.__setattr__(self, "batch_sizes", tuple(int(b) for b in self.batch_sizes))
+    for field, minimum in (("num_threads", 1), ("min_runs", 1), ("warmup_runs", 0),
+                           ("eval_batch_size", 1)):
+      value = getattr(self, field)
+      if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ValueError(f"{field} must be an integer >= {minimum}, got {value!r}.")
+    if not self.min_seconds >= 0:
+      raise ValueError(f"min_seconds must be >= 0, got {self.min_seconds!r}.")
+    if self.formats is not None and not self.formats:
+      raise ValueError("formats is empty; pass None to benchmark every artefact, or names such "
+                       f"as {list(ARTEFACT_ORDER)}.")
+
+
+# -- finding artefacts -----------------------------------------------------------
+
+
+def artefact_name(tflite_file: str) -> str:
+  """`model_int8.tflite` -> `tflite_int8`; `other.tflite` -> `tflite_other`."""
+  stem = os.path.basename(tflite_file)[:-len(".tflite")]
+  if stem.startswith("model_"):
+    stem = stem[len("model_"):]
+  return f"tflite_{stem}"
+
+
+def find_artefacts(model_dir: Optional[str],
+                   export_dir: Optional[str] = None,
+                   formats: Optional[Sequence[str]] = None) -> Dict[str, str]:
+  """The benchmarkable artefacts of a model, as {name: path}, in table order.
+
+  Args:
+    model_dir: a model directory; its `model.keras` is the `keras` artefact.
+      None when only an export is benchmarked.
+    export_dir: an export directory (`saved_model/`, `*.tflite`), or None for
+      none. When given it must exist and hold at least one of them.
+    formats: names or fnmatch patterns to keep; None keeps all.
+
+  Raises:
+    ValueError: the export dir is missing or empty, or nothing is left to
+      benchmark (the message lists what was found).
+  """
+  found: Dict[str, str] = {}
+  if model_dir is not None:
+    keras_path = os.path.join(model_dir, model_io.MODEL_FILE)
+    if os.path.isfile(keras_path):
+      found["keras"] = keras_path
+  if export_dir is not None:
+    if not os.path.isdir(export_dir):
+      raise ValueError(f"Export directory {export_dir!r} does not exist. Export the model first "
+                       "(squish-export), or pass the --export_dir that holds its saved_model/ and "
+                       ".tflite files.")
+    exported: Dict[str, str] = {}
+    saved_model = os.path.join(export_dir, SAVED_MODEL_DIR)
+    if os.path.isfile(os.path.join(saved_model, "saved_model.pb")):
+      exported["saved_model"] = saved_model
+    for name in sorted(os.listdir(export_dir)):
+      path = os.path.join(export_dir, name)
+      if name.endswith(".tflite") and os.path.isfile(path):
+        exported[artefact_name(name)] = path
+    if not exported:
+      listing = sorted(os.listdir(export_dir))
+      raise ValueError(f"Export directory {export_dir!r} holds nothing to benchmark: expected "
+                       f"{SAVED_MODEL_DIR}/ (with saved_model.pb) or *.tflite files, found "
+                       f"{listing}. Re-run the export, or pass the right --export_dir.")
+    found.update(exported)
+  if not found:
+    raise ValueError(f"Nothing to benchmark: {model_dir!r} holds no {model_io.MODEL_FILE} and no "
+                     "export directory was given.")
+  ordered = {name: found[name] for name in ARTEFACT_ORDER if name in found}
+  ordered.update({name: path for name, path in found.items() if name not in ordered})
+  if formats is None:
+    return ordered
+  kept = {name: path for name, path in ordered.items()
+          if any(fnmatch.fnmatchcase(name, pattern) for pattern in formats)}
+  if not kept:
+    raise ValueError(f"No artefact matches formats {list(formats)}; found {list(ordered)}. "
+                     "Pass some of those names (fnmatch patterns such as tflite_* work too).")
+  return kept
+
+
+def artefact_bytes(path: str) -> int:
+  """A file's size, or the sum over a directory's files (a SavedModel)."""
+  if os.path.isfile(path):
+    return os.path.getsize(path)
+  total = 0
+  for root, _, files in os.walk(path):
+    total += sum(os.path.getsize(os.path.join(root, name)) for name in files)
+  return total
+
+
+# -- running artefacts -----------------------------------------------------------
+
+
+class _Runner:
+  """One loaded artefact. `feed` prepares uint8 pixels, `invoke` is what is timed."""
+
+  input_size: Tuple[int, int]  # (height, width)
+  input_info: Dict[str, Any]  # the input's dtype and quantization, for the record
+
+  def feed(self, pixels: np.ndarray) -> Any:
+    raise NotImplementedError
+
+  def invoke(self, feed: Any) -> np.ndarray:
+    raise NotImplementedError
+
+  def probabilities(self, raw: np.ndarray) -> np.ndarray:
+    return np.asarray(raw, np.float32)
+
+
+class _KerasRunner(_Runner):
+
+  def __init__(self, path: str):
+    import keras  # pylint: disable=g-import-not-at-top
+
+    self._model = keras.models.load_model(path, compile=False)
+    shape = tuple(self._model.input_shape)
+    self.input_size = (shape[1], shape[2])
+    self.input_info = {"dtype": "float32"}
+
+  def feed(self, pixels):
+    return pixels.astype(np.float32)
+
+  def invoke(self, feed):
+    return self._model.predict_on_batch(feed)
+
+
+class _SavedModelRunner(_Runner):
+
+  def __init__(self, path: str):
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+    self._tf = tf
+    # Keep the loaded object: its signatures use its variables, which die with it.
+    self._loaded = tf.saved_model.load(path)
+    signatures = self._loaded.signatures
+    if SIGNATURE not in signatures:
+      raise ValueError(f"SavedModel {path!r} has no {SIGNATURE!r} signature (it has "
+                       f"{sorted(signatures)}); re-export the model.")
+    self._function = signatures[SIGNATURE]
+    _, inputs = self._function.structured_input_signature
+    if len(inputs) != 1:
+      raise ValueError(f"SavedModel {path!r}: {SIGNATURE} takes {len(inputs)} inputs "
+                       f"({sorted(inputs)}); an image classifier takes one image batch.")
+    (self._input_name, input_spec), = inputs.items()
+    self._dtype = input_spec.dtype
+    self.input_size = (input_spec.shape[1], input_spec.shape[2])
+    self.input_info = {"dtype": self._dtype.name}
+    outputs = self._function.structured_outputs
+    preferred = [key for key in _OUTPUT_KEYS if key in outputs]
+    self._output_key = preferred[0] if preferred else sorted(outputs)[0]
+
+  def feed(self, pixels):
+    return self._tf.constant(pixels.astype(self._dtype.as_numpy_dtype))
+
+  def invoke(self, feed):
+    return self._function(**{self._input_name: feed})[self._output_key].numpy()
+
+
+class _TFLiteRunner(_Runner):
+  """A LiteRT interpreter, resized to each batch size it is given."""
+
+  def __init__(self, path: str, num_threads: int):
+    from ai_edge_litert import interpreter as litert  # pylint: disable=g-import-not-at-top
+
+    self._path = path
+    self._interpreter = litert.Interpreter(model_path=path, num_threads=num_threads)
+    inputs = self._interpreter.get_input_details()
+    outputs = self._interpreter.get_output_details()
+    if len(inputs) != 1 or len(outputs) != 1:
+      raise ValueError(f"{path!r} has {len(inputs)} inputs and {len(outputs)} outputs; an image "
+                       "classifier has one of each.")
+    self._input, self._output = inputs[0], outputs[0]
+    shape = self._input["shape"]
+    self.input_size = (int(shape[1]), int(shape[2]))
+    self._channels = int(shape[3])
+    self._batch = None
+    scale, zero_point = self._input["quantization"]
+    self.input_info = {"dtype": np.dtype(self._input["dtype"]).name}
+    if scale:
+      self.input_info.update(scale=float(scale), zero_point=int(zero_point))
+
+  def _resize(self, batch: int) -> None:
+    if batch == self._batch:
+      return
+    try:
+      self._interpreter.resize_tensor_input(
+          self._input["index"], [batch, *self.input_size, self._channels])
+      self._interpreter.allocate_tensors()
+    except (RuntimeError, ValueError) as error:
+      self._batch = None
+      raise _UnsupportedBatch(f"{os.path.basename(self._path)} cannot run batch {batch}: "
+                              f"{error}") from None
+    self._batch = batch
+
+  def feed(self, pixels):
+    self._resize(pixels.shape[0])
+    dtype = np.dtype(self._input["dtype"])
+    scale, zero_point = self._input["quantization"]
+    if dtype.kind in "iu" and scale:
+      # Real value = scale * (q - zero_point); uint8 camera inputs normally have
+      # scale ~1 and zero point 0, so this hands them the pixels unchanged.
+      info = np.iinfo(dtype)
+      quantized = np.round(pixels.astype(np.float32) / scale + zero_point)
+      return np.clip(quantized, info.min, info.max).astype(dtype)
+    return pixels.astype(dtype)
+
+  def invoke(self, feed):
+    self._resize(feed.shape[0])
+    self._interpreter.set_tensor(self._input["index"], feed)
+    self._interpreter.invoke()
+    return self._interpreter.get_tensor(self._output["index"])
+
+  def probabilities(self, raw):
+    scale, zero_point = self._output["quantization"]
+    if np.asarray(raw).dtype.kind in "iu" and scale:
+      return (raw.astype(np.float32) - zero_point) * scale
+    return np.asarray(raw, np.float32)
+
+
+class _UnsupportedBatch(ValueError):
+  """An artefact that cannot be resized to a batch size (e.g. a fixed-batch graph)."""
+
+
+def _load_runner(name: str, path: str, config: BenchmarkConfig) -> _Runner:
+  if name == "keras":
+    return _KerasRunner(path)
+  if name == "saved_model":
+    return _SavedModelRunner(path)
+  return _TFLiteRunner(path, config.num_threads)
+
+
+# -- measuring -------------------------------------------------------------------
+
+
+def time_runs(function: Callable[[], Any], min_seconds: float, min_runs: int = 10,
+              warmup_runs: int = 3) -> List[float]:
+  """Seconds of each timed call of `function`, after untimed warm-up calls.
+
+  Timing goes on until at least `min_runs` calls were timed and `min_seconds`
+  have passed.
+  """
+  for _ in range(warmup_runs):
+    function()
+  latencies: List[float] = []
+  start = time.perf_counter()
+  while len(latencies) < min_runs or time.perf_counter() - start < min_seconds:
+    begin = time.perf_counter()
+    function()
+    latencies.append(time.perf_counter() - begin)
+  return latencies
+
+
+def latency_stats(latencies: Sequence[float], batch_size: int) -> Dict[str, Any]:
+  """images/sec and latency percentiles (ms per batch) of timed runs."""
+  seconds = np.asarray(latencies, np.float64)
+  p50, p90, p99 = np.percentile(seconds * 1e3, [50, 90, 99])
+  return {
+      "images_per_sec": float(batch_size * len(seconds) / seconds.sum()),
+      # The median run's rate: unlike the mean above, it ignores the stalls a
+      # busy machine inflicts on a few runs, so it compares artefacts fairly there.
+      "images_per_sec_p50": float(batch_size * 1e3 / p50),
+      "latency_ms": {"mean": float(seconds.mean() * 1e3), "p50": float(p50), "p90": float(p90),
+                     "p99": float(p99)},
+      "runs": int(len(seconds)),
+      "seconds": float(seconds.sum()),
+  }
+
+
+def _predict_classes(runner: _Runner, pixels: np.ndarray, batch_size: int) -> np.ndarray:
+  classes = []
+  for start in range(0, len(pixels), batch_size):
+    raw = runner.invoke(runner.feed(pixels[start:start + batch_size]))
+    classes.append(np.argmax(runner.probabilities(raw), axis=-1))
+  return np.concatenate(classes).astype(np.int64)
+
+
+def _timing_batch(pixels: Optional[np.ndarray], batch_size: int,
+                  input_size: Tuple[int, int]) -> np.ndarray:
+  """A batch of real images when there are some (repeated if too few), else noise."""
+  if pixels is not None and len(pixels):
+    indices = np.arange(batch_size) % len(pixels)
+    return pixels[indices]
+  if None in input_size:
+    raise ValueError("The model accepts any image size, so timing it needs example images; "
+                     "pass images.")
+  rng = np.random.default_rng(0)
+  return rng.integers(0, 256, (batch_size, *input_size, 3), dtype=np.uint8)
+
+
+def benchmark_artefact(name: str, path: str, pixels: Optional[np.ndarray] = None,
+                       labels: Optional[np.ndarray] = None,
+                       config: BenchmarkConfig = BenchmarkConfig(),
+                       reference_classes: Optional[np.ndarray] = None
+                      ) -> Tuple[Dict[str, Any], Optional[np.ndarray]]:
+  """Bytes, top-1 and speed of one artefact (see the module docstring).
+
+  Args:
+    name: the artefact's name (`keras`, `saved_model`, `tflite_*`).
+    path: its file (directory for a SavedModel).
+    pixels: uint8 [N, H, W, 3] validation images, or None (speed only, on noise).
+    labels: int [N] labels of `pixels`, or None (no top-1).
+    config: how to measure.
+    reference_classes: predicted classes of a reference artefact on `pixels`,
+      for `agreement`.
+
+  Returns:
+    ({"path", "bytes", "input", "top1", "agreement", "batches": {"1": {...}}},
+     the predicted classes on `pixels` or None).
+  """
+  runner = _load_runner(name, path, config)
+  if (pixels is not None and None not in runner.input_size and
+      tuple(pixels.shape[1:3]) != tuple(runner.input_size)):
+    height, width = runner.input_size
+    raise ValueError(f"{path!r} takes {height}x{width} images but the evaluation images are "
+                     f"{pixels.shape[1]}x{pixels.shape[2]}; load them at --image_size={height}.")
+  result: Dict[str, Any] = {"path": path, "bytes": artefact_bytes(path),
+                            "input": runner.input_info, "top1": None, "agreement": None}
+  classes = None
+  if pixels is not None and len(pixels):
+    try:
+      classes = _predict_classes(runner, pixels, config.eval_batch_size)
+    except _UnsupportedBatch:
+      classes = _predict_classes(runner, pixels, 1)  # fixed-batch graphs still run one by one
+    if labels is not None:
+      result["top1"] = float(np.mean(classes == np.asarray(labels).reshape(-1)))
+    if reference_classes is not None:
+      result["agreement"] = float(np.mean(classes == reference_classes))
+  batches: Dict[str, Any] = {}
+  for batch_size in config.batch_sizes:
+    try:
+      feed = runner.feed(_timing_batch(pixels, batch_size, runner.input_size))
+      latencies = time_runs(lambda feed=feed: runner.invoke(feed), config.min_seconds,
+                            config.min_runs, config.warmup_runs)
+    except _UnsupportedBatch as error:
+      batches[str(batch_size)] = {"error": str(error)}
+      continue
+    batches[str(batch_size)] = latency_stats(latencies, batch_size)
+  result["batches"] = batches
+  return result, classes
+
+
+def benchmark_model(model_dir: Optional[str],
+                    export_dir: Optional[str] = None,
+                    images: Optional[np.ndarray] = None,
+                    labels: Optional[np.ndarray] = None,
+                    config: BenchmarkConfig = BenchmarkConfig(),
+                    log: Optional[Callable[[str], None]] = None) -> Dict[str, Any]:
+  """Benchmarks every artefact of one model.
+
+  Args:
+    model_dir: the model directory (`model.keras`, `spec.json`); params and
+      MACs come from its spec, or from `metrics.json` for a model without one.
+    export_dir: its export directory, or None to time only the Keras model.
+      When given it must exist and hold a SavedModel or .tflite files; formats
+      it lacks are skipped and listed under `missing`.
+    images: [N, H, W, 3] validation images in [0, 255] (any dtype; rounded to
+      uint8 once so every artefact sees the same pixels), or None to time on
+      noise without accuracy.
+    labels: int [N] labels of `images`, or None.
+    config: how to measure.
+    log: called with one line per artefact as it finishes (e.g. print).
+
+  Returns:
+    {"model_dir", "export_dir", "params", "size_mb", "macs", "image_size",
+     "artefacts": {name: {...}}, "missing": [standard names not found]}.
+
+  Raises:
+    ValueError: nothing to benchmark, a missing export dir, images of the
+      wrong size or count.
+  """
+  pixels = as_pixels(images) if images is not None else None
+  if labels is not None:
+    if pixels is None:
+      raise ValueError("labels were given without images; pass both or neither.")
+    labels = np.asarray(labels).reshape(-1)
+    if len(labels) != len(pixels):
+      raise ValueError(f"{len(pixels)} images but {len(labels)} labels; they must pair up.")
+  artefacts = find_artefacts(model_dir, export_dir, config.formats)
+  entry: Dict[str, Any] = {"model_dir": model_dir, "export_dir": export_dir}
+  entry.update(_model_size(model_dir))
+  if pixels is not None and entry.get("image_size") is not None:
+    if tuple(pixels.shape[1:3]) != tuple(entry["image_size"][:2]):
+      height, width = entry["image_size"][:2]
+      raise ValueError(f"{model_dir!r} takes {height}x{width} images but the evaluation images "
+                       f"are {pixels.shape[1]}x{pixels.shape[2]}; load them at "
+                       f"--image_size={height}.")
+  results: Dict[str, Any] = {}
+  reference = None
+  for name, path in artefacts.items():
+    result, classes = benchmark_artefact(name, path, pixels, labels, config, reference)
+    if reference is None and classes is not None:
+      reference = classes  # the first artefact (Keras when present) is the reference
+      result["agreement"] = 1.0
+    results[name] = result
+    if log is not None:
+      log(_artefact_line(name, result))
+  entry["reference_artefact"] = next(iter(results)) if pixels is not None else None
+  entry["artefacts"] = results
+  expected = ARTEFACT_ORDER if export_dir is not None else ("keras",)
+  entry["missing"] = [name for name in expected if name not in artefacts and
+                      (config.formats is None or
+                       any(fnmatch.fnmatchcase(name, p) for p in config.formats))]
+  return entry
+
+
+def benchmark_models(model_dirs: Mapping[str, Union[str, Mapping[str, Optional[str]]]],
+                     images: Optional[np.ndarray] = None,
+                     labels: Optional[np.ndarray] = None,
+                     config: BenchmarkConfig = BenchmarkConfig(),
+                     log: Optional[Callable[[str], None]] = None) -> Dict[str, Any]:
+  """Benchmarks several models on the same images: the benchmark.json dict.
+
+  Args:
+    model_dirs: {name: model_dir} (Keras model only) or {name: {"model_dir":
+      ..., "export_dir": ...}}, e.g. {"ancestor": {...}, "squishednet": {...}}.
+    images, labels, config, log: as in `benchmark_model`.
+
+  Returns:
+    {"version", "settings": {...}, "models": {name: benchmark_model(...)}}.
+  """
+  if not model_dirs:
+    raise ValueError("No models to benchmark; pass {name: model_dir}.")
+  # Settings (and the machine's load) before the first timing.
+  run_settings = settings(config, eval_images=None if images is None else len(images))
+  models: Dict[str, Any] = {}
+  for name, where in model_dirs.items():
+    if isinstance(where, str):
+      where = {"model_dir": where, "export_dir": None}
+    unknown = sorted(set(where) - {"model_dir", "export_dir"})
+    if unknown:
+      raise ValueError(f"Model {name!r}: unknown keys {unknown}; expected model_dir and "
+                       "export_dir.")
+    if log is not None:
+      log(f"{name}:")
+    models[name] = benchmark_model(where.get("model_dir"), where.get("export_dir"), images,
+                                   labels, config, log=log)
+  if hasattr(os, "getloadavg"):
+    run_settings["machine"]["load_average_1min_end"] = os.getloadavg()[0]
+  return {"version": BENCHMARK_VERSION, "settings": run_settings, "models": models}
+
+
+def as_pixels(images: np.ndarray) -> np.ndarray:
+  """[N, H, W, 3] images in [0, 255] -> uint8 pixels (rounded, clipped)."""
+  images = np.asarray(images)
+  if images.ndim != 4 or images.shape[-1] != 3:
+    raise ValueError(f"images must be [N, height, width, 3], got shape {images.shape}.")
+  if images.dtype == np.uint8:
+    return images
+  return np.clip(np.round(images.astype(np.float32)), 0, 255).astype(np.uint8)
+
+
+def take_images(dataset, count: int) -> Tuple[np.ndarray, np.ndarray]:
+  """The first `count` (image, label) pairs of a batched tf.data split as numpy.
+
+  Returns:
+    (uint8 pixels [n, H, W, 3], int32 labels [n]) with n = min(count, the
+    split's size).
+  """
+  if count < 1:
+    raise ValueError(f"eval image count must be >= 1, got {count}.")
+  images, labels, have = [], [], 0
+  for batch_images, batch_labels in dataset:
+    images.append(as_pixels(np.asarray(batch_images)))
+    labels.append(np.asarray(batch_labels).reshape(-1).astype(np.int32))
+    have += len(images[-1])
+    if have >= count:
+      break
+  if not images:
+    raise ValueError("The validation split is empty; there is nothing to measure accuracy on.")
+  return np.concatenate(images)[:count], np.concatenate(labels)[:count]
+
+
+def _model_size(model_dir: Optional[str]) -> Dict[str, Any]:
+  """params, size_mb, macs and input size from spec.json, else metrics.json."""
+  if model_dir is None:
+    return {"params": None, "size_mb": None, "macs": None, "image_size": None}
+  if os.path.isfile(os.path.join(model_dir, model_io.SPEC_FILE)):
+    spec = model_io.read_spec(model_dir)
+    return {"params": spec.params(), "size_mb": spec.size_mb(), "macs": spec.macs(),
+            "image_size": list(spec.input_shape)}
+  # A model that is not a NetSpec (a Keras-applications baseline) may still
+  # have recorded its figures.
+  metrics = model_io.optional_read_json(os.path.join(model_dir, model_io.METRICS_FILE)) or {}
+  params = metrics.get("params")
+  return {"params": params, "size_mb": metrics_lib.size_mb(params) if params else None,
+          "macs": metrics.get("macs"), "image_size": None}
+
+
+def settings(config: BenchmarkConfig, eval_images: Optional[int] = None) -> Dict[str, Any]:
+  """The benchmark's settings and the machine it ran on."""
+  out = dataclasses.asdict(config)
+  out["batch_sizes"] = list(config.batch_sizes)
+  out["formats"] = None if config.formats is None else list(config.formats)
+  out["eval_images"] = eval_images
+  out["machine"] = machine_info()
+  return out
+
+
+def machine_info() -> Dict[str, Any]:
+  """Platform, CPU and library versions: what a timing depends on."""
+  info: Dict[str, Any] = {
+      "platform": platform.platform(),
+      "machine": platform.machine(),
+      "processor": _cpu_model() or platform.processor() or None,
+      "cpu_count": os.cpu_count(),
+      "python": platform.python_version(),
+  }
+  if hasattr(os, "sched_getaffinity"):
+    info["usable_cpus"] = len(os.sched_getaffinity(0))
+  if hasattr(os, "getloadavg"):
+    # A load above the CPU count means other work shared the cores: noisy timings.
+    info["load_average_1min"] = os.getloadavg()[0]
+  for package in ("tensorflow", "keras", "ai-edge-litert"):
+    try:
+      info[package.replace("-", "_")] = importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+      info[package.replace("-", "_")] = None
+  try:
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+    info["tf_intra_op_threads"] = tf.config.threading.get_intra_op_parallelism_threads()
+    info["tf_inter_op_threads"] = tf.config.threading.get_inter_op_parallelism_threads()
+  except ImportError:
+    pass
+  return info
+
+
+def _cpu_model() -> Optional[str]:
+  try:
+    with open("/proc/cpuinfo", "r", encoding="utf-8") as handle:
+      for line in handle:
+        if line.lower().startswith("model name"):
+          return line.split(":", 1)[1].strip()
+  except OSError:
+    pass
+  return None
+
+
+# -- writing and showing -----------------------------------------------------------
+
+
+def write_benchmark(path: str, result: Mapping[str, Any]) -> None:
+  """Writes a benchmark dict as JSON, atomically."""
+  model_io.write_json(path, result)
+
+
+def read_benchmark(path: str) -> Dict[str, Any]:
+  return model_io.read_json(path)
+
+
+def litert_fields(result: Mapping[str, Any], artefact: str = "tflite_fp32",
+                  reference: str = "ancestor",
+                  statistic: str = "images_per_sec") -> Dict[str, Dict[str, Any]]:
+  """Per model, the results.json fields a benchmark provides.
+
+  Args:
+    result: a benchmark dict (`benchmark_models`).
+    artefact: whose speed counts as "LiteRT images/sec".
+    reference: the model speed-ups are relative to.
+    statistic: "images_per_sec" (throughput over all timed runs) or
+      "images_per_sec_p50" (the median run's; robust on a busy machine).
+
+  Returns:
+    {model: {"tflite_fp32_bytes", "tflite_int8_bytes",
+             "litert_images_per_sec": {"1": ...}, "speedup_vs_ancestor": {"1": ...}}}
+    (None where a figure is missing).
+  """
+  if statistic not in ("images_per_sec", "images_per_sec_p50"):
+    raise ValueError(f"statistic must be 'images_per_sec' or 'images_per_sec_p50', got "
+                     f"{statistic!r}.")
+  models = result.get("models", {})
+
+  def speed(name: str) -> Dict[str, Optional[float]]:
+    batches = ((models.get(name) or {}).get("artefacts", {}).get(artefact) or {}).get(
+        "batches", {})
+    return {size: stats.get(statistic) for size, stats in batches.items()}
+
+  base = speed(reference)
+  out: Dict[str, Dict[str, Any]] = {}
+  for name, entry in models.items():
+    artefacts = entry.get("artefacts", {})
+    own = speed(name)
+    out[name] = {
+        "tflite_fp32_bytes": (artefacts.get("tflite_fp32") or {}).get("bytes"),
+        "tflite_int8_bytes": (artefacts.get("tflite_int8") or {}).get("bytes"),
+        "litert_images_per_sec": own,
+        "speedup_vs_ancestor": {size: (ips / base[size] if ips and base.get(size) else None)
+                                for size, ips in own.items()},
+    }
+  return out
+
+
+def _artefact_line(name: str, result: Mapping[str, Any]) -> str:
+  speeds = ", ".join(
+      f"b{size} " + (f"{stats['images_per_sec']:.1f} img/s" if "images_per_sec" in stats
+                     else "unsupported")
+      for size, stats in result["batches"].items())
+  top1 = "–" if result.get("top1") is None else f"{100 * result['top1']:.2f}%"
+  return f"  {name:<16} {result['bytes'] / 1e6:8.3f} MB  top-1 {top1:>7}  {speeds}"
+
+
+def format_table(result: Mapping[str, Any]) -> str:
+  """A fixed-width text table of a benchmark dict (one row per artefact)."""
+  batch_sizes = [str(b) for b in result.get("settings", {}).get("batch_sizes", [])]
+  if not batch_sizes:
+    batch_sizes = sorted({size for entry in result.get("models", {}).values()
+                          for art in entry.get("artefacts", {}).values()
+                          for size in art.get("batches", {})}, key=int)
+  header = ["model", "artefact", "MB", "top-1", "agree"]
+  for size in batch_sizes:
+    header += [f"b{size} img/s", f"b{size} p50 ms", f"b{size} p99 ms"]
+  rows = [header]
+  for model_name, entry in result.get("models", {}).items():
+    for name, art in entry.get("artefacts", {}).items():
+      row = [model_name, name, _num(art.get("bytes"), 1e-6, ".3f"),
+             _num(art.get("top1"), 100, ".2f"), _num(art.get("agreement"), 100, ".1f")]
+      for size in batch_sizes:
+        stats = art.get("batches", {}).get(size) or {}
+        latency = stats.get("latency_ms") or {}
+        if "error" in stats:
+          row += ["unsupported", "–", "–"]
+        else:
+          row += [_num(stats.get("images_per_sec"), 1, ".1f"), _num(latency.get("p50"), 1, ".3f"),
+                  _num(latency.get("p99"), 1, ".3f")]
+      rows.append(row)
+    for name in entry.get("missing", []):
+      rows.append([model_name, name, "not exported"] + [""] * (len(header) - 3))
+  widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+  lines = []
+  for index, row in enumerate(rows):
+    cells = [cell.ljust(width) if i < 2 else cell.rjust(width)
+             for i, (cell, width) in enumerate(zip(row, widths))]
+    lines.append("  ".join(cells).rstrip())
+    if index == 0:
+      lines.append("  ".join("-" * width for width in widths))
+  return "\n".join(lines)
+
+
+def _num(value: Optional[float], factor: float, fmt: str) -> str:
+  return "–" if value is None else format(value * factor, fmt)
