@@ -28,3 +28,22 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
+
+# The Jetson bundle in an older TensorFlow (2.12, the oldest for Python 3.11;
+# the device runs 2.7). Not part of `make test`: it downloads TensorFlow into
+# its own venv. A bundle is made with the main .venv, then checked in .compat-venv.
+COMPAT_VENV := .compat-venv
+COMPAT_STAMP := $(COMPAT_VENV)/.installed-stamp
+COMPAT_DIR := build/compat
+
+.PHONY: compat
+
+$(COMPAT_STAMP):
+	$(PYTHON) -m venv $(COMPAT_VENV)
+	$(COMPAT_VENV)/bin/pip install --quiet --upgrade pip
+	$(COMPAT_VENV)/bin/pip install --quiet tensorflow-cpu==2.12.1 numpy==1.23.5
+	touch $@
+
+compat: $(STAMP) $(COMPAT_STAMP)
+	$(BIN)/python tests/compat/make_jetson_bundle.py --work_dir=$(COMPAT_DIR)
+	$(COMPAT_VENV)/bin/python tests/compat/check_jetson_bundle.py $(COMPAT_DIR)

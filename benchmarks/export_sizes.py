@@ -1,0 +1,182 @@
+"""Export sizes and LiteRT speed: fp32 vs int8 for the ancestor and an evolved model.
+
+For each model: every export format's bytes (and its ratio to the fp32
+.tflite), then LiteRT images/sec of `model_fp32.tflite` and
+`model_int8.tflite` at batch 1 and 8 with 2 threads, and int8/fp32 as a ratio
+measured in the same run. fp32 and int8 are timed in alternating rounds so
+that other load on the machine hits both alike; warm-up runs are excluded.
+
+Models:
+  --ancestor_dir  a trained 10-class ancestor; without one, a short training
+                  run at --image_size on shapes10 makes one (or, with
+                  --random_weights, a seeded random-weight stand-in).
+  --evolved_dir   an evolved model; without one, --standin_fraction > 0 adds a
+                  uniformly width-scaled stand-in with that fraction of the
+                  ancestor's parameters (`spec.width_for_params`, random
+                  weights) -- sizes and speed do not depend on the weights.
+
+  python benchmarks/export_sizes.py --ancestor_dir=saved_models/demo/ancestor \
+      --evolved_dir=saved_models/demo/generations/gen_005/cand_03
+  python benchmarks/export_sizes.py --random_weights --standin_fraction=0.25
+"""
+
+import json
+import os
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
+from absl import logging  # noqa: E402
+import numpy as np  # noqa: E402
+
+from squish_tf import data as data_lib  # noqa: E402
+from squish_tf import model_io  # noqa: E402
+from squish_tf import models  # noqa: E402
+from squish_tf import spec as spec_lib  # noqa: E402
+from squish_tf.export import exporter  # noqa: E402
+from squish_tf.export import tflite as tflite_lib  # noqa: E402
+
+_ANCESTOR_DIR = flags.DEFINE_string("ancestor_dir", "", "Trained 10-class ancestor model dir.")
+_EVOLVED_DIR = flags.DEFINE_string("evolved_dir", "", "Evolved model dir (optional).")
+_RANDOM_WEIGHTS = flags.DEFINE_boolean(
+    "random_weights", False, "Without --ancestor_dir: a random-weight ancestor instead of a "
+    "short training run.")
+_STANDIN_FRACTION = flags.DEFINE_float(
+    "standin_fraction", 0.0, "Without --evolved_dir: add a width-scaled random-weight stand-in "
+    "with this fraction of the ancestor's parameters (0 = none).", lower_bound=0.0)
+_IMAGE_SIZE = flags.DEFINE_integer("image_size", 64, "Input size of a trained or stand-in "
+                                   "ancestor.")
+_TRAIN_EPOCHS = flags.DEFINE_integer("train_epochs", 2, "Epochs of the short ancestor training.")
+_TRAIN_SIZE = flags.DEFINE_integer("shapes10_train_size", 2000,
+                                   "shapes10 training images (short training, QAT, calibration).")
+_QAT_EPOCHS = flags.DEFINE_integer("qat_epochs", 1, "QAT fine-tuning epochs.", lower_bound=1)
+_THREADS = flags.DEFINE_integer("num_threads", 2, "LiteRT threads.", lower_bound=1)
+_BATCH_SIZES = flags.DEFINE_list("batch_sizes", ["1", "8"], "Batch sizes to time.")
+_ROUNDS = flags.DEFINE_integer("rounds", 5, "Alternating fp32/int8 timing rounds.", lower_bound=1)
+_SECONDS = flags.DEFINE_float("seconds_per_round", 1.0, "Timed seconds per format per round.")
+_WORK_DIR = flags.DEFINE_string("work_dir", "", "Where model dirs and exports go "
+                                "(default: a temporary directory).")
+_OUTPUT_JSON = flags.DEFINE_string("output_json", "", "Also write the figures here.")
+
+
+def _data_config(size: int) -> data_lib.DataConfig:
+  return data_lib.DataConfig(dataset="shapes10", image_size=size,
+                             shapes10_train_size=_TRAIN_SIZE.value,
+                             shapes10_validation_size=500)
+
+
+def _ancestor(work_dir: str) -> str:
+  if _ANCESTOR_DIR.value:
+    return _ANCESTOR_DIR.value
+  size = _IMAGE_SIZE.value
+  spec = spec_lib.squishednet_base(10, (size, size, 3))
+  directory = os.path.join(work_dir, "ancestor")
+  if _RANDOM_WEIGHTS.value:
+    model_io.write_model_dir(directory, models.build_model(spec, seed=0), spec, {})
+    return directory
+  from squish_tf import train as train_lib  # pylint: disable=g-import-not-at-top
+
+  config = _data_config(size)
+  train_ds, val_ds, info = data_lib.load(config)
+  train_lib.train_model_dir(directory, spec, config,
+                            train_lib.TrainConfig(epochs=_TRAIN_EPOCHS.value), train_ds, val_ds,
+                            info, verbose=2)
+  return directory
+
+
+def _standin(ancestor_dir: str, work_dir: str) -> str:
+  ancestor = model_io.read_spec(ancestor_dir)
+  spec = spec_lib.width_for_params(ancestor, int(ancestor.params() * _STANDIN_FRACTION.value))
+  directory = os.path.join(work_dir, "evolved_standin")
+  model_io.write_model_dir(directory, models.build_model(spec, seed=1), spec, {})
+  return directory
+
+
+def _images_per_sec(runner: tflite_lib.TFLiteRunner, batch: np.ndarray, seconds: float) -> float:
+  runner.set_batch(batch)
+  runs, start = 0, time.perf_counter()
+  while True:
+    runner.invoke()
+    runs += 1
+    elapsed = time.perf_counter() - start
+    if elapsed >= seconds and runs >= 5:
+      return len(batch) * runs / elapsed
+
+
+def _throughput(export_dir: str, size: int):
+  rng = np.random.default_rng(0)
+  runners = {name: tflite_lib.TFLiteRunner(os.path.join(export_dir, tflite_lib.FILES[name]),
+                                           num_threads=_THREADS.value)
+             for name in ("fp32", "int8")}
+  rows = []
+  for batch_size in (int(b) for b in _BATCH_SIZES.value):
+    batch = rng.integers(0, 256, (batch_size, size, size, 3), dtype=np.uint8)
+    for runner in runners.values():  # warm-up: allocation, XNNPACK packing
+      runner.set_batch(batch)
+      for _ in range(5):
+        runner.invoke()
+    figures = {name: [] for name in runners}
+    for _ in range(_ROUNDS.value):
+      for name, runner in runners.items():
+        figures[name].append(_images_per_sec(runner, batch, _SECONDS.value))
+    fp32, int8 = float(np.median(figures["fp32"])), float(np.median(figures["int8"]))
+    rows.append({"batch_size": batch_size, "fp32_images_per_sec": fp32,
+                 "int8_images_per_sec": int8, "int8_over_fp32": int8 / fp32})
+  return rows
+
+
+def main(argv):
+  del argv
+  logging.set_verbosity(logging.WARNING)
+  work_dir = _WORK_DIR.value or tempfile.mkdtemp(prefix="export_sizes_")
+  ancestor_dir = _ancestor(work_dir)
+  targets = [("ancestor", ancestor_dir)]
+  if _EVOLVED_DIR.value:
+    targets.append(("evolved", _EVOLVED_DIR.value))
+  elif _STANDIN_FRACTION.value > 0:
+    targets.append(("evolved_standin", _standin(ancestor_dir, work_dir)))
+  report = {"num_threads": _THREADS.value, "models": {}}
+  for label, model_dir in targets:
+    spec = model_io.read_spec(model_dir)
+    size = spec.input_shape[0]
+    manifest = exporter.export_all(model_dir, os.path.join(work_dir, f"export_{label}"),
+                                   data_config=_data_config(size), qat_epochs=_QAT_EPOCHS.value,
+                                   overwrite=True)
+    report["models"][label] = {
+        "model_dir": os.path.abspath(model_dir), "params": spec.params(), "macs": spec.macs(),
+        "input_shape": list(spec.input_shape),
+        "keras_bytes": manifest["model"]["keras_bytes"],
+        "bytes": {name: entry["bytes"] for name, entry in manifest["formats"].items()},
+        "int8_agreement": manifest["formats"]["int8"]["parity"]["top1_agreement"],
+        "qat_int8_agreement": manifest["formats"]["qat_int8"]["parity"]["top1_agreement"],
+        "litert": _throughput(manifest["export_dir"], size),
+    }
+
+  print(f"\nExport bytes (ratio to model_fp32.tflite); LiteRT {_THREADS.value} threads\n")
+  for label, entry in report["models"].items():
+    fp32 = entry["bytes"]["fp32"]
+    print(f"{label}: {entry['params']:,} params, {entry['macs']:,} MACs at "
+          f"{entry['input_shape'][0]} px, {entry['model_dir']}")
+    print(f"  {'keras (.keras)':<16} {entry['keras_bytes']:>12,}")
+    for name, size in entry["bytes"].items():
+      print(f"  {name:<16} {size:>12,}  {size / fp32:6.3f}")
+    print(f"  top-1 agreement with Keras: int8 {entry['int8_agreement']:.3f}, qat_int8 "
+          f"{entry['qat_int8_agreement']:.3f} (64 shapes10 validation images)")
+    print(f"  {'batch':>5} {'fp32 img/s':>11} {'int8 img/s':>11} {'int8/fp32':>10}")
+    for row in entry["litert"]:
+      print(f"  {row['batch_size']:>5} {row['fp32_images_per_sec']:>11.1f} "
+            f"{row['int8_images_per_sec']:>11.1f} {row['int8_over_fp32']:>10.2f}")
+    print()
+  if _OUTPUT_JSON.value:
+    with open(_OUTPUT_JSON.value, "w", encoding="utf-8") as handle:
+      json.dump(report, handle, indent=2)
+  print(f"model dirs and exports in {work_dir}")
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,76 @@
+r"""Exports a trained or evolved model for phones (TFLite) and the Jetson (frozen graph).
+
+  squish-export --model_dir=saved_models/demo/ancestor          # every format, shapes10 data
+  squish-export --model_dir=... --formats=saved_model,int8 --export_dir=/tmp/phone
+  squish-export --model_dir=... --dataset=none                  # no data: no int8 / qat_int8
+
+Writes <export_dir> (default <model_dir>/export) with saved_model/, model_*.tflite,
+jetson/ and export.json (files, bytes, parity with the Keras model, accuracy).
+The data flags give the int8 representative images (training split, no
+augmentation), the QAT fine-tuning data and the validation images for parity
+and accuracy; --image_size defaults to the model's input size and --dataset to
+the one in the model's metrics.json.
+"""
+
+import os
+
+from absl import flags
+from absl import logging
+
+from squish_tf import export
+from squish_tf import flag_defs
+from squish_tf import model_io
+from squish_tf.export import exporter
+from squish_tf.export import qat
+
+FLAGS = flags.FLAGS
+
+flag_defs.define_data_flags()
+flags.DEFINE_string("model_dir", None, "Model directory to export (model.keras, spec.json).")
+flags.DEFINE_string("export_dir", None, "Where the export goes (default: <model_dir>/export).")
+flags.DEFINE_list("formats", None,
+                  f"Comma-separated formats from {', '.join(export.FORMATS)}. Default: all this "
+                  f"machine can produce ({', '.join(export.available_formats())}).")
+flags.DEFINE_integer("qat_epochs", 1, "Quantization-aware fine-tuning epochs for qat_int8.",
+                     lower_bound=1)
+flags.DEFINE_float("qat_learning_rate", qat.DEFAULT_LEARNING_RATE,
+                   "Adam learning rate of QAT fine-tuning.", lower_bound=0.0)
+flags.DEFINE_integer("calibration_images", exporter.CALIBRATION_IMAGES,
+                     "Training images (no augmentation) that calibrate full-int8.", lower_bound=1)
+flags.DEFINE_boolean("overwrite", False, "Replace an existing --export_dir.")
+flags.mark_flag_as_required("model_dir")
+
+
+def main(argv):
+  del argv
+  if not FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)  # SavedModel writers log every asset at INFO
+  spec = model_io.read_spec(FLAGS.model_dir)
+  # Calibrate on what the model was trained on unless told otherwise.
+  if not FLAGS["image_size"].present:
+    FLAGS.image_size = spec.input_shape[0]
+  metrics = model_io.optional_read_json(
+      os.path.join(FLAGS.model_dir, model_io.METRICS_FILE)) or {}
+  if not FLAGS["dataset"].present and metrics.get("dataset"):
+    FLAGS.dataset = metrics["dataset"]
+  manifest = export.export_all(
+      FLAGS.model_dir, export_dir=FLAGS.export_dir, formats=FLAGS.formats,
+      data_config=flag_defs.data_config_from_flags(), qat_epochs=FLAGS.qat_epochs,
+      overwrite=FLAGS.overwrite, qat_learning_rate=FLAGS.qat_learning_rate,
+      calibration_images=FLAGS.calibration_images, verbose=2)
+  print(export.summary_table(manifest))
+  if manifest["data"]:
+    print(f"parity on {manifest['parity_images']} validation images; accuracy on "
+          f"{manifest['data']['eval_images']}")
+  else:
+    print(f"parity on {manifest['parity_images']} random-pixel images (no data, so no "
+          "accuracy and no int8 / qat_int8)")
+  print(f"wrote {manifest['export_dir']}/{export.MANIFEST_FILE}")
+
+
+def run():
+  flag_defs.run(main)
+
+
+if __name__ == "__main__":
+  run()

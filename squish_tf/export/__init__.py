@@ -1,0 +1,26 @@
+"""Export for the edge: SavedModel, TFLite (fp32, fp16, dynamic, int8, QAT int8), Jetson.
+
+  from squish_tf import export
+  manifest = export.export_all("saved_models/run/ancestor", formats="saved_model,int8",
+                               data_config=data.DataConfig(image_size=64))
+  probabilities = export.run_tflite("…/export/model_int8.tflite", images, num_threads=2)
+
+Modules: `saved_model` (uint8 `serving_default` + float32 `serving_float`),
+`tflite` (conversion and the LiteRT runner), `qat` (tfmot fine-tuning; imports
+tfmot lazily because that flips `tf.keras` to tf_keras process-wide),
+`jetson` (the frozen-graph bundle for TF 2.7 on JetPack 4.6), `jetson_trt`
+(the on-device script, Python 3.6), `tftrt` (TF-TRT where TensorFlow has
+TensorRT), `exporter` (all of it, atomically, with the export.json manifest).
+"""
+
+from squish_tf.export.exporter import (DATA_FORMATS, FORMATS, MANIFEST_FILE, ExportData,
+                                       available_formats, export_all, load_export_data,
+                                       parse_formats, parity, summary_table)
+from squish_tf.export.tflite import FILES as TFLITE_FILES
+from squish_tf.export.tflite import TFLiteRunner, run_tflite
+
+__all__ = [
+    "DATA_FORMATS", "FORMATS", "MANIFEST_FILE", "TFLITE_FILES", "ExportData", "TFLiteRunner",
+    "available_formats", "export_all", "load_export_data", "parse_formats", "parity",
+    "run_tflite", "summary_table",
+]

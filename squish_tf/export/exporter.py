@@ -1,0 +1,403 @@
+"""Every export format of one model directory, written together with a manifest.
+
+`export_all` writes into a temporary directory beside the target and renames
+it at the end, so a failed or killed export leaves nothing half-written, then
+`export.json` records what was written: files, bytes, parity with the Keras
+model and accuracy.
+
+Parity and accuracy use the same inputs for every format: validation images
+as uint8 pixels (what a camera gives), or seeded random pixels when no data
+is given. Parity is measured on `PARITY_IMAGES` of them; accuracy on up to
+`max_eval_images`.
+"""
+
+import dataclasses
+import os
+import shutil
+import time
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import tensorflow as tf
+
+from squish_tf import data as data_lib
+from squish_tf import model_io
+from squish_tf import spec as spec_lib
+from squish_tf.export import jetson as jetson_lib
+from squish_tf.export import qat as qat_lib  # tfmot itself is imported lazily, when used
+from squish_tf.export import saved_model as saved_model_lib
+from squish_tf.export import tflite as tflite_lib
+from squish_tf.export import tftrt as tftrt_lib
+
+FORMATS = ("saved_model", "fp32", "fp16", "dynamic", "int8", "qat_int8", "jetson", "tftrt")
+DATA_FORMATS = ("int8", "qat_int8")  # need training images
+TFLITE_FORMATS = ("fp32", "fp16", "dynamic", "int8", "qat_int8")
+NO_DATA = ("", "none")  # --dataset values meaning "no data"
+MANIFEST_FILE = "export.json"
+LABELS_FILE = "labels.txt"
+MANIFEST_VERSION = 1
+PARITY_IMAGES = 64
+CALIBRATION_IMAGES = 200
+MAX_EVAL_IMAGES = 2000
+REFERENCE_IMAGES = 8  # shipped in the Jetson bundle
+
+
+@dataclasses.dataclass
+class ExportData:
+  """What an export needs from a dataset.
+
+  Attributes:
+    calibration_images: uint8 [N, H, W, 3] training images without
+      augmentation (the int8 converters' representative dataset).
+    train_ds: batched (float32 pixels, int32 labels) training pipeline for
+      QAT fine-tuning (augmented or not, as the data flags say).
+    eval_images: uint8 [M, H, W, 3] validation images (parity and accuracy).
+    eval_labels: int32 [M] their labels.
+    class_names: the dataset's class names.
+    description: what was loaded, for the manifest.
+  """
+
+  calibration_images: np.ndarray
+  train_ds: Optional[tf.data.Dataset]
+  eval_images: np.ndarray
+  eval_labels: np.ndarray
+  class_names: Tuple[str, ...] = ()
+  description: Dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def has_data(data_config: Optional[data_lib.DataConfig]) -> bool:
+  return data_config is not None and data_config.dataset.strip().lower() not in NO_DATA
+
+
+def available_formats(with_data: bool = True) -> List[str]:
+  """The formats this machine can produce (TF-TRT only where TensorFlow has TensorRT)."""
+  return [name for name in FORMATS
+          if (name != "tftrt" or tftrt_lib.tensorrt_available())
+          and (with_data or name not in DATA_FORMATS)]
+
+
+def parse_formats(formats: Union[None, str, Sequence[str]], with_data: bool) -> List[str]:
+  """Validates a format list ("fp32,int8" or a sequence); None or "" means the default.
+
+  The default is every format this machine can produce, without int8 and
+  qat_int8 when there is no data.
+  """
+  names = formats.split(",") if isinstance(formats, str) else list(formats or ())
+  names = [name.strip().lower() for name in names if name.strip()]
+  if not names:
+    return available_formats(with_data)
+  unknown = [name for name in names if name not in FORMATS]
+  if unknown:
+    raise ValueError(f"Unknown export format(s) {unknown}; known formats are {', '.join(FORMATS)} "
+                     "(comma-separated, e.g. --formats=saved_model,int8).")
+  if not with_data:
+    needs_data = [name for name in names if name in DATA_FORMATS]
+    if needs_data:
+      raise ValueError(f"Formats {needs_data} need training images (int8 calibration, QAT "
+                       "fine-tuning), but no data was given; pass the data flags "
+                       "(e.g. --dataset=shapes10 --image_size=<the model's>), or leave these "
+                       "formats out.")
+  if "tftrt" in names and not tftrt_lib.tensorrt_available():
+    raise ValueError(f"Format 'tftrt': {tftrt_lib.unavailable_reason()}")
+  return list(dict.fromkeys(name for name in FORMATS if name in names))
+
+
+def load_export_data(config: data_lib.DataConfig,
+                     calibration_images: int = CALIBRATION_IMAGES,
+                     max_eval_images: int = MAX_EVAL_IMAGES) -> ExportData:
+  """Draws the export's images through `squish_tf.data.load`.
+
+  Calibration images come from the training split with augmentation off;
+  QAT fine-tunes on the training pipeline as `config` says (augmented by
+  default).
+  """
+  plain_train, val_ds, info = data_lib.load(dataclasses.replace(config, augment=False))
+  train_ds = data_lib.load(config)[0] if config.augment else plain_train
+  calibration, _ = _take(plain_train, calibration_images)
+  eval_images, eval_labels = _take(val_ds, max_eval_images)
+  return ExportData(
+      calibration_images=calibration, train_ds=train_ds, eval_images=eval_images,
+      eval_labels=eval_labels, class_names=tuple(info.class_names),
+      description={"dataset": info.name, "image_size": info.image_size,
+                   "train_count": info.train_count, "validation_count": info.validation_count,
+                   "augment_for_qat": bool(config.augment)})
+
+
+def export_all(model_dir: str,
+               export_dir: Optional[str] = None,
+               formats: Union[None, str, Sequence[str]] = None,
+               data_config: Optional[data_lib.DataConfig] = None,
+               qat_epochs: int = 1,
+               overwrite: bool = False,
+               data: Optional[ExportData] = None,
+               qat_learning_rate: float = qat_lib.DEFAULT_LEARNING_RATE,
+               calibration_images: int = CALIBRATION_IMAGES,
+               max_eval_images: int = MAX_EVAL_IMAGES,
+               num_threads: int = tflite_lib.DEFAULT_NUM_THREADS,
+               verbose: Any = 0) -> Dict[str, Any]:
+  """Exports a trained or evolved model directory to every requested format.
+
+  Args:
+    model_dir: a model directory (model.keras, spec.json, metrics.json).
+    export_dir: where the export goes; default `<model_dir>/export`.
+    formats: comma-separated names or a sequence from `FORMATS`; None means
+      everything this machine can produce (`available_formats`).
+    data_config: the data flags; None or dataset "none" means no data, which
+      rules out int8 and qat_int8 and makes parity use random pixels.
+    qat_epochs: QAT fine-tuning epochs (>= 1 when qat_int8 is exported).
+    overwrite: replace an existing export_dir; otherwise it is refused.
+    data: images already at hand (tests, the main job); overrides data_config.
+    qat_learning_rate: Adam learning rate of QAT fine-tuning.
+    calibration_images: representative training images for int8.
+    max_eval_images: validation images for the accuracy figures.
+    num_threads: LiteRT threads when measuring parity and accuracy.
+    verbose: Keras verbosity of QAT fine-tuning.
+
+  Returns:
+    The manifest written to `<export_dir>/export.json`.
+
+  Raises:
+    ValueError: unknown format, no model in model_dir, int8/qat_int8 without
+      data, an existing export_dir without overwrite, data whose image size is
+      not the model's, TF-TRT on a TensorFlow without TensorRT.
+  """
+  with_data = data is not None or has_data(data_config)
+  names = parse_formats(formats, with_data)
+  spec = model_io.read_spec(model_dir)
+  if not os.path.isfile(os.path.join(model_dir, model_io.MODEL_FILE)):
+    raise ValueError(f"{model_dir!r} holds no {model_io.MODEL_FILE}: there is no model to "
+                     "export. Pass the --model_dir of a finished training or evolution run.")
+  export_dir = export_dir or os.path.join(model_dir, "export")
+  if os.path.exists(export_dir) and not overwrite:
+    raise ValueError(f"Export directory {export_dir!r} already exists; pass --overwrite to "
+                     "replace it, or choose another --export_dir.")
+  if "qat_int8" in names and qat_epochs < 1:
+    raise ValueError(f"qat_int8 needs --qat_epochs >= 1 (the quantizers' ranges are learned "
+                     f"while fine-tuning), got {qat_epochs}.")
+  if data is None and with_data:
+    _check_image_size(data_config.image_size, spec, "--image_size")
+    data = load_export_data(data_config, calibration_images, max_eval_images)
+  if data is not None:
+    _check_image_size(int(data.eval_images.shape[1]), spec, "the data's image size")
+    if "qat_int8" in names and data.train_ds is None:
+      raise ValueError("qat_int8 fine-tunes on training data, but the ExportData given has no "
+                       "train_ds; add one or leave qat_int8 out.")
+
+  model, spec, metrics = model_io.load_model_dir(model_dir)
+  class_names = _class_names(metrics, data, spec)
+  if data is not None and len(data.eval_images):
+    eval_images, eval_labels = _as_uint8(data.eval_images), data.eval_labels
+    parity_source = "validation"
+  else:
+    eval_images = np.random.default_rng(0).integers(
+        0, 256, (PARITY_IMAGES,) + spec.input_shape, dtype=np.uint8)
+    eval_labels, parity_source = None, "random_pixels"
+  parity_images = eval_images[:PARITY_IMAGES]
+  keras_eval = np.asarray(model.predict(eval_images.astype(np.float32), batch_size=64,
+                                        verbose=0), np.float32)
+  keras_parity = keras_eval[:len(parity_images)]
+
+  manifest: Dict[str, Any] = {
+      "version": MANIFEST_VERSION,
+      "model_dir": os.path.abspath(model_dir),
+      "export_dir": os.path.abspath(export_dir),
+      "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+      "tensorflow": tf.__version__,
+      "model": {"name": spec.name, "params": spec.params(), "macs": spec.macs(),
+                "input_shape": list(spec.input_shape), "num_classes": spec.num_classes,
+                "keras_bytes": os.path.getsize(os.path.join(model_dir, model_io.MODEL_FILE))},
+      "class_names": list(class_names),
+      "data": None if data is None else {
+          **data.description, "calibration_images": int(len(data.calibration_images)),
+          "eval_images": int(len(eval_images))},
+      "parity_source": parity_source,
+      "parity_images": int(len(parity_images)),
+      "keras": {"accuracy": _accuracy(keras_eval, eval_labels)},
+      "formats": {},
+  }
+
+  with model_io.atomic_path(export_dir) as work:
+    os.makedirs(work)
+    model_io.write_text(os.path.join(work, LABELS_FILE), jetson_lib.labels_text(class_names))
+    saved_dir = os.path.join(work, saved_model_lib.DIRECTORY)
+    saved_model_lib.write_saved_model(model, spec, saved_dir)
+    if "saved_model" in names:
+      manifest["formats"]["saved_model"] = _saved_model_entry(work, saved_dir, parity_images,
+                                                              keras_parity)
+    for name in ("fp32", "fp16", "dynamic", "int8"):
+      if name in names:
+        content = tflite_lib.convert_saved_model(
+            saved_dir, name, _float(data.calibration_images) if data is not None else None)
+        manifest["formats"][name] = _tflite_entry(work, name, content, eval_images, eval_labels,
+                                                  keras_eval, len(parity_images), num_threads)
+    if "jetson" in names:
+      manifest["formats"]["jetson"] = _jetson_entry(work, model, spec, class_names,
+                                                    parity_images, keras_parity)
+    if "tftrt" in names:
+      output = os.path.join(work, tftrt_lib.DIRECTORY)
+      tftrt_lib.convert_saved_model(saved_dir, output, "FP16")
+      manifest["formats"]["tftrt"] = {"precision": "FP16", **_files_entry(work, [output])}
+    if "qat_int8" in names:
+      # Last: importing tfmot switches tf.keras to tf_keras for the whole process.
+      result = qat_lib.qat_int8_tflite(model, spec, data.train_ds, qat_epochs,
+                                       _float(data.calibration_images),
+                                       learning_rate=qat_learning_rate, verbose=verbose)
+      entry = _tflite_entry(work, "qat_int8", result["tflite"], eval_images, eval_labels,
+                            keras_eval, len(parity_images), num_threads)
+      entry["qat"] = {"epochs": result["epochs"], "learning_rate": result["learning_rate"],
+                      "history": result["history"]}
+      manifest["formats"]["qat_int8"] = entry
+    if "saved_model" not in names:
+      shutil.rmtree(saved_dir)  # only the converters' source
+    manifest["formats"] = {name: manifest["formats"][name] for name in FORMATS
+                           if name in manifest["formats"]}
+    fp32 = manifest["formats"].get("fp32")
+    for name in TFLITE_FORMATS:
+      if fp32 and name in manifest["formats"]:
+        manifest["formats"][name]["bytes_vs_fp32"] = manifest["formats"][name]["bytes"] / fp32[
+            "bytes"]
+    manifest["files"] = {path: size for path, size in _walk_files(work)}
+    model_io.write_json(os.path.join(work, MANIFEST_FILE), manifest)
+  return manifest
+
+
+def summary_table(manifest: Dict[str, Any]) -> str:
+  """One line per format: bytes, parity and accuracy (for the mains and reports)."""
+  lines = [f"{'format':<12} {'bytes':>12} {'max|diff|':>10} {'top1 agree':>10} {'accuracy':>9}"]
+  keras_accuracy = manifest.get("keras", {}).get("accuracy")
+  lines.append(f"{'keras':<12} {manifest['model'].get('keras_bytes', 0):>12,} {'':>10} {'':>10} "
+               f"{_fmt(keras_accuracy):>9}")
+  for name, entry in manifest["formats"].items():
+    parity = entry.get("parity") or {}
+    lines.append(f"{name:<12} {entry.get('bytes', 0):>12,} "
+                 f"{_fmt(parity.get('max_abs_diff'), '.1e'):>10} "
+                 f"{_fmt(parity.get('top1_agreement')):>10} {_fmt(entry.get('accuracy')):>9}")
+  return "\n".join(lines)
+
+
+# -- per-format entries -----------------------------------------------------------
+
+
+def _saved_model_entry(work: str, saved_dir: str, images: np.ndarray,
+                       expected: np.ndarray) -> Dict[str, Any]:
+  signatures = {}
+  for signature in (saved_model_lib.SERVING_DEFAULT, saved_model_lib.SERVING_FLOAT):
+    predict = saved_model_lib.load_signature(saved_dir, signature)
+    pixels = images if signature == saved_model_lib.SERVING_DEFAULT else _float(images)
+    signatures[signature] = parity(predict(pixels), expected)
+  worst = max(signatures.values(), key=lambda p: p["max_abs_diff"])
+  return {**_files_entry(work, [saved_dir]), "parity": {**worst, "signatures": signatures},
+          "signatures": {saved_model_lib.SERVING_DEFAULT: "uint8",
+                         saved_model_lib.SERVING_FLOAT: "float32"}}
+
+
+def _tflite_entry(work: str, name: str, content: bytes, eval_images: np.ndarray,
+                  eval_labels: Optional[np.ndarray], keras_eval: np.ndarray, parity_count: int,
+                  num_threads: int) -> Dict[str, Any]:
+  path = os.path.join(work, tflite_lib.FILES[name])
+  model_io.write_bytes(path, content)
+  runner = tflite_lib.TFLiteRunner(path, num_threads=num_threads)
+  probabilities = runner.predict(eval_images)
+  return {**_files_entry(work, [path]),
+          "parity": parity(probabilities[:parity_count], keras_eval[:parity_count]),
+          "agreement_all_eval_images": _agreement(probabilities, keras_eval),
+          "accuracy": _accuracy(probabilities, eval_labels),
+          "io": runner.io_summary()}
+
+
+def _jetson_entry(work: str, model, spec: spec_lib.NetSpec, class_names: Sequence[str],
+                  images: np.ndarray, expected: np.ndarray) -> Dict[str, Any]:
+  bundle = os.path.join(work, jetson_lib.BUNDLE_DIR)
+  result = jetson_lib.write_bundle(model, spec, class_names, bundle,
+                                   reference_images=images[:REFERENCE_IMAGES])
+  got = jetson_lib.run_graph_def(result["graph_def"], _float(images))
+  return {**_files_entry(work, [bundle]), "parity": parity(got, expected), "ops": result["ops"],
+          "input": result["input"]["input"], "output": result["input"]["output"]}
+
+
+# -- measures ---------------------------------------------------------------------
+
+
+def parity(got: np.ndarray, expected: np.ndarray) -> Dict[str, Any]:
+  """Max |difference| and top-1 agreement of two probability arrays."""
+  got, expected = np.asarray(got, np.float32), np.asarray(expected, np.float32)
+  if got.shape != expected.shape:
+    raise ValueError(f"Output shape {got.shape} differs from the Keras model's {expected.shape}.")
+  return {"max_abs_diff": float(np.abs(got - expected).max()) if got.size else 0.0,
+          "top1_agreement": _agreement(got, expected), "images": int(len(got))}
+
+
+def _agreement(got: np.ndarray, expected: np.ndarray) -> float:
+  return float(np.mean(np.argmax(got, 1) == np.argmax(expected, 1))) if len(got) else 0.0
+
+
+def _accuracy(probabilities: np.ndarray, labels: Optional[np.ndarray]) -> Optional[float]:
+  if labels is None or not len(labels):
+    return None
+  return float(np.mean(np.argmax(probabilities, 1) == np.asarray(labels)))
+
+
+# -- helpers ----------------------------------------------------------------------
+
+
+def _check_image_size(size: int, spec: spec_lib.NetSpec, what: str) -> None:
+  height, width, _ = spec.input_shape
+  if (size, size) != (height, width):
+    raise ValueError(f"{what} is {size}, but the model takes {height}x{width} images; pass "
+                     f"--image_size={height} so calibration and QAT see what the model expects.")
+
+
+def _class_names(metrics: Dict[str, Any], data: Optional[ExportData],
+                 spec: spec_lib.NetSpec) -> Tuple[str, ...]:
+  for names in (metrics.get("class_names"), data.class_names if data is not None else None):
+    if names and len(names) == spec.num_classes:
+      return tuple(str(name) for name in names)
+  return tuple(f"class_{i}" for i in range(spec.num_classes))
+
+
+def _take(ds: tf.data.Dataset, count: int) -> Tuple[np.ndarray, np.ndarray]:
+  images, labels, total = [], [], 0
+  for batch_images, batch_labels in ds:
+    images.append(_as_uint8(batch_images.numpy()))
+    labels.append(batch_labels.numpy().astype(np.int32))
+    total += len(images[-1])
+    if total >= count:
+      break
+  if not images:
+    raise ValueError("The data pipeline yielded no images; check the data flags.")
+  return np.concatenate(images)[:count], np.concatenate(labels)[:count]
+
+
+def _as_uint8(images: np.ndarray) -> np.ndarray:
+  images = np.asarray(images)
+  if images.dtype == np.uint8:
+    return images
+  return np.clip(np.round(images), 0, 255).astype(np.uint8)
+
+
+def _float(images: np.ndarray) -> np.ndarray:
+  return np.asarray(images, np.float32)
+
+
+def _walk_files(root: str) -> List[Tuple[str, int]]:
+  found = []
+  for directory, _, files in os.walk(root):
+    for name in files:
+      path = os.path.join(directory, name)
+      found.append((os.path.relpath(path, root), os.path.getsize(path)))
+  return sorted(found)
+
+
+def _files_entry(work: str, paths: Sequence[str]) -> Dict[str, Any]:
+  files: Dict[str, int] = {}
+  for path in paths:
+    if os.path.isdir(path):
+      for relative, size in _walk_files(path):
+        files[os.path.join(os.path.relpath(path, work), relative)] = size
+    else:
+      files[os.path.relpath(path, work)] = os.path.getsize(path)
+  return {"files": files, "bytes": int(sum(files.values()))}
+
+
+def _fmt(value: Optional[float], spec: str = ".4f") -> str:
+  return "-" if value is None else format(value, spec)

@@ -1,0 +1,347 @@
+#!/usr/bin/env python3
+"""TF-TRT conversion and benchmark of a squish_tf Jetson bundle, run on the device.
+
+Made for a Jetson TX1 with JetPack 4.6 (Python 3.6, NVIDIA's TensorFlow 2.7,
+TensorRT 8); it needs nothing but the standard library, numpy and tensorflow,
+and sits in the bundle next to frozen_graph.pb, input.json and labels.txt:
+
+  python3 jetson_trt.py --precision FP16 --batch_sizes 1,8
+  python3 jetson_trt.py --precision INT8 --calibration_dir ~/calib   # Xavier / Orin only
+  python3 jetson_trt.py --precision none        # plain TensorFlow, no TensorRT
+
+Steps: import the frozen graph, save it as a SavedModel with this TensorFlow
+(a SavedModel written by a newer TensorFlow does not load in 2.7), check it
+against the reference outputs shipped in the bundle, convert it with TF-TRT
+(TensorRT engines are specific to the GPU, hence on the device), build one
+engine per batch size, then time batches: images/sec and latency percentiles
+(warm-up runs excluded). A table goes to stdout and the figures to a JSON
+file (default: <bundle>/benchmark_<precision>.json).
+
+Exit status: 0 done; 2 bad arguments or a refused request (INT8 on a GPU
+below compute capability 6.1, such as the TX1's 5.3); 3 this machine cannot
+run TF-TRT (TensorFlow built without TensorRT, which includes every pip wheel
+from TF 2.18 on, or no CUDA GPU visible).
+"""
+
+# Python 3.6 on the device: no dataclasses, no walrus, no f-string "=",
+# no positional-only parameters, no postponed annotations.
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+
+import numpy as np
+
+PRECISIONS = ("FP32", "FP16", "INT8", "none")
+MIN_INT8_COMPUTE_CAPABILITY = (6, 1)
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+EXIT_USAGE = 2
+EXIT_NO_TENSORRT = 3
+
+
+def parse_args(argv):
+  here = os.path.dirname(os.path.abspath(__file__))
+  parser = argparse.ArgumentParser(
+      description="Convert a squish_tf Jetson bundle with TF-TRT and benchmark it.")
+  parser.add_argument("--bundle_dir", default=here,
+                      help="Directory with frozen_graph.pb and input.json (default: this "
+                           "script's directory).")
+  parser.add_argument("--precision", default="FP16",
+                      help="TensorRT precision: FP32, FP16, INT8, or none for plain TensorFlow "
+                           "without TensorRT (default FP16; the TX1 supports FP32 and FP16).")
+  parser.add_argument("--batch_sizes", default="1,8",
+                      help="Comma-separated batch sizes to build engines for and time.")
+  parser.add_argument("--calibration_dir", default="",
+                      help="INT8 only: a folder of images (searched recursively) to calibrate on.")
+  parser.add_argument("--calibration_images", type=int, default=128,
+                      help="INT8 only: how many calibration images to use.")
+  parser.add_argument("--warmup_runs", type=int, default=20,
+                      help="Untimed runs per batch size before timing.")
+  parser.add_argument("--runs", type=int, default=200, help="Timed runs per batch size.")
+  parser.add_argument("--max_workspace_mb", type=int, default=512,
+                      help="TensorRT builder workspace in MB (the TX1 shares 4 GB with the CPU).")
+  parser.add_argument("--work_dir", default="",
+                      help="Where the SavedModels go (default: <bundle_dir>/trt_<precision>).")
+  parser.add_argument("--output_json", default="",
+                      help="Results file (default: <bundle_dir>/benchmark_<precision>.json).")
+  args = parser.parse_args(argv)
+  upper = {p.upper(): p for p in PRECISIONS}
+  if args.precision.upper() not in upper:
+    parser.error("--precision must be one of {}, got {!r}.".format(
+        ", ".join(PRECISIONS), args.precision))
+  args.precision = upper[args.precision.upper()]
+  try:
+    args.batch_sizes = [int(b) for b in args.batch_sizes.split(",") if b.strip()]
+  except ValueError:
+    parser.error("--batch_sizes must be integers separated by commas, got {!r}.".format(
+        args.batch_sizes))
+  if not args.batch_sizes or min(args.batch_sizes) < 1:
+    parser.error("--batch_sizes needs at least one size >= 1, got {!r}.".format(
+        args.batch_sizes))
+  if args.runs < 1 or args.warmup_runs < 0:
+    parser.error("--runs must be >= 1 and --warmup_runs >= 0.")
+  if args.precision == "INT8" and not args.calibration_dir:
+    parser.error("--precision INT8 needs --calibration_dir, a folder of images like the ones "
+                 "the model will see (a few hundred are plenty).")
+  tag = args.precision.lower()
+  args.work_dir = args.work_dir or os.path.join(args.bundle_dir, "trt_" + tag)
+  args.output_json = args.output_json or os.path.join(args.bundle_dir,
+                                                      "benchmark_" + tag + ".json")
+  return args
+
+
+def fail(message, status):
+  print("error: " + message, file=sys.stderr)
+  return status
+
+
+def tensorrt_available(tf):
+  """Whether this TensorFlow was built with TensorRT (False for pip wheels >= 2.18)."""
+  info = tf.sysconfig.get_build_info()
+  if "is_tensorrt_build" in info:
+    return bool(info["is_tensorrt_build"])
+  try:
+    # TF builds whose build info lacks the key: ask the TF-TRT module itself.
+    from tensorflow.python.compiler.tensorrt import trt_convert
+    return bool(trt_convert._pywrap_py_utils.is_tensorrt_enabled())
+  except Exception:  # any failure here means no usable TensorRT
+    return False
+
+
+def gpu_compute_capability(tf):
+  """(name, (major, minor)) of the first GPU, or None without one."""
+  gpus = tf.config.list_physical_devices("GPU")
+  if not gpus:
+    return None
+  details = tf.config.experimental.get_device_details(gpus[0])
+  return details.get("device_name", gpus[0].name), tuple(details.get("compute_capability",
+                                                                     (0, 0)))
+
+
+def load_bundle(bundle_dir):
+  info_path = os.path.join(bundle_dir, "input.json")
+  graph_path = os.path.join(bundle_dir, "frozen_graph.pb")
+  for path in (info_path, graph_path):
+    if not os.path.isfile(path):
+      raise IOError("{} not found: --bundle_dir must be a squish_tf Jetson bundle "
+                    "(frozen_graph.pb, input.json, labels.txt).".format(path))
+  with open(info_path) as handle:
+    info = json.load(handle)
+  with open(graph_path, "rb") as handle:
+    graph_bytes = handle.read()
+  return info, graph_bytes
+
+
+def import_frozen_graph(tf, graph_bytes, input_name, output_name):
+  """The frozen GraphDef as a concrete function of this TensorFlow."""
+  graph_def = tf.compat.v1.GraphDef()
+  graph_def.ParseFromString(graph_bytes)
+
+  def import_graph():
+    tf.compat.v1.import_graph_def(graph_def, name="")
+
+  wrapped = tf.compat.v1.wrap_function(import_graph, [])
+  graph = wrapped.graph
+  return wrapped.prune(graph.as_graph_element(input_name), graph.as_graph_element(output_name))
+
+
+def save_as_saved_model(tf, frozen, input_shape, directory):
+  """A SavedModel written by this TensorFlow, signature serving_default."""
+  module = tf.Module()
+
+  @tf.function(input_signature=[tf.TensorSpec([None] + list(input_shape), tf.float32,
+                                              name="image")])
+  def serve(image):
+    return {"probabilities": frozen(image)}
+
+  module.serve = serve
+  tf.saved_model.save(module, directory, signatures={"serving_default": serve})
+
+
+def read_images(tf, directory, shape, limit):
+  """Up to `limit` images from `directory`, as float32 [N, H, W, 3] pixels in [0, 255]."""
+  paths = []
+  for root, _, files in os.walk(directory):
+    for name in sorted(files):
+      if name.lower().endswith(IMAGE_SUFFIXES):
+        paths.append(os.path.join(root, name))
+  paths.sort()
+  if not paths:
+    raise IOError("No images ({}) under --calibration_dir {!r}.".format(
+        ", ".join(IMAGE_SUFFIXES), directory))
+  images = []
+  for path in paths[:limit]:
+    data = tf.io.read_file(path)
+    image = tf.io.decode_image(data, channels=3, expand_animations=False)
+    image = tf.image.resize(tf.cast(image, tf.float32), shape[:2])
+    images.append(np.clip(image.numpy(), 0.0, 255.0))
+  return np.stack(images).astype(np.float32)
+
+
+def convert_with_tftrt(tf, saved_model_dir, output_dir, precision, batch_sizes, input_shape,
+                       calibration, max_workspace_bytes):
+  from tensorflow.python.compiler.tensorrt import trt_convert as trt
+
+  # TF 2.7 takes conversion_params only; precision_mode= directly needs TF >= 2.8.
+  params = trt.TrtConversionParams(
+      precision_mode=precision, max_workspace_size_bytes=max_workspace_bytes,
+      maximum_cached_engines=len(batch_sizes), use_calibration=(precision == "INT8"))
+  converter = trt.TrtGraphConverterV2(input_saved_model_dir=saved_model_dir,
+                                      input_saved_model_signature_key="serving_default",
+                                      conversion_params=params)
+  if precision == "INT8":
+    batch = max(1, min(8, len(calibration)))
+
+    def calibration_input():
+      for start in range(0, len(calibration) - batch + 1, batch):
+        yield (tf.constant(calibration[start:start + batch]),)
+
+    converter.convert(calibration_input_fn=calibration_input)
+  else:
+    converter.convert()
+
+  def build_input():
+    for size in batch_sizes:
+      yield (tf.zeros([size] + list(input_shape), tf.float32),)
+
+  converter.build(input_fn=build_input)
+  converter.save(output_dir)
+
+
+def benchmark(tf, function, batch_sizes, input_shape, warmup_runs, runs, seed=0):
+  rng = np.random.RandomState(seed)
+  rows = []
+  for size in batch_sizes:
+    pixels = rng.randint(0, 256, size=[size] + list(input_shape)).astype(np.float32)
+    batch = tf.constant(pixels)
+    for _ in range(warmup_runs):
+      function(image=batch)["probabilities"].numpy()
+    latencies = []
+    for _ in range(runs):
+      start = time.perf_counter()
+      function(image=batch)["probabilities"].numpy()  # .numpy() waits for the GPU
+      latencies.append(time.perf_counter() - start)
+    latencies = np.array(latencies) * 1000.0
+    rows.append({
+        "batch_size": size,
+        "images_per_sec": float(size * runs / (latencies.sum() / 1000.0)),
+        "latency_ms": {"mean": float(latencies.mean()),
+                       "p50": float(np.percentile(latencies, 50)),
+                       "p90": float(np.percentile(latencies, 90)),
+                       "p99": float(np.percentile(latencies, 99))},
+        "warmup_runs": warmup_runs,
+        "runs": runs,
+    })
+  return rows
+
+
+def reference_check(tf, function, bundle_dir, info):
+  """Max |difference| from the Keras outputs shipped in the bundle (None if absent)."""
+  reference = info.get("reference")
+  if not reference:
+    return None
+  images_path = os.path.join(bundle_dir, reference["images"])
+  outputs_path = os.path.join(bundle_dir, reference["probabilities"])
+  if not (os.path.isfile(images_path) and os.path.isfile(outputs_path)):
+    return None
+  images = np.load(images_path).astype(np.float32)
+  expected = np.load(outputs_path)
+  got = function(image=tf.constant(images))["probabilities"].numpy()
+  return {"max_abs_diff": float(np.abs(got - expected).max()),
+          "top1_agreement": float(np.mean(got.argmax(1) == expected.argmax(1))),
+          "images": int(images.shape[0])}
+
+
+def print_table(results):
+  print("{:>5} {:>12} {:>9} {:>9} {:>9} {:>9}".format(
+      "batch", "images/sec", "mean ms", "p50 ms", "p90 ms", "p99 ms"))
+  for row in results["results"]:
+    latency = row["latency_ms"]
+    print("{:>5} {:>12.1f} {:>9.3f} {:>9.3f} {:>9.3f} {:>9.3f}".format(
+        row["batch_size"], row["images_per_sec"], latency["mean"], latency["p50"],
+        latency["p90"], latency["p99"]))
+
+
+def main(argv=None):
+  args = parse_args(sys.argv[1:] if argv is None else argv)
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  import tensorflow as tf  # after parsing: --help and usage errors need no TensorFlow
+
+  try:
+    info, graph_bytes = load_bundle(args.bundle_dir)
+  except IOError as error:
+    return fail(str(error), EXIT_USAGE)
+  input_shape = [int(v) for v in info["input"]["shape"][1:]]
+  device = None
+  if args.precision != "none":
+    if not tensorrt_available(tf):
+      return fail("TensorFlow {} here was built without TensorRT (as are CPU wheels and every "
+                  "pip wheel from TF 2.18 on), so --precision {} cannot run; use the Jetson's "
+                  "NVIDIA TensorFlow, or --precision none for plain TensorFlow.".format(
+                      tf.__version__, args.precision), EXIT_NO_TENSORRT)
+    device = gpu_compute_capability(tf)
+    if device is None:
+      return fail("No CUDA GPU is visible to TensorFlow {}, and TF-TRT needs one; check the "
+                  "JetPack install (tf.config.list_physical_devices('GPU') is empty).".format(
+                      tf.__version__), EXIT_NO_TENSORRT)
+    if args.precision == "INT8" and device[1] < MIN_INT8_COMPUTE_CAPABILITY:
+      return fail("INT8 needs compute capability >= {}.{}, but {} is {}.{} (the Jetson TX1 is "
+                  "5.3: FP16 and FP32 only); use --precision FP16.".format(
+                      MIN_INT8_COMPUTE_CAPABILITY[0], MIN_INT8_COMPUTE_CAPABILITY[1], device[0],
+                      device[1][0], device[1][1]), EXIT_USAGE)
+  calibration = None
+  if args.precision == "INT8":
+    try:
+      calibration = read_images(tf, args.calibration_dir, input_shape, args.calibration_images)
+    except IOError as error:
+      return fail(str(error), EXIT_USAGE)
+
+  frozen = import_frozen_graph(tf, graph_bytes, info["input"]["name"], info["output"]["name"])
+  if os.path.isdir(args.work_dir):
+    shutil.rmtree(args.work_dir)  # a previous run's engines may be for other batch sizes
+  native_dir = os.path.join(args.work_dir, "saved_model")
+  save_as_saved_model(tf, frozen, input_shape, native_dir)
+  model_dir = native_dir
+  if args.precision != "none":
+    model_dir = os.path.join(args.work_dir, "saved_model_trt")
+    convert_with_tftrt(tf, native_dir, model_dir, args.precision, args.batch_sizes, input_shape,
+                       calibration, args.max_workspace_mb * (1 << 20))
+  loaded = tf.saved_model.load(model_dir)
+  function = loaded.signatures["serving_default"]
+  results = {
+      "bundle_dir": os.path.abspath(args.bundle_dir),
+      "precision": args.precision,
+      "saved_model": os.path.abspath(model_dir),
+      "tensorflow": tf.__version__,
+      "tensorrt_build": tensorrt_available(tf),
+      "device": None if device is None else {"name": device[0],
+                                             "compute_capability": list(device[1])},
+      "input_shape": input_shape,
+      "reference": reference_check(tf, function, args.bundle_dir, info),
+      "results": benchmark(tf, function, args.batch_sizes, input_shape, args.warmup_runs,
+                           args.runs),
+  }
+  print("TensorFlow {}, precision {}, {}".format(
+      tf.__version__, args.precision, "plain TensorFlow (no TensorRT)" if device is None
+      else "{} (compute capability {}.{})".format(device[0], device[1][0], device[1][1])))
+  if results["reference"]:
+    print("reference check on {images} images: max |diff| {max_abs_diff:.2e}, top-1 "
+          "agreement {top1_agreement:.3f}".format(**results["reference"]))
+  print_table(results)
+  directory = os.path.dirname(os.path.abspath(args.output_json))
+  if not os.path.isdir(directory):
+    os.makedirs(directory)
+  temp = args.output_json + ".tmp"
+  with open(temp, "w") as handle:
+    json.dump(results, handle, indent=2, sort_keys=True)
+    handle.write("\n")
+  os.replace(temp, args.output_json)
+  print("wrote " + args.output_json)
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

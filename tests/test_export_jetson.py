@@ -1,0 +1,198 @@
+"""The Jetson bundle: a frozen graph TF 2.7 can import, and the on-device script."""
+
+import ast
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from squish_tf import models
+from squish_tf import spec as spec_lib
+from squish_tf.export import jetson
+
+SMALL = spec_lib.NetSpec(input_shape=(32, 32, 3), num_classes=5, conv1_filters=8,
+                         fires=(spec_lib.FireSpec(4, 6, 5), spec_lib.FireSpec(3, 4, 7),
+                                spec_lib.FireSpec(5, 8, 8)),
+                         pool_after=(1, 3), dropout_rate=0.5, kernel_initializer="he_uniform",
+                         classifier_activation="linear", classifier_initializer="normal_0.01")
+
+# Modules Python 3.6's standard library does not have (JetPack 4.6 runs 3.6.9).
+NEWER_STDLIB = {"dataclasses", "contextvars", "graphlib", "zoneinfo", "tomllib"}
+# Library calls newer than Python 3.6 that parse fine on 3.6 but fail when run.
+NEWER_CALLS = ("perf_counter_ns", "capture_output", "removeprefix", "removesuffix", "math.prod",
+               "nullcontext", "breakpoint(", "asyncio.run(", "fromisoformat",
+               "statistics.quantiles")
+
+
+@pytest.fixture(scope="module")
+def model():
+  return models.build_model(SMALL, seed=3)
+
+
+@pytest.fixture(scope="module")
+def bundle(model, tmp_path_factory):
+  directory = str(tmp_path_factory.mktemp("jetson") / jetson.BUNDLE_DIR)
+  reference = np.random.default_rng(0).integers(0, 256, (6, 32, 32, 3), dtype=np.uint8)
+  result = jetson.write_bundle(model, SMALL, ["a", "b", "c", "d", "e"], directory, reference)
+  return directory, result
+
+
+def _pixels(n=16, seed=1):
+  return np.random.default_rng(seed).uniform(0, 255, (n, 32, 32, 3)).astype(np.float32)
+
+
+def test_frozen_graph_uses_only_listed_ops_and_tf27_attributes(bundle):
+  directory, _ = bundle
+  graph_def = tf.compat.v1.GraphDef()
+  with open(os.path.join(directory, jetson.GRAPH_FILE), "rb") as handle:
+    graph_def.ParseFromString(handle.read())
+  assert not graph_def.library.function
+  ops = {node.op for node in graph_def.node}
+  assert ops <= jetson.ALLOWED_OPS, ops - jetson.ALLOWED_OPS
+  assert {"Conv2D", "BiasAdd", "Relu", "MaxPool", "ConcatV2", "Mean", "Softmax"} <= ops
+  for node in graph_def.node:
+    assert set(node.attr) <= jetson.TF27_OP_ATTRS[node.op], (node.name, sorted(node.attr))
+    assert not any(name.startswith("_") for name in node.attr), node.name
+    assert "debug_name" not in node.attr
+    assert not any(tensor.startswith("^") for tensor in node.input), node.name
+  names = [node.name for node in graph_def.node]
+  assert len(names) == len(set(names))
+  assert {jetson.INPUT_NODE, jetson.OUTPUT_NODE, "conv1/kernel", "conv1/bias"} <= set(names)
+
+
+def test_frozen_graph_matches_keras(model, bundle):
+  _, result = bundle
+  pixels = _pixels()
+  got = jetson.run_graph_def(result["graph_def"], pixels)
+  np.testing.assert_allclose(got, np.asarray(model(pixels, training=False)), rtol=0, atol=1e-5)
+
+
+def test_bundle_files_describe_the_graph(bundle, model):
+  directory, result = bundle
+  assert sorted(os.listdir(directory)) == sorted([
+      jetson.GRAPH_FILE, "spec.json", jetson.LABELS_FILE, jetson.INPUT_FILE, jetson.SCRIPT_FILE,
+      jetson.REFERENCE_IMAGES_FILE, jetson.REFERENCE_OUTPUTS_FILE])
+  info = json.load(open(os.path.join(directory, jetson.INPUT_FILE)))
+  assert info["input"] == {"name": "image:0", "shape": [None, 32, 32, 3], "dtype": "float32",
+                           "layout": "NHWC", "channels": "RGB", "value_range": [0, 255]}
+  assert info["output"]["name"] == "probabilities:0"
+  assert info["output"]["shape"] == [None, 5]
+  assert open(os.path.join(directory, jetson.LABELS_FILE)).read().split() == list("abcde")
+  assert spec_lib.load_spec(os.path.join(directory, "spec.json")) == SMALL
+  images = np.load(os.path.join(directory, jetson.REFERENCE_IMAGES_FILE))
+  expected = np.load(os.path.join(directory, jetson.REFERENCE_OUTPUTS_FILE))
+  assert images.dtype == np.uint8 and images.shape == (6, 32, 32, 3)
+  np.testing.assert_allclose(expected, np.asarray(model(images.astype(np.float32))), atol=1e-6)
+  with open(os.path.join(directory, jetson.SCRIPT_FILE)) as copied:
+    assert copied.read() == open(jetson.script_path()).read()
+
+
+def test_check_portable_names_what_would_not_import(bundle):
+  _, result = bundle
+  graph_def = tf.compat.v1.GraphDef()
+  graph_def.CopyFrom(result["graph_def"])
+  conv = next(node for node in graph_def.node if node.op == "Conv2D")
+  conv.attr["debug_name"].s = b"x"
+  relu = next(node for node in graph_def.node if node.op == "Relu")
+  relu.op = "Relu6"
+  with pytest.raises(ValueError) as error:
+    jetson.check_portable(graph_def)
+  message = str(error.value)
+  assert f"{conv.name}: attributes ['debug_name']" in message
+  assert f"{relu.name}: op Relu6 is not in the TF 2.7 list" in message
+
+
+def test_add_of_two_tensors_is_refused_rather_than_kept():
+  graph = tf.Graph()
+  with graph.as_default():
+    x = tf.compat.v1.placeholder(tf.float32, [None, 2], name="x")
+    tf.identity(tf.add(x, x), name="out")
+  with pytest.raises(ValueError, match="AddV2 of two non-constant tensors"):
+    jetson.clean_graph_def(graph.as_graph_def(), "x", "out")
+
+
+def test_script_is_python36_and_imports_only_stdlib_numpy_tensorflow():
+  source = open(jetson.script_path()).read()
+  tree = ast.parse(source, feature_version=(3, 6))
+  imported = set()
+  for node in ast.walk(tree):
+    if isinstance(node, ast.Import):
+      imported.update(alias.name for alias in node.names)
+    elif isinstance(node, ast.ImportFrom):
+      assert node.level == 0 and node.module != "__future__", ast.dump(node)
+      imported.add(node.module)
+  tops = {name.split(".")[0] for name in imported}
+  assert {"numpy", "tensorflow", "argparse", "json"} <= tops
+  outside = {top for top in tops if top not in sys.stdlib_module_names} - {"numpy", "tensorflow"}
+  assert not outside
+  assert not tops & NEWER_STDLIB
+  for call in NEWER_CALLS:
+    assert call not in source, call
+  for node in ast.walk(tree):
+    if isinstance(node, ast.arguments):
+      assert not node.posonlyargs
+    if isinstance(node, ast.FormattedValue):
+      # feature_version does not catch 3.8's f"{x=}"; the script uses .format() only.
+      raise AssertionError("f-string in the device script")
+
+
+def _run_script(directory, *args):
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+  return subprocess.run([sys.executable, os.path.join(directory, jetson.SCRIPT_FILE), *args],
+                        capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_script_benchmarks_plain_graph_with_precision_none(bundle):
+  directory, _ = bundle
+  output = os.path.join(os.path.dirname(directory), "bench.json")
+  done = _run_script(directory, "--precision", "none", "--batch_sizes", "1,4",
+                     "--warmup_runs", "2", "--runs", "5", "--output_json", output)
+  assert done.returncode == 0, done.stderr[-2000:]
+  results = json.load(open(output))
+  assert results["precision"] == "none"
+  assert results["reference"]["max_abs_diff"] <= 1e-5
+  assert results["reference"]["top1_agreement"] == 1.0
+  assert [row["batch_size"] for row in results["results"]] == [1, 4]
+  for row in results["results"]:
+    assert row["images_per_sec"] > 0
+    latency = row["latency_ms"]
+    assert 0 < latency["p50"] <= latency["p90"] <= latency["p99"]
+    assert row["runs"] == 5 and row["warmup_runs"] == 2
+  assert "images/sec" in done.stdout
+
+
+def test_script_refuses_tensorrt_precisions_without_tensorrt(bundle):
+  directory, _ = bundle
+  done = _run_script(directory, "--precision", "FP16")
+  assert done.returncode == 3
+  lines = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+  assert len(lines) == 1
+  assert "built without TensorRT" in lines[0] and "--precision none" in lines[0]
+  assert not os.path.exists(os.path.join(directory, "trt_fp16"))
+
+
+def test_script_needs_calibration_dir_for_int8(bundle):
+  directory, _ = bundle
+  done = _run_script(directory, "--precision", "INT8")
+  assert done.returncode == 2
+  assert "--calibration_dir" in done.stderr
+
+
+def test_script_refuses_int8_on_a_tx1(bundle, tmp_path, monkeypatch, capsys):
+  directory, _ = bundle
+  loaded = importlib.util.spec_from_file_location("jetson_trt", jetson.script_path())
+  script = importlib.util.module_from_spec(loaded)
+  loaded.loader.exec_module(script)
+  monkeypatch.setattr(script, "tensorrt_available", lambda tf: True)
+  monkeypatch.setattr(script, "gpu_compute_capability", lambda tf: ("NVIDIA Tegra X1", (5, 3)))
+  status = script.main(["--bundle_dir", directory, "--precision", "INT8",
+                        "--calibration_dir", str(tmp_path)])
+  assert status == 2
+  message = capsys.readouterr().err
+  assert "INT8 needs compute capability >= 6.1" in message and "5.3" in message
+  assert "--precision FP16" in message
