@@ -27,17 +27,7 @@ flag_defs.define_data_flags()
 flags.DEFINE_string("model_dir", None, "Model directory (model.keras, spec.json) to benchmark.")
 flags.DEFINE_string("export_dir", None,
                     "Its export directory (saved_model/, *.tflite); default <model_dir>/export.")
-flags.DEFINE_list("batch_sizes", ["1", "8"], "Batch sizes to time, comma-separated.")
-flags.DEFINE_integer("num_threads", 2,
-                     "CPU threads for LiteRT and for TensorFlow (Keras, SavedModel).",
-                     lower_bound=1)
-flags.DEFINE_integer("eval_images", 500,
-                     "Validation images to measure top-1 on (the same for every artefact).",
-                     lower_bound=1)
-flags.DEFINE_float("min_seconds", 2.0, "Time each batch size for at least this long.",
-                   lower_bound=0.0)
-flags.DEFINE_integer("min_runs", 10, "Time each batch size at least this many times.",
-                     lower_bound=1)
+flag_defs.define_benchmark_flags()
 flags.DEFINE_list("formats", None,
                   "Artefacts to benchmark (names or patterns: keras, saved_model, tflite_fp32, "
                   "tflite_*, ...); default all found.")
@@ -50,14 +40,7 @@ def main(argv):
   del argv
   _set_tf_threads(FLAGS.num_threads)
 
-  try:
-    batch_sizes = tuple(int(size) for size in FLAGS.batch_sizes)
-  except ValueError:
-    raise ValueError(f"--batch_sizes must be comma-separated integers, got "
-                     f"{','.join(FLAGS.batch_sizes)!r}.") from None
-  config = benchmark_lib.BenchmarkConfig(
-      batch_sizes=batch_sizes, num_threads=FLAGS.num_threads, min_seconds=FLAGS.min_seconds,
-      min_runs=FLAGS.min_runs, formats=FLAGS.formats)
+  config = flag_defs.benchmark_config_from_flags(formats=FLAGS.formats)
   spec = model_io.read_spec(FLAGS.model_dir)
   export_dir = _export_dir(config)
 

@@ -20,23 +20,13 @@ from absl import logging
 from squish_tf import export
 from squish_tf import flag_defs
 from squish_tf import model_io
-from squish_tf.export import exporter
-from squish_tf.export import qat
 
 FLAGS = flags.FLAGS
 
 flag_defs.define_data_flags()
 flags.DEFINE_string("model_dir", None, "Model directory to export (model.keras, spec.json).")
 flags.DEFINE_string("export_dir", None, "Where the export goes (default: <model_dir>/export).")
-flags.DEFINE_list("formats", None,
-                  f"Comma-separated formats from {', '.join(export.FORMATS)}. Default: all this "
-                  f"machine can produce ({', '.join(export.available_formats())}).")
-flags.DEFINE_integer("qat_epochs", 1, "Quantization-aware fine-tuning epochs for qat_int8.",
-                     lower_bound=1)
-flags.DEFINE_float("qat_learning_rate", qat.DEFAULT_LEARNING_RATE,
-                   "Adam learning rate of QAT fine-tuning.", lower_bound=0.0)
-flags.DEFINE_integer("calibration_images", exporter.CALIBRATION_IMAGES,
-                     "Training images (no augmentation) that calibrate full-int8.", lower_bound=1)
+flag_defs.define_export_flags()
 flags.DEFINE_boolean("overwrite", False, "Replace an existing --export_dir.")
 flags.mark_flag_as_required("model_dir")
 

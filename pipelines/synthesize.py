@@ -45,7 +45,7 @@ def main(argv):
       FLAGS.parent_dir, FLAGS.run_dir, config, synth,
       data_fn=functools.partial(data_lib.load, data_config), strategy=strategy,
       run_flags=run_flags, listeners=[evolution.console_listener], verbose=0)
-  flag_defs.write_flags_file(FLAGS.run_dir)
+  flag_defs.write_flags_file(FLAGS.run_dir, ["parent_dir", "run_dir"])
   winner = result.lineage["ancestor"] if result.winner_id == "ancestor" else next(
       r for r in result.lineage["candidates"] if r["id"] == result.winner_id and r["chosen"])
   print(f"winner {result.winner_id} ({result.stop_reason}): {winner['params']:,} params, "

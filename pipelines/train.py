@@ -21,10 +21,6 @@ FLAGS = flags.FLAGS
 flag_defs.define_data_flags()
 flag_defs.define_train_flags()
 flags.DEFINE_string("model_dir", None, "Where the trained model and its files go.")
-flags.DEFINE_enum("classifier_activation", "linear", list(spec_lib.CLASSIFIER_ACTIVATIONS),
-                  "Activation on conv10: linear (squish_tf's default) or relu (as published).")
-flags.DEFINE_float("dropout_rate", 0.5, "Dropout before conv10.", lower_bound=0.0,
-                   upper_bound=0.99)
 flags.mark_flag_as_required("model_dir")
 
 
@@ -40,7 +36,7 @@ def main(argv):
       dropout_rate=FLAGS.dropout_rate, classifier_activation=FLAGS.classifier_activation)
   metrics = train_lib.train_model_dir(
       FLAGS.model_dir, spec, data_config, train_config, train_ds, val_ds, info,
-      strategy=strategy, seed=FLAGS.seed, flags_text=flag_defs.flags_text())
+      strategy=strategy, seed=FLAGS.seed, flags_text=flag_defs.flags_text(["model_dir"]))
   print(f"{FLAGS.model_dir}: val top-1 {metrics['top1']:.4f}, {metrics['params']:,} params, "
         f"{metrics['size_mb']:.3f} MB, {metrics['macs']:,} MACs")
 

@@ -130,12 +130,15 @@ def run_baselines(run_dir: str,
       continue
     start = time.time()
     model, spec, extra = _TRAINERS[name](ancestor_dir, budget, data_fn, strategy, verbose)
-    _, val_ds, _ = data_fn()
+    _, val_ds, info = data_fn()
     evaluation = train_lib.evaluate(model, val_ds)
     metrics = _metrics(model, spec, evaluation)
     metrics.update(extra)
     metrics.update({"baseline": name, "label": LABELS[name], "wall_seconds": time.time() - start,
-                    "total_epochs": budget.total_epochs})
+                    "total_epochs": budget.total_epochs,
+                    "input_shape": [int(v) for v in model.input_shape[1:]],
+                    "num_classes": int(model.output_shape[-1]),
+                    "class_names": list(info.class_names)})
     with model_io.atomic_path(directory) as temp:
       os.makedirs(temp)
       model_io.save_keras(model, os.path.join(temp, model_io.MODEL_FILE))
@@ -190,7 +193,15 @@ def _train_pruned(ancestor_dir, budget, data_fn, strategy, verbose):
   schedule = tfmot.sparsity.keras.PolynomialDecay(
       initial_sparsity=0.0, final_sparsity=sparsity, begin_step=0,
       end_step=max(1, int(steps * budget.fine_tune_epochs * 0.7)), frequency=max(1, steps // 4))
-  pruned = tfmot.sparsity.keras.prune_low_magnitude(twin, pruning_schedule=schedule)
+
+  def prune_convolutions(layer):
+    # Only convolutions carry weights; tfmot refuses layers it has no pruning
+    # rule for (Rescaling), so wrap layer by layer instead of the whole model.
+    if isinstance(layer, tf_keras.layers.Conv2D):
+      return tfmot.sparsity.keras.prune_low_magnitude(layer, pruning_schedule=schedule)
+    return layer
+
+  pruned = tf_keras.models.clone_model(twin, clone_function=prune_convolutions)
   pruned.compile(optimizer=tf_keras.optimizers.Adam(budget.fine_tune_learning_rate),
                  loss=tf_keras.losses.SparseCategoricalCrossentropy(), metrics=["accuracy"])
   start = time.perf_counter()

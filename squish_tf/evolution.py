@@ -210,6 +210,8 @@ def evolve(parent_dir: str,
 
     gen_synth = _generation_synthesis(synth, config, parent_spec, generation)
     strengths = surgery.layer_strengths(parent_model, parent_spec)
+    # F_l depends on the parent only (target mode root-searches it): once per generation.
+    factors = synthesis.environment_factors(parent_spec, gen_synth, strengths)
     for candidate in range(config.population):
       if any(r["candidate"] == candidate and r["status"] == "ok" for r in records):
         continue
@@ -218,7 +220,7 @@ def evolve(parent_dir: str,
         continue  # every allowed draw diverged; recorded already
       record = _make_candidate(run_dir, generation, candidate, len(attempts), config, gen_synth,
                                parent_id, parent_model, parent_spec, ancestor_spec, strengths,
-                               data_fn, val_ds, strategy, verbose)
+                               factors, data_fn, val_ds, strategy, verbose)
       lineage["candidates"].append(record)
       records.append(record)
       model_io.write_json(os.path.join(run_dir, LINEAGE_FILE), lineage)
@@ -227,7 +229,7 @@ def evolve(parent_dir: str,
       while record["status"] == "diverged" and record["attempt"] < config.max_retries:
         record = _make_candidate(run_dir, generation, candidate, record["attempt"] + 1, config,
                                  gen_synth, parent_id, parent_model, parent_spec, ancestor_spec,
-                                 strengths, data_fn, val_ds, strategy, verbose)
+                                 strengths, factors, data_fn, val_ds, strategy, verbose)
         lineage["candidates"].append(record)
         records.append(record)
         model_io.write_json(os.path.join(run_dir, LINEAGE_FILE), lineage)
@@ -301,17 +303,20 @@ def _generation_synthesis(synth: synthesis.SynthesisConfig, config: EvolutionCon
   if goal is None:
     return synth
   left = config.generations - generation + 1
-  fraction = min(0.95, max(0.2, goal ** (1.0 / left)))
+  # Never below what the floors allow (that would be refused), never a no-op.
+  floor = synthesis.smallest_child_spec(parent_spec, synth).params() / parent_spec.params()
+  fraction = max(min(0.95, max(0.2, goal ** (1.0 / left))), (floor + 1.0) / 2 if floor > 0.9
+                 else floor * 1.02)
   return dataclasses.replace(synth, target_fraction=fraction)
 
 
 def _make_candidate(run_dir, generation, candidate, attempt, config, synth, parent_id,
-                    parent_model, parent_spec, ancestor_spec, strengths, data_fn, val_ds,
+                    parent_model, parent_spec, ancestor_spec, strengths, factors, data_fn, val_ds,
                     strategy, verbose) -> Dict[str, Any]:
   start = time.time()
   entropy = draw_seed(config.seed, generation, candidate, attempt)
   rng = np.random.default_rng(entropy)
-  offspring = synthesis.sample_offspring(parent_spec, strengths, synth, rng)
+  offspring = synthesis.sample_offspring(parent_spec, strengths, synth, rng, factors=factors)
   seed = keras_seed(entropy)
   keras.utils.set_random_seed(seed)
   train_ds, _, info = data_fn()

@@ -9,22 +9,23 @@ config dataclasses; the mains stay thin.
 
 import sys
 import traceback
-from typing import Callable, List
+from typing import Callable, List, Sequence
 
 from absl import app
 from absl import flags
 from absl import logging
 
 from squish_tf import data as data_lib
+from squish_tf import spec as spec_lib
 
 FLAGS = flags.FLAGS
 _DEFINED: List[str] = []
 
 
-def _define(kind: Callable, name: str, default, help_text: str, **kwargs) -> None:
+def _define(kind: Callable, name: str, *args, **kwargs) -> None:
   if name in FLAGS:
     return
-  kind(name, default, help_text, **kwargs)
+  kind(name, *args, **kwargs)
   _DEFINED.append(name)
 
 
@@ -70,6 +71,11 @@ def define_train_flags() -> None:
           "Learning-rate schedule over each fit.")
   _define(flags.DEFINE_float, "weight_decay", defaults.weight_decay,
           "Decoupled weight decay; 0 disables.", lower_bound=0.0)
+  _define(flags.DEFINE_enum, "classifier_activation", "linear",
+          list(spec_lib.CLASSIFIER_ACTIVATIONS),
+          "Activation on conv10: linear (squish_tf's default) or relu (as published).")
+  _define(flags.DEFINE_float, "dropout_rate", 0.5, "Dropout before conv10.", lower_bound=0.0,
+          upper_bound=0.99)
   define_distribution_flags()
 
 
@@ -133,6 +139,49 @@ def define_synthesis_flags() -> None:
           "Round survivor counts up to a multiple of this (1 = off).")
 
 
+def define_export_flags() -> None:
+  """--formats, --qat_epochs, --qat_learning_rate, --calibration_images."""
+  from squish_tf import export  # pylint: disable=g-import-not-at-top
+  from squish_tf.export import exporter  # pylint: disable=g-import-not-at-top
+  from squish_tf.export import qat  # pylint: disable=g-import-not-at-top
+
+  _define(flags.DEFINE_list, "formats", None,
+          f"Export formats, comma-separated, from {', '.join(export.FORMATS)}. Default: all this "
+          f"machine can produce ({', '.join(export.available_formats())}).")
+  _define(flags.DEFINE_integer, "qat_epochs", 1,
+          "Quantization-aware fine-tuning epochs for qat_int8.", lower_bound=1)
+  _define(flags.DEFINE_float, "qat_learning_rate", qat.DEFAULT_LEARNING_RATE,
+          "Adam learning rate of QAT fine-tuning.", lower_bound=0.0)
+  _define(flags.DEFINE_integer, "calibration_images", exporter.CALIBRATION_IMAGES,
+          "Training images (no augmentation) that calibrate full-int8.", lower_bound=1)
+
+
+def define_benchmark_flags() -> None:
+  """--batch_sizes, --num_threads, --eval_images, --min_seconds, --min_runs."""
+  _define(flags.DEFINE_list, "batch_sizes", ["1", "8"], "Batch sizes to time, comma-separated.")
+  _define(flags.DEFINE_integer, "num_threads", 2,
+          "CPU threads for LiteRT and for TensorFlow (Keras, SavedModel).", lower_bound=1)
+  _define(flags.DEFINE_integer, "eval_images", 500,
+          "Validation images to measure top-1 on (the same for every artefact).", lower_bound=1)
+  _define(flags.DEFINE_float, "min_seconds", 2.0, "Time each batch size for at least this long.",
+          lower_bound=0.0)
+  _define(flags.DEFINE_integer, "min_runs", 10, "Time each batch size at least this many times.",
+          lower_bound=1)
+
+
+def benchmark_config_from_flags(formats=None):
+  from squish_tf import benchmark as benchmark_lib  # pylint: disable=g-import-not-at-top
+
+  try:
+    batch_sizes = tuple(int(size) for size in FLAGS.batch_sizes)
+  except ValueError:
+    raise ValueError(f"--batch_sizes must be comma-separated integers, got "
+                     f"{','.join(FLAGS.batch_sizes)!r}.") from None
+  return benchmark_lib.BenchmarkConfig(
+      batch_sizes=batch_sizes, num_threads=FLAGS.num_threads, min_seconds=FLAGS.min_seconds,
+      min_runs=FLAGS.min_runs, formats=formats)
+
+
 def evolution_config_from_flags():
   from squish_tf import evolution  # pylint: disable=g-import-not-at-top
 
@@ -189,10 +238,10 @@ def defined_flag_names() -> List[str]:
   return [name for name in _DEFINED if name in FLAGS]
 
 
-def flags_text(names: List[str] = None) -> str:
-  """The current values of squish_tf's flags, one per line, as --flagfile reads them."""
+def flags_text(extra: Sequence[str] = ()) -> str:
+  """squish_tf's flags and the main's own `extra` ones, one per line, as --flagfile reads them."""
   lines = []
-  for name in names or defined_flag_names():
+  for name in defined_flag_names() + [n for n in extra if n in FLAGS]:
     flag = FLAGS[name]
     if flag.value is None:
       continue
@@ -200,12 +249,12 @@ def flags_text(names: List[str] = None) -> str:
   return "\n".join(lines) + "\n"
 
 
-def write_flags_file(directory: str) -> None:
+def write_flags_file(directory: str, extra: Sequence[str] = ()) -> None:
   """Writes flags.txt (atomically) into `directory`."""
   import os  # pylint: disable=g-import-not-at-top
   from squish_tf import model_io  # pylint: disable=g-import-not-at-top
 
-  model_io.write_text(os.path.join(directory, model_io.FLAGS_FILE), flags_text())
+  model_io.write_text(os.path.join(directory, model_io.FLAGS_FILE), flags_text(extra))
 
 
 def run(main: Callable[[List[str]], None]) -> None:

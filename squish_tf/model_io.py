@@ -69,7 +69,18 @@ def read_json(path: str) -> Any:
 
 
 def save_keras(model, path: str) -> None:
-  """model.save to a temporary `.keras` file, then rename."""
+  """Saves architecture and weights (no optimizer) to a temporary `.keras` file, then renames.
+
+  A compiled model would carry its optimizer's state into the file, and one
+  recompiled for evaluation carries an unbuilt optimizer that warns on every
+  load; artefacts are for inference and fine-tuning starts a fresh optimizer.
+  """
+  import keras  # pylint: disable=g-import-not-at-top
+
+  if getattr(model, "optimizer", None) is not None:
+    plain = keras.models.clone_model(model)
+    plain.set_weights(model.get_weights())
+    model = plain
   with atomic_path(path, suffix=".keras") as temp:
     model.save(temp)
 
@@ -103,12 +114,18 @@ def read_spec(model_dir: str) -> spec_lib.NetSpec:
     raise ValueError(f"{path}: {error}") from None
 
 
-def load_model_dir(model_dir: str, compile: bool = False) -> Tuple[Any, spec_lib.NetSpec,
-                                                                   Dict[str, Any]]:
-  """(Keras model, spec, metrics) of a complete model directory."""
+def load_model_dir(model_dir: str, compile: bool = False,
+                   require_spec: bool = True) -> Tuple[Any, Optional[spec_lib.NetSpec],
+                                                       Dict[str, Any]]:
+  """(Keras model, spec, metrics) of a complete model directory.
+
+  With `require_spec=False` a directory holding a Keras model that is not a
+  SqueezeNet (a baseline such as MobileNetV3) loads with spec None.
+  """
   import keras  # pylint: disable=g-import-not-at-top
 
-  spec = read_spec(model_dir)
+  has_spec = os.path.isfile(os.path.join(model_dir, SPEC_FILE))
+  spec = read_spec(model_dir) if has_spec or require_spec else None
   model_path = os.path.join(model_dir, MODEL_FILE)
   if not os.path.isfile(model_path):
     raise ValueError(f"{model_dir!r} holds no {MODEL_FILE}: training did not finish there. "

@@ -5,7 +5,6 @@ import os
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from squish_tf import data as data_lib
 from squish_tf import evolution
@@ -14,42 +13,15 @@ from squish_tf import spec as spec_lib
 from squish_tf import surgery
 from squish_tf import synthesis
 from squish_tf import train as train_lib
+import toy
 
-TINY = spec_lib.NetSpec(input_shape=(32, 32, 3), num_classes=3, conv1_filters=16,
-                        fires=(spec_lib.FireSpec(8, 16, 16), spec_lib.FireSpec(8, 16, 16),
-                               spec_lib.FireSpec(12, 24, 24)),
-                        pool_after=(1, 3), dropout_rate=0.0, classifier_activation="linear",
-                        kernel_initializer="he_uniform", classifier_initializer="normal_0.01",
-                        name="tiny")
-_N = 96
+TINY = toy.TINY
+toy_data = toy.data
 
 
-def _toy_arrays(seed=0):
-  rng = np.random.default_rng(seed)
-  labels = rng.integers(0, 3, _N).astype(np.int32)
-  images = rng.uniform(0, 80, (_N, 32, 32, 3)).astype(np.float32)
-  images[np.arange(_N), :, :, labels] += 150.0
-  return images, labels
-
-
-_IMAGES, _LABELS = _toy_arrays()
-
-
-def toy_data(num_classes=3):
-  train = tf.data.Dataset.from_tensor_slices((_IMAGES, _LABELS)).shuffle(_N, seed=0).batch(32)
-  val = tf.data.Dataset.from_tensor_slices((_IMAGES, _LABELS)).batch(48)
-  names = tuple(f"c{i}" for i in range(num_classes))
-  return train, val, data_lib.DatasetInfo("toy", names, _N, _N, 32)
-
-
-@pytest.fixture(scope="module")
-def parent_dir(tmp_path_factory):
-  directory = str(tmp_path_factory.mktemp("parent") / "ancestor")
-  train, val, info = toy_data()
-  train_lib.train_model_dir(directory, TINY, data_lib.DataConfig(image_size=32),
-                            train_lib.TrainConfig(epochs=8, learning_rate=1e-2), train, val, info,
-                            seed=0, verbose=0)
-  return directory
+@pytest.fixture
+def parent_dir(toy_parent_dir):
+  return toy_parent_dir
 
 
 CONFIG = evolution.EvolutionConfig(generations=3, population=1, offspring_epochs=1,

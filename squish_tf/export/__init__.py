@@ -13,14 +13,15 @@ tfmot lazily because that flips `tf.keras` to tf_keras process-wide),
 TensorRT), `exporter` (all of it, atomically, with the export.json manifest).
 """
 
-from squish_tf.export.exporter import (DATA_FORMATS, FORMATS, MANIFEST_FILE, ExportData,
-                                       available_formats, export_all, load_export_data,
-                                       parse_formats, parity, summary_table)
+from squish_tf.export.exporter import (DATA_FORMATS, FORMATS, MANIFEST_FILE, SPEC_FORMATS,
+                                       ExportData, available_formats, export_all, gzip_size,
+                                       is_complete, load_export_data, parse_formats, parity,
+                                       summary_table)
 from squish_tf.export.tflite import FILES as TFLITE_FILES
 from squish_tf.export.tflite import TFLiteRunner, run_tflite
 
 __all__ = [
-    "DATA_FORMATS", "FORMATS", "MANIFEST_FILE", "TFLITE_FILES", "ExportData", "TFLiteRunner",
-    "available_formats", "export_all", "load_export_data", "parse_formats", "parity",
-    "run_tflite", "summary_table",
+    "DATA_FORMATS", "FORMATS", "MANIFEST_FILE", "SPEC_FORMATS", "TFLITE_FILES", "ExportData",
+    "TFLiteRunner", "available_formats", "export_all", "gzip_size", "is_complete",
+    "load_export_data", "parse_formats", "parity", "run_tflite", "summary_table",
 ]

@@ -12,6 +12,7 @@ is given. Parity is measured on `PARITY_IMAGES` of them; accuracy on up to
 """
 
 import dataclasses
+import gzip
 import os
 import shutil
 import time
@@ -31,6 +32,7 @@ from squish_tf.export import tftrt as tftrt_lib
 
 FORMATS = ("saved_model", "fp32", "fp16", "dynamic", "int8", "qat_int8", "jetson", "tftrt")
 DATA_FORMATS = ("int8", "qat_int8")  # need training images
+SPEC_FORMATS = ("qat_int8", "jetson")  # need a SqueezeNet spec (tf_keras twin, layer names)
 TFLITE_FORMATS = ("fp32", "fp16", "dynamic", "int8", "qat_int8")
 NO_DATA = ("", "none")  # --dataset values meaning "no data"
 MANIFEST_FILE = "export.json"
@@ -163,7 +165,13 @@ def export_all(model_dir: str,
   """
   with_data = data is not None or has_data(data_config)
   names = parse_formats(formats, with_data)
-  spec = model_io.read_spec(model_dir)
+  spec = _spec_or_foreign(model_dir)
+  if not isinstance(spec, spec_lib.NetSpec):
+    needs_spec = [name for name in names if name in SPEC_FORMATS]
+    if needs_spec:
+      raise ValueError(f"Formats {needs_spec} need a SqueezeNet-family model (spec.json) but "
+                       f"{model_dir!r} holds another Keras model; export it to "
+                       f"{', '.join(n for n in FORMATS if n not in SPEC_FORMATS)} only.")
   if not os.path.isfile(os.path.join(model_dir, model_io.MODEL_FILE)):
     raise ValueError(f"{model_dir!r} holds no {model_io.MODEL_FILE}: there is no model to "
                      "export. Pass the --model_dir of a finished training or evolution run.")
@@ -183,7 +191,7 @@ def export_all(model_dir: str,
       raise ValueError("qat_int8 fine-tunes on training data, but the ExportData given has no "
                        "train_ds; add one or leave qat_int8 out.")
 
-  model, spec, metrics = model_io.load_model_dir(model_dir)
+  model, _, metrics = model_io.load_model_dir(model_dir, require_spec=False)
   class_names = _class_names(metrics, data, spec)
   if data is not None and len(data.eval_images):
     eval_images, eval_labels = _as_uint8(data.eval_images), data.eval_labels
@@ -259,6 +267,22 @@ def export_all(model_dir: str,
     manifest["files"] = {path: size for path, size in _walk_files(work)}
     model_io.write_json(os.path.join(work, MANIFEST_FILE), manifest)
   return manifest
+
+
+def is_complete(export_dir: str) -> bool:
+  """True when `export_dir` holds a manifest and every file it lists, at its recorded size."""
+  manifest = model_io.optional_read_json(os.path.join(export_dir, MANIFEST_FILE))
+  if not manifest or not manifest.get("files"):
+    return False
+  return all(os.path.isfile(os.path.join(export_dir, path)) and
+             os.path.getsize(os.path.join(export_dir, path)) == size
+             for path, size in manifest["files"].items())
+
+
+def gzip_size(path: str) -> int:
+  """Bytes of `path` gzip-compressed (level 9): what sparse weights save on the wire."""
+  with open(path, "rb") as handle:
+    return len(gzip.compress(handle.read(), compresslevel=9))
 
 
 def summary_table(manifest: Dict[str, Any]) -> str:
@@ -338,6 +362,41 @@ def _accuracy(probabilities: np.ndarray, labels: Optional[np.ndarray]) -> Option
 
 
 # -- helpers ----------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class ForeignModel:
+  """What export needs to know of a Keras model that is not a SqueezeNet (a baseline).
+
+  Duck-types the parts of NetSpec the SavedModel and TFLite exports read.
+  """
+
+  name: str
+  input_shape: Tuple[int, int, int]
+  num_classes: int
+  param_count: int
+  mac_count: Optional[int]
+
+  def params(self) -> int:
+    return self.param_count
+
+  def macs(self) -> Optional[int]:
+    return self.mac_count
+
+
+def _spec_or_foreign(model_dir: str):
+  """The model dir's NetSpec, or a ForeignModel for a spec-less baseline model dir."""
+  has_spec = os.path.isfile(os.path.join(model_dir, model_io.SPEC_FILE))
+  metrics_path = os.path.join(model_dir, model_io.METRICS_FILE)
+  if has_spec or not os.path.isfile(metrics_path):
+    return model_io.read_spec(model_dir)
+  metrics = model_io.read_json(metrics_path)
+  if "input_shape" not in metrics or "num_classes" not in metrics:
+    return model_io.read_spec(model_dir)  # raises: no spec.json, and not a known baseline
+  return ForeignModel(name=str(metrics.get("baseline", os.path.basename(model_dir))),
+                      input_shape=tuple(int(v) for v in metrics["input_shape"]),
+                      num_classes=int(metrics["num_classes"]), param_count=int(metrics["params"]),
+                      mac_count=metrics.get("macs"))
 
 
 def _check_image_size(size: int, spec: spec_lib.NetSpec, what: str) -> None:

@@ -90,7 +90,7 @@ def calibrate_ranges(qat_model, model, images: np.ndarray, batch_size: int = 64)
   names = [name for name in wrapped if name in {layer.name for layer in model.layers}]
   if not names:
     return 0
-  probe = keras.Model(model.inputs, [model.get_layer(name).output for name in names])
+  probe = keras.Model(model.input, [model.get_layer(name).output for name in names])
   low = {name: 0.0 for name in names}
   high = {name: 0.0 for name in names}
   for start in range(0, len(pixels), batch_size):

@@ -1,0 +1,70 @@
+r"""The main job: your images in, a SquishedNet and the evidence to trust it out.
+
+  squish                                   # shapes10 at 64 px, saved_models/demo/
+  squish --dataset=folder --data_dir=~/photos --image_size=128 --run_name=photos \
+      --target_size_mb=0.6 --generations=5
+
+Trains the few-class SqueezeNet v1.1 ancestor, evolves it by deep evolutionary
+synthesis to the targets, exports the SquishedNet (SavedModel, TFLite fp32 /
+fp16 / dynamic / int8 / QAT-int8, Jetson TF-TRT bundle) and the ancestor,
+trains the baselines, benchmarks everything with LiteRT and writes report.md,
+pareto.png and results.json into saved_models/<run_name>/. Re-running the same
+command resumes: every finished stage is skipped.
+"""
+
+import os
+
+from absl import flags
+from absl import logging
+
+from squish_tf import baselines as baselines_lib
+from squish_tf import flag_defs
+
+FLAGS = flags.FLAGS
+
+flag_defs.define_data_flags()
+flag_defs.define_train_flags()
+flag_defs.define_synthesis_flags()
+flag_defs.define_export_flags()
+flag_defs.define_benchmark_flags()
+flags.DEFINE_string("run_name", "demo", "Name of the run: its directory is saved_models/<name>.")
+flags.DEFINE_string("run_dir", None, "Where the run goes; default saved_models/<run_name>.")
+flags.DEFINE_boolean("baselines", True,
+                     "Train and report the baselines (uniform width scaling, tfmot magnitude "
+                     "pruning, MobileNetV3Small) at the SquishedNet's size and epochs.")
+
+
+def main(argv):
+  del argv
+  from squish_tf import job  # pylint: disable=g-import-not-at-top
+
+  if not FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)  # SavedModel writers log every asset at INFO
+  run_dir = FLAGS.run_dir or os.path.join("saved_models", FLAGS.run_name)
+  config = job.JobConfig(
+      run_dir=run_dir, run_name=FLAGS.run_name, export_formats=FLAGS.formats,
+      qat_epochs=FLAGS.qat_epochs,
+      baselines=baselines_lib.BASELINES if FLAGS.baselines else (),
+      benchmark=flag_defs.benchmark_config_from_flags(), eval_images=FLAGS.eval_images,
+      classifier_activation=FLAGS.classifier_activation, dropout_rate=FLAGS.dropout_rate)
+  run_flags = flag_defs.flag_values(["dataset", "data_dir", "image_size", "batch_size",
+                                     "validation_split", "augment", "shapes10_train_size",
+                                     "shapes10_validation_size"])
+  results = job.run_job(
+      config, flag_defs.data_config_from_flags(), flag_defs.train_config_from_flags(),
+      flag_defs.evolution_config_from_flags(), flag_defs.synthesis_config_from_flags(),
+      strategy=flag_defs.strategy_from_flags(),
+      flags_text=flag_defs.flags_text(["run_name", "run_dir", "baselines"]),
+      command=f"squish --flagfile={os.path.join(run_dir, 'flags.txt')}",
+      run_flags=run_flags)
+  from squish_tf import report  # pylint: disable=g-import-not-at-top
+  print(report.format_results_summary(results))
+  print(f"\nreport: {os.path.join(run_dir, 'report.md')}")
+
+
+def run():
+  flag_defs.run(main)
+
+
+if __name__ == "__main__":
+  run()

@@ -1,0 +1,76 @@
+"""Baselines at the SquishedNet's size: width scaling, tfmot magnitude pruning, MobileNetV3."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from squish_tf import baselines
+from squish_tf import model_io
+from squish_tf import models
+from squish_tf import spec as spec_lib
+import toy
+
+
+def test_keras_macs_match_the_analytic_count():
+  spec = spec_lib.squishednet_base(10, (64, 64, 3))
+  assert baselines._keras_macs(models.build_model(spec)) == spec.macs()  # pylint: disable=protected-access
+
+
+def test_pruning_sparsity_leaves_the_target_nonzero():
+  spec = spec_lib.squishednet_base(10, (64, 64, 3))
+  sparsity = baselines.pruning_sparsity(spec, 100_000)
+  kernels = sum(l.params - l.filters for l in spec.layer_shapes())
+  biases = spec.params() - kernels
+  assert biases + kernels * (1 - sparsity) == pytest.approx(100_000)
+  with pytest.raises(ValueError, match="Cannot prune"):
+    baselines.pruning_sparsity(spec, 10)
+
+
+def test_mobilenet_alpha_is_nearest_to_target():
+  alpha = baselines.mobilenet_alpha_for_params((32, 32, 3), 10, 300_000)
+  params = baselines.mobilenet_v3_small((32, 32, 3), 10, alpha).count_params()
+  for other in (alpha * 0.8, alpha * 1.25):
+    other_params = baselines.mobilenet_v3_small((32, 32, 3), 10, other).count_params()
+    assert abs(params - 300_000) <= abs(other_params - 300_000)
+
+
+def test_run_baselines_trains_each_at_the_budget_and_skips_when_done(toy_parent_dir, tmp_path):
+  target = toy.TINY.params() // 3
+  budget = baselines.BaselineBudget(target_params=target, total_epochs=2, fine_tune_epochs=2,
+                                    learning_rate=1e-2, fine_tune_learning_rate=1e-3)
+  run_dir = str(tmp_path / "run")
+  dirs = baselines.run_baselines(run_dir, toy_parent_dir, budget, toy.data)
+  assert sorted(dirs) == sorted(baselines.BASELINES)
+  found = {name: json.load(open(os.path.join(d, "metrics.json"))) for name, d in dirs.items()}
+
+  width = found["width_scaled"]
+  assert abs(width["params"] - target) / target < 0.1
+  assert model_io.read_spec(dirs["width_scaled"]).params() == width["params"]
+
+  pruned = found["magnitude_pruned"]
+  assert pruned["params"] == toy.TINY.params()  # dense: the file does not shrink
+  assert pruned["nonzero_params"] == pytest.approx(target, rel=0.05)
+  model, _, _ = model_io.load_model_dir(dirs["magnitude_pruned"])
+  assert sum(int(np.count_nonzero(w)) for w in model.get_weights()) == pruned["nonzero_params"]
+
+  mobile = found["mobilenet_v3_small"]
+  assert mobile["input_shape"] == [32, 32, 3] and mobile["num_classes"] == 3
+  assert mobile["macs"] > 0 and 0 < mobile["alpha"] <= 2
+  for metrics in found.values():
+    assert 0.0 <= metrics["top1"] <= 1.0
+    assert metrics["total_epochs"] == 2
+  # The pruned model starts from the trained ancestor: it keeps its accuracy.
+  assert pruned["top1"] > 0.9
+
+  stamps = {name: os.path.getmtime(os.path.join(d, "model.keras")) for name, d in dirs.items()}
+  baselines.run_baselines(run_dir, toy_parent_dir, budget, toy.data)
+  assert stamps == {name: os.path.getmtime(os.path.join(d, "model.keras"))
+                    for name, d in dirs.items()}
+
+
+def test_unknown_baseline_is_refused(toy_parent_dir, tmp_path):
+  budget = baselines.BaselineBudget(target_params=1000, total_epochs=1, fine_tune_epochs=1)
+  with pytest.raises(ValueError, match=r"Unknown baselines \['resnet'\]"):
+    baselines.run_baselines(str(tmp_path), toy_parent_dir, budget, toy.data, names=["resnet"])
