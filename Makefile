@@ -17,17 +17,21 @@ $(STAMP): setup.cfg pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+# The main job on the built-in offline dataset (shapes10, 64 px): saved_models/demo/.
 demo: $(STAMP)
-	$(BIN)/squish-train --model_dir=saved_models/demo/ancestor
+	$(BIN)/squish
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q tests
 
+# Benchmark scripts: each prints measured figures (not part of `make test`).
 bench: $(STAMP)
 	$(BIN)/python benchmarks/train_throughput.py
+	$(BIN)/python benchmarks/synthesis_overhead.py
+	$(BIN)/python benchmarks/export_sizes.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) .compat-venv build *.egg-info .pytest_cache
 
 # The Jetson bundle in an older TensorFlow (2.12, the oldest for Python 3.11;
 # the device runs 2.7). Not part of `make test`: it downloads TensorFlow into
