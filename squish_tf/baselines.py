@@ -59,7 +59,7 @@ class BaselineBudget:
   target_params: int
   total_epochs: int
   fine_tune_epochs: int
-  learning_rate: float = 2e-3
+  learning_rate: float = 1e-3
   fine_tune_learning_rate: float = 1e-3
   seed: int = 0
 

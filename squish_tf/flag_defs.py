@@ -45,7 +45,7 @@ def define_data_flags() -> None:
           "Fraction held out for validation when the source has no validation split.",
           lower_bound=0.0, upper_bound=0.9)
   _define(flags.DEFINE_boolean, "augment", defaults.augment,
-          "Random crop and horizontal flip on the training split.")
+          "Per-image random translation (up to 10%) and horizontal flip on the training split.")
   _define(flags.DEFINE_boolean, "skip_bad_images", defaults.skip_bad_images,
           "Skip and count unreadable images instead of stopping with an error.")
   _define(flags.DEFINE_integer, "shapes10_train_size", defaults.shapes10_train_size,

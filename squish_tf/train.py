@@ -40,7 +40,7 @@ class TrainConfig:
   """
 
   epochs: int = 15
-  learning_rate: float = 2e-3
+  learning_rate: float = 1e-3
   optimizer: str = "adam"
   lr_schedule: str = "cosine"
   weight_decay: float = 0.0
@@ -145,6 +145,9 @@ def fit(model_fn: Callable[[], Any],
   """
   strategy = strategy or tf.distribute.get_strategy()
   steps = _cardinality(train_ds)
+  batch = train_ds.element_spec[0].shape[0]
+  if steps and batch:  # static batches (drop_remainder): the exact count trained per epoch
+    images_per_epoch = steps * int(batch)
   with strategy.scope():
     model = model_fn()
     compile_model(model, config, steps_per_epoch=steps)

@@ -1,0 +1,72 @@
+"""The absl mains as a user runs them: files written, --flagfile re-runs, one-line errors."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _run(main, *args):
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=ROOT)
+  return subprocess.run([sys.executable, "-m", f"pipelines.{main}", *args], cwd=ROOT, env=env,
+                        capture_output=True, text=True, timeout=600)
+
+
+def _error_line(result):
+  lines = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+  assert len(lines) == 1, result.stderr[-2000:]
+  return lines[0]
+
+
+def test_train_main_writes_model_dir_and_flagfile_reruns(tmp_path):
+  model_dir = str(tmp_path / "ancestor")
+  args = [f"--model_dir={model_dir}", "--image_size=32", "--shapes10_train_size=128",
+          "--shapes10_validation_size=64", "--batch_size=32", "--train_epochs=1", "--seed=3"]
+  first = _run("train", *args)
+  assert first.returncode == 0, first.stderr[-3000:]
+  for name in ("model.keras", "spec.json", "metrics.json", "flags.txt"):
+    assert os.path.isfile(os.path.join(model_dir, name))
+  flags_txt = open(os.path.join(model_dir, "flags.txt")).read().splitlines()
+  assert f"--model_dir={model_dir}" in flags_txt
+  assert "--image_size=32" in flags_txt and "--seed=3" in flags_txt
+  metrics = json.load(open(os.path.join(model_dir, "metrics.json")))
+  assert metrics["image_size"] == 32 and metrics["params"] == 727_626
+  again = _run("train", f"--flagfile={os.path.join(model_dir, 'flags.txt')}")
+  assert again.returncode == 0, again.stderr[-3000:]
+  assert json.load(open(os.path.join(model_dir, "metrics.json"))) == metrics  # not retrained
+
+
+def test_train_main_missing_data_dir_is_one_line_and_writes_nothing(tmp_path):
+  model_dir = tmp_path / "m"
+  result = _run("train", f"--model_dir={model_dir}", "--dataset=folder",
+                f"--data_dir={tmp_path / 'no_such_dir'}")
+  assert result.returncode == 2
+  assert "no_such_dir" in _error_line(result)
+  assert not model_dir.exists()
+
+
+def test_run_main_unknown_dataset_lists_known_ones(tmp_path):
+  result = _run("run", f"--run_dir={tmp_path / 'run'}", "--dataset=cifar11")
+  assert result.returncode == 2
+  line = _error_line(result)
+  assert "cifar11" in line and "shapes10" in line and "imagenet10" in line
+  assert not (tmp_path / "run").exists()
+
+
+def test_synthesize_main_bad_env_factor(tmp_path, toy_parent_dir):
+  result = _run("synthesize", f"--parent_dir={toy_parent_dir}", f"--run_dir={tmp_path / 'r'}",
+                "--env_factor=1.5")
+  assert result.returncode == 2
+  assert "--env_factor must be in (0, 1], got 1.5" in _error_line(result)
+  assert not (tmp_path / "r").exists()
+
+
+def test_export_main_model_dir_without_model(tmp_path):
+  result = _run("export", f"--model_dir={tmp_path}", "--dataset=none")
+  assert result.returncode == 2
+  assert "spec.json" in _error_line(result)
+  assert not (tmp_path / "export").exists()
