@@ -48,8 +48,8 @@ class DataConfig:
   seed: int = 0
   augment: bool = True
   skip_bad_images: bool = False
-  shapes10_train_size: int = 6000
-  shapes10_validation_size: int = 1500
+  shapes10_train_size: int = 4000
+  shapes10_validation_size: int = 1000
 
 
 @dataclasses.dataclass(frozen=True)

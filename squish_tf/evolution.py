@@ -62,8 +62,8 @@ class EvolutionConfig:
   """
 
   generations: int = 4
-  population: int = 3
-  offspring_epochs: int = 2
+  population: int = 2
+  offspring_epochs: int = 4
   offspring_learning_rate: float = 1e-3
   offspring_init: str = "inherit"
   target_size_mb: Optional[float] = None

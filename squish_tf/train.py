@@ -9,6 +9,7 @@ import dataclasses
 import math
 import os
 import shutil
+import sys
 import time
 from typing import Any, Callable, Dict, Optional, Sequence
 
@@ -144,6 +145,8 @@ def fit(model_fn: Callable[[], Any],
     whether the loss diverged (NaN or inf).
   """
   strategy = strategy or tf.distribute.get_strategy()
+  if verbose == "auto":  # a progress bar on a terminal, one line per epoch in a log file
+    verbose = 1 if sys.stdout.isatty() else 2
   steps = _cardinality(train_ds)
   batch = train_ds.element_spec[0].shape[0]
   if steps and batch:  # static batches (drop_remainder): the exact count trained per epoch
