@@ -35,6 +35,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
+from squish_tf import data as data_lib
 from squish_tf import metrics as metrics_lib
 from squish_tf import model_io
 
@@ -525,35 +526,9 @@ def benchmark_models(model_dirs: Mapping[str, Union[str, Mapping[str, Optional[s
   return {"version": BENCHMARK_VERSION, "settings": run_settings, "models": models}
 
 
-def as_pixels(images: np.ndarray) -> np.ndarray:
-  """[N, H, W, 3] images in [0, 255] -> uint8 pixels (rounded, clipped)."""
-  images = np.asarray(images)
-  if images.ndim != 4 or images.shape[-1] != 3:
-    raise ValueError(f"images must be [N, height, width, 3], got shape {images.shape}.")
-  if images.dtype == np.uint8:
-    return images
-  return np.clip(np.round(images.astype(np.float32)), 0, 255).astype(np.uint8)
-
-
-def take_images(dataset, count: int) -> Tuple[np.ndarray, np.ndarray]:
-  """The first `count` (image, label) pairs of a batched tf.data split as numpy.
-
-  Returns:
-    (uint8 pixels [n, H, W, 3], int32 labels [n]) with n = min(count, the
-    split's size).
-  """
-  if count < 1:
-    raise ValueError(f"eval image count must be >= 1, got {count}.")
-  images, labels, have = [], [], 0
-  for batch_images, batch_labels in dataset:
-    images.append(as_pixels(np.asarray(batch_images)))
-    labels.append(np.asarray(batch_labels).reshape(-1).astype(np.int32))
-    have += len(images[-1])
-    if have >= count:
-      break
-  if not images:
-    raise ValueError("The validation split is empty; there is nothing to measure accuracy on.")
-  return np.concatenate(images)[:count], np.concatenate(labels)[:count]
+# Shared with the exporter: pixels as a camera gives them, N images off a pipeline.
+as_pixels = data_lib.as_pixels
+take_images = data_lib.take_images
 
 
 def _model_size(model_dir: Optional[str]) -> Dict[str, Any]:

@@ -569,3 +569,38 @@ def _imagenet10_source(config: DataConfig) -> _Source:
   return _Source(train=train, validation=validation, train_count=train_count,
                  validation_count=validation_count,
                  class_names=[name for _, name in IMAGENET10_CLASSES])
+
+
+def as_pixels(images: np.ndarray) -> np.ndarray:
+  """[N, H, W, 3] images in [0, 255] -> uint8 pixels (rounded, clipped), as a camera gives them."""
+  images = np.asarray(images)
+  if images.ndim != 4 or images.shape[-1] != 3:
+    raise ValueError(f"images must be [N, height, width, 3], got shape {images.shape}.")
+  if images.dtype == np.uint8:
+    return images
+  return np.clip(np.round(images.astype(np.float32)), 0, 255).astype(np.uint8)
+
+
+def take_images(dataset: tf.data.Dataset, count: int) -> Tuple[np.ndarray, np.ndarray]:
+  """The first `count` (image, label) pairs of a batched split, as numpy.
+
+  Returns:
+    (uint8 pixels [n, H, W, 3], int32 labels [n]) with n = min(count, the
+    split's size).
+
+  Raises:
+    ValueError: count < 1, or a split that yields nothing.
+  """
+  if count < 1:
+    raise ValueError(f"image count must be >= 1, got {count}.")
+  images, labels, have = [], [], 0
+  for batch_images, batch_labels in dataset:
+    images.append(as_pixels(np.asarray(batch_images)))
+    labels.append(np.asarray(batch_labels).reshape(-1).astype(np.int32))
+    have += len(images[-1])
+    if have >= count:
+      break
+  if not images:
+    raise ValueError("The split is empty: the data pipeline yielded no images; check the data "
+                     "flags.")
+  return np.concatenate(images)[:count], np.concatenate(labels)[:count]

@@ -78,9 +78,9 @@ def save_keras(model, path: str) -> None:
   import keras  # pylint: disable=g-import-not-at-top
 
   if getattr(model, "optimizer", None) is not None:
-    plain = keras.models.clone_model(model)
-    plain.set_weights(model.get_weights())
-    model = plain
+    # A new functional model over the same layers: same names and weights, no
+    # compile state (clone_model would carry the optimizer over).
+    model = keras.Model(model.input, model.output, name=model.name)
   with atomic_path(path, suffix=".keras") as temp:
     model.save(temp)
 

@@ -74,3 +74,15 @@ def test_unknown_baseline_is_refused(toy_parent_dir, tmp_path):
   budget = baselines.BaselineBudget(target_params=1000, total_epochs=1, fine_tune_epochs=1)
   with pytest.raises(ValueError, match=r"Unknown baselines \['resnet'\]"):
     baselines.run_baselines(str(tmp_path), toy_parent_dir, budget, toy.data, names=["resnet"])
+
+
+def test_mobilenet_batch_norm_momentum_suits_short_training(tmp_path):
+  model = baselines.mobilenet_v3_small((32, 32, 3), 3, 0.25)
+  norms = [l for l in model.layers if l.__class__.__name__ == "BatchNormalization"]
+  assert norms and all(l.momentum == baselines.BATCH_NORM_MOMENTUM for l in norms)
+  path = str(tmp_path / "m.keras")
+  model_io.save_keras(model, path)
+  import keras  # pylint: disable=g-import-not-at-top
+  reloaded = keras.models.load_model(path)
+  assert all(l.momentum == baselines.BATCH_NORM_MOMENTUM for l in reloaded.layers
+             if l.__class__.__name__ == "BatchNormalization")

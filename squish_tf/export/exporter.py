@@ -115,8 +115,8 @@ def load_export_data(config: data_lib.DataConfig,
   """
   plain_train, val_ds, info = data_lib.load(dataclasses.replace(config, augment=False))
   train_ds = data_lib.load(config)[0] if config.augment else plain_train
-  calibration, _ = _take(plain_train, calibration_images)
-  eval_images, eval_labels = _take(val_ds, max_eval_images)
+  calibration, _ = data_lib.take_images(plain_train, calibration_images)
+  eval_images, eval_labels = data_lib.take_images(val_ds, max_eval_images)
   return ExportData(
       calibration_images=calibration, train_ds=train_ds, eval_images=eval_images,
       eval_labels=eval_labels, class_names=tuple(info.class_names),
@@ -194,7 +194,7 @@ def export_all(model_dir: str,
   model, _, metrics = model_io.load_model_dir(model_dir, require_spec=False)
   class_names = _class_names(metrics, data, spec)
   if data is not None and len(data.eval_images):
-    eval_images, eval_labels = _as_uint8(data.eval_images), data.eval_labels
+    eval_images, eval_labels = data_lib.as_pixels(data.eval_images), data.eval_labels
     parity_source = "validation"
   else:
     eval_images = np.random.default_rng(0).integers(
@@ -412,26 +412,6 @@ def _class_names(metrics: Dict[str, Any], data: Optional[ExportData],
     if names and len(names) == spec.num_classes:
       return tuple(str(name) for name in names)
   return tuple(f"class_{i}" for i in range(spec.num_classes))
-
-
-def _take(ds: tf.data.Dataset, count: int) -> Tuple[np.ndarray, np.ndarray]:
-  images, labels, total = [], [], 0
-  for batch_images, batch_labels in ds:
-    images.append(_as_uint8(batch_images.numpy()))
-    labels.append(batch_labels.numpy().astype(np.int32))
-    total += len(images[-1])
-    if total >= count:
-      break
-  if not images:
-    raise ValueError("The data pipeline yielded no images; check the data flags.")
-  return np.concatenate(images)[:count], np.concatenate(labels)[:count]
-
-
-def _as_uint8(images: np.ndarray) -> np.ndarray:
-  images = np.asarray(images)
-  if images.dtype == np.uint8:
-    return images
-  return np.clip(np.round(images), 0, 255).astype(np.uint8)
 
 
 def _float(images: np.ndarray) -> np.ndarray:
