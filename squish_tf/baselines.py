@@ -16,8 +16,10 @@ Each baseline is a model directory (`model.keras` + `metrics.json`, plus
 written atomically; a complete one is not retrained.
 """
 
+import concurrent.futures
 import dataclasses
 import math
+import multiprocessing
 import os
 import time
 from typing import Any, Callable, Dict, Optional, Tuple
@@ -127,8 +129,23 @@ def run_baselines(run_dir: str,
                   data_fn: DataFn,
                   names=BASELINES,
                   strategy: Optional[tf.distribute.Strategy] = None,
-                  verbose: Any = 0) -> Dict[str, str]:
+                  verbose: Any = 0,
+                  workers: int = 1) -> Dict[str, str]:
   """Trains each baseline into `<run_dir>/baselines/<name>` (skipping complete ones).
+
+  Args:
+    run_dir: the run directory.
+    ancestor_dir: the trained ancestor (pruning starts from it; the others
+      take its input shape and class count).
+    budget: the SquishedNet's size and epochs.
+    data_fn: returns fresh (train_ds, val_ds, info); must be picklable (a
+      module-level function or functools.partial) when workers > 1.
+    names: which baselines.
+    strategy: tf.distribute strategy (forces workers=1: it cannot leave this process).
+    verbose: Keras verbosity.
+    workers: baselines trained at once in spawned processes (1: one after the
+      other in this process). The baselines are independent and small models
+      leave a core idle, so 2 workers on 2 cores finish sooner.
 
   Returns:
     {baseline name: model dir}.
@@ -136,30 +153,42 @@ def run_baselines(run_dir: str,
   unknown = sorted(set(names) - set(BASELINES))
   if unknown:
     raise ValueError(f"Unknown baselines {unknown}; known: {list(BASELINES)}.")
-  out = {}
-  for name in names:
-    directory = os.path.join(run_dir, "baselines", name)
-    out[name] = directory
-    if os.path.isfile(os.path.join(directory, model_io.METRICS_FILE)):
-      continue
-    start = time.time()
-    model, spec, extra = _TRAINERS[name](ancestor_dir, budget, data_fn, strategy, verbose)
-    _, val_ds, info = data_fn()
-    evaluation = train_lib.evaluate(model, val_ds)
-    metrics = _metrics(model, spec, evaluation)
-    metrics.update(extra)
-    metrics.update({"baseline": name, "label": LABELS[name], "wall_seconds": time.time() - start,
-                    "total_epochs": budget.total_epochs,
-                    "input_shape": [int(v) for v in model.input_shape[1:]],
-                    "num_classes": int(model.output_shape[-1]),
-                    "class_names": list(info.class_names)})
-    with model_io.atomic_path(directory) as temp:
-      os.makedirs(temp)
-      model_io.save_keras(model, os.path.join(temp, model_io.MODEL_FILE))
-      if spec is not None:
-        model_io.write_text(os.path.join(temp, model_io.SPEC_FILE), spec.to_json())
-      model_io.write_json(os.path.join(temp, model_io.METRICS_FILE), metrics)
+  out = {name: os.path.join(run_dir, "baselines", name) for name in names}
+  todo = [name for name in names
+          if not os.path.isfile(os.path.join(out[name], model_io.METRICS_FILE))]
+  if workers > 1 and strategy is None and len(todo) > 1:
+    with concurrent.futures.ProcessPoolExecutor(
+        max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+      futures = [pool.submit(_train_one, name, out[name], ancestor_dir, budget, data_fn, None,
+                             verbose) for name in todo]
+      for future in futures:
+        future.result()  # re-raises a worker's error here
+  else:
+    for name in todo:
+      _train_one(name, out[name], ancestor_dir, budget, data_fn, strategy, verbose)
   return out
+
+
+def _train_one(name: str, directory: str, ancestor_dir: str, budget: BaselineBudget,
+               data_fn: DataFn, strategy, verbose) -> None:
+  """Trains, evaluates and writes one baseline's model dir (atomically)."""
+  start = time.time()
+  model, spec, extra = _TRAINERS[name](ancestor_dir, budget, data_fn, strategy, verbose)
+  _, val_ds, info = data_fn()
+  evaluation = train_lib.evaluate(model, val_ds)
+  metrics = _metrics(model, spec, evaluation)
+  metrics.update(extra)
+  metrics.update({"baseline": name, "label": LABELS[name], "wall_seconds": time.time() - start,
+                  "total_epochs": budget.total_epochs,
+                  "input_shape": [int(v) for v in model.input_shape[1:]],
+                  "num_classes": int(model.output_shape[-1]),
+                  "class_names": list(info.class_names)})
+  with model_io.atomic_path(directory) as temp:
+    os.makedirs(temp)
+    model_io.save_keras(model, os.path.join(temp, model_io.MODEL_FILE))
+    if spec is not None:
+      model_io.write_text(os.path.join(temp, model_io.SPEC_FILE), spec.to_json())
+    model_io.write_json(os.path.join(temp, model_io.METRICS_FILE), metrics)
 
 
 def _train_width_scaled(ancestor_dir, budget, data_fn, strategy, verbose):
@@ -238,7 +267,8 @@ _TRAINERS = {
 }
 
 
-def _metrics(model, spec: Optional[spec_lib.NetSpec], evaluation: Dict[str, float]) -> Dict[str, Any]:
+def _metrics(model, spec: Optional[spec_lib.NetSpec],
+             evaluation: Dict[str, float]) -> Dict[str, Any]:
   if spec is not None:
     return metrics_lib.model_metrics(spec, evaluation)
   params = int(model.count_params())

@@ -137,6 +137,11 @@ def define_synthesis_flags() -> None:
           "Every layer keeps at least this fraction of its parent's filters.")
   _define(flags.DEFINE_integer, "channel_multiple", encoding.channel_multiple,
           "Round survivor counts up to a multiple of this (1 = off).")
+  _define(flags.DEFINE_integer, "workers", 2,
+          "Processes that fine-tune a generation's offspring (and train the baselines) at "
+          "once; 1 runs them one by one in this process. Small networks leave a core idle, so "
+          "2 suits 2 cores. Results do not depend on it. With a --distribution_strategy "
+          "other than off it is 1.", lower_bound=1)
 
 
 def define_export_flags() -> None:
@@ -191,7 +196,8 @@ def evolution_config_from_flags():
       offspring_learning_rate=FLAGS.offspring_learning_rate,
       offspring_init=FLAGS.offspring_init, target_size_mb=FLAGS.target_size_mb,
       target_macs=FLAGS.target_macs, max_accuracy_drop=FLAGS.max_accuracy_drop,
-      max_retries=FLAGS.max_retries, seed=FLAGS.seed, target_fraction=FLAGS.target_fraction)
+      max_retries=FLAGS.max_retries, seed=FLAGS.seed, target_fraction=FLAGS.target_fraction,
+      workers=FLAGS.workers)
 
 
 def synthesis_config_from_flags():
@@ -228,8 +234,11 @@ def train_config_from_flags(epochs_flag: str = "train_epochs"):
 
 
 def strategy_from_flags():
+  """The --distribution_strategy, or None for "off" (the default strategy, workers allowed)."""
   from squish_tf import train as train_lib  # pylint: disable=g-import-not-at-top
 
+  if FLAGS.distribution_strategy == "off":
+    return None
   return train_lib.get_distribution_strategy(FLAGS.distribution_strategy, FLAGS.tpu)
 
 

@@ -9,6 +9,7 @@ stage whose marker is there, so a killed job resumes where it stopped.
 """
 
 import dataclasses
+import functools
 import os
 import time
 from typing import Any, Callable, Dict, Optional, Sequence
@@ -87,7 +88,8 @@ def run_job(config: JobConfig,
             verbose: Any = "auto") -> Dict[str, Any]:
   """Runs (or resumes) every stage; returns the results dict written to results.json."""
   run_dir = config.run_dir
-  data_fn = lambda: data_lib.load(data_config)  # fresh pipelines: same order on every resume
+  # Fresh pipelines on every call (same order on every resume); picklable for workers.
+  data_fn = functools.partial(data_lib.load, data_config)
   train_ds, val_ds, info = data_fn()  # validates the data before anything is written
   spec = spec_lib.squishednet_base(
       num_classes=info.num_classes, input_shape=(data_config.image_size,) * 2 + (3,),
@@ -168,7 +170,7 @@ def run_job(config: JobConfig,
 
   def train_baselines():
     baselines_lib.run_baselines(run_dir, ancestor_dir, budget, data_fn, names=config.baselines,
-                                strategy=strategy, verbose=0)
+                                strategy=strategy, verbose=0, workers=evolution_config.workers)
     for directory in baseline_dirs.values():
       export_dir = os.path.join(directory, EXPORT_DIR)
       if not export_lib.is_complete(export_dir):

@@ -204,7 +204,8 @@ class NetSpec:
       height, width = _pool_out(height), _pool_out(width)
     for number, fire in self.numbered_fires():
       prefix = f"fire{number}_"
-      layers.append(LayerShape(prefix + "squeeze1x1", 1, channels, fire.squeeze, height, width, True))
+      layers.append(LayerShape(prefix + "squeeze1x1", 1, channels, fire.squeeze, height, width,
+                               True))
       layers.append(LayerShape(prefix + "expand1x1", 1, fire.squeeze, fire.expand1x1, height, width,
                                True))
       layers.append(LayerShape(prefix + "expand3x3", 3, fire.squeeze, fire.expand3x3, height, width,

@@ -41,7 +41,7 @@ def test_run_baselines_trains_each_at_the_budget_and_skips_when_done(toy_parent_
   budget = baselines.BaselineBudget(target_params=target, total_epochs=2, fine_tune_epochs=2,
                                     learning_rate=1e-2, fine_tune_learning_rate=1e-3)
   run_dir = str(tmp_path / "run")
-  dirs = baselines.run_baselines(run_dir, toy_parent_dir, budget, toy.data)
+  dirs = baselines.run_baselines(run_dir, toy_parent_dir, budget, toy.data, workers=2)
   assert sorted(dirs) == sorted(baselines.BASELINES)
   found = {name: json.load(open(os.path.join(d, "metrics.json"))) for name, d in dirs.items()}
 

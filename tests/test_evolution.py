@@ -1,5 +1,6 @@
 """The generation loop: selection, stopping, lineage, resume after a kill, refusals, NaN."""
 
+import dataclasses
 import json
 import os
 
@@ -121,8 +122,8 @@ def test_stops_on_accuracy_drop_and_keeps_last_parent_within(parent_dir, tmp_pat
                                                       offspring_epochs=1, offspring_init="scratch",
                                                       offspring_learning_rate=1e-7,
                                                       max_accuracy_drop=0.05),
-                            synthesis.SynthesisConfig(env_factor=0.05, min_filters=1,
-                                                      min_fraction=0.0),
+                            synthesis.SynthesisConfig(env_mode="constant", env_factor=0.05,
+                                                      min_filters=1, min_fraction=0.0),
                             toy_data)
   assert result.stop_reason == "accuracy_drop"
   assert result.winner_id == "ancestor"
@@ -201,3 +202,12 @@ def test_config_validation():
     evolution.EvolutionConfig(max_accuracy_drop=3)
   with pytest.raises(ValueError, match="--offspring_init must be 'inherit' or 'scratch'"):
     evolution.EvolutionConfig(offspring_init="clone")
+
+
+def test_worker_processes_give_the_same_lineage(parent_dir, tmp_path):
+  config = evolution.EvolutionConfig(generations=1, population=2, offspring_epochs=1,
+                                     max_accuracy_drop=1.0, seed=5)
+  in_process = evolution.evolve(parent_dir, str(tmp_path / "one"), config, SYNTH, toy_data)
+  workers = evolution.evolve(parent_dir, str(tmp_path / "two"),
+                             dataclasses.replace(config, workers=2), SYNTH, toy_data)
+  assert _comparable(workers.lineage) == _comparable(in_process.lineage)

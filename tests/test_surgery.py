@@ -81,7 +81,7 @@ def sampled_masks(spec, model, draws, seed):
   rng = np.random.default_rng(seed)
   config = syn.SynthesisConfig(min_filters=1, min_fraction=0.0)
   return [syn.sample_survivors(spec, strengths, syn.environment_factors(
-      spec, syn.SynthesisConfig(env_factor=factor)), rng, config)
+      spec, syn.SynthesisConfig(env_mode="constant", env_factor=factor)), rng, config)
           for factor in np.linspace(0.3, 1.0, draws)]
 
 

@@ -53,8 +53,8 @@ def test_synthesis_imports_no_tensorflow():
 
 def test_config_defaults_are_valid_and_documented_values():
   config = syn.SynthesisConfig()
-  assert (config.env_mode, config.env_factor, config.cost, config.gamma) == (
-      "constant", 0.8, "params", 1.0)
+  assert (config.env_mode, config.target_fraction, config.env_factor, config.cost,
+          config.gamma) == ("target", 0.7, 0.8, "params", 1.0)
   assert (config.min_filters, config.min_fraction, config.channel_multiple) == (2, 0.05, 1)
 
 
