@@ -29,6 +29,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/train_throughput.py
 	$(BIN)/python benchmarks/synthesis_overhead.py
 	$(BIN)/python benchmarks/export_sizes.py
+	$(BIN)/python benchmarks/evolution_vs_width.py
 
 clean:
 	rm -rf $(VENV) .compat-venv build *.egg-info .pytest_cache

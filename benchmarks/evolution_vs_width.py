@@ -12,6 +12,7 @@ Every stage resumes (it is the main job without exports, benchmarks and the
 other baselines), so a re-run only prints.
 """
 
+import functools
 import os
 import sys
 import time
@@ -43,7 +44,7 @@ def main(argv):
   train_config = flag_defs.train_config_from_flags()
   config = flag_defs.evolution_config_from_flags()
   synth = flag_defs.synthesis_config_from_flags()
-  data_fn = lambda: data_lib.load(data_config)
+  data_fn = functools.partial(data_lib.load, data_config)  # picklable for --workers
   train_ds, val_ds, info = data_fn()
   spec = spec_lib.squishednet_base(info.num_classes, (data_config.image_size,) * 2 + (3,))
   ancestor_dir = os.path.join(FLAGS.run_dir, "ancestor")
@@ -65,7 +66,7 @@ def main(argv):
       seed=data_config.seed)
   start = time.time()
   dirs = baselines.run_baselines(FLAGS.run_dir, ancestor_dir, budget, data_fn,
-                                 names=("width_scaled",))
+                                 names=("width_scaled",), workers=config.workers)
   width_seconds = time.time() - start
   width = model_io.read_json(os.path.join(dirs["width_scaled"], model_io.METRICS_FILE))
   within = [r for r in lineage["candidates"] if r["status"] == "ok"

@@ -195,8 +195,8 @@ def _train_width_scaled(ancestor_dir, budget, data_fn, strategy, verbose):
   ancestor_spec = model_io.read_spec(ancestor_dir)
   spec = spec_lib.width_for_params(ancestor_spec, budget.target_params)
   spec = spec.replace(name="width_scaled")
-  train_ds, _, info = data_fn()
   keras.utils.set_random_seed(budget.seed)
+  train_ds, _, info = data_fn()
   result = train_lib.fit(lambda: models.build_model(spec, seed=budget.seed), train_ds, None,
                          train_lib.TrainConfig(epochs=budget.total_epochs,
                                                learning_rate=budget.learning_rate),
@@ -208,6 +208,7 @@ def _train_mobilenet(ancestor_dir, budget, data_fn, strategy, verbose):
   ancestor_spec = model_io.read_spec(ancestor_dir)
   alpha = mobilenet_alpha_for_params(ancestor_spec.input_shape, ancestor_spec.num_classes,
                                      budget.target_params)
+  keras.utils.set_random_seed(budget.seed)
   train_ds, _, info = data_fn()
   result = train_lib.fit(
       lambda: mobilenet_v3_small(ancestor_spec.input_shape, ancestor_spec.num_classes, alpha,
@@ -228,8 +229,9 @@ def _train_pruned(ancestor_dir, budget, data_fn, strategy, verbose):
   del strategy  # the tf_keras twin trains under the default strategy
   ancestor, spec, _ = model_io.load_model_dir(ancestor_dir)
   sparsity = pruning_sparsity(spec, budget.target_params)
-  train_ds, _, info = data_fn()
+  keras.utils.set_random_seed(budget.seed)
   tf_keras.utils.set_random_seed(budget.seed)
+  train_ds, _, info = data_fn()
   twin = models.build_model(spec, keras_module=tf_keras)
   models.copy_weights_by_name(ancestor, twin)
   steps = max(1, int(train_ds.cardinality().numpy()))

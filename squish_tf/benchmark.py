@@ -68,7 +68,7 @@ class BenchmarkConfig:
 
   batch_sizes: Tuple[int, ...] = (1, 8)
   num_threads: int = 2
-  min_seconds: float = 1.0
+  min_seconds: float = 0.5
   min_runs: int = 10
   warmup_runs: int = 3
   eval_batch_size: int = 32

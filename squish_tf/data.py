@@ -112,8 +112,15 @@ def load(config: DataConfig) -> Tuple[tf.data.Dataset, tf.data.Dataset, DatasetI
     ValueError: an unknown dataset name, a bad config value, or data that
       cannot be used (the message says which file, class or folder, and how
       to fix it).
+
+  Sets TensorFlow's global seed to `config.seed`: tf.data combines a shuffle's
+  op seed with the global seed, so without this the same config would shuffle
+  differently depending on what the process seeded before (a fresh process, a
+  worker, a notebook). Keras' own seed (`keras.utils.set_random_seed`, for
+  weights and dropout) is left alone.
   """
   _check_config(config)
+  tf.random.set_seed(config.seed)
   name = config.dataset
   if name == "shapes10":
     source = _shapes10_source(config)

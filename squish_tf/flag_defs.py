@@ -168,7 +168,7 @@ def define_benchmark_flags() -> None:
           "CPU threads for LiteRT and for TensorFlow (Keras, SavedModel).", lower_bound=1)
   _define(flags.DEFINE_integer, "eval_images", 500,
           "Validation images to measure top-1 on (the same for every artefact).", lower_bound=1)
-  _define(flags.DEFINE_float, "min_seconds", 1.0, "Time each batch size for at least this long.",
+  _define(flags.DEFINE_float, "min_seconds", 0.5, "Time each batch size for at least this long.",
           lower_bound=0.0)
   _define(flags.DEFINE_integer, "min_runs", 10, "Time each batch size at least this many times.",
           lower_bound=1)

@@ -69,6 +69,16 @@ def test_run_baselines_trains_each_at_the_budget_and_skips_when_done(toy_parent_
   assert stamps == {name: os.path.getmtime(os.path.join(d, "model.keras"))
                     for name, d in dirs.items()}
 
+  # Results do not depend on workers: trained one by one in this process (whatever it ran
+  # before), the same baselines end with the same weights as in fresh worker processes.
+  again = baselines.run_baselines(str(tmp_path / "again"), toy_parent_dir, budget, toy.data,
+                                  names=("width_scaled", "magnitude_pruned"), workers=1)
+  for name, directory in again.items():
+    ours = model_io.load_model_dir(directory, require_spec=False)[0].get_weights()
+    theirs = model_io.load_model_dir(dirs[name], require_spec=False)[0].get_weights()
+    for a, b in zip(ours, theirs):
+      np.testing.assert_allclose(a, b, atol=1e-6, err_msg=name)
+
 
 def test_unknown_baseline_is_refused(toy_parent_dir, tmp_path):
   budget = baselines.BaselineBudget(target_params=1000, total_epochs=1, fine_tune_epochs=1)

@@ -86,6 +86,17 @@ def test_same_seed_same_training_stream_with_augmentation_other_seed_other():
   assert not np.array_equal(first[0][1], other[0][1])
 
 
+def test_training_stream_does_not_depend_on_what_the_process_seeded_before():
+  config = _small_shapes10(augment=True)
+  tf.random.set_seed(12345)  # e.g. a previous candidate's seed, or a notebook's
+  first = _batches(data.load(config)[0])
+  tf.random.set_seed(777)
+  again = _batches(data.load(config)[0])
+  for (images, labels), (images_again, labels_again) in zip(first, again):
+    np.testing.assert_array_equal(labels, labels_again)
+    np.testing.assert_array_equal(images, images_again)
+
+
 def test_augmentation_changes_training_images_only():
   plain_train, plain_val, _ = data.load(_small_shapes10(augment=False))
   augmented_train, augmented_val, _ = data.load(_small_shapes10(augment=True))
