@@ -429,8 +429,10 @@ def _make_candidate(task: _GenerationTask, candidate: int, attempt: int, parent_
                                    offspring_init=config.offspring_init, seed=seed)
     return child
 
+  # No warm-up: offspring start from their parent's trained weights.
   fit_config = train_lib.TrainConfig(epochs=config.offspring_epochs,
-                                     learning_rate=config.offspring_learning_rate)
+                                     learning_rate=config.offspring_learning_rate,
+                                     warmup_epochs=0.0)
   result = train_lib.fit(model_fn, train_ds, None, fit_config, strategy=strategy,
                          images_per_epoch=info.train_count, verbose=task.verbose)
   record: Dict[str, Any] = {

@@ -71,6 +71,9 @@ def define_train_flags() -> None:
           "Learning-rate schedule over each fit.")
   _define(flags.DEFINE_float, "weight_decay", defaults.weight_decay,
           "Decoupled weight decay; 0 disables.", lower_bound=0.0)
+  _define(flags.DEFINE_float, "warmup_epochs", defaults.warmup_epochs,
+          "Linear learning-rate warm-up at the start of training from scratch (at most a "
+          "quarter of the run); 0 disables.", lower_bound=0.0)
   _define(flags.DEFINE_enum, "classifier_activation", "linear",
           list(spec_lib.CLASSIFIER_ACTIVATIONS),
           "Activation on conv10: linear (squish_tf's default) or relu (as published).")
@@ -230,7 +233,8 @@ def train_config_from_flags(epochs_flag: str = "train_epochs"):
 
   return train_lib.TrainConfig(epochs=getattr(FLAGS, epochs_flag),
                                learning_rate=FLAGS.learning_rate, optimizer=FLAGS.optimizer,
-                               lr_schedule=FLAGS.lr_schedule, weight_decay=FLAGS.weight_decay)
+                               lr_schedule=FLAGS.lr_schedule, weight_decay=FLAGS.weight_decay,
+                               warmup_epochs=FLAGS.warmup_epochs)
 
 
 def strategy_from_flags():

@@ -120,6 +120,8 @@ def run_job(config: JobConfig,
       ancestor_dir, spec, data_config, train_config, train_ds, val_ds, info, strategy=strategy,
       seed=data_config.seed, verbose=verbose))
   del train_ds
+  train_lib.check_learned(model_io.read_json(os.path.join(ancestor_dir, model_io.METRICS_FILE)),
+                          info.num_classes, ancestor_dir)
 
   # 2. Evolution.
   lineage_path = os.path.join(run_dir, evolution.LINEAGE_FILE)

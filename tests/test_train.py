@@ -129,6 +129,35 @@ def test_train_config_validation():
     train_lib.TrainConfig(epochs=0)
   with pytest.raises(ValueError, match="optimizer must be one of"):
     train_lib.TrainConfig(optimizer="lbfgs")
+  with pytest.raises(ValueError, match="warmup_epochs must be >= 0, got -1"):
+    train_lib.TrainConfig(warmup_epochs=-1)
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "constant"])
+def test_learning_rate_warms_up_linearly_then_follows_the_schedule(schedule):
+  model = models.build_model(TINY)
+  train_lib.compile_model(model, train_lib.TrainConfig(epochs=8, learning_rate=1e-3,
+                                                       lr_schedule=schedule, warmup_epochs=1),
+                          steps_per_epoch=10)
+  rate = model.optimizer._learning_rate  # pylint: disable=protected-access  (the schedule)
+  at = lambda step: float(rate(step))
+  assert at(0) == 0.0 and at(5) == pytest.approx(5e-4) and at(10) == pytest.approx(1e-3)
+  if schedule == "cosine":
+    assert at(45) == pytest.approx(5e-4, rel=1e-3) and at(80) == pytest.approx(0.0, abs=1e-9)
+  else:
+    assert at(45) == pytest.approx(1e-3) and at(80) == pytest.approx(1e-3)
+  # At most a quarter of the fit: 1 epoch of a 2-epoch fit warms up for 5 of 20 steps.
+  short = models.build_model(TINY)
+  train_lib.compile_model(short, train_lib.TrainConfig(epochs=2, warmup_epochs=1),
+                          steps_per_epoch=10)
+  assert float(short.optimizer._learning_rate(5)) == pytest.approx(1e-3)  # pylint: disable=protected-access
+
+
+def test_ancestor_at_chance_is_refused_with_what_to_try():
+  train_lib.check_learned({"top1": 0.40}, 3, "m")  # above chance: fine
+  with pytest.raises(ValueError, match=r"did not learn: validation top-1 10\.0% against 10\.0% "
+                                       r"chance for 10 classes.*--warmup_epochs"):
+    train_lib.check_learned({"top1": 0.1}, 10, "saved_models/demo/ancestor")
 
 
 def test_tiny_shapes10_ancestor_beats_chance_by_a_wide_margin():
