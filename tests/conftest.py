@@ -25,6 +25,6 @@ def toy_parent_dir(tmp_path_factory):
   directory = str(tmp_path_factory.mktemp("toy_parent") / "ancestor")
   train, val, info = toy.data()
   train_lib.train_model_dir(directory, toy.TINY, data_lib.DataConfig(image_size=32),
-                            train_lib.TrainConfig(epochs=8, learning_rate=1e-2), train, val, info,
+                            train_lib.TrainConfig(epochs=8, learning_rate=1e-2, warmup_epochs=0), train, val, info,
                             seed=0, verbose=0)
   return directory

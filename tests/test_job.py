@@ -32,6 +32,7 @@ def finished_run(tmp_path_factory):
   """A run killed right after the synthesis stage, then re-run to completion."""
   run_dir = str(tmp_path_factory.mktemp("job") / "tiny")
   config = job.JobConfig(run_dir=run_dir, run_name="tiny", baselines=(), benchmark=BENCH,
+                         check_ancestor=False,
                          eval_images=64, export_formats=None, qat_epochs=1)
   stages_first, log_second = [], []
 
@@ -125,7 +126,7 @@ def test_report_has_this_runs_numbers(finished_run):
 
 def test_bad_data_is_refused_before_writing(tmp_path):
   run_dir = str(tmp_path / "nope")
-  config = job.JobConfig(run_dir=run_dir, baselines=())
+  config = job.JobConfig(run_dir=run_dir, baselines=(), check_ancestor=False)
   with pytest.raises(ValueError, match="Unknown dataset"):
     job.run_job(config, data_lib.DataConfig(dataset="imagenet11"), TRAIN, EVOLUTION, SYNTH,
                 log=lambda line: None)
