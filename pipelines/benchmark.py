@@ -59,7 +59,7 @@ def main(argv):
     raise ValueError(f"--dataset={data_config.dataset} has {info.num_classes} classes but "
                      f"{FLAGS.model_dir!r} classifies {spec.num_classes}; pass the data flags the "
                      "model was trained with.")
-  images, labels = benchmark_lib.take_images(val_ds, FLAGS.eval_images)
+  images, labels = data_lib.take_images(val_ds, FLAGS.eval_images)
 
   name = os.path.basename(os.path.normpath(FLAGS.model_dir))
   result = benchmark_lib.benchmark_models(

@@ -173,8 +173,10 @@ def _train_one(name: str, directory: str, ancestor_dir: str, budget: BaselineBud
                data_fn: DataFn, strategy, verbose) -> None:
   """Trains, evaluates and writes one baseline's model dir (atomically)."""
   start = time.time()
-  model, spec, extra = _TRAINERS[name](ancestor_dir, budget, data_fn, strategy, verbose)
-  _, val_ds, info = data_fn()
+  # Seeded before the pipelines are built: a shuffle's order depends on the global seed.
+  keras.utils.set_random_seed(budget.seed)
+  train_ds, val_ds, info = data_fn()
+  model, spec, extra = _TRAINERS[name](ancestor_dir, budget, train_ds, info, strategy, verbose)
   evaluation = train_lib.evaluate(model, val_ds)
   metrics = _metrics(model, spec, evaluation)
   metrics.update(extra)
@@ -191,12 +193,11 @@ def _train_one(name: str, directory: str, ancestor_dir: str, budget: BaselineBud
     model_io.write_json(os.path.join(temp, model_io.METRICS_FILE), metrics)
 
 
-def _train_width_scaled(ancestor_dir, budget, data_fn, strategy, verbose):
+def _train_width_scaled(ancestor_dir, budget, train_ds, info, strategy, verbose):
   ancestor_spec = model_io.read_spec(ancestor_dir)
   spec = spec_lib.width_for_params(ancestor_spec, budget.target_params)
   spec = spec.replace(name="width_scaled")
   keras.utils.set_random_seed(budget.seed)
-  train_ds, _, info = data_fn()
   result = train_lib.fit(lambda: models.build_model(spec, seed=budget.seed), train_ds, None,
                          train_lib.TrainConfig(epochs=budget.total_epochs,
                                                learning_rate=budget.learning_rate),
@@ -204,12 +205,10 @@ def _train_width_scaled(ancestor_dir, budget, data_fn, strategy, verbose):
   return result.model, spec, {"width_multiplier_params_target": budget.target_params}
 
 
-def _train_mobilenet(ancestor_dir, budget, data_fn, strategy, verbose):
+def _train_mobilenet(ancestor_dir, budget, train_ds, info, strategy, verbose):
   ancestor_spec = model_io.read_spec(ancestor_dir)
   alpha = mobilenet_alpha_for_params(ancestor_spec.input_shape, ancestor_spec.num_classes,
                                      budget.target_params)
-  keras.utils.set_random_seed(budget.seed)
-  train_ds, _, info = data_fn()
   result = train_lib.fit(
       lambda: mobilenet_v3_small(ancestor_spec.input_shape, ancestor_spec.num_classes, alpha,
                                  budget.seed),
@@ -220,7 +219,7 @@ def _train_mobilenet(ancestor_dir, budget, data_fn, strategy, verbose):
   return result.model, None, {"alpha": alpha, "macs": macs}
 
 
-def _train_pruned(ancestor_dir, budget, data_fn, strategy, verbose):
+def _train_pruned(ancestor_dir, budget, train_ds, info, strategy, verbose):
   # tfmot only accepts tf_keras models: prune a tf_keras twin, then copy the
   # stripped (zero-filled) weights back into a Keras 3 model by layer name.
   import tensorflow_model_optimization as tfmot  # pylint: disable=g-import-not-at-top
@@ -229,9 +228,7 @@ def _train_pruned(ancestor_dir, budget, data_fn, strategy, verbose):
   del strategy  # the tf_keras twin trains under the default strategy
   ancestor, spec, _ = model_io.load_model_dir(ancestor_dir)
   sparsity = pruning_sparsity(spec, budget.target_params)
-  keras.utils.set_random_seed(budget.seed)
   tf_keras.utils.set_random_seed(budget.seed)
-  train_ds, _, info = data_fn()
   twin = models.build_model(spec, keras_module=tf_keras)
   models.copy_weights_by_name(ancestor, twin)
   steps = max(1, int(train_ds.cardinality().numpy()))

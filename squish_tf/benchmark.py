@@ -455,7 +455,7 @@ def benchmark_model(model_dir: Optional[str],
     ValueError: nothing to benchmark, a missing export dir, images of the
       wrong size or count.
   """
-  pixels = as_pixels(images) if images is not None else None
+  pixels = data_lib.as_pixels(images) if images is not None else None
   if labels is not None:
     if pixels is None:
       raise ValueError("labels were given without images; pass both or neither.")
@@ -524,11 +524,6 @@ def benchmark_models(model_dirs: Mapping[str, Union[str, Mapping[str, Optional[s
   if hasattr(os, "getloadavg"):
     run_settings["machine"]["load_average_1min_end"] = os.getloadavg()[0]
   return {"version": BENCHMARK_VERSION, "settings": run_settings, "models": models}
-
-
-# Shared with the exporter: pixels as a camera gives them, N images off a pipeline.
-as_pixels = data_lib.as_pixels
-take_images = data_lib.take_images
 
 
 def _model_size(model_dir: Optional[str]) -> Dict[str, Any]:

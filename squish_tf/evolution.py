@@ -89,9 +89,9 @@ class EvolutionConfig:
     if not self.offspring_learning_rate > 0:
       raise ValueError("--offspring_learning_rate must be > 0, "
                        f"got {self.offspring_learning_rate}.")
-    if self.offspring_init not in ("inherit", "scratch"):
-      raise ValueError(f"--offspring_init must be 'inherit' or 'scratch', "
-                       f"got {self.offspring_init!r}.")
+    if self.offspring_init not in surgery.OFFSPRING_INITS:
+      allowed = " or ".join(repr(init) for init in surgery.OFFSPRING_INITS)
+      raise ValueError(f"--offspring_init must be {allowed}, got {self.offspring_init!r}.")
     if self.target_size_mb is not None and not self.target_size_mb > 0:
       raise ValueError(f"--target_size_mb must be > 0, got {self.target_size_mb}.")
     if self.target_macs is not None and not self.target_macs > 0:
@@ -196,9 +196,11 @@ def evolve(parent_dir: str,
   identity["--parent_dir"] = os.path.abspath(parent_dir)
   _check_or_write_identity(run_dir, identity)
 
-  if "top1" not in ancestor_metrics:
-    ancestor_metrics = dict(ancestor_metrics, **train_lib.evaluate(ancestor_model, val_ds))
-  lineage = _load_lineage(run_dir) or _new_lineage(parent_dir, ancestor_spec, ancestor_metrics)
+  lineage = _load_lineage(run_dir)
+  if lineage is None:
+    if "top1" not in ancestor_metrics:
+      ancestor_metrics = dict(ancestor_metrics, **train_lib.evaluate(ancestor_model, val_ds))
+    lineage = _new_lineage(parent_dir, ancestor_spec, ancestor_metrics)
   if lineage.get("complete"):
     return _result(run_dir, lineage)
   ancestor_top1 = lineage["ancestor"]["top1"]
@@ -221,19 +223,20 @@ def evolve(parent_dir: str,
 def _run_generations(run_dir, config, synth, data_fn, listeners, verbose, lineage,
                      ancestor_model, ancestor_spec, ancestor_top1, runner) -> None:
   """The loop over generations; appends to `lineage` and writes it after every candidate."""
-  parent_id, parent_model, parent_spec = ANCESTOR_ID, ancestor_model, ancestor_spec
+  parent_id = ANCESTOR_ID
+  loaded = (ANCESTOR_ID, ancestor_model, ancestor_spec)  # the parent in memory, loaded when due
   for generation in range(1, config.generations + 1):
     records = [r for r in lineage["candidates"] if r["generation"] == generation]
     summary = _generation_summary(lineage, generation)
     if summary is not None:  # finished before an interruption: follow its choice
-      if summary["chosen"] is None:
+      if summary["chosen"] is None or summary["stop_reason"]:
         break
       parent_id = summary["chosen"]
-      gen, cand = _parse_id(parent_id)
-      parent_model, parent_spec, _ = model_io.load_model_dir(candidate_dir(run_dir, gen, cand))
-      if summary["stop_reason"]:
-        break
       continue
+    if loaded[0] != parent_id:
+      model, spec, _ = model_io.load_model_dir(_model_dir_of(run_dir, parent_id, lineage))
+      loaded = (parent_id, model, spec)
+    _, parent_model, parent_spec = loaded
 
     gen_synth = _generation_synthesis(synth, config, parent_spec, generation)
     strengths = surgery.layer_strengths(parent_model, parent_spec)
@@ -288,13 +291,9 @@ def _run_generations(run_dir, config, synth, data_fn, listeners, verbose, lineag
     for listener in listeners:
       listener({"event": "generation", "summary": summary, "records": records,
                 "ancestor_top1": ancestor_top1})
-    if chosen is None:
+    if chosen is None or stop_reason:
       break
     parent_id = chosen["id"]
-    parent_model, parent_spec, _ = model_io.load_model_dir(
-        candidate_dir(run_dir, generation, chosen["candidate"]))
-    if stop_reason:
-      break
 
 
 def select(records: Sequence[Dict[str, Any]], ancestor_top1: float,
@@ -445,11 +444,11 @@ def _make_candidate(task: _GenerationTask, candidate: int, attempt: int, parent_
       "env_mode": synth.env_mode,
       "env_factor": float(np.mean(list(offspring.factors.values()))),
       "layer_env_factors": {k: float(v) for k, v in offspring.factors.items()},
-      "survivors": {k: [int(i) for i in v] for k, v in offspring.survivors.items()},
+      "survivors": synthesis.survivors_to_json(offspring.survivors),
       "expected_params": float(offspring.expected_params),
   }
-  record.update(metrics_lib.spec_metrics(offspring.spec, ancestor_spec))
   if result.diverged or not _weights_finite(result.model):
+    record.update(metrics_lib.spec_metrics(offspring.spec, ancestor_spec))
     record.update({"status": "diverged", "chosen": False, "top1": None,
                    "wall_seconds": time.time() - start, "dir": None})
     return record
@@ -508,12 +507,8 @@ def _winner(lineage: Dict[str, Any]) -> str:
 
 def _result(run_dir: str, lineage: Dict[str, Any]) -> EvolutionResult:
   winner = lineage["winner"]
-  if winner == ANCESTOR_ID:
-    winner_dir = lineage["ancestor"]["dir"]
-  else:
-    gen, cand = _parse_id(winner)
-    winner_dir = candidate_dir(run_dir, gen, cand)
-  return EvolutionResult(run_dir, winner, winner_dir, lineage["stop_reason"], lineage)
+  return EvolutionResult(run_dir, winner, _model_dir_of(run_dir, winner, lineage),
+                         lineage["stop_reason"], lineage)
 
 
 def _parse_id(identifier: str) -> Tuple[int, int]:

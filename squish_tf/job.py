@@ -27,7 +27,7 @@ from squish_tf import spec as spec_lib
 from squish_tf import synthesis
 from squish_tf import train as train_lib
 
-STAGES = ("ancestor", "synthesis", "export", "baselines", "benchmark", "report")
+STAGES = report_lib.STAGES
 RESULTS_FILE = "results.json"
 STAGE_TIMES_FILE = "stage_times.json"
 ANCESTOR_DIR = "ancestor"
@@ -149,11 +149,16 @@ def run_job(config: JobConfig,
       "ancestor": (ancestor_dir, os.path.join(ancestor_dir, EXPORT_DIR), COMPARISON_FORMATS),
   }
 
+  @functools.lru_cache(maxsize=None)
+  def export_data() -> export_lib.ExportData:
+    """The export's images, drawn once for every model this job exports."""
+    return export_lib.load_export_data(data_config)
+
   def export_all():
     for model_dir, export_dir, formats in exports.values():
       if not export_lib.is_complete(export_dir):
         manifest = export_lib.export_all(model_dir, export_dir, formats=formats,
-                                         data_config=data_config, qat_epochs=config.qat_epochs,
+                                         data=export_data(), qat_epochs=config.qat_epochs,
                                          overwrite=True)
         log(export_lib.summary_table(manifest))
 
@@ -181,7 +186,7 @@ def run_job(config: JobConfig,
       export_dir = os.path.join(directory, EXPORT_DIR)
       if not export_lib.is_complete(export_dir):
         export_lib.export_all(directory, export_dir, formats=COMPARISON_FORMATS,
-                              data_config=data_config, overwrite=True)
+                              data=export_data(), overwrite=True)
 
   stage("baselines", baselines_done(), train_baselines)
 
@@ -193,7 +198,7 @@ def run_job(config: JobConfig,
     targets[name] = {"model_dir": directory, "export_dir": os.path.join(directory, EXPORT_DIR)}
 
   def run_benchmark():
-    images, labels = benchmark_lib.take_images(val_ds, config.eval_images)
+    images, labels = data_lib.take_images(val_ds, config.eval_images)
     measured = {"version": benchmark_lib.BENCHMARK_VERSION,
                 "settings": benchmark_lib.settings(config.benchmark, eval_images=len(images)),
                 "models": {}}
@@ -280,6 +285,14 @@ def build_results(config: JobConfig, info: data_lib.DatasetInfo, data_config: da
       "stop_reason": lineage["stop_reason"],
       "paper": [dict(p) for p in PAPER],
       "reference": {"squeezenet_v1_1_size_mb": SQUEEZENET_V1_1_SIZE_MB},
-      "machine": benchmark.get("settings", {}).get("machine"),
+      "machine": _machine(benchmark.get("settings", {})),
       "wall_seconds": dict(times, total=total),
   }
+
+
+def _machine(settings: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+  """The benchmark's machine, with the LiteRT thread count the report names."""
+  machine = settings.get("machine")
+  if machine is None:
+    return None
+  return dict(machine, num_threads=settings.get("num_threads"))

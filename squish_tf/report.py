@@ -25,6 +25,9 @@ PAPER_NOTE = "paper, ImageNet-10, Jetson TX1"
 # Where the model table puts the compared models: the pair the run is about first.
 _LEAD_MODELS = ("ancestor", "squishednet")
 
+# The main job's stages, in the order it runs them (squish_tf.job uses this too).
+STAGES = ("ancestor", "synthesis", "export", "baselines", "benchmark", "report")
+
 
 def write_report(run_dir: str, results: Mapping[str, Any]) -> Tuple[str, str]:
   """Writes `<run_dir>/report.md` and `<run_dir>/pareto.png`, each atomically.
@@ -419,9 +422,8 @@ def _time_table(results: Mapping[str, Any]) -> str:
   wall = results.get("wall_seconds") or {}
   if not wall:
     return "Stage times were not recorded."
-  order = ["train", "synthesis", "export", "benchmark", "baselines"]
-  stages = [s for s in order if s in wall] + sorted(
-      s for s in wall if s not in order and s != "total")
+  stages = [s for s in STAGES if s in wall] + sorted(
+      s for s in wall if s not in STAGES and s != "total")
   rows = [[_text(s), _duration(wall.get(s))] for s in stages]
   if "total" in wall:
     rows.append(["**total**", f"**{_duration(wall.get('total'))}**"])

@@ -370,10 +370,6 @@ class ExpectedCost:
   macs: float
   filters: Dict[str, float]
 
-  @property
-  def size_mb(self) -> float:
-    return self.params * 4 / 1e6
-
 
 def _expected_counts(spec: spec_lib.NetSpec, probabilities: Mapping[str, np.ndarray],
                      factors: Mapping[str, float], config: SynthesisConfig) -> Dict[str, float]:

@@ -117,8 +117,8 @@ def check_learned(metrics: Dict[str, Any], num_classes: int, model_dir: str) -> 
         "or check that the labels match the images.")
 
 
-def compile_model(model, config: TrainConfig = TrainConfig(), steps_per_epoch: Optional[int] = None,
-                  num_classes: Optional[int] = None) -> None:
+def compile_model(model, config: TrainConfig = TrainConfig(),
+                  steps_per_epoch: Optional[int] = None) -> None:
   """Optimizer, cross-entropy on the model's probabilities, top-1 (and top-5) accuracy."""
   learning_rate: Any = config.learning_rate
   total_steps = (steps_per_epoch or 0) * config.epochs
@@ -140,7 +140,7 @@ def compile_model(model, config: TrainConfig = TrainConfig(), steps_per_epoch: O
   else:
     optimizer = keras.optimizers.SGD(learning_rate, momentum=0.9,
                                      weight_decay=config.weight_decay or None)
-  num_classes = num_classes or int(model.output_shape[-1])
+  num_classes = int(model.output_shape[-1])
   metrics = [keras.metrics.SparseCategoricalAccuracy(name="top1")]
   if num_classes > 5:
     metrics.append(keras.metrics.SparseTopKCategoricalAccuracy(k=5, name="top5"))

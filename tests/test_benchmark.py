@@ -132,7 +132,7 @@ def test_int8_input_is_quantized_and_output_dequantized(model_and_export, images
                                          warmup_runs=0)
   runner = benchmark_lib._load_runner("tflite_int8", os.path.join(export_dir, "model_int8.tflite"),
                                       config)
-  pixels = benchmark_lib.as_pixels(images[0][:5])
+  pixels = data_lib.as_pixels(images[0][:5])
   probabilities = runner.probabilities(runner.invoke(runner.feed(pixels)))
   assert probabilities.dtype == np.float32
   # Dequantized softmax outputs close to the float model's on the same pixels.

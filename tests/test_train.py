@@ -13,6 +13,7 @@ from squish_tf import model_io
 from squish_tf import models
 from squish_tf import spec as spec_lib
 from squish_tf import train as train_lib
+import toy
 
 TINY = spec_lib.NetSpec(input_shape=(32, 32, 3), num_classes=3, conv1_filters=8,
                         fires=(spec_lib.FireSpec(4, 8, 8), spec_lib.FireSpec(4, 8, 8)),
@@ -22,10 +23,7 @@ TINY = spec_lib.NetSpec(input_shape=(32, 32, 3), num_classes=3, conv1_filters=8,
 
 def _toy_data(n=96, batch=16, seed=0):
   """Three trivially separable classes: mostly-red, mostly-green, mostly-blue images."""
-  rng = np.random.default_rng(seed)
-  labels = rng.integers(0, 3, n).astype(np.int32)
-  images = rng.uniform(0, 80, (n, 32, 32, 3)).astype(np.float32)
-  images[np.arange(n), :, :, labels] += 150.0
+  images, labels = toy.arrays(n, seed)
   ds = tf.data.Dataset.from_tensor_slices((images, labels)).batch(batch)
   info = data_lib.DatasetInfo("toy", ("red", "green", "blue"), n, n, 32)
   return ds, info
@@ -150,7 +148,8 @@ def test_learning_rate_warms_up_linearly_then_follows_the_schedule(schedule):
   short = models.build_model(TINY)
   train_lib.compile_model(short, train_lib.TrainConfig(epochs=2, warmup_epochs=1),
                           steps_per_epoch=10)
-  assert float(short.optimizer._learning_rate(5)) == pytest.approx(1e-3)  # pylint: disable=protected-access
+  short_rate = short.optimizer._learning_rate  # pylint: disable=protected-access
+  assert float(short_rate(5)) == pytest.approx(1e-3)
 
 
 def test_ancestor_at_chance_is_refused_with_what_to_try():

@@ -32,6 +32,7 @@ import tensorflow as tf
 from tensorflow.python.framework import convert_to_constants
 from tensorflow.python.framework import op_def_registry
 
+from squish_tf import data as data_lib
 from squish_tf import model_io
 from squish_tf import spec as spec_lib
 
@@ -275,9 +276,7 @@ def write_bundle(model, spec: spec_lib.NetSpec, class_names: Sequence[str], bund
       "ops": graph_ops(graph_def),
   }
   if reference_images is not None:
-    pixels = np.asarray(reference_images)
-    if pixels.dtype != np.uint8:
-      pixels = np.clip(np.round(pixels), 0, 255).astype(np.uint8)
+    pixels = data_lib.as_pixels(reference_images)
     outputs = np.asarray(model(pixels.astype(np.float32), training=False), np.float32)
     _save_npy(os.path.join(bundle_dir, REFERENCE_IMAGES_FILE), pixels)
     _save_npy(os.path.join(bundle_dir, REFERENCE_OUTPUTS_FILE), outputs)

@@ -18,6 +18,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from squish_tf import data as data_lib
 from squish_tf import spec as spec_lib
 
 DIRECTORY = "saved_model"
@@ -68,9 +69,7 @@ def load_signature(path: str, signature: str = SERVING_DEFAULT) -> Callable[[np.
   dtype = function.structured_input_signature[1][INPUT_KEY].dtype
 
   def predict(images: np.ndarray) -> np.ndarray:
-    pixels = np.asarray(images)
-    if dtype == tf.uint8 and pixels.dtype != np.uint8:
-      pixels = np.clip(np.round(pixels), 0, 255).astype(np.uint8)
+    pixels = data_lib.as_pixels(images) if dtype == tf.uint8 else np.asarray(images)
     return function(**{INPUT_KEY: tf.constant(pixels, dtype=dtype)})[OUTPUT_KEY].numpy()
 
   predict.loaded = loaded  # keeps the restored variables alive
