@@ -1,18 +1,30 @@
-r"""Does evolution beat plain width scaling at equal size? Measured in one run.
+r"""Does evolution beat plain width scaling at equal size? Test top-1 over several seeds.
 
-Trains the default ancestor on shapes10 (or reuses --run_dir/ancestor), evolves
-it with the given synthesis flags, then trains a uniformly width-scaled
-SqueezeNet of the SquishedNet's parameter count from scratch for the same
-total epochs (ancestor epochs + fine-tuning epochs along the chosen lineage),
-and prints both, with the smallest candidate within the accuracy budget.
+For every seed: trains the ancestor with the main job's flags (the demo's
+budgets by default), evolves and polishes it into the SquishedNet, trains every
+baseline at the SquishedNet's deployed size with the same recipe and total
+epochs, runs the ablations, and scores everything on the held-out test split
+(nothing here selects or tunes on it). Prints each model's test top-1 as the
+mean over seeds with its min-max, the per-seed differences that the goals are
+about, and writes `<run_dir>/summary.json`.
 
-  python benchmarks/evolution_vs_width.py --run_dir=saved_models/evo_vs_width
+  python benchmarks/evolution_vs_width.py --seeds=0,1,2
+  python benchmarks/evolution_vs_width.py --seeds=0 --ablations=no_polish
 
-Every stage resumes (it is the main job without exports, benchmarks and the
-other baselines), so a re-run only prints.
+Ablations (`--ablations`, comma-separated, default all):
+  no_bn           the whole pipeline without batch norm (ancestor, evolution, polish)
+  no_distill      evolution and polish from the same ancestor, hard labels only
+  no_polish       the evolved winner before its polish (costs nothing)
+  scratch_widths  the SquishedNet's evolved widths trained from scratch with the
+                  same recipe and total epochs (Liu et al., 2019: did the search find
+                  a better architecture, or only better weights?)
+
+Every stage resumes (model dirs are written atomically), so a re-run only prints.
 """
 
+import dataclasses
 import functools
+import json
 import os
 import sys
 import time
@@ -22,71 +34,182 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
+import numpy as np  # noqa: E402
 
 from squish_tf import baselines  # noqa: E402
 from squish_tf import data as data_lib  # noqa: E402
 from squish_tf import evolution  # noqa: E402
 from squish_tf import flag_defs  # noqa: E402
+from squish_tf import job  # noqa: E402
 from squish_tf import model_io  # noqa: E402
+from squish_tf import polish  # noqa: E402
 from squish_tf import spec as spec_lib  # noqa: E402
+from squish_tf import synthesis  # noqa: E402
 from squish_tf import train as train_lib  # noqa: E402
+
+ABLATIONS = ("no_bn", "no_distill", "no_polish", "scratch_widths")
+ROWS = ("ancestor", "squishednet", "width_scaled", "width_scaled_distilled", "magnitude_pruned",
+        "mobilenet_v3_small", "no_bn", "no_distill", "no_polish", "scratch_widths")
+LABELS = {
+    "ancestor": "ancestor",
+    "squishednet": "SquishedNet",
+    "width_scaled": "width_scaled",
+    "width_scaled_distilled": "width_scaled_distilled",
+    "magnitude_pruned": "magnitude_pruned",
+    "mobilenet_v3_small": "MobileNetV3Small",
+    "no_bn": "ablation: no batch norm",
+    "no_distill": "ablation: no distillation",
+    "no_polish": "ablation: no polish",
+    "scratch_widths": "ablation: evolved widths from scratch",
+}
 
 FLAGS = flags.FLAGS
 flag_defs.define_data_flags()
 flag_defs.define_train_flags()
 flag_defs.define_synthesis_flags()
-flags.DEFINE_string("run_dir", "saved_models/evo_vs_width", "Where the run goes (resumable).")
+flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds: each trains everything anew (data, weights, "
+                  "draws).")
+flags.DEFINE_list("ablations", list(ABLATIONS), f"Ablations to run, from {', '.join(ABLATIONS)}.")
+flags.DEFINE_list("baseline_names", list(baselines.BASELINES), "Baselines to train.")
+flags.DEFINE_string("run_dir", "saved_models/evo_vs_width", "Where the runs go (resumable).")
+
+
+def run_pipeline(root: str, data_config, train_config, config, synth, batch_norm: bool, log):
+  """Ancestor -> evolution -> polish in `root`; returns (ancestor_dir, result, squishednet_dir)."""
+  data_fn = functools.partial(data_lib.load, data_config)
+  train_ds, val_ds, info = data_fn()
+  spec = spec_lib.squishednet_base(info.num_classes, (data_config.image_size,) * 2 + (3,),
+                                   dropout_rate=FLAGS.dropout_rate,
+                                   classifier_activation=FLAGS.classifier_activation,
+                                   batch_norm=batch_norm)
+  ancestor_dir = os.path.join(root, "ancestor")
+  start = time.time()
+  train_lib.train_model_dir(ancestor_dir, spec, data_config, train_config, train_ds, val_ds, info,
+                            seed=data_config.seed, label=f"{os.path.basename(root)} ancestor")
+  log(f"{root}: ancestor {time.time() - start:.0f} s")
+  start = time.time()
+  result = evolution.evolve(ancestor_dir, root, config, synth, data_fn,
+                            listeners=[evolution.console_listener], verbose="auto",
+                            train_config=train_config)
+  log(f"{root}: evolution {time.time() - start:.0f} s, winner {result.winner_id}")
+  start = time.time()
+  final = polish.polish(root, result, config, data_fn, train_config)
+  log(f"{root}: polish {time.time() - start:.0f} s")
+  return ancestor_dir, result, final
+
+
+def run_seed(seed: int, log) -> dict:
+  """Every model of one seed, scored on the test split: {row: {top1, params, size_mb, ...}}."""
+  root = os.path.join(FLAGS.run_dir, f"seed_{seed}")
+  data_config = dataclasses.replace(flag_defs.data_config_from_flags(), seed=seed)
+  train_config = flag_defs.train_config_from_flags()
+  config = dataclasses.replace(flag_defs.evolution_config_from_flags(), seed=seed)
+  synth = flag_defs.synthesis_config_from_flags()
+  data_fn = functools.partial(data_lib.load, data_config)
+  ancestor_dir, result, final = run_pipeline(root, data_config, train_config, config, synth,
+                                             FLAGS.batch_norm, log)
+  budget = job.baseline_budget(final, result, config, train_config, seed)
+  start = time.time()
+  dirs = {"ancestor": ancestor_dir, "squishednet": final}
+  dirs.update(baselines.run_baselines(root, ancestor_dir, budget, data_fn,
+                                      names=FLAGS.baseline_names, workers=config.workers,
+                                      verbose="auto"))
+  log(f"{root}: baselines {time.time() - start:.0f} s ({budget.total_epochs} epochs each)")
+  ablations = set(FLAGS.ablations)
+  if "no_polish" in ablations:
+    dirs["no_polish"] = result.winner_dir
+  if "no_distill" in ablations:
+    no_distill = dataclasses.replace(config, distill=False)
+    sub = os.path.join(root, "no_distill")
+    ablated = evolution.evolve(ancestor_dir, sub, no_distill, synth, data_fn,
+                               listeners=[evolution.console_listener], verbose="auto",
+                               train_config=train_config)
+    dirs["no_distill"] = polish.polish(sub, ablated, no_distill, data_fn, train_config)
+  if "no_bn" in ablations:
+    dirs["no_bn"] = run_pipeline(os.path.join(root, "no_bn"), data_config, train_config, config,
+                                 synth, not FLAGS.batch_norm, log)[2]
+  if "scratch_widths" in ablations:
+    widths = model_io.read_spec(final).replace(name="scratch_widths")
+    directory = os.path.join(root, "scratch_widths")
+    train_ds, val_ds, info = data_fn()
+    train_lib.train_model_dir(directory, widths, data_config, budget.scratch_config(), train_ds,
+                              val_ds, info, seed=seed, label="scratch_widths")
+    dirs["scratch_widths"] = directory
+  test_ds, _ = data_lib.load_test(data_config)
+  scores = job.evaluate_on_test(dirs, test_ds, log=log)["models"]
+  out = {}
+  for name, directory in dirs.items():
+    metrics = model_io.read_json(os.path.join(directory, model_io.METRICS_FILE))
+    out[name] = {"top1": scores[name]["top1"], "params": metrics.get("params"),
+                 "size_mb": metrics.get("size_mb"), "validation_top1": metrics.get("top1"),
+                 "dir": directory}
+  out["squishednet"]["total_epochs"] = budget.total_epochs
+  return out
+
+
+def summarise(per_seed: dict) -> dict:
+  """Mean and min-max of every row's test top-1 over seeds, and the differences."""
+  summary = {}
+  for row in ROWS:
+    values = [seed[row]["top1"] for seed in per_seed.values() if row in seed]
+    if values:
+      summary[row] = {"mean": float(np.mean(values)), "min": float(np.min(values)),
+                      "max": float(np.max(values)), "seeds": len(values)}
+  for other in ("width_scaled", "width_scaled_distilled", "ancestor"):
+    gaps = [seed["squishednet"]["top1"] - seed[other]["top1"] for seed in per_seed.values()
+            if other in seed]
+    if gaps:
+      summary[f"squishednet_minus_{other}"] = {
+          "mean": float(np.mean(gaps)), "min": float(np.min(gaps)), "max": float(np.max(gaps)),
+          "per_seed": [float(g) for g in gaps]}
+  return summary
 
 
 def main(argv):
   del argv
-  data_config = flag_defs.data_config_from_flags()
-  train_config = flag_defs.train_config_from_flags()
-  config = flag_defs.evolution_config_from_flags()
-  synth = flag_defs.synthesis_config_from_flags()
-  data_fn = functools.partial(data_lib.load, data_config)  # picklable for --workers
-  train_ds, val_ds, info = data_fn()
-  spec = spec_lib.squishednet_base(info.num_classes, (data_config.image_size,) * 2 + (3,))
-  ancestor_dir = os.path.join(FLAGS.run_dir, "ancestor")
-  start = time.time()
-  train_lib.train_model_dir(ancestor_dir, spec, data_config, train_config, train_ds, val_ds, info,
-                            seed=data_config.seed, verbose=0)
-  ancestor_seconds = time.time() - start
-  start = time.time()
-  result = evolution.evolve(ancestor_dir, FLAGS.run_dir, config, synth, data_fn,
-                            listeners=[evolution.console_listener])
-  evolution_seconds = time.time() - start
-  lineage = result.lineage
-  ancestor = lineage["ancestor"]
-  winner = model_io.read_json(os.path.join(result.winner_dir, model_io.METRICS_FILE))
-  lineage_epochs = sum(1 for g in lineage["generations"] if g["chosen"]) * config.offspring_epochs
-  budget = baselines.BaselineBudget(
-      target_params=int(winner["params"]), total_epochs=train_config.epochs + lineage_epochs,
-      fine_tune_epochs=max(1, lineage_epochs), learning_rate=train_config.learning_rate,
-      seed=data_config.seed)
-  start = time.time()
-  dirs = baselines.run_baselines(FLAGS.run_dir, ancestor_dir, budget, data_fn,
-                                 names=("width_scaled",), workers=config.workers)
-  width_seconds = time.time() - start
-  width = model_io.read_json(os.path.join(dirs["width_scaled"], model_io.METRICS_FILE))
-  within = [r for r in lineage["candidates"] if r["status"] == "ok"
-            and ancestor["top1"] - r["top1"] <= config.max_accuracy_drop]
-  smallest = min(within, key=lambda r: r["params"]) if within else None
+  unknown = sorted(set(FLAGS.ablations) - set(ABLATIONS))
+  if unknown:
+    raise app.UsageError(f"Unknown ablations {unknown}; known: {', '.join(ABLATIONS)}.")
+  lines = []
 
-  print(f"\nshapes10 at {data_config.image_size} px, {info.train_count} training images; "
-        f"wall time: ancestor {ancestor_seconds:.0f} s, evolution {evolution_seconds:.0f} s "
-        f"({len(lineage['generations'])} generations, {len(lineage['candidates'])} candidates), "
-        f"width-scaled {width_seconds:.0f} s (0 s = reused)")
-  rows = [("ancestor", ancestor), (f"SquishedNet {result.winner_id}", winner),
-          (f"width-scaled ({budget.total_epochs} epochs from scratch)", width)]
-  if smallest is not None and smallest["id"] != result.winner_id:
-    rows.insert(2, (f"smallest within budget {smallest['id']}", smallest))
-  print(f"{'model':<44} {'params':>9} {'MB':>7} {'M MACs':>8} {'top-1':>7}")
-  for name, m in rows:
-    print(f"{name:<44} {m['params']:>9,} {m['size_mb']:>7.3f} {m['macs'] / 1e6:>8.2f} "
-          f"{m['top1']:>7.4f}")
-  print(f"evolution - width scaling at {winner['params']:,} vs {width['params']:,} params: "
-        f"{100 * (winner['top1'] - width['top1']):+.2f} points top-1")
+  def log(line):
+    lines.append(line)
+    print(line, flush=True)
+
+  start = time.time()
+  per_seed = {int(seed): run_seed(int(seed), log) for seed in FLAGS.seeds}
+  summary = summarise(per_seed)
+  model_io.write_json(os.path.join(FLAGS.run_dir, "summary.json"),
+                      {"per_seed": per_seed, "summary": summary,
+                       "flags": flag_defs.flags_text().splitlines()})
+  print(f"\nshapes10 at {FLAGS.image_size} px, {FLAGS.shapes10_train_size} training images, "
+        f"seeds {','.join(FLAGS.seeds)}; test top-1 on {FLAGS.shapes10_test_size} held-out "
+        f"images per seed; {time.time() - start:.0f} s in all")
+  print(f"{'model':<40} {'params':>9} {'MB':>7} {'test top-1 mean':>16} {'min-max':>15}")
+  first = next(iter(per_seed.values()))
+  for row in ROWS:
+    if row not in summary:
+      continue
+    s = summary[row]
+    size = first[row]
+    print(f"{LABELS[row]:<40} {size['params'] or 0:>9,} {size['size_mb'] or 0:>7.3f} "
+          f"{100 * s['mean']:>15.2f}% {100 * s['min']:>6.2f}-{100 * s['max']:.2f}")
+  for other in ("width_scaled", "width_scaled_distilled", "ancestor"):
+    gap = summary.get(f"squishednet_minus_{other}")
+    if gap:
+      per = ", ".join(f"{100 * g:+.2f}" for g in gap["per_seed"])
+      print(f"SquishedNet - {other}: {100 * gap['mean']:+.2f} points mean ({per} per seed)")
+  for seed, rows in per_seed.items():
+    squished = rows["squishednet"]["params"]
+    for name in ("width_scaled", "width_scaled_distilled", "magnitude_pruned",
+                 "mobilenet_v3_small"):
+      if name in rows and rows[name]["params"]:
+        params = rows[name].get("params")
+        if name == "magnitude_pruned":
+          params = model_io.read_json(os.path.join(rows[name]["dir"], model_io.METRICS_FILE)).get(
+              "nonzero_params", params)
+        print(f"seed {seed}: {name} {params:,} params vs SquishedNet {squished:,} "
+              f"({100 * (params / squished - 1):+.1f}%)")
 
 
 if __name__ == "__main__":

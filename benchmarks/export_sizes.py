@@ -3,8 +3,14 @@
 For each model: every export format's bytes (and its ratio to the fp32
 .tflite), then LiteRT images/sec of `model_fp32.tflite` and
 `model_int8.tflite` at batch 1 and 8 with 2 threads, and int8/fp32 as a ratio
-measured in the same run. fp32 and int8 are timed in alternating rounds so
-that other load on the machine hits both alike; warm-up runs are excluded.
+measured in the same run. fp32 and int8 are timed interleaved
+(`squish_tf.speed_pairs`: alternating rounds in one process, so that other
+load on the machine hits both alike; warm-up runs are excluded): speeds are
+medians over the rounds, int8/fp32 is the median of the per-round ratios with
+its min-max.
+Every file is the deployed network (batch norm folded into the convolutions),
+so sizes follow `spec.params()`; the op lists of the .tflite files are printed
+to show it.
 
 Models:
   --ancestor_dir  a trained 10-class ancestor; without one, a short training
@@ -24,7 +30,6 @@ import json
 import os
 import sys
 import tempfile
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -32,12 +37,12 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 from absl import logging  # noqa: E402
-import numpy as np  # noqa: E402
 
 from squish_tf import data as data_lib  # noqa: E402
 from squish_tf import model_io  # noqa: E402
 from squish_tf import models  # noqa: E402
 from squish_tf import spec as spec_lib  # noqa: E402
+from squish_tf import speed_pairs  # noqa: E402
 from squish_tf.export import exporter  # noqa: E402
 from squish_tf.export import tflite as tflite_lib  # noqa: E402
 
@@ -67,7 +72,7 @@ _OUTPUT_JSON = flags.DEFINE_string("output_json", "", "Also write the figures he
 def _data_config(size: int) -> data_lib.DataConfig:
   return data_lib.DataConfig(dataset="shapes10", image_size=size,
                              shapes10_train_size=_TRAIN_SIZE.value,
-                             shapes10_validation_size=500)
+                             shapes10_validation_size=500, shapes10_test_size=500)
 
 
 def _ancestor(work_dir: str) -> str:
@@ -97,36 +102,23 @@ def _standin(ancestor_dir: str, work_dir: str) -> str:
   return directory
 
 
-def _images_per_sec(runner: tflite_lib.TFLiteRunner, batch: np.ndarray, seconds: float) -> float:
-  runner.set_batch(batch)
-  runs, start = 0, time.perf_counter()
-  while True:
-    runner.invoke()
-    runs += 1
-    elapsed = time.perf_counter() - start
-    if elapsed >= seconds and runs >= 5:
-      return len(batch) * runs / elapsed
-
-
 def _throughput(export_dir: str, size: int):
-  rng = np.random.default_rng(0)
-  runners = {name: tflite_lib.TFLiteRunner(os.path.join(export_dir, tflite_lib.FILES[name]),
-                                           num_threads=_THREADS.value)
-             for name in ("fp32", "int8")}
+  del size  # the files know their input size; the pixels are seeded noise
+  files = {name: os.path.join(export_dir, tflite_lib.FILES[name]) for name in ("fp32", "int8")}
+  # Each format's share of a round is ~seconds_per_round: no invoke cap.
+  result = speed_pairs.measure_pairs(
+      files, [("int8", "fp32")], [int(b) for b in _BATCH_SIZES.value],
+      num_threads=_THREADS.value, rounds=_ROUNDS.value, round_seconds=_SECONDS.value,
+      max_invokes=10**6, warmup_invokes=5)
   rows = []
   for batch_size in (int(b) for b in _BATCH_SIZES.value):
-    batch = rng.integers(0, 256, (batch_size, size, size, 3), dtype=np.uint8)
-    for runner in runners.values():  # warm-up: allocation, XNNPACK packing
-      runner.set_batch(batch)
-      for _ in range(5):
-        runner.invoke()
-    figures = {name: [] for name in runners}
-    for _ in range(_ROUNDS.value):
-      for name, runner in runners.items():
-        figures[name].append(_images_per_sec(runner, batch, _SECONDS.value))
-    fp32, int8 = float(np.median(figures["fp32"])), float(np.median(figures["int8"]))
-    rows.append({"batch_size": batch_size, "fp32_images_per_sec": fp32,
-                 "int8_images_per_sec": int8, "int8_over_fp32": int8 / fp32})
+    session = result["interleaved"]["batches"][str(batch_size)]["artefacts"]
+    pair = result["pairs"][speed_pairs.pair_key("int8", "fp32")][str(batch_size)]
+    rows.append({"batch_size": batch_size,
+                 "fp32_images_per_sec": session["fp32"]["images_per_sec"]["median"],
+                 "int8_images_per_sec": session["int8"]["images_per_sec"]["median"],
+                 "int8_over_fp32": pair["ratio_median"],
+                 "int8_over_fp32_range": [pair["ratio_min"], pair["ratio_max"]]})
   return rows
 
 
@@ -154,6 +146,10 @@ def main(argv):
         "bytes": {name: entry["bytes"] for name, entry in manifest["formats"].items()},
         "int8_agreement": manifest["formats"]["int8"]["parity"]["top1_agreement"],
         "qat_int8_agreement": manifest["formats"]["qat_int8"]["parity"]["top1_agreement"],
+        "parity_images": f"{manifest['parity_images']} shapes10 {manifest['parity_source']}",
+        "batch_norm_folded": manifest["model"].get("batch_norm_folded", False),
+        "ops": {name: entry["ops"] for name, entry in manifest["formats"].items()
+                if "ops" in entry},
         "litert": _throughput(manifest["export_dir"], size),
     }
 
@@ -166,11 +162,15 @@ def main(argv):
     for name, size in entry["bytes"].items():
       print(f"  {name:<16} {size:>12,}  {size / fp32:6.3f}")
     print(f"  top-1 agreement with Keras: int8 {entry['int8_agreement']:.3f}, qat_int8 "
-          f"{entry['qat_int8_agreement']:.3f} (64 shapes10 validation images)")
-    print(f"  {'batch':>5} {'fp32 img/s':>11} {'int8 img/s':>11} {'int8/fp32':>10}")
+          f"{entry['qat_int8_agreement']:.3f} ({entry['parity_images']} images)")
+    folded = "batch norm folded" if entry["batch_norm_folded"] else "no batch norm"
+    print(f"  ops ({folded}): fp32 {entry['ops'].get('fp32')}")
+    print(f"  {'batch':>5} {'fp32 img/s':>11} {'int8 img/s':>11} {'int8/fp32 [min-max]':>20}")
     for row in entry["litert"]:
+      low, high = row["int8_over_fp32_range"]
       print(f"  {row['batch_size']:>5} {row['fp32_images_per_sec']:>11.1f} "
-            f"{row['int8_images_per_sec']:>11.1f} {row['int8_over_fp32']:>10.2f}")
+            f"{row['int8_images_per_sec']:>11.1f} "
+            f"{row['int8_over_fp32']:>7.2f} [{low:.2f}-{high:.2f}]")
     print()
   if _OUTPUT_JSON.value:
     with open(_OUTPUT_JSON.value, "w", encoding="utf-8") as handle:

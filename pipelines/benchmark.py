@@ -7,6 +7,9 @@ r"""Times and scores every artefact of a model: Keras, SavedModel, each .tflite.
 Validation images come from the data flags (the same source the model was
 trained on); --image_size defaults to the model's input size. Prints a table
 and writes benchmark.json (default: into the export directory) atomically.
+Every other .tflite file is also timed interleaved with tflite_fp32
+(--pair_rounds rounds, one process): its speed-up is the median of the
+per-round ratios, printed with their min-max.
 """
 
 import dataclasses
@@ -33,6 +36,9 @@ flags.DEFINE_list("formats", None,
                   "tflite_*, ...); default all found.")
 flags.DEFINE_string("output", None,
                     "Where benchmark.json goes; default <export_dir>/benchmark.json.")
+flags.DEFINE_integer("pair_rounds", benchmark_lib.BenchmarkConfig.pair_rounds,
+                     "Interleaved rounds timing each .tflite file against tflite_fp32 for its "
+                     "speed-up (0: none).", lower_bound=0)
 flags.mark_flag_as_required("model_dir")
 
 
@@ -40,7 +46,8 @@ def main(argv):
   del argv
   _set_tf_threads(FLAGS.num_threads)
 
-  config = flag_defs.benchmark_config_from_flags(formats=FLAGS.formats)
+  config = dataclasses.replace(flag_defs.benchmark_config_from_flags(formats=FLAGS.formats),
+                               pair_rounds=FLAGS.pair_rounds)
   spec = model_io.read_spec(FLAGS.model_dir)
   export_dir = _export_dir(config)
 
@@ -71,6 +78,10 @@ def main(argv):
   benchmark_lib.write_benchmark(output, result)
   print()
   print(benchmark_lib.format_table(result))
+  pairs = benchmark_lib.format_pairs(result)
+  if pairs:
+    print()
+    print(pairs)
   print(f"\nwrote {output}")
 
 

@@ -7,8 +7,9 @@ r"""Exports a trained or evolved model for phones (TFLite) and the Jetson (froze
 Writes <export_dir> (default <model_dir>/export) with saved_model/, model_*.tflite,
 jetson/ and export.json (files, bytes, parity with the Keras model, accuracy).
 The data flags give the int8 representative images (training split, no
-augmentation), the QAT fine-tuning data and the validation images for parity
-and accuracy; --image_size defaults to the model's input size and --dataset to
+augmentation), the QAT fine-tuning data and the test images (validation where
+the source has no test split) for parity and accuracy; batch norm is folded
+into the convolutions of every format; --image_size defaults to the model's input size and --dataset to
 the one in the model's metrics.json.
 """
 
@@ -50,8 +51,9 @@ def main(argv):
       calibration_images=FLAGS.calibration_images, verbose=2)
   print(export.summary_table(manifest))
   if manifest["data"]:
-    print(f"parity on {manifest['parity_images']} validation images; accuracy on "
-          f"{manifest['data']['eval_images']}")
+    split = manifest["data"].get("accuracy_split", manifest["parity_source"])
+    print(f"parity on {manifest['parity_images']} {manifest['parity_source']} images; accuracy "
+          f"on {manifest['data']['eval_images']} {split} images")
   else:
     print(f"parity on {manifest['parity_images']} random-pixel images (no data, so no "
           "accuracy and no int8 / qat_int8)")

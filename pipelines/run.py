@@ -29,9 +29,11 @@ flag_defs.define_export_flags()
 flag_defs.define_benchmark_flags()
 flags.DEFINE_string("run_name", "demo", "Name of the run: its directory is saved_models/<name>.")
 flags.DEFINE_string("run_dir", None, "Where the run goes; default saved_models/<run_name>.")
-flags.DEFINE_boolean("baselines", True,
-                     "Train and report the baselines (uniform width scaling, tfmot magnitude "
-                     "pruning, MobileNetV3Small) at the SquishedNet's size and epochs.")
+flags.DEFINE_list("baselines", list(baselines_lib.DEFAULT_BASELINES),
+                  "Baselines trained at the SquishedNet's size, epochs and recipe, comma-"
+                  f"separated from {', '.join(baselines_lib.BASELINES)}; 'all' for every one, "
+                  "'none' for none. The default pair is what a SquishedNet must beat: the "
+                  "width multiplier, from scratch and distilled from the same ancestor.")
 
 
 def main(argv):
@@ -44,12 +46,11 @@ def main(argv):
   config = job.JobConfig(
       run_dir=run_dir, run_name=FLAGS.run_name, export_formats=FLAGS.formats,
       qat_epochs=FLAGS.qat_epochs,
-      baselines=baselines_lib.BASELINES if FLAGS.baselines else (),
+      baselines=baselines_lib.parse_names(FLAGS.baselines),
       benchmark=flag_defs.benchmark_config_from_flags(), eval_images=FLAGS.eval_images,
-      classifier_activation=FLAGS.classifier_activation, dropout_rate=FLAGS.dropout_rate)
-  run_flags = flag_defs.flag_values(["dataset", "data_dir", "image_size", "batch_size",
-                                     "validation_split", "augment", "shapes10_train_size",
-                                     "shapes10_validation_size"])
+      classifier_activation=FLAGS.classifier_activation, dropout_rate=FLAGS.dropout_rate,
+      batch_norm=FLAGS.batch_norm)
+  run_flags = flag_defs.flag_values(flag_defs.DATA_IDENTITY_FLAGS)
   results = job.run_job(
       config, flag_defs.data_config_from_flags(), flag_defs.train_config_from_flags(),
       flag_defs.evolution_config_from_flags(), flag_defs.synthesis_config_from_flags(),

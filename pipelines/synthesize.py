@@ -4,12 +4,16 @@ r"""Deep evolutionary synthesis: evolves thinner SquishedNets from a trained par
       --generations=4 --population=3 --env_mode=target --target_size_mb=0.6
 
 Each generation draws --population offspring whose fire-module filters survive
-with probability F * P(c), fine-tunes them, and keeps the fittest as the next
-parent. Writes generations/gen_NNN/cand_MM/ and lineage.json into --run_dir;
-re-running the same command resumes after the last finished candidate.
+with probability F * P(c), fine-tunes them (distilled from the teacher), and
+keeps the fittest on the validation split as the next parent; the winner is
+then polished for --final_epochs into <run_dir>/squishednet/. Writes
+generations/gen_NNN/cand_MM/, lineage.json and squishednet/ into --run_dir;
+re-running the same command resumes after the last finished candidate (or
+epoch of the polish).
 """
 
 import functools
+import os
 
 from absl import flags
 
@@ -17,6 +21,7 @@ from squish_tf import data as data_lib
 from squish_tf import evolution
 from squish_tf import flag_defs
 from squish_tf import model_io
+from squish_tf import polish
 
 FLAGS = flags.FLAGS
 
@@ -38,18 +43,25 @@ def main(argv):
   config = flag_defs.evolution_config_from_flags()
   synth = flag_defs.synthesis_config_from_flags()
   strategy = flag_defs.strategy_from_flags()
-  run_flags = flag_defs.flag_values(["dataset", "data_dir", "image_size", "batch_size",
-                                     "validation_split", "augment", "shapes10_train_size",
-                                     "shapes10_validation_size"])
+  run_flags = flag_defs.flag_values(flag_defs.DATA_IDENTITY_FLAGS)
+  data_fn = functools.partial(data_lib.load, data_config)
+  train_config = flag_defs.train_config_from_flags()
   result = evolution.evolve(
-      FLAGS.parent_dir, FLAGS.run_dir, config, synth,
-      data_fn=functools.partial(data_lib.load, data_config), strategy=strategy,
-      run_flags=run_flags, listeners=[evolution.console_listener], verbose=0)
+      FLAGS.parent_dir, FLAGS.run_dir, config, synth, data_fn=data_fn, strategy=strategy,
+      run_flags=run_flags, listeners=[evolution.console_listener], verbose="auto",
+      train_config=train_config)
   flag_defs.write_flags_file(FLAGS.run_dir, ["parent_dir", "run_dir"])
   winner = result.lineage["ancestor"] if result.winner_id == "ancestor" else next(
       r for r in result.lineage["candidates"] if r["id"] == result.winner_id and r["chosen"])
   print(f"winner {result.winner_id} ({result.stop_reason}): {winner['params']:,} params, "
-        f"{winner['size_mb']:.3f} MB, top-1 {winner['top1']:.4f}; {result.winner_dir}")
+        f"{winner['size_mb']:.3f} MB, validation top-1 {winner['top1']:.4f}; "
+        f"{result.winner_dir}")
+  final_dir = polish.polish(FLAGS.run_dir, result, config, data_fn, train_config,
+                            strategy=strategy)
+  if final_dir != result.winner_dir:
+    final = model_io.read_json(os.path.join(final_dir, model_io.METRICS_FILE))
+    print(f"polished for {final['train_epochs']} epochs: validation top-1 {final['top1']:.4f}; "
+          f"{final_dir}")
 
 
 def run():

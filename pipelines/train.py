@@ -33,7 +33,8 @@ def main(argv):
   spec = spec_lib.squishednet_base(
       num_classes=info.num_classes,
       input_shape=(data_config.image_size, data_config.image_size, 3),
-      dropout_rate=FLAGS.dropout_rate, classifier_activation=FLAGS.classifier_activation)
+      dropout_rate=FLAGS.dropout_rate, classifier_activation=FLAGS.classifier_activation,
+      batch_norm=FLAGS.batch_norm)
   metrics = train_lib.train_model_dir(
       FLAGS.model_dir, spec, data_config, train_config, train_ds, val_ds, info,
       strategy=strategy, seed=FLAGS.seed, flags_text=flag_defs.flags_text(["model_dir"]))

@@ -1,15 +1,24 @@
 """Baselines that evolution must beat at equal size, trained on the same data.
 
 - `width_scaled`: SqueezeNet with every layer uniformly thinned to about the
-  SquishedNet's parameter count, trained from scratch for the same total
-  epochs (ancestor epochs + fine-tuning epochs along the chosen lineage).
+  SquishedNet's deployed parameter count, trained from scratch for the same
+  total epochs (ancestor epochs + the chosen offspring's fine-tuning epochs +
+  the polish), with the same recipe (optimizer, schedule, weight decay,
+  warm-up: the training flags).
+- `width_scaled_distilled`: the same network, trained the same way but
+  distilled from the same ancestor as the SquishedNet, so the table separates
+  what the evolved widths bring from what distillation brings.
 - `magnitude_pruned`: the trained ancestor pruned with tensorflow-model-
   optimization's magnitude pruning to the SquishedNet's count of nonzero
-  weights, fine-tuned for the epochs evolution spent. Its dense file does not
-  shrink; its gzip does (both are reported).
+  deployed weights, fine-tuned for the epochs evolution spent with the
+  fine-tuning rate and warm-up. Its dense file does not shrink; its gzip does
+  (both are reported).
 - `mobilenet_v3_small`: Keras `MobileNetV3Small(minimalistic=True,
-  weights=None)` with the width multiplier whose size is nearest, trained from
-  scratch for the same total epochs.
+  weights=None)` with the width multiplier whose deployed size is nearest,
+  trained from scratch for the same total epochs and recipe.
+
+Every figure here is on the validation split (what the baseline was trained
+with); the main job's final evaluation adds the test split.
 
 Each baseline is a model directory (`model.keras` + `metrics.json`, plus
 `spec.json` where it is a SqueezeNet) under `<run_dir>/baselines/<name>/`,
@@ -28,42 +37,62 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from squish_tf import batch_norm as bn_lib
 from squish_tf import data as data_lib
+from squish_tf import distill as distill_lib
 from squish_tf import metrics as metrics_lib
 from squish_tf import model_io
 from squish_tf import models
 from squish_tf import spec as spec_lib
 from squish_tf import train as train_lib
 
-BASELINES = ("width_scaled", "magnitude_pruned", "mobilenet_v3_small")
+BASELINES = ("width_scaled", "width_scaled_distilled", "magnitude_pruned", "mobilenet_v3_small")
+# What the main job trains unless told otherwise: the comparison a SquishedNet
+# must win (benchmarks/evolution_vs_width.py trains every baseline).
+DEFAULT_BASELINES = ("width_scaled", "width_scaled_distilled")
 LABELS = {
     "width_scaled": "Uniform width-scaled SqueezeNet",
+    "width_scaled_distilled": "Uniform width-scaled SqueezeNet, distilled from the ancestor",
     "magnitude_pruned": "tfmot magnitude pruning of the ancestor",
     "mobilenet_v3_small": "MobileNetV3Small (minimalistic)",
 }
-DataFn = Callable[[], Tuple[tf.data.Dataset, tf.data.Dataset, data_lib.DatasetInfo]]
+DataFn = Callable[..., Tuple[tf.data.Dataset, tf.data.Dataset, data_lib.DatasetInfo]]
 
 
 @dataclasses.dataclass(frozen=True)
 class BaselineBudget:
-  """What the SquishedNet had: its size and the epochs that made it.
+  """What the SquishedNet had: its size, the epochs that made it, and the recipe.
 
   Attributes:
-    target_params: the SquishedNet's parameter count.
-    total_epochs: ancestor training epochs + fine-tuning epochs along the lineage.
-    fine_tune_epochs: the fine-tuning epochs along the lineage (pruning's budget
-      on top of the trained ancestor).
-    learning_rate: peak learning rate for training from scratch.
-    fine_tune_learning_rate: peak learning rate for pruning's fine-tuning.
+    target_params: the SquishedNet's deployed parameter count.
+    total_epochs: ancestor training epochs + fine-tuning epochs along the
+      lineage + the polish: what a baseline trained from scratch gets.
+    fine_tune_epochs: the fine-tuning epochs along the lineage and the polish
+      (pruning's budget on top of the trained ancestor).
+    train_config: the training flags (optimizer, schedule, weight decay,
+      warm-up, peak rate from scratch); its epochs are replaced by
+      total_epochs.
+    fine_tune_learning_rate: peak learning rate of pruning's fine-tuning.
+    fine_tune_warmup_epochs: its warm-up.
+    distill: alpha and temperature of `width_scaled_distilled`.
     seed: initial weights and data order.
   """
 
   target_params: int
   total_epochs: int
   fine_tune_epochs: int
-  learning_rate: float = 1e-3
+  train_config: train_lib.TrainConfig = train_lib.TrainConfig()
   fine_tune_learning_rate: float = 1e-3
+  fine_tune_warmup_epochs: float = 0.25
+  distill: distill_lib.DistillConfig = distill_lib.DistillConfig()
   seed: int = 0
+
+  def scratch_config(self) -> train_lib.TrainConfig:
+    return dataclasses.replace(self.train_config, epochs=self.total_epochs)
+
+  def fine_tune_config(self) -> train_lib.TrainConfig:
+    return self.train_config.fine_tune(self.fine_tune_epochs, self.fine_tune_learning_rate,
+                                       self.fine_tune_warmup_epochs)
 
 
 BATCH_NORM_MOMENTUM = 0.99
@@ -88,18 +117,30 @@ def mobilenet_v3_small(input_shape, num_classes: int, alpha: float, seed: int = 
   return model
 
 
+def deployed_params(model) -> int:
+  """Parameters once every batch norm is folded into the convolution before it.
+
+  A BatchNormalization after a bias-free convolution (as in MobileNetV3 and
+  our batch-norm SqueezeNets) keeps one of its four vectors per channel, the
+  folded bias.
+  """
+  folded = sum(3 * int(layer.gamma.shape[0]) for layer in model.layers
+               if isinstance(layer, keras.layers.BatchNormalization) and layer.scale)
+  return int(model.count_params()) - folded
+
+
 def mobilenet_alpha_for_params(input_shape, num_classes: int, target_params: int) -> float:
-  """The width multiplier whose MobileNetV3Small parameter count is nearest the target.
+  """The width multiplier whose MobileNetV3Small deployed parameter count is nearest the target.
 
   The 1024-wide head bounds it from below (~130k params at 10 classes), so a
   very small target gets the smallest MobileNet this search allows.
   """
   def params(alpha):
-    return mobilenet_v3_small(input_shape, num_classes, alpha).count_params()
+    return deployed_params(mobilenet_v3_small(input_shape, num_classes, alpha))
 
   low, high = 0.05, 2.0
   best_alpha, best_gap = low, math.inf
-  for _ in range(12):  # params grow monotonically with alpha
+  for _ in range(20):  # params grow monotonically with alpha
     middle = math.sqrt(low * high)
     count = params(middle)
     if abs(count - target_params) < best_gap:
@@ -110,6 +151,22 @@ def mobilenet_alpha_for_params(input_shape, num_classes: int, target_params: int
       high = middle
   keras.backend.clear_session()
   return round(best_alpha, 4)
+
+
+def parse_names(names) -> Tuple[str, ...]:
+  """A --baselines value (list or comma-separated; 'all', 'none') -> baseline names, in order."""
+  if isinstance(names, str):
+    names = names.split(",")
+  names = [name.strip() for name in names if name.strip()]
+  if names == ["all"]:
+    return BASELINES
+  if names in ([], ["none"]):
+    return ()
+  unknown = sorted(set(names) - set(BASELINES))
+  if unknown:
+    raise ValueError(f"Unknown baselines {unknown}; --baselines takes names from "
+                     f"{', '.join(BASELINES)}, or 'all', or 'none'.")
+  return tuple(name for name in BASELINES if name in names)
 
 
 def pruning_sparsity(spec: spec_lib.NetSpec, target_nonzero: int) -> float:
@@ -193,30 +250,58 @@ def _train_one(name: str, directory: str, ancestor_dir: str, budget: BaselineBud
     model_io.write_json(os.path.join(temp, model_io.METRICS_FILE), metrics)
 
 
-def _train_width_scaled(ancestor_dir, budget, train_ds, info, strategy, verbose):
-  ancestor_spec = model_io.read_spec(ancestor_dir)
-  spec = spec_lib.width_for_params(ancestor_spec, budget.target_params)
-  spec = spec.replace(name="width_scaled")
+def _images(train_ds, info, epochs: int) -> int:
+  steps = int(train_ds.cardinality().numpy())
+  batch = train_ds.element_spec[0].shape[0]
+  per_epoch = steps * int(batch) if steps > 0 and batch else int(info.train_count)
+  return per_epoch * epochs
+
+
+def width_scaled_spec(ancestor_spec: spec_lib.NetSpec, target_params: int,
+                      name: str = "width_scaled") -> spec_lib.NetSpec:
+  """The uniformly width-scaled ancestor nearest `target_params` deployed parameters."""
+  return spec_lib.width_for_params(ancestor_spec, target_params).replace(name=name)
+
+
+def _train_width_scaled(ancestor_dir, budget, train_ds, info, strategy, verbose,
+                        distilled: bool = False):
+  name = "width_scaled_distilled" if distilled else "width_scaled"
+  spec = width_scaled_spec(model_io.read_spec(ancestor_dir), budget.target_params, name)
   keras.utils.set_random_seed(budget.seed)
+  teacher_fn = None
+  if distilled:
+    teacher_fn = lambda: model_io.load_model_dir(ancestor_dir)[0]
+  config = budget.scratch_config()
   result = train_lib.fit(lambda: models.build_model(spec, seed=budget.seed), train_ds, None,
-                         train_lib.TrainConfig(epochs=budget.total_epochs,
-                                               learning_rate=budget.learning_rate),
-                         strategy=strategy, images_per_epoch=info.train_count, verbose=verbose)
-  return result.model, spec, {"width_multiplier_params_target": budget.target_params}
+                         config, strategy=strategy, images_per_epoch=info.train_count,
+                         verbose=verbose, teacher_fn=teacher_fn, distill=budget.distill,
+                         label=name)
+  extra = {"width_multiplier_params_target": budget.target_params, "train_epochs": config.epochs,
+           "train_images": _images(train_ds, info, config.epochs)}
+  if distilled:
+    extra.update({"teacher": "ancestor", "distill_alpha": budget.distill.alpha,
+                  "distill_temperature": budget.distill.temperature})
+  return result.model, spec, extra
+
+
+def _train_width_scaled_distilled(ancestor_dir, budget, train_ds, info, strategy, verbose):
+  return _train_width_scaled(ancestor_dir, budget, train_ds, info, strategy, verbose,
+                             distilled=True)
 
 
 def _train_mobilenet(ancestor_dir, budget, train_ds, info, strategy, verbose):
   ancestor_spec = model_io.read_spec(ancestor_dir)
   alpha = mobilenet_alpha_for_params(ancestor_spec.input_shape, ancestor_spec.num_classes,
                                      budget.target_params)
+  config = budget.scratch_config()
   result = train_lib.fit(
       lambda: mobilenet_v3_small(ancestor_spec.input_shape, ancestor_spec.num_classes, alpha,
                                  budget.seed),
-      train_ds, None,
-      train_lib.TrainConfig(epochs=budget.total_epochs, learning_rate=budget.learning_rate),
-      strategy=strategy, images_per_epoch=info.train_count, verbose=verbose)
+      train_ds, None, config, strategy=strategy, images_per_epoch=info.train_count,
+      verbose=verbose, label="mobilenet_v3_small")
   macs = _keras_macs(result.model)
-  return result.model, None, {"alpha": alpha, "macs": macs}
+  return result.model, None, {"alpha": alpha, "macs": macs, "train_epochs": config.epochs,
+                              "train_images": _images(train_ds, info, config.epochs)}
 
 
 def _train_pruned(ancestor_dir, budget, train_ds, info, strategy, verbose):
@@ -226,15 +311,16 @@ def _train_pruned(ancestor_dir, budget, train_ds, info, strategy, verbose):
   import tf_keras  # pylint: disable=g-import-not-at-top
 
   del strategy  # the tf_keras twin trains under the default strategy
-  ancestor, spec, _ = model_io.load_model_dir(ancestor_dir)
+  ancestor, spec, ancestor_metrics = model_io.load_model_dir(ancestor_dir)
   sparsity = pruning_sparsity(spec, budget.target_params)
   tf_keras.utils.set_random_seed(budget.seed)
   twin = models.build_model(spec, keras_module=tf_keras)
   models.copy_weights_by_name(ancestor, twin)
   steps = max(1, int(train_ds.cardinality().numpy()))
+  config = budget.fine_tune_config()
   schedule = tfmot.sparsity.keras.PolynomialDecay(
       initial_sparsity=0.0, final_sparsity=sparsity, begin_step=0,
-      end_step=max(1, int(steps * budget.fine_tune_epochs * 0.7)), frequency=max(1, steps // 4))
+      end_step=max(1, int(steps * config.epochs * 0.7)), frequency=max(1, steps // 4))
 
   def prune_convolutions(layer):
     # Only convolutions carry weights; tfmot refuses layers it has no pruning
@@ -244,23 +330,59 @@ def _train_pruned(ancestor_dir, budget, train_ds, info, strategy, verbose):
     return layer
 
   pruned = tf_keras.models.clone_model(twin, clone_function=prune_convolutions)
-  pruned.compile(optimizer=tf_keras.optimizers.Adam(budget.fine_tune_learning_rate),
+  pruned.compile(optimizer=_tf_keras_optimizer(tf_keras, config, steps),
                  loss=tf_keras.losses.SparseCategoricalCrossentropy(), metrics=["accuracy"])
   start = time.perf_counter()
-  pruned.fit(train_ds, epochs=budget.fine_tune_epochs, verbose=verbose,
-             callbacks=[tfmot.sparsity.keras.UpdatePruningStep()])
+  pruned.fit(train_ds, epochs=config.epochs, verbose=0,
+             callbacks=[tfmot.sparsity.keras.UpdatePruningStep()]
+             + _tf_keras_progress(tf_keras, "magnitude_pruned", verbose))
   seconds = time.perf_counter() - start
   stripped = tfmot.sparsity.keras.strip_pruning(pruned)
   model = models.build_model(spec)
   models.copy_weights_by_name(stripped, model)
-  nonzero = int(sum(np.count_nonzero(w) for w in model.get_weights()))
+  # Deployed nonzeros: folding scales a kernel's filters, so zeros stay zeros.
+  nonzero = int(sum(np.count_nonzero(k) + np.count_nonzero(b)
+                    for k, b in bn_lib.folded_weights(model, spec).values()))
+  ancestor_images = int(ancestor_metrics.get("train_images") or 0)
   return model, spec.replace(name="magnitude_pruned"), {
-      "sparsity": sparsity, "nonzero_params": nonzero,
-      "fine_tune_images_per_sec": info.train_count * budget.fine_tune_epochs / seconds}
+      "sparsity": sparsity, "nonzero_params": nonzero, "train_epochs": config.epochs,
+      "train_images": ancestor_images + _images(train_ds, info, config.epochs),
+      "fine_tune_images_per_sec": info.train_count * config.epochs / seconds}
+
+
+def _tf_keras_optimizer(tf_keras, config: train_lib.TrainConfig, steps_per_epoch: int):
+  """The training recipe (train.compile_model's) in tf_keras, for tfmot's twin."""
+  total = steps_per_epoch * config.epochs
+  warmup = min(int(round(config.warmup_epochs * steps_per_epoch)), total // 4)
+  rate = config.learning_rate
+  if config.lr_schedule == "cosine" or warmup:
+    rate = tf_keras.optimizers.schedules.CosineDecay(
+        0.0 if warmup else config.learning_rate, decay_steps=max(1, total - warmup),
+        alpha=0.0 if config.lr_schedule == "cosine" else 1.0,
+        warmup_target=config.learning_rate if warmup else None, warmup_steps=warmup)
+  if config.optimizer == "adam":
+    if config.weight_decay:
+      return tf_keras.optimizers.AdamW(rate, weight_decay=config.weight_decay)
+    return tf_keras.optimizers.Adam(rate)
+  return tf_keras.optimizers.SGD(rate, momentum=0.9, weight_decay=config.weight_decay or None)
+
+
+def _tf_keras_progress(tf_keras, label: str, verbose) -> list:
+  """One labelled line per epoch from the tf_keras fit (its own progress bar is unlabelled)."""
+  if not verbose:
+    return []
+
+  def line(epoch, logs):
+    parts = [f"{label} epoch {epoch + 1}"] + [f"{k} {float(v):.4f}" for k, v in
+                                               sorted((logs or {}).items())]
+    print(" - ".join(parts), flush=True)
+
+  return [tf_keras.callbacks.LambdaCallback(on_epoch_end=line)]
 
 
 _TRAINERS = {
     "width_scaled": _train_width_scaled,
+    "width_scaled_distilled": _train_width_scaled_distilled,
     "magnitude_pruned": _train_pruned,
     "mobilenet_v3_small": _train_mobilenet,
 }
@@ -269,10 +391,13 @@ _TRAINERS = {
 def _metrics(model, spec: Optional[spec_lib.NetSpec],
              evaluation: Dict[str, float]) -> Dict[str, Any]:
   if spec is not None:
-    return metrics_lib.model_metrics(spec, evaluation)
-  params = int(model.count_params())
+    out = metrics_lib.model_metrics(spec, evaluation)
+    out["keras_params"] = spec.keras_params()
+    return out
+  params = deployed_params(model)
   macs = _keras_macs(model)
-  out: Dict[str, Any] = {"params": params, "size_mb": metrics_lib.size_mb(params), "macs": macs}
+  out: Dict[str, Any] = {"params": params, "keras_params": int(model.count_params()),
+                         "size_mb": metrics_lib.size_mb(params), "macs": macs}
   out.update(evaluation)
   if "top1" in evaluation:
     out["netscore"] = metrics_lib.netscore(evaluation["top1"], params, macs)

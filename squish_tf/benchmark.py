@@ -19,10 +19,37 @@ set_tensor + invoke + get_tensor for a LiteRT interpreter. Input preparation
 (casting, quantizing) and output dequantization are left out: they are the
 same few numpy operations for every artefact.
 
-TFLite files run in `ai_edge_litert.interpreter.Interpreter` (TensorFlow's own
-`tf.lite.Interpreter` is deprecated) with `num_threads` threads. TensorFlow's
+TFLite files run in `squish_tf.litert.LiteRTRunner`, the runner the export's
+parity and the latency model use too (`ai_edge_litert`; TensorFlow's own
+`tf.lite.Interpreter` is deprecated), with `num_threads` threads. TensorFlow's
 thread pool cannot be resized once its runtime has started; the pipeline main
 sets it before anything else, and `settings` records what TensorFlow used.
+
+Speed-ups are measured, not divided. The per-artefact figures above are each
+timed alone, and on a shared CPU two of them drift apart by 30% or more; so
+the .tflite files that are compared (`comparison_pairs`: every model's fp32
+and int8 file against the reference model's fp32 file) are timed again
+together, interleaved (`squish_tf.timing.time_interleaved`: A B C A B C ...,
+`pair_rounds` rounds, ~`pair_round_seconds` per file per round, one process,
+`num_threads` threads), and each pair's speed-up is the median of its
+per-round ratios with their min-max (`measure_model_pairs`). benchmark.json keeps
+them beside the per-artefact figures:
+
+  "interleaved": {"rounds": 7, "round_seconds": 0.1, "num_threads": 2,
+                  "batches": {"1": {"invokes": {"ancestor/tflite_fp32": 77, ...},
+                                    "load_average": {"start": 2.9, "end": 3.1},
+                                    "seconds": 6.1, "errors": {},
+                                    "artefacts": {"ancestor/tflite_fp32": {
+                                        "images_per_sec": {"median", "min", "max", "q1",
+                                                           "q3"},
+                                        "latency_ms": {...}, "invokes": 77,
+                                        "rounds": 7}}}}},
+  "pairs": {"squishednet/tflite_fp32 vs ancestor/tflite_fp32": {
+                "1": {"ratio_median": 1.65, "ratio_min": 1.52, "ratio_max": 1.71,
+                      "rounds": 7, "ratios": [...]}, "8": {...}}}
+
+A pair's ratio is the first file's speed over the second's (> 1: faster);
+`litert_fields` reads speed-ups from here and nowhere else.
 """
 
 import dataclasses
@@ -30,17 +57,20 @@ import fnmatch
 import importlib.metadata
 import os
 import platform
-import time
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from squish_tf import data as data_lib
+from squish_tf import litert as litert_lib
 from squish_tf import metrics as metrics_lib
 from squish_tf import model_io
+from squish_tf import speed_pairs as pairs_lib
+from squish_tf import timing as timing_lib
 
 BENCHMARK_FILE = "benchmark.json"
-BENCHMARK_VERSION = 1
+# 2: "interleaved" and "pairs" (speed-ups measured interleaved).
+BENCHMARK_VERSION = 2
 SAVED_MODEL_DIR = "saved_model"
 SIGNATURE = "serving_default"
 # The export's standard artefacts, in the order tables list them. Any other
@@ -64,6 +94,11 @@ class BenchmarkConfig:
     eval_batch_size: batch size of the accuracy pass (results do not depend on it).
     formats: artefact names or fnmatch patterns to keep (e.g. ("keras",
       "tflite_*")); None keeps every artefact found.
+    pair_rounds: interleaved rounds of the compared .tflite files (0: no
+      pairs, hence no speed-ups).
+    pair_round_seconds: each file's share of a round, roughly: its invokes
+      per round are calibrated to take this long...
+    pair_min_invokes, pair_max_invokes: ...within these bounds.
   """
 
   batch_sizes: Tuple[int, ...] = (1, 8)
@@ -73,6 +108,10 @@ class BenchmarkConfig:
   warmup_runs: int = 3
   eval_batch_size: int = 32
   formats: Optional[Tuple[str, ...]] = None
+  pair_rounds: int = timing_lib.DEFAULT_ROUNDS
+  pair_round_seconds: float = timing_lib.DEFAULT_ROUND_SECONDS
+  pair_min_invokes: int = timing_lib.DEFAULT_MIN_INVOKES
+  pair_max_invokes: int = timing_lib.DEFAULT_MAX_INVOKES
 
   def __post_init__(self):
     object.__setattr__(self, "batch_sizes", tuple(self.batch_sizes))
@@ -88,12 +127,18 @@ class BenchmarkConfig:
       raise ValueError(f"batch_sizes lists a size twice: {self.batch_sizes!r}.")
     object.__setattr__(self, "batch_sizes", tuple(int(b) for b in self.batch_sizes))
     for field, minimum in (("num_threads", 1), ("min_runs", 1), ("warmup_runs", 0),
-                           ("eval_batch_size", 1)):
+                           ("eval_batch_size", 1), ("pair_rounds", 0), ("pair_min_invokes", 1),
+                           ("pair_max_invokes", 1)):
       value = getattr(self, field)
       if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
         raise ValueError(f"{field} must be an integer >= {minimum}, got {value!r}.")
     if not self.min_seconds >= 0:
       raise ValueError(f"min_seconds must be >= 0, got {self.min_seconds!r}.")
+    if not self.pair_round_seconds > 0:
+      raise ValueError(f"pair_round_seconds must be > 0, got {self.pair_round_seconds!r}.")
+    if self.pair_min_invokes > self.pair_max_invokes:
+      raise ValueError(f"pair_min_invokes ({self.pair_min_invokes}) exceeds pair_max_invokes "
+                       f"({self.pair_max_invokes}).")
     if self.formats is not None and not self.formats:
       raise ValueError("formats is empty; pass None to benchmark every artefact, or names such "
                        f"as {list(ARTEFACT_ORDER)}.")
@@ -243,69 +288,29 @@ class _SavedModelRunner(_Runner):
     return self._function(**{self._input_name: feed})[self._output_key].numpy()
 
 
-class _TFLiteRunner(_Runner):
-  """A LiteRT interpreter, resized to each batch size it is given."""
+class _LiteRTArtefact(_Runner):
+  """A .tflite file in the shared runner (`squish_tf.litert.LiteRTRunner`)."""
 
   def __init__(self, path: str, num_threads: int):
-    from ai_edge_litert import interpreter as litert  # pylint: disable=g-import-not-at-top
-
-    self._path = path
-    self._interpreter = litert.Interpreter(model_path=path, num_threads=num_threads)
-    inputs = self._interpreter.get_input_details()
-    outputs = self._interpreter.get_output_details()
-    if len(inputs) != 1 or len(outputs) != 1:
-      raise ValueError(f"{path!r} has {len(inputs)} inputs and {len(outputs)} outputs; an image "
-                       "classifier has one of each.")
-    self._input, self._output = inputs[0], outputs[0]
-    shape = self._input["shape"]
-    self.input_size = (int(shape[1]), int(shape[2]))
-    self._channels = int(shape[3])
-    self._batch = None
-    scale, zero_point = self._input["quantization"]
-    self.input_info = {"dtype": np.dtype(self._input["dtype"]).name}
-    if scale:
-      self.input_info.update(scale=float(scale), zero_point=int(zero_point))
-
-  def _resize(self, batch: int) -> None:
-    if batch == self._batch:
-      return
-    try:
-      self._interpreter.resize_tensor_input(
-          self._input["index"], [batch, *self.input_size, self._channels])
-      self._interpreter.allocate_tensors()
-    except (RuntimeError, ValueError) as error:
-      self._batch = None
-      raise _UnsupportedBatch(f"{os.path.basename(self._path)} cannot run batch {batch}: "
-                              f"{error}") from None
-    self._batch = batch
+    self.runner = litert_lib.LiteRTRunner(path, num_threads=num_threads)
+    self.input_size = self.runner.input_size
+    self.input_info = self.runner.input_info()
 
   def feed(self, pixels):
-    self._resize(pixels.shape[0])
-    dtype = np.dtype(self._input["dtype"])
-    scale, zero_point = self._input["quantization"]
-    if dtype.kind in "iu" and scale:
-      # Real value = scale * (q - zero_point); uint8 camera inputs normally have
-      # scale ~1 and zero point 0, so this hands them the pixels unchanged.
-      info = np.iinfo(dtype)
-      quantized = np.round(pixels.astype(np.float32) / scale + zero_point)
-      return np.clip(quantized, info.min, info.max).astype(dtype)
-    return pixels.astype(dtype)
+    self.runner.resize(pixels.shape[0])
+    return self.runner.quantize_input(pixels)
 
   def invoke(self, feed):
-    self._resize(feed.shape[0])
-    self._interpreter.set_tensor(self._input["index"], feed)
-    self._interpreter.invoke()
-    return self._interpreter.get_tensor(self._output["index"])
+    self.runner.set_quantized(feed)
+    self.runner.invoke()
+    return self.runner.raw_output()
 
   def probabilities(self, raw):
-    scale, zero_point = self._output["quantization"]
-    if np.asarray(raw).dtype.kind in "iu" and scale:
-      return (raw.astype(np.float32) - zero_point) * scale
-    return np.asarray(raw, np.float32)
+    return self.runner.dequantize_output(raw)
 
 
-class _UnsupportedBatch(ValueError):
-  """An artefact that cannot be resized to a batch size (e.g. a fixed-batch graph)."""
+# A fixed-batch graph that cannot take a batch size.
+_UnsupportedBatch = litert_lib.UnsupportedBatch
 
 
 def _load_runner(name: str, path: str, config: BenchmarkConfig) -> _Runner:
@@ -313,44 +318,15 @@ def _load_runner(name: str, path: str, config: BenchmarkConfig) -> _Runner:
     return _KerasRunner(path)
   if name == "saved_model":
     return _SavedModelRunner(path)
-  return _TFLiteRunner(path, config.num_threads)
+  return _LiteRTArtefact(path, config.num_threads)
 
 
 # -- measuring -------------------------------------------------------------------
 
 
-def time_runs(function: Callable[[], Any], min_seconds: float, min_runs: int = 10,
-              warmup_runs: int = 3) -> List[float]:
-  """Seconds of each timed call of `function`, after untimed warm-up calls.
-
-  Timing goes on until at least `min_runs` calls were timed and `min_seconds`
-  have passed.
-  """
-  for _ in range(warmup_runs):
-    function()
-  latencies: List[float] = []
-  start = time.perf_counter()
-  while len(latencies) < min_runs or time.perf_counter() - start < min_seconds:
-    begin = time.perf_counter()
-    function()
-    latencies.append(time.perf_counter() - begin)
-  return latencies
-
-
-def latency_stats(latencies: Sequence[float], batch_size: int) -> Dict[str, Any]:
-  """images/sec and latency percentiles (ms per batch) of timed runs."""
-  seconds = np.asarray(latencies, np.float64)
-  p50, p90, p99 = np.percentile(seconds * 1e3, [50, 90, 99])
-  return {
-      "images_per_sec": float(batch_size * len(seconds) / seconds.sum()),
-      # The median run's rate: unlike the mean above, it ignores the stalls a
-      # busy machine inflicts on a few runs, so it compares artefacts fairly there.
-      "images_per_sec_p50": float(batch_size * 1e3 / p50),
-      "latency_ms": {"mean": float(seconds.mean() * 1e3), "p50": float(p50), "p90": float(p90),
-                     "p99": float(p99)},
-      "runs": int(len(seconds)),
-      "seconds": float(seconds.sum()),
-  }
+# Timing itself lives in squish_tf.timing; these names stay for callers.
+time_runs = timing_lib.time_runs
+latency_stats = timing_lib.latency_stats
 
 
 def _predict_classes(runner: _Runner, pixels: np.ndarray, batch_size: int) -> np.ndarray:
@@ -361,17 +337,7 @@ def _predict_classes(runner: _Runner, pixels: np.ndarray, batch_size: int) -> np
   return np.concatenate(classes).astype(np.int64)
 
 
-def _timing_batch(pixels: Optional[np.ndarray], batch_size: int,
-                  input_size: Tuple[int, int]) -> np.ndarray:
-  """A batch of real images when there are some (repeated if too few), else noise."""
-  if pixels is not None and len(pixels):
-    indices = np.arange(batch_size) % len(pixels)
-    return pixels[indices]
-  if None in input_size:
-    raise ValueError("The model accepts any image size, so timing it needs example images; "
-                     "pass images.")
-  rng = np.random.default_rng(0)
-  return rng.integers(0, 256, (batch_size, *input_size, 3), dtype=np.uint8)
+_timing_batch = pairs_lib.timing_batch
 
 
 def benchmark_artefact(name: str, path: str, pixels: Optional[np.ndarray] = None,
@@ -494,16 +460,23 @@ def benchmark_models(model_dirs: Mapping[str, Union[str, Mapping[str, Optional[s
                      images: Optional[np.ndarray] = None,
                      labels: Optional[np.ndarray] = None,
                      config: BenchmarkConfig = BenchmarkConfig(),
-                     log: Optional[Callable[[str], None]] = None) -> Dict[str, Any]:
+                     log: Optional[Callable[[str], None]] = None,
+                     pairs: Union[str, Sequence[Tuple[str, str]], None] = "auto"
+                    ) -> Dict[str, Any]:
   """Benchmarks several models on the same images: the benchmark.json dict.
 
   Args:
     model_dirs: {name: model_dir} (Keras model only) or {name: {"model_dir":
       ..., "export_dir": ...}}, e.g. {"ancestor": {...}, "squishednet": {...}}.
     images, labels, config, log: as in `benchmark_model`.
+    pairs: the .tflite files to time interleaved, as (subject, reference)
+      keys ("squishednet/tflite_fp32", "ancestor/tflite_fp32"); "auto": every
+      .tflite file against the first model's fp32 file (`comparison_pairs`);
+      None: none.
 
   Returns:
-    {"version", "settings": {...}, "models": {name: benchmark_model(...)}}.
+    {"version", "settings": {...}, "models": {name: benchmark_model(...)},
+     "interleaved": {...}, "pairs": {...}} (see the module docstring).
   """
   if not model_dirs:
     raise ValueError("No models to benchmark; pass {name: model_dir}.")
@@ -521,9 +494,95 @@ def benchmark_models(model_dirs: Mapping[str, Union[str, Mapping[str, Optional[s
       log(f"{name}:")
     models[name] = benchmark_model(where.get("model_dir"), where.get("export_dir"), images,
                                    labels, config, log=log)
+  result = {"version": BENCHMARK_VERSION, "settings": run_settings, "models": models}
+  if isinstance(pairs, str):
+    if pairs != "auto":
+      raise ValueError(f"pairs must be 'auto', None or a list of (subject, reference) keys, "
+                       f"got {pairs!r}.")
+    pairs = comparison_pairs(models, reference=next(iter(models)), artefacts=None)
+  if pairs:
+    pixels = data_lib.as_pixels(images) if images is not None else None
+    result.update(measure_model_pairs(models, pairs, pixels, config, log=log))
   if hasattr(os, "getloadavg"):
     run_settings["machine"]["load_average_1min_end"] = os.getloadavg()[0]
-  return {"version": BENCHMARK_VERSION, "settings": run_settings, "models": models}
+  return result
+
+
+# -- speed-ups, measured interleaved ----------------------------------------------
+
+artefact_key = pairs_lib.artefact_key
+pair_key = pairs_lib.pair_key
+# What the report's speed-ups compare: each model's files against the reference's fp32 file.
+PAIRED_ARTEFACTS = ("tflite_fp32", "tflite_int8")
+REFERENCE_ARTEFACT = "tflite_fp32"
+
+
+def comparison_pairs(models: Mapping[str, Mapping[str, Any]], reference: str = "ancestor",
+                     reference_artefact: str = REFERENCE_ARTEFACT,
+                     artefacts: Optional[Sequence[str]] = PAIRED_ARTEFACTS
+                    ) -> List[Tuple[str, str]]:
+  """(subject, reference) keys of the files whose speed-up the report shows.
+
+  Args:
+    models: benchmark.json's "models" ({name: {"artefacts": {...}}}).
+    reference: the model speed-ups are over.
+    reference_artefact: its file they are over.
+    artefacts: the files of every model compared against it (None: every
+      .tflite file); a model's file is not paired with itself.
+
+  Returns:
+    e.g. [("ancestor/tflite_int8", "ancestor/tflite_fp32"),
+          ("squishednet/tflite_fp32", "ancestor/tflite_fp32"),
+          ("squishednet/tflite_int8", "ancestor/tflite_fp32"), ...]; empty when
+    the reference has no such file.
+  """
+  base = artefact_key(reference, reference_artefact)
+  if reference_artefact not in ((models.get(reference) or {}).get("artefacts") or {}):
+    return []
+  out: List[Tuple[str, str]] = []
+  for name, entry in models.items():
+    for artefact in (entry.get("artefacts") or {}):
+      if not artefact.startswith("tflite_"):
+        continue
+      if artefacts is not None and artefact not in artefacts:
+        continue
+      key = artefact_key(name, artefact)
+      if key != base:
+        out.append((key, base))
+  return out
+
+
+def measure_model_pairs(models: Mapping[str, Mapping[str, Any]],
+                        pairs: Sequence[Tuple[str, str]], pixels: Optional[np.ndarray] = None,
+                        config: BenchmarkConfig = BenchmarkConfig(),
+                        log: Optional[Callable[[str], None]] = None) -> Dict[str, Any]:
+  """Times benchmarked .tflite files interleaved: benchmark.json's "interleaved" and "pairs".
+
+  Args:
+    models: benchmark.json's "models"; keys "model/artefact" name their files.
+    pairs: (subject, reference) keys, e.g. from `comparison_pairs`.
+    pixels: uint8 images to time on (noise when None).
+    config: num_threads, batch_sizes and the pair_* settings.
+    log: called with one line per pair and batch size.
+  """
+  if not pairs or config.pair_rounds == 0:
+    return {}
+  known = {artefact_key(model, artefact): art["path"]
+           for model, entry in models.items()
+           for artefact, art in (entry.get("artefacts") or {}).items()
+           if artefact.startswith("tflite_")}
+  files: Dict[str, str] = {}
+  for key in dict.fromkeys(k for pair in pairs for k in pair):
+    if key not in known:
+      raise ValueError(f"Pair member {key!r} is not a benchmarked .tflite file; expected one of "
+                       f"{sorted(known)} ('<model>/tflite_<format>').")
+    files[key] = known[key]
+  if log is not None:
+    log(f"speed-ups, interleaved ({config.pair_rounds} rounds, {config.num_threads} threads):")
+  return pairs_lib.measure_pairs(files, pairs, config.batch_sizes, pixels, config.num_threads,
+                                 config.pair_rounds, config.pair_round_seconds,
+                                 config.pair_min_invokes, config.pair_max_invokes,
+                                 max(config.warmup_runs, 1), log=log)
 
 
 def _model_size(model_dir: Optional[str]) -> Dict[str, Any]:
@@ -606,8 +665,14 @@ def read_benchmark(path: str) -> Dict[str, Any]:
 
 def litert_fields(result: Mapping[str, Any], artefact: str = "tflite_fp32",
                   reference: str = "ancestor",
-                  statistic: str = "images_per_sec") -> Dict[str, Dict[str, Any]]:
+                  statistic: str = "images_per_sec",
+                  reference_artefact: str = REFERENCE_ARTEFACT) -> Dict[str, Dict[str, Any]]:
   """Per model, the results.json fields a benchmark provides.
+
+  Speed-ups come from the interleaved pairs ("pairs": `artefact` of the model
+  vs `reference_artefact` of `reference`), never from dividing two separately
+  timed speeds: a model whose pair was not measured has None. The reference's
+  own file is 1.0 by definition.
 
   Args:
     result: a benchmark dict (`benchmark_models`).
@@ -615,33 +680,49 @@ def litert_fields(result: Mapping[str, Any], artefact: str = "tflite_fp32",
     reference: the model speed-ups are relative to.
     statistic: "images_per_sec" (throughput over all timed runs) or
       "images_per_sec_p50" (the median run's; robust on a busy machine).
+    reference_artefact: the reference's file speed-ups are over (fp32: the
+      int8 speed-up is over the fp32 ancestor).
 
   Returns:
     {model: {"tflite_fp32_bytes", "tflite_int8_bytes",
-             "litert_images_per_sec": {"1": ...}, "speedup_vs_ancestor": {"1": ...}}}
+             "litert_images_per_sec": {"1": ...},
+             "speedup_vs_ancestor": {"1": median of the per-round ratios},
+             "speedup_vs_ancestor_range": {"1": {"min", "max", "rounds"}}}}
     (None where a figure is missing).
   """
   if statistic not in ("images_per_sec", "images_per_sec_p50"):
     raise ValueError(f"statistic must be 'images_per_sec' or 'images_per_sec_p50', got "
                      f"{statistic!r}.")
   models = result.get("models", {})
+  base = artefact_key(reference, reference_artefact)
 
   def speed(name: str) -> Dict[str, Optional[float]]:
     batches = ((models.get(name) or {}).get("artefacts", {}).get(artefact) or {}).get(
         "batches", {})
     return {size: stats.get(statistic) for size, stats in batches.items()}
 
-  base = speed(reference)
   out: Dict[str, Dict[str, Any]] = {}
   for name, entry in models.items():
     artefacts = entry.get("artefacts", {})
     own = speed(name)
+    subject = artefact_key(name, artefact)
+    speedups: Dict[str, Optional[float]] = {}
+    ranges: Dict[str, Optional[Dict[str, Any]]] = {}
+    for size in own:
+      if subject == base:
+        speedups[size], ranges[size] = (1.0 if own[size] else None), None
+        continue
+      stats = pairs_lib.pair_stats(result, subject, base, size)
+      speedups[size] = None if stats is None else stats["ratio_median"]
+      ranges[size] = None if stats is None else {"min": stats["ratio_min"],
+                                                 "max": stats["ratio_max"],
+                                                 "rounds": stats["rounds"]}
     out[name] = {
         "tflite_fp32_bytes": (artefacts.get("tflite_fp32") or {}).get("bytes"),
         "tflite_int8_bytes": (artefacts.get("tflite_int8") or {}).get("bytes"),
         "litert_images_per_sec": own,
-        "speedup_vs_ancestor": {size: (ips / base[size] if ips and base.get(size) else None)
-                                for size, ips in own.items()},
+        "speedup_vs_ancestor": speedups,
+        "speedup_vs_ancestor_range": ranges,
     }
   return out
 
@@ -694,3 +775,6 @@ def format_table(result: Mapping[str, Any]) -> str:
 
 def _num(value: Optional[float], factor: float, fmt: str) -> str:
   return "–" if value is None else format(value * factor, fmt)
+
+
+format_pairs = pairs_lib.format_pairs

@@ -1,21 +1,46 @@
-"""Every data source behind one function: `load(config)`.
+"""Every data source behind two functions: `load(config)` and `load_test(config)`.
 
   train_ds, val_ds, info = load(DataConfig(dataset="shapes10"))
+  test_ds, test_info = load_test(DataConfig(dataset="shapes10"))
 
-`train_ds` and `val_ds` are batched (global batch), prefetched tf.data
-pipelines of (images float32 [B, H, W, 3] in [0, 255], labels int32 [B]) at
-`image_size` x `image_size`; the model rescales pixels itself. The training
-split is shuffled and (with `augment`) augmented, both seeded from `seed`; the
-validation split is neither.
+Three splits: train (fitting), validation (model selection: evolution's
+fittest offspring, the accuracy budget) and test (every reported figure).
+`load` builds the first two and never builds or reads the test split, so
+nothing chosen on it can leak into selection; `load_test` builds only the test
+split, for the final evaluation.
 
-Sources (`DataConfig.dataset`):
+Every pipeline is batched (global batch), prefetched tf.data of (images float32
+[B, H, W, 3] in [0, 255], labels int32 [B]) at `image_size` x `image_size`;
+the model rescales pixels itself. The training split is shuffled and augmented
+(`augment`); validation and test are neither. `config.seed` decides the data
+(shapes10's images, every hold-out); `load(config, stream)` picks the shuffle
+and augmentation order over that same training split: stream 0 is seeded by
+`seed` itself, other streams by a seed derived from (seed, stream), so a
+fine-tune can continue the data stream instead of replaying earlier epochs.
+
+Augmentations (`DataConfig.augment`, a tuple of names, any of
+`AUGMENTATIONS`): "translate" (per-image random shift up to 10% of the side,
+reflected edges) and "flip" (per-image random horizontal mirror). Flips are
+opt-in: they turn a class that depends on orientation (digits, text, arrows,
+left/right) into another, or into noise. The default is ("translate",).
+
+Sources (`DataConfig.dataset`) and their splits:
   shapes10     built in and offline: procedurally generated shapes on clutter
-               (see `squish_tf.shapes10`), any resolution, deterministic.
+               (see `squish_tf.shapes10`), any resolution, deterministic; each
+               split is its own random stream of the configured size.
   folder       `data_dir` holding one sub-folder of images per class, or
-               `train/` and `validation/` sub-folders holding class folders.
+               `train/` (and optional `validation/`, `test/`) sub-folders
+               holding class folders. A split without its folder is held out
+               of the training images, per class and seeded (validation_split,
+               test_split).
   tfds:NAME    any TFDS image-classification dataset, `data_dir` as the TFDS
-               data dir (e.g. tfds:cifar10, tfds:imagenette/160px-v2).
-  imagenet10   TFDS imagenet2012 filtered to the ImageNet-10 classes.
+               data dir (e.g. tfds:cifar10, tfds:imagenette/160px-v2). Its
+               "validation" and "test" splits when it has both; with only one
+               of them, that one is the test split and validation is a seeded
+               slice of "train"; with neither, both are seeded slices of train.
+  imagenet10   TFDS imagenet2012 filtered to the ImageNet-10 classes: test is
+               imagenet2012's validation split (50 per class), validation a
+               seeded stratified hold-out of the filtered training images.
 
 Every source is reduced to a dataset of (uint8 image [S, S, 3], int32 label)
 elements that is cached in memory when it fits (decoding and resizing happen
@@ -27,7 +52,7 @@ in-memory sources by element instead of failing to find files to shard.
 import dataclasses
 import functools
 import os
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import keras
 import numpy as np
@@ -35,31 +60,73 @@ import tensorflow as tf
 
 from squish_tf import shapes10
 
+TRAIN, VALIDATION, TEST = "train", "validation", "test"
+
+# The training augmentations, in canonical order; "none" (or an empty tuple) is none.
+AUGMENTATIONS = ("flip", "translate")
+DEFAULT_AUGMENT = ("translate",)
+
+AugmentSpec = Union[Tuple[str, ...], List[str], str, bool, None]
+
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
-  """What to load and how; mirrors the data flags one to one."""
+  """What to load and how; mirrors the data flags one to one.
+
+  Attributes:
+    validation_split: the share of each class held out of the training
+      images for validation, where the source has no validation split of its
+      own (folder without validation/, TFDS without both validation and test,
+      imagenet10).
+    test_split: likewise for the test split (folder without test/, TFDS with
+      neither test nor validation); 0 means no test split there.
+    seed: decides the data: shapes10's images and every hold-out; also the
+      shuffle and augmentation of data stream 0 (see `load`).
+    augment: the training augmentations. Accepts a tuple (or list) of names
+      from AUGMENTATIONS, a comma-separated string ("flip,translate",
+      "none"), or for backwards compatibility True (= DEFAULT_AUGMENT) and
+      False (= none); stored as a canonical tuple (AUGMENTATIONS order, empty
+      for none), see `parse_augment`.
+    shapes10_train_size, shapes10_validation_size, shapes10_test_size: images
+      generated per shapes10 split.
+  """
 
   dataset: str = "shapes10"
   data_dir: Optional[str] = None
   image_size: int = 64
   batch_size: int = 64
   validation_split: float = 0.2
+  test_split: float = 0.1
   seed: int = 0
-  augment: bool = True
+  augment: AugmentSpec = DEFAULT_AUGMENT
   skip_bad_images: bool = False
   shapes10_train_size: int = 4000
   shapes10_validation_size: int = 1000
+  shapes10_test_size: int = 2000
+
+  def __post_init__(self):
+    object.__setattr__(self, "augment", parse_augment(self.augment))
 
 
 @dataclasses.dataclass(frozen=True)
 class DatasetInfo:
+  """What was loaded.
+
+  Counts are images per split; a split's count is 0 when it is not known
+  without reading that split (e.g. the test split's count in `load` for a TFDS
+  slice of unknown size, or imagenet10's training counts in `load_test`).
+  `skipped_images` counts the unreadable files skipped in the splits that the
+  call built (folder with skip_bad_images); a folder's held-out test count in
+  `load` is its number of files, before unreadable ones are skipped.
+  """
+
   name: str
   class_names: Tuple[str, ...]
   train_count: int
   validation_count: int
   image_size: int
   skipped_images: int = 0
+  test_count: int = 0
 
   @property
   def num_classes(self) -> int:
@@ -71,10 +138,11 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 
 # ImageNet-10 (Chang et al., "Deep Adaptive Image Clustering", ICCV 2017): 10
 # ImageNet classes, 13,000 training images (1,300 per class) and, from the
-# ILSVRC2012 validation set, 500 validation images (50 per class). The WordNet
+# ILSVRC2012 validation set, 500 evaluation images (50 per class). The WordNet
 # IDs are those of the authors' release (github.com/vector-1127/DAC,
 # "Datasets description/ImageNet-10.txt"), in that order; TFDS imagenet2012
-# names its labels by these IDs.
+# names its labels by these IDs. The 500 are our test split; validation is held
+# out of the 13,000.
 IMAGENET10_CLASSES = (
     ("n02056570", "king_penguin"),
     ("n02085936", "maltese_dog"),
@@ -87,6 +155,8 @@ IMAGENET10_CLASSES = (
     ("n04467665", "trailer_truck"),
     ("n07747607", "orange"),
 )
+_IMAGENET10_TRAIN_PER_CLASS = 1300
+_IMAGENET10_TEST_PER_CLASS = 50
 
 # Decoded, resized images are cached in memory (as uint8) up to this size per
 # split; larger splits are decoded again every epoch instead of exhausting RAM.
@@ -97,11 +167,18 @@ CACHE_LIMIT_BYTES = 4 << 30
 TRANSLATION_FACTOR = 0.1
 
 
-def load(config: DataConfig) -> Tuple[tf.data.Dataset, tf.data.Dataset, DatasetInfo]:
+def load(config: DataConfig,
+         stream: int = 0) -> Tuple[tf.data.Dataset, tf.data.Dataset, DatasetInfo]:
   """Loads the training and validation pipelines named by `config.dataset`.
+
+  Never builds or reads the test split (see `load_test`).
 
   Args:
     config: the data source and how to load it.
+    stream: which shuffle and augmentation order to draw over the training
+      split (a non-negative integer). Stream 0 is seeded by `config.seed`;
+      another stream by `stream_seed(config.seed, stream)`. The data itself
+      (images, hold-outs) and the validation pipeline do not depend on it.
 
   Returns:
     (train_ds, val_ds, info): batched, prefetched pipelines of (images float32
@@ -109,36 +186,117 @@ def load(config: DataConfig) -> Tuple[tf.data.Dataset, tf.data.Dataset, DatasetI
     and what was loaded. Both have a known finite cardinality (batches).
 
   Raises:
-    ValueError: an unknown dataset name, a bad config value, or data that
-      cannot be used (the message says which file, class or folder, and how
-      to fix it).
+    ValueError: an unknown dataset name, a bad config value or stream, or data
+      that cannot be used (the message says which file, class or folder, and
+      how to fix it).
 
-  Sets TensorFlow's global seed to `config.seed`: tf.data combines a shuffle's
-  op seed with the global seed, so without this the same config would shuffle
-  differently depending on what the process seeded before (a fresh process, a
-  worker, a notebook). Keras' own seed (`keras.utils.set_random_seed`, for
-  weights and dropout) is left alone.
+  Sets TensorFlow's global seed to `config.seed` (whatever the stream): tf.data
+  combines a shuffle's op seed with the global seed, so without this the same
+  config would shuffle differently depending on what the process seeded before
+  (a fresh process, a worker, a notebook). Keras' own seed
+  (`keras.utils.set_random_seed`, for weights and dropout) is left alone.
   """
   _check_config(config)
+  shuffle_seed = stream_seed(config.seed, stream)
   tf.random.set_seed(config.seed)
-  name = config.dataset
-  if name == "shapes10":
-    source = _shapes10_source(config)
-  elif name == "folder":
-    source = _folder_source(config)
-  elif name == "imagenet10":
-    source = _imagenet10_source(config)
-  elif name.startswith("tfds:") and len(name) > len("tfds:"):
-    source = _tfds_source(name[len("tfds:"):], config)
+  source = _source(config, (TRAIN, VALIDATION))
+  train, train_count = source.elements[TRAIN]
+  validation, validation_count = source.elements[VALIDATION]
+  train_ds = _batched(train, train_count, config, shuffle_seed=shuffle_seed)
+  val_ds = _batched(validation, validation_count, config)
+  return train_ds, val_ds, source.info(config)
+
+
+def load_test(config: DataConfig) -> Tuple[tf.data.Dataset, DatasetInfo]:
+  """Loads the test pipeline named by `config.dataset`, for the final evaluation.
+
+  Builds and reads only the test split (see the module docstring for where
+  each source's test split comes from); the same config gives the same split
+  whenever it is called, and one disjoint from what `load` trains and
+  validates on.
+
+  Args:
+    config: the data source and how to load it (the same as for `load`).
+
+  Returns:
+    (test_ds, info): a batched, prefetched, unshuffled, unaugmented pipeline of
+    (images float32 [B, S, S, 3] in [0, 255], labels int32 [B]) with known
+    finite cardinality, and what was loaded (info.test_count is its size).
+
+  Raises:
+    ValueError: as `load`; also a source without a test split (a folder with
+      neither test/ nor test_split > 0, a TFDS dataset with neither a test nor
+      a validation split and test_split 0), with what to set.
+  """
+  _check_config(config)
+  source = _source(config, (TEST,))
+  test, test_count = source.elements[TEST]
+  return _batched(test, test_count, config), source.info(config)
+
+
+def stream_seed(seed: int, stream: int) -> int:
+  """The shuffle and augmentation seed of data stream `stream`: `seed` for stream 0.
+
+  Another stream gets a 31-bit seed derived from (seed, stream) by numpy's
+  SeedSequence, so neighbouring streams (and seeds) give unrelated orders.
+
+  Raises:
+    ValueError: a negative or non-integer stream (or seed, for stream != 0).
+  """
+  if isinstance(stream, bool) or not isinstance(stream, (int, np.integer)) or stream < 0:
+    raise ValueError(f"The data stream must be a non-negative integer, got {stream!r}; stream 0 "
+                     "is the config's own order, 1, 2, ... continue it.")
+  if stream == 0:
+    return seed
+  if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+    raise ValueError(f"Data streams other than 0 need a non-negative integer seed, got "
+                     f"{seed!r}; set --seed to a non-negative integer.")
+  state = np.random.SeedSequence([int(seed), int(stream)]).generate_state(1)[0]
+  return int(state % (2**31 - 1))
+
+
+def parse_augment(value: AugmentSpec) -> Tuple[str, ...]:
+  """Any accepted spelling of `DataConfig.augment` -> its canonical tuple.
+
+  Args:
+    value: a tuple or list of names from AUGMENTATIONS (or ["none"]); a
+      comma-separated string of them ("flip,translate", "translate", "none",
+      ""); True (= DEFAULT_AUGMENT) or False / None (= none).
+
+  Returns:
+    The names in AUGMENTATIONS order without repeats; () for none.
+
+  Raises:
+    ValueError: an unknown name, "none" together with others, or a value of
+      another type; the message lists the known names.
+  """
+  known = f"known augmentations are {', '.join(AUGMENTATIONS)} (or none)"
+  if value is None or isinstance(value, (bool, np.bool_)):
+    return DEFAULT_AUGMENT if value else ()
+  if isinstance(value, str):
+    names = [name.strip() for name in value.split(",")]
+    names = [name for name in names if name]
+  elif isinstance(value, (tuple, list, set, frozenset)) and all(isinstance(n, str) for n in value):
+    names = [name.strip() for name in value]
   else:
-    raise ValueError(f"Unknown dataset {name!r}; known datasets are {', '.join(KNOWN_DATASETS)} "
-                     "(e.g. tfds:cifar10).")
-  train_ds = _batched(source.train, source.train_count, config, training=True)
-  val_ds = _batched(source.validation, source.validation_count, config, training=False)
-  info = DatasetInfo(name=name, class_names=tuple(source.class_names),
-                     train_count=source.train_count, validation_count=source.validation_count,
-                     image_size=config.image_size, skipped_images=source.skipped_images)
-  return train_ds, val_ds, info
+    raise ValueError(f"augment must be names of augmentations (a tuple, or a comma-separated "
+                     f"string), True or False, got {value!r}; {known}.")
+  lowered = [name.lower() for name in names]
+  if "none" in lowered:
+    if len(set(lowered)) > 1:
+      raise ValueError(f"augment {value!r} combines 'none' with augmentations; give either "
+                       f"'none' or a list of augmentations ({known}).")
+    return ()
+  unknown = [name for name in names if name.lower() not in AUGMENTATIONS]
+  if unknown:
+    raise ValueError(f"Unknown augmentation(s) {unknown} in augment {value!r}; {known}, e.g. "
+                     "'translate' or 'flip,translate'.")
+  return tuple(name for name in AUGMENTATIONS if name in lowered)
+
+
+def augment_names(config: DataConfig) -> Tuple[str, ...]:
+  """The training augmentations `config` asks for, canonical (() for none)."""
+  return parse_augment(config.augment)
 
 
 def _check_config(config: DataConfig) -> None:
@@ -148,6 +306,12 @@ def _check_config(config: DataConfig) -> None:
     raise ValueError(f"batch_size must be a positive integer, got {config.batch_size!r}.")
   if not 0.0 <= config.validation_split < 1.0:
     raise ValueError(f"validation_split must be in [0, 1), got {config.validation_split}.")
+  if not 0.0 <= config.test_split < 1.0:
+    raise ValueError(f"test_split must be in [0, 1), got {config.test_split}.")
+  if config.validation_split + config.test_split >= 1.0:
+    raise ValueError(f"validation_split + test_split must be below 1 so that images remain for "
+                     f"training, got {config.validation_split} + {config.test_split}; lower "
+                     "one of them.")
 
 
 # -- the common tail ------------------------------------------------------------
@@ -155,34 +319,65 @@ def _check_config(config: DataConfig) -> None:
 
 @dataclasses.dataclass
 class _Source:
-  """A source reduced to unbatched (uint8 [S, S, 3], int32) datasets and counts."""
+  """A source reduced to unbatched (uint8 [S, S, 3], int32) datasets and counts.
 
-  train: tf.data.Dataset
-  validation: tf.data.Dataset
-  train_count: int
-  validation_count: int
+  Attributes:
+    elements: {split: (elements, count)} of the splits that were asked for.
+    class_names: the label names, label order.
+    counts: {split: count} of any split whose size is known without reading
+      it (the built splits' counts override these).
+    skipped_images: unreadable files skipped in the built splits.
+  """
+
+  elements: Dict[str, Tuple[tf.data.Dataset, int]]
   class_names: Sequence[str]
+  counts: Dict[str, int] = dataclasses.field(default_factory=dict)
   skipped_images: int = 0
+
+  def info(self, config: DataConfig) -> DatasetInfo:
+    counts = {**self.counts, **{split: count for split, (_, count) in self.elements.items()}}
+    return DatasetInfo(name=config.dataset, class_names=tuple(self.class_names),
+                       train_count=counts.get(TRAIN, 0),
+                       validation_count=counts.get(VALIDATION, 0),
+                       image_size=config.image_size, skipped_images=self.skipped_images,
+                       test_count=counts.get(TEST, 0))
+
+
+def _source(config: DataConfig, splits: Sequence[str]) -> _Source:
+  """Builds exactly `splits` (a subset of TRAIN, VALIDATION, TEST) of config's source."""
+  name = config.dataset
+  if name == "shapes10":
+    return _shapes10_source(config, splits)
+  if name == "folder":
+    return _folder_source(config, splits)
+  if name == "imagenet10":
+    return _imagenet10_source(config, splits)
+  if name.startswith("tfds:") and len(name) > len("tfds:"):
+    return _tfds_source(name[len("tfds:"):], config, splits)
+  raise ValueError(f"Unknown dataset {name!r}; known datasets are {', '.join(KNOWN_DATASETS)} "
+                   "(e.g. tfds:cifar10).")
 
 
 def _batched(elements: tf.data.Dataset, count: int, config: DataConfig,
-             training: bool) -> tf.data.Dataset:
-  """Shuffle (training), batch, to float32, augment (training), prefetch."""
+             shuffle_seed: Optional[int] = None) -> tf.data.Dataset:
+  """Batch, to float32, prefetch; training (a shuffle seed) also shuffles and augments."""
   ds = elements
+  training = shuffle_seed is not None
   if training:
     # The whole split when it fits the memory budget (it then also fits the
     # cache); a window of it for splits streamed from disk.
     image_bytes = config.image_size * config.image_size * 3
     buffer = max(1, min(count, CACHE_LIMIT_BYTES // image_bytes))
-    ds = ds.shuffle(buffer, seed=config.seed, reshuffle_each_iteration=True)
+    ds = ds.shuffle(buffer, seed=shuffle_seed, reshuffle_each_iteration=True)
     # Full batches keep shapes static (one trace, TPU-friendly); a split
     # smaller than one batch still yields it.
     ds = ds.batch(config.batch_size, drop_remainder=count >= config.batch_size)
   else:
     ds = ds.batch(config.batch_size)
   to_float = lambda images, labels: (tf.cast(images, tf.float32), labels)
-  if training and config.augment:
-    augment = augmenter(config.seed)
+  augmentations = augment_names(config)
+  if training and augmentations:
+    augment = augmenter(shuffle_seed, augmentations)
     # On uint8 batches (a quarter of the bytes), one batch at a time: the layer
     # draws from a seed variable, so a sequential map keeps the augmentation
     # reproducible for a given seed. Each call is vectorised over the batch and
@@ -195,46 +390,60 @@ def _batched(elements: tf.data.Dataset, count: int, config: DataConfig,
   return ds.prefetch(tf.data.AUTOTUNE).with_options(options)
 
 
-def augmenter(seed: int) -> Callable[[tf.Tensor], tf.Tensor]:
-  """The training augmentation: per-image random horizontal flip and translation.
+def augmenter(seed: int,
+              augmentations: AugmentSpec = DEFAULT_AUGMENT) -> Callable[[tf.Tensor], tf.Tensor]:
+  """The training augmentation: per-image random translation and/or horizontal flip.
 
   Horizontal flips are label-safe for every shapes10 class (each has a mirror
-  axis) and for natural images; vertical flips are not.
+  axis) and for most natural images, but not for classes that depend on
+  orientation (digits, text, arrows), hence opt-in; vertical flips are not
+  offered.
 
   Args:
     seed: seeds the layer; the same seed gives the same sequence of batches.
+    augmentations: which augmentations, any spelling `parse_augment` accepts.
 
   Returns:
     A function from image batches [B, H, W, 3] (uint8 or float) to augmented
-    batches of the same dtype.
+    batches of the same dtype (the identity for no augmentations).
   """
-  layer = RandomFlipTranslation(TRANSLATION_FACTOR, seed=seed)
+  names = parse_augment(augmentations)
+  if not names:
+    return lambda images: images
+  layer = RandomFlipTranslation(TRANSLATION_FACTOR if "translate" in names else 0.0, seed=seed,
+                                flip="flip" in names)
   return lambda images: layer(images, training=True)
 
 
 class RandomFlipTranslation(keras.layers.Layer):
-  """Random horizontal flip and translation of each image, in one resampling.
+  """Random horizontal flip and/or translation of each image, in one resampling.
 
-  The same augmentation as `keras.layers.RandomFlip("horizontal")` followed by
-  `keras.layers.RandomTranslation(factor, factor, fill_mode="reflect",
-  interpolation="nearest")`: every image gets its own coin flip and whole-pixel
-  shift, and edges are filled by reflection. Both are composed into one affine
-  transform per image, so a batch is resampled once; the stock pair resamples
-  and then selects between two full copies, which takes twice the CPU, and on
-  a small CPU host every millisecond of augmentation is taken from training
-  (see benchmarks/train_throughput.py). Works on uint8 as well as float images.
+  With flip on, the same augmentation as `keras.layers.RandomFlip("horizontal")`
+  followed by `keras.layers.RandomTranslation(factor, factor,
+  fill_mode="reflect", interpolation="nearest")`: every image gets its own coin
+  flip and whole-pixel shift, and edges are filled by reflection. Both are
+  composed into one affine transform per image, so a batch is resampled once;
+  the stock pair resamples and then selects between two full copies, which
+  takes twice the CPU, and on a small CPU host every millisecond of
+  augmentation is taken from training (see benchmarks/train_throughput.py).
+  Works on uint8 as well as float images. `flip=False` never mirrors and
+  `factor=0` never shifts; the random draws are the same either way, so for a
+  given seed the shifts do not depend on whether flips are on.
 
   Args:
-    factor: largest shift as a fraction of the image side, in [0, 1).
+    factor: largest shift as a fraction of the image side, in [0, 1); 0 turns
+      translation off.
     seed: seeds the flips and shifts.
+    flip: whether to mirror a random half of the images.
   """
 
-  def __init__(self, factor: float, seed: Optional[int] = None, **kwargs):
+  def __init__(self, factor: float, seed: Optional[int] = None, flip: bool = True, **kwargs):
     super().__init__(**kwargs)
     if not 0.0 <= factor < 1.0:
       raise ValueError(f"translation factor must be in [0, 1), got {factor}.")
     self.factor = factor
     self.seed = seed
+    self.flip = bool(flip)
     self.seed_generator = keras.random.SeedGenerator(seed)
 
   def call(self, images, training=True):
@@ -244,7 +453,10 @@ class RandomFlipTranslation(keras.layers.Layer):
     shape = ops.shape(images)
     height, width = ops.cast(shape[1], "float32"), ops.cast(shape[2], "float32")
     draws = keras.random.uniform((shape[0], 3), seed=self.seed_generator)
-    scale = ops.where(draws[:, 0] < 0.5, -1.0, 1.0)  # -1: mirrored
+    if self.flip:
+      scale = ops.where(draws[:, 0] < 0.5, -1.0, 1.0)  # -1: mirrored
+    else:
+      scale = ops.ones_like(draws[:, 0])
     shift_x = ops.round((2.0 * draws[:, 1] - 1.0) * self.factor * width)
     shift_y = ops.round((2.0 * draws[:, 2] - 1.0) * self.factor * height)
     zeros, ones = ops.zeros_like(scale), ops.ones_like(scale)
@@ -258,7 +470,7 @@ class RandomFlipTranslation(keras.layers.Layer):
     return input_shape
 
   def get_config(self):
-    return {**super().get_config(), "factor": self.factor, "seed": self.seed}
+    return {**super().get_config(), "factor": self.factor, "seed": self.seed, "flip": self.flip}
 
 
 def _from_uint8_arrays(images: np.ndarray, labels: np.ndarray) -> tf.data.Dataset:
@@ -292,25 +504,75 @@ def _cache_if_small(ds: tf.data.Dataset, count: int, image_size: int) -> tf.data
   return ds
 
 
+def _held_out_counts(count: int, validation_fraction: float,
+                     test_fraction: float) -> Tuple[int, int]:
+  """(validation, test) images to hold out of `count`; at least one image stays for training.
+
+  A positive fraction holds out at least one image whenever that still leaves
+  one for training (validation first, then test), so small classes keep a
+  validation image before they get a test image.
+  """
+  validation = 0
+  if validation_fraction > 0 and count >= 2:
+    validation = min(max(int(round(count * validation_fraction)), 1), count - 1)
+  rest = count - validation
+  test = 0
+  if test_fraction > 0 and rest >= 2:
+    test = min(max(int(round(count * test_fraction)), 1), rest - 1)
+  return validation, test
+
+
+def _stratified_parts(labels: np.ndarray, num_classes: int, validation_fraction: float,
+                      test_fraction: float, seed: int) -> np.ndarray:
+  """Assigns examples to 0 (train), 1 (validation), 2 (test), per class and seeded.
+
+  One seeded permutation per class (class order): its first images are the
+  validation hold-out and the next ones the test hold-out (`_held_out_counts`),
+  so the two are disjoint, and the validation hold-out does not depend on
+  test_fraction (it is the one chosen before there were test splits).
+
+  Args:
+    labels: int [N], each in [0, num_classes).
+    num_classes: how many classes.
+    validation_fraction, test_fraction: the share of each class to hold out.
+    seed: seeds the permutations.
+
+  Returns:
+    int8 [N] part per example.
+  """
+  labels = np.asarray(labels)
+  rng = np.random.default_rng(seed)
+  parts = np.zeros(len(labels), np.int8)
+  for label in range(num_classes):
+    indices = np.flatnonzero(labels == label)
+    validation, test = _held_out_counts(len(indices), validation_fraction, test_fraction)
+    order = indices[rng.permutation(len(indices))]
+    parts[order[:validation]] = 1
+    parts[order[validation:validation + test]] = 2
+  return parts
+
+
 # -- shapes10 -------------------------------------------------------------------
 
+_SHAPES10_SIZES = {TRAIN: "shapes10_train_size", VALIDATION: "shapes10_validation_size",
+                   TEST: "shapes10_test_size"}
 
-def _shapes10_source(config: DataConfig) -> _Source:
-  for field in ("shapes10_train_size", "shapes10_validation_size"):
+
+def _shapes10_source(config: DataConfig, splits: Sequence[str]) -> _Source:
+  for field in _SHAPES10_SIZES.values():
     value = getattr(config, field)
-    if not isinstance(value, int) or value < 1:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
       raise ValueError(f"{field} must be a positive integer, got {value!r}.")
-  train_images, train_labels = _shapes10_arrays(config.shapes10_train_size, config.image_size,
-                                                config.seed, "train")
-  val_images, val_labels = _shapes10_arrays(config.shapes10_validation_size, config.image_size,
-                                            config.seed, "validation")
-  return _Source(train=_from_uint8_arrays(train_images, train_labels),
-                 validation=_from_uint8_arrays(val_images, val_labels),
-                 train_count=len(train_labels), validation_count=len(val_labels),
-                 class_names=shapes10.CLASS_NAMES)
+  elements = {}
+  for split in splits:
+    images, labels = _shapes10_arrays(getattr(config, _SHAPES10_SIZES[split]), config.image_size,
+                                      config.seed, split)
+    elements[split] = (_from_uint8_arrays(images, labels), len(labels))
+  return _Source(elements=elements, class_names=shapes10.CLASS_NAMES,
+                 counts={split: getattr(config, field) for split, field in _SHAPES10_SIZES.items()})
 
 
-@functools.lru_cache(maxsize=4)
+@functools.lru_cache(maxsize=6)
 def _shapes10_arrays(count: int, image_size: int, seed: int,
                      split: str) -> Tuple[np.ndarray, np.ndarray]:
   """shapes10.generate, remembered: evolution reloads the same data for every candidate."""
@@ -322,74 +584,117 @@ def _shapes10_arrays(count: int, image_size: int, seed: int,
 
 # -- folder ---------------------------------------------------------------------
 
+_FOLDER_LAYOUT_HELP = ("a folder with one sub-folder of images per class, or train/ (and optional "
+                       "validation/ and test/) sub-folders that each hold the class sub-folders")
 
-def _folder_source(config: DataConfig) -> _Source:
+
+def _folder_source(config: DataConfig, splits: Sequence[str]) -> _Source:
+  """Class folders -> the requested splits.
+
+  A split with its own folder (validation/, test/ next to train/) is that
+  folder; a split without one is held out of the training images
+  (`_stratified_parts`: per class, seeded by config.seed, validation and test
+  disjoint). The partition is decided from the file lists alone, before any
+  image is read, so `load` reads only training and validation files and
+  `load_test` only test files; unreadable files are then checked (and, with
+  skip_bad_images, skipped) in the splits being built.
+  """
   root = config.data_dir
-  layout_help = ("a folder with one sub-folder of images per class, or train/ and validation/ "
-                 "sub-folders that each hold the class sub-folders")
   if not root:
-    raise ValueError(f"--dataset=folder needs --data_dir: {layout_help}.")
+    raise ValueError(f"--dataset=folder needs --data_dir: {_FOLDER_LAYOUT_HELP}.")
   if not os.path.isdir(root):
     raise ValueError(f"--data_dir {root!r} is not a directory; for --dataset=folder it must be "
-                     f"{layout_help}.")
-  train_root = os.path.join(root, "train")
-  split_layout = os.path.isdir(train_root) and bool(_class_dirs(train_root))
-  if split_layout:
+                     f"{_FOLDER_LAYOUT_HELP}.")
+  train_root = os.path.join(root, TRAIN)
+  given: Dict[str, Dict[str, List[str]]] = {}  # splits that have their own folder
+  roots = {}
+  if os.path.isdir(train_root) and bool(_class_dirs(train_root)):
     train_files = _scan_classes(train_root)
-    val_root = os.path.join(root, "validation")
-    val_files = _scan_classes(val_root) if os.path.isdir(val_root) else None
+    for split in (VALIDATION, TEST):
+      split_root = os.path.join(root, split)
+      if os.path.isdir(split_root):
+        roots[split] = split_root
+        given[split] = _scan_classes(split_root)
   else:
-    train_files, val_root, val_files = _scan_classes(root), None, None
     train_root = root
+    train_files = _scan_classes(root)
+  roots[TRAIN] = train_root
   class_names = sorted(train_files)
   if len(class_names) < 2:
     raise ValueError(f"{train_root!r} has {len(class_names)} class folder(s) "
                      f"({', '.join(class_names) or 'none'}); a classifier needs at least 2. "
-                     f"--data_dir must be {layout_help}.")
-  if val_files is not None and sorted(val_files) != class_names:
-    missing = sorted(set(class_names) - set(val_files))
-    extra = sorted(set(val_files) - set(class_names))
-    raise ValueError(f"The classes in {val_root!r} differ from those in {train_root!r}: "
-                     f"missing from validation: {missing or 'none'}; only in validation: "
-                     f"{extra or 'none'}. Give both the same class sub-folders.")
+                     f"--data_dir must be {_FOLDER_LAYOUT_HELP}.")
+  for split, files in given.items():
+    if sorted(files) != class_names:
+      missing = sorted(set(class_names) - set(files))
+      extra = sorted(set(files) - set(class_names))
+      raise ValueError(f"The classes in {roots[split]!r} differ from those in {train_root!r}: "
+                       f"missing from {split}: {missing or 'none'}; only in {split}: "
+                       f"{extra or 'none'}. Give both the same class sub-folders.")
 
-  if val_files is None and config.validation_split <= 0:
+  if VALIDATION in splits and VALIDATION not in given and config.validation_split <= 0:
     raise ValueError(f"{root!r} has no validation/ folder and validation_split is "
                      f"{config.validation_split}; set --validation_split > 0 to hold out "
                      "images, or add a validation/ folder.")
+  if TEST in splits and TEST not in given and config.test_split <= 0:
+    raise ValueError(f"{root!r} has no test/ folder and test_split is {config.test_split}, so "
+                     "there is no test split; set --test_split > 0 to hold out images of every "
+                     "class for it, or use train/ and test/ sub-folders (each holding the class "
+                     "folders).")
 
-  all_files = [path for files in train_files.values() for path in files]
-  if val_files is not None:
-    all_files += [path for files in val_files.values() for path in files]
-  bad = set(unreadable_images(all_files))
+  # Hold out what has no folder of its own from the training images.
+  paths = [path for name in class_names for path in train_files[name]]
+  labels = np.asarray([label for label, name in enumerate(class_names)
+                       for _ in train_files[name]], np.int32)
+  parts = _stratified_parts(
+      labels, len(class_names),
+      0.0 if VALIDATION in given else config.validation_split,
+      0.0 if TEST in given else config.test_split, config.seed)
+  files = {}
+  for code, split in enumerate((TRAIN, VALIDATION, TEST)):
+    if split in given:
+      files[split] = given[split]
+      continue
+    files[split] = {name: [] for name in class_names}
+    for path, label, part in zip(paths, labels, parts):
+      if part == code:
+        files[split][class_names[label]].append(path)
+  counts = {split: sum(len(p) for p in split_files.values())
+            for split, split_files in files.items()}
+
+  wanted = [path for split in splits for name in class_names for path in files[split][name]]
+  bad = set(unreadable_images(wanted))
   if bad and not config.skip_bad_images:
     shown = "\n  ".join(sorted(bad)[:10])
     more = f"\n  ... and {len(bad) - 10} more" if len(bad) > 10 else ""
     raise ValueError(f"{len(bad)} image file(s) could not be decoded as JPEG/PNG/BMP/GIF:\n  "
                      f"{shown}{more}\nDelete or fix them, or set --skip_bad_images to skip "
                      "and count them.")
-  train_files = _without(train_files, bad, train_root)
-  if val_files is not None:
-    val_files = _without(val_files, bad, val_root)
-  else:
-    train_files, val_files = _stratified_split(train_files, class_names, config.validation_split,
-                                               config.seed)
 
-  def elements(files: Dict[str, List[str]]) -> Tuple[tf.data.Dataset, int]:
-    paths = [path for name in class_names for path in files[name]]
-    labels = [label for label, name in enumerate(class_names) for _ in files[name]]
-    ds = tf.data.Dataset.from_tensor_slices((paths, np.asarray(labels, np.int32)))
+  def elements(split_files: Dict[str, List[str]]) -> Tuple[tf.data.Dataset, int]:
+    split_paths = [path for name in class_names for path in split_files[name]]
+    split_labels = [label for label, name in enumerate(class_names) for _ in split_files[name]]
+    ds = tf.data.Dataset.from_tensor_slices((split_paths, np.asarray(split_labels, np.int32)))
     ds = ds.map(lambda path, label: (_resize(_decode(tf.io.read_file(path)), config.image_size),
                                      label), num_parallel_calls=tf.data.AUTOTUNE)
-    return _cache_if_small(ds, len(paths), config.image_size), len(paths)
+    return _cache_if_small(ds, len(split_paths), config.image_size), len(split_paths)
 
-  train, train_count = elements(train_files)
-  validation, validation_count = elements(val_files)
-  if validation_count == 0:
-    raise ValueError(f"validation_split {config.validation_split} holds out no image of {root!r}; "
-                     "raise --validation_split or add images.")
-  return _Source(train=train, validation=validation, train_count=train_count,
-                 validation_count=validation_count, class_names=class_names,
+  built = {}
+  for split in splits:
+    if split in given:
+      kept = _without(files[split], bad, roots[split], every_class=True)
+    elif split == TRAIN:
+      # What the hold-outs leave of a class folder must still train on it.
+      kept = _without(files[split], bad, train_root, every_class=True,
+                      left_for_training=bool(parts.any()))
+    else:  # a held-out part: a small class may have no image in it
+      kept = _without(files[split], bad, train_root, every_class=False)
+    built[split] = elements(kept)
+    if built[split][1] == 0:
+      fraction = "validation_split" if split == VALIDATION else "test_split"
+      raise ValueError(f"{fraction} {getattr(config, fraction)} holds out no readable image of "
+                       f"{root!r}; raise --{fraction} or add images.")
+  return _Source(elements=built, class_names=class_names, counts=counts,
                  skipped_images=len(bad))
 
 
@@ -415,31 +720,16 @@ def _scan_classes(root: str) -> Dict[str, List[str]]:
   return files
 
 
-def _without(files: Dict[str, List[str]], bad: set, root: str) -> Dict[str, List[str]]:
+def _without(files: Dict[str, List[str]], bad: set, root: str, every_class: bool,
+             left_for_training: bool = False) -> Dict[str, List[str]]:
+  """`files` without the `bad` ones; with every_class, refuses a class left with none."""
   kept = {name: [path for path in paths if path not in bad] for name, paths in files.items()}
   for name, paths in kept.items():
-    if not paths:
-      raise ValueError(f"Class folder {os.path.join(root, name)!r} has no readable images "
+    if every_class and not paths:
+      raise ValueError(f"Class folder {os.path.join(root, name)!r} has no readable "
+                       f"{'images left for training' if left_for_training else 'images'} "
                        "(every one was skipped as unreadable); add images or remove the folder.")
   return kept
-
-
-def _stratified_split(files: Dict[str, List[str]], class_names: Sequence[str], fraction: float,
-                      seed: int) -> Tuple[Dict[str, List[str]], Dict[str, List[str]]]:
-  """Holds out `fraction` of every class (at least one image of any class with two)."""
-  rng = np.random.default_rng(seed)
-  train, validation = {}, {}
-  for name in class_names:
-    paths = files[name]
-    held_out = int(round(len(paths) * fraction))
-    if len(paths) >= 2:
-      held_out = min(max(held_out, 1), len(paths) - 1)
-    else:
-      held_out = 0
-    chosen = set(rng.permutation(len(paths))[:held_out].tolist())
-    validation[name] = [p for i, p in enumerate(paths) if i in chosen]
-    train[name] = [p for i, p in enumerate(paths) if i not in chosen]
-  return train, validation
 
 
 def unreadable_images(paths: Sequence[str]) -> List[str]:
@@ -494,36 +784,67 @@ def _image_and_label_keys(builder, tfds, name: str) -> Tuple[str, str]:
   return keys[0], keys[1]
 
 
-def _tfds_splits(builder, validation_split: float, seed: int, name: str) -> Tuple[str, str]:
-  """(train split, validation split): "validation", else "test", else a seeded slice of train."""
+def _tfds_splits(builder, validation_split: float, test_split: float, seed: int,
+                 name: str) -> Tuple[str, str, Optional[str]]:
+  """(train, validation, test) TFDS split strings; test is None when there is none.
+
+  - "validation" and "test" both exist: train, validation, test as named.
+  - only "test" (or only "validation"): that split is the test split, and
+    validation is a seeded slice of train (validation_split).
+  - neither: validation and test are seeded, disjoint slices of train
+    (validation_split, test_split; test None if test_split is 0).
+  Train is the rest of "train". Slices are one contiguous window at a seeded
+  position (validation first, then test): TFDS shuffles examples when it
+  prepares a dataset, so a window is a random hold-out. They are counted in
+  examples when the size of train is known, else in whole percents.
+
+  Raises:
+    ValueError: validation must be held out of train and validation_split is 0.
+  """
   available = set(builder.info.splits.keys())
-  for candidate in ("validation", "test"):
-    if candidate in available:
-      return "train", candidate
+  if {VALIDATION, TEST} <= available:
+    return TRAIN, VALIDATION, TEST
+  test = TEST if TEST in available else VALIDATION if VALIDATION in available else None
   if validation_split <= 0:
-    raise ValueError(f"TFDS dataset {name!r} has no validation or test split and "
-                     f"validation_split is {validation_split}; set --validation_split > 0.")
-  rng = np.random.default_rng(seed)
-  # TFDS shuffles examples when it prepares a dataset, so a contiguous window
-  # at a seeded position is a random hold-out.
-  train_info = builder.info.splits["train"] if "train" in available else None
+    has = f"only a {test!r} split besides train (used as the test split)" if test else (
+        "no validation or test split")
+    raise ValueError(f"TFDS dataset {name!r} has {has} and validation_split is "
+                     f"{validation_split}; set --validation_split > 0 to hold out part of "
+                     "train for validation.")
+  test_fraction = test_split if test is None else 0.0
+  train_info = builder.info.splits[TRAIN] if TRAIN in available else None
   total = train_info.num_examples if train_info is not None else 0
-  if total >= 2:
-    held_out = min(max(int(round(total * validation_split)), 1), total - 1)
-    start = int(rng.integers(0, total - held_out + 1))
-    unit = ""
-  else:  # split sizes unknown: whole percents
-    held_out = min(max(int(round(100 * validation_split)), 1), 99)
-    start = int(rng.integers(0, 100 - held_out + 1))
-    unit = "%"
-  stop = start + held_out
-  return (f"train[:{start}{unit}]+train[{stop}{unit}:]", f"train[{start}{unit}:{stop}{unit}]")
+  unit = ""
+  if total < 2:  # split sizes unknown: whole percents
+    total, unit = 100, "%"
+  validation_size, test_size = _held_out_counts(total, validation_split, test_fraction)
+  held_out = validation_size + test_size
+  start = int(np.random.default_rng(seed).integers(0, total - held_out + 1))
+  middle, stop = start + validation_size, start + held_out
+  if test is None and test_size:
+    test = f"train[{middle}{unit}:{stop}{unit}]"
+  return (f"train[:{start}{unit}]+train[{stop}{unit}:]", f"train[{start}{unit}:{middle}{unit}]",
+          test)
 
 
-def _tfds_source(name: str, config: DataConfig) -> _Source:
+def _tfds_known_count(builder, split: str) -> int:
+  """The size of a TFDS split (or slice) from the dataset's metadata; 0 if unknown."""
+  try:
+    return int(builder.info.splits[split].num_examples)
+  except Exception:  # pylint: disable=broad-except  (no metadata, a slice it cannot size)
+    return 0
+
+
+def _tfds_source(name: str, config: DataConfig, splits: Sequence[str]) -> _Source:
   builder, tfds = _tfds_builder(name, config.data_dir)
   image_key, label_key = _image_and_label_keys(builder, tfds, name)
-  train_split, val_split = _tfds_splits(builder, config.validation_split, config.seed, name)
+  names = dict(zip((TRAIN, VALIDATION, TEST),
+                   _tfds_splits(builder, config.validation_split, config.test_split,
+                                config.seed, name)))
+  if TEST in splits and names[TEST] is None:
+    raise ValueError(f"TFDS dataset {name!r} has no test or validation split and test_split is "
+                     f"{config.test_split}, so there is no test split; set --test_split > 0 to "
+                     "hold out part of train for it.")
 
   def elements(split: str) -> Tuple[tf.data.Dataset, int]:
     ds = builder.as_dataset(split=split, shuffle_files=False)
@@ -536,23 +857,32 @@ def _tfds_source(name: str, config: DataConfig) -> _Source:
                 num_parallel_calls=tf.data.AUTOTUNE)
     return _cache_if_small(ds, count, config.image_size), count
 
-  train, train_count = elements(train_split)
-  validation, validation_count = elements(val_split)
-  return _Source(train=train, validation=validation, train_count=train_count,
-                 validation_count=validation_count,
-                 class_names=builder.info.features[label_key].names)
+  return _Source(elements={split: elements(names[split]) for split in splits},
+                 class_names=builder.info.features[label_key].names,
+                 counts={split: _tfds_known_count(builder, names[split])
+                         for split in (TRAIN, VALIDATION, TEST) if names[split] is not None})
 
 
-def _imagenet10_source(config: DataConfig) -> _Source:
+def _imagenet10_source(config: DataConfig, splits: Sequence[str]) -> _Source:
+  """ImageNet-10: train/validation held out of imagenet2012's train, test its validation split.
+
+  The ten classes' training images (in TFDS file order) are split by
+  `_stratified_parts` on their labels (validation_split, seeded by
+  config.seed); one pass over the filtered labels decides it and fills the
+  decoded cache that both splits then read. `load` leaves the test count 0:
+  it is known only by reading (filtering) imagenet2012's validation split.
+  """
   builder, tfds = _tfds_builder("imagenet2012", config.data_dir)
   names = builder.info.features["label"].names
+  classes = len(IMAGENET10_CLASSES)
   # Original label -> 0..9 for the ten classes, -1 for the other 990.
   remap = np.full(len(names), -1, np.int32)
   for new_label, (wnid, _) in enumerate(IMAGENET10_CLASSES):
     remap[names.index(wnid)] = new_label
   remap = tf.constant(remap)
 
-  def elements(split: str, expected: int) -> Tuple[tf.data.Dataset, int]:
+  def decoded(split: str, expected: int) -> tf.data.Dataset:
+    """The ten classes of an imagenet2012 split, decoded, resized and cached (if small)."""
     # Skip decoding until after the filter: 99% of imagenet2012 is dropped.
     ds = builder.as_dataset(split=split, shuffle_files=False,
                             decoders={"image": tfds.decode.SkipDecoding()})
@@ -561,21 +891,43 @@ def _imagenet10_source(config: DataConfig) -> _Source:
     ds = ds.filter(lambda encoded, label: label >= 0)
     ds = ds.map(lambda encoded, label: (_resize(_decode(encoded), config.image_size), label),
                 num_parallel_calls=tf.data.AUTOTUNE)
-    ds = _cache_if_small(ds, expected, config.image_size)
-    # The filter hides the size; one pass counts it (and fills the cache, so the
+    return _cache_if_small(ds, expected, config.image_size)
+
+  def labels_of(ds: tf.data.Dataset, split: str) -> np.ndarray:
+    # The filter hides the size; one pass reads it (and fills the cache, so the
     # first epoch reads from memory).
-    count = int(ds.reduce(np.int64(0), lambda total, _: total + 1))
-    if count == 0:
+    batches = [labels for labels in ds.map(lambda image, label: label).batch(4096)
+               .as_numpy_iterator()]
+    labels = np.concatenate(batches) if batches else np.zeros(0, np.int32)
+    if not len(labels):
       raise ValueError(f"imagenet2012 split {split!r} in {builder.data_dir!r} holds none of the "
                        "ImageNet-10 classes; check that the full ILSVRC2012 data was prepared.")
-    return ds.apply(tf.data.experimental.assert_cardinality(count)), count
+    return labels
 
-  classes = len(IMAGENET10_CLASSES)
-  train, train_count = elements("train", 1300 * classes)
-  validation, validation_count = elements("validation", 50 * classes)
-  return _Source(train=train, validation=validation, train_count=train_count,
-                 validation_count=validation_count,
-                 class_names=[name for _, name in IMAGENET10_CLASSES])
+  elements, counts = {}, {}
+  if TRAIN in splits or VALIDATION in splits:
+    if config.validation_split <= 0:
+      raise ValueError(f"imagenet10 holds its validation split out of the training images and "
+                       f"validation_split is {config.validation_split}; set --validation_split "
+                       "> 0 (imagenet2012's own validation images are the test split).")
+    train = decoded(TRAIN, _IMAGENET10_TRAIN_PER_CLASS * classes)
+    parts = _stratified_parts(labels_of(train, TRAIN), classes, config.validation_split, 0.0,
+                              config.seed)
+    is_part = tf.constant(parts)
+    for code, split in enumerate((TRAIN, VALIDATION)):
+      count = int(np.sum(parts == code))
+      counts[split] = count
+      if split in splits:
+        part = train.enumerate().filter(
+            lambda index, example, code=code: tf.gather(is_part, index) == code)
+        part = part.map(lambda index, example: example)
+        elements[split] = (part.apply(tf.data.experimental.assert_cardinality(count)), count)
+  if TEST in splits:
+    test = decoded(VALIDATION, _IMAGENET10_TEST_PER_CLASS * classes)
+    count = len(labels_of(test, VALIDATION))
+    elements[TEST] = (test.apply(tf.data.experimental.assert_cardinality(count)), count)
+  return _Source(elements=elements, class_names=[name for _, name in IMAGENET10_CLASSES],
+                 counts=counts)
 
 
 def as_pixels(images: np.ndarray) -> np.ndarray:

@@ -20,6 +20,12 @@ from squish_tf import spec as spec_lib
 
 FLAGS = flags.FLAGS
 _DEFINED: List[str] = []
+# The data flags that decide what evolution trains and selects on: a run dir
+# made with other values is refused. (Test-split sizes are not among them:
+# nothing before the final evaluation reads the test split.)
+DATA_IDENTITY_FLAGS = ("dataset", "data_dir", "image_size", "batch_size", "validation_split",
+                       "test_split", "augment", "shapes10_train_size",
+                       "shapes10_validation_size")
 
 
 def _define(kind: Callable, name: str, *args, **kwargs) -> None:
@@ -42,16 +48,24 @@ def define_data_flags() -> None:
   _define(flags.DEFINE_integer, "batch_size", defaults.batch_size,
           "Global batch size (split across replicas).", lower_bound=1)
   _define(flags.DEFINE_float, "validation_split", defaults.validation_split,
-          "Fraction held out for validation when the source has no validation split.",
-          lower_bound=0.0, upper_bound=0.9)
-  _define(flags.DEFINE_boolean, "augment", defaults.augment,
-          "Per-image random translation (up to 10%) and horizontal flip on the training split.")
+          "Fraction held out for validation (selection, the accuracy budget) when the source "
+          "has no validation split.", lower_bound=0.0, upper_bound=0.9)
+  _define(flags.DEFINE_float, "test_split", defaults.test_split,
+          "Fraction held out for the test split (every reported accuracy) when the source has "
+          "no test split (folder without test/, TFDS without test).", lower_bound=0.0,
+          upper_bound=0.9)
+  _define(flags.DEFINE_list, "augment", list(defaults.augment),
+          "Training augmentations, comma-separated: translate (random shift up to 10%, "
+          "reflected edges), flip (random horizontal mirror; opt-in: it damages classes that "
+          "depend on orientation, such as digits, text and arrows), or none.")
   _define(flags.DEFINE_boolean, "skip_bad_images", defaults.skip_bad_images,
           "Skip and count unreadable images instead of stopping with an error.")
   _define(flags.DEFINE_integer, "shapes10_train_size", defaults.shapes10_train_size,
           "Training images generated for --dataset=shapes10.", lower_bound=10)
   _define(flags.DEFINE_integer, "shapes10_validation_size", defaults.shapes10_validation_size,
           "Validation images generated for --dataset=shapes10.", lower_bound=10)
+  _define(flags.DEFINE_integer, "shapes10_test_size", defaults.shapes10_test_size,
+          "Test images generated for --dataset=shapes10.", lower_bound=10)
   _define(flags.DEFINE_integer, "seed", 0,
           "Seed for data generation, shuffling, initial weights and synthesis.")
 
@@ -79,6 +93,9 @@ def define_train_flags() -> None:
           "Activation on conv10: linear (squish_tf's default) or relu (as published).")
   _define(flags.DEFINE_float, "dropout_rate", 0.5, "Dropout before conv10.", lower_bound=0.0,
           upper_bound=0.99)
+  _define(flags.DEFINE_boolean, "batch_norm", True,
+          "Batch normalisation after conv1 and every fire convolution of the ancestor (folded "
+          "into the convolutions in every export).")
   define_distribution_flags()
 
 
@@ -106,10 +123,28 @@ def define_synthesis_flags() -> None:
   _define(flags.DEFINE_integer, "offspring_epochs", loop.offspring_epochs,
           "Fine-tuning epochs per offspring.", lower_bound=1)
   _define(flags.DEFINE_float, "offspring_learning_rate", loop.offspring_learning_rate,
-          "Peak learning rate of offspring fine-tuning.", lower_bound=0.0)
+          "Peak learning rate of every fine-tune (offspring, the final polish, pruning's "
+          "baseline); optimizer, schedule and weight decay are the training flags'.",
+          lower_bound=0.0)
+  _define(flags.DEFINE_float, "offspring_warmup_epochs", loop.offspring_warmup_epochs,
+          "Linear learning-rate warm-up at the start of every fine-tune, in epochs.",
+          lower_bound=0.0)
   _define(flags.DEFINE_enum, "offspring_init", loop.offspring_init, ["inherit", "scratch"],
           "inherit: offspring start from the parent's surviving weights; scratch: fresh "
-          "initialisation (the Darwin paper's newborns).")
+          "initialisation (the Darwin paper's newborns), warmed up like the ancestor.")
+  _define(flags.DEFINE_integer, "final_epochs", loop.final_epochs,
+          "Epochs of the final polish: the evolved winner's distilled fine-tune before export "
+          "(the SquishedNet); 0 ships the winner as evolved.", lower_bound=0)
+  _define(flags.DEFINE_boolean, "distill", loop.distill,
+          "Offspring fine-tunes and the polish learn from the teacher's softened predictions "
+          "as well as the labels (knowledge distillation).")
+  _define(flags.DEFINE_float, "distill_alpha", loop.distill_alpha,
+          "Weight of the distillation term: loss = (1 - alpha) CE + alpha T^2 KL; 0 = labels "
+          "only.", lower_bound=0.0, upper_bound=1.0)
+  _define(flags.DEFINE_float, "distill_temperature", loop.distill_temperature,
+          "Distillation temperature T (softens both models' predictions).", lower_bound=1.0)
+  _define(flags.DEFINE_enum, "teacher", loop.teacher, ["ancestor", "parent"],
+          "Whom offspring distil from: the ancestor, or their own parent.")
   _define(flags.DEFINE_float, "target_size_mb", loop.target_size_mb,
           "Stop once the chosen offspring is at most this many MB (float32 weights).")
   _define(flags.DEFINE_integer, "target_macs", loop.target_macs,
@@ -123,6 +158,11 @@ def define_synthesis_flags() -> None:
           "env_mode=target: expected child size as a fraction of its parent's. Unset: shrink "
           "evenly towards --target_size_mb over the generations left (else "
           f"{encoding.target_fraction}).")
+  _define(flags.DEFINE_float, "target_gamma", encoding.target_gamma,
+          "env_mode=target: how pressure is shared between modules, F_l = min(1, F * "
+          "(mean cost / module cost)^target_gamma); 0 = one F for every layer, larger values "
+          "press harder on the parameter-heavy late fires and spare conv1 and the early fires.",
+          lower_bound=0.0)
   _define(flags.DEFINE_enum, "env_mode", encoding.env_mode, list(synthesis.ENV_MODES),
           "Environmental factor: constant (one F, the paper), target (F bisected per "
           "generation to hit --target_fraction) or cost_weighted (costlier layers, more "
@@ -169,8 +209,8 @@ def define_benchmark_flags() -> None:
   _define(flags.DEFINE_list, "batch_sizes", ["1", "8"], "Batch sizes to time, comma-separated.")
   _define(flags.DEFINE_integer, "num_threads", 2,
           "CPU threads for LiteRT and for TensorFlow (Keras, SavedModel).", lower_bound=1)
-  _define(flags.DEFINE_integer, "eval_images", 500,
-          "Validation images to measure top-1 on (the same for every artefact).", lower_bound=1)
+  _define(flags.DEFINE_integer, "eval_images", 2000,
+          "Test images to measure top-1 on (the same for every artefact).", lower_bound=1)
   _define(flags.DEFINE_float, "min_seconds", 0.5, "Time each batch size for at least this long.",
           lower_bound=0.0)
   _define(flags.DEFINE_integer, "min_runs", 10, "Time each batch size at least this many times.",
@@ -197,7 +237,11 @@ def evolution_config_from_flags():
       generations=FLAGS.generations, population=FLAGS.population,
       offspring_epochs=FLAGS.offspring_epochs,
       offspring_learning_rate=FLAGS.offspring_learning_rate,
-      offspring_init=FLAGS.offspring_init, target_size_mb=FLAGS.target_size_mb,
+      offspring_warmup_epochs=FLAGS.offspring_warmup_epochs,
+      offspring_init=FLAGS.offspring_init, final_epochs=FLAGS.final_epochs,
+      distill=FLAGS.distill, distill_alpha=FLAGS.distill_alpha,
+      distill_temperature=FLAGS.distill_temperature, teacher=FLAGS.teacher,
+      target_size_mb=FLAGS.target_size_mb,
       target_macs=FLAGS.target_macs, max_accuracy_drop=FLAGS.max_accuracy_drop,
       max_retries=FLAGS.max_retries, seed=FLAGS.seed, target_fraction=FLAGS.target_fraction,
       workers=FLAGS.workers)
@@ -207,6 +251,7 @@ def synthesis_config_from_flags():
   from squish_tf import synthesis  # pylint: disable=g-import-not-at-top
 
   fields = dict(env_mode=FLAGS.env_mode, env_factor=FLAGS.env_factor, cost=FLAGS.cost,
+                target_gamma=FLAGS.target_gamma,
                 gamma=FLAGS.gamma, f_min=FLAGS.f_min, min_filters=FLAGS.min_filters,
                 min_fraction=FLAGS.min_fraction, channel_multiple=FLAGS.channel_multiple)
   if FLAGS.target_fraction is not None:
@@ -214,7 +259,7 @@ def synthesis_config_from_flags():
   return synthesis.SynthesisConfig(**fields)
 
 
-def flag_values(names: List[str]) -> dict:
+def flag_values(names: Sequence[str]) -> dict:
   """{"--name": value} of the given flags, for run identity checks."""
   return {f"--{name}": FLAGS[name].value for name in names}
 
@@ -222,10 +267,11 @@ def flag_values(names: List[str]) -> dict:
 def data_config_from_flags() -> data_lib.DataConfig:
   return data_lib.DataConfig(
       dataset=FLAGS.dataset, data_dir=FLAGS.data_dir, image_size=FLAGS.image_size,
-      batch_size=FLAGS.batch_size, validation_split=FLAGS.validation_split, seed=FLAGS.seed,
-      augment=FLAGS.augment, skip_bad_images=FLAGS.skip_bad_images,
-      shapes10_train_size=FLAGS.shapes10_train_size,
-      shapes10_validation_size=FLAGS.shapes10_validation_size)
+      batch_size=FLAGS.batch_size, validation_split=FLAGS.validation_split,
+      test_split=FLAGS.test_split, seed=FLAGS.seed, augment=",".join(FLAGS.augment),
+      skip_bad_images=FLAGS.skip_bad_images, shapes10_train_size=FLAGS.shapes10_train_size,
+      shapes10_validation_size=FLAGS.shapes10_validation_size,
+      shapes10_test_size=FLAGS.shapes10_test_size)
 
 
 def train_config_from_flags(epochs_flag: str = "train_epochs"):

@@ -1,11 +1,18 @@
-"""The main job: train -> evolve -> export -> baselines -> benchmark -> report.
+"""The main job: train -> evolve -> polish -> baselines -> export -> evaluate -> benchmark -> report.
 
 One call turns a dataset into a SquishedNet on disk with the evidence to trust
 it, in `saved_models/<run_name>/` (see ARCHITECTURE.md). Every stage leaves a
 completion marker written last and atomically (`ancestor/metrics.json`,
-`lineage.json` with `complete`, `export/export.json`, `baselines/<name>/
-metrics.json`, `benchmark.json`, `results.json`), and a re-run skips every
-stage whose marker is there, so a killed job resumes where it stopped.
+`lineage.json` with `complete`, `squishednet/metrics.json`,
+`export/export.json`, `baselines/<name>/metrics.json`, `evaluation.json`,
+`benchmark.json`, `results.json`), and a re-run skips every stage whose marker
+is there, so a killed job resumes where it stopped.
+
+Honest numbers: the ancestor, evolution's selection and accuracy budget, the
+polish and the baselines see the training and validation splits only. The
+test split is read once everything is trained (the `evaluation` stage, then
+the export's and the benchmark's accuracy passes), and every accuracy the
+report, results.json, benchmark.json and the console summary give is on it.
 """
 
 import dataclasses
@@ -21,7 +28,9 @@ from squish_tf import benchmark as benchmark_lib
 from squish_tf import data as data_lib
 from squish_tf import evolution
 from squish_tf import export as export_lib
+from squish_tf import metrics as metrics_lib
 from squish_tf import model_io
+from squish_tf import polish as polish_lib
 from squish_tf import report as report_lib
 from squish_tf import spec as spec_lib
 from squish_tf import synthesis
@@ -29,6 +38,7 @@ from squish_tf import train as train_lib
 
 STAGES = report_lib.STAGES
 RESULTS_FILE = "results.json"
+EVALUATION_FILE = "evaluation.json"
 STAGE_TIMES_FILE = "stage_times.json"
 ANCESTOR_DIR = "ancestor"
 EXPORT_DIR = "export"
@@ -56,8 +66,8 @@ class JobConfig:
     qat_epochs: quantization-aware fine-tuning epochs.
     baselines: which baselines to train (empty: none).
     benchmark: how to time artefacts.
-    eval_images: validation images for the benchmark's accuracy pass.
-    classifier_activation / dropout_rate: ancestor spec choices.
+    eval_images: test images for the benchmark's accuracy pass.
+    classifier_activation / dropout_rate / batch_norm: ancestor spec choices.
     check_ancestor: stop when the trained ancestor's validation top-1 is at
       chance (tests of the plumbing, whose 1-epoch ancestors are, turn it off).
   """
@@ -66,11 +76,12 @@ class JobConfig:
   run_name: str = "demo"
   export_formats: Optional[Sequence[str]] = None
   qat_epochs: int = 1
-  baselines: Sequence[str] = baselines_lib.BASELINES
+  baselines: Sequence[str] = baselines_lib.DEFAULT_BASELINES
   benchmark: benchmark_lib.BenchmarkConfig = benchmark_lib.BenchmarkConfig()
-  eval_images: int = 500
+  eval_images: int = 2000
   classifier_activation: str = "linear"
   dropout_rate: float = 0.5
+  batch_norm: bool = True
   check_ancestor: bool = True
 
 
@@ -96,7 +107,8 @@ def run_job(config: JobConfig,
   train_ds, val_ds, info = data_fn()  # validates the data before anything is written
   spec = spec_lib.squishednet_base(
       num_classes=info.num_classes, input_shape=(data_config.image_size,) * 2 + (3,),
-      dropout_rate=config.dropout_rate, classifier_activation=config.classifier_activation)
+      dropout_rate=config.dropout_rate, classifier_activation=config.classifier_activation,
+      batch_norm=config.batch_norm)
   ancestor_dir = os.path.join(run_dir, ANCESTOR_DIR)
   model_io.check_same_spec(ancestor_dir, spec)
   evolution.check_targets(spec, evolution_config, synth)
@@ -121,33 +133,55 @@ def run_job(config: JobConfig,
   # 1. The ancestor.
   stage("ancestor", model_io.is_complete(ancestor_dir), lambda: train_lib.train_model_dir(
       ancestor_dir, spec, data_config, train_config, train_ds, val_ds, info, strategy=strategy,
-      seed=data_config.seed, verbose=verbose))
+      seed=data_config.seed, verbose=verbose, label="ancestor"))
   del train_ds
   if config.check_ancestor:
     train_lib.check_learned(model_io.read_json(os.path.join(ancestor_dir, model_io.METRICS_FILE)),
                             info.num_classes, ancestor_dir)
 
-  # 2. Evolution.
+  # 2. Evolution, selected on the validation split.
   lineage_path = os.path.join(run_dir, evolution.LINEAGE_FILE)
   evolved: Dict[str, evolution.EvolutionResult] = {}
 
-  def evolve():
-    evolved["result"] = evolution.evolve(ancestor_dir, run_dir, evolution_config, synth, data_fn,
-                                         strategy=strategy, run_flags=run_flags,
-                                         listeners=[evolution.console_listener])
+  def evolve(listeners=()):
+    return evolution.evolve(ancestor_dir, run_dir, evolution_config, synth, data_fn,
+                            strategy=strategy, run_flags=run_flags, listeners=listeners,
+                            verbose=verbose, train_config=train_config)
 
   lineage = model_io.optional_read_json(lineage_path) or {}
-  stage("synthesis", bool(lineage.get("complete")), evolve)
-  result = evolved.get("result") or evolution.evolve(ancestor_dir, run_dir, evolution_config,
-                                                     synth, data_fn, strategy=strategy,
-                                                     run_flags=run_flags)
-  winner_dir = result.winner_dir
+  stage("synthesis", bool(lineage.get("complete")),
+        lambda: evolved.update(result=evolve([evolution.console_listener])))
+  result = evolved.get("result") or evolve()
 
-  # 3. Exports: the SquishedNet in full, the ancestor for comparison.
+  # 3. The polish: the winner's longer, distilled fine-tune is the SquishedNet.
+  stage("polish", not polish_lib.needs_polish(result, evolution_config)
+        or polish_lib.is_complete(run_dir),
+        lambda: polish_lib.polish(run_dir, result, evolution_config, data_fn, train_config,
+                                  strategy=strategy, verbose=verbose))
+  squishednet_dir = polish_lib.squishednet_dir(run_dir, result, evolution_config)
+
+  # 4. Baselines at the SquishedNet's size, epochs and recipe.
+  budget = baseline_budget(squishednet_dir, result, evolution_config, train_config,
+                           data_config.seed)
+  baseline_dirs = {name: os.path.join(run_dir, "baselines", name) for name in config.baselines}
+
+  def train_baselines():
+    baselines_lib.run_baselines(run_dir, ancestor_dir, budget, data_fn, names=config.baselines,
+                                strategy=strategy, verbose=verbose,
+                                workers=evolution_config.workers)
+
+  stage("baselines", all(model_io.optional_read_json(os.path.join(d, model_io.METRICS_FILE))
+                         is not None for d in baseline_dirs.values()), train_baselines)
+
+  # 5. Exports: the SquishedNet in full, the ancestor and the baselines for comparison.
+  # Everything is trained by now: the export's accuracy pass is the first to read
+  # the test split.
   exports = {
-      "squishednet": (winner_dir, os.path.join(run_dir, EXPORT_DIR), config.export_formats),
+      "squishednet": (squishednet_dir, os.path.join(run_dir, EXPORT_DIR), config.export_formats),
       "ancestor": (ancestor_dir, os.path.join(ancestor_dir, EXPORT_DIR), COMPARISON_FORMATS),
   }
+  exports.update({name: (directory, os.path.join(directory, EXPORT_DIR), COMPARISON_FORMATS)
+                  for name, directory in baseline_dirs.items()})
 
   @functools.lru_cache(maxsize=None)
   def export_data() -> export_lib.ExportData:
@@ -160,47 +194,38 @@ def run_job(config: JobConfig,
         manifest = export_lib.export_all(model_dir, export_dir, formats=formats,
                                          data=export_data(), qat_epochs=config.qat_epochs,
                                          overwrite=True)
-        log(export_lib.summary_table(manifest))
+        if model_dir == squishednet_dir:
+          log(export_lib.summary_table(manifest))
 
   stage("export", all(export_lib.is_complete(e) for _, e, _ in exports.values()), export_all)
 
-  # 4. Baselines at the SquishedNet's size and epochs.
-  winner_metrics = model_io.read_json(os.path.join(winner_dir, model_io.METRICS_FILE))
-  budget = baselines_lib.BaselineBudget(
-      target_params=int(winner_metrics["params"]),
-      total_epochs=train_config.epochs + _lineage_epochs(result, evolution_config),
-      fine_tune_epochs=max(1, _lineage_epochs(result, evolution_config)),
-      learning_rate=train_config.learning_rate,
-      fine_tune_learning_rate=evolution_config.offspring_learning_rate, seed=data_config.seed)
-  baseline_dirs = {name: os.path.join(run_dir, "baselines", name) for name in config.baselines}
+  # 6. The final evaluation: every trained model on the test split, read here first.
+  evaluation_path = os.path.join(run_dir, EVALUATION_FILE)
+  evaluated = {"ancestor": ancestor_dir, "squishednet": squishednet_dir}
+  evaluated.update({r["id"]: os.path.join(run_dir, r["dir"])
+                    for r in result.lineage["candidates"] if r["status"] == "ok"})
+  evaluated.update(baseline_dirs)
 
-  def baselines_done() -> bool:
-    return all(model_io.optional_read_json(os.path.join(d, model_io.METRICS_FILE)) is not None
-               and export_lib.is_complete(os.path.join(d, EXPORT_DIR))
-               for d in baseline_dirs.values())
+  def evaluate_all():
+    test_ds, _ = data_lib.load_test(data_config)
+    model_io.write_json(evaluation_path, evaluate_on_test(evaluated, test_ds, log=log))
 
-  def train_baselines():
-    baselines_lib.run_baselines(run_dir, ancestor_dir, budget, data_fn, names=config.baselines,
-                                strategy=strategy, verbose=0, workers=evolution_config.workers)
-    for directory in baseline_dirs.values():
-      export_dir = os.path.join(directory, EXPORT_DIR)
-      if not export_lib.is_complete(export_dir):
-        export_lib.export_all(directory, export_dir, formats=COMPARISON_FORMATS,
-                              data=export_data(), overwrite=True)
+  existing = model_io.optional_read_json(evaluation_path)
+  stage("evaluation", existing is not None and set(evaluated) <= set(existing.get("models", {})),
+        evaluate_all)
 
-  stage("baselines", baselines_done(), train_baselines)
-
-  # 5. Benchmark every model's artefacts on the same validation images.
+  # 7. Benchmark every model's artefacts on the same test images.
   benchmark_path = os.path.join(run_dir, benchmark_lib.BENCHMARK_FILE)
-  targets = {"ancestor": {"model_dir": ancestor_dir, "export_dir": exports["ancestor"][1]},
-             "squishednet": {"model_dir": winner_dir, "export_dir": exports["squishednet"][1]}}
-  for name, directory in baseline_dirs.items():
-    targets[name] = {"model_dir": directory, "export_dir": os.path.join(directory, EXPORT_DIR)}
+  targets = {name: {"model_dir": model_dir, "export_dir": export_dir}
+             for name, (model_dir, export_dir, _) in exports.items()}
 
   def run_benchmark():
-    images, labels = data_lib.take_images(val_ds, config.eval_images)
+    test_ds, _ = data_lib.load_test(data_config)
+    images, labels = data_lib.take_images(test_ds, config.eval_images)
     measured = {"version": benchmark_lib.BENCHMARK_VERSION,
-                "settings": benchmark_lib.settings(config.benchmark, eval_images=len(images)),
+                "settings": dict(benchmark_lib.settings(config.benchmark,
+                                                        eval_images=len(images)),
+                                 eval_split="test"),
                 "models": {}}
     for name, where in targets.items():
       # The SquishedNet in every format; the others in what the report compares.
@@ -210,15 +235,22 @@ def run_job(config: JobConfig,
       measured["models"][name] = benchmark_lib.benchmark_model(
           where["model_dir"], where["export_dir"], images, labels,
           dataclasses.replace(config.benchmark, formats=formats), log=log)
+    # The speed-ups: every model's fp32 and int8 file against the ancestor's
+    # fp32 file, timed interleaved in one session per batch size.
+    measured.update(benchmark_lib.measure_model_pairs(
+        measured["models"], benchmark_lib.comparison_pairs(measured["models"], "ancestor"),
+        data_lib.as_pixels(images), config.benchmark, log=log))
     benchmark_lib.write_benchmark(benchmark_path, measured)
 
   existing = model_io.optional_read_json(benchmark_path)
-  stage("benchmark", existing is not None and set(targets) <= set(existing.get("models", {})),
-        run_benchmark)
+  stage("benchmark", existing is not None and set(targets) <= set(existing.get("models", {}))
+        and existing.get("version") == benchmark_lib.BENCHMARK_VERSION, run_benchmark)
 
-  # 6. Results and report (cheap: always rewritten from what is on disk).
-  results = build_results(config, info, data_config, result.lineage, winner_dir, baseline_dirs,
-                          model_io.read_json(benchmark_path), times, command)
+  # 8. Results and report (cheap: always rewritten from what is on disk).
+  results = build_results(config, info, data_config, result.lineage, squishednet_dir,
+                          baseline_dirs, model_io.read_json(benchmark_path),
+                          model_io.read_json(evaluation_path), times, command,
+                          evolution_config)
   model_io.write_json(os.path.join(run_dir, RESULTS_FILE), results)
   report_lib.write_report(run_dir, results)
   for hook in on_stage_done:
@@ -226,30 +258,84 @@ def run_job(config: JobConfig,
   return results
 
 
-def _lineage_epochs(result: evolution.EvolutionResult,
-                    config: evolution.EvolutionConfig) -> int:
-  """Fine-tuning epochs along the chosen lineage (one fine-tuning per generation won)."""
-  chosen = [g for g in result.lineage["generations"] if g["chosen"]]
-  return len(chosen) * config.offspring_epochs
+def lineage_fine_tune_epochs(lineage: Dict[str, Any], config: evolution.EvolutionConfig,
+                             squishednet_metrics: Optional[Dict[str, Any]] = None) -> int:
+  """Fine-tuning epochs along the chosen lineage: each chosen offspring's, then the polish's."""
+  chosen = {g["chosen"] for g in lineage["generations"] if g["chosen"]}
+  epochs = sum(int(r.get("train_epochs", config.offspring_epochs))
+               for r in lineage["candidates"] if r["id"] in chosen)
+  if squishednet_metrics and squishednet_metrics.get("polished_from"):
+    epochs += int(squishednet_metrics.get("train_epochs", config.final_epochs))
+  return epochs
+
+
+def baseline_budget(squishednet_dir: str, result: evolution.EvolutionResult,
+                    config: evolution.EvolutionConfig, train_config: train_lib.TrainConfig,
+                    seed: int) -> baselines_lib.BaselineBudget:
+  """The SquishedNet's size and training epochs, and the recipe every baseline trains with."""
+  metrics = model_io.read_json(os.path.join(squishednet_dir, model_io.METRICS_FILE))
+  fine_tune = lineage_fine_tune_epochs(result.lineage, config, metrics)
+  return baselines_lib.BaselineBudget(
+      target_params=int(metrics["params"]), total_epochs=train_config.epochs + fine_tune,
+      fine_tune_epochs=max(1, fine_tune), train_config=train_config,
+      fine_tune_learning_rate=config.offspring_learning_rate,
+      fine_tune_warmup_epochs=config.offspring_warmup_epochs,
+      distill=config.distill_config(), seed=seed)
+
+
+def evaluate_on_test(model_dirs: Dict[str, str], test_ds: tf.data.Dataset,
+                     log: Callable[[str], None] = print) -> Dict[str, Any]:
+  """Test loss, top-1 and top-5 of every model dir's Keras model: the evaluation.json dict."""
+  out: Dict[str, Any] = {"split": "test", "models": {}}
+  for name, model_dir in model_dirs.items():
+    model, _, _ = model_io.load_model_dir(model_dir, require_spec=False)
+    out["models"][name] = train_lib.evaluate(model, test_ds)
+    log(f"  {name:<24} test top-1 {out['models'][name]['top1']:.4f}")
+  return out
 
 
 def build_results(config: JobConfig, info: data_lib.DatasetInfo, data_config: data_lib.DataConfig,
-                  lineage: Dict[str, Any], winner_dir: str, baseline_dirs: Dict[str, str],
-                  benchmark: Dict[str, Any], times: Dict[str, float],
-                  command: Optional[str]) -> Dict[str, Any]:
-  """The results.json dict: every figure the report shows, from lineage and benchmark."""
+                  lineage: Dict[str, Any], squishednet_dir: str, baseline_dirs: Dict[str, str],
+                  benchmark: Dict[str, Any], evaluation: Dict[str, Any],
+                  times: Dict[str, float], command: Optional[str],
+                  evolution_config: Optional[evolution.EvolutionConfig] = None
+                  ) -> Dict[str, Any]:
+  """The results.json dict: every figure the report shows.
+
+  Accuracies (`top1`, `top5`) are on the test split (evaluation.json and the
+  benchmark's per-format passes); what selection read is kept apart as
+  `validation_top1`. Sizes are deployed sizes (batch norm folded);
+  `keras_params` is Keras' count of the training model.
+  """
+  evolution_config = evolution_config or evolution.EvolutionConfig()
   speed = benchmark_lib.litert_fields(benchmark, artefact="tflite_fp32", reference="ancestor",
                                       statistic="images_per_sec_p50")
+  # Speed-ups are the interleaved pairs' medians (int8 over the fp32 ancestor).
   int8_speed = benchmark_lib.litert_fields(benchmark, artefact="tflite_int8",
-                                           reference="ancestor", statistic="images_per_sec_p50")
+                                           reference="ancestor", statistic="images_per_sec_p50",
+                                           reference_artefact="tflite_fp32")
+  tested = evaluation.get("models", {})
   models: Dict[str, Dict[str, Any]] = {}
 
-  def entry(name: str, label: str, kind: str, metrics: Dict[str, Any]) -> Dict[str, Any]:
-    out = {key: metrics.get(key) for key in ("params", "size_mb", "macs", "top1", "top5",
-                                             "netscore", "nonzero_params", "sparsity", "alpha")}
+  def entry(name: str, label: str, kind: str, metrics: Dict[str, Any],
+            model_dir: Optional[str]) -> Dict[str, Any]:
+    out = {key: metrics.get(key) for key in ("params", "keras_params", "size_mb", "macs",
+                                             "nonzero_params", "sparsity", "alpha",
+                                             "train_epochs", "train_images")}
+    if out["keras_params"] is None and model_dir and os.path.isfile(
+        os.path.join(model_dir, model_io.SPEC_FILE)):
+      out["keras_params"] = model_io.read_spec(model_dir).keras_params()
+    test = tested.get(name, {})
+    out.update({"top1": test.get("top1"), "top5": test.get("top5"),
+                "validation_top1": metrics.get("top1")})
+    if out["top1"] is not None and out["params"] and out["macs"]:
+      out["netscore"] = metrics_lib.netscore(out["top1"], out["params"], out["macs"])
     out.update({"label": label, "kind": kind})
     out.update(speed.get(name, {}))
-    out["litert_int8_images_per_sec"] = int8_speed.get(name, {}).get("litert_images_per_sec")
+    int8 = int8_speed.get(name, {})
+    out["litert_int8_images_per_sec"] = int8.get("litert_images_per_sec")
+    out["int8_speedup_vs_ancestor"] = int8.get("speedup_vs_ancestor")
+    out["int8_speedup_vs_ancestor_range"] = int8.get("speedup_vs_ancestor_range")
     artefacts = benchmark.get("models", {}).get(name, {}).get("artefacts", {})
     out["formats"] = {fmt: {"bytes": a.get("bytes"), "top1": a.get("top1"),
                             "agreement": a.get("agreement")} for fmt, a in artefacts.items()}
@@ -258,30 +344,55 @@ def build_results(config: JobConfig, info: data_lib.DatasetInfo, data_config: da
       out["gzip_bytes"] = export_lib.gzip_size(fp32)
     return out
 
+  ancestor_metrics = model_io.read_json(os.path.join(lineage["ancestor"]["dir"],
+                                                     model_io.METRICS_FILE))
+  ancestor_entry = dict(lineage["ancestor"], train_epochs=ancestor_metrics.get("train_epochs"),
+                        train_images=ancestor_metrics.get("train_images"))
   models["ancestor"] = entry("ancestor", "Ancestor (SqueezeNet v1.1, few-class)", "ancestor",
-                             lineage["ancestor"])
-  winner_metrics = model_io.read_json(os.path.join(winner_dir, model_io.METRICS_FILE))
-  models["squishednet"] = entry("squishednet", f"SquishedNet ({lineage['winner']})",
-                                "squishednet", winner_metrics)
+                             ancestor_entry, lineage["ancestor"]["dir"])
+  squished_metrics = model_io.read_json(os.path.join(squishednet_dir, model_io.METRICS_FILE))
+  polished = squished_metrics.get("polished_from")
+  label = (f"SquishedNet ({polished}, polished)" if polished
+           else f"SquishedNet ({lineage['winner']})")
+  models["squishednet"] = entry("squishednet", label, "squishednet", squished_metrics,
+                                squishednet_dir)
+  # What it took: the ancestor, every candidate evolution trained (discarded
+  # ones included) and the polish.
+  evolution_images = sum(int(r.get("train_images") or 0) for r in lineage["candidates"])
+  models["squishednet"]["train_images"] = (
+      int(ancestor_metrics.get("train_images") or 0) + evolution_images
+      + int(squished_metrics.get("train_images") or 0 if polished else 0))
+  models["squishednet"]["train_epochs"] = (
+      int(ancestor_metrics.get("train_epochs") or 0)
+      + lineage_fine_tune_epochs(lineage, evolution_config, squished_metrics))
   for name, directory in baseline_dirs.items():
     metrics = model_io.optional_read_json(os.path.join(directory, model_io.METRICS_FILE))
     if metrics is not None:
-      models[name] = entry(name, baselines_lib.LABELS[name], "baseline", metrics)
-  candidates = [{k: r.get(k) for k in ("id", "generation", "candidate", "attempt", "parent",
-                                       "params", "size_mb", "macs", "top1", "netscore", "status",
-                                       "chosen", "env_factor", "wall_seconds")}
-                for r in lineage["candidates"]]
+      models[name] = entry(name, baselines_lib.LABELS[name], "baseline", metrics, directory)
+  candidates = []
+  for r in lineage["candidates"]:
+    row = {k: r.get(k) for k in ("id", "generation", "candidate", "attempt", "parent", "params",
+                                 "size_mb", "macs", "status", "chosen", "env_factor",
+                                 "wall_seconds", "train_images")}
+    row["validation_top1"] = r.get("top1")
+    row["top1"] = tested.get(r["id"], {}).get("top1")
+    row["netscore"] = (metrics_lib.netscore(row["top1"], r["params"], r["macs"])
+                       if row["top1"] is not None else None)
+    candidates.append(row)
   total = sum(times.values())
   return {
       "run_name": config.run_name,
       "command": command,
       "dataset": {"name": info.name, "image_size": data_config.image_size,
                   "train_count": info.train_count, "validation_count": info.validation_count,
+                  "test_count": getattr(info, "test_count", None),
                   "class_names": list(info.class_names)},
+      "accuracy_split": "test",
       "models": models,
       "candidates": candidates,
       "generations": lineage["generations"],
       "winner": lineage["winner"],
+      "polished": bool(polished),
       "stop_reason": lineage["stop_reason"],
       "paper": [dict(p) for p in PAPER],
       "reference": {"squeezenet_v1_1_size_mb": SQUEEZENET_V1_1_SIZE_MB},

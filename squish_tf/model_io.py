@@ -8,6 +8,7 @@ into place, so a killed process never leaves a half-written artefact.
 
 import contextlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -60,7 +61,21 @@ def write_bytes(path: str, data: bytes) -> None:
 
 
 def write_json(path: str, data: Any) -> None:
-  write_text(path, json.dumps(data, indent=2, sort_keys=True, default=_json_default) + "\n")
+  """Writes strict JSON (atomically): NaN and infinities become null, which every reader takes."""
+  text = json.dumps(finite_or_none(json_round_trip(data)), indent=2, sort_keys=True,
+                    allow_nan=False)
+  write_text(path, text + "\n")
+
+
+def finite_or_none(data: Any) -> Any:
+  """`data` with every NaN or infinite float replaced by None (JSON has no NaN)."""
+  if isinstance(data, float):
+    return data if math.isfinite(data) else None
+  if isinstance(data, dict):
+    return {key: finite_or_none(value) for key, value in data.items()}
+  if isinstance(data, (list, tuple)):
+    return [finite_or_none(value) for value in data]
+  return data
 
 
 def read_json(path: str) -> Any:

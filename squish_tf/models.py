@@ -3,10 +3,14 @@
 Layer names say where a layer sits (`conv1`, `fire2_squeeze1x1`,
 `fire2_expand1x1`, `fire2_expand3x3`, `fire2_concat`, `pool1`, `conv10`), so
 surgery, weight copies between Keras 3 and tf_keras, and reports can address
-layers by name. Preprocessing is inside the model: it takes pixels in [0, 255]
+layers by name. With `spec.batch_norm` every convolution but conv10 is
+followed by `<name>_bn` (BatchNormalization) and `<name>_relu` (ReLU), the
+Conv2D + BatchNormalization + ReLU pattern that tensorflow-model-optimization
+folds for quantization-aware training. Preprocessing is inside the model: it takes pixels in [0, 255]
 as they come from a camera (uint8 or float) and rescales them to [-1, 1].
 """
 
+import functools
 from typing import Any, Dict, Optional
 
 import keras
@@ -15,7 +19,13 @@ from squish_tf import spec as spec_lib
 
 INPUT_NAME = "image"
 PREPROCESS_NAME = "preprocess"
+LOGITS_NAME = "avgpool"
 OUTPUT_NAMES = ("logits", "softmax")
+BN_SUFFIX = "_bn"
+RELU_SUFFIX = "_relu"
+# Keras' defaults, written out because folding and the exactness tests use them.
+BN_EPSILON = 1e-3
+BN_MOMENTUM = 0.99
 
 
 def build_model(spec: spec_lib.NetSpec,
@@ -47,16 +57,17 @@ def build_model(spec: spec_lib.NetSpec,
   layers = keras_module.layers
   seeds = _SeedSequence(seed)
   kernel_init = lambda: _initializer(keras_module, spec.kernel_initializer, seeds.next())
+  conv = functools.partial(conv_relu, layers=layers, kernel_init=kernel_init,
+                           batch_norm=spec.batch_norm)
 
   inputs = keras_module.Input(shape=spec.input_shape, name=INPUT_NAME, dtype="float32")
   x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name=PREPROCESS_NAME)(inputs)
-  x = layers.Conv2D(spec.conv1_filters, spec.conv1_kernel_size, strides=spec.conv1_strides,
-                    padding="valid", activation="relu", kernel_initializer=kernel_init(),
-                    name="conv1")(x)
+  x = conv(x, spec.conv1_filters, spec.conv1_kernel_size, "conv1", strides=spec.conv1_strides,
+           padding="valid")
   if 1 in spec.pool_after:
     x = _max_pool(layers, "pool1")(x)
   for number, fire in spec.numbered_fires():
-    x = fire_module(x, fire, f"fire{number}", layers, kernel_init)
+    x = fire_module(x, fire, f"fire{number}", conv, layers)
     if number in spec.pool_after:
       x = _max_pool(layers, f"pool{number}")(x)
   if spec.dropout_rate > 0:
@@ -65,21 +76,39 @@ def build_model(spec: spec_lib.NetSpec,
                     kernel_initializer=_initializer(keras_module, spec.classifier_initializer,
                                                     seeds.next()),
                     name="conv10")(x)
-  outputs = layers.GlobalAveragePooling2D(name="avgpool")(x)
+  outputs = layers.GlobalAveragePooling2D(name=LOGITS_NAME)(x)
   if softmax:
     outputs = layers.Activation("softmax", name="softmax", dtype="float32")(outputs)
   return keras_module.Model(inputs, outputs, name=name or spec.name)
 
 
-def fire_module(x, fire: spec_lib.FireSpec, prefix: str, layers, kernel_init):
-  """squeeze 1x1 + ReLU -> [expand 1x1 + ReLU, expand 3x3 + ReLU] concatenated (1x1 first)."""
-  x = layers.Conv2D(fire.squeeze, 1, activation="relu", kernel_initializer=kernel_init(),
-                    name=f"{prefix}_squeeze1x1")(x)
-  left = layers.Conv2D(fire.expand1x1, 1, activation="relu", kernel_initializer=kernel_init(),
-                       name=f"{prefix}_expand1x1")(x)
-  right = layers.Conv2D(fire.expand3x3, 3, padding="same", activation="relu",
-                        kernel_initializer=kernel_init(), name=f"{prefix}_expand3x3")(x)
+def fire_module(x, fire: spec_lib.FireSpec, prefix: str, conv, layers):
+  """squeeze 1x1 + ReLU -> [expand 1x1 + ReLU, expand 3x3 + ReLU] concatenated (1x1 first).
+
+  Args:
+    x: the input tensor.
+    fire: the module's widths.
+    prefix: layer name prefix ("fire2").
+    conv: `conv_relu` with the builder's layers, initialiser and batch-norm choice bound.
+    layers: the Keras module's layers (Keras 3 or tf_keras).
+  """
+  x = conv(x, fire.squeeze, 1, f"{prefix}_squeeze1x1")
+  left = conv(x, fire.expand1x1, 1, f"{prefix}_expand1x1")
+  right = conv(x, fire.expand3x3, 3, f"{prefix}_expand3x3", padding="same")
   return layers.Concatenate(axis=-1, name=f"{prefix}_concat")([left, right])
+
+
+def conv_relu(x, filters: int, kernel_size: int, name: str, layers, kernel_init,
+              batch_norm: bool, strides: int = 1, padding: str = "valid"):
+  """Conv2D + ReLU named `name`; with batch norm, Conv2D (no bias) -> `name_bn` -> `name_relu`."""
+  if not batch_norm:
+    return layers.Conv2D(filters, kernel_size, strides=strides, padding=padding,
+                         activation="relu", kernel_initializer=kernel_init(), name=name)(x)
+  x = layers.Conv2D(filters, kernel_size, strides=strides, padding=padding, use_bias=False,
+                    kernel_initializer=kernel_init(), name=name)(x)
+  x = layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON,
+                                name=name + BN_SUFFIX)(x)
+  return layers.ReLU(name=name + RELU_SUFFIX)(x)
 
 
 def conv_layer_names(spec: spec_lib.NetSpec):

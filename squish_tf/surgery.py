@@ -8,9 +8,12 @@ parent ending in softmax or in logits, built here or loaded from a
 `.keras` file, works the same.
 
 Surgery is exact (design/SYNTHESIS.md): for any survivor mask the child
-computes what the parent computes with the removed filters' kernels and
+computes what the parent computes with the removed filters' folded kernels and
 biases set to zero (`zero_removed`), because a zeroed filter's ReLU output
-is exactly 0 and contributes nothing to any consumer.
+is exactly 0 and contributes nothing to any consumer. With batch norm the
+removed filters' gamma and beta are zeroed (folded kernel g * W = 0, folded
+bias beta - g * mean = 0), and the survivors' gamma, beta and moving
+statistics travel with their kernels.
 """
 
 from typing import Any, Dict, Mapping, Optional, Tuple
@@ -18,6 +21,7 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 import keras
 import numpy as np
 
+from squish_tf import batch_norm as bn_lib
 from squish_tf import models
 from squish_tf import spec as spec_lib
 from squish_tf import synthesis
@@ -26,7 +30,10 @@ OFFSPRING_INITS = ("inherit", "scratch")
 
 
 def layer_strengths(model, spec: spec_lib.NetSpec) -> Dict[str, np.ndarray]:
-  """Filter strengths s_c = sum |W_c| of every prunable layer of `model`.
+  """Filter strengths s_c = sum |W'_c| of every prunable layer of `model`.
+
+  W' is the deployed kernel: with batch norm, the folded kernel
+  gamma_c / sqrt(var_c + eps) * W_c (`squish_tf.batch_norm`); without, W.
 
   Args:
     model: a Keras model built from `spec` (any output head).
@@ -35,9 +42,8 @@ def layer_strengths(model, spec: spec_lib.NetSpec) -> Dict[str, np.ndarray]:
   Returns:
     {layer name: float64 array [filters]} for conv1 and every squeeze/expand.
   """
-  shapes = {layer.name: layer for layer in spec.layer_shapes()}
-  return {name: synthesis.filter_strengths(_conv_weights(model, shapes[name])[0])
-          for name, _ in spec.prunable_layers()}
+  folded = bn_lib.folded_weights(model, spec)
+  return {name: synthesis.filter_strengths(folded[name][0]) for name, _ in spec.prunable_layers()}
 
 
 def build_child(parent_model, parent_spec: spec_lib.NetSpec, survivors: Mapping[str, Any],
@@ -73,47 +79,41 @@ def build_child(parent_model, parent_spec: spec_lib.NetSpec, survivors: Mapping[
     inputs = synthesis.input_channel_map(parent_spec, survivors)
     outputs = synthesis.output_channel_map(parent_spec, survivors)
     for shape in parent_spec.layer_shapes():
-      kernel, bias = _conv_weights(parent_model, shape)
+      kernel, bias, bn = bn_lib.conv_weights(parent_model, shape, parent_spec.batch_norm)
+      kept_out = outputs[shape.name]
       # One gather for both axes: the two index arrays are adjacent, so the
       # result keeps the [kh, kw, in, out] layout.
-      kept = kernel[:, :, inputs[shape.name][:, None], outputs[shape.name][None, :]]
-      child.get_layer(shape.name).set_weights([kept, bias[outputs[shape.name]]])
+      kept = kernel[:, :, inputs[shape.name][:, None], kept_out[None, :]]
+      child.get_layer(shape.name).set_weights([kept] if bias is None else [kept, bias[kept_out]])
+      if bn:  # gamma, beta, moving mean, moving variance travel with their filter
+        bn_lib.bn_layer(child, shape.name).set_weights([w[kept_out] for w in bn])
   return child, child_spec
 
 
 def zero_removed(parent_model, parent_spec: spec_lib.NetSpec, survivors: Mapping[str, Any]):
-  """A copy of the parent whose removed filters have zero kernels and zero biases.
+  """A copy of the parent whose removed filters have zero folded kernels and biases.
 
   The reference the surgery must reproduce exactly: the copy has the parent's
-  shapes, but every removed filter outputs ReLU(0) = 0 everywhere.
+  shapes, but every removed filter outputs ReLU(0) = 0 everywhere. Without
+  batch norm its kernel and bias are zeroed; with batch norm its kernel, gamma
+  and beta (so the folded kernel g * W and the folded bias beta - g * mean are
+  both zero, and BN outputs exactly 0 whatever the input).
   """
   kept = synthesis.check_survivors(parent_spec, survivors)
   copy = keras.models.clone_model(parent_model)
   copy.set_weights(parent_model.get_weights())
   shapes = {layer.name: layer for layer in parent_spec.layer_shapes()}
   for name, filters in parent_spec.prunable_layers():
-    kernel, bias = _conv_weights(copy, shapes[name])
+    kernel, bias, bn = bn_lib.conv_weights(copy, shapes[name], parent_spec.batch_norm)
     removed = np.setdiff1d(np.arange(filters), kept[name])
     kernel[..., removed] = 0
-    bias[removed] = 0
-    copy.get_layer(name).set_weights([kernel, bias])
+    if bias is None:
+      copy.get_layer(name).set_weights([kernel])
+      gamma, beta, mean, variance = bn
+      gamma[removed] = 0
+      beta[removed] = 0
+      bn_lib.bn_layer(copy, name).set_weights([gamma, beta, mean, variance])
+    else:
+      bias[removed] = 0
+      copy.get_layer(name).set_weights([kernel, bias])
   return copy
-
-
-def _conv_weights(model, shape: spec_lib.LayerShape) -> Tuple[np.ndarray, np.ndarray]:
-  """(kernel, bias) of the model's convolution `shape.name`, checked against the spec."""
-  try:
-    layer = model.get_layer(shape.name)
-  except ValueError:
-    raise ValueError(f"model {model.name!r} has no layer {shape.name!r}; surgery needs a model "
-                     "built by squish_tf.models.build_model (or loaded from its .keras file) "
-                     "with the stable layer names.") from None
-  weights = layer.get_weights()
-  expected = (shape.kernel_size, shape.kernel_size, shape.in_channels, shape.filters)
-  if len(weights) != 2 or tuple(weights[0].shape) != expected:
-    found = [tuple(w.shape) for w in weights]
-    raise ValueError(f"layer {shape.name!r} of model {model.name!r} has weights {found}, but the "
-                     f"spec {shape.name!r} expects kernel {expected} and bias "
-                     f"({shape.filters},); the model and spec disagree. Load the spec.json saved "
-                     "next to this model.")
-  return weights[0], weights[1]

@@ -10,6 +10,7 @@ from squish_tf import baselines
 from squish_tf import model_io
 from squish_tf import models
 from squish_tf import spec as spec_lib
+from squish_tf import train as train_lib
 import toy
 
 
@@ -28,18 +29,41 @@ def test_pruning_sparsity_leaves_the_target_nonzero():
     baselines.pruning_sparsity(spec, 10)
 
 
-def test_mobilenet_alpha_is_nearest_to_target():
+def test_mobilenet_alpha_is_nearest_to_target_in_deployed_params():
   alpha = baselines.mobilenet_alpha_for_params((32, 32, 3), 10, 300_000)
-  params = baselines.mobilenet_v3_small((32, 32, 3), 10, alpha).count_params()
+  deployed = lambda a: baselines.deployed_params(baselines.mobilenet_v3_small((32, 32, 3), 10, a))
   for other in (alpha * 0.8, alpha * 1.25):
-    other_params = baselines.mobilenet_v3_small((32, 32, 3), 10, other).count_params()
-    assert abs(params - 300_000) <= abs(other_params - 300_000)
+    assert abs(deployed(alpha) - 300_000) <= abs(deployed(other) - 300_000)
+
+
+def test_deployed_params_fold_batch_norm():
+  spec = spec_lib.squishednet_base(10, (64, 64, 3))
+  assert baselines.deployed_params(models.build_model(spec)) == spec.params()
+  plain = spec.replace(batch_norm=False)
+  assert baselines.deployed_params(models.build_model(plain)) == plain.params()
+
+
+def test_pruning_fine_tune_follows_the_recipe():
+  import tf_keras  # pylint: disable=g-import-not-at-top
+  recipe = train_lib.TrainConfig(epochs=10, learning_rate=4e-3, weight_decay=1e-4)
+  budget = baselines.BaselineBudget(target_params=1000, total_epochs=16, fine_tune_epochs=6,
+                                    train_config=recipe, fine_tune_learning_rate=1e-3,
+                                    fine_tune_warmup_epochs=1.0)
+  tune = budget.fine_tune_config()
+  assert (tune.epochs, tune.learning_rate, tune.warmup_epochs, tune.weight_decay) == (
+      6, 1e-3, 1.0, 1e-4)
+  assert budget.scratch_config().epochs == 16 and budget.scratch_config().learning_rate == 4e-3
+  optimizer = baselines._tf_keras_optimizer(tf_keras, tune, steps_per_epoch=10)  # pylint: disable=protected-access
+  schedule = optimizer._learning_rate  # pylint: disable=protected-access  (the schedule itself)
+  assert float(schedule(0)) == 0.0 and float(schedule(10)) == pytest.approx(1e-3)
+  assert float(schedule(59)) < 1e-4  # cosine to zero at the end
 
 
 def test_run_baselines_trains_each_at_the_budget_and_skips_when_done(toy_parent_dir, tmp_path):
   target = toy.TINY.params() // 3
+  recipe = train_lib.TrainConfig(epochs=8, learning_rate=1e-2, warmup_epochs=0.25)
   budget = baselines.BaselineBudget(target_params=target, total_epochs=2, fine_tune_epochs=2,
-                                    learning_rate=1e-2, fine_tune_learning_rate=1e-3)
+                                    train_config=recipe, fine_tune_learning_rate=1e-3)
   run_dir = str(tmp_path / "run")
   dirs = baselines.run_baselines(run_dir, toy_parent_dir, budget, toy.data, workers=2)
   assert sorted(dirs) == sorted(baselines.BASELINES)
@@ -48,6 +72,13 @@ def test_run_baselines_trains_each_at_the_budget_and_skips_when_done(toy_parent_
   width = found["width_scaled"]
   assert abs(width["params"] - target) / target < 0.1
   assert model_io.read_spec(dirs["width_scaled"]).params() == width["params"]
+  assert width["train_epochs"] == 2 and width["train_images"] == 2 * toy.SIZE
+
+  distilled = found["width_scaled_distilled"]
+  assert distilled["params"] == width["params"] and distilled["teacher"] == "ancestor"
+  assert distilled["distill_alpha"] == budget.distill.alpha
+  assert (model_io.read_spec(dirs["width_scaled_distilled"]).architecture_key()
+          == model_io.read_spec(dirs["width_scaled"]).architecture_key())
 
   pruned = found["magnitude_pruned"]
   assert pruned["params"] == toy.TINY.params()  # dense: the file does not shrink
@@ -58,6 +89,7 @@ def test_run_baselines_trains_each_at_the_budget_and_skips_when_done(toy_parent_
   mobile = found["mobilenet_v3_small"]
   assert mobile["input_shape"] == [32, 32, 3] and mobile["num_classes"] == 3
   assert mobile["macs"] > 0 and 0 < mobile["alpha"] <= 2
+  assert mobile["keras_params"] > mobile["params"]  # batch norm folds into the convolutions
   for metrics in found.values():
     assert 0.0 <= metrics["top1"] <= 1.0
     assert metrics["total_epochs"] == 2
@@ -72,7 +104,7 @@ def test_run_baselines_trains_each_at_the_budget_and_skips_when_done(toy_parent_
   # Results do not depend on workers: trained one by one in this process (whatever it ran
   # before), the same baselines end with the same weights as in fresh worker processes.
   again = baselines.run_baselines(str(tmp_path / "again"), toy_parent_dir, budget, toy.data,
-                                  names=("width_scaled", "magnitude_pruned"), workers=1)
+                                  names=("width_scaled_distilled", "magnitude_pruned"), workers=1)
   for name, directory in again.items():
     ours = model_io.load_model_dir(directory, require_spec=False)[0].get_weights()
     theirs = model_io.load_model_dir(dirs[name], require_spec=False)[0].get_weights()
@@ -96,3 +128,13 @@ def test_mobilenet_batch_norm_momentum_suits_short_training(tmp_path):
   reloaded = keras.models.load_model(path)
   assert all(l.momentum == baselines.BATCH_NORM_MOMENTUM for l in reloaded.layers
              if l.__class__.__name__ == "BatchNormalization")
+
+
+def test_baseline_names_parse_like_the_flag():
+  assert baselines.parse_names("all") == baselines.BASELINES
+  assert baselines.parse_names(["none"]) == () == baselines.parse_names("")
+  assert baselines.parse_names("mobilenet_v3_small,width_scaled") == (
+      "width_scaled", "mobilenet_v3_small")
+  assert baselines.DEFAULT_BASELINES == ("width_scaled", "width_scaled_distilled")
+  with pytest.raises(ValueError, match=r"Unknown baselines \['resnet'\]"):
+    baselines.parse_names("width_scaled,resnet")

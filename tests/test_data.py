@@ -1,5 +1,6 @@
 """data.load: every source's pipelines, the folder checks, TFDS and ImageNet-10 via mock_data."""
 
+import dataclasses
 import os
 import types
 
@@ -24,7 +25,7 @@ def _stack(ds):
 
 def _small_shapes10(**changes):
   settings = dict(image_size=32, batch_size=16, shapes10_train_size=120,
-                  shapes10_validation_size=50, augment=False)
+                  shapes10_validation_size=50, shapes10_test_size=40, augment=False)
   settings.update(changes)
   return data.DataConfig(**settings)
 
@@ -34,7 +35,7 @@ def _small_shapes10(**changes):
 
 def test_shapes10_batches_dtypes_ranges_counts_and_info():
   train_ds, val_ds, info = data.load(_small_shapes10(augment=True))
-  assert info == data.DatasetInfo("shapes10", shapes10.CLASS_NAMES, 120, 50, 32, 0)
+  assert info == data.DatasetInfo("shapes10", shapes10.CLASS_NAMES, 120, 50, 32, 0, test_count=40)
   assert info.num_classes == 10
   # Training drops the last partial batch (static shapes); validation keeps every image.
   assert int(train_ds.cardinality()) == 120 // 16
@@ -173,6 +174,176 @@ def test_bad_config_values_are_refused():
     data.load(data.DataConfig(shapes10_train_size=0))
 
 
+def test_bad_split_fractions_and_streams_are_refused():
+  with pytest.raises(ValueError, match="test_split must be in"):
+    data.load(data.DataConfig(test_split=-0.1))
+  with pytest.raises(ValueError, match=r"validation_split \+ test_split must be below 1.*0.6 \+ 0.4"):
+    data.load_test(data.DataConfig(validation_split=0.6, test_split=0.4))
+  for stream in (-1, 1.5, True):
+    with pytest.raises(ValueError, match="stream must be a non-negative integer"):
+      data.load(_small_shapes10(), stream=stream)
+  with pytest.raises(ValueError, match="shapes10_test_size"):
+    data.load_test(_small_shapes10(shapes10_test_size=0))
+
+
+# -- the test split -------------------------------------------------------------
+
+
+@pytest.fixture
+def generated_splits(monkeypatch):
+  """Records the splits shapes10.generate is asked for (with the cache cleared)."""
+  requested = []
+  generate = shapes10.generate
+
+  def recording(count, image_size, seed, split):
+    requested.append(split)
+    return generate(count, image_size, seed, split)
+
+  monkeypatch.setattr(shapes10, "generate", recording)
+  data._shapes10_arrays.cache_clear()
+  yield requested
+  data._shapes10_arrays.cache_clear()
+
+
+def test_shapes10_load_never_generates_the_test_split(generated_splits):
+  _, _, info = data.load(_small_shapes10())
+  assert sorted(generated_splits) == ["train", "validation"]
+  assert info.test_count == 40  # the configured size, without drawing it
+
+
+def test_shapes10_test_split_is_its_own_draw_unshuffled_unaugmented(generated_splits):
+  config = _small_shapes10(augment="flip,translate")
+  test_ds, info = data.load_test(config)
+  assert generated_splits == ["test"]
+  assert info == data.DatasetInfo("shapes10", shapes10.CLASS_NAMES, 120, 50, 32, 0, 40)
+  assert int(test_ds.cardinality()) == 3  # ceil(40 / 16): every image
+  assert test_ds.element_spec[0].dtype == tf.float32 and test_ds.element_spec[1].dtype == tf.int32
+  assert test_ds.options().experimental_distribute.auto_shard_policy == AUTO_SHARD_DATA
+  expected_images, expected_labels = shapes10.generate(40, 32, seed=0, split="test")
+  images, labels = _stack(test_ds)
+  np.testing.assert_array_equal(images, expected_images.astype(np.float32))
+  np.testing.assert_array_equal(labels, expected_labels)
+  val_images, _ = _stack(data.load(config)[1])
+  same = (images.reshape(40, 1, -1) == val_images.reshape(1, 50, -1)).all(axis=2)
+  assert not same.any()  # no test image is a validation image
+  assert data.load_test(_small_shapes10(shapes10_test_size=25))[1].test_count == 25
+
+
+# -- data streams ---------------------------------------------------------------
+
+
+def _reference_epoch(config, images, labels):
+  """Today's training pipeline by hand: global and op seed = config.seed."""
+  tf.random.set_seed(config.seed)
+  ds = tf.data.Dataset.from_tensor_slices((images, labels))
+  ds = ds.shuffle(len(labels), seed=config.seed, reshuffle_each_iteration=True)
+  return _batches(ds.batch(config.batch_size, drop_remainder=True))
+
+
+def test_stream_zero_is_the_seeds_own_order_and_other_streams_reorder_the_same_images():
+  config = _small_shapes10(shapes10_train_size=64)
+  generated, generated_labels = shapes10.generate(64, 32, seed=0, split="train")
+  reference = _reference_epoch(config, generated, generated_labels)
+  default_stream = _batches(data.load(config)[0])
+  stream_0, stream_1 = (_batches(data.load(config, stream=s)[0]) for s in (0, 1))
+  for batches in (default_stream, stream_0):
+    for (images, labels), (ref_images, ref_labels) in zip(batches, reference):
+      np.testing.assert_array_equal(images, ref_images.astype(np.float32))
+      np.testing.assert_array_equal(labels, ref_labels)
+  first = np.concatenate([b[1] for b in stream_0])
+  other = np.concatenate([b[1] for b in stream_1])
+  assert not np.array_equal(first, other)
+  images_1 = np.concatenate([b[0] for b in stream_1])
+  images_0 = np.concatenate([b[0] for b in stream_0])
+  # Same multiset of (image, label): the same training split in another order.
+  key = lambda images: np.lexsort(images.reshape(len(images), -1).T)
+  np.testing.assert_array_equal(images_1[key(images_1)], images_0[key(images_0)])
+  np.testing.assert_array_equal(other[key(images_1)], first[key(images_0)])
+  # Streams are reproducible, distinct, and leave validation alone.
+  again = np.concatenate([b[1] for b in _batches(data.load(config, stream=1)[0])])
+  np.testing.assert_array_equal(again, other)
+  stream_2 = np.concatenate([b[1] for b in _batches(data.load(config, stream=2)[0])])
+  assert not np.array_equal(stream_2, other)
+  np.testing.assert_array_equal(_stack(data.load(config, stream=1)[1])[0],
+                                _stack(data.load(config)[1])[0])
+
+
+def test_stream_zero_augments_as_the_seeded_layer_and_streams_augment_differently():
+  config = _small_shapes10(shapes10_train_size=32, augment=("translate", "flip"))
+  assert config.augment == ("flip", "translate")
+  generated, generated_labels = shapes10.generate(32, 32, seed=0, split="train")
+  reference = _reference_epoch(config, generated, generated_labels)
+  layer = data.RandomFlipTranslation(data.TRANSLATION_FACTOR, seed=config.seed)
+  stream_0 = _batches(data.load(config)[0])
+  for (images, _), (ref_images, _) in zip(stream_0, reference):
+    np.testing.assert_array_equal(images, layer(tf.constant(ref_images)).numpy())
+  assert data.stream_seed(0, 0) == 0 and data.stream_seed(7, 0) == 7
+  seeds = {data.stream_seed(seed, stream) for seed in range(3) for stream in range(1, 4)}
+  assert len(seeds) == 9 and all(0 <= s < 2**31 - 1 for s in seeds)
+  # Another stream also draws other augmentations for the same image.
+  order = _stack(data.load(_small_shapes10(shapes10_train_size=32), stream=1)[0])[0]
+  augmented = _stack(data.load(config, stream=1)[0])[0]
+  layer = data.RandomFlipTranslation(data.TRANSLATION_FACTOR, seed=data.stream_seed(0, 1))
+  expected = np.concatenate([layer(tf.constant(order[i:i + 16])).numpy() for i in (0, 16)])
+  np.testing.assert_array_equal(augmented, expected)
+  assert not np.array_equal(augmented, _stack(data.load(config)[0])[0])
+
+
+# -- augmentation names ---------------------------------------------------------
+
+
+def test_augment_accepts_names_strings_and_booleans_and_refuses_unknown_names():
+  assert data.DataConfig().augment == ("translate",) == data.DEFAULT_AUGMENT
+  spellings = [
+      (True, ("translate",)), (False, ()), (None, ()), ("none", ()), ("None", ()), ("", ()),
+      ("flip,translate", ("flip", "translate")), (" translate , flip ", ("flip", "translate")),
+      ("flip", ("flip",)), (("translate", "flip", "flip"), ("flip", "translate")),
+      (["translate"], ("translate",)), ((), ()), (("none",), ())]
+  for value, expected in spellings:
+    config = data.DataConfig(augment=value)
+    assert config.augment == expected == data.augment_names(config), value
+    assert data.parse_augment(value) == expected
+  config = data.DataConfig(augment="flip,translate")
+  assert dataclasses.replace(config, augment=False).augment == ()
+  assert dataclasses.replace(config, seed=3).augment == ("flip", "translate")
+  with pytest.raises(ValueError, match=r"Unknown augmentation.*'rotate'.*flip, translate"):
+    data.DataConfig(augment="flip,rotate")
+  with pytest.raises(ValueError, match="combines 'none'"):
+    data.DataConfig(augment=("none", "flip"))
+  with pytest.raises(ValueError, match="augment must be.*got 3"):
+    data.DataConfig(augment=3)
+
+
+def test_flip_off_never_mirrors_and_keeps_the_same_shifts():
+  images = np.random.default_rng(1).integers(0, 256, (24, 16, 16, 3), dtype=np.uint8)
+  with_flips = data.RandomFlipTranslation(0.25, seed=3)(tf.constant(images)).numpy()
+  without = data.RandomFlipTranslation(0.25, seed=3, flip=False)(tf.constant(images)).numpy()
+  found_with = [_matching_shift(o, i, max_shift=4) for o, i in zip(with_flips, images)]
+  found_without = [_matching_shift(o, i, max_shift=4) for o, i in zip(without, images)]
+  assert all(f is not None and not f[0] for f in found_without)
+  assert any(f[0] for f in found_with)
+  # The same draws: the same shift (a mirrored image's shows in the mirrored frame).
+  assert [f[1:] for f in found_without] == [(-dx if mirrored else dx, dy)
+                                            for mirrored, dx, dy in found_with]
+  # Translation factor 0 and no flip: the identity. Flip alone: mirrors or keeps.
+  still = data.RandomFlipTranslation(0.0, seed=3, flip=False)(tf.constant(images)).numpy()
+  np.testing.assert_array_equal(still, images)
+  flipped = data.augmenter(3, "flip")(tf.constant(images)).numpy()
+  mirrored = [np.array_equal(o, i[:, ::-1]) for o, i in zip(flipped, images)]
+  kept = [np.array_equal(o, i) for o, i in zip(flipped, images)]
+  assert all(m or k for m, k in zip(mirrored, kept)) and 0 < sum(mirrored) < len(images)
+  np.testing.assert_array_equal(data.augmenter(3, ())(tf.constant(images)).numpy(), images)
+  assert data.RandomFlipTranslation(0.1, flip=False).get_config()["flip"] is False
+
+
+def test_default_augmentation_translates_without_flipping():
+  default = _stack(data.load(_small_shapes10(augment=True))[0])[0]
+  translate = _stack(data.load(_small_shapes10(augment="translate"))[0])[0]
+  both = _stack(data.load(_small_shapes10(augment="flip,translate"))[0])[0]
+  np.testing.assert_array_equal(default, translate)
+  assert not np.array_equal(default, both)
+
+
 # -- folder ---------------------------------------------------------------------
 
 
@@ -257,7 +428,7 @@ def _held_out_indices(config):
 
 def test_folder_split_is_stratified_seeded_and_disjoint(tmp_path):
   _numbered_tree(tmp_path)
-  config = _folder(tmp_path, validation_split=0.25, batch_size=8)
+  config = _folder(tmp_path, validation_split=0.25, test_split=0.0, batch_size=8)
   train_ds, val_ds, info = data.load(config)
   assert (info.train_count, info.validation_count) == (30, 10)
   train_images, train_labels = _stack(train_ds)
@@ -267,7 +438,8 @@ def test_folder_split_is_stratified_seeded_and_disjoint(tmp_path):
   val_ids = set(np.rint(val_images[:, 0, 0, 0]).astype(int).tolist())
   assert len(val_ids) == 10 and not train_ids & val_ids
   assert _held_out_indices(config) == sorted(val_ids)
-  assert _held_out_indices(_folder(tmp_path, validation_split=0.25, seed=1)) != sorted(val_ids)
+  assert _held_out_indices(_folder(tmp_path, validation_split=0.25, test_split=0.0,
+                                   seed=1)) != sorted(val_ids)
 
 
 def test_folder_train_and_validation_layout(tmp_path):
@@ -277,7 +449,8 @@ def test_folder_train_and_validation_layout(tmp_path):
         _write(tmp_path / split / name / f"{i}.png", _solid((label * 100, 0, 0), size=(6, 6)))
   train_ds, val_ds, info = data.load(_folder(tmp_path, validation_split=0.5))
   assert info.class_names == ("ant", "bee")
-  assert (info.train_count, info.validation_count) == (6, 4)
+  # No test/ folder: test_split (0.1, at least one per class) is held out of train/.
+  assert (info.train_count, info.validation_count, info.test_count) == (4, 4, 2)
   _, val_labels = _stack(val_ds)
   assert val_labels.tolist() == [0, 0, 1, 1]  # unshuffled, class by class
   images, labels = _stack(train_ds.unbatch().batch(100))
@@ -287,20 +460,28 @@ def test_folder_train_and_validation_layout(tmp_path):
 def test_folder_train_only_layout_splits_train(tmp_path):
   _numbered_tree(tmp_path / "train", per_class=4)
   _, _, info = data.load(_folder(tmp_path, validation_split=0.25))
-  assert (info.train_count, info.validation_count) == (6, 2)
+  assert (info.train_count, info.validation_count, info.test_count) == (4, 2, 2)
 
 
 def test_folder_unreadable_images_are_named_or_skipped_and_counted(tmp_path):
   _numbered_tree(tmp_path, per_class=4)
   (tmp_path / "cat" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
   (tmp_path / "dog" / "empty.png").write_bytes(b"")
+  # Without a test split, load reads every file.
   with pytest.raises(ValueError) as error:
-    data.load(_folder(tmp_path))
+    data.load(_folder(tmp_path, test_split=0.0))
   message = str(error.value)
   assert "broken.jpg" in message and "empty.png" in message and "--skip_bad_images" in message
-  _, _, info = data.load(_folder(tmp_path, skip_bad_images=True))
+  _, _, info = data.load(_folder(tmp_path, test_split=0.0, skip_bad_images=True))
   assert info.skipped_images == 2
   assert info.train_count + info.validation_count == 8
+  # With one, load skips the bad files among train and validation, load_test
+  # those held out for test: between them, every file once.
+  config = _folder(tmp_path, test_split=0.2, skip_bad_images=True)
+  _, _, info = data.load(config)
+  _, test_info = data.load_test(config)
+  assert info.skipped_images + test_info.skipped_images == 2
+  assert info.train_count + info.validation_count + test_info.test_count == 8
   assert data.unreadable_images([str(tmp_path / "cat" / "000.png"),
                                  str(tmp_path / "cat" / "broken.jpg")]) == [
                                      str(tmp_path / "cat" / "broken.jpg")]
@@ -351,6 +532,69 @@ def test_folder_errors_say_what_is_wrong(tmp_path):
     data.load(_folder(no_split, validation_split=0.0))
 
 
+def _ids(ds):
+  images, labels = _stack(ds)
+  return np.rint(images[:, 0, 0, 0]).astype(int), labels
+
+
+def test_folder_flat_layout_holds_out_disjoint_stratified_validation_and_test(tmp_path):
+  _numbered_tree(tmp_path, classes=("cat", "dog", "eel"), per_class=20)
+  config = _folder(tmp_path, validation_split=0.25, test_split=0.15)
+  train_ds, val_ds, info = data.load(config)
+  test_ds, test_info = data.load_test(config)
+  assert (info.train_count, info.validation_count, info.test_count) == (36, 15, 9)
+  assert test_info == info  # the same split sizes whichever entry point asked
+  (train_ids, _), (val_ids, _) = _ids(train_ds), _ids(val_ds)
+  test_ids, test_labels = _ids(test_ds)
+  assert test_labels.tolist() == [0] * 3 + [1] * 3 + [2] * 3  # unshuffled, class by class
+  assert test_ids.tolist() == sorted(test_ids.tolist())
+  for ids, label in ((test_ids, test_labels), (_ids(val_ds)[0], _ids(val_ds)[1])):
+    np.testing.assert_array_equal(ids // 20, label)  # each image under its own class
+  splits = [set(train_ids.tolist()), set(val_ids.tolist()), set(test_ids.tolist())]
+  assert [len(s) for s in splits] == [36, 15, 9]
+  assert set.union(*splits) == set(range(60)) and sum(len(s) for s in splits) == 60
+  # Validation is what it was without a test split; the test hold-out is seeded.
+  assert sorted(val_ids.tolist()) == _held_out_indices(_folder(tmp_path, validation_split=0.25,
+                                                               test_split=0.0))
+  np.testing.assert_array_equal(_ids(data.load_test(config)[0])[0], test_ids)
+  other = _ids(data.load_test(dataclasses.replace(config, seed=1))[0])[0]
+  assert set(other.tolist()) != set(test_ids.tolist())
+  # No test/ folder and no test_split: load works, load_test says what to do.
+  no_test = dataclasses.replace(config, test_split=0.0)
+  assert data.load(no_test)[2].test_count == 0
+  with pytest.raises(ValueError, match="no test/ folder and test_split is 0.0.*--test_split > 0"):
+    data.load_test(no_test)
+
+
+def test_folder_test_folder_is_the_test_split_and_load_never_reads_it(tmp_path):
+  # Green says the split (train 0, validation 50, test 150 + i).
+  for split, green, count in (("train", 0, 3), ("validation", 50, 2), ("test", 150, 2)):
+    for label, name in enumerate(("ant", "bee")):
+      for i in range(count):
+        _write(tmp_path / split / name / f"{i}.png",
+               _solid((label * 100, green + (i if split == "test" else 0), 0), size=(6, 6)))
+  (tmp_path / "test" / "bee" / "broken.png").write_bytes(b"not a png")
+  train_ds, val_ds, info = data.load(_folder(tmp_path))  # the broken test file is not read
+  assert (info.train_count, info.validation_count, info.test_count) == (6, 4, 5)
+  assert info.skipped_images == 0
+  assert {int(v) for v in _stack(train_ds)[0][:, 0, 0, 1]} == {0}
+  assert {int(v) for v in _stack(val_ds)[0][:, 0, 0, 1]} == {50}
+  with pytest.raises(ValueError, match="(?s)broken.png.*--skip_bad_images"):
+    data.load_test(_folder(tmp_path))
+  test_ds, test_info = data.load_test(_folder(tmp_path, skip_bad_images=True))
+  assert (test_info.test_count, test_info.skipped_images) == (4, 1)
+  images, labels = _stack(test_ds)
+  assert labels.tolist() == [0, 0, 1, 1]
+  np.testing.assert_allclose(images[:, 0, 0, :2], [[0, 150], [0, 151], [100, 150], [100, 151]])
+
+  (tmp_path / "test" / "bee" / "broken.png").unlink()
+  os.rename(tmp_path / "test" / "bee", tmp_path / "test" / "wasp")
+  for load in (data.load, data.load_test):
+    with pytest.raises(ValueError, match=r"test.*differ.*missing from test: \['bee'\].*only in "
+                                         r"test: \['wasp'\]"):
+      load(_folder(tmp_path))
+
+
 # -- TFDS and ImageNet-10 (no network: tfds.testing.mock_data) --------------------
 
 
@@ -387,12 +631,20 @@ def test_tfds_source_resizes_and_names_classes(tfds, tmp_path):
   # Unshuffled validation: example i, solid value 10 * i, label i % 10, any input size.
   np.testing.assert_array_equal(val_labels, np.arange(12) % 10)
   np.testing.assert_allclose(val_images.mean(axis=(1, 2, 3)), 10.0 * np.arange(12), atol=0.5)
-  # The mock knows no split names, so validation is a seeded window of whole
-  # percents of train, and training is the rest of train.
+  # The mock knows no split names, so validation (20%) and test (10%) are a
+  # seeded window of whole percents of train, and training is the rest of train.
   train_split, val_split = requested
-  start, stop = val_split[len("train["):-1].split(":")
-  assert train_split == f"train[:{start}]+train[{stop}:]"
-  assert int(stop[:-1]) - int(start[:-1]) == 20
+  start, middle = (int(v[:-1]) for v in val_split[len("train["):-1].split(":"))
+  assert middle - start == 20
+  assert train_split == f"train[:{start}%]+train[{middle + 10}%:]"
+  with tfds.testing.mock_data(as_dataset_fn=as_dataset):
+    test_ds, test_info = data.load_test(data.DataConfig(
+        dataset="tfds:imagenette/160px-v2", data_dir=str(tmp_path), image_size=24, batch_size=5))
+    test_images, test_labels = _stack(test_ds)
+  assert requested[2:] == [f"train[{middle}%:{middle + 10}%]"]  # only the test window
+  assert test_info.test_count == 12 and test_info.class_names == info.class_names
+  np.testing.assert_array_equal(test_labels, np.arange(12) % 10)  # unshuffled
+  assert test_images.shape == (12, 24, 24, 3) and test_images.dtype == np.float32
 
 
 def test_tfds_grayscale_images_become_rgb(tfds, tmp_path):
@@ -419,19 +671,40 @@ def _fake_builder(splits):
   return types.SimpleNamespace(info=info)
 
 
-def test_tfds_validation_split_prefers_validation_then_test_then_seeded_slice():
-  pick = lambda splits, seed=0: data._tfds_splits(_fake_builder(splits), 0.2, seed, "x")
-  assert pick({"train": 100, "validation": 10, "test": 10}) == ("train", "validation")
-  assert pick({"train": 100, "test": 10}) == ("train", "test")
-  train_split, val_split = pick({"train": 100})
-  assert pick({"train": 100}) == (train_split, val_split)  # seeded
-  start, stop = (int(v) for v in val_split[len("train["):-1].split(":"))
-  assert stop - start == 20
+def _window(split):
+  """"train[a:b]" -> (a, b)."""
+  start, stop = split[len("train["):-1].split(":")
+  return int(start.rstrip("%")), int(stop.rstrip("%"))
+
+
+def test_tfds_split_rules_validation_and_test():
+  pick = lambda splits, validation=0.2, test=0.1, seed=0: data._tfds_splits(
+      _fake_builder(splits), validation, test, seed, "x")
+  # Both: as named; validation_split and test_split are not used.
+  assert pick({"train": 100, "validation": 10, "test": 10}) == ("train", "validation", "test")
+  assert pick({"train": 100, "validation": 10, "test": 10}, validation=0.0) == (
+      "train", "validation", "test")
+  # One of them: it is the test split, validation a seeded slice of train.
+  for only in ("test", "validation"):
+    train_split, val_split, test_split = pick({"train": 100, only: 10})
+    start, stop = _window(val_split)
+    assert stop - start == 20 and test_split == only
+    assert train_split == f"train[:{start}]+train[{stop}:]"
+  # Neither: disjoint validation (20%) and test (10%) windows, the rest trains.
+  train_split, val_split, test_split = pick({"train": 100})
+  (start, middle), (middle_again, stop) = _window(val_split), _window(test_split)
+  assert (middle - start, middle_again, stop - middle) == (20, middle, 10)
   assert train_split == f"train[:{start}]+train[{stop}:]"
-  assert {pick({"train": 100}, seed)[1] for seed in range(10)} != {val_split}
-  assert pick({})[1].endswith("%]")  # sizes unknown: whole percents
-  with pytest.raises(ValueError, match="no validation or test split"):
-    data._tfds_splits(_fake_builder({"train": 100}), 0.0, 0, "x")
+  assert pick({"train": 100}) == (train_split, val_split, test_split)  # seeded
+  assert {pick({"train": 100}, seed=seed)[1] for seed in range(10)} != {val_split}
+  # No test: the validation window is the one from before test splits existed.
+  no_test = pick({"train": 100}, test=0.0)
+  assert no_test[2] is None and _window(no_test[1])[1] - _window(no_test[1])[0] == 20
+  assert pick({})[1].endswith("%]") and pick({})[2].endswith("%]")  # sizes unknown: percents
+  with pytest.raises(ValueError, match="only a 'test' split.*validation_split is 0.0"):
+    pick({"train": 100, "test": 10}, validation=0.0)
+  with pytest.raises(ValueError, match="no validation or test split.*--validation_split > 0"):
+    pick({"train": 100}, validation=0.0)
 
 
 def _imagenet_mock(tfds, examples_by_split, requested):
@@ -457,30 +730,47 @@ def test_imagenet10_keeps_only_the_ten_wnids_and_remaps_them(tfds, tmp_path):
   original = [names.index(wnid) for wnid, _ in data.IMAGENET10_CLASSES]
   others = [0, 1, 500, 999]
   assert not set(others) & set(original)
-  # Kept images carry the pixel value 20 * new label + 10; dropped ones 255.
-  train = [(label, 20 * new + 10) for new, label in enumerate(original) for _ in range(3)]
+  # Kept images carry the pixel value 20 * new label + (train: 10 + copy, test: 5);
+  # dropped ones 255.
+  train = [(label, 20 * new + 10 + copy) for new, label in enumerate(original)
+           for copy in range(5)]
   train += [(label, 255) for label in others for _ in range(4)]
-  validation = [(label, 20 * new + 10) for new, label in enumerate(original)]
+  validation = [(label, 20 * new + 5) for new, label in enumerate(original)]
   validation += [(label, 255) for label in others]
   rng = np.random.default_rng(0)
   train = [train[i] for i in rng.permutation(len(train))]
   requested = []
   mock = _imagenet_mock(tfds, {"train": train, "validation": validation}, requested)
+  config = data.DataConfig(dataset="imagenet10", data_dir=str(tmp_path), image_size=16,
+                           batch_size=10, augment=False, validation_split=0.2)
   with tfds.testing.mock_data(as_dataset_fn=mock):
-    train_ds, val_ds, info = data.load(data.DataConfig(
-        dataset="imagenet10", data_dir=str(tmp_path), image_size=16, batch_size=10, augment=False))
+    train_ds, val_ds, info = data.load(config)
     images, labels = _stack(train_ds.unbatch().batch(100))
     val_images, val_labels = _stack(val_ds)
+    assert set(requested) == {"train"}  # imagenet2012's validation split is the test split
+    test_ds, test_info = data.load_test(config)
+    test_images, test_labels = _stack(test_ds)
+    again = _stack(data.load(config)[1])[0]
   assert set(requested) == {"train", "validation"}
   assert info.class_names == tuple(name for _, name in data.IMAGENET10_CLASSES)
   assert info.class_names[0] == "king_penguin" and info.class_names[9] == "orange"
-  assert (info.train_count, info.validation_count) == (30, 10)
-  assert int(train_ds.cardinality()) == 3 and int(val_ds.cardinality()) == 1
-  assert sorted(labels.tolist()) == sorted(list(range(10)) * 3)
-  assert val_labels.tolist() == list(range(10))
-  for pixels, label in ((images, labels), (val_images, val_labels)):
+  # Validation: a stratified, seeded hold-out of the filtered training images.
+  assert (info.train_count, info.validation_count, info.test_count) == (40, 10, 0)
+  assert int(train_ds.cardinality()) == 4 and int(val_ds.cardinality()) == 1
+  assert sorted(labels.tolist()) == sorted(list(range(10)) * 4)
+  assert sorted(val_labels.tolist()) == list(range(10))
+  np.testing.assert_array_equal(again, val_images)
+  train_values = set(np.rint(images.mean(axis=(1, 2, 3))).astype(int).tolist())
+  val_values = set(np.rint(val_images.mean(axis=(1, 2, 3))).astype(int).tolist())
+  assert len(train_values) == 40 and len(val_values) == 10 and not train_values & val_values
+  # Test: imagenet2012's validation split, filtered, in file order.
+  assert test_info.test_count == 10 and int(test_ds.cardinality()) == 1
+  assert test_labels.tolist() == list(range(10))
+  for pixels, label, low, high in ((images, labels, 10, 14), (val_images, val_labels, 10, 14),
+                                   (test_images, test_labels, 5, 5)):
     assert pixels.shape[1:] == (16, 16, 3)
-    np.testing.assert_allclose(pixels.mean(axis=(1, 2, 3)), 20.0 * label + 10, atol=2.0)
+    offset = pixels.mean(axis=(1, 2, 3)) - 20.0 * label
+    assert (offset >= low - 2.0).all() and (offset <= high + 2.0).all()
 
 
 def test_imagenet10_wnids_are_distinct_imagenet_classes(tfds, tmp_path):

@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+import keras
 import numpy as np
 import pytest
 
@@ -119,3 +120,45 @@ def test_main_reports_errors_in_one_line_and_exits_2(model_dir, tmp_path):
   assert done.returncode == 2
   assert "error: Unknown export format(s) ['onnx']; known formats are" in done.stderr
   assert not (tmp_path / "out").exists()
+
+
+def test_bn_spec_with_a_model_without_batch_norm_is_refused(tmp_path):
+  directory = str(tmp_path / "mismatch")
+  model_io.write_model_dir(directory, models.build_model(SMALL, seed=0), SMALL, {})
+  model_io.write_text(os.path.join(directory, model_io.SPEC_FILE),
+                      SMALL.replace(batch_norm=True).to_json())
+  with pytest.raises(ValueError, match="the model and spec disagree"):
+    exporter.export_all(directory, str(tmp_path / "export"), formats="fp32", data_config=NO_DATA)
+  assert not (tmp_path / "export").exists()
+  assert not _leftovers(tmp_path)
+
+
+def test_foreign_model_exports_as_it_is_and_refuses_spec_formats(tmp_path):
+  """A baseline-like Keras model (its own batch norm, no spec.json): no folding, no Jetson."""
+  inputs = keras.Input((32, 32, 3), name="image")
+  x = keras.layers.Rescaling(1 / 127.5, offset=-1.0)(inputs)
+  x = keras.layers.Conv2D(6, 3, use_bias=False)(x)
+  x = keras.layers.BatchNormalization()(x)
+  x = keras.layers.ReLU()(x)
+  x = keras.layers.GlobalAveragePooling2D()(x)
+  outputs = keras.layers.Dense(4, activation="softmax")(x)
+  model = keras.Model(inputs, outputs, name="foreign")
+  bn = next(layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization))
+  rng = np.random.default_rng(0)
+  bn.set_weights([rng.uniform(0.5, 2, 6), rng.normal(0, 0.5, 6), rng.normal(0, 0.3, 6),
+                  rng.uniform(0.5, 2, 6)])
+  directory = tmp_path / "baseline"
+  directory.mkdir()
+  model_io.save_keras(model, str(directory / model_io.MODEL_FILE))
+  model_io.write_json(str(directory / model_io.METRICS_FILE),
+                      {"baseline": "foreign", "input_shape": [32, 32, 3], "num_classes": 4,
+                       "params": int(model.count_params())})
+  with pytest.raises(ValueError, match=r"Formats \['jetson'\] need a SqueezeNet-family model"):
+    exporter.export_all(str(directory), str(tmp_path / "refused"), formats="fp32,jetson",
+                        data_config=NO_DATA)
+  manifest = exporter.export_all(str(directory), str(tmp_path / "export"),
+                                 formats="saved_model,fp32", data_config=NO_DATA)
+  assert manifest["model"]["name"] == "foreign" and manifest["model"]["batch_norm_folded"] is False
+  for name in ("saved_model", "fp32"):
+    assert manifest["formats"][name]["parity"]["max_abs_diff"] <= 1e-4
+  assert not (tmp_path / "refused").exists()

@@ -1,4 +1,9 @@
-"""The Jetson bundle: a frozen graph TF 2.7 can import, and the on-device script."""
+"""The Jetson bundle: a frozen graph TF 2.7 can import, and the on-device script.
+
+SMALL has no batch norm; SMALL_BN is the same network with it (random,
+non-trivial statistics), whose bundle must be the folded graph: the same ops
+as SMALL's, nothing TF 2.7 lacks, and Keras' outputs.
+"""
 
 import ast
 import importlib.util
@@ -7,10 +12,12 @@ import os
 import subprocess
 import sys
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from squish_tf import batch_norm
 from squish_tf import models
 from squish_tf import spec as spec_lib
 from squish_tf.export import jetson
@@ -20,6 +27,7 @@ SMALL = spec_lib.NetSpec(input_shape=(32, 32, 3), num_classes=5, conv1_filters=8
                                 spec_lib.FireSpec(5, 8, 8)),
                          pool_after=(1, 3), dropout_rate=0.5, kernel_initializer="he_uniform",
                          classifier_activation="linear", classifier_initializer="normal_0.01")
+SMALL_BN = SMALL.replace(batch_norm=True, classifier_initializer="he_normal")
 
 # Modules Python 3.6's standard library does not have (JetPack 4.6 runs 3.6.9).
 NEWER_STDLIB = {"dataclasses", "contextvars", "graphlib", "zoneinfo", "tomllib"}
@@ -44,6 +52,34 @@ def bundle(model, tmp_path_factory):
 
 def _pixels(n=16, seed=1):
   return np.random.default_rng(seed).uniform(0, 255, (n, 32, 32, 3)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def bn_model():
+  """SMALL_BN with random gamma (some negative) and beta, statistics from data, then perturbed."""
+  model = models.build_model(SMALL_BN, seed=3)
+  rng = np.random.default_rng(4)
+  layers = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+  for layer in layers:
+    _, _, mean, variance = layer.get_weights()
+    n = len(mean)
+    layer.set_weights([rng.uniform(0.5, 2.0, n) * rng.choice([-1.0, 1.0], n, p=[0.2, 0.8]),
+                       rng.normal(0.0, 0.5, n), mean, variance])
+  batch_norm.recalibrate(model, [_pixels(32, seed=5)])
+  for layer in layers:
+    gamma, beta, mean, variance = layer.get_weights()
+    n = len(mean)
+    layer.set_weights([gamma, beta, mean + rng.normal(0.0, 0.2, n) * np.sqrt(variance),
+                       variance * rng.uniform(0.7, 1.4, n)])
+  return model
+
+
+@pytest.fixture(scope="module")
+def bn_bundle(bn_model, tmp_path_factory):
+  directory = str(tmp_path_factory.mktemp("jetson_bn") / jetson.BUNDLE_DIR)
+  reference = np.random.default_rng(0).integers(0, 256, (6, 32, 32, 3), dtype=np.uint8)
+  result = jetson.write_bundle(bn_model, SMALL_BN, list("abcde"), directory, reference)
+  return directory, result
 
 
 def test_frozen_graph_uses_only_listed_ops_and_tf27_attributes(bundle):
@@ -196,3 +232,63 @@ def test_script_refuses_int8_on_a_tx1(bundle, tmp_path, monkeypatch, capsys):
   message = capsys.readouterr().err
   assert "INT8 needs compute capability >= 6.1" in message and "5.3" in message
   assert "--precision FP16" in message
+
+
+def test_bn_bundle_is_the_folded_graph_with_the_ops_of_the_bn_free_one(bn_bundle, bundle):
+  directory, result = bn_bundle
+  graph_def = tf.compat.v1.GraphDef()
+  with open(os.path.join(directory, jetson.GRAPH_FILE), "rb") as handle:
+    graph_def.ParseFromString(handle.read())
+  jetson.check_portable(graph_def)
+  assert jetson.graph_ops(graph_def) == result["ops"] == bundle[1]["ops"]
+  assert not {"FusedBatchNormV3", "Rsqrt", "AddV2", "Add"} & set(result["ops"])
+  assert result["ops"]["Conv2D"] == result["ops"]["BiasAdd"] == len(SMALL.layer_shapes())
+  assert result["ops"]["Mul"] == result["ops"]["Sub"] == 1  # the Rescaling, as without BN
+  for node in graph_def.node:
+    assert set(node.attr) <= jetson.TF27_OP_ATTRS[node.op], (node.name, sorted(node.attr))
+  names = {node.name for node in graph_def.node}
+  assert {"conv1/kernel", "conv1/bias", "fire2_squeeze1x1/bias"} <= names
+  assert not [name for name in names if "_bn" in name or "batchnorm" in name.lower()]
+
+
+def test_bn_bundle_matches_the_keras_model_with_batch_norm(bn_model, bn_bundle):
+  directory, result = bn_bundle
+  pixels = _pixels(32, seed=6)
+  expected = np.asarray(bn_model(pixels, training=False))
+  got = jetson.run_graph_def(result["graph_def"], pixels)
+  np.testing.assert_allclose(got, expected, rtol=0, atol=1e-4)
+  # Neither near-uniform (0.2) nor one-hot, so the bound means something.
+  assert 0.35 < expected.max(1).mean() < 0.95
+  # The unfolded conv + BN would differ: folding really moved the weights.
+  plain = models.build_model(SMALL, seed=3)
+  for name in models.conv_layer_names(SMALL):
+    kernel = bn_model.get_layer(name).get_weights()[0]
+    bias = (np.zeros(kernel.shape[-1], np.float32) if name != "conv10"
+            else bn_model.get_layer(name).get_weights()[1])
+    plain.get_layer(name).set_weights([kernel, bias])
+  assert np.abs(np.asarray(plain(pixels)) - expected).max() > 0.05
+  images = np.load(os.path.join(directory, jetson.REFERENCE_IMAGES_FILE))
+  reference = np.load(os.path.join(directory, jetson.REFERENCE_OUTPUTS_FILE))
+  np.testing.assert_allclose(reference, np.asarray(bn_model(images.astype(np.float32))),
+                             atol=1e-6)  # the trained model's own outputs, not the folded twin's
+  np.testing.assert_allclose(jetson.run_graph_def(result["graph_def"], images), reference,
+                             atol=1e-4)
+
+
+def test_bn_bundle_describes_the_deployed_network(bn_bundle):
+  directory, _ = bn_bundle
+  assert spec_lib.load_spec(os.path.join(directory, "spec.json")) == SMALL_BN.replace(
+      batch_norm=False)
+  info = json.load(open(os.path.join(directory, jetson.INPUT_FILE)))
+  assert info["batch_norm_folded"] is True
+  assert info["output"]["shape"] == [None, 5]
+
+
+def test_frozen_graph_def_folds_a_bn_model_given_directly(bn_model):
+  graph_def = jetson.frozen_graph_def(bn_model, SMALL_BN)
+  assert "FusedBatchNormV3" not in jetson.graph_ops(graph_def)
+  unfolded = tf.function(lambda image: bn_model(image, training=False)).get_concrete_function(
+      tf.TensorSpec([None, 32, 32, 3], tf.float32))
+  # What the graph would hold without folding: batch norm's own arithmetic.
+  raw_ops = {op.type for op in unfolded.graph.get_operations()}
+  assert raw_ops & {"FusedBatchNormV3", "Rsqrt", "AddV2"}, raw_ops

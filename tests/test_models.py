@@ -22,8 +22,25 @@ SMALL = spec_lib.NetSpec(input_shape=(32, 32, 3), num_classes=4, conv1_filters=8
 ])
 def test_params_match_keras_and_output_shape(spec):
   model = models.build_model(spec, seed=0)
-  assert model.count_params() == spec.params()
+  assert model.count_params() == spec.keras_params()
   assert model.output_shape == (None, spec.num_classes)
+
+
+def test_batch_norm_layers_and_counts():
+  spec = SMALL.replace(batch_norm=True)
+  model = models.build_model(spec, seed=0)
+  names = [layer.name for layer in model.layers]
+  for conv in ("conv1", "fire2_squeeze1x1", "fire4_expand3x3"):
+    bn, relu = model.get_layer(conv + "_bn"), model.get_layer(conv + "_relu")
+    assert isinstance(bn, keras.layers.BatchNormalization) and isinstance(relu, keras.layers.ReLU)
+    assert bn.input is model.get_layer(conv).output and relu.input is bn.output
+    assert not model.get_layer(conv).use_bias
+  assert model.get_layer("conv10").use_bias and "conv10_bn" not in names
+  bn_values = sum(4 * filters for _, filters in spec.prunable_layers())
+  biases = sum(filters for _, filters in spec.prunable_layers())
+  # Keras holds BN's four vectors instead of a bias; the deployed count folds them into one.
+  assert model.count_params() == spec.keras_params() == spec.params() - biases + bn_values
+  assert SMALL.params() == spec.params() and SMALL.keras_params() == SMALL.params()
 
 
 def test_layer_names_are_stable():
@@ -62,14 +79,16 @@ def test_logits_model_softmax_matches():
                              rtol=1e-5, atol=1e-7)
 
 
-def test_tf_keras_twin_same_outputs_after_copy_by_name():
+@pytest.mark.parametrize("batch_norm", [False, True])
+def test_tf_keras_twin_same_outputs_after_copy_by_name(batch_norm):
   tf_keras = pytest.importorskip("tf_keras")
-  source = models.build_model(SMALL, seed=5)
-  twin = models.build_model(SMALL, keras_module=tf_keras)
-  assert twin.count_params() == SMALL.params()
+  spec = SMALL.replace(batch_norm=batch_norm)
+  source = models.build_model(spec, seed=5)
+  twin = models.build_model(spec, keras_module=tf_keras)
+  assert twin.count_params() == spec.keras_params()
   assert [l.name for l in twin.layers] == [l.name for l in source.layers]
   copied = models.copy_weights_by_name(source, twin)
-  assert copied == len(SMALL.layer_shapes())
+  assert copied == len(spec.layer_shapes()) * (2 if batch_norm else 1) - batch_norm
   x = np.random.default_rng(2).uniform(0, 255, (4, 32, 32, 3)).astype(np.float32)
   np.testing.assert_allclose(twin(x, training=False).numpy(), np.asarray(source(x)),
                              rtol=1e-5, atol=1e-6)

@@ -70,3 +70,14 @@ def test_export_main_model_dir_without_model(tmp_path):
   assert result.returncode == 2
   assert "spec.json" in _error_line(result)
   assert not (tmp_path / "export").exists()
+
+
+def test_run_main_refuses_unknown_augmentations_and_baselines(tmp_path):
+  result = _run("run", f"--run_dir={tmp_path / 'run'}", "--augment=translate,rotate")
+  assert result.returncode == 2
+  line = _error_line(result)
+  assert "rotate" in line and "flip" in line and "translate" in line
+  result = _run("run", f"--run_dir={tmp_path / 'run'}", "--baselines=width_scaled,resnet")
+  assert result.returncode == 2
+  assert "resnet" in _error_line(result) and "width_scaled_distilled" in _error_line(result)
+  assert not (tmp_path / "run").exists()

@@ -11,50 +11,67 @@ from squish_tf import report as report_lib
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def _candidate(generation, candidate, parent, params, top1, chosen=False, status="ok"):
+def _candidate(generation, candidate, parent, params, validation_top1, top1, chosen=False,
+               status="ok", attempt=0):
   return {"id": f"gen_{generation:03d}/cand_{candidate:02d}", "generation": generation,
-          "candidate": candidate, "parent": parent, "params": params, "size_mb": params * 4 / 1e6,
-          "macs": params * 20, "top1": top1, "netscore": None if top1 is None else 70.0 + top1,
-          "status": status, "chosen": chosen}
+          "candidate": candidate, "attempt": attempt, "parent": parent, "params": params,
+          "size_mb": params * 4 / 1e6, "macs": params * 20, "status": status, "chosen": chosen,
+          "env_factor": 0.8, "wall_seconds": 95.0, "train_images": 12000,
+          "validation_top1": validation_top1, "top1": top1,
+          "netscore": None if top1 is None else 70.0 + top1}
 
 
 def _results():
+  """Validation (selection) and test (reported) figures differ on purpose."""
   candidates = [
-      _candidate(1, 0, "ancestor", 420000, 0.925),
-      _candidate(1, 1, "ancestor", 400000, 0.931, chosen=True),
-      _candidate(1, 2, "ancestor", 390000, None, status="diverged"),
-      _candidate(2, 0, "gen_001/cand_01", 250000, 0.918, chosen=True),
-      _candidate(2, 1, "gen_001/cand_01", 240000, 0.902),
-      _candidate(3, 0, "gen_002/cand_00", 140000, 0.910, chosen=True),
-      _candidate(3, 1, "gen_002/cand_00", 150000, 0.899),
+      _candidate(1, 0, "ancestor", 420000, 0.925, 0.920),
+      _candidate(1, 1, "ancestor", 400000, 0.931, 0.922, chosen=True),
+      _candidate(1, 2, "ancestor", 390000, None, None, status="diverged"),
+      _candidate(2, 0, "gen_001/cand_01", 250000, 0.918, 0.911, chosen=True),
+      _candidate(2, 1, "gen_001/cand_01", 240000, 0.902, None),  # not tested
+      _candidate(3, 0, "gen_002/cand_00", 140000, 0.910, 0.897, chosen=True),
+      _candidate(3, 1, "gen_002/cand_00", 150000, 0.899, 0.901),
   ]
   return {
       "run_name": "demo",
       "command": "squish --flagfile=saved_models/demo/flags.txt",
       "dataset": {"name": "shapes10", "image_size": 64, "train_count": 6000,
-                  "validation_count": 1500, "class_names": [f"c{i}" for i in range(10)]},
+                  "validation_count": 1500, "test_count": 2000,
+                  "class_names": [f"c{i}" for i in range(10)]},
+      "accuracy_split": "test",
       "models": {
-          "ancestor": {"label": "Ancestor (SqueezeNet v1.1, 10 classes)", "kind": "ancestor",
-                       "params": 727626, "size_mb": 2.910504, "macs": 17022656, "top1": 0.93,
-                       "top5": 0.99, "netscore": 71.234, "tflite_fp32_bytes": 2934512,
-                       "tflite_int8_bytes": 781234,
-                       "litert_images_per_sec": {"1": 812.4, "8": 1500.2},
-                       "speedup_vs_ancestor": {"1": 1.0, "8": 1.0}},
-          "squishednet": {"label": "SquishedNet (gen_003/cand_00)", "kind": "squishednet",
-                          "params": 140000, "size_mb": 0.56, "macs": 2800000, "top1": 0.91,
-                          "top5": 0.985, "netscore": 80.456, "tflite_fp32_bytes": 571000,
-                          "tflite_int8_bytes": 160500,
+          # Given out of order: the report orders them.
+          "mobilenet_v3_small": {"label": "MobileNetV3Small (minimalistic)", "kind": "baseline",
+                                 "params": None, "size_mb": None, "top1": None},
+          "squishednet": {"label": "SquishedNet (gen_003/cand_00, polished)",
+                          "kind": "squishednet", "params": 140000, "keras_params": 143456,
+                          "size_mb": 0.56, "macs": 2800000, "top1": 0.91, "top5": 0.985,
+                          "validation_top1": 0.921, "netscore": 80.456,
+                          "train_epochs": 38, "train_images": 1234567,
+                          "tflite_fp32_bytes": 571000, "tflite_int8_bytes": 160500,
                           "litert_images_per_sec": {"1": 2031.0, "8": 4200.5},
                           "speedup_vs_ancestor": {"1": 2.5, "8": 2.8}},
+          "ancestor": {"label": "Ancestor (SqueezeNet v1.1, 10 classes)", "kind": "ancestor",
+                       "params": 727626, "keras_params": 738890, "size_mb": 2.910504,
+                       "macs": 17022656, "top1": 0.93, "top5": 0.99, "validation_top1": 0.94,
+                       "netscore": 71.234, "train_epochs": 30, "train_images": 180000,
+                       "tflite_fp32_bytes": 2934512, "tflite_int8_bytes": 781234,
+                       "litert_images_per_sec": {"1": 812.4, "8": 1500.2},
+                       "speedup_vs_ancestor": {"1": 1.0, "8": 1.0}},
+          "width_scaled_distilled": {
+              "label": "Uniform width-scaled SqueezeNet, distilled from the ancestor",
+              "kind": "baseline", "params": 141000, "keras_params": 144000, "size_mb": 0.564,
+              "macs": 3000000, "top1": 0.915, "validation_top1": 0.92, "netscore": 79.5,
+              "train_epochs": 38, "train_images": 228000},
           "width_scaled": {"label": "Uniform width-scaled SqueezeNet", "kind": "baseline",
-                           "params": 141000, "size_mb": 0.564, "macs": 3000000, "top1": 0.88,
-                           "netscore": 78.9, "tflite_fp32_bytes": 575000,
+                           "params": 141000, "keras_params": 144000, "size_mb": 0.564,
+                           "macs": 3000000, "top1": 0.88, "validation_top1": 0.89,
+                           "netscore": 78.9, "train_epochs": 38, "train_images": 228000,
+                           "tflite_fp32_bytes": 575000,
                            "litert_images_per_sec": {"1": 1900.0}},
           "magnitude_pruned": {"label": "tfmot magnitude pruning", "kind": "baseline",
                                "params": 727626, "size_mb": 2.910504, "macs": 17022656,
                                "top1": 0.905, "gzip_bytes": 1234567, "nonzero_params": 145525},
-          "mobilenet_v3_small": {"label": "MobileNetV3Small (minimalistic)", "kind": "baseline",
-                                 "params": None, "size_mb": None, "top1": None},
       },
       "candidates": candidates,
       "generations": [
@@ -65,14 +82,16 @@ def _results():
            "stop_reason": "target_met"},
       ],
       "winner": "gen_003/cand_00",
+      "polished": True,
       "stop_reason": "target_met",
       "paper": [{"label": "paper, ImageNet-10, Jetson TX1", "size_mb": 2.4, "top1": 0.812,
                  "images_per_sec": 156},
                 {"label": "paper, ImageNet-10, Jetson TX1", "size_mb": 0.95, "top1": 0.77,
                  "images_per_sec": 256}],
       "reference": {"squeezenet_v1_1_size_mb": 4.94},
-      "wall_seconds": {"ancestor": 312.4, "synthesis": 1843.0, "export": 41.0, "benchmark": 65.2,
-                       "baselines": 400.0, "total": 2661.6},
+      "wall_seconds": {"ancestor": 312.4, "synthesis": 1843.0, "polish": 120.0, "export": 41.0,
+                       "baselines": 400.0, "evaluation": 12.0, "benchmark": 65.2,
+                       "total": 2793.6},
   }
 
 
@@ -83,6 +102,19 @@ def _row(markdown, first_cell):
     if line.startswith("|") and cells[0] == first_cell:
       return cells
   raise AssertionError(f"no table row starting with {first_cell!r} in:\n{markdown}")
+
+
+def _table_after(markdown, heading):
+  """The first Markdown table after `heading`, as {first cell: {column: cell}}."""
+  lines = markdown[markdown.index(heading):].splitlines()
+  start = next(i for i, line in enumerate(lines) if line.startswith("|"))
+  table = []
+  for line in lines[start:]:
+    if not line.startswith("|"):
+      break
+    table.append([c.strip() for c in line.strip().strip("|").split("|")])
+  header, rows = table[0], table[2:]
+  return header, {row[0]: dict(zip(header, row)) for row in rows}
 
 
 @pytest.fixture(scope="module")
@@ -97,55 +129,162 @@ def test_summary_paragraph_states_the_headline(written):
   _, markdown, _ = written
   assert markdown.startswith("# SquishedNets run `demo`")
   # 2.910504 / 0.56 = 5.20x; 4.94 / 0.56 = 8.82x; 93.00 -> 91.00 = 2.00 points; 2.5x at batch 1.
-  for text in ("**5.20× smaller**", "8.82× smaller than SqueezeNet v1.1 (4.94 MB)",
-               "loses **2.00 points** of top-1 on shapes10 validation (93.00% → 91.00%)",
+  for text in ("The SquishedNet (gen_003/cand_00, polished) is **5.20× smaller**",
+               "8.82× smaller than SqueezeNet v1.1 (4.94 MB)",
+               "loses **2.00 points** of top-1 on the shapes10 test split (93.00% → 91.00%)",
                "**2.50× faster** than the ancestor with LiteRT at batch 1 (2,031 vs 812 images/s)",
+               "evolved winner `gen_003/cand_00` after a final, distilled fine-tune",
+               "Every accuracy here is test-split top-1",
                "stopped: target met"):
     assert text in markdown
+  assert "validation (" not in markdown.split("\n\n")[1]
+
+
+def test_summary_compares_with_both_width_scaled_baselines(written):
+  _, markdown, _ = written
+  # 91.00 vs 88.00: beats by 3.00; 91.00 vs 91.50: trails by 0.50.
+  assert ("On test top-1 it beats the width-scaled SqueezeNet trained from scratch by "
+          "**3.00 points** (91.00% vs 88.00%) and trails the same width-scaled SqueezeNet "
+          "distilled from the ancestor by **0.50 points** (91.00% vs 91.50%).") in markdown
+  assert ("Counting every candidate evolution trained, the SquishedNet's training processed "
+          "1.23 M images, against 228.0 k for the width-scaled baseline.") in markdown
+
+
+@pytest.mark.parametrize("top1, width, distilled", [
+    (0.95, "beats the width-scaled SqueezeNet trained from scratch by **7.00 points** "
+           "(95.00% vs 88.00%)",
+     "beats the same width-scaled SqueezeNet distilled from the ancestor by **3.50 points** "
+     "(95.00% vs 91.50%)"),
+    (0.85, "trails the width-scaled SqueezeNet trained from scratch by **3.00 points** "
+           "(85.00% vs 88.00%)",
+     "trails the same width-scaled SqueezeNet distilled from the ancestor by **6.50 points** "
+     "(85.00% vs 91.50%)"),
+    (0.915, "beats the width-scaled SqueezeNet trained from scratch by **3.50 points**",
+     "ties with the same width-scaled SqueezeNet distilled from the ancestor (91.50% vs 91.50%)"),
+])
+def test_comparison_wording_follows_the_sign(top1, width, distilled):
+  results = _results()
+  results["models"]["squishednet"]["top1"] = top1
+  paragraph = report_lib.summary_paragraph(results)
+  assert width in paragraph and distilled in paragraph
+  if top1 < 0.88:
+    assert "beats" not in paragraph
+  console = report_lib.format_results_summary(results)
+  plain = distilled.replace("**", "")
+  assert f"squishednet vs width_scaled_distilled: it {plain}" in console
+
+
+def test_data_line_and_accuracy_note(written):
+  _, markdown, _ = written
+  assert ("Data: **shapes10**, 64×64 px, 6,000 training / 1,500 validation / 2,000 test "
+          "images, 10 classes.") in markdown
+  assert "**Accuracies are test-split top-1**" in markdown
+  assert "held-out test split, 2,000 images, which nothing was selected or tuned on" in markdown
+  assert ("Selection among candidates and the accuracy budget (`max_accuracy_drop`) used the "
+          "validation split") in markdown
+  # Near the top: before the first table.
+  assert markdown.index("Accuracies are test-split") < markdown.index("## Models compared")
 
 
 def test_models_table_holds_the_numbers(written):
   _, markdown, _ = written
   header = _row(markdown, "Model")
-  assert header == ["Model", "Params", "Size (MB)", "TFLite fp32 (MB)", "TFLite int8 (MB)",
-                    "MACs (M)", "Top-1", "Top-5", "NetScore", "LiteRT img/s, batch 1",
-                    "LiteRT img/s, batch 8", "Speed-up, batch 1", "Speed-up, batch 8",
-                    "Non-zero params", "gzip (MB)"]
+  assert header == ["Model", "Params (deployed)", "Keras params (BN unfolded)",
+                    "Size (MB, deployed)", "TFLite fp32 (MB)", "TFLite int8 (MB)", "MACs (M)",
+                    "Test top-1", "Test top-5", "Val top-1", "NetScore",
+                    "LiteRT img/s, batch 1", "LiteRT img/s, batch 8", "Speed-up, batch 1",
+                    "Speed-up, batch 8", "Epochs", "Images trained", "Non-zero params",
+                    "gzip (MB)"]
   ancestor = dict(zip(header, _row(markdown, "Ancestor (SqueezeNet v1.1, 10 classes)")))
-  assert ancestor["Params"] == "727,626"
-  assert ancestor["Size (MB)"] == "2.911"
+  assert ancestor["Params (deployed)"] == "727,626"
+  assert ancestor["Keras params (BN unfolded)"] == "738,890"
+  assert ancestor["Size (MB, deployed)"] == "2.911"
   assert ancestor["TFLite fp32 (MB)"] == "2.935"
   assert ancestor["TFLite int8 (MB)"] == "0.781"
   assert ancestor["MACs (M)"] == "17.02"
-  assert ancestor["Top-1"] == "93.00%"
+  assert ancestor["Test top-1"] == "93.00%" and ancestor["Val top-1"] == "94.00%"
   assert ancestor["NetScore"] == "71.23"
   assert ancestor["LiteRT img/s, batch 1"] == "812"
   assert ancestor["Speed-up, batch 8"] == "1.00×"
-  squished = dict(zip(header, _row(markdown, "**SquishedNet (gen_003/cand_00)**")))
-  assert squished["Top-1"] == "91.00%" and squished["Speed-up, batch 8"] == "2.80×"
+  assert ancestor["Epochs"] == "30" and ancestor["Images trained"] == "180.0 k"
+  squished = dict(zip(header, _row(markdown, "**SquishedNet (gen_003/cand_00, polished)**")))
+  assert squished["Test top-1"] == "91.00%" and squished["Val top-1"] == "92.10%"
+  assert squished["Speed-up, batch 8"] == "2.80×"
   assert squished["LiteRT img/s, batch 8"] == "4,200"
+  assert squished["Images trained"] == "1.23 M" and squished["Epochs"] == "38"
+  assert squished["Keras params (BN unfolded)"] == "143,456"
   width = dict(zip(header, _row(markdown, "Uniform width-scaled SqueezeNet")))
   # Speed-up computed from the speeds when not recorded; int8 not exported.
   assert width["Speed-up, batch 1"] == f"{1900.0 / 812.4:.2f}×"
   assert width["TFLite int8 (MB)"] == "–" and width["LiteRT img/s, batch 8"] == "–"
+  distilled = dict(zip(header, _row(
+      markdown, "Uniform width-scaled SqueezeNet, distilled from the ancestor")))
+  assert distilled["Test top-1"] == "91.50%" and distilled["Images trained"] == "228.0 k"
   pruned = dict(zip(header, _row(markdown, "tfmot magnitude pruning")))
   assert pruned["Non-zero params"] == "145,525" and pruned["gzip (MB)"] == "1.235"
+  assert pruned["Keras params (BN unfolded)"] == "–" and pruned["Images trained"] == "–"
   mobilenet = _row(markdown, "MobileNetV3Small (minimalistic)")
   assert set(mobilenet[1:]) == {"–"}
+  _, rows = _table_after(markdown, "## Models compared")
+  assert list(rows) == [
+      "Ancestor (SqueezeNet v1.1, 10 classes)", "**SquishedNet (gen_003/cand_00, polished)**",
+      "Uniform width-scaled SqueezeNet",
+      "Uniform width-scaled SqueezeNet, distilled from the ancestor", "tfmot magnitude pruning",
+      "MobileNetV3Small (minimalistic)"]
+
+
+def test_models_notes_name_deployed_and_unfolded_counts(written):
+  _, markdown, _ = written
+  assert "Params and size are **deployed** figures: batch norm folded" in markdown
+  assert "with batch norm unfolded" in markdown
+  assert ("Ancestor (SqueezeNet v1.1, 10 classes): 738,890 in Keras vs 727,626 deployed"
+          in markdown)
+  assert "every candidate evolution fine-tuned, discarded ones included" in markdown
 
 
 def test_generations_table(written):
   _, markdown, _ = written
-  header = _row(markdown, "Gen")
-  assert header[:4] == ["Gen", "Parent", "Candidates", "Chosen"]
-  first = dict(zip(header, _row(markdown, "1")))
+  header, rows = _table_after(markdown, "## Generations")
+  assert header == ["Gen", "Parent", "Candidates", "Chosen", "Params (deployed)", "Size (MB)",
+                    "MACs (M)", "Val top-1 (selection)", "Test top-1", "Drop (test, pts)",
+                    "NetScore", "Stop reason"]
+  assert list(rows) == ["0", "1", "2", "3", "polish"]
+  assert rows["0"]["Chosen"] == "ancestor" and rows["0"]["Val top-1 (selection)"] == "94.00%"
+  first = rows["1"]
   assert first["Candidates"] == "3 (1 diverged)"
   assert first["Chosen"] == "gen_001/cand_01"
-  assert first["Params"] == "400,000" and first["Top-1"] == "93.10%"
-  last = dict(zip(header, _row(markdown, "3")))
+  assert first["Params (deployed)"] == "400,000"
+  assert first["Val top-1 (selection)"] == "93.10%" and first["Test top-1"] == "92.20%"
+  assert first["Drop (test, pts)"] == "0.80"  # 93.00 - 92.20, on test, not 94.00 - 93.10
+  last = rows["3"]
   assert last["Parent"] == "gen_002/cand_00" and last["Stop reason"] == "target met"
   assert last["Size (MB)"] == "0.560" and last["MACs (M)"] == "2.80"
-  assert _row(markdown, "0")[3] == "ancestor"
+  assert last["Test top-1"] == "89.70%" and last["Drop (test, pts)"] == "3.30"
+  polish = rows["polish"]
+  assert polish["Parent"] == "gen_003/cand_00"
+  assert polish["Chosen"] == "**SquishedNet (polished)**"
+  assert polish["Val top-1 (selection)"] == "92.10%" and polish["Test top-1"] == "91.00%"
+  assert polish["Drop (test, pts)"] == "2.00" and polish["Stop reason"] == "–"
+  assert "measured as evolution measures it, but on the test figures" in markdown
+  assert "Winner: `gen_003/cand_00`, then polished into the SquishedNet." in markdown
+
+
+def test_every_candidate_table(written):
+  _, markdown, _ = written
+  header, rows = _table_after(markdown, "### Every candidate")
+  assert header == ["Candidate", "Parent", "Params (deployed)", "Size (MB)", "MACs (M)", "F",
+                    "Val top-1 (selection)", "Test top-1", "Drop (test, pts)", "Images trained",
+                    "Time", "Status"]
+  assert len(rows) == 7
+  assert rows["gen_003/cand_01"]["Test top-1"] == "90.10%"
+  assert rows["gen_003/cand_01"]["Status"] == "ok"
+  assert rows["gen_003/cand_00"]["Status"] == "**chosen**"
+  untested = rows["gen_002/cand_01"]
+  assert untested["Val top-1 (selection)"] == "90.20%"
+  assert untested["Test top-1"] == "–" and untested["Drop (test, pts)"] == "–"
+  diverged = rows["gen_001/cand_02"]
+  assert diverged["Status"] == "diverged" and diverged["Val top-1 (selection)"] == "–"
+  assert diverged["Images trained"] == "12.0 k" and diverged["Time"] == "1 min 35 s"
 
 
 def test_paper_reference_reproduce_and_time(written):
@@ -158,8 +297,12 @@ def test_paper_reference_reproduce_and_time(written):
                         "| paper, ImageNet-10, Jetson TX1 | 0.95 | 77% | 256 |"]
   assert _row(markdown, "SqueezeNet v1.1 (float32 weights, for scale)")[1] == "4.94"
   assert "```sh\nsquish --flagfile=saved_models/demo/flags.txt\n```" in markdown
-  assert _row(markdown, "synthesis")[1] == "30 min 43 s"
-  assert _row(markdown, "**total**")[1] == "**44 min 22 s**"
+  _, times = _table_after(markdown, "## Time")
+  assert list(times) == ["ancestor", "synthesis", "polish", "baselines", "export", "evaluation",
+                         "benchmark", "**total**"]
+  assert times["synthesis"]["Wall time"] == "30 min 43 s"
+  assert times["**total**"]["Wall time"] == "**46 min 34 s**"
+  assert "Accuracy on the test split." in markdown
 
 
 def test_pareto_png_is_a_real_image_and_writes_are_atomic(written):
@@ -174,6 +317,29 @@ def test_pareto_png_is_a_real_image_and_writes_are_atomic(written):
   assert pixels[..., :3].std() > 0.05  # something is drawn, not a blank canvas
 
 
+def test_pareto_plots_test_accuracy_and_the_polish():
+  figure = report_lib.pareto_figure(_results())
+  ax = figure.axes[0]
+  assert ax.get_ylabel() == "test top-1" and "vs test top-1" in ax.get_title()
+  legend = [text.get_text() for text in ax.get_legend().get_texts()]
+  # 7 candidates: one diverged, one not tested.
+  assert "candidates (5; 2 diverged or untested, not shown)" in legend
+  assert "SquishedNet (gen_003/cand_00, polished)" in legend and "polish" in legend
+  assert "Uniform width-scaled SqueezeNet, distilled from the ancestor" in legend
+  assert "MobileNetV3Small (minimalistic)" not in legend  # no size, no top-1
+  lines = {line.get_label(): line for line in ax.get_lines()}
+  # The polish runs from the evolved winner's test point to the SquishedNet's.
+  assert list(lines["polish"].get_xydata()) == [pytest.approx((0.56, 0.897)),
+                                                 pytest.approx((0.56, 0.91))]
+  assert [y for _, y in lines["chosen lineage"].get_xydata()] == pytest.approx(
+      [0.93, 0.922, 0.911, 0.897])
+  results = _results()
+  results["polished"] = False
+  legend = [t.get_text() for t in report_lib.pareto_figure(results).axes[0].get_legend()
+            .get_texts()]
+  assert "polish" not in legend
+
+
 def test_lineage_follows_generations():
   ids = [entry["id"] for entry in report_lib.lineage(_results())]
   assert ids == ["ancestor", "gen_001/cand_01", "gen_002/cand_00", "gen_003/cand_00"]
@@ -181,22 +347,43 @@ def test_lineage_follows_generations():
 
 def test_missing_baselines_and_values_render_as_dashes(tmp_path):
   results = _results()
-  for name in ("width_scaled", "magnitude_pruned", "mobilenet_v3_small"):
+  for name in ("width_scaled", "width_scaled_distilled", "magnitude_pruned",
+               "mobilenet_v3_small"):
     del results["models"][name]
-  del results["models"]["squishednet"]["litert_images_per_sec"]
-  del results["models"]["squishednet"]["speedup_vs_ancestor"]
-  results["models"]["squishednet"]["tflite_int8_bytes"] = None
+  squished = results["models"]["squishednet"]
+  del squished["litert_images_per_sec"], squished["speedup_vs_ancestor"]
+  squished["tflite_int8_bytes"] = None
+  squished["train_images"] = None
+  del squished["validation_top1"]
+  results["candidates"][5]["top1"] = None  # the winner not tested
+  results["polished"] = False
   del results["paper"], results["wall_seconds"], results["reference"]
   _, png_path = report_lib.write_report(str(tmp_path), results)
   markdown = (tmp_path / "report.md").read_text(encoding="utf-8")
   header = _row(markdown, "Model")
   assert "Non-zero params" not in header  # no sparse baseline, no sparse columns
-  squished = dict(zip(header, _row(markdown, "**SquishedNet (gen_003/cand_00)**")))
-  assert squished["TFLite int8 (MB)"] == "–" and squished["LiteRT img/s, batch 1"] == "–"
-  assert squished["Speed-up, batch 1"] == "–"
+  squished_row = dict(zip(header, _row(markdown, "**SquishedNet (gen_003/cand_00, polished)**")))
+  assert squished_row["TFLite int8 (MB)"] == "–"
+  assert squished_row["LiteRT img/s, batch 1"] == "–"
+  assert squished_row["Speed-up, batch 1"] == "–" and squished_row["Images trained"] == "–"
+  assert squished_row["Val top-1"] == "–"
+  _, generations = _table_after(markdown, "## Generations")
+  assert "polish" not in generations  # not polished: no polish row
+  assert generations["3"]["Test top-1"] == "–" and generations["3"]["Drop (test, pts)"] == "–"
   assert "tfmot" not in markdown and "faster" not in markdown
+  assert "width-scaled SqueezeNet trained from scratch" not in markdown
   assert "**5.20× smaller**" in markdown
   assert os.path.getsize(png_path) > 10_000
+
+
+def test_a_baseline_without_accuracy_is_not_claimed_beaten():
+  results = _results()
+  results["models"]["width_scaled"]["top1"] = None
+  paragraph = report_lib.summary_paragraph(results)
+  assert ("cannot be compared with the width-scaled SqueezeNet trained from scratch "
+          "(the baseline has no top-1)") in paragraph
+  assert "trails the same width-scaled SqueezeNet distilled from the ancestor" in paragraph
+  assert "beats" not in paragraph
 
 
 def test_summary_without_accuracy_change_or_counts():
@@ -204,8 +391,19 @@ def test_summary_without_accuracy_change_or_counts():
   results["models"]["squishednet"]["top1"] = 0.93
   results["dataset"] = {"name": "shapes10", "image_size": 64}
   markdown = report_lib.render_markdown(results)
-  assert "keeps the ancestor's top-1 on shapes10 validation (93.00%)" in markdown
+  assert "keeps the ancestor's top-1 on the shapes10 test split (93.00%)" in markdown
   assert "Data: **shapes10**, 64×64 px." in markdown
+  assert "held-out test split, which nothing was selected" in markdown
+
+
+def test_older_results_say_accuracies_are_validation():
+  results = _results()
+  del results["accuracy_split"]
+  markdown = report_lib.render_markdown(results)
+  assert "Accuracies are on the validation split" in markdown
+  assert "no held-out test figures" in markdown
+  assert "test-split" not in markdown and "Val top-1" not in markdown
+  assert _row(markdown, "Gen")[7] == "Validation top-1"
 
 
 def test_nearly_empty_results_still_render(tmp_path):
@@ -220,10 +418,20 @@ def test_nearly_empty_results_still_render(tmp_path):
 def test_console_summary():
   text = report_lib.format_results_summary(_results())
   lines = text.splitlines()
-  assert "winner gen_003/cand_00" in lines[0] and "stop: target met" in lines[0]
-  squished = next(line for line in lines if line.strip().startswith("squishednet"))
+  assert "winner gen_003/cand_00 (polished)" in lines[0] and "stop: target met" in lines[0]
+  assert "accuracies are test-split top-1" in lines[0]
+  squished = next(line for line in lines if line.strip().startswith("squishednet "))
+  assert "test top-1  91.00%" in squished
   assert "5.20× smaller" in squished and "-2.00 points" in squished
   assert "2.50× speed b1" in squished
+  stripped = [line.strip() for line in lines]
+  assert ("squishednet vs width_scaled: it beats the width-scaled SqueezeNet trained from "
+          "scratch by 3.00 points (91.00% vs 88.00%) on test top-1") in stripped
+  assert ("squishednet vs width_scaled_distilled: it trails the same width-scaled SqueezeNet "
+          "distilled from the ancestor by 0.50 points (91.00% vs 91.50%) on test top-1") in stripped
+  order = [line.split()[0] for line in lines[1:7]]
+  assert order == ["ancestor", "squishednet", "width_scaled", "width_scaled_distilled",
+                   "magnitude_pruned", "mobilenet_v3_small"]
   mobilenet = next(line for line in lines if line.strip().startswith("mobilenet_v3_small"))
   assert "–" in mobilenet
   assert report_lib.format_results_summary(copy.deepcopy({"models": {}})).startswith("run –")

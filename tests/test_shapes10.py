@@ -24,13 +24,27 @@ def test_other_seed_gives_other_images(train_32):
   assert differing.all()
 
 
-def test_splits_are_different_draws(train_32):
-  images, _ = shapes10.generate(200, 32, seed=0, split="validation")
-  # No validation image equals any training image.
-  train_flat = train_32[0].reshape(len(train_32[0]), -1)
-  val_flat = images.reshape(len(images), -1)
-  matches = (val_flat[:, None, :] == train_flat[None, :, :]).all(axis=2)
+@pytest.mark.parametrize("first,second", [("train", "validation"), ("train", "test"),
+                                          ("validation", "test")])
+def test_splits_are_different_draws(train_32, first, second):
+  draw = lambda split: train_32[0] if split == "train" else shapes10.generate(
+      200, 32, seed=0, split=split)[0]
+  # No image of one split equals any image of another.
+  first_flat = draw(first).reshape(200, -1)
+  second_flat = draw(second).reshape(200, -1)
+  matches = (second_flat[:, None, :] == first_flat[None, :, :]).all(axis=2)
   assert not matches.any()
+
+
+def test_test_split_is_balanced_deterministic_and_sized():
+  images, labels = shapes10.generate(53, 16, seed=2, split="test")
+  assert images.shape == (53, 16, 16, 3) and labels.shape == (53,)
+  counts = np.bincount(labels, minlength=shapes10.NUM_CLASSES)
+  assert counts.max() - counts.min() <= 1
+  again_images, again_labels = shapes10.generate(53, 16, seed=2, split="test")
+  np.testing.assert_array_equal(images, again_images)
+  np.testing.assert_array_equal(labels, again_labels)
+  assert shapes10.SPLITS == ("train", "validation", "test")
 
 
 def test_dtypes_shapes_and_full_pixel_range(train_32):

@@ -42,13 +42,17 @@ def test_size_mb_is_float32_bytes():
 def test_base_documents_its_modifications_as_fields():
   base = spec_lib.squishednet_base(10, (64, 64, 3))
   assert base.num_classes == 10
-  assert base.params() == 727_626  # same layers as v1.1-10: edits are init/activation only
+  assert base.batch_norm and not spec_lib.squeezenet_v1_1(10).batch_norm
+  # Same deployed layers as v1.1-10: batch norm folds into the convolutions.
+  assert base.params() == 727_626
+  assert base.keras_params() == 727_626 + 3 * base.num_filters()
   assert base.classifier_activation == "linear"
   assert base.kernel_initializer == "he_uniform"
   assert base.classifier_initializer == "normal_0.01"
   published = spec_lib.squishednet_base(10, classifier_activation="relu",
                                         kernel_initializer="glorot_uniform",
-                                        classifier_initializer="glorot_uniform")
+                                        classifier_initializer="glorot_uniform",
+                                        batch_norm=False)
   assert published.architecture_key() == spec_lib.squeezenet_v1_1(10).architecture_key()
 
 
@@ -124,3 +128,26 @@ def test_width_for_params_lands_near_target():
   assert scaled.num_classes == 10
   with pytest.raises(ValueError, match="multiplier must be > 0"):
     spec_lib.scale_width(base, 0)
+
+
+def test_spec_json_without_batch_norm_field_reads_as_batch_norm_free():
+  data = spec_lib.squishednet_base(10, (64, 64, 3)).to_dict()
+  data.pop("batch_norm")
+  old = spec_lib.NetSpec.from_dict(data)
+  assert not old.batch_norm
+  assert spec_lib.NetSpec.from_json(spec_lib.squishednet_base(10).to_json()).batch_norm
+  with pytest.raises(ValueError, match="batch_norm must be true or false"):
+    spec_lib.squishednet_base(10).replace(batch_norm="yes")
+
+
+def test_json_files_hold_null_for_nan_and_infinity(tmp_path):
+  import json as json_lib  # pylint: disable=g-import-not-at-top
+  from squish_tf import model_io  # pylint: disable=g-import-not-at-top
+  path = str(tmp_path / "m.json")
+  model_io.write_json(path, {"loss": float("nan"), "speeds": [1.5, float("inf")], "n": 3})
+
+  def refuse(constant):
+    raise ValueError(constant)
+
+  assert json_lib.loads(open(path).read(), parse_constant=refuse) == {
+      "loss": None, "speeds": [1.5, None], "n": 3}

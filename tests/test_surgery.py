@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import pytest
 
+from squish_tf import batch_norm
 from squish_tf import models
 from squish_tf import spec as spec_lib
 from squish_tf import surgery
@@ -15,16 +16,28 @@ SMALL = spec_lib.NetSpec(input_shape=(32, 32, 3), num_classes=4, conv1_filters=8
                          pool_after=(1, 3), dropout_rate=0.5, kernel_initializer="he_uniform",
                          classifier_activation="linear", classifier_initializer="normal_0.01")
 V1_1 = spec_lib.squeezenet_v1_1(10, (64, 64, 3))
+SMALL_BN = SMALL.replace(batch_norm=True)
 
 
 def random_parent(spec, seed, softmax=False):
-  """A parent with random kernels AND random nonzero biases, so bias slicing is tested."""
+  """A parent with random kernels AND random nonzero biases, so bias slicing is tested.
+
+  With batch norm, every BN gets random gamma, beta and moving statistics, so
+  slicing all four (and folding them) is tested too.
+  """
   model = models.build_model(spec, seed=seed, softmax=softmax)
   rng = np.random.default_rng(seed)
   for name in models.conv_layer_names(spec):
     layer = model.get_layer(name)
-    kernel, bias = layer.get_weights()
-    layer.set_weights([kernel, rng.normal(0.05, 0.1, bias.shape).astype(np.float32)])
+    weights = layer.get_weights()
+    if len(weights) == 2:
+      kernel, bias = weights
+      layer.set_weights([kernel, rng.normal(0.05, 0.1, bias.shape).astype(np.float32)])
+    else:
+      n = weights[0].shape[-1]
+      model.get_layer(name + models.BN_SUFFIX).set_weights(
+          [rng.uniform(0.5, 1.5, n), rng.normal(0.0, 0.3, n), rng.normal(0.0, 0.3, n),
+           rng.uniform(0.5, 2.0, n)])
   return model
 
 
@@ -85,13 +98,37 @@ def sampled_masks(spec, model, draws, seed):
           for factor in np.linspace(0.3, 1.0, draws)]
 
 
-def test_child_equals_zeroed_parent_for_many_masks():
-  parent = random_parent(SMALL, seed=1)
-  x = pixels(SMALL)
-  for survivors in edge_masks(SMALL) + sampled_masks(SMALL, parent, draws=5, seed=0):
-    child, child_spec = surgery.build_child(parent, SMALL, survivors, softmax=False, seed=0)
-    assert_close(child(x), surgery.zero_removed(parent, SMALL, survivors)(x))
-    assert child.count_params() == child_spec.params()
+@pytest.mark.parametrize("spec", [SMALL, SMALL_BN], ids=["plain", "batch_norm"])
+def test_child_equals_zeroed_parent_for_many_masks(spec):
+  parent = random_parent(spec, seed=1)
+  x = pixels(spec)
+  for survivors in edge_masks(spec) + sampled_masks(spec, parent, draws=5, seed=0):
+    child, child_spec = surgery.build_child(parent, spec, survivors, softmax=False, seed=0)
+    reference = surgery.zero_removed(parent, spec, survivors)
+    assert_close(child(x), reference(x))
+    assert child.count_params() == child_spec.keras_params()
+    # The reference's removed filters really are zero once deployed (folded).
+    folded = batch_norm.folded_weights(reference, spec)
+    for name, kept in syn.check_survivors(spec, survivors).items():
+      removed = np.setdiff1d(np.arange(folded[name][1].shape[0]), kept)
+      assert not np.any(folded[name][0][..., removed]) and not np.any(folded[name][1][removed])
+
+
+def test_batch_norm_child_folds_to_the_parents_folded_slices():
+  parent = random_parent(SMALL_BN, seed=11)
+  survivors = sampled_masks(SMALL_BN, parent, draws=1, seed=5)[0]
+  child, child_spec = surgery.build_child(parent, SMALL_BN, survivors, softmax=False)
+  plain_parent = batch_norm.deployed_model(parent, SMALL_BN)
+  plain_child, _ = surgery.build_child(plain_parent, batch_norm.deployed_spec(SMALL_BN),
+                                       survivors, softmax=False)
+  # Surgery commutes with folding: fold-then-cut equals cut-then-fold.
+  cut_then_fold = batch_norm.folded_weights(child, child_spec)
+  fold_then_cut = batch_norm.folded_weights(plain_child, batch_norm.deployed_spec(child_spec))
+  for name in cut_then_fold:
+    for a, b in zip(cut_then_fold[name], fold_then_cut[name]):
+      np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+  x = pixels(SMALL_BN, seed=3)
+  assert_close(batch_norm.deployed_model(child, child_spec)(x), child(x))
 
 
 def test_keeping_everything_reproduces_the_parent():
@@ -165,6 +202,32 @@ def test_layer_strengths_are_kernel_l1_norms():
   kernel = parent.get_layer("fire3_expand3x3").get_weights()[0]
   np.testing.assert_allclose(strengths["fire3_expand3x3"], np.abs(kernel).sum(axis=(0, 1, 2)),
                              rtol=1e-6)
+
+
+def test_batch_norm_strengths_are_folded_kernel_l1_norms():
+  parent = random_parent(SMALL_BN, seed=8)
+  strengths = surgery.layer_strengths(parent, SMALL_BN)
+  kernel = parent.get_layer("fire3_expand3x3").get_weights()[0]
+  gamma, _, _, variance = parent.get_layer("fire3_expand3x3_bn").get_weights()
+  expected = np.abs(gamma) / np.sqrt(variance + models.BN_EPSILON) * np.abs(kernel).sum(
+      axis=(0, 1, 2))
+  np.testing.assert_allclose(strengths["fire3_expand3x3"], expected, rtol=1e-5)
+
+
+def test_recalibration_sets_moving_statistics_to_the_data():
+  spec = SMALL_BN.replace(dropout_rate=0.0)
+  model = random_parent(spec, seed=12)
+  images = pixels(spec, seed=5, batch=16)
+  used = batch_norm.recalibrate(model, [images[:8], (images[8:], None)], max_batches=8)
+  assert used == 2
+  probe = keras.Model(model.input, model.get_layer("conv1").output)
+  # conv1's batch-norm input is the raw conv1 output; its moving mean is the
+  # average of the two batch means.
+  outputs = np.asarray(probe(images))
+  expected = 0.5 * (outputs[:8].mean(axis=(0, 1, 2)) + outputs[8:].mean(axis=(0, 1, 2)))
+  moving_mean = model.get_layer("conv1_bn").moving_mean.numpy()
+  np.testing.assert_allclose(moving_mean, expected, rtol=1e-4, atol=1e-4)
+  assert model.get_layer("conv1_bn").momentum == models.BN_MOMENTUM
 
 
 def test_surgery_refuses_mismatched_inputs():

@@ -53,15 +53,15 @@ def test_synthesis_imports_no_tensorflow():
 
 def test_config_defaults_are_valid_and_documented_values():
   config = syn.SynthesisConfig()
-  assert (config.env_mode, config.target_fraction, config.env_factor, config.cost,
-          config.gamma) == ("target", 0.7, 0.8, "params", 1.0)
+  assert (config.env_mode, config.target_fraction, config.target_gamma, config.env_factor,
+          config.cost, config.gamma) == ("target", 0.44, 0.5, 0.8, "params", 1.0)
   assert (config.min_filters, config.min_fraction, config.channel_multiple) == (2, 0.05, 1)
 
 
 @pytest.mark.parametrize("field,value", [
     ("env_factor", 0.0), ("env_factor", 1.5), ("env_factor", -0.2), ("env_factor", float("nan")),
     ("env_mode", "linear"), ("target_fraction", 0.0), ("target_fraction", 1.0),
-    ("cost", "flops"), ("gamma", -1.0), ("f_min", 0.0), ("f_min", 2.0),
+    ("cost", "flops"), ("gamma", -1.0), ("target_gamma", -0.5), ("f_min", 0.0), ("f_min", 2.0),
     ("min_filters", 0), ("min_filters", 1.5), ("min_filters", True),
     ("min_fraction", 1.0), ("min_fraction", -0.1), ("channel_multiple", 0),
 ])
@@ -328,11 +328,15 @@ def test_expected_cost_limits():
 
 
 @pytest.mark.parametrize("cost,fraction", [("params", 0.2), ("macs", 0.25)])
-def test_target_mode_hits_the_expected_fraction(cost, fraction):
-  config = syn.SynthesisConfig(env_mode="target", target_fraction=fraction, cost=cost)
+@pytest.mark.parametrize("target_gamma", [0.0, 0.5])
+def test_target_mode_hits_the_expected_fraction(cost, fraction, target_gamma):
+  config = syn.SynthesisConfig(env_mode="target", target_fraction=fraction, cost=cost,
+                               target_gamma=target_gamma)
   strengths = random_strengths(BASE, seed=6)
   factors = syn.environment_factors(BASE, config, strengths)
-  assert len(set(factors.values())) == 1 and 0 < factors["conv1"] <= 1
+  assert all(0 < value <= 1 for value in factors.values())
+  if target_gamma == 0:
+    assert len(set(factors.values())) == 1
   expected = syn.expected_child_cost(BASE, strengths, factors, config)
   parent = BASE.params() if cost == "params" else BASE.macs()
   achieved = expected.params if cost == "params" else expected.macs
@@ -352,14 +356,41 @@ def test_target_below_the_floors_states_the_smallest_size():
   assert "--target_fraction" in message and "lower the floors" in message
 
 
-def test_target_above_reach_uses_f_one_and_says_so(caplog):
-  config = syn.SynthesisConfig(env_mode="target", target_fraction=0.95)
+@pytest.mark.parametrize("target_gamma", [0.0, 0.25])
+def test_target_above_reach_uses_f_one_and_says_so(caplog, target_gamma):
+  config = syn.SynthesisConfig(env_mode="target", target_fraction=0.95,
+                               target_gamma=target_gamma)
   with caplog.at_level(logging.WARNING, logger=syn.__name__):
     factors = syn.environment_factors(BASE, config, random_strengths(BASE, spread=1.0))
   assert set(factors.values()) == {1.0}
-  assert "Using F = 1" in caplog.text
+  assert "Using F_l = 1" in caplog.text
   with pytest.raises(ValueError, match="needs the parent's filter strengths"):
     syn.environment_factors(BASE, config)
+
+
+def test_weighted_target_spares_cheap_modules_and_shares_f_within_a_module():
+  config = syn.SynthesisConfig(env_mode="target", target_fraction=0.2, target_gamma=0.5)
+  strengths = random_strengths(BASE, seed=3)
+  factors = syn.environment_factors(BASE, config, strengths)
+  costs = syn.module_costs(BASE, "params")
+  # One factor per module (conv1, each fire), larger for cheaper modules.
+  for number, _ in BASE.numbered_fires():
+    names = [f"fire{number}_{kind}" for kind in ("squeeze1x1", "expand1x1", "expand3x3")]
+    assert len({factors[name] for name in names}) == 1
+    assert len({costs[name] for name in names}) == 1
+  order = sorted(factors, key=costs.get)
+  assert all(factors[a] >= factors[b] - 1e-12 for a, b in zip(order, order[1:]))
+  assert factors["conv1"] == 1.0 and factors["fire9_squeeze1x1"] < factors["fire2_squeeze1x1"]
+  weights = syn.module_weights(BASE, "params", 0.5)
+  unclipped = [name for name in factors if factors[name] < 1.0]
+  ratios = {factors[name] / weights[name] for name in unclipped}
+  assert max(ratios) == pytest.approx(min(ratios))  # F_l = F * w_l below the clip
+  # A module's cost is its filters' average cost.
+  filter_costs = syn.filter_costs(BASE, "params")
+  widths = dict(BASE.prunable_layers())
+  fire9 = [f"fire9_{kind}" for kind in ("squeeze1x1", "expand1x1", "expand3x3")]
+  assert costs["fire9_squeeze1x1"] == pytest.approx(
+      sum(filter_costs[n] * widths[n] for n in fire9) / sum(widths[n] for n in fire9))
 
 
 @pytest.mark.parametrize("cost", ["params", "macs"])

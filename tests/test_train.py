@@ -166,6 +166,6 @@ def test_tiny_shapes10_ancestor_beats_chance_by_a_wide_margin():
   train_ds, val_ds, _ = data_lib.load(config)
   keras.utils.set_random_seed(0)
   spec = spec_lib.squishednet_base(10, (32, 32, 3))
-  result = train_lib.fit(lambda: models.build_model(spec, seed=0), train_ds, val_ds,
+  result = train_lib.fit(lambda: models.build_model(spec, seed=0), train_ds, None,
                          train_lib.TrainConfig(epochs=6), verbose=0)
-  assert result.history["val_top1"][-1] > 0.25  # chance is 0.10
+  assert train_lib.evaluate(result.model, val_ds)["top1"] > 0.25  # chance is 0.10

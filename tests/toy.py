@@ -31,9 +31,10 @@ def arrays(n: int = SIZE, seed: int = 0):
 _IMAGES, _LABELS = arrays()
 
 
-def data(num_classes: int = 3):
-  """A data_fn: fresh (train_ds, val_ds, info) on every call, same order every time."""
-  train = tf.data.Dataset.from_tensor_slices((_IMAGES, _LABELS)).shuffle(SIZE, seed=0).batch(32)
+def data(num_classes: int = 3, stream: int = 0):
+  """A data_fn: fresh (train_ds, val_ds, info) on every call; `stream` picks the shuffle order."""
+  train = tf.data.Dataset.from_tensor_slices((_IMAGES, _LABELS)).shuffle(
+      SIZE, seed=int(stream)).batch(32)
   val = tf.data.Dataset.from_tensor_slices((_IMAGES, _LABELS)).batch(48)
   names = tuple(f"c{i}" for i in range(num_classes))
   return train, val, data_lib.DatasetInfo("toy", names, SIZE, SIZE, 32)

@@ -6,11 +6,21 @@
   probabilities = export.run_tflite("…/export/model_int8.tflite", images, num_threads=2)
 
 Modules: `saved_model` (uint8 `serving_default` + float32 `serving_float`),
-`tflite` (conversion and the LiteRT runner), `qat` (tfmot fine-tuning; imports
-tfmot lazily because that flips `tf.keras` to tf_keras process-wide),
+`tflite` (conversion; its `TFLiteRunner`, `run_tflite` and `op_counts` are
+`squish_tf.litert`'s, the one LiteRT runner that export, benchmark and the
+latency model share), `qat` (tfmot fine-tuning; imports tfmot lazily because
+that flips `tf.keras` to tf_keras process-wide),
 `jetson` (the frozen-graph bundle for TF 2.7 on JetPack 4.6), `jetson_trt`
 (the on-device script, Python 3.6), `tftrt` (TF-TRT where TensorFlow has
 TensorRT), `exporter` (all of it, atomically, with the export.json manifest).
+
+Every export of a SqueezeNet-family model is BN-folded: the SavedModel, the
+TFLite files and the Jetson graph are written from
+`squish_tf.batch_norm.deployed_model` (batch norm folded into each
+convolution's kernel and bias, spec `batch_norm` false), and QAT keeps the
+batch norms in training so that the converter folds them into the int8
+convolutions. No exported file has batch-norm ops (`op_counts` lists a
+.tflite file's); parity is measured against the trained Keras model.
 """
 
 from squish_tf.export.exporter import (DATA_FORMATS, FORMATS, MANIFEST_FILE, SPEC_FORMATS,
@@ -18,10 +28,10 @@ from squish_tf.export.exporter import (DATA_FORMATS, FORMATS, MANIFEST_FILE, SPE
                                        is_complete, load_export_data, parse_formats, parity,
                                        summary_table)
 from squish_tf.export.tflite import FILES as TFLITE_FILES
-from squish_tf.export.tflite import TFLiteRunner, run_tflite
+from squish_tf.export.tflite import TFLiteRunner, op_counts, run_tflite
 
 __all__ = [
     "DATA_FORMATS", "FORMATS", "MANIFEST_FILE", "SPEC_FORMATS", "TFLITE_FILES", "ExportData",
     "TFLiteRunner", "available_formats", "export_all", "gzip_size", "is_complete",
-    "load_export_data", "parse_formats", "parity", "run_tflite", "summary_table",
+    "load_export_data", "op_counts", "parse_formats", "parity", "run_tflite", "summary_table",
 ]

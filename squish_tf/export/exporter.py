@@ -5,10 +5,22 @@ it at the end, so a failed or killed export leaves nothing half-written, then
 `export.json` records what was written: files, bytes, parity with the Keras
 model and accuracy.
 
-Parity and accuracy use the same inputs for every format: validation images
-as uint8 pixels (what a camera gives), or seeded random pixels when no data
-is given. Parity is measured on `PARITY_IMAGES` of them; accuracy on up to
-`max_eval_images`.
+Every format of a SqueezeNet-family model is BN-folded: a model trained with
+batch norm is exported as `batch_norm.deployed_model` (each batch norm folded
+into its convolution's kernel and bias), so the SavedModel, every TFLite file
+(fp32, fp16, dynamic, int8) and the Jetson graph hold plain conv + bias + ReLU,
+exactly the `spec.params()` weights. QAT is the exception by design: it
+fine-tunes the tf_keras twin with its batch norms, as tfmot's
+Conv2D + BatchNormalization + ReLU pattern expects, and the converter folds
+them into the int8 convolutions. Parity is always measured against the
+trained Keras model itself, so it covers the folding. Foreign models (the
+baselines, no spec.json) are exported as they are.
+
+Parity and accuracy use the same inputs for every format: test images as
+uint8 pixels (what a camera gives), or validation images when the source has
+no test split, or seeded random pixels when no data is given. Parity is
+measured on `PARITY_IMAGES` of them; accuracy on up to `max_eval_images`.
+The manifest says which (`parity_source`, `data.accuracy_split`).
 """
 
 import dataclasses
@@ -21,7 +33,9 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 import tensorflow as tf
 
+from squish_tf import batch_norm
 from squish_tf import data as data_lib
+from squish_tf import litert as litert_lib
 from squish_tf import model_io
 from squish_tf import spec as spec_lib
 from squish_tf.export import jetson as jetson_lib
@@ -53,10 +67,13 @@ class ExportData:
       augmentation (the int8 converters' representative dataset).
     train_ds: batched (float32 pixels, int32 labels) training pipeline for
       QAT fine-tuning (augmented or not, as the data flags say).
-    eval_images: uint8 [M, H, W, 3] validation images (parity and accuracy).
+    eval_images: uint8 [M, H, W, 3] held-out images (parity and accuracy).
     eval_labels: int32 [M] their labels.
     class_names: the dataset's class names.
     description: what was loaded, for the manifest.
+    eval_split: which split the eval images are from ("test" or
+      "validation"); the manifest's `parity_source` and
+      `data.accuracy_split`.
   """
 
   calibration_images: np.ndarray
@@ -65,6 +82,7 @@ class ExportData:
   eval_labels: np.ndarray
   class_names: Tuple[str, ...] = ()
   description: Dict[str, Any] = dataclasses.field(default_factory=dict)
+  eval_split: str = "validation"
 
 
 def has_data(data_config: Optional[data_lib.DataConfig]) -> bool:
@@ -107,22 +125,43 @@ def parse_formats(formats: Union[None, str, Sequence[str]], with_data: bool) -> 
 def load_export_data(config: data_lib.DataConfig,
                      calibration_images: int = CALIBRATION_IMAGES,
                      max_eval_images: int = MAX_EVAL_IMAGES) -> ExportData:
-  """Draws the export's images through `squish_tf.data.load`.
+  """Draws the export's images through `squish_tf.data`.
 
   Calibration images come from the training split with augmentation off;
   QAT fine-tunes on the training pipeline as `config` says (augmented by
-  default).
+  default). Parity and accuracy images come from the test split
+  (`data.load_test`), the split every reported accuracy is on; a source
+  without one (or a data module without `load_test`) falls back to the
+  validation split, and `description["accuracy_split"]` says which.
   """
   plain_train, val_ds, info = data_lib.load(dataclasses.replace(config, augment=False))
   train_ds = data_lib.load(config)[0] if config.augment else plain_train
   calibration, _ = data_lib.take_images(plain_train, calibration_images)
-  eval_images, eval_labels = data_lib.take_images(val_ds, max_eval_images)
+  eval_ds, eval_split, test_count, fallback = _eval_split(config, val_ds)
+  eval_images, eval_labels = data_lib.take_images(eval_ds, max_eval_images)
+  description = {"dataset": info.name, "image_size": info.image_size,
+                 "train_count": info.train_count, "validation_count": info.validation_count,
+                 "test_count": test_count, "augment_for_qat": bool(config.augment),
+                 "accuracy_split": eval_split}
+  if fallback:
+    description["accuracy_split_reason"] = fallback
   return ExportData(
       calibration_images=calibration, train_ds=train_ds, eval_images=eval_images,
-      eval_labels=eval_labels, class_names=tuple(info.class_names),
-      description={"dataset": info.name, "image_size": info.image_size,
-                   "train_count": info.train_count, "validation_count": info.validation_count,
-                   "augment_for_qat": bool(config.augment)})
+      eval_labels=eval_labels, class_names=tuple(info.class_names), description=description,
+      eval_split=eval_split)
+
+
+def _eval_split(config: data_lib.DataConfig, val_ds: tf.data.Dataset
+                ) -> Tuple[tf.data.Dataset, str, Optional[int], Optional[str]]:
+  """(dataset, split name, test count, why not the test split) of the export's eval images."""
+  load_test = getattr(data_lib, "load_test", None)
+  if load_test is None:
+    return val_ds, "validation", None, "this squish_tf.data has no load_test"
+  try:
+    test_ds, test_info = load_test(config)
+  except ValueError as error:  # a source without a test split
+    return val_ds, "validation", None, f"no test split: {error}"
+  return test_ds, "test", getattr(test_info, "test_count", None), None
 
 
 def export_all(model_dir: str,
@@ -192,10 +231,12 @@ def export_all(model_dir: str,
                        "train_ds; add one or leave qat_int8 out.")
 
   model, _, metrics = model_io.load_model_dir(model_dir, require_spec=False)
+  # What every format but QAT is made from: batch norm folded (foreign models as they are).
+  deployed, deployed_spec = batch_norm.for_export(model, spec)
   class_names = _class_names(metrics, data, spec)
   if data is not None and len(data.eval_images):
     eval_images, eval_labels = data_lib.as_pixels(data.eval_images), data.eval_labels
-    parity_source = "validation"
+    parity_source = data.eval_split
   else:
     eval_images = np.random.default_rng(0).integers(
         0, 256, (PARITY_IMAGES,) + spec.input_shape, dtype=np.uint8)
@@ -213,10 +254,12 @@ def export_all(model_dir: str,
       "tensorflow": tf.__version__,
       "model": {"name": spec.name, "params": spec.params(), "macs": spec.macs(),
                 "input_shape": list(spec.input_shape), "num_classes": spec.num_classes,
-                "keras_bytes": os.path.getsize(os.path.join(model_dir, model_io.MODEL_FILE))},
+                "keras_bytes": os.path.getsize(os.path.join(model_dir, model_io.MODEL_FILE)),
+                "batch_norm_folded": bool(getattr(spec, "batch_norm", False))},
       "class_names": list(class_names),
       "data": None if data is None else {
-          **data.description, "calibration_images": int(len(data.calibration_images)),
+          **data.description, "accuracy_split": data.eval_split,
+          "calibration_images": int(len(data.calibration_images)),
           "eval_images": int(len(eval_images))},
       "parity_source": parity_source,
       "parity_images": int(len(parity_images)),
@@ -228,7 +271,7 @@ def export_all(model_dir: str,
     os.makedirs(work)
     model_io.write_text(os.path.join(work, LABELS_FILE), jetson_lib.labels_text(class_names))
     saved_dir = os.path.join(work, saved_model_lib.DIRECTORY)
-    saved_model_lib.write_saved_model(model, spec, saved_dir)
+    saved_model_lib.write_saved_model(deployed, deployed_spec, saved_dir)
     if "saved_model" in names:
       manifest["formats"]["saved_model"] = _saved_model_entry(work, saved_dir, parity_images,
                                                               keras_parity)
@@ -247,6 +290,7 @@ def export_all(model_dir: str,
       manifest["formats"]["tftrt"] = {"precision": "FP16", **_files_entry(work, [output])}
     if "qat_int8" in names:
       # Last: importing tfmot switches tf.keras to tf_keras for the whole process.
+      # The trained model, batch norm and all: tfmot quantizes conv + BN + ReLU as one.
       result = qat_lib.qat_int8_tflite(model, spec, data.train_ds, qat_epochs,
                                        _float(data.calibration_images),
                                        learning_rate=qat_learning_rate, verbose=verbose)
@@ -320,17 +364,18 @@ def _tflite_entry(work: str, name: str, content: bytes, eval_images: np.ndarray,
                   num_threads: int) -> Dict[str, Any]:
   path = os.path.join(work, tflite_lib.FILES[name])
   model_io.write_bytes(path, content)
-  runner = tflite_lib.TFLiteRunner(path, num_threads=num_threads)
+  runner = litert_lib.LiteRTRunner(path, num_threads=num_threads)  # the shared runner
   probabilities = runner.predict(eval_images)
   return {**_files_entry(work, [path]),
           "parity": parity(probabilities[:parity_count], keras_eval[:parity_count]),
           "agreement_all_eval_images": _agreement(probabilities, keras_eval),
           "accuracy": _accuracy(probabilities, eval_labels),
-          "io": runner.io_summary()}
+          "io": runner.io_summary(), "ops": runner.op_counts()}
 
 
 def _jetson_entry(work: str, model, spec: spec_lib.NetSpec, class_names: Sequence[str],
                   images: np.ndarray, expected: np.ndarray) -> Dict[str, Any]:
+  """The bundle (write_bundle folds batch norm; its references come from the trained model)."""
   bundle = os.path.join(work, jetson_lib.BUNDLE_DIR)
   result = jetson_lib.write_bundle(model, spec, class_names, bundle,
                                    reference_images=images[:REFERENCE_IMAGES])

@@ -8,7 +8,15 @@ definitions lack. `jetson_trt.py`, copied into the bundle, imports the graph
 on the device, saves a SavedModel with the device's own TensorFlow and runs
 TF-TRT there (TensorRT engines are specific to the GPU anyway).
 
-The graph is traced from the Keras model, then cleaned:
+The graph is the deployed network: a model trained with batch norm is first
+folded (`batch_norm.deployed_model`: each batch norm's scale and shift go into
+its convolution's kernel and bias), so the device sees plain Conv2D + BiasAdd
++ Relu and no FusedBatchNormV3, Rsqrt or AddV2 of two tensors, and the
+bundle's spec.json is the deployed spec (`batch_norm` false). The reference
+probabilities are the trained Keras model's own, so the device checks the
+folding too.
+
+The graph is traced from the (folded) Keras model, then cleaned:
 
 1. control edges and the `NoOp` that freezing leaves behind are dropped, and
    `Identity` nodes (variable reads) are bypassed;
@@ -32,6 +40,7 @@ import tensorflow as tf
 from tensorflow.python.framework import convert_to_constants
 from tensorflow.python.framework import op_def_registry
 
+from squish_tf import batch_norm
 from squish_tf import data as data_lib
 from squish_tf import model_io
 from squish_tf import spec as spec_lib
@@ -79,18 +88,20 @@ TF27_OP_ATTRS: Dict[str, frozenset] = {
 
 
 def frozen_graph_def(model, spec: spec_lib.NetSpec) -> tf.compat.v1.GraphDef:
-  """The model as a portable frozen GraphDef.
+  """The model as a portable frozen GraphDef, batch norm folded.
 
   Args:
     model: a Keras 3 model built by `squish_tf.models.build_model` (ending in
-      softmax).
-    spec: its spec (for the input shape).
+      softmax), with or without batch norm.
+    spec: its spec (the input shape; with batch norm, the model is folded
+      into its deployed twin first).
 
   Returns:
     A GraphDef with input `image:0` (float32 [batch, H, W, C] pixels in
     [0, 255]) and output `probabilities:0` (float32 [batch, num_classes]),
     whose nodes pass `check_portable`.
   """
+  model, spec = batch_norm.for_export(model, spec)
   height, width, channels = spec.input_shape
   function = tf.function(lambda image: model(image, training=False))
   concrete = function.get_concrete_function(
@@ -256,13 +267,18 @@ def write_bundle(model, spec: spec_lib.NetSpec, class_names: Sequence[str], bund
   the Keras model's reference_probabilities.npy, so the device (and
   `make compat`) can check the imported graph against Keras.
 
+  The graph and spec.json are the deployed network (batch norm folded, spec
+  with `batch_norm` false); the reference probabilities come from `model` as
+  given, batch norm and all.
+
   Returns:
     {"graph_def": the GraphDef, "ops": {op: count}, "input": input.json's content}.
   """
+  deployed, deployed_spec = batch_norm.for_export(model, spec)
+  graph_def = frozen_graph_def(deployed, deployed_spec)
   os.makedirs(bundle_dir)
-  graph_def = frozen_graph_def(model, spec)
   model_io.write_bytes(os.path.join(bundle_dir, GRAPH_FILE), graph_def.SerializeToString())
-  model_io.write_text(os.path.join(bundle_dir, model_io.SPEC_FILE), spec.to_json())
+  model_io.write_text(os.path.join(bundle_dir, model_io.SPEC_FILE), deployed_spec.to_json())
   model_io.write_text(os.path.join(bundle_dir, LABELS_FILE), labels_text(class_names))
   height, width, channels = spec.input_shape
   input_info = {
@@ -273,6 +289,7 @@ def write_bundle(model, spec: spec_lib.NetSpec, class_names: Sequence[str], bund
                  "dtype": "float32", "meaning": "class probabilities (softmax), labels.txt order"},
       "preprocessing": "none outside the graph: feed RGB pixels in [0, 255]; the graph rescales.",
       "written_by_tensorflow": tf.__version__,
+      "batch_norm_folded": bool(spec.batch_norm),
       "ops": graph_ops(graph_def),
   }
   if reference_images is not None:

@@ -7,6 +7,16 @@ rule for the `Rescaling` layer that maps pixels to [-1, 1]; we annotate every
 layer with the default 8-bit scheme and give `Rescaling` a config that only
 fake-quantizes its output (it has no weights).
 
+Batch norm stays in the twin. A spec with `batch_norm` builds Conv2D (no bias,
+linear) -> BatchNormalization -> ReLU, the pattern of tfmot's default
+`Conv2DBatchNormReLUQuantize` transform: the kernel is fake-quantized per
+channel, the convolution and batch norm outputs are not quantized, and the
+ReLU (`<name>_relu`) carries the activation quantizer. Fine-tuning trains
+through batch norm as the model was trained, and the TFLite converter folds
+each batch norm into its int8 convolution (per-channel scales absorb the
+batch-norm scale exactly), so `model_qat_int8.tflite` has no batch-norm ops,
+like every other export (which start from `batch_norm.deployed_model`).
+
 Importing tfmot sets TF_USE_LEGACY_KERAS=1 for the whole process, so `tf.keras`
 means tf_keras afterwards (plain `import keras` stays Keras 3). tfmot is
 therefore imported lazily inside these functions, and nothing in squish_tf
@@ -32,18 +42,31 @@ def quantize_aware_model(model, spec: spec_lib.NetSpec):
   """A tf_keras QAT model (fake-quantized) initialised from a Keras 3 model.
 
   Args:
-    model: the trained Keras 3 model (softmax output).
+    model: the trained Keras 3 model (softmax output), batch norm unfolded
+      when its spec has batch norm.
     spec: its spec.
 
   Returns:
     The tf_keras model from `tfmot.quantization.keras.quantize_apply`.
+
+  Raises:
+    ValueError: the model's weights do not fit the spec (a layer missing or of
+      another shape, e.g. a BN-folded model given with a batch-norm spec).
   """
   import tf_keras  # pylint: disable=g-import-not-at-top
   import tensorflow_model_optimization as tfmot  # pylint: disable=g-import-not-at-top
 
   quant = tfmot.quantization.keras
   twin = models.build_model(spec, keras_module=tf_keras)
-  models.copy_weights_by_name(model, twin)
+  copied = models.copy_weights_by_name(model, twin)  # kernels, biases, BN's four vectors
+  expected = [layer.name for layer in twin.layers if layer.weights]
+  if copied != len(expected):
+    present = {layer.name for layer in model.layers}
+    missing = [name for name in expected if name not in present]
+    raise ValueError(f"The tf_keras twin of {spec.name!r} has {len(expected)} layers with "
+                     f"weights but only {copied} have a namesake in model {model.name!r} "
+                     f"(missing: {missing[:6]}); QAT needs the trained model built from this "
+                     "spec (batch norm unfolded), e.g. loaded from its model dir.")
   rescaling_config = _output_only_config(quant)
 
   def annotate(layer):
@@ -67,6 +90,13 @@ def calibrate_ranges(qat_model, model, images: np.ndarray, batch_size: int = 64)
   the model it started from. Measuring each layer's output range on the
   calibration images first, as post-training quantization does, lets a
   single QAT epoch start from the right ranges.
+
+  Quantizers are matched to the float model's layers by name: with batch
+  norm the activation quantizer sits on `<name>_relu` (the ReLU after the
+  batch norm), without it on the convolution `<name>` (its fused ReLU);
+  `preprocess`, the concatenations, `conv10` and `avgpool` likewise. The
+  float model is the trained one (batch norm unfolded, inference mode), so
+  the ranges are those of the deployed network.
 
   Args:
     qat_model: from `quantize_aware_model`.

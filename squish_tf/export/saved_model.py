@@ -10,6 +10,12 @@ lets us name the signatures and their output key ("probabilities" rather than
 `model.export`'s "output_0"). The model rescales pixels itself, so neither
 signature needs preprocessing outside. Load it with `tf.saved_model.load`
 (Keras cannot read a SavedModel back as a model).
+
+The graph is the deployed network: a SqueezeNet-family model trained with
+batch norm is written as `batch_norm.deployed_model`, every batch norm folded
+into the convolution before it (plain Conv2D + bias + ReLU, the weights
+`spec.params()` counts), so the TFLite conversions made from this SavedModel
+carry no batch-norm arithmetic either.
 """
 
 from typing import Callable
@@ -18,6 +24,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from squish_tf import batch_norm
 from squish_tf import data as data_lib
 from squish_tf import spec as spec_lib
 
@@ -32,10 +39,13 @@ def write_saved_model(model, spec: spec_lib.NetSpec, path: str) -> None:
   """Writes `model` as a SavedModel at `path` (a directory that must not exist).
 
   Args:
-    model: a Keras 3 model from `squish_tf.models.build_model` (softmax output).
-    spec: its spec, for the input shape.
+    model: a Keras 3 model from `squish_tf.models.build_model` (softmax
+      output), or a foreign Keras 3 model (a baseline) taking [0, 255] pixels.
+    spec: its spec (with batch norm, the model is folded first), or a stand-in
+      with `input_shape` for a foreign model, which is written as it is.
     path: the SavedModel directory to create.
   """
+  model, spec = batch_norm.for_export(model, spec)
   height, width, channels = spec.input_shape
   shape = [None, height, width, channels]
   archive = keras.export.ExportArchive()

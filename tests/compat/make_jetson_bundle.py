@@ -3,25 +3,55 @@ r"""Makes a Jetson bundle with reference outputs, for `make compat` (run in the 
   python tests/compat/make_jetson_bundle.py --work_dir=build/compat
 
 Builds the 10-class ancestor at 64 px with seeded random weights (a He-normal
-classifier, so the probabilities are far from uniform), writes it as a model
-directory, exports the `jetson` format through `squish_tf.export.export_all`
-(the path users take) and adds shapes10 validation images with the Keras
-model's probabilities, so `check_jetson_bundle.py` can compare an older
-TensorFlow's outputs with Keras' without Keras. Not collected by pytest.
+classifier, so the probabilities are far from uniform) and batch norm, as
+evolution trains it: the moving statistics are estimated on shapes10 training
+images after gamma (some negative) and beta are drawn, then perturbed, so
+the export's folding of batch norm into the convolutions is really exercised.
+It writes the model directory, exports the `jetson` format through
+`squish_tf.export.export_all` (the path users take: the graph is the folded,
+BN-free network) and adds shapes10 validation images with the Keras model's
+probabilities (batch norm unfolded), so `check_jetson_bundle.py` can compare
+an older TensorFlow's outputs with Keras' without Keras. Not collected by
+pytest.
 """
 
 import argparse
 import os
 import shutil
 
+import keras
 import numpy as np
 
+from squish_tf import batch_norm
 from squish_tf import export
 from squish_tf import model_io
 from squish_tf import models
 from squish_tf import shapes10
 from squish_tf import spec as spec_lib
 from squish_tf.export import jetson
+
+
+def randomize_batch_norm(model, images, seed=0):
+  """Random gamma (some negative) and beta, statistics from `images`, then perturbed.
+
+  Statistics are estimated after gamma and beta are drawn, so activations keep
+  their scale through the 26 convolutions and the softmax does not saturate
+  (one-hot probabilities would make any parity check pass).
+  """
+  rng = np.random.default_rng(seed)
+  layers = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+  for layer in layers:
+    _, _, mean, variance = layer.get_weights()
+    n = len(mean)
+    layer.set_weights([rng.uniform(0.5, 2.0, n) * rng.choice([-1.0, 1.0], n, p=[0.2, 0.8]),
+                       rng.normal(0.0, 0.5, n), mean, variance])
+  batch_norm.recalibrate(model, [images.astype(np.float32)])
+  for layer in layers:
+    gamma, beta, mean, variance = layer.get_weights()
+    n = len(mean)
+    layer.set_weights([gamma, beta, mean + rng.normal(0.0, 0.2, n) * np.sqrt(variance),
+                       variance * rng.uniform(0.7, 1.4, n)])
+  return model
 
 
 def main():
@@ -32,22 +62,23 @@ def main():
   shutil.rmtree(args.work_dir, ignore_errors=True)
   size = args.image_size
   spec = spec_lib.squishednet_base(num_classes=10, input_shape=(size, size, 3),
-                                   classifier_initializer="he_normal")
+                                   classifier_initializer="he_normal", batch_norm=True)
   model_dir = os.path.join(args.work_dir, "model")
-  model_io.write_model_dir(model_dir, models.build_model(spec, seed=0), spec,
-                           {"class_names": list(shapes10.CLASS_NAMES)})
+  train_images, _ = shapes10.generate(64, size, seed=0, split="train")
+  model = randomize_batch_norm(models.build_model(spec, seed=0), train_images)
+  model_io.write_model_dir(model_dir, model, spec, {"class_names": list(shapes10.CLASS_NAMES)})
   export_dir = os.path.join(args.work_dir, "export")
   manifest = export.export_all(model_dir, export_dir, formats="jetson")
   bundle = os.path.join(export_dir, jetson.BUNDLE_DIR)
   model, _, _ = model_io.load_model_dir(model_dir)
   images, _ = shapes10.generate(32, size, seed=0, split="validation")
   np.save(os.path.join(args.work_dir, "shapes10_images.npy"), images)
-  np.save(os.path.join(args.work_dir, "shapes10_keras_probabilities.npy"),
-          np.asarray(model(images.astype(np.float32), training=False), np.float32))
+  probabilities = np.asarray(model(images.astype(np.float32), training=False), np.float32)
+  np.save(os.path.join(args.work_dir, "shapes10_keras_probabilities.npy"), probabilities)
   parity = manifest["formats"]["jetson"]["parity"]
-  print(f"bundle {bundle}: frozen graph vs Keras in this TensorFlow: max |diff| "
-        f"{parity['max_abs_diff']:.2e} on {parity['images']} images; ops "
-        f"{manifest['formats']['jetson']['ops']}")
+  print(f"bundle {bundle} (batch norm folded): frozen graph vs Keras in this TensorFlow: max |diff| "
+        f"{parity['max_abs_diff']:.2e} on {parity['images']} images; mean top probability "
+        f"{probabilities.max(1).mean():.3f}; ops {manifest['formats']['jetson']['ops']}")
 
 
 if __name__ == "__main__":

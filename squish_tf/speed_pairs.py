@@ -1,0 +1,190 @@
+"""Speed-ups of .tflite files over each other, measured interleaved in one process.
+
+  files = {"ancestor/tflite_fp32": "a.tflite", "squishednet/tflite_fp32": "s.tflite"}
+  result = measure_pairs(files, [("squishednet/tflite_fp32", "ancestor/tflite_fp32")],
+                         batch_sizes=(1, 8))
+  result["pairs"]["squishednet/tflite_fp32 vs ancestor/tflite_fp32"]["1"]["ratio_median"]
+
+Every file named in a pair is loaded once into the shared LiteRT runner
+(`squish_tf.litert`), with the same threads; then, per batch size, all of
+them run in one interleaved session (`squish_tf.timing.time_interleaved`:
+each round runs every file in turn, ~`round_seconds` of invokes each), so a
+file and its reference are timed within the same second, round after round.
+A pair's ratio is the subject's speed over the reference's: the median of
+the per-round ratios, with min-max (`squish_tf.timing.ratio_stats`).
+
+The result is what benchmark.json keeps under "interleaved" and "pairs"
+(the shape is in `squish_tf.benchmark`'s docstring).
+"""
+
+import time
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+
+from squish_tf import litert as litert_lib
+from squish_tf import timing as timing_lib
+
+SEPARATOR = " vs "
+
+
+def artefact_key(model: str, artefact: str) -> str:
+  """"squishednet", "tflite_fp32" -> "squishednet/tflite_fp32"."""
+  return f"{model}/{artefact}"
+
+
+def pair_key(subject: str, reference: str) -> str:
+  """The pair's name in benchmark.json: "<subject> vs <reference>"."""
+  return f"{subject}{SEPARATOR}{reference}"
+
+
+def timing_batch(pixels: Optional[np.ndarray], batch_size: int,
+                 input_size: Tuple[Optional[int], Optional[int]]) -> np.ndarray:
+  """A batch of the images when they fit the input (repeated if too few), else seeded noise."""
+  if pixels is not None and len(pixels) and (
+      None in input_size or tuple(pixels.shape[1:3]) == tuple(input_size)):
+    indices = np.arange(batch_size) % len(pixels)
+    return pixels[indices]
+  if None in input_size:
+    raise ValueError("The model accepts any image size, so timing it needs example images; "
+                     "pass images.")
+  rng = np.random.default_rng(0)
+  return rng.integers(0, 256, (batch_size, *input_size, 3), dtype=np.uint8)
+
+
+def measure_pairs(files: Mapping[str, Any], pairs: Sequence[Tuple[str, str]],
+                  batch_sizes: Sequence[int] = (1,), pixels: Optional[np.ndarray] = None,
+                  num_threads: int = litert_lib.DEFAULT_NUM_THREADS,
+                  rounds: int = timing_lib.DEFAULT_ROUNDS,
+                  round_seconds: float = timing_lib.DEFAULT_ROUND_SECONDS,
+                  min_invokes: int = timing_lib.DEFAULT_MIN_INVOKES,
+                  max_invokes: int = timing_lib.DEFAULT_MAX_INVOKES, warmup_invokes: int = 3,
+                  log: Optional[Callable[[str], None]] = None,
+                  clock: timing_lib.Clock = time.perf_counter) -> Dict[str, Any]:
+  """Times the files of `pairs` interleaved and returns each pair's speed-up.
+
+  Args:
+    files: {key: .tflite path or bytes}; keys are the names pairs use (e.g.
+      "ancestor/tflite_fp32"). The same path under two keys is loaded twice
+      (a file against itself: the noise floor, ratio ~1).
+    pairs: (subject key, reference key) pairs; ratio = subject's speed over
+      the reference's.
+    batch_sizes: one interleaved session per batch size.
+    pixels: uint8 [N, H, W, 3] images to time on (noise when None or of
+      another size: LiteRT's speed does not depend on the pixel values).
+    num_threads: LiteRT threads of every runner.
+    rounds, round_seconds, min_invokes, max_invokes, warmup_invokes: see
+      `squish_tf.timing.time_interleaved` and `calibrate_invokes`.
+    log: called with one line per pair and batch size.
+    clock: the timer (tests pass a fake one).
+
+  Returns:
+    {"interleaved": {"rounds", "round_seconds", "num_threads",
+                     "batches": {"1": {"invokes", "load_average", "seconds", "errors",
+                                       "artefacts": {key: throughput stats}}}},
+     "pairs": {"<subject> vs <reference>": {"1": ratio stats or {"error": ...}}}}.
+  """
+  missing = sorted({key for pair in pairs for key in pair} - set(files))
+  if missing:
+    raise ValueError(f"Pairs name files that were not given: {missing}; given {sorted(files)}.")
+  keys: List[str] = []
+  for pair in pairs:
+    for key in (pair[1], pair[0]):  # each reference before its subjects
+      if key not in keys:
+        keys.append(key)
+  runners = {key: litert_lib.LiteRTRunner(files[key], num_threads=num_threads) for key in keys}
+  if pixels is not None:
+    pixels = np.asarray(pixels)
+  interleaved: Dict[str, Any] = {"rounds": rounds, "round_seconds": round_seconds,
+                                 "num_threads": num_threads, "batches": {}}
+  out_pairs: Dict[str, Dict[str, Any]] = {pair_key(*pair): {} for pair in pairs}
+  for batch_size in batch_sizes:
+    size = str(batch_size)
+    calls: Dict[str, Callable[[], Any]] = {}
+    errors: Dict[str, str] = {}
+    for key, runner in runners.items():
+      try:
+        calls[key] = runner.prepare(timing_batch(pixels, batch_size, runner.input_size))
+      except litert_lib.UnsupportedBatch as error:
+        errors[key] = str(error)
+    begin = clock()
+    session: Dict[str, Any] = {"errors": errors, "artefacts": {}}
+    timing = None
+    if calls:
+      invokes = timing_lib.calibrate_invokes(calls, round_seconds, min_invokes, max_invokes,
+                                             clock=clock)
+      timing = timing_lib.time_interleaved(calls, rounds, invokes, warmup_invokes, clock=clock)
+      session.update(invokes=timing["invokes"], load_average=timing["load_average"])
+      session["artefacts"] = {key: timing_lib.throughput_stats(timing, key, batch_size)
+                              for key in calls}
+    session["seconds"] = clock() - begin
+    interleaved["batches"][size] = session
+    for subject, reference in pairs:
+      name = pair_key(subject, reference)
+      failed = [key for key in (subject, reference) if key in errors]
+      if failed:
+        out_pairs[name][size] = {"error": "; ".join(errors[key] for key in failed)}
+        continue
+      stats = timing_lib.ratio_stats(timing, subject, reference)
+      out_pairs[name][size] = stats
+      if log is not None:
+        log(f"  b{size} {name}: {format_ratio(stats)}")
+  return {"interleaved": interleaved, "pairs": out_pairs}
+
+
+def pair_stats(result: Mapping[str, Any], subject: str, reference: str,
+               batch_size: Any) -> Optional[Dict[str, Any]]:
+  """A pair's ratio stats at one batch size from a benchmark dict, or None if not measured."""
+  stats = ((result.get("pairs") or {}).get(pair_key(subject, reference)) or {}).get(
+      str(batch_size))
+  if not stats or stats.get("ratio_median") is None:
+    return None
+  return stats
+
+
+def format_ratio(stats: Mapping[str, Any]) -> str:
+  """"1.65x [1.52-1.71] (7 rounds)", or the error."""
+  if "error" in stats:
+    return f"unsupported ({stats['error']})"
+  return (f"{stats['ratio_median']:.2f}x [{stats['ratio_min']:.2f}-{stats['ratio_max']:.2f}] "
+          f"({stats['rounds']} rounds)")
+
+
+def format_pairs(result: Mapping[str, Any]) -> str:
+  """A fixed-width text table of the pairs of a benchmark dict (one row per pair)."""
+  pairs = result.get("pairs") or {}
+  if not pairs:
+    return ""
+  sizes = sorted({size for by_size in pairs.values() for size in by_size}, key=int)
+  header = ["pair (speed of the first over the second, interleaved)"] + [
+      f"b{size} median [min-max]" for size in sizes]
+  rows = [header]
+  for name, by_size in pairs.items():
+    row = [name]
+    for size in sizes:
+      stats = by_size.get(size)
+      if not stats:
+        row.append("–")
+      elif "error" in stats:
+        row.append("unsupported")
+      else:
+        row.append(f"{stats['ratio_median']:.2f}x [{stats['ratio_min']:.2f}-"
+                   f"{stats['ratio_max']:.2f}]")
+    rows.append(row)
+  widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+  lines = []
+  for index, row in enumerate(rows):
+    lines.append("  ".join(cell.ljust(width) if i == 0 else cell.rjust(width)
+                           for i, (cell, width) in enumerate(zip(row, widths))).rstrip())
+    if index == 0:
+      lines.append("  ".join("-" * width for width in widths))
+  load = [(size, batch.get("load_average") or {})
+          for size, batch in ((result.get("interleaved") or {}).get("batches") or {}).items()]
+  loads = [f"b{size} {_load(l.get('start'))}->{_load(l.get('end'))}" for size, l in load]
+  if loads:
+    lines.append("load average (1 min) during the sessions: " + ", ".join(loads))
+  return "\n".join(lines)
+
+
+def _load(value: Optional[float]) -> str:
+  return "?" if value is None else f"{value:.2f}"

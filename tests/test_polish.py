@@ -1,0 +1,138 @@
+"""Evolution from a batch-norm parent, the data streams, the teacher, and the final polish."""
+
+import os
+
+import keras
+import numpy as np
+import pytest
+
+from squish_tf import data as data_lib
+from squish_tf import evolution
+from squish_tf import model_io
+from squish_tf import polish
+from squish_tf import synthesis
+from squish_tf import train as train_lib
+import toy
+
+BN_TINY = toy.TINY.replace(batch_norm=True, name="tiny_bn")
+CONFIG = evolution.EvolutionConfig(generations=1, population=2, offspring_epochs=1,
+                                   max_accuracy_drop=1.0, final_epochs=3, seed=2)
+SYNTH = synthesis.SynthesisConfig(env_mode="target", target_fraction=0.6)
+
+
+@pytest.fixture(scope="module")
+def bn_run(tmp_path_factory):
+  """A batch-norm parent and one generation evolved from it, with every data_fn call recorded."""
+  root = tmp_path_factory.mktemp("bn_run")
+  parent = str(root / "ancestor")
+  train, val, info = toy.data()
+  train_lib.train_model_dir(parent, BN_TINY, data_lib.DataConfig(image_size=32),
+                            train_lib.TrainConfig(epochs=6, learning_rate=1e-2, warmup_epochs=0),
+                            train, val, info, seed=0, verbose=0)
+  streams = []
+
+  def data_fn(stream=0):
+    streams.append(stream)
+    return toy.data(stream=stream)
+
+  run_dir = str(root / "run")
+  result = evolution.evolve(parent, run_dir, CONFIG, SYNTH, data_fn)
+  return {"parent": parent, "run_dir": run_dir, "result": result, "streams": streams}
+
+
+def test_batch_norm_offspring_are_recalibrated_trained_and_recorded(bn_run):
+  records = bn_run["result"].lineage["candidates"]
+  assert [r["status"] for r in records] == ["ok", "ok"]
+  for record in records:
+    spec = model_io.read_spec(os.path.join(bn_run["run_dir"], record["dir"]))
+    assert spec.batch_norm and spec.params() == record["params"] < BN_TINY.params()
+    assert record["teacher"] == "ancestor"
+    assert record["train_epochs"] == 1 and record["train_images"] == 96
+    assert record["expected_macs"] > 0
+    assert record["top1"] > 0.5  # recovered: chance is 1/3
+
+
+def test_every_candidate_trains_on_its_own_data_stream(bn_run):
+  expected = [evolution.keras_seed(evolution.draw_seed(CONFIG.seed, 1, c, 0)) for c in (0, 1)]
+  # The first call validates the data (stream 0); each candidate then asks for its own.
+  assert bn_run["streams"] == [0] + expected
+  assert len(set(expected)) == 2 and 0 not in expected
+
+
+class _Stop(Exception):
+  pass
+
+
+def test_polish_fine_tunes_the_winner_and_resumes_after_a_kill(bn_run, monkeypatch):
+  run_dir, result = bn_run["run_dir"], bn_run["result"]
+  assert polish.needs_polish(result, CONFIG)
+  original = train_lib.fit
+  begun = []
+
+  def fit_that_dies_after_epoch_1(*args, callbacks=(), **kwargs):
+    class Die(keras.callbacks.Callback):
+      def on_epoch_begin(self, epoch, logs=None):
+        begun.append(epoch)
+
+      def on_epoch_end(self, epoch, logs=None):
+        if epoch == 0:
+          raise _Stop()
+    return original(*args, callbacks=list(callbacks) + [Die()], **kwargs)
+
+  monkeypatch.setattr(train_lib, "fit", fit_that_dies_after_epoch_1)
+  with pytest.raises(_Stop):
+    polish.polish(run_dir, result, CONFIG, toy.data, verbose=0)
+  assert not polish.is_complete(run_dir)
+  assert os.path.isdir(polish.polish_dir(run_dir) + polish.WORK_SUFFIX)  # the epoch backed up
+
+  def fit_recording(*args, callbacks=(), **kwargs):
+    recorder = keras.callbacks.LambdaCallback(on_epoch_begin=lambda e, logs: begun.append(e))
+    return original(*args, callbacks=list(callbacks) + [recorder], **kwargs)
+
+  monkeypatch.setattr(train_lib, "fit", fit_recording)
+  out = polish.polish(run_dir, result, CONFIG, toy.data, verbose=0)
+  assert begun == [0, 1, 2]  # the second call resumed at epoch 1, not from scratch
+  assert out == polish.polish_dir(run_dir) and polish.is_complete(run_dir)
+  assert not os.path.exists(out + polish.WORK_SUFFIX)
+  metrics = model_io.read_json(os.path.join(out, model_io.METRICS_FILE))
+  assert metrics["polished_from"] == result.winner_id
+  assert metrics["train_epochs"] == CONFIG.final_epochs
+  assert model_io.read_spec(out).architecture_key() == model_io.read_spec(
+      result.winner_dir).architecture_key()
+  # Done: a re-run trains nothing.
+  monkeypatch.setattr(train_lib, "fit", None)
+  assert polish.polish(run_dir, result, CONFIG, toy.data) == out
+
+
+def test_nothing_to_polish_when_the_ancestor_wins_or_final_epochs_is_0(bn_run):
+  result = bn_run["result"]
+  ancestor_won = evolution.EvolutionResult(result.run_dir, evolution.ANCESTOR_ID,
+                                           bn_run["parent"], "accuracy_drop", result.lineage)
+  assert not polish.needs_polish(ancestor_won, CONFIG)
+  assert polish.polish(result.run_dir, ancestor_won, CONFIG, toy.data) == bn_run["parent"]
+  no_polish = evolution.EvolutionConfig(final_epochs=0)
+  assert polish.squishednet_dir(result.run_dir, result, no_polish) == result.winner_dir
+
+
+def test_fine_tunes_follow_the_training_recipe():
+  recipe = train_lib.TrainConfig(epochs=12, learning_rate=4e-3, optimizer="sgd",
+                                 lr_schedule="constant", weight_decay=1e-4, warmup_epochs=1.0)
+  config = evolution.EvolutionConfig(offspring_epochs=3, offspring_learning_rate=2e-3,
+                                     offspring_warmup_epochs=0.5)
+  tune = config.fine_tune_config(recipe)
+  assert (tune.epochs, tune.learning_rate, tune.warmup_epochs) == (3, 2e-3, 0.5)
+  assert (tune.optimizer, tune.lr_schedule, tune.weight_decay) == ("sgd", "constant", 1e-4)
+  scratch = evolution.EvolutionConfig(offspring_init="scratch").fine_tune_config(recipe)
+  assert scratch.warmup_epochs == 1.0  # newborns warm up like the ancestor
+  with pytest.raises(ValueError, match="--teacher must be one of"):
+    evolution.EvolutionConfig(teacher="oracle")
+  with pytest.raises(ValueError, match="--final_epochs must be an integer >= 0"):
+    evolution.EvolutionConfig(final_epochs=-1)
+
+
+def test_without_distillation_no_teacher_is_recorded(toy_parent_dir, tmp_path):
+  config = evolution.EvolutionConfig(generations=1, population=1, offspring_epochs=1,
+                                     max_accuracy_drop=1.0, distill=False)
+  result = evolution.evolve(toy_parent_dir, str(tmp_path / "run"), config, SYNTH, toy.data)
+  assert result.lineage["candidates"][0]["teacher"] is None
+  assert np.isfinite(result.lineage["candidates"][0]["top1"])
