@@ -12,7 +12,9 @@ about, and writes `<run_dir>/summary.json`.
   python benchmarks/evolution_vs_width.py --seeds=0 --ablations=no_polish
 
 Ablations (`--ablations`, comma-separated, default all):
-  no_bn           the whole pipeline without batch norm (ancestor, evolution, polish)
+  no_bn           the whole pipeline without batch norm (ancestor, evolution, polish), at
+                  --no_bn_learning_rate (1e-3, from scratch and fine-tuning): the batch-norm
+                  rates (4e-3, 3e-3) leave the BN-free ancestor at chance
   no_distill      evolution and polish from the same ancestor, hard labels only
   no_polish       the evolved winner before its polish (costs nothing)
   scratch_widths  the SquishedNet's evolved widths trained from scratch with the
@@ -72,6 +74,8 @@ flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds: each trains everything anew 
 flags.DEFINE_list("ablations", list(ABLATIONS), f"Ablations to run, from {', '.join(ABLATIONS)}.")
 flags.DEFINE_list("baseline_names", list(baselines.BASELINES), "Baselines to train.")
 flags.DEFINE_string("run_dir", "saved_models/evo_vs_width", "Where the runs go (resumable).")
+flags.DEFINE_float("no_bn_learning_rate", 1e-3, "Peak learning rate of the no_bn ablation, "
+                   "from scratch and fine-tuning (squish_tf's rates before batch norm).")
 
 
 def run_pipeline(root: str, data_config, train_config, config, synth, batch_norm: bool, log):
@@ -126,8 +130,11 @@ def run_seed(seed: int, log) -> dict:
                                train_config=train_config)
     dirs["no_distill"] = polish.polish(sub, ablated, no_distill, data_fn, train_config)
   if "no_bn" in ablations:
-    dirs["no_bn"] = run_pipeline(os.path.join(root, "no_bn"), data_config, train_config, config,
-                                 synth, not FLAGS.batch_norm, log)[2]
+    rate = FLAGS.no_bn_learning_rate
+    dirs["no_bn"] = run_pipeline(
+        os.path.join(root, "no_bn"), data_config,
+        dataclasses.replace(train_config, learning_rate=rate), dataclasses.replace(
+            config, offspring_learning_rate=rate), synth, not FLAGS.batch_norm, log)[2]
   if "scratch_widths" in ablations:
     widths = model_io.read_spec(final).replace(name="scratch_widths")
     directory = os.path.join(root, "scratch_widths")

@@ -31,16 +31,18 @@ flags.DEFINE_string("model_dir", None, "Model directory (model.keras, spec.json)
 flags.DEFINE_string("export_dir", None,
                     "Its export directory (saved_model/, *.tflite); default <model_dir>/export.")
 flag_defs.define_benchmark_flags()
-flags.DEFINE_list("formats", None,
-                  "Artefacts to benchmark (names or patterns: keras, saved_model, tflite_fp32, "
-                  "tflite_*, ...); default all found.")
+if "formats" not in FLAGS:  # `squish` defines an export --formats; one process may hold both
+  flags.DEFINE_list("formats", None,
+                    "Artefacts to benchmark (names or patterns: keras, saved_model, tflite_fp32, "
+                    "tflite_*, ...); default all found.")
 flags.DEFINE_string("output", None,
                     "Where benchmark.json goes; default <export_dir>/benchmark.json.")
 flags.DEFINE_integer("pair_rounds", benchmark_lib.BenchmarkConfig.pair_rounds,
                      "Interleaved rounds timing each .tflite file against tflite_fp32 for its "
                      "speed-up (0: none).", lower_bound=0)
 flags.mark_flag_as_required("model_dir")
-
+# --help lists the shared flags too (they are defined in flag_defs, not in this module).
+flags.adopt_module_key_flags(flag_defs)
 
 def main(argv):
   del argv

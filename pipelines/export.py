@@ -30,7 +30,8 @@ flags.DEFINE_string("export_dir", None, "Where the export goes (default: <model_
 flag_defs.define_export_flags()
 flags.DEFINE_boolean("overwrite", False, "Replace an existing --export_dir.")
 flags.mark_flag_as_required("model_dir")
-
+# --help lists the shared flags too (they are defined in flag_defs, not in this module).
+flags.adopt_module_key_flags(flag_defs)
 
 def main(argv):
   del argv

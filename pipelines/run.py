@@ -34,7 +34,8 @@ flags.DEFINE_list("baselines", list(baselines_lib.DEFAULT_BASELINES),
                   f"separated from {', '.join(baselines_lib.BASELINES)}; 'all' for every one, "
                   "'none' for none. The default pair is what a SquishedNet must beat: the "
                   "width multiplier, from scratch and distilled from the same ancestor.")
-
+# --help lists the shared flags too (they are defined in flag_defs, not in this module).
+flags.adopt_module_key_flags(flag_defs)
 
 def main(argv):
   del argv
@@ -45,7 +46,8 @@ def main(argv):
   run_dir = FLAGS.run_dir or os.path.join("saved_models", FLAGS.run_name)
   config = job.JobConfig(
       run_dir=run_dir, run_name=FLAGS.run_name, export_formats=FLAGS.formats,
-      qat_epochs=FLAGS.qat_epochs,
+      qat_epochs=FLAGS.qat_epochs, qat_learning_rate=FLAGS.qat_learning_rate,
+      calibration_images=FLAGS.calibration_images,
       baselines=baselines_lib.parse_names(FLAGS.baselines),
       benchmark=flag_defs.benchmark_config_from_flags(), eval_images=FLAGS.eval_images,
       classifier_activation=FLAGS.classifier_activation, dropout_rate=FLAGS.dropout_rate,

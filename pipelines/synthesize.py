@@ -32,7 +32,8 @@ flags.DEFINE_string("parent_dir", None, "A trained model dir (from squish-train 
                     "synthesis) to evolve from.")
 flags.DEFINE_string("run_dir", None, "Where generations/ and lineage.json go.")
 flags.mark_flags_as_required(["parent_dir", "run_dir"])
-
+# --help lists the shared flags too (they are defined in flag_defs, not in this module).
+flags.adopt_module_key_flags(flag_defs)
 
 def main(argv):
   del argv

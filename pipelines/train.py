@@ -22,7 +22,8 @@ flag_defs.define_data_flags()
 flag_defs.define_train_flags()
 flags.DEFINE_string("model_dir", None, "Where the trained model and its files go.")
 flags.mark_flag_as_required("model_dir")
-
+# --help lists the shared flags too (they are defined in flag_defs, not in this module).
+flags.adopt_module_key_flags(flag_defs)
 
 def main(argv):
   del argv

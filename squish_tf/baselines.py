@@ -30,6 +30,7 @@ import dataclasses
 import math
 import multiprocessing
 import os
+import shutil
 import time
 from typing import Any, Callable, Dict, Optional, Tuple
 
@@ -96,6 +97,8 @@ class BaselineBudget:
 
 
 BATCH_NORM_MOMENTUM = 0.99
+# A baseline's Keras backup (and logs), beside the model dir it will become.
+WORK_SUFFIX = ".work"
 
 
 def mobilenet_v3_small(input_shape, num_classes: int, alpha: float, seed: int = 0):
@@ -233,7 +236,10 @@ def _train_one(name: str, directory: str, ancestor_dir: str, budget: BaselineBud
   # Seeded before the pipelines are built: a shuffle's order depends on the global seed.
   keras.utils.set_random_seed(budget.seed)
   train_ds, val_ds, info = data_fn()
-  model, spec, extra = _TRAINERS[name](ancestor_dir, budget, train_ds, info, strategy, verbose)
+  # Every finished epoch is backed up here: a killed baseline resumes at the next epoch.
+  work_dir = directory + WORK_SUFFIX
+  model, spec, extra = _TRAINERS[name](ancestor_dir, budget, train_ds, info, strategy, verbose,
+                                       work_dir)
   evaluation = train_lib.evaluate(model, val_ds)
   metrics = _metrics(model, spec, evaluation)
   metrics.update(extra)
@@ -248,6 +254,7 @@ def _train_one(name: str, directory: str, ancestor_dir: str, budget: BaselineBud
     if spec is not None:
       model_io.write_text(os.path.join(temp, model_io.SPEC_FILE), spec.to_json())
     model_io.write_json(os.path.join(temp, model_io.METRICS_FILE), metrics)
+  shutil.rmtree(work_dir, ignore_errors=True)
 
 
 def _images(train_ds, info, epochs: int) -> int:
@@ -263,19 +270,19 @@ def width_scaled_spec(ancestor_spec: spec_lib.NetSpec, target_params: int,
   return spec_lib.width_for_params(ancestor_spec, target_params).replace(name=name)
 
 
-def _train_width_scaled(ancestor_dir, budget, train_ds, info, strategy, verbose,
+def _train_width_scaled(ancestor_dir, budget, train_ds, info, strategy, verbose, work_dir,
                         distilled: bool = False):
   name = "width_scaled_distilled" if distilled else "width_scaled"
   spec = width_scaled_spec(model_io.read_spec(ancestor_dir), budget.target_params, name)
   keras.utils.set_random_seed(budget.seed)
   teacher_fn = None
   if distilled:
-    teacher_fn = lambda: model_io.load_model_dir(ancestor_dir)[0]
+    teacher_fn = lambda: bn_lib.deployed_model(*model_io.load_model_dir(ancestor_dir)[:2])
   config = budget.scratch_config()
   result = train_lib.fit(lambda: models.build_model(spec, seed=budget.seed), train_ds, None,
-                         config, strategy=strategy, images_per_epoch=info.train_count,
-                         verbose=verbose, teacher_fn=teacher_fn, distill=budget.distill,
-                         label=name)
+                         config, strategy=strategy, work_dir=work_dir,
+                         images_per_epoch=info.train_count, verbose=verbose,
+                         teacher_fn=teacher_fn, distill=budget.distill, label=name)
   extra = {"width_multiplier_params_target": budget.target_params, "train_epochs": config.epochs,
            "train_images": _images(train_ds, info, config.epochs)}
   if distilled:
@@ -284,12 +291,13 @@ def _train_width_scaled(ancestor_dir, budget, train_ds, info, strategy, verbose,
   return result.model, spec, extra
 
 
-def _train_width_scaled_distilled(ancestor_dir, budget, train_ds, info, strategy, verbose):
-  return _train_width_scaled(ancestor_dir, budget, train_ds, info, strategy, verbose,
+def _train_width_scaled_distilled(ancestor_dir, budget, train_ds, info, strategy, verbose,
+                                  work_dir):
+  return _train_width_scaled(ancestor_dir, budget, train_ds, info, strategy, verbose, work_dir,
                              distilled=True)
 
 
-def _train_mobilenet(ancestor_dir, budget, train_ds, info, strategy, verbose):
+def _train_mobilenet(ancestor_dir, budget, train_ds, info, strategy, verbose, work_dir):
   ancestor_spec = model_io.read_spec(ancestor_dir)
   alpha = mobilenet_alpha_for_params(ancestor_spec.input_shape, ancestor_spec.num_classes,
                                      budget.target_params)
@@ -297,14 +305,14 @@ def _train_mobilenet(ancestor_dir, budget, train_ds, info, strategy, verbose):
   result = train_lib.fit(
       lambda: mobilenet_v3_small(ancestor_spec.input_shape, ancestor_spec.num_classes, alpha,
                                  budget.seed),
-      train_ds, None, config, strategy=strategy, images_per_epoch=info.train_count,
-      verbose=verbose, label="mobilenet_v3_small")
+      train_ds, None, config, strategy=strategy, work_dir=work_dir,
+      images_per_epoch=info.train_count, verbose=verbose, label="mobilenet_v3_small")
   macs = _keras_macs(result.model)
   return result.model, None, {"alpha": alpha, "macs": macs, "train_epochs": config.epochs,
                               "train_images": _images(train_ds, info, config.epochs)}
 
 
-def _train_pruned(ancestor_dir, budget, train_ds, info, strategy, verbose):
+def _train_pruned(ancestor_dir, budget, train_ds, info, strategy, verbose, work_dir):
   # tfmot only accepts tf_keras models: prune a tf_keras twin, then copy the
   # stripped (zero-filled) weights back into a Keras 3 model by layer name.
   import tensorflow_model_optimization as tfmot  # pylint: disable=g-import-not-at-top
@@ -333,8 +341,10 @@ def _train_pruned(ancestor_dir, budget, train_ds, info, strategy, verbose):
   pruned.compile(optimizer=_tf_keras_optimizer(tf_keras, config, steps),
                  loss=tf_keras.losses.SparseCategoricalCrossentropy(), metrics=["accuracy"])
   start = time.perf_counter()
+  # tf_keras' own BackupAndRestore (the pruning step is a model variable, so it resumes too).
   pruned.fit(train_ds, epochs=config.epochs, verbose=0,
-             callbacks=[tfmot.sparsity.keras.UpdatePruningStep()]
+             callbacks=[tfmot.sparsity.keras.UpdatePruningStep(),
+                        tf_keras.callbacks.BackupAndRestore(os.path.join(work_dir, "backup"))]
              + _tf_keras_progress(tf_keras, "magnitude_pruned", verbose))
   seconds = time.perf_counter() - start
   stripped = tfmot.sparsity.keras.strip_pruning(pruned)

@@ -22,9 +22,12 @@ finished candidate and reproduces an uninterrupted run.
 
 import concurrent.futures
 import dataclasses
+import hashlib
+import logging
 import math
 import multiprocessing
 import os
+import shutil
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -51,6 +54,8 @@ ANCESTOR_ID = "ancestor"
 LINEAGE_VERSION = 1
 # A size target is aimed at this fraction of itself (see _generation_synthesis).
 TARGET_MARGIN = 0.95
+# A fine-tune's Keras backup and TensorBoard logs, beside the model dir it will become.
+WORK_SUFFIX = ".work"
 
 # data_fn(stream=k): fresh (train_ds, val_ds, info); `stream` picks the training
 # split's shuffle and augmentation order (0: the ancestor's), never the data.
@@ -252,14 +257,8 @@ def evolve(parent_dir: str,
                      f"{ancestor_spec.input_shape[0]}; pass --image_size="
                      f"{ancestor_spec.input_shape[0]}.")
   check_targets(ancestor_spec, config, synth)
-  identity = dict(run_flags or {})
-  identity.update({f"--{k}": v for k, v in dataclasses.asdict(config).items()
-                   if k not in ("workers", "final_epochs")})
-  identity.update({f"--{k}": v for k, v in dataclasses.asdict(train_config).items()
-                   if k not in ("epochs", "learning_rate", "warmup_epochs")})
-  identity.update({(f"--{k}" if k != "target_fraction" else "synthesis.target_fraction"): v
-                   for k, v in dataclasses.asdict(synth).items()})
-  identity["--parent_dir"] = os.path.abspath(parent_dir)
+  identity = run_identity(parent_dir, config, synth, run_flags, train_config)
+  identity.update(parent_identity(ancestor_model, ancestor_spec))
   _check_or_write_identity(run_dir, identity)
 
   lineage = _load_lineage(run_dir)
@@ -271,7 +270,6 @@ def evolve(parent_dir: str,
     return _result(run_dir, lineage)
   ancestor_top1 = lineage["ancestor"]["top1"]
 
-  _MODELS[os.path.abspath(parent_dir)] = ancestor_model  # the teacher, already in memory
   runner = _Runner(config.workers, strategy)
   try:
     _run_generations(run_dir, config, synth, data_fn, listeners, verbose, lineage,
@@ -393,17 +391,24 @@ def _generation_synthesis(synth: synthesis.SynthesisConfig, config: EvolutionCon
     if synth.env_mode == "target" and config.target_fraction is not None:
       return dataclasses.replace(synth, target_fraction=config.target_fraction)
     return synth
-  goal = None
+  goals = {}
   if config.target_size_mb is not None:
-    # Aimed a little below the target: a draw's size spreads around its
-    # expectation (+-4% measured on shapes10), and one above the target would
-    # not meet it.
-    goal = TARGET_MARGIN * config.target_size_mb * 1e6 / 4 / parent_spec.params()
-  if goal is None:
+    goals["params"] = config.target_size_mb * 1e6 / 4 / parent_spec.params()
+  if config.target_macs is not None:
+    goals["macs"] = config.target_macs / parent_spec.macs()
+  if not goals:
     return synth
+  # In the units target mode measures (--cost). A target in the other unit is
+  # the best guess there is (parameters and MACs shrink alike when every layer
+  # does); with both, the one --cost measures. Aimed a little below: a draw's
+  # size spreads around its expectation (+-4% measured on shapes10), and one
+  # above the target would not meet it.
+  goal = TARGET_MARGIN * goals.get(synth.cost, min(goals.values()))
   left = config.generations - generation + 1
   # Never below what the floors allow (that would be refused), never a no-op.
-  floor = synthesis.smallest_child_spec(parent_spec, synth).params() / parent_spec.params()
+  smallest = synthesis.smallest_child_spec(parent_spec, synth)
+  floor = (smallest.params() / parent_spec.params() if synth.cost == "params"
+           else smallest.macs() / parent_spec.macs())
   fraction = max(min(0.95, max(0.2, goal ** (1.0 / left))), (floor + 1.0) / 2 if floor > 0.9
                  else floor * 1.02)
   return dataclasses.replace(synth, target_fraction=fraction)
@@ -526,9 +531,12 @@ def _make_candidate(task: _GenerationTask, candidate: int, attempt: int, parent_
 
   label = candidate_id(generation, candidate) + (f" (retry {attempt})" if attempt else "")
   fit_config = config.fine_tune_config(task.train_config)
+  directory = candidate_dir(run_dir, generation, candidate)
+  # Every finished epoch is backed up here: a killed fine-tune resumes at the next epoch.
+  work_dir = f"{directory}.attempt{attempt}{WORK_SUFFIX}"
   result = train_lib.fit(model_fn, train_ds, None, fit_config, strategy=strategy,
-                         images_per_epoch=info.train_count, verbose=task.verbose,
-                         teacher_fn=teacher_fn(task.teacher_dir, strategy),
+                         work_dir=work_dir, images_per_epoch=info.train_count,
+                         verbose=task.verbose, teacher_fn=teacher_fn(task.teacher_dir, strategy),
                          distill=config.distill_config(), label=label)
   record: Dict[str, Any] = {
       "id": candidate_id(generation, candidate),
@@ -549,6 +557,7 @@ def _make_candidate(task: _GenerationTask, candidate: int, attempt: int, parent_
                                        else task.parent_id),
   }
   if result.diverged or not _weights_finite(result.model):
+    shutil.rmtree(work_dir, ignore_errors=True)
     record.update(metrics_lib.spec_metrics(offspring.spec, ancestor_spec))
     record.update({"status": "diverged", "chosen": False, "top1": None,
                    "wall_seconds": time.time() - start, "dir": None})
@@ -558,13 +567,27 @@ def _make_candidate(task: _GenerationTask, candidate: int, attempt: int, parent_
   record["fine_tune_images_per_sec"] = result.train_images_per_sec
   record["status"] = "ok"
   record["chosen"] = False
-  directory = candidate_dir(run_dir, generation, candidate)
   record["dir"] = os.path.relpath(directory, run_dir)
   record["wall_seconds"] = time.time() - start
   metrics = {k: v for k, v in record.items() if k != "survivors"}
   with model_io.atomic_path(directory) as temp:
     model_io.write_model_dir(temp, result.model, offspring.spec, metrics)
+  shutil.rmtree(work_dir, ignore_errors=True)
   return record
+
+
+_TEACHERS: Dict[str, Any] = {}  # per process: model dir -> its deployed (BN-folded) model
+
+
+def load_teacher(model_dir: str):
+  """The model of `model_dir` with batch norm folded: the same predictions (to float
+  rounding), fewer operations on every distillation step."""
+  model_dir = os.path.abspath(model_dir)
+  if model_dir not in _TEACHERS:
+    _TEACHERS.clear()
+    model, spec, _ = model_io.load_model_dir(model_dir)
+    _TEACHERS[model_dir] = bn_lib.deployed_model(model, spec)
+  return _TEACHERS[model_dir]
 
 
 def teacher_fn(teacher_dir: Optional[str], strategy) -> Optional[Callable[[], Any]]:
@@ -573,8 +596,13 @@ def teacher_fn(teacher_dir: Optional[str], strategy) -> Optional[Callable[[], An
   if teacher_dir is None:
     return None
   if strategy is None:
-    return lambda: load_cached(teacher_dir)
-  return lambda: model_io.load_model_dir(teacher_dir)[0]
+    return lambda: load_teacher(teacher_dir)
+
+  def fresh():
+    model, spec, _ = model_io.load_model_dir(teacher_dir)
+    return bn_lib.deployed_model(model, spec)
+
+  return fresh
 
 
 def images_per_epoch(train_ds: tf.data.Dataset, info: data_lib.DatasetInfo) -> int:
@@ -603,13 +631,22 @@ def _load_lineage(run_dir: str) -> Optional[Dict[str, Any]]:
   lineage = model_io.optional_read_json(os.path.join(run_dir, LINEAGE_FILE))
   if lineage is None:
     return None
-  # A candidate recorded as finished whose directory vanished is redone.
-  kept = []
-  for record in lineage["candidates"]:
-    if record["status"] == "ok" and not model_io.is_complete(os.path.join(run_dir, record["dir"])):
-      continue
-    kept.append(record)
-  lineage["candidates"] = kept
+  # A candidate recorded as finished whose directory vanished is redone from its
+  # recorded seed. When it was a generation's chosen one, that generation is
+  # selected again and every later one redone: they descend from it.
+  missing = {record["id"] for record in lineage["candidates"] if record["status"] == "ok"
+             and not model_io.is_complete(os.path.join(run_dir, record["dir"]))}
+  lost = [g["generation"] for g in lineage["generations"] if g["chosen"] in missing]
+  if lost:
+    first = min(lost)
+    logging.getLogger(__name__).warning(
+        "%s: the chosen candidate of generation %d is gone; generations %d and later are "
+        "redone from their recorded seeds.", run_dir, first, first)
+    lineage["generations"] = [g for g in lineage["generations"] if g["generation"] < first]
+    lineage["candidates"] = [r for r in lineage["candidates"] if r["generation"] <= first]
+    lineage.update(winner=None, stop_reason=None, complete=False)
+  lineage["candidates"] = [dict(r, chosen=False) if r["generation"] in lost else r
+                           for r in lineage["candidates"] if r["id"] not in missing]
   return lineage
 
 
@@ -636,21 +673,65 @@ def _parse_id(identifier: str) -> Tuple[int, int]:
   return int(gen[len("gen_"):]), int(cand[len("cand_"):])
 
 
-def _check_or_write_identity(run_dir: str, identity: Dict[str, Any]) -> None:
-  path = os.path.join(run_dir, CONFIG_FILE)
-  identity = model_io.json_round_trip(identity)
-  existing = model_io.optional_read_json(path)
-  if existing is not None:
-    differing = sorted(k for k in set(existing) | set(identity)
-                       if existing.get(k) != identity.get(k))
-    if differing:
-      details = "; ".join(f"{k} was {existing.get(k)!r}, now {identity.get(k)!r}"
-                          for k in differing)
-      raise ValueError(f"--run_dir {run_dir!r} was made with other flags ({details}). Re-run with "
-                       "the same flags to resume, or pick a new --run_dir.")
+def run_identity(parent_dir: str, config: EvolutionConfig, synth: synthesis.SynthesisConfig,
+                 run_flags: Optional[Dict[str, Any]] = None,
+                 train_config: Optional[train_lib.TrainConfig] = None) -> Dict[str, Any]:
+  """What a run dir's lineage depends on, flag by flag (evolution_config.json).
+
+  Not in it: --workers (results do not depend on it) and --final_epochs (the
+  polish comes after the lineage). `parent_identity` adds the parent itself.
+  """
+  train_config = train_config or train_lib.TrainConfig()
+  identity = dict(run_flags or {})
+  identity.update({f"--{k}": v for k, v in dataclasses.asdict(config).items()
+                   if k not in ("workers", "final_epochs")})
+  identity.update({f"--{k}": v for k, v in dataclasses.asdict(train_config).items()
+                   if k not in ("epochs", "learning_rate", "warmup_epochs")})
+  identity.update({(f"--{k}" if k != "target_fraction" else "synthesis.target_fraction"): v
+                   for k, v in dataclasses.asdict(synth).items()})
+  identity["--parent_dir"] = os.path.abspath(parent_dir)
+  return identity
+
+
+def parent_identity(model, spec: spec_lib.NetSpec) -> Dict[str, Any]:
+  """The parent's architecture and a checksum of its weights: a parent retrained in place
+  (same path, other weights) does not resume an old lineage."""
+  digest = hashlib.sha256()
+  for weights in model.get_weights():
+    digest.update(np.ascontiguousarray(weights).tobytes())
+  return {"parent.spec": spec.architecture_key(), "parent.weights_sha256": digest.hexdigest()}
+
+
+def check_identity(run_dir: str, identity: Dict[str, Any], ignore: Sequence[str] = ()) -> None:
+  """Raises ValueError when `run_dir` was made with another identity (keys in `ignore` aside).
+
+  Writes nothing, so a main can check before it rewrites its flags.txt.
+  """
+  existing = model_io.optional_read_json(os.path.join(run_dir, CONFIG_FILE))
+  if existing is None:
     return
-  os.makedirs(run_dir, exist_ok=True)
-  model_io.write_json(path, identity)
+  identity = model_io.json_round_trip(identity)
+  differing = sorted(k for k in set(existing) | set(identity)
+                     if k not in ignore and existing.get(k) != identity.get(k))
+  if differing:
+    details = "; ".join(f"{k} was {_short(existing.get(k))}, now {_short(identity.get(k))}"
+                        for k in differing)
+    raise ValueError(f"--run_dir {run_dir!r} was made with other flags or another parent "
+                     f"({details}). Re-run with the same flags and parent to resume, or pick a "
+                     "new --run_dir.")
+
+
+def _short(value: Any) -> str:
+  text = repr(value)
+  return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _check_or_write_identity(run_dir: str, identity: Dict[str, Any]) -> None:
+  check_identity(run_dir, identity)
+  path = os.path.join(run_dir, CONFIG_FILE)
+  if not os.path.isfile(path):
+    os.makedirs(run_dir, exist_ok=True)
+    model_io.write_json(path, model_io.json_round_trip(identity))
 
 
 def _at_least(name: str, value: int, minimum: int) -> None:

@@ -28,6 +28,8 @@ from squish_tf import benchmark as benchmark_lib
 from squish_tf import data as data_lib
 from squish_tf import evolution
 from squish_tf import export as export_lib
+from squish_tf.export import exporter as exporter_lib
+from squish_tf.export import qat as qat_lib
 from squish_tf import metrics as metrics_lib
 from squish_tf import model_io
 from squish_tf import polish as polish_lib
@@ -64,6 +66,8 @@ class JobConfig:
     run_name: a label for the report.
     export_formats: formats of the SquishedNet's export (None: all this machine can make).
     qat_epochs: quantization-aware fine-tuning epochs.
+    qat_learning_rate: its Adam learning rate.
+    calibration_images: training images that calibrate full-int8.
     baselines: which baselines to train (empty: none).
     benchmark: how to time artefacts.
     eval_images: test images for the benchmark's accuracy pass.
@@ -76,6 +80,8 @@ class JobConfig:
   run_name: str = "demo"
   export_formats: Optional[Sequence[str]] = None
   qat_epochs: int = 1
+  qat_learning_rate: float = qat_lib.DEFAULT_LEARNING_RATE
+  calibration_images: int = exporter_lib.CALIBRATION_IMAGES
   baselines: Sequence[str] = baselines_lib.DEFAULT_BASELINES
   benchmark: benchmark_lib.BenchmarkConfig = benchmark_lib.BenchmarkConfig()
   eval_images: int = 2000
@@ -112,6 +118,10 @@ def run_job(config: JobConfig,
   ancestor_dir = os.path.join(run_dir, ANCESTOR_DIR)
   model_io.check_same_spec(ancestor_dir, spec)
   evolution.check_targets(spec, evolution_config, synth)
+  # A refused re-run must leave flags.txt (what --flagfile reproduces) as it was.
+  evolution.check_identity(run_dir, evolution.run_identity(
+      ancestor_dir, evolution_config, synth, run_flags, train_config),
+      ignore=("parent.spec", "parent.weights_sha256"))
   os.makedirs(run_dir, exist_ok=True)
   if flags_text is not None:
     model_io.write_text(os.path.join(run_dir, model_io.FLAGS_FILE), flags_text)
@@ -186,13 +196,14 @@ def run_job(config: JobConfig,
   @functools.lru_cache(maxsize=None)
   def export_data() -> export_lib.ExportData:
     """The export's images, drawn once for every model this job exports."""
-    return export_lib.load_export_data(data_config)
+    return export_lib.load_export_data(data_config, calibration_images=config.calibration_images)
 
   def export_all():
     for model_dir, export_dir, formats in exports.values():
       if not export_lib.is_complete(export_dir):
         manifest = export_lib.export_all(model_dir, export_dir, formats=formats,
                                          data=export_data(), qat_epochs=config.qat_epochs,
+                                         qat_learning_rate=config.qat_learning_rate,
                                          overwrite=True)
         if model_dir == squishednet_dir:
           log(export_lib.summary_table(manifest))

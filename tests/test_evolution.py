@@ -159,7 +159,8 @@ def test_other_flags_are_refused_naming_the_flag(parent_dir, tmp_path):
   config = evolution.EvolutionConfig(generations=1, population=1, offspring_epochs=1,
                                      max_accuracy_drop=1.0)
   evolution.evolve(parent_dir, run_dir, config, SYNTH, toy_data)
-  with pytest.raises(ValueError, match=r"made with other flags \(--population was 1, now 2\)"):
+  with pytest.raises(ValueError, match=r"made with other flags or another parent "
+                                       r"\(--population was 1, now 2\)"):
     evolution.evolve(parent_dir, run_dir,
                      evolution.EvolutionConfig(generations=1, population=2, offspring_epochs=1,
                                                max_accuracy_drop=1.0), SYNTH, toy_data)
@@ -211,3 +212,53 @@ def test_worker_processes_give_the_same_lineage(parent_dir, tmp_path):
   workers = evolution.evolve(parent_dir, str(tmp_path / "two"),
                              dataclasses.replace(config, workers=2), SYNTH, toy_data)
   assert _comparable(workers.lineage) == _comparable(in_process.lineage)
+
+
+def test_a_parent_retrained_in_place_does_not_resume_the_old_lineage(parent_dir, tmp_path):
+  import shutil  # pylint: disable=g-import-not-at-top
+  parent = str(tmp_path / "parent")
+  shutil.copytree(parent_dir, parent)
+  run_dir = str(tmp_path / "run")
+  config = evolution.EvolutionConfig(generations=1, population=1, offspring_epochs=1,
+                                     max_accuracy_drop=1.0)
+  evolution.evolve(parent, run_dir, config, SYNTH, toy_data)
+  model, spec, metrics = model_io.load_model_dir(parent)
+  model.set_weights([w * 1.01 for w in model.get_weights()])  # "retrained"
+  model_io.write_model_dir(parent, model, spec, metrics)
+  with pytest.raises(ValueError, match=r"another parent \(parent.weights_sha256 was"):
+    evolution.evolve(parent, run_dir, config, SYNTH, toy_data)
+
+
+def test_a_chosen_candidate_whose_directory_is_gone_is_retrained(parent_dir, tmp_path):
+  import shutil  # pylint: disable=g-import-not-at-top
+  run_dir = str(tmp_path / "run")
+  config = evolution.EvolutionConfig(generations=2, population=1, offspring_epochs=1,
+                                     max_accuracy_drop=1.0, seed=4)
+  first = evolution.evolve(parent_dir, run_dir, config, SYNTH, toy_data)
+  gone = evolution.candidate_dir(run_dir, 1, 0)
+  shutil.rmtree(gone)
+  again = evolution.evolve(parent_dir, run_dir, config, SYNTH, toy_data)
+  assert model_io.is_complete(gone)
+  assert [g["chosen"] for g in again.lineage["generations"]] == ["gen_001/cand_00",
+                                                                  "gen_002/cand_00"]
+  # Redrawn from the recorded seeds: the same masks.
+  assert ([r["survivors"] for r in again.lineage["candidates"]]
+          == [r["survivors"] for r in first.lineage["candidates"]])
+
+
+@pytest.mark.parametrize("cost", ["params", "macs"])
+def test_targets_steer_in_the_costs_own_units(cost):
+  synth = synthesis.SynthesisConfig(cost=cost)
+  macs_only = evolution.EvolutionConfig(generations=2, target_macs=int(0.25 * TINY.macs()))
+  size_only = evolution.EvolutionConfig(generations=2,
+                                        target_size_mb=0.36 * TINY.size_mb())
+  # --target_macs alone steers (it used to leave the default fraction in place) ...
+  steered = evolution._generation_synthesis(synth, macs_only, TINY, 1)  # pylint: disable=protected-access
+  assert steered.target_fraction == pytest.approx((evolution.TARGET_MARGIN * 0.25) ** 0.5)
+  steered = evolution._generation_synthesis(synth, size_only, TINY, 2)  # pylint: disable=protected-access
+  assert steered.target_fraction == pytest.approx(evolution.TARGET_MARGIN * 0.36)
+  # ... and with both, the target in --cost's units decides.
+  both = dataclasses.replace(macs_only, target_size_mb=size_only.target_size_mb)
+  steered = evolution._generation_synthesis(synth, both, TINY, 2)  # pylint: disable=protected-access
+  assert steered.target_fraction == pytest.approx(
+      evolution.TARGET_MARGIN * (0.36 if cost == "params" else 0.25))

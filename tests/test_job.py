@@ -79,6 +79,16 @@ def test_resume_skips_finished_stages(finished_run):
   assert finished_run["stages_done"] == list(job.STAGES)
 
 
+def test_a_refused_re_run_leaves_flags_txt_as_it_was(finished_run):
+  path = os.path.join(finished_run["run_dir"], "flags.txt")
+  before = open(path, "rb").read()
+  config = job.JobConfig(run_dir=finished_run["run_dir"], baselines=(), check_ancestor=False)
+  with pytest.raises(ValueError, match=r"--population was 2, now 3"):
+    job.run_job(config, DATA, TRAIN, dataclasses.replace(EVOLUTION, population=3), SYNTH,
+                flags_text="--population=3\n", log=lambda line: None, verbose=0)
+  assert open(path, "rb").read() == before
+
+
 def test_the_test_split_is_read_only_once_everything_is_trained(finished_run):
   reads = finished_run["test_reads"]
   assert reads, "the final evaluation never read the test split"

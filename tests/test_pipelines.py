@@ -55,6 +55,10 @@ def test_run_main_unknown_dataset_lists_known_ones(tmp_path):
   line = _error_line(result)
   assert "cifar11" in line and "shapes10" in line and "imagenet10" in line
   assert not (tmp_path / "run").exists()
+  # TensorFlow's start-up noise is gone: the error is what the user reads.
+  assert result.stderr.strip() == line, result.stderr[-2000:]
+  noisy = _run("run", f"--run_dir={tmp_path / 'run'}", "--dataset=cifar11", "--verbosity=0")
+  assert "InitializeLog" in noisy.stderr  # --verbosity brings it back
 
 
 def test_synthesize_main_bad_env_factor(tmp_path, toy_parent_dir):
@@ -81,3 +85,11 @@ def test_run_main_refuses_unknown_augmentations_and_baselines(tmp_path):
   assert result.returncode == 2
   assert "resnet" in _error_line(result) and "width_scaled_distilled" in _error_line(result)
   assert not (tmp_path / "run").exists()
+
+
+def test_help_lists_the_shared_flags_with_defaults():
+  result = _run("run", "--help")  # absl prints the help and exits with status 1
+  for flag in ("--generations", "--offspring_epochs", "--final_epochs", "--distill_alpha",
+               "--augment", "--train_epochs", "--formats", "--batch_sizes", "--run_name"):
+    assert f"  {flag}:" in result.stdout, flag
+  assert "(default: '2')" in result.stdout  # --generations, say

@@ -146,7 +146,8 @@ def test_learning_rate_warms_up_linearly_then_follows_the_schedule(schedule):
     assert at(45) == pytest.approx(1e-3) and at(80) == pytest.approx(1e-3)
   # At most a quarter of the fit: 1 epoch of a 2-epoch fit warms up for 5 of 20 steps.
   short = models.build_model(TINY)
-  train_lib.compile_model(short, train_lib.TrainConfig(epochs=2, warmup_epochs=1),
+  train_lib.compile_model(short, train_lib.TrainConfig(epochs=2, learning_rate=1e-3,
+                                                       warmup_epochs=1),
                           steps_per_epoch=10)
   short_rate = short.optimizer._learning_rate  # pylint: disable=protected-access
   assert float(short_rate(5)) == pytest.approx(1e-3)

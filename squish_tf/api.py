@@ -1,0 +1,483 @@
+"""The main job from Python (a notebook): `squish_tf.run(...)` is `squish ...` without a shell.
+
+  import squish_tf
+  results = squish_tf.run(run_name="photos", dataset="folder", data_dir="~/photos",
+                          image_size=128, target_size_mb=0.6)
+  print(results)                      # the console summary the CLI prints
+  results.squishednet.top1, results.squishednet.size_mb
+
+The keyword options are the `squish` command's flag names with the same
+defaults, values and checks (a list option takes a list or a comma-separated
+string, as on the command line). The run is the CLI's run: it goes to
+`saved_models/<run_name>` unless `run_dir` is given, writes `flags.txt` so
+`squish --flagfile=<run_dir>/flags.txt` reproduces (and resumes) it, and a
+re-run of the same call resumes where it stopped. The result is a
+`RunResults` built from the run's results.json; `RunResults.load(run_dir)`
+reads a finished run's.
+
+`plan(**options)` is the pure part: options -> the library's config objects,
+exactly as `pipelines/run.py` builds them from the flags
+(`flag_defs.*_config_from_flags`). The options are parsed by absl's own flag
+parsers and serializers, registered in a private `FlagValues` (never the
+global `absl.flags.FLAGS`, which a notebook does not parse).
+
+Importing this module loads no TensorFlow, and `RunResults.load` needs none;
+`plan`, `run`, `defaults` and `option_names` import it (the defaults are the
+config dataclasses').
+"""
+
+import contextlib
+import dataclasses
+import difflib
+import functools
+import os
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+
+from absl import flags
+
+from squish_tf import model_io
+from squish_tf import report as report_lib
+
+RESULTS_FILE = "results.json"  # job.RESULTS_FILE (job imports TensorFlow)
+# Keyword arguments of `run` that are not flags of the `squish` command.
+RUN_KEYWORDS = ("verbose", "log", "check_ancestor")
+# The main's own flags (pipelines/run.py), written after the shared ones like the CLI does.
+_MAIN_FLAGS = ("run_name", "run_dir", "baselines")
+# (absl DEFINE kind, name, default, {enum_values, lower_bound, upper_bound}).
+_Option = Tuple[str, str, Any, Dict[str, Any]]
+
+
+@functools.lru_cache(maxsize=None)
+def _option_table() -> Tuple[_Option, ...]:
+  """The flags `pipelines/run.py` defines, in its order, defaults from where the flags take them.
+
+  Mirrors flag_defs.define_{data,train,distribution,synthesis,export,benchmark}_flags
+  and pipelines/run.py's own flags; tests/test_api.py checks it against them.
+  """
+  # pylint: disable=g-import-not-at-top
+  from squish_tf import baselines as baselines_lib
+  from squish_tf import data as data_lib
+  from squish_tf import evolution
+  from squish_tf import spec as spec_lib
+  from squish_tf import synthesis
+  from squish_tf import train as train_lib
+  from squish_tf.export import exporter
+  from squish_tf.export import qat
+  # pylint: enable=g-import-not-at-top
+
+  data = data_lib.DataConfig()
+  train = train_lib.TrainConfig()
+  loop = evolution.EvolutionConfig()
+  encoding = synthesis.SynthesisConfig()
+  positive, non_negative = {"lower_bound": 1}, {"lower_bound": 0.0}
+  return (
+      # define_data_flags
+      ("string", "dataset", data.dataset, {}),
+      ("string", "data_dir", data.data_dir, {}),
+      ("integer", "image_size", data.image_size, positive),
+      ("integer", "batch_size", data.batch_size, positive),
+      ("float", "validation_split", data.validation_split,
+       {"lower_bound": 0.0, "upper_bound": 0.9}),
+      ("float", "test_split", data.test_split, {"lower_bound": 0.0, "upper_bound": 0.9}),
+      ("list", "augment", list(data.augment), {}),
+      ("boolean", "skip_bad_images", data.skip_bad_images, {}),
+      ("integer", "shapes10_train_size", data.shapes10_train_size, {"lower_bound": 10}),
+      ("integer", "shapes10_validation_size", data.shapes10_validation_size,
+       {"lower_bound": 10}),
+      ("integer", "shapes10_test_size", data.shapes10_test_size, {"lower_bound": 10}),
+      ("integer", "seed", 0, {}),
+      # define_train_flags
+      ("integer", "train_epochs", train.epochs, positive),
+      ("float", "learning_rate", train.learning_rate, non_negative),
+      ("enum", "optimizer", train.optimizer, {"enum_values": list(train_lib.OPTIMIZERS)}),
+      ("enum", "lr_schedule", train.lr_schedule, {"enum_values": ["cosine", "constant"]}),
+      ("float", "weight_decay", train.weight_decay, non_negative),
+      ("float", "warmup_epochs", train.warmup_epochs, non_negative),
+      ("enum", "classifier_activation", "linear",
+       {"enum_values": list(spec_lib.CLASSIFIER_ACTIVATIONS)}),
+      ("float", "dropout_rate", 0.5, {"lower_bound": 0.0, "upper_bound": 0.99}),
+      ("boolean", "batch_norm", True, {}),
+      # define_distribution_flags
+      ("enum", "distribution_strategy", "off",
+       {"enum_values": list(train_lib.DISTRIBUTION_STRATEGIES)}),
+      ("string", "tpu", "", {}),
+      # define_synthesis_flags
+      ("integer", "generations", loop.generations, positive),
+      ("integer", "population", loop.population, positive),
+      ("integer", "offspring_epochs", loop.offspring_epochs, positive),
+      ("float", "offspring_learning_rate", loop.offspring_learning_rate, non_negative),
+      ("float", "offspring_warmup_epochs", loop.offspring_warmup_epochs, non_negative),
+      ("enum", "offspring_init", loop.offspring_init, {"enum_values": ["inherit", "scratch"]}),
+      ("integer", "final_epochs", loop.final_epochs, {"lower_bound": 0}),
+      ("boolean", "distill", loop.distill, {}),
+      ("float", "distill_alpha", loop.distill_alpha, {"lower_bound": 0.0, "upper_bound": 1.0}),
+      ("float", "distill_temperature", loop.distill_temperature, {"lower_bound": 1.0}),
+      ("enum", "teacher", loop.teacher, {"enum_values": ["ancestor", "parent"]}),
+      ("float", "target_size_mb", loop.target_size_mb, {}),
+      ("integer", "target_macs", loop.target_macs, {}),
+      ("float", "max_accuracy_drop", loop.max_accuracy_drop, {}),
+      ("integer", "max_retries", loop.max_retries, {"lower_bound": 0}),
+      ("float", "target_fraction", loop.target_fraction, {}),
+      ("float", "target_gamma", encoding.target_gamma, non_negative),
+      ("enum", "env_mode", encoding.env_mode, {"enum_values": list(synthesis.ENV_MODES)}),
+      ("float", "env_factor", encoding.env_factor, {}),
+      ("enum", "cost", encoding.cost, {"enum_values": list(synthesis.COSTS)}),
+      ("float", "gamma", encoding.gamma, {}),
+      ("float", "f_min", encoding.f_min, {}),
+      ("integer", "min_filters", encoding.min_filters, {}),
+      ("float", "min_fraction", encoding.min_fraction, {}),
+      ("integer", "channel_multiple", encoding.channel_multiple, {}),
+      ("integer", "workers", 2, positive),
+      # define_export_flags
+      ("list", "formats", None, {}),
+      ("integer", "qat_epochs", 1, positive),
+      ("float", "qat_learning_rate", qat.DEFAULT_LEARNING_RATE, non_negative),
+      ("integer", "calibration_images", exporter.CALIBRATION_IMAGES, positive),
+      # define_benchmark_flags
+      ("list", "batch_sizes", ["1", "8"], {}),
+      ("integer", "num_threads", 2, positive),
+      ("integer", "eval_images", 2000, positive),
+      ("float", "min_seconds", 0.5, non_negative),
+      ("integer", "min_runs", 10, positive),
+      # pipelines/run.py
+      ("string", "run_name", "demo", {}),
+      ("string", "run_dir", None, {}),
+      ("list", "baselines", list(baselines_lib.DEFAULT_BASELINES), {}),
+  )
+
+
+def option_names() -> List[str]:
+  """Every option `run` takes that is a `squish` flag, in the CLI's order."""
+  return [name for _, name, _, _ in _option_table()]
+
+
+def defaults() -> Dict[str, Any]:
+  """{option: the `squish` command's default}, as absl gives it (lists are lists)."""
+  return {name: _copy(default) for _, name, default, _ in _option_table()}
+
+
+def _copy(value: Any) -> Any:
+  return list(value) if isinstance(value, list) else value
+
+
+def _flag_values() -> flags.FlagValues:
+  """A private registry holding the main's flags (so parsing and serializing are absl's)."""
+  registry = flags.FlagValues()
+  for kind, name, default, extra in _option_table():
+    define = getattr(flags, f"DEFINE_{kind}")
+    extra = dict(extra)
+    if kind == "enum":
+      define(name, default, extra.pop("enum_values"), name, flag_values=registry, **extra)
+    else:
+      define(name, _copy(default), name, flag_values=registry, **extra)
+  registry.mark_as_parsed()
+  return registry
+
+
+def _unknown(names, valid) -> ValueError:
+  parts = []
+  for name in sorted(names):
+    close = difflib.get_close_matches(name, valid, n=1)
+    parts.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+  return ValueError(f"Unknown option{'s' if len(parts) > 1 else ''} {', '.join(parts)}; "
+                    f"squish_tf.run takes: {', '.join(valid)}.")
+
+
+def _set(flag: flags.Flag, value: Any) -> None:
+  """Parses a Python value into `flag` like the command line parses --name=value."""
+  name = flag.name
+  if value is None:
+    if flag.default is not None:
+      raise ValueError(f"Option {name} cannot be None (the CLI's default is "
+                       f"{flag.default!r}).")
+    flag.value = None
+    return
+  if isinstance(value, os.PathLike):
+    value = os.fspath(value)
+  if isinstance(value, bool) and not flag.boolean:
+    raise ValueError(f"Option {name} takes {flag.flag_type()} values, not {value!r}.")
+  if isinstance(flag.parser, flags.ListParser) and isinstance(value, (list, tuple)):
+    value = [str(item) for item in value]
+  try:
+    flag.parse(value)
+  except flags.Error as error:
+    raise ValueError(f"Bad option {name}={value!r}: {error}") from None
+
+
+@dataclasses.dataclass(frozen=True)
+class RunPlan:
+  """What `run(**options)` will do: the configs `pipelines/run.py` would build from the flags.
+
+  Attributes:
+    options: every option's effective value, in the CLI's order.
+    job, data, train, evolution, synthesis: the configs passed to `job.run_job`.
+    distribution_strategy, tpu: the --distribution_strategy (built when the run starts).
+    run_flags: the data flags that are part of the run's identity.
+    flags_text: the flags.txt the run writes (`squish --flagfile` reads it).
+    command: the squish command that reproduces the run.
+  """
+
+  options: Dict[str, Any]
+  job: Any
+  data: Any
+  train: Any
+  evolution: Any
+  synthesis: Any
+  distribution_strategy: str
+  tpu: str
+  run_flags: Dict[str, Any]
+  flags_text: str
+  command: str
+
+
+def plan(check_ancestor: bool = True, **options) -> RunPlan:
+  """Options (the `squish` flag names) -> the configs, as pipelines/run.py and flag_defs map them.
+
+  Pure: reads and writes no file and builds no TensorFlow object.
+
+  Args:
+    check_ancestor: stop when the trained ancestor's validation top-1 is at
+      chance (JobConfig.check_ancestor). Not a CLI flag: the CLI always checks;
+      only tests of the plumbing, whose 1-epoch ancestors are at chance, turn
+      it off (and `squish --flagfile` then refuses to reproduce such a run).
+    **options: flag values; the others keep the CLI's defaults.
+
+  Raises:
+    ValueError: an unknown option (the message suggests the nearest and lists
+      every valid one) or a value the CLI would refuse.
+  """
+  # pylint: disable=g-import-not-at-top
+  from squish_tf import baselines as baselines_lib
+  from squish_tf import benchmark as benchmark_lib
+  from squish_tf import data as data_lib
+  from squish_tf import evolution
+  from squish_tf import flag_defs
+  from squish_tf import job
+  from squish_tf import synthesis
+  from squish_tf import train as train_lib
+  # pylint: enable=g-import-not-at-top
+
+  registry = _flag_values()
+  names = option_names()
+  unknown = set(options) - set(names)
+  if unknown:
+    raise _unknown(unknown, names + list(RUN_KEYWORDS))
+  for name, value in options.items():
+    _set(registry[name], value)
+  v = registry  # attribute access reads like FLAGS.<name> in flag_defs
+
+  # flag_defs.benchmark_config_from_flags()
+  try:
+    batch_sizes = tuple(int(size) for size in v.batch_sizes)
+  except ValueError:
+    raise ValueError(f"--batch_sizes must be comma-separated integers, got "
+                     f"{','.join(v.batch_sizes)!r}.") from None
+  benchmark = benchmark_lib.BenchmarkConfig(
+      batch_sizes=batch_sizes, num_threads=v.num_threads, min_seconds=v.min_seconds,
+      min_runs=v.min_runs, formats=None)
+  # pipelines/run.py main()
+  run_dir = v.run_dir or os.path.join("saved_models", v.run_name)
+  job_config = job.JobConfig(
+      run_dir=run_dir, run_name=v.run_name, export_formats=v.formats,
+      qat_epochs=v.qat_epochs, qat_learning_rate=v.qat_learning_rate,
+      calibration_images=v.calibration_images, baselines=baselines_lib.parse_names(v.baselines),
+      benchmark=benchmark, eval_images=v.eval_images,
+      classifier_activation=v.classifier_activation, dropout_rate=v.dropout_rate,
+      batch_norm=v.batch_norm, check_ancestor=check_ancestor)
+  # flag_defs.data_config_from_flags()
+  data = data_lib.DataConfig(
+      dataset=v.dataset, data_dir=v.data_dir, image_size=v.image_size,
+      batch_size=v.batch_size, validation_split=v.validation_split,
+      test_split=v.test_split, seed=v.seed, augment=",".join(v.augment),
+      skip_bad_images=v.skip_bad_images, shapes10_train_size=v.shapes10_train_size,
+      shapes10_validation_size=v.shapes10_validation_size,
+      shapes10_test_size=v.shapes10_test_size)
+  # flag_defs.train_config_from_flags()
+  train = train_lib.TrainConfig(epochs=v.train_epochs, learning_rate=v.learning_rate,
+                                optimizer=v.optimizer, lr_schedule=v.lr_schedule,
+                                weight_decay=v.weight_decay, warmup_epochs=v.warmup_epochs)
+  # flag_defs.evolution_config_from_flags()
+  loop = evolution.EvolutionConfig(
+      generations=v.generations, population=v.population,
+      offspring_epochs=v.offspring_epochs, offspring_learning_rate=v.offspring_learning_rate,
+      offspring_warmup_epochs=v.offspring_warmup_epochs, offspring_init=v.offspring_init,
+      final_epochs=v.final_epochs, distill=v.distill, distill_alpha=v.distill_alpha,
+      distill_temperature=v.distill_temperature, teacher=v.teacher,
+      target_size_mb=v.target_size_mb, target_macs=v.target_macs,
+      max_accuracy_drop=v.max_accuracy_drop, max_retries=v.max_retries, seed=v.seed,
+      target_fraction=v.target_fraction, workers=v.workers)
+  # flag_defs.synthesis_config_from_flags()
+  fields = dict(env_mode=v.env_mode, env_factor=v.env_factor, cost=v.cost,
+                target_gamma=v.target_gamma, gamma=v.gamma, f_min=v.f_min,
+                min_filters=v.min_filters, min_fraction=v.min_fraction,
+                channel_multiple=v.channel_multiple)
+  if v.target_fraction is not None:
+    fields["target_fraction"] = v.target_fraction
+  encoding = synthesis.SynthesisConfig(**fields)
+  # flag_defs.flags_text(["run_name", "run_dir", "baselines"]): the same lines, CLI order.
+  lines = [registry[name].serialize() for name in names if registry[name].value is not None]
+  return RunPlan(
+      options={name: _copy(registry[name].value) for name in names},
+      job=job_config, data=data, train=train, evolution=loop, synthesis=encoding,
+      distribution_strategy=v.distribution_strategy, tpu=v.tpu,
+      run_flags={f"--{name}": _copy(registry[name].value)
+                 for name in flag_defs.DATA_IDENTITY_FLAGS},
+      flags_text="\n".join(lines) + "\n",
+      command=f"squish --flagfile={os.path.join(run_dir, model_io.FLAGS_FILE)}")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelResult:
+  """One model of a run (results.json's `models` entry); accuracies are on the test split.
+
+  Attributes:
+    name: its key ("ancestor", "squishednet", a baseline's name).
+    label, kind: the report's label; "ancestor", "squishednet" or "baseline".
+    params, keras_params, size_mb, macs: deployed size (batch norm folded) and
+      Keras' count of the training model.
+    top1, top5: test-split accuracy; validation_top1: what selection read.
+    train_epochs, train_images: what it took (the SquishedNet's include the
+      ancestor's and evolution's).
+    speedup_vs_ancestor: {batch size: LiteRT fp32 speed-up over the fp32
+      ancestor (interleaved pairs' median), None where not measured}.
+  """
+
+  name: str
+  label: Optional[str]
+  kind: Optional[str]
+  params: Optional[int]
+  keras_params: Optional[int]
+  size_mb: Optional[float]
+  macs: Optional[int]
+  top1: Optional[float]
+  top5: Optional[float]
+  validation_top1: Optional[float]
+  train_epochs: Optional[int]
+  train_images: Optional[int]
+  speedup_vs_ancestor: Dict[int, Optional[float]]
+
+  @classmethod
+  def from_entry(cls, name: str, entry: Mapping[str, Any]) -> "ModelResult":
+    speedups = entry.get("speedup_vs_ancestor") or {}
+    return cls(name=name, label=entry.get("label"), kind=entry.get("kind"),
+               params=entry.get("params"), keras_params=entry.get("keras_params"),
+               size_mb=entry.get("size_mb"), macs=entry.get("macs"), top1=entry.get("top1"),
+               top5=entry.get("top5"), validation_top1=entry.get("validation_top1"),
+               train_epochs=entry.get("train_epochs"), train_images=entry.get("train_images"),
+               speedup_vs_ancestor={int(size): value for size, value in speedups.items()})
+
+
+@dataclasses.dataclass(frozen=True)
+class RunResults:
+  """A run's results, from its results.json; `str()` is the CLI's console summary.
+
+  Attributes:
+    run_dir: the run's directory.
+    report_path, pareto_path: report.md and pareto.png in it.
+    results: results.json as a dict (every figure the report shows).
+    winner, polished, stop_reason: evolution's outcome.
+    wall_seconds: {stage: seconds, "total": their sum}.
+    models: {name: ModelResult}, the ancestor, the SquishedNet and the baselines.
+  """
+
+  run_dir: str
+  report_path: str
+  pareto_path: str
+  results: Dict[str, Any] = dataclasses.field(repr=False)
+  winner: Optional[str]
+  polished: bool
+  stop_reason: Optional[str]
+  wall_seconds: Dict[str, float] = dataclasses.field(repr=False)
+  models: Dict[str, ModelResult] = dataclasses.field(repr=False)
+
+  @classmethod
+  def from_results(cls, run_dir: str, results: Dict[str, Any]) -> "RunResults":
+    return cls(run_dir=run_dir, report_path=os.path.join(run_dir, report_lib.REPORT_FILE),
+               pareto_path=os.path.join(run_dir, report_lib.PARETO_FILE), results=results,
+               winner=results.get("winner"), polished=bool(results.get("polished")),
+               stop_reason=results.get("stop_reason"),
+               wall_seconds=dict(results.get("wall_seconds") or {}),
+               models={name: ModelResult.from_entry(name, entry)
+                       for name, entry in (results.get("models") or {}).items()})
+
+  @classmethod
+  def load(cls, run_dir: str) -> "RunResults":
+    """A finished run's results (its results.json); no TensorFlow needed."""
+    run_dir = os.fspath(run_dir)
+    path = os.path.join(run_dir, RESULTS_FILE)
+    if not os.path.isfile(path):
+      raise FileNotFoundError(f"{path} not found: {run_dir} is not a finished run (run it, or "
+                              "re-run it to resume).")
+    return cls.from_results(run_dir, model_io.read_json(path))
+
+  @property
+  def squishednet(self) -> ModelResult:
+    return self.models["squishednet"]
+
+  @property
+  def ancestor(self) -> ModelResult:
+    return self.models["ancestor"]
+
+  def __str__(self) -> str:
+    return report_lib.format_results_summary(self.results)
+
+  def _repr_pretty_(self, printer, cycle):  # IPython / Jupyter display
+    printer.text(repr(self) if cycle else str(self))
+
+
+@contextlib.contextmanager
+def _quiet_absl_logging():
+  """Like the CLI: absl logging at WARNING unless the user chose a verbosity."""
+  # pylint: disable=g-import-not-at-top
+  from absl import logging
+  # pylint: enable=g-import-not-at-top
+  if not flags.FLAGS["verbosity"].using_default_value:
+    yield
+    return
+  before = logging.get_verbosity()
+  logging.set_verbosity(logging.WARNING)  # SavedModel writers log every asset at INFO
+  try:
+    yield
+  finally:
+    logging.set_verbosity(before)
+    flags.FLAGS["verbosity"].using_default_value = True
+
+
+def run(*, verbose: Any = "auto", log: Callable[[str], None] = print,
+        check_ancestor: bool = True, **options) -> RunResults:
+  """Runs (or resumes) the main job, as `squish` with these flags would; returns its results.
+
+  Args:
+    verbose: Keras verbosity of every fit ("auto", 0, 1, 2); progress lines
+      are labelled by model.
+    log: where the stage lines and the final summary go (default print).
+    check_ancestor: see `plan` (for tests of the plumbing only).
+    **options: the `squish` command's flags by name (`dataset`, `image_size`,
+      `generations`, `target_size_mb`, `baselines`, `formats`, `batch_sizes`,
+      `run_name`, `run_dir`, ...; `option_names()` lists them, `defaults()`
+      gives their defaults). List options take a list or a comma-separated
+      string.
+
+  Returns:
+    The run's RunResults (read back from its results.json).
+
+  Raises:
+    ValueError: an unknown option or a value the CLI would refuse; anything
+      the CLI reports as `error: ...` (missing data, a refused re-run, ...).
+  """
+  spec = plan(check_ancestor=check_ancestor, **options)
+  # pylint: disable=g-import-not-at-top
+  from squish_tf import job
+  from squish_tf import train as train_lib
+  # pylint: enable=g-import-not-at-top
+
+  strategy = (None if spec.distribution_strategy == "off"  # flag_defs.strategy_from_flags()
+              else train_lib.get_distribution_strategy(spec.distribution_strategy, spec.tpu))
+  with _quiet_absl_logging():
+    job.run_job(spec.job, spec.data, spec.train, spec.evolution, spec.synthesis,
+                strategy=strategy, flags_text=spec.flags_text, command=spec.command,
+                run_flags=spec.run_flags, log=log, verbose=verbose)
+  results = RunResults.load(spec.job.run_dir)
+  log(str(results))
+  log(f"\nreport: {results.report_path}")
+  return results
