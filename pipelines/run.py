@@ -43,15 +43,8 @@ def main(argv):
 
   if not FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # SavedModel writers log every asset at INFO
-  run_dir = FLAGS.run_dir or os.path.join("saved_models", FLAGS.run_name)
-  config = job.JobConfig(
-      run_dir=run_dir, run_name=FLAGS.run_name, export_formats=FLAGS.formats,
-      qat_epochs=FLAGS.qat_epochs, qat_learning_rate=FLAGS.qat_learning_rate,
-      calibration_images=FLAGS.calibration_images,
-      baselines=baselines_lib.parse_names(FLAGS.baselines),
-      benchmark=flag_defs.benchmark_config_from_flags(), eval_images=FLAGS.eval_images,
-      classifier_activation=FLAGS.classifier_activation, dropout_rate=FLAGS.dropout_rate,
-      batch_norm=FLAGS.batch_norm)
+  config = flag_defs.job_config_from_flags()
+  run_dir = config.run_dir
   run_flags = flag_defs.flag_values(flag_defs.DATA_IDENTITY_FLAGS)
   results = job.run_job(
       config, flag_defs.data_config_from_flags(), flag_defs.train_config_from_flags(),

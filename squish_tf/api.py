@@ -246,16 +246,7 @@ def plan(check_ancestor: bool = True, **options) -> RunPlan:
     ValueError: an unknown option (the message suggests the nearest and lists
       every valid one) or a value the CLI would refuse.
   """
-  # pylint: disable=g-import-not-at-top
-  from squish_tf import baselines as baselines_lib
-  from squish_tf import benchmark as benchmark_lib
-  from squish_tf import data as data_lib
-  from squish_tf import evolution
-  from squish_tf import flag_defs
-  from squish_tf import job
-  from squish_tf import synthesis
-  from squish_tf import train as train_lib
-  # pylint: enable=g-import-not-at-top
+  from squish_tf import flag_defs  # pylint: disable=g-import-not-at-top
 
   registry = _flag_values()
   names = option_names()
@@ -266,54 +257,13 @@ def plan(check_ancestor: bool = True, **options) -> RunPlan:
     _set(registry[name], value)
   v = registry  # attribute access reads like FLAGS.<name> in flag_defs
 
-  # flag_defs.benchmark_config_from_flags()
-  try:
-    batch_sizes = tuple(int(size) for size in v.batch_sizes)
-  except ValueError:
-    raise ValueError(f"--batch_sizes must be comma-separated integers, got "
-                     f"{','.join(v.batch_sizes)!r}.") from None
-  benchmark = benchmark_lib.BenchmarkConfig(
-      batch_sizes=batch_sizes, num_threads=v.num_threads, min_seconds=v.min_seconds,
-      min_runs=v.min_runs, formats=None)
-  # pipelines/run.py main()
-  run_dir = v.run_dir or os.path.join("saved_models", v.run_name)
-  job_config = job.JobConfig(
-      run_dir=run_dir, run_name=v.run_name, export_formats=v.formats,
-      qat_epochs=v.qat_epochs, qat_learning_rate=v.qat_learning_rate,
-      calibration_images=v.calibration_images, baselines=baselines_lib.parse_names(v.baselines),
-      benchmark=benchmark, eval_images=v.eval_images,
-      classifier_activation=v.classifier_activation, dropout_rate=v.dropout_rate,
-      batch_norm=v.batch_norm, check_ancestor=check_ancestor)
-  # flag_defs.data_config_from_flags()
-  data = data_lib.DataConfig(
-      dataset=v.dataset, data_dir=v.data_dir, image_size=v.image_size,
-      batch_size=v.batch_size, validation_split=v.validation_split,
-      test_split=v.test_split, seed=v.seed, augment=",".join(v.augment),
-      skip_bad_images=v.skip_bad_images, shapes10_train_size=v.shapes10_train_size,
-      shapes10_validation_size=v.shapes10_validation_size,
-      shapes10_test_size=v.shapes10_test_size)
-  # flag_defs.train_config_from_flags()
-  train = train_lib.TrainConfig(epochs=v.train_epochs, learning_rate=v.learning_rate,
-                                optimizer=v.optimizer, lr_schedule=v.lr_schedule,
-                                weight_decay=v.weight_decay, warmup_epochs=v.warmup_epochs)
-  # flag_defs.evolution_config_from_flags()
-  loop = evolution.EvolutionConfig(
-      generations=v.generations, population=v.population,
-      offspring_epochs=v.offspring_epochs, offspring_learning_rate=v.offspring_learning_rate,
-      offspring_warmup_epochs=v.offspring_warmup_epochs, offspring_init=v.offspring_init,
-      final_epochs=v.final_epochs, distill=v.distill, distill_alpha=v.distill_alpha,
-      distill_temperature=v.distill_temperature, teacher=v.teacher,
-      target_size_mb=v.target_size_mb, target_macs=v.target_macs,
-      max_accuracy_drop=v.max_accuracy_drop, max_retries=v.max_retries, seed=v.seed,
-      target_fraction=v.target_fraction, workers=v.workers)
-  # flag_defs.synthesis_config_from_flags()
-  fields = dict(env_mode=v.env_mode, env_factor=v.env_factor, cost=v.cost,
-                target_gamma=v.target_gamma, gamma=v.gamma, f_min=v.f_min,
-                min_filters=v.min_filters, min_fraction=v.min_fraction,
-                channel_multiple=v.channel_multiple)
-  if v.target_fraction is not None:
-    fields["target_fraction"] = v.target_fraction
-  encoding = synthesis.SynthesisConfig(**fields)
+  # The same functions the CLI's mains call, reading this registry instead of FLAGS.
+  job_config = flag_defs.job_config_from_flags(v, check_ancestor=check_ancestor)
+  run_dir = job_config.run_dir
+  data = flag_defs.data_config_from_flags(v)
+  train = flag_defs.train_config_from_flags(values=v)
+  loop = flag_defs.evolution_config_from_flags(v)
+  encoding = flag_defs.synthesis_config_from_flags(v)
   # flag_defs.flags_text(["run_name", "run_dir", "baselines"]): the same lines, CLI order.
   lines = [registry[name].serialize() for name in names if registry[name].value is not None]
   return RunPlan(

@@ -217,45 +217,75 @@ def define_benchmark_flags() -> None:
           lower_bound=1)
 
 
-def benchmark_config_from_flags(formats=None):
+# Every *_config_from_flags reads the parsed FLAGS, or `values`: any object with the
+# flags as attributes (squish_tf.api passes its own absl FlagValues).
+
+
+def benchmark_config_from_flags(formats=None, values=None):
   from squish_tf import benchmark as benchmark_lib  # pylint: disable=g-import-not-at-top
 
+  v = FLAGS if values is None else values
   try:
-    batch_sizes = tuple(int(size) for size in FLAGS.batch_sizes)
+    batch_sizes = tuple(int(size) for size in v.batch_sizes)
   except ValueError:
     raise ValueError(f"--batch_sizes must be comma-separated integers, got "
-                     f"{','.join(FLAGS.batch_sizes)!r}.") from None
+                     f"{','.join(v.batch_sizes)!r}.") from None
   return benchmark_lib.BenchmarkConfig(
-      batch_sizes=batch_sizes, num_threads=FLAGS.num_threads, min_seconds=FLAGS.min_seconds,
-      min_runs=FLAGS.min_runs, formats=formats)
+      batch_sizes=batch_sizes, num_threads=v.num_threads, min_seconds=v.min_seconds,
+      min_runs=v.min_runs, formats=formats)
 
 
-def evolution_config_from_flags():
+def job_config_from_flags(values=None, check_ancestor: bool = True):
+  """The main job's JobConfig (`squish`'s flags): run dir, exports, baselines, benchmark."""
+  from squish_tf import baselines as baselines_lib  # pylint: disable=g-import-not-at-top
+  from squish_tf import job  # pylint: disable=g-import-not-at-top
+
+  v = FLAGS if values is None else values
+  return job.JobConfig(
+      run_dir=run_dir_from_flags(v), run_name=v.run_name, export_formats=v.formats,
+      qat_epochs=v.qat_epochs, qat_learning_rate=v.qat_learning_rate,
+      calibration_images=v.calibration_images, baselines=baselines_lib.parse_names(v.baselines),
+      benchmark=benchmark_config_from_flags(values=v), eval_images=v.eval_images,
+      classifier_activation=v.classifier_activation, dropout_rate=v.dropout_rate,
+      batch_norm=v.batch_norm, check_ancestor=check_ancestor)
+
+
+def run_dir_from_flags(values=None) -> str:
+  """--run_dir, or saved_models/<--run_name>."""
+  import os  # pylint: disable=g-import-not-at-top
+
+  v = FLAGS if values is None else values
+  return v.run_dir or os.path.join("saved_models", v.run_name)
+
+
+def evolution_config_from_flags(values=None):
   from squish_tf import evolution  # pylint: disable=g-import-not-at-top
 
+  v = FLAGS if values is None else values
   return evolution.EvolutionConfig(
-      generations=FLAGS.generations, population=FLAGS.population,
-      offspring_epochs=FLAGS.offspring_epochs,
-      offspring_learning_rate=FLAGS.offspring_learning_rate,
-      offspring_warmup_epochs=FLAGS.offspring_warmup_epochs,
-      offspring_init=FLAGS.offspring_init, final_epochs=FLAGS.final_epochs,
-      distill=FLAGS.distill, distill_alpha=FLAGS.distill_alpha,
-      distill_temperature=FLAGS.distill_temperature, teacher=FLAGS.teacher,
-      target_size_mb=FLAGS.target_size_mb,
-      target_macs=FLAGS.target_macs, max_accuracy_drop=FLAGS.max_accuracy_drop,
-      max_retries=FLAGS.max_retries, seed=FLAGS.seed, target_fraction=FLAGS.target_fraction,
-      workers=FLAGS.workers)
+      generations=v.generations, population=v.population,
+      offspring_epochs=v.offspring_epochs,
+      offspring_learning_rate=v.offspring_learning_rate,
+      offspring_warmup_epochs=v.offspring_warmup_epochs,
+      offspring_init=v.offspring_init, final_epochs=v.final_epochs,
+      distill=v.distill, distill_alpha=v.distill_alpha,
+      distill_temperature=v.distill_temperature, teacher=v.teacher,
+      target_size_mb=v.target_size_mb,
+      target_macs=v.target_macs, max_accuracy_drop=v.max_accuracy_drop,
+      max_retries=v.max_retries, seed=v.seed, target_fraction=v.target_fraction,
+      workers=v.workers)
 
 
-def synthesis_config_from_flags():
+def synthesis_config_from_flags(values=None):
   from squish_tf import synthesis  # pylint: disable=g-import-not-at-top
 
-  fields = dict(env_mode=FLAGS.env_mode, env_factor=FLAGS.env_factor, cost=FLAGS.cost,
-                target_gamma=FLAGS.target_gamma,
-                gamma=FLAGS.gamma, f_min=FLAGS.f_min, min_filters=FLAGS.min_filters,
-                min_fraction=FLAGS.min_fraction, channel_multiple=FLAGS.channel_multiple)
-  if FLAGS.target_fraction is not None:
-    fields["target_fraction"] = FLAGS.target_fraction
+  v = FLAGS if values is None else values
+  fields = dict(env_mode=v.env_mode, env_factor=v.env_factor, cost=v.cost,
+                target_gamma=v.target_gamma,
+                gamma=v.gamma, f_min=v.f_min, min_filters=v.min_filters,
+                min_fraction=v.min_fraction, channel_multiple=v.channel_multiple)
+  if v.target_fraction is not None:
+    fields["target_fraction"] = v.target_fraction
   return synthesis.SynthesisConfig(**fields)
 
 
@@ -264,23 +294,25 @@ def flag_values(names: Sequence[str]) -> dict:
   return {f"--{name}": FLAGS[name].value for name in names}
 
 
-def data_config_from_flags() -> data_lib.DataConfig:
+def data_config_from_flags(values=None) -> data_lib.DataConfig:
+  v = FLAGS if values is None else values
   return data_lib.DataConfig(
-      dataset=FLAGS.dataset, data_dir=FLAGS.data_dir, image_size=FLAGS.image_size,
-      batch_size=FLAGS.batch_size, validation_split=FLAGS.validation_split,
-      test_split=FLAGS.test_split, seed=FLAGS.seed, augment=",".join(FLAGS.augment),
-      skip_bad_images=FLAGS.skip_bad_images, shapes10_train_size=FLAGS.shapes10_train_size,
-      shapes10_validation_size=FLAGS.shapes10_validation_size,
-      shapes10_test_size=FLAGS.shapes10_test_size)
+      dataset=v.dataset, data_dir=v.data_dir, image_size=v.image_size,
+      batch_size=v.batch_size, validation_split=v.validation_split,
+      test_split=v.test_split, seed=v.seed, augment=",".join(v.augment),
+      skip_bad_images=v.skip_bad_images, shapes10_train_size=v.shapes10_train_size,
+      shapes10_validation_size=v.shapes10_validation_size,
+      shapes10_test_size=v.shapes10_test_size)
 
 
-def train_config_from_flags(epochs_flag: str = "train_epochs"):
+def train_config_from_flags(epochs_flag: str = "train_epochs", values=None):
   from squish_tf import train as train_lib  # pylint: disable=g-import-not-at-top
 
-  return train_lib.TrainConfig(epochs=getattr(FLAGS, epochs_flag),
-                               learning_rate=FLAGS.learning_rate, optimizer=FLAGS.optimizer,
-                               lr_schedule=FLAGS.lr_schedule, weight_decay=FLAGS.weight_decay,
-                               warmup_epochs=FLAGS.warmup_epochs)
+  v = FLAGS if values is None else values
+  return train_lib.TrainConfig(epochs=getattr(v, epochs_flag),
+                               learning_rate=v.learning_rate, optimizer=v.optimizer,
+                               lr_schedule=v.lr_schedule, weight_decay=v.weight_decay,
+                               warmup_epochs=v.warmup_epochs)
 
 
 def strategy_from_flags():

@@ -141,30 +141,12 @@ def test_baseline_names_parse_like_the_flag():
 
 
 def test_a_killed_baseline_resumes_at_the_next_epoch(toy_parent_dir, tmp_path, monkeypatch):
-  import keras  # pylint: disable=g-import-not-at-top
-
-  class Stop(Exception):
-    pass
-
-  begun, state = [], {"died": False}
-  original = train_lib.fit
-
-  def fit(*args, callbacks=(), **kwargs):
-    class Die(keras.callbacks.Callback):
-      def on_epoch_begin(self, epoch, logs=None):
-        begun.append(epoch)
-
-      def on_epoch_end(self, epoch, logs=None):
-        if not state["died"]:
-          state["died"] = True
-          raise Stop()
-    return original(*args, callbacks=list(callbacks) + [Die()], **kwargs)
-
-  monkeypatch.setattr(train_lib, "fit", fit)
+  begun = []
+  monkeypatch.setattr(train_lib, "fit", toy.fit_that_dies_once(train_lib.fit, begun))
   budget = baselines.BaselineBudget(target_params=toy.TINY.params() // 3, total_epochs=3,
                                     fine_tune_epochs=1)
   run_dir = str(tmp_path / "run")
-  with pytest.raises(Stop):
+  with pytest.raises(toy.Stop):
     baselines.run_baselines(run_dir, toy_parent_dir, budget, toy.data, names=("width_scaled",))
   directory = os.path.join(run_dir, "baselines", "width_scaled")
   assert os.path.isdir(directory + baselines.WORK_SUFFIX) and not os.path.exists(directory)

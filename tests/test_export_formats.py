@@ -319,26 +319,9 @@ BN_OPS = {"MUL", "ADD", "SUB", "RSQRT", "SQRT", "DIV", "SQUARED_DIFFERENCE"}
 
 
 def _randomize_batch_norm(model, seed):
-  """Random gamma (some negative) and beta, statistics from data, then perturbed.
-
-  Statistics are estimated after gamma and beta are drawn, so activations keep
-  their scale through the layers and the softmax does not saturate.
-  """
-  rng = np.random.default_rng(seed)
-  layers = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
-  for layer in layers:
-    _, _, mean, variance = layer.get_weights()
-    n = len(mean)
-    layer.set_weights([rng.uniform(0.5, 2.0, n) * rng.choice([-1.0, 1.0], n, p=[0.2, 0.8]),
-                       rng.normal(0.0, 0.5, n), mean, variance])
-  batch_norm.recalibrate(model, [rng.uniform(0, 255, (32,) + model.input_shape[1:])
-                                 .astype(np.float32)])
-  for layer in layers:
-    gamma, beta, mean, variance = layer.get_weights()
-    n = len(mean)
-    layer.set_weights([gamma, beta, mean + rng.normal(0.0, 0.2, n) * np.sqrt(variance),
-                       variance * rng.uniform(0.7, 1.4, n)])
-  return model
+  import toy  # pylint: disable=g-import-not-at-top
+  images = np.random.default_rng(seed).uniform(0, 255, (32,) + model.input_shape[1:])
+  return toy.randomize_batch_norm(model, images, seed)
 
 
 @pytest.fixture(scope="module")

@@ -57,21 +57,8 @@ def _pixels(n=16, seed=1):
 @pytest.fixture(scope="module")
 def bn_model():
   """SMALL_BN with random gamma (some negative) and beta, statistics from data, then perturbed."""
-  model = models.build_model(SMALL_BN, seed=3)
-  rng = np.random.default_rng(4)
-  layers = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
-  for layer in layers:
-    _, _, mean, variance = layer.get_weights()
-    n = len(mean)
-    layer.set_weights([rng.uniform(0.5, 2.0, n) * rng.choice([-1.0, 1.0], n, p=[0.2, 0.8]),
-                       rng.normal(0.0, 0.5, n), mean, variance])
-  batch_norm.recalibrate(model, [_pixels(32, seed=5)])
-  for layer in layers:
-    gamma, beta, mean, variance = layer.get_weights()
-    n = len(mean)
-    layer.set_weights([gamma, beta, mean + rng.normal(0.0, 0.2, n) * np.sqrt(variance),
-                       variance * rng.uniform(0.7, 1.4, n)])
-  return model
+  import toy  # pylint: disable=g-import-not-at-top
+  return toy.randomize_batch_norm(models.build_model(SMALL_BN, seed=3), _pixels(32, seed=5), 4)
 
 
 @pytest.fixture(scope="module")

@@ -138,32 +138,14 @@ def test_without_distillation_no_teacher_is_recorded(toy_parent_dir, tmp_path):
   assert np.isfinite(result.lineage["candidates"][0]["top1"])
 
 
-def _dies_after_first_epoch(original, begun):
-  """A train_lib.fit that records epochs begun and raises after its first finished epoch once."""
-  state = {"died": False}
-
-  def fit(*args, callbacks=(), **kwargs):
-    class Die(keras.callbacks.Callback):
-      def on_epoch_begin(self, epoch, logs=None):
-        begun.append(epoch)
-
-      def on_epoch_end(self, epoch, logs=None):
-        if not state["died"]:
-          state["died"] = True
-          raise _Stop()
-    return original(*args, callbacks=list(callbacks) + [Die()], **kwargs)
-
-  return fit
-
-
 def test_a_killed_offspring_fine_tune_resumes_at_the_next_epoch(toy_parent_dir, tmp_path,
                                                                 monkeypatch):
   config = evolution.EvolutionConfig(generations=1, population=1, offspring_epochs=3,
                                      max_accuracy_drop=1.0)
   run_dir = str(tmp_path / "run")
   begun = []
-  monkeypatch.setattr(train_lib, "fit", _dies_after_first_epoch(train_lib.fit, begun))
-  with pytest.raises(_Stop):
+  monkeypatch.setattr(train_lib, "fit", toy.fit_that_dies_once(train_lib.fit, begun))
+  with pytest.raises(toy.Stop):
     evolution.evolve(toy_parent_dir, run_dir, config, SYNTH, toy.data)
   work = evolution.candidate_dir(run_dir, 1, 0) + ".attempt0" + evolution.WORK_SUFFIX
   assert os.path.isdir(work)

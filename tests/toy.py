@@ -5,8 +5,11 @@ that learns at all gets them right, so tests can tell learning from chance in
 a few seconds; shapes10 is for measuring, this is for testing plumbing.
 """
 
+import keras
 import numpy as np
 import tensorflow as tf
+
+from squish_tf import batch_norm
 
 from squish_tf import data as data_lib
 from squish_tf import spec as spec_lib
@@ -38,3 +41,52 @@ def data(num_classes: int = 3, stream: int = 0):
   val = tf.data.Dataset.from_tensor_slices((_IMAGES, _LABELS)).batch(48)
   names = tuple(f"c{i}" for i in range(num_classes))
   return train, val, data_lib.DatasetInfo("toy", names, SIZE, SIZE, 32)
+
+
+def randomize_batch_norm(model, images, seed=0):
+  """Random gamma (some negative) and beta, statistics from `images`, then perturbed.
+
+  Makes folding, slicing and exporting batch norm really tested: the
+  statistics are estimated after gamma and beta are drawn, so activations keep
+  their scale through the layers and the softmax does not saturate (one-hot
+  probabilities would make any parity check pass).
+  """
+  rng = np.random.default_rng(seed)
+  layers = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+  for layer in layers:
+    _, _, mean, variance = layer.get_weights()
+    n = len(mean)
+    layer.set_weights([rng.uniform(0.5, 2.0, n) * rng.choice([-1.0, 1.0], n, p=[0.2, 0.8]),
+                       rng.normal(0.0, 0.5, n), mean, variance])
+  batch_norm.recalibrate(model, [np.asarray(images, np.float32)])
+  for layer in layers:
+    gamma, beta, mean, variance = layer.get_weights()
+    n = len(mean)
+    layer.set_weights([gamma, beta, mean + rng.normal(0.0, 0.2, n) * np.sqrt(variance),
+                       variance * rng.uniform(0.7, 1.4, n)])
+  return model
+
+
+class Stop(Exception):
+  """Raised by `fit_that_dies_once` to stand for a killed process."""
+
+
+def fit_that_dies_once(original, begun):
+  """A `train_lib.fit` that records the epochs it begins and dies after its first finished one.
+
+  Only the first call dies; later calls (the re-run) train normally, still recorded.
+  """
+  state = {"died": False}
+
+  def fit(*args, callbacks=(), **kwargs):
+    class Die(keras.callbacks.Callback):
+      def on_epoch_begin(self, epoch, logs=None):
+        begun.append(epoch)
+
+      def on_epoch_end(self, epoch, logs=None):
+        if not state["died"]:
+          state["died"] = True
+          raise Stop()
+    return original(*args, callbacks=list(callbacks) + [Die()], **kwargs)
+
+  return fit

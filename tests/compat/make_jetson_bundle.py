@@ -18,40 +18,19 @@ pytest.
 import argparse
 import os
 import shutil
+import sys
 
-import keras
 import numpy as np
 
-from squish_tf import batch_norm
-from squish_tf import export
-from squish_tf import model_io
-from squish_tf import models
-from squish_tf import shapes10
-from squish_tf import spec as spec_lib
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests/
+import toy  # noqa: E402  (its batch-norm randomiser, shared with the export tests)
+
+from squish_tf import export  # noqa: E402
+from squish_tf import model_io  # noqa: E402
+from squish_tf import models  # noqa: E402
+from squish_tf import shapes10  # noqa: E402
+from squish_tf import spec as spec_lib  # noqa: E402
 from squish_tf.export import jetson
-
-
-def randomize_batch_norm(model, images, seed=0):
-  """Random gamma (some negative) and beta, statistics from `images`, then perturbed.
-
-  Statistics are estimated after gamma and beta are drawn, so activations keep
-  their scale through the 26 convolutions and the softmax does not saturate
-  (one-hot probabilities would make any parity check pass).
-  """
-  rng = np.random.default_rng(seed)
-  layers = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
-  for layer in layers:
-    _, _, mean, variance = layer.get_weights()
-    n = len(mean)
-    layer.set_weights([rng.uniform(0.5, 2.0, n) * rng.choice([-1.0, 1.0], n, p=[0.2, 0.8]),
-                       rng.normal(0.0, 0.5, n), mean, variance])
-  batch_norm.recalibrate(model, [images.astype(np.float32)])
-  for layer in layers:
-    gamma, beta, mean, variance = layer.get_weights()
-    n = len(mean)
-    layer.set_weights([gamma, beta, mean + rng.normal(0.0, 0.2, n) * np.sqrt(variance),
-                       variance * rng.uniform(0.7, 1.4, n)])
-  return model
 
 
 def main():
@@ -65,7 +44,7 @@ def main():
                                    classifier_initializer="he_normal", batch_norm=True)
   model_dir = os.path.join(args.work_dir, "model")
   train_images, _ = shapes10.generate(64, size, seed=0, split="train")
-  model = randomize_batch_norm(models.build_model(spec, seed=0), train_images)
+  model = toy.randomize_batch_norm(models.build_model(spec, seed=0), train_images)
   model_io.write_model_dir(model_dir, model, spec, {"class_names": list(shapes10.CLASS_NAMES)})
   export_dir = os.path.join(args.work_dir, "export")
   manifest = export.export_all(model_dir, export_dir, formats="jetson")
