@@ -25,11 +25,13 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q tests
 
 # Benchmark scripts: each prints measured figures (not part of `make test`).
+# evolution_vs_width.py trains everything for three seeds: about an hour on 2 cores.
 bench: $(STAMP)
 	$(BIN)/python benchmarks/train_throughput.py
 	$(BIN)/python benchmarks/synthesis_overhead.py
 	$(BIN)/python benchmarks/export_sizes.py
-	$(BIN)/python benchmarks/evolution_vs_width.py
+	$(BIN)/python benchmarks/speed_pairs.py
+	$(BIN)/python benchmarks/evolution_vs_width.py --seeds=0,1,2
 
 clean:
 	rm -rf $(VENV) .compat-venv build *.egg-info .pytest_cache

@@ -20,6 +20,8 @@ Ablations (`--ablations`, comma-separated, default all):
   scratch_widths  the SquishedNet's evolved widths trained from scratch with the
                   same recipe and total epochs (Liu et al., 2019: did the search find
                   a better architecture, or only better weights?)
+  uniform_pressure  evolution and polish with --target_gamma=0: the same F in every
+                  layer instead of the pressure shared by module cost
 
 Every stage resumes (model dirs are written atomically), so a re-run only prints.
 """
@@ -49,9 +51,10 @@ from squish_tf import spec as spec_lib  # noqa: E402
 from squish_tf import synthesis  # noqa: E402
 from squish_tf import train as train_lib  # noqa: E402
 
-ABLATIONS = ("no_bn", "no_distill", "no_polish", "scratch_widths")
+ABLATIONS = ("no_bn", "no_distill", "no_polish", "scratch_widths", "uniform_pressure")
 ROWS = ("ancestor", "squishednet", "width_scaled", "width_scaled_distilled", "magnitude_pruned",
-        "mobilenet_v3_small", "no_bn", "no_distill", "no_polish", "scratch_widths")
+        "mobilenet_v3_small", "no_bn", "no_distill", "no_polish", "scratch_widths",
+        "uniform_pressure")
 LABELS = {
     "ancestor": "ancestor",
     "squishednet": "SquishedNet",
@@ -63,6 +66,7 @@ LABELS = {
     "no_distill": "ablation: no distillation",
     "no_polish": "ablation: no polish",
     "scratch_widths": "ablation: evolved widths from scratch",
+    "uniform_pressure": "ablation: one F for all layers",
 }
 
 FLAGS = flags.FLAGS
@@ -129,6 +133,13 @@ def run_seed(seed: int, log) -> dict:
                                listeners=[evolution.console_listener], verbose="auto",
                                train_config=train_config)
     dirs["no_distill"] = polish.polish(sub, ablated, no_distill, data_fn, train_config)
+  if "uniform_pressure" in ablations:
+    uniform = dataclasses.replace(synth, target_gamma=0.0)
+    sub = os.path.join(root, "uniform_pressure")
+    ablated = evolution.evolve(ancestor_dir, sub, config, uniform, data_fn,
+                               listeners=[evolution.console_listener], verbose="auto",
+                               train_config=train_config)
+    dirs["uniform_pressure"] = polish.polish(sub, ablated, config, data_fn, train_config)
   if "no_bn" in ablations:
     rate = FLAGS.no_bn_learning_rate
     dirs["no_bn"] = run_pipeline(

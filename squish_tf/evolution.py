@@ -711,8 +711,10 @@ def check_identity(run_dir: str, identity: Dict[str, Any], ignore: Sequence[str]
   if existing is None:
     return
   identity = model_io.json_round_trip(identity)
+  # A key the recorded identity lacks was added to squish_tf after that run
+  # started (the parent's checksum, say): there is nothing to compare it with.
   differing = sorted(k for k in set(existing) | set(identity)
-                     if k not in ignore and existing.get(k) != identity.get(k))
+                     if k not in ignore and k in existing and existing.get(k) != identity.get(k))
   if differing:
     details = "; ".join(f"{k} was {_short(existing.get(k))}, now {_short(identity.get(k))}"
                         for k in differing)
