@@ -26,12 +26,17 @@ test: $(STAMP)
 
 # Benchmark scripts: each prints measured figures (not part of `make test`).
 # evolution_vs_width.py trains everything for three seeds: about an hour on 2 cores.
+# data_scale.py writes a 13,000-image JPEG folder to /tmp/data_scale (kept for the
+# next time; --cleanup=all deletes it) and runs the main job on 2,600 of them.
 bench: $(STAMP)
 	$(BIN)/python benchmarks/train_throughput.py
 	$(BIN)/python benchmarks/synthesis_overhead.py
 	$(BIN)/python benchmarks/export_sizes.py
 	$(BIN)/python benchmarks/speed_pairs.py
+	$(BIN)/python benchmarks/channel_multiple.py
 	$(BIN)/python benchmarks/evolution_vs_width.py --seeds=0,1,2
+	$(BIN)/python benchmarks/speed_target.py --seeds=0
+	$(BIN)/python benchmarks/data_scale.py
 
 clean:
 	rm -rf $(VENV) .compat-venv build *.egg-info .pytest_cache

@@ -3,7 +3,10 @@ r"""Times and scores every artefact of a model: Keras, SavedModel, each .tflite.
   squish-benchmark --model_dir=saved_models/demo/ancestor \
       --export_dir=saved_models/demo/export
   squish-benchmark --model_dir=m --formats='keras,tflite_*' --batch_sizes=1,8,32
+  squish-benchmark --model_dir=saved_models/demo/baselines/mobilenet_v3_small
 
+Any model dir the job writes works: a SqueezeNet's sizes come from its
+spec.json, a Keras-applications baseline's (no spec.json) from its model.keras.
 Validation images come from the data flags (the same source the model was
 trained on); --image_size defaults to the model's input size. Prints a table
 and writes benchmark.json (default: into the export directory) atomically.
@@ -22,12 +25,13 @@ import tensorflow as tf
 from squish_tf import benchmark as benchmark_lib
 from squish_tf import data as data_lib
 from squish_tf import flag_defs
-from squish_tf import model_io
 
 FLAGS = flags.FLAGS
 
 flag_defs.define_data_flags()
-flags.DEFINE_string("model_dir", None, "Model directory (model.keras, spec.json) to benchmark.")
+flags.DEFINE_string("model_dir", None,
+                    "Model directory to benchmark: any the job writes (model.keras, plus spec.json "
+                    "for a SqueezeNet; baselines/mobilenet_v3_small has none).")
 flags.DEFINE_string("export_dir", None,
                     "Its export directory (saved_model/, *.tflite); default <model_dir>/export.")
 flag_defs.define_benchmark_flags()
@@ -50,11 +54,13 @@ def main(argv):
 
   config = dataclasses.replace(flag_defs.benchmark_config_from_flags(formats=FLAGS.formats),
                                pair_rounds=FLAGS.pair_rounds)
-  spec = model_io.read_spec(FLAGS.model_dir)
+  # Any model dir the job writes: a SqueezeNet's spec.json, else its Keras model
+  # (the MobileNetV3 baseline), else its export's .tflite files.
+  model = benchmark_lib.describe_model(FLAGS.model_dir, _given_export_dir())
   export_dir = _export_dir(config)
 
   data_config = flag_defs.data_config_from_flags()
-  height, width, _ = spec.input_shape
+  height, width, _ = model["image_size"]
   if not FLAGS["image_size"].present:
     if height != width:
       raise ValueError(f"{FLAGS.model_dir!r} takes {height}x{width} images; the data flags load "
@@ -64,10 +70,10 @@ def main(argv):
     raise ValueError(f"--image_size={FLAGS.image_size} but {FLAGS.model_dir!r} takes "
                      f"{height}x{width} images; omit --image_size or pass {height}.")
   _, val_ds, info = data_lib.load(data_config)
-  if info.num_classes != spec.num_classes:
+  if info.num_classes != model["num_classes"]:
     raise ValueError(f"--dataset={data_config.dataset} has {info.num_classes} classes but "
-                     f"{FLAGS.model_dir!r} classifies {spec.num_classes}; pass the data flags the "
-                     "model was trained with.")
+                     f"{FLAGS.model_dir!r} classifies {model['num_classes']}; pass the data flags "
+                     "the model was trained with.")
   images, labels = data_lib.take_images(val_ds, FLAGS.eval_images)
 
   name = os.path.basename(os.path.normpath(FLAGS.model_dir))
@@ -100,13 +106,19 @@ def _set_tf_threads(num_threads):
                     "existing thread pools, not --num_threads=%d.", num_threads)
 
 
-def _export_dir(config):
-  """--export_dir, or <model_dir>/export; None when only the Keras model is asked for."""
+def _given_export_dir():
+  """--export_dir, or <model_dir>/export where it exists, else None."""
   if FLAGS.export_dir:
     return FLAGS.export_dir
   default = os.path.join(FLAGS.model_dir, "export")
-  if os.path.isdir(default):
-    return default
+  return default if os.path.isdir(default) else None
+
+
+def _export_dir(config):
+  """--export_dir, or <model_dir>/export; None when only the Keras model is asked for."""
+  if _given_export_dir():
+    return _given_export_dir()
+  default = os.path.join(FLAGS.model_dir, "export")
   if config.formats is not None and all(pattern == "keras" for pattern in config.formats):
     return None
   raise ValueError(f"No export directory at {default!r}. Export the model first (squish-export), "

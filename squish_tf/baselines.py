@@ -25,10 +25,8 @@ Each baseline is a model directory (`model.keras` + `metrics.json`, plus
 written atomically; a complete one is not retrained.
 """
 
-import concurrent.futures
 import dataclasses
 import math
-import multiprocessing
 import os
 import shutil
 import time
@@ -46,6 +44,7 @@ from squish_tf import model_io
 from squish_tf import models
 from squish_tf import spec as spec_lib
 from squish_tf import train as train_lib
+from squish_tf import workers as workers_lib
 
 BASELINES = ("width_scaled", "width_scaled_distilled", "magnitude_pruned", "mobilenet_v3_small")
 # What the main job trains unless told otherwise: the comparison a SquishedNet
@@ -216,16 +215,14 @@ def run_baselines(run_dir: str,
   out = {name: os.path.join(run_dir, "baselines", name) for name in names}
   todo = [name for name in names
           if not os.path.isfile(os.path.join(out[name], model_io.METRICS_FILE))]
-  if workers > 1 and strategy is None and len(todo) > 1:
-    with concurrent.futures.ProcessPoolExecutor(
-        max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-      futures = [pool.submit(_train_one, name, out[name], ancestor_dir, budget, data_fn, None,
-                             verbose) for name in todo]
-      for future in futures:
-        future.result()  # re-raises a worker's error here
-  else:
-    for name in todo:
-      _train_one(name, out[name], ancestor_dir, budget, data_fn, strategy, verbose)
+  # A strategy cannot leave this process; no more workers than baselines left
+  # (each worker's share of the cores is cores / workers).
+  with workers_lib.WorkerPool(1 if strategy is not None else max(1, min(workers, len(todo)))
+                              ) as pool:
+    futures = [pool.submit(_train_one, name, out[name], ancestor_dir, budget, data_fn,
+                           strategy if pool.in_process else None, verbose) for name in todo]
+    for future in futures:
+      future.result()  # in process the baseline trains here; a worker's error re-raises here
   return out
 
 

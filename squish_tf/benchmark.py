@@ -1,7 +1,8 @@
 """Speed, size and accuracy of every artefact of a model, on this machine.
 
-For a model directory (`model.keras`, `spec.json`) and, optionally, its export
-directory (`saved_model/`, `*.tflite`), each artefact is measured the same way:
+For a model directory (`model.keras`, plus `spec.json` for a SqueezeNet: any
+model dir the job writes) and, optionally, its export directory
+(`saved_model/`, `*.tflite`), each artefact is measured the same way:
 
 - file bytes (a SavedModel's bytes are the sum over its directory);
 - validation top-1 on the same images for every artefact, fed as the uint8
@@ -35,7 +36,7 @@ together, interleaved (`squish_tf.timing.time_interleaved`: A B C A B C ...,
 per-round ratios with their min-max (`measure_model_pairs`). benchmark.json keeps
 them beside the per-artefact figures:
 
-  "interleaved": {"rounds": 7, "round_seconds": 0.1, "num_threads": 2,
+  "interleaved": {"rounds": 7, "round_seconds": 0.1, "num_threads": 2, "image_size": 64,
                   "batches": {"1": {"invokes": {"ancestor/tflite_fp32": 77, ...},
                                     "load_average": {"start": 2.9, "end": 3.1},
                                     "seconds": 6.1, "errors": {},
@@ -50,6 +51,23 @@ them beside the per-artefact figures:
 
 A pair's ratio is the first file's speed over the second's (> 1: faster);
 `litert_fields` reads speed-ups from here and nowhere else.
+
+The network is fully convolutional, so its speed-up is also measured at the
+resolutions of `pair_resolutions` (224 px by default: the paper's and most
+cameras' size): every model in an fp32-vs-fp32 pair is rebuilt at that size
+with the same weights and converted to fp32 TFLite as the export does
+(`speed_pairs.tflite_at_size`, in memory: nothing is written to the export),
+and those files are timed interleaved at batch 1 as above (a 224 px invoke
+takes ~12x a 64 px one, so each round holds fewer invokes: the same
+`pair_round_seconds`). They sit under "resolutions", one entry per size:
+
+  "resolutions": {"224": {"image_size": 224, "batch_sizes": [1],
+                          "files": {"ancestor/tflite_fp32": {"bytes": 2950000}, ...},
+                          "errors": {"mobilenet_v3_small": "... cannot be rebuilt ..."},
+                          "convert_seconds": 21.0,
+                          "interleaved": {... as above ...},
+                          "pairs": {"squishednet/tflite_fp32 vs ancestor/tflite_fp32": {
+                              "1": {"ratio_median": 3.1, ...}}}}}
 """
 
 import dataclasses
@@ -57,6 +75,7 @@ import fnmatch
 import importlib.metadata
 import os
 import platform
+import time
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -69,8 +88,9 @@ from squish_tf import speed_pairs as pairs_lib
 from squish_tf import timing as timing_lib
 
 BENCHMARK_FILE = "benchmark.json"
-# 2: "interleaved" and "pairs" (speed-ups measured interleaved).
-BENCHMARK_VERSION = 2
+# 2: "interleaved" and "pairs" (speed-ups measured interleaved); 3: "resolutions" (the
+# fp32 pairs again at 224 px).
+BENCHMARK_VERSION = 3
 SAVED_MODEL_DIR = "saved_model"
 SIGNATURE = "serving_default"
 # The export's standard artefacts, in the order tables list them. Any other
@@ -79,6 +99,10 @@ ARTEFACT_ORDER = ("keras", "saved_model", "tflite_fp32", "tflite_fp16", "tflite_
                   "tflite_int8", "tflite_qat_int8")
 # Preferred output keys of a SavedModel signature with several outputs.
 _OUTPUT_KEYS = ("probabilities", "output_0", "softmax", "logits")
+# Sizes the fp32 pairs are timed at besides the run's own (BenchmarkConfig.pair_resolutions).
+RESOLUTIONS = (224,)
+# Batch sizes at those resolutions: a camera's one frame.
+RESOLUTION_BATCH_SIZES = (1,)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,6 +123,10 @@ class BenchmarkConfig:
     pair_round_seconds: each file's share of a round, roughly: its invokes
       per round are calibrated to take this long...
     pair_min_invokes, pair_max_invokes: ...within these bounds.
+    pair_resolutions: square input sizes, besides the models' own, at which
+      the fp32 pairs are timed again (batch 1), each model rebuilt there with
+      the same weights; () for none. A size equal to the models' own is
+      skipped (already measured).
   """
 
   batch_sizes: Tuple[int, ...] = (1, 8)
@@ -112,9 +140,17 @@ class BenchmarkConfig:
   pair_round_seconds: float = timing_lib.DEFAULT_ROUND_SECONDS
   pair_min_invokes: int = timing_lib.DEFAULT_MIN_INVOKES
   pair_max_invokes: int = timing_lib.DEFAULT_MAX_INVOKES
+  pair_resolutions: Tuple[int, ...] = RESOLUTIONS
 
   def __post_init__(self):
     object.__setattr__(self, "batch_sizes", tuple(self.batch_sizes))
+    object.__setattr__(self, "pair_resolutions", tuple(self.pair_resolutions))
+    for size in self.pair_resolutions:
+      if not isinstance(size, (int, np.integer)) or isinstance(size, bool) or size < 1:
+        raise ValueError(f"pair_resolutions must be positive image sizes (e.g. (224,)), got "
+                         f"{size!r} in {self.pair_resolutions!r}.")
+    object.__setattr__(self, "pair_resolutions",
+                       tuple(dict.fromkeys(int(s) for s in self.pair_resolutions)))
     if self.formats is not None:
       object.__setattr__(self, "formats", tuple(self.formats))
     if not self.batch_sizes:
@@ -161,8 +197,9 @@ def find_artefacts(model_dir: Optional[str],
   """The benchmarkable artefacts of a model, as {name: path}, in table order.
 
   Args:
-    model_dir: a model directory; its `model.keras` is the `keras` artefact.
-      None when only an export is benchmarked.
+    model_dir: a model directory (with or without `spec.json`: any dir the
+      job writes); its `model.keras` is the `keras` artefact. None when only
+      an export is benchmarked.
     export_dir: an export directory (`saved_model/`, `*.tflite`), or None for
       none. When given it must exist and hold at least one of them.
     formats: names or fnmatch patterns to keep; None keeps all.
@@ -181,14 +218,7 @@ def find_artefacts(model_dir: Optional[str],
       raise ValueError(f"Export directory {export_dir!r} does not exist. Export the model first "
                        "(squish-export), or pass the --export_dir that holds its saved_model/ and "
                        ".tflite files.")
-    exported: Dict[str, str] = {}
-    saved_model = os.path.join(export_dir, SAVED_MODEL_DIR)
-    if os.path.isfile(os.path.join(saved_model, "saved_model.pb")):
-      exported["saved_model"] = saved_model
-    for name in sorted(os.listdir(export_dir)):
-      path = os.path.join(export_dir, name)
-      if name.endswith(".tflite") and os.path.isfile(path):
-        exported[artefact_name(name)] = path
+    exported = _exported_files(export_dir)
     if not exported:
       listing = sorted(os.listdir(export_dir))
       raise ValueError(f"Export directory {export_dir!r} holds nothing to benchmark: expected "
@@ -196,8 +226,12 @@ def find_artefacts(model_dir: Optional[str],
                        f"{listing}. Re-run the export, or pass the right --export_dir.")
     found.update(exported)
   if not found:
-    raise ValueError(f"Nothing to benchmark: {model_dir!r} holds no {model_io.MODEL_FILE} and no "
-                     "export directory was given.")
+    holds = (f"holds {sorted(os.listdir(model_dir))}" if model_dir and os.path.isdir(model_dir)
+             else "does not exist")
+    raise ValueError(f"Nothing to benchmark: model dir {model_dir!r} {holds}, with no "
+                     f"{model_io.MODEL_FILE}, and no export directory was given. Pass a model dir "
+                     "the job wrote (ancestor/, squishednet/, baselines/<name>/, ...) or an "
+                     "--export_dir with .tflite files.")
   ordered = {name: found[name] for name in ARTEFACT_ORDER if name in found}
   ordered.update({name: path for name, path in found.items() if name not in ordered})
   if formats is None:
@@ -208,6 +242,21 @@ def find_artefacts(model_dir: Optional[str],
     raise ValueError(f"No artefact matches formats {list(formats)}; found {list(ordered)}. "
                      "Pass some of those names (fnmatch patterns such as tflite_* work too).")
   return kept
+
+
+def _exported_files(export_dir: Optional[str]) -> Dict[str, str]:
+  """{artefact name: path} of an export dir's SavedModel and .tflite files ({} for none)."""
+  if export_dir is None or not os.path.isdir(export_dir):
+    return {}
+  exported: Dict[str, str] = {}
+  saved_model = os.path.join(export_dir, SAVED_MODEL_DIR)
+  if os.path.isfile(os.path.join(saved_model, "saved_model.pb")):
+    exported["saved_model"] = saved_model
+  for name in sorted(os.listdir(export_dir)):
+    path = os.path.join(export_dir, name)
+    if name.endswith(".tflite") and os.path.isfile(path):
+      exported[artefact_name(name)] = path
+  return exported
 
 
 def artefact_bytes(path: str) -> int:
@@ -401,8 +450,9 @@ def benchmark_model(model_dir: Optional[str],
   """Benchmarks every artefact of one model.
 
   Args:
-    model_dir: the model directory (`model.keras`, `spec.json`); params and
-      MACs come from its spec, or from `metrics.json` for a model without one.
+    model_dir: the model directory (`model.keras`, and `spec.json` for a
+      SqueezeNet); params and MACs come from its spec, or are read off the
+      Keras model for one without (`describe_model`).
     export_dir: its export directory, or None to time only the Keras model.
       When given it must exist and hold a SavedModel or .tflite files; formats
       it lacks are skipped and listed under `missing`.
@@ -430,7 +480,8 @@ def benchmark_model(model_dir: Optional[str],
       raise ValueError(f"{len(pixels)} images but {len(labels)} labels; they must pair up.")
   artefacts = find_artefacts(model_dir, export_dir, config.formats)
   entry: Dict[str, Any] = {"model_dir": model_dir, "export_dir": export_dir}
-  entry.update(_model_size(model_dir))
+  described = describe_model(model_dir, export_dir)
+  entry.update({field: described[field] for field in MODEL_FIELDS})
   if pixels is not None and entry.get("image_size") is not None:
     if tuple(pixels.shape[1:3]) != tuple(entry["image_size"][:2]):
       height, width = entry["image_size"][:2]
@@ -555,8 +606,10 @@ def comparison_pairs(models: Mapping[str, Mapping[str, Any]], reference: str = "
 def measure_model_pairs(models: Mapping[str, Mapping[str, Any]],
                         pairs: Sequence[Tuple[str, str]], pixels: Optional[np.ndarray] = None,
                         config: BenchmarkConfig = BenchmarkConfig(),
-                        log: Optional[Callable[[str], None]] = None) -> Dict[str, Any]:
-  """Times benchmarked .tflite files interleaved: benchmark.json's "interleaved" and "pairs".
+                        log: Optional[Callable[[str], None]] = None,
+                        convert: Callable[[str, int], bytes] = pairs_lib.tflite_at_size
+                       ) -> Dict[str, Any]:
+  """Times benchmarked .tflite files interleaved: "interleaved", "pairs" and "resolutions".
 
   Args:
     models: benchmark.json's "models"; keys "model/artefact" name their files.
@@ -564,9 +617,109 @@ def measure_model_pairs(models: Mapping[str, Mapping[str, Any]],
     pixels: uint8 images to time on (noise when None).
     config: num_threads, batch_sizes and the pair_* settings.
     log: called with one line per pair and batch size.
+    convert: (model_dir, image_size) -> fp32 .tflite bytes at that size, for
+      `config.pair_resolutions` (`speed_pairs.tflite_at_size`; tests pass a
+      stand-in).
   """
   if not pairs or config.pair_rounds == 0:
     return {}
+  result = _measure_files(models, pairs, pixels, config, log)
+  result["interleaved"]["image_size"] = run_image_size(models, pairs[0][1])
+  resolutions = {}
+  for size in config.pair_resolutions:
+    measured = measure_pairs_at_size(models, pairs, size, config, log, convert)
+    if measured is not None:
+      resolutions[str(size)] = measured
+  if resolutions:
+    result["resolutions"] = resolutions
+  return result
+
+
+def run_image_size(models: Mapping[str, Mapping[str, Any]], key: str) -> Optional[int]:
+  """The input height of the file "model/artefact" as benchmarked (the run's resolution)."""
+  model, artefact = key.split("/", 1)
+  entry = models.get(model) or {}
+  size = entry.get("image_size")
+  if size:
+    return int(size[0])
+  path = ((entry.get("artefacts") or {}).get(artefact) or {}).get("path")
+  if path and os.path.isfile(path):
+    return litert_lib.LiteRTRunner(path).input_size[0]
+  return None
+
+
+def measure_pairs_at_size(models: Mapping[str, Mapping[str, Any]],
+                          pairs: Sequence[Tuple[str, str]], image_size: int,
+                          config: BenchmarkConfig = BenchmarkConfig(),
+                          log: Optional[Callable[[str], None]] = None,
+                          convert: Callable[[str, int], bytes] = pairs_lib.tflite_at_size
+                         ) -> Optional[Dict[str, Any]]:
+  """The fp32-vs-fp32 pairs again, every model rebuilt at image_size: one "resolutions" entry.
+
+  Each model named in such a pair is converted once (`convert(model_dir,
+  image_size)`, in memory); a model that cannot be rebuilt there is listed
+  under "errors" and its pairs hold {"error": ...}. The files run interleaved
+  at `RESOLUTION_BATCH_SIZES` with the config's rounds and round seconds.
+
+  Returns:
+    {"image_size", "batch_sizes", "files": {key: {"bytes"}}, "errors":
+     {model: message}, "convert_seconds", "interleaved", "pairs"} (see the
+    module docstring), or None when no pair is fp32 against fp32 or the
+    files already run at image_size.
+  """
+  chosen = [(s, r) for s, r in pairs if s.endswith("/" + REFERENCE_ARTEFACT)
+            and r.endswith("/" + REFERENCE_ARTEFACT)]
+  if not chosen or run_image_size(models, chosen[0][1]) == int(image_size):
+    return None
+  started = time.perf_counter()
+  files: Dict[str, bytes] = {}
+  errors: Dict[str, str] = {}
+  converted: Dict[str, bytes] = {}  # by model dir: two names for one model convert once
+  for key in dict.fromkeys(k for pair in chosen for k in (pair[1], pair[0])):
+    model = key.split("/", 1)[0]
+    model_dir = (models.get(model) or {}).get("model_dir")
+    try:
+      if not model_dir:
+        raise ValueError(f"benchmark.json records no model_dir for {model!r}, so it cannot be "
+                         "rebuilt at another size.")
+      if model_dir not in converted:
+        converted[model_dir] = convert(model_dir, int(image_size))
+      files[key] = converted[model_dir]
+    except Exception as error:  # pylint: disable=broad-except
+      # One model that will not rebuild or convert at this size (a baseline whose
+      # graph fixes it) loses its pair, not the benchmark.
+      errors[model] = str(error) if isinstance(error, ValueError) else (
+          f"{type(error).__name__}: {error}")
+      if log is not None:
+        log(f"  {model} at {image_size} px: {error}")
+  entry: Dict[str, Any] = {
+      "image_size": int(image_size), "batch_sizes": list(RESOLUTION_BATCH_SIZES),
+      "files": {key: {"bytes": len(content)} for key, content in files.items()},
+      "errors": errors, "convert_seconds": time.perf_counter() - started}
+  timed = [(s, r) for s, r in chosen if s in files and r in files]
+  measured: Dict[str, Any] = {"interleaved": {}, "pairs": {}}
+  if timed:
+    if log is not None:
+      log(f"speed-ups at {image_size} px, fp32 rebuilt with the same weights, interleaved "
+          f"({config.pair_rounds} rounds, {config.num_threads} threads):")
+    measured = pairs_lib.measure_pairs(
+        files, timed, RESOLUTION_BATCH_SIZES, None, config.num_threads, config.pair_rounds,
+        config.pair_round_seconds, config.pair_min_invokes, config.pair_max_invokes,
+        max(config.warmup_runs, 1), log=log)
+  for subject, reference in chosen:
+    if (subject, reference) not in timed:
+      failed = [errors[k.split("/", 1)[0]] for k in (subject, reference)
+                if k.split("/", 1)[0] in errors]
+      measured["pairs"][pairs_lib.pair_key(subject, reference)] = {
+          str(size): {"error": "; ".join(failed)} for size in RESOLUTION_BATCH_SIZES}
+  entry.update(interleaved=measured["interleaved"], pairs=measured["pairs"])
+  return entry
+
+
+def _measure_files(models: Mapping[str, Mapping[str, Any]], pairs: Sequence[Tuple[str, str]],
+                   pixels: Optional[np.ndarray], config: BenchmarkConfig,
+                   log: Optional[Callable[[str], None]]) -> Dict[str, Any]:
+  """The pairs of the benchmarked files themselves: "interleaved" and "pairs"."""
   known = {artefact_key(model, artefact): art["path"]
            for model, entry in models.items()
            for artefact, art in (entry.get("artefacts") or {}).items()
@@ -585,20 +738,74 @@ def measure_model_pairs(models: Mapping[str, Mapping[str, Any]],
                                  max(config.warmup_runs, 1), log=log)
 
 
-def _model_size(model_dir: Optional[str]) -> Dict[str, Any]:
-  """params, size_mb, macs and input size from spec.json, else metrics.json."""
+# What benchmark.json records of a model beside its artefacts (`describe_model`'s keys).
+MODEL_FIELDS = ("params", "size_mb", "macs", "image_size")
+
+
+def describe_model(model_dir: Optional[str], export_dir: Optional[str] = None) -> Dict[str, Any]:
+  """Size, MACs, input and classes of a model dir, whatever made it.
+
+  A SqueezeNet's figures come from its `spec.json` (analytic). Any other
+  model dir the job writes (the MobileNetV3 baseline: `model.keras` and
+  `metrics.json`, no spec) has them read off its Keras model: deployed
+  parameters (batch norm folded), their float32 size, and the MACs of its
+  convolutions and dense layers. With no Keras model either, the first
+  .tflite file of `export_dir` gives the input size and classes; params and
+  MACs are then unknown (None).
+
+  Args:
+    model_dir: a model directory, or None when only an export is benchmarked.
+    export_dir: its export directory, or None.
+
+  Returns:
+    {"params", "size_mb", "macs", "image_size": [H, W, C], "num_classes",
+     "source": "spec.json" | "model.keras" | a .tflite path | None}.
+
+  Raises:
+    ValueError: `model_dir` does not exist, or neither it nor `export_dir`
+      holds a model (the message lists what it holds).
+  """
+  unknown: Dict[str, Any] = {"params": None, "size_mb": None, "macs": None, "image_size": None,
+                             "num_classes": None, "source": None}
+  if model_dir is not None:
+    if not os.path.isdir(model_dir):
+      model_io.read_spec(model_dir)  # raises: the directory does not exist, and what to pass
+    if os.path.isfile(os.path.join(model_dir, model_io.SPEC_FILE)):
+      spec = model_io.read_spec(model_dir)
+      return {"params": spec.params(), "size_mb": spec.size_mb(), "macs": spec.macs(),
+              "image_size": list(spec.input_shape), "num_classes": spec.num_classes,
+              "source": model_io.SPEC_FILE}
+    keras_path = os.path.join(model_dir, model_io.MODEL_FILE)
+    if os.path.isfile(keras_path):
+      return _describe_keras(keras_path)
+  tflite = sorted(path for name, path in (_exported_files(export_dir) or {}).items()
+                  if name.startswith("tflite_"))
+  if tflite:
+    preferred = [path for path in tflite if artefact_name(path) == "tflite_fp32"]
+    runner = litert_lib.LiteRTRunner((preferred or tflite)[0], num_threads=1)
+    return dict(unknown, image_size=list(runner.input_shape),
+                num_classes=int(runner.output_details["shape"][-1]),
+                source=(preferred or tflite)[0])
   if model_dir is None:
-    return {"params": None, "size_mb": None, "macs": None, "image_size": None}
-  if os.path.isfile(os.path.join(model_dir, model_io.SPEC_FILE)):
-    spec = model_io.read_spec(model_dir)
-    return {"params": spec.params(), "size_mb": spec.size_mb(), "macs": spec.macs(),
-            "image_size": list(spec.input_shape)}
-  # A model that is not a NetSpec (a Keras-applications baseline) may still
-  # have recorded its figures.
-  metrics = model_io.optional_read_json(os.path.join(model_dir, model_io.METRICS_FILE)) or {}
-  params = metrics.get("params")
-  return {"params": params, "size_mb": metrics_lib.size_mb(params) if params else None,
-          "macs": metrics.get("macs"), "image_size": None}
+    return unknown
+  raise ValueError(f"{model_dir!r} holds no model: expected {model_io.MODEL_FILE} (with "
+                   f"{model_io.SPEC_FILE} for a SqueezeNet), or an export directory with .tflite "
+                   f"files; it holds {sorted(os.listdir(model_dir))}. Pass a model dir the job "
+                   "wrote (ancestor/, squishednet/, generations/gen_NNN/cand_MM/, "
+                   "baselines/<name>/), or re-run the command that makes it.")
+
+
+def _describe_keras(path: str) -> Dict[str, Any]:
+  """`describe_model` of a Keras model that is not a NetSpec (e.g. keras.applications)."""
+  import keras  # pylint: disable=g-import-not-at-top
+  from squish_tf import baselines as baselines_lib  # pylint: disable=g-import-not-at-top
+
+  model = keras.models.load_model(path, compile=False)
+  params = baselines_lib.deployed_params(model)
+  return {"params": params, "size_mb": metrics_lib.size_mb(params),
+          "macs": baselines_lib._keras_macs(model),  # pylint: disable=protected-access
+          "image_size": [int(v) for v in model.input_shape[1:]],
+          "num_classes": int(model.output_shape[-1]), "source": model_io.MODEL_FILE}
 
 
 def settings(config: BenchmarkConfig, eval_images: Optional[int] = None) -> Dict[str, Any]:
@@ -687,8 +894,13 @@ def litert_fields(result: Mapping[str, Any], artefact: str = "tflite_fp32",
     {model: {"tflite_fp32_bytes", "tflite_int8_bytes",
              "litert_images_per_sec": {"1": ...},
              "speedup_vs_ancestor": {"1": median of the per-round ratios},
-             "speedup_vs_ancestor_range": {"1": {"min", "max", "rounds"}}}}
-    (None where a figure is missing).
+             "speedup_vs_ancestor_range": {"1": {"min", "max", "rounds"}},
+             "speedup_at_resolution": {"224": {"1": median}},
+             "speedup_at_resolution_range": {"224": {"1": {"min", "max", "rounds"}}},
+             "litert_images_per_sec_at_resolution": {"224": {"1": median over rounds}}}}
+    (None where a figure is missing). The `_at_resolution` fields are the
+    pairs of "resolutions" (fp32 only; empty for other artefacts), each
+    resolution's images/s the median of its interleaved rounds.
   """
   if statistic not in ("images_per_sec", "images_per_sec_p50"):
     raise ValueError(f"statistic must be 'images_per_sec' or 'images_per_sec_p50', got "
@@ -723,8 +935,35 @@ def litert_fields(result: Mapping[str, Any], artefact: str = "tflite_fp32",
         "litert_images_per_sec": own,
         "speedup_vs_ancestor": speedups,
         "speedup_vs_ancestor_range": ranges,
+        **_resolution_fields(result, subject, base),
     }
   return out
+
+
+def _resolution_fields(result: Mapping[str, Any], subject: str, base: str) -> Dict[str, Any]:
+  """A file's speed-ups and images/s at the extra resolutions, from their interleaved pairs."""
+  speedups: Dict[str, Dict[str, Optional[float]]] = {}
+  ranges: Dict[str, Dict[str, Optional[Dict[str, Any]]]] = {}
+  speeds: Dict[str, Dict[str, Optional[float]]] = {}
+  for image_size, measured in (result.get("resolutions") or {}).items():
+    sessions = (measured.get("interleaved") or {}).get("batches") or {}
+    if subject not in (measured.get("files") or {}) and not any(
+        pairs_lib.pair_key(subject, base) == name for name in measured.get("pairs") or {}):
+      continue
+    speedups[image_size], ranges[image_size], speeds[image_size] = {}, {}, {}
+    for size in (str(b) for b in measured.get("batch_sizes") or RESOLUTION_BATCH_SIZES):
+      timed = ((sessions.get(size) or {}).get("artefacts") or {}).get(subject)
+      speeds[image_size][size] = None if timed is None else timed["images_per_sec"]["median"]
+      if subject == base:
+        speedups[image_size][size] = 1.0 if timed is not None else None
+        ranges[image_size][size] = None
+        continue
+      stats = pairs_lib.pair_stats(result, subject, base, size, image_size=image_size)
+      speedups[image_size][size] = None if stats is None else stats["ratio_median"]
+      ranges[image_size][size] = None if stats is None else {
+          "min": stats["ratio_min"], "max": stats["ratio_max"], "rounds": stats["rounds"]}
+  return {"speedup_at_resolution": speedups, "speedup_at_resolution_range": ranges,
+          "litert_images_per_sec_at_resolution": speeds}
 
 
 def _artefact_line(name: str, result: Mapping[str, Any]) -> str:

@@ -42,22 +42,62 @@ Sources (`DataConfig.dataset`) and their splits:
                imagenet2012's validation split (50 per class), validation a
                seeded stratified hold-out of the filtered training images.
 
-Every source is reduced to a dataset of (uint8 image [S, S, 3], int32 label)
-elements that is cached in memory when it fits (decoding and resizing happen
-once), then shuffled, batched, augmented per batch and prefetched. Every
-pipeline uses the DATA auto-shard policy, so multi-worker training shards
-in-memory sources by element instead of failing to find files to shard.
+Every source is reduced to, per split, cheap items (file paths, indices, encoded
+images) and a decoder to (uint8 image [S, S, 3], int32 label). Decoded images
+are kept between epochs where `DataConfig.cache` says:
+  memory   `ds.cache()`: decoded once per pipeline, held in RAM.
+  disk     `ds.cache(file)` in `cache_dir`: written completely, once, at the
+           first `load` that needs it (to a temporary name, then renamed), and
+           read by every later pipeline and process.
+  none     decoded every epoch; the training shuffle holds the items (paths,
+           indices), never decoded images, in front of the decoder.
+  auto     (default) memory for the splits that fit `memory_budget` (a share
+           of the memory available now, divided by `DataConfig.processes`),
+           the others on disk when there is a `cache_dir`, else none.
+The training shuffle window is a function of the split's size and the image
+size alone (`SHUFFLE_BUFFER_BYTES`; shapes10 shuffles whole splits of
+indices), never of the placement: memory, disk and none give the same batches,
+so results do not depend on the machine's free memory. A memory cache shares
+its tensors with the shuffle buffer; on disk the window costs at most
+SHUFFLE_BUFFER_BYTES per pipeline. Every pipeline uses the DATA auto-shard
+policy, so multi-worker training shards in-memory sources by element instead of
+failing to find files to shard.
+
+Prepared once: a folder's readability index (every file's relative path, size,
+mtime and whether it decodes: the bad-image report) and TFDS counts that take a
+pass over a split (imagenet10's ten-class labels) are computed once and kept
+in `cache_dir` as JSON (`folder_index-*.json`, `tfds_index-*.json`), keyed by
+what they depend on: a folder file is decoded again only when its size or
+mtime changed or it is new; a TFDS entry belongs to the dataset's name,
+version and data dir. The main job passes `<run_dir>/data_cache`. Without a
+`cache_dir` (the other mains, notebooks) nothing is written: the index is kept
+in this process only, and --cache=disk is refused. A cache_dir may be deleted
+at any time (between runs): what it held is rebuilt when needed. Folder
+training file lists are shuffled (seeded by `seed`) before decoding, so a
+shuffle window smaller than the split still mixes every class.
+
+Why not `keras.utils.image_dataset_from_directory`: it resizes without
+antialiasing, lists dot-files and takes empty folders as classes, stops at the
+first unreadable file and holds out validation without stratifying; the scan
+here is the few lines it would save.
 """
 
 import dataclasses
 import functools
+import glob
+import hashlib
+import json
 import os
-from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+import re
+import uuid
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
+from absl import logging
 import keras
 import numpy as np
 import tensorflow as tf
 
+from squish_tf import model_io
 from squish_tf import shapes10
 
 TRAIN, VALIDATION, TEST = "train", "validation", "test"
@@ -67,6 +107,24 @@ AUGMENTATIONS = ("flip", "translate")
 DEFAULT_AUGMENT = ("translate",)
 
 AugmentSpec = Union[Tuple[str, ...], List[str], str, bool, None]
+
+# Where decoded images are kept between epochs (DataConfig.cache; see the module docstring).
+MEMORY, DISK, NONE = "memory", "disk", "none"
+CACHE_MODES = ("auto", MEMORY, DISK, NONE)
+# auto: the share of the memory available at load time that the decoded-image
+# caches of all of a job's processes may take together. The rest is left to
+# training itself (squishednet_base at 224 px, batch 32: about 1.9 GB per
+# process, see benchmarks/data_scale.py), TensorFlow and the page cache.
+MEMORY_FRACTION = 0.25
+# The training shuffle window, in bytes of decoded images: the whole split up to
+# this size, a window of it beyond (a disk cache is read in order, and the
+# window's images are held in RAM). One rule for every placement keeps the
+# batches the same whichever placement auto picks on a given machine.
+SHUFFLE_BUFFER_BYTES = 256 << 20
+# The sub-directory of a run dir that the main job gives as DataConfig.cache_dir.
+RUN_CACHE_DIR = "data_cache"
+# Part of every index and disk cache key: bump it when what they hold changes meaning.
+_CACHE_FORMAT_VERSION = 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,6 +147,15 @@ class DataConfig:
       for none), see `parse_augment`.
     shapes10_train_size, shapes10_validation_size, shapes10_test_size: images
       generated per shapes10 split.
+    cache: where decoded images are kept between epochs, one of CACHE_MODES:
+      auto (memory for what fits `memory_budget`, else disk when there is a
+      cache_dir, else none), memory, disk (needs cache_dir) or none. Batches
+      are the same whichever it is.
+    cache_dir: a directory for the data's caches (the folder and TFDS
+      indexes, disk caches); the main job passes `<run_dir>/data_cache`. None:
+      nothing is written, indexes are kept in this process only.
+    processes: how many processes of one job load this data at once (the
+      main job's `--workers` + 1); auto shares the memory budget among them.
   """
 
   dataset: str = "shapes10"
@@ -103,6 +170,9 @@ class DataConfig:
   shapes10_train_size: int = 4000
   shapes10_validation_size: int = 1000
   shapes10_test_size: int = 2000
+  cache: str = "auto"
+  cache_dir: Optional[str] = None
+  processes: int = 1
 
   def __post_init__(self):
     object.__setattr__(self, "augment", parse_augment(self.augment))
@@ -118,6 +188,9 @@ class DatasetInfo:
   `skipped_images` counts the unreadable files skipped in the splits that the
   call built (folder with skip_bad_images); a folder's held-out test count in
   `load` is its number of files, before unreadable ones are skipped.
+  `cache` says where each built split's decoded images are kept, e.g.
+  (("train", "disk"), ("validation", "memory")); it does not take part in
+  comparisons (the data is the same wherever it is kept).
   """
 
   name: str
@@ -127,6 +200,7 @@ class DatasetInfo:
   image_size: int
   skipped_images: int = 0
   test_count: int = 0
+  cache: Tuple[Tuple[str, str], ...] = dataclasses.field(default=(), compare=False)
 
   @property
   def num_classes(self) -> int:
@@ -157,11 +231,6 @@ IMAGENET10_CLASSES = (
 )
 _IMAGENET10_TRAIN_PER_CLASS = 1300
 _IMAGENET10_TEST_PER_CLASS = 50
-
-# Decoded, resized images are cached in memory (as uint8) up to this size per
-# split; larger splits are decoded again every epoch instead of exhausting RAM.
-# The training shuffle buffer holds at most as many images.
-CACHE_LIMIT_BYTES = 4 << 30
 
 # Augmentation strength: translation as a fraction of the image side.
 TRANSLATION_FACTOR = 0.1
@@ -200,11 +269,10 @@ def load(config: DataConfig,
   shuffle_seed = stream_seed(config.seed, stream)
   tf.random.set_seed(config.seed)
   source = _source(config, (TRAIN, VALIDATION))
-  train, train_count = source.elements[TRAIN]
-  validation, validation_count = source.elements[VALIDATION]
-  train_ds = _batched(train, train_count, config, shuffle_seed=shuffle_seed)
-  val_ds = _batched(validation, validation_count, config)
-  return train_ds, val_ds, source.info(config)
+  placements = _placements(config, source)
+  train_ds = _pipeline(source.splits[TRAIN], config, placements[TRAIN], shuffle_seed)
+  val_ds = _pipeline(source.splits[VALIDATION], config, placements[VALIDATION])
+  return train_ds, val_ds, source.info(config, placements)
 
 
 def load_test(config: DataConfig) -> Tuple[tf.data.Dataset, DatasetInfo]:
@@ -230,8 +298,8 @@ def load_test(config: DataConfig) -> Tuple[tf.data.Dataset, DatasetInfo]:
   """
   _check_config(config)
   source = _source(config, (TEST,))
-  test, test_count = source.elements[TEST]
-  return _batched(test, test_count, config), source.info(config)
+  placements = _placements(config, source)
+  return _pipeline(source.splits[TEST], config, placements[TEST]), source.info(config, placements)
 
 
 def stream_seed(seed: int, stream: int) -> int:
@@ -312,35 +380,66 @@ def _check_config(config: DataConfig) -> None:
     raise ValueError(f"validation_split + test_split must be below 1 so that images remain for "
                      f"training, got {config.validation_split} + {config.test_split}; lower "
                      "one of them.")
+  if config.cache not in CACHE_MODES:
+    raise ValueError(f"cache must be one of {', '.join(CACHE_MODES)}, got {config.cache!r}.")
+  if config.cache == DISK and not config.cache_dir:
+    raise ValueError("cache 'disk' needs a cache_dir for its files, got none; the main job "
+                     f"(squish) keeps them in <run_dir>/{RUN_CACHE_DIR}, elsewhere give "
+                     "DataConfig(cache_dir=...), or use --cache=auto, memory or none.")
+  if (isinstance(config.processes, bool) or not isinstance(config.processes, int)
+      or config.processes < 1):
+    raise ValueError(f"processes must be a positive integer, got {config.processes!r}.")
 
 
 # -- the common tail ------------------------------------------------------------
 
 
 @dataclasses.dataclass
-class _Source:
-  """A source reduced to unbatched (uint8 [S, S, 3], int32) datasets and counts.
+class _Split:
+  """One split before decoding: cheap items, their decoder, and what the decoded images are.
 
   Attributes:
-    elements: {split: (elements, count)} of the splits that were asked for.
+    items: the split in its order (training: already mixed across classes),
+      as cheap elements: file paths, indices or encoded images, with labels.
+    count: how many.
+    decode: items -> (uint8 [S, S, 3], int32 label); None when the items are
+      decoded already.
+    cache_key: names the decoded images (the disk cache's file name:
+      `<source>-<split>-<digest of what they depend on>`); None for a split
+      that is in memory already (shapes10's arrays), which is never cached.
+  """
+
+  items: tf.data.Dataset
+  count: int
+  decode: Optional[Callable[..., Tuple[tf.Tensor, tf.Tensor]]] = None
+  cache_key: Optional[str] = None
+
+
+@dataclasses.dataclass
+class _Source:
+  """A source reduced to its splits and counts.
+
+  Attributes:
+    splits: {split: _Split} of the splits that were asked for.
     class_names: the label names, label order.
     counts: {split: count} of any split whose size is known without reading
       it (the built splits' counts override these).
     skipped_images: unreadable files skipped in the built splits.
   """
 
-  elements: Dict[str, Tuple[tf.data.Dataset, int]]
+  splits: Dict[str, _Split]
   class_names: Sequence[str]
   counts: Dict[str, int] = dataclasses.field(default_factory=dict)
   skipped_images: int = 0
 
-  def info(self, config: DataConfig) -> DatasetInfo:
-    counts = {**self.counts, **{split: count for split, (_, count) in self.elements.items()}}
+  def info(self, config: DataConfig, placements: Dict[str, str]) -> DatasetInfo:
+    counts = {**self.counts, **{split: part.count for split, part in self.splits.items()}}
     return DatasetInfo(name=config.dataset, class_names=tuple(self.class_names),
                        train_count=counts.get(TRAIN, 0),
                        validation_count=counts.get(VALIDATION, 0),
                        image_size=config.image_size, skipped_images=self.skipped_images,
-                       test_count=counts.get(TEST, 0))
+                       test_count=counts.get(TEST, 0),
+                       cache=tuple((split, placements[split]) for split in self.splits))
 
 
 def _source(config: DataConfig, splits: Sequence[str]) -> _Source:
@@ -358,22 +457,127 @@ def _source(config: DataConfig, splits: Sequence[str]) -> _Source:
                    "(e.g. tfds:cifar10).")
 
 
+# -- where decoded images are kept ----------------------------------------------
+
+
+def available_memory_bytes() -> int:
+  """Memory available to new allocations now: MemAvailable, else free pages; 0 if unknown."""
+  try:
+    with open("/proc/meminfo", encoding="ascii") as handle:
+      for line in handle:
+        if line.startswith("MemAvailable:"):
+          return int(line.split()[1]) * 1024
+  except (OSError, ValueError, IndexError):
+    pass
+  try:
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+  except (AttributeError, ValueError, OSError):
+    return 0
+
+
+def memory_budget(processes: int = 1, available: Optional[int] = None) -> int:
+  """Bytes of decoded images one process may cache in memory under --cache=auto.
+
+  Args:
+    processes: how many processes of the job load data at once.
+    available: available memory in bytes; None reads `available_memory_bytes()`.
+
+  Returns:
+    MEMORY_FRACTION of the available memory, divided by `processes`.
+  """
+  if available is None:
+    available = available_memory_bytes()
+  return int(available * MEMORY_FRACTION) // max(1, int(processes))
+
+
+def cache_placements(mode: str, split_bytes: Sequence[Tuple[str, int]], budget: int,
+                     disk: bool) -> Dict[str, str]:
+  """Where each split's decoded images go: MEMORY, DISK or NONE (pure).
+
+  Args:
+    mode: one of CACHE_MODES. memory, disk and none place every split so;
+      auto places the splits in the given order in memory while their bytes
+      fit what is left of `budget`, the others on disk when `disk`, else none.
+    split_bytes: (split, bytes of its decoded images), in priority order.
+    budget: bytes this process may hold in memory (auto only).
+    disk: whether there is a directory for disk caches.
+
+  Returns:
+    {split: placement}.
+
+  Raises:
+    ValueError: an unknown mode, or disk without a directory.
+  """
+  if mode not in CACHE_MODES:
+    raise ValueError(f"cache must be one of {', '.join(CACHE_MODES)}, got {mode!r}.")
+  if mode == DISK and not disk:
+    raise ValueError("cache 'disk' needs a cache_dir for its files, got none.")
+  if mode != "auto":
+    return {split: mode for split, _ in split_bytes}
+  placements, left = {}, budget
+  for split, size in split_bytes:
+    if size <= left:
+      placements[split], left = MEMORY, left - size
+    else:
+      placements[split] = DISK if disk else NONE
+  return placements
+
+
+def _placements(config: DataConfig, source: _Source) -> Dict[str, str]:
+  """{split: placement} of the source's splits; splits held as arrays are "memory"."""
+  image_bytes = config.image_size * config.image_size * 3
+  cacheable = [(split, part.count * image_bytes) for split, part in source.splits.items()
+               if part.cache_key is not None]
+  budget = memory_budget(config.processes) if config.cache == "auto" and cacheable else 0
+  placements = cache_placements(config.cache, cacheable, budget, bool(config.cache_dir))
+  if cacheable:
+    logging.info("data cache (%s, budget %.2f GiB per process of %d): %s", config.cache,
+                 budget / 2**30, config.processes,
+                 ", ".join(f"{split} {size / 2**30:.2f} GiB {placements[split]}"
+                           for split, size in cacheable))
+  return {split: placements.get(split, MEMORY) for split in source.splits}
+
+
+def shuffle_buffer_size(count: int, image_size: int) -> int:
+  """The training shuffle window: the whole split up to SHUFFLE_BUFFER_BYTES of images."""
+  return max(1, min(count, SHUFFLE_BUFFER_BYTES // (image_size * image_size * 3)))
+
+
+def _pipeline(split: _Split, config: DataConfig, placement: str,
+              shuffle_seed: Optional[int] = None) -> tf.data.Dataset:
+  """Decode (or read the cache), shuffle (training), batch, to float32, prefetch.
+
+  Every placement yields the same elements in the same order: the shuffle's
+  permutation depends on its seed and window only, not on whether it moves
+  paths or images.
+  """
+  training = shuffle_seed is not None
+  decode_late = placement == NONE or split.cache_key is None
+  ds = split.items
+  if not decode_late:
+    if split.decode is not None:
+      ds = ds.map(split.decode, num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.cache() if placement == MEMORY else _disk_cached(ds, config.cache_dir,
+                                                             split.cache_key)
+  if training:
+    window = (split.count if split.cache_key is None
+              else shuffle_buffer_size(split.count, config.image_size))
+    ds = ds.shuffle(window, seed=shuffle_seed, reshuffle_each_iteration=True)
+  if decode_late and split.decode is not None:
+    ds = ds.map(split.decode, num_parallel_calls=tf.data.AUTOTUNE)
+  return _batched(ds, split.count, config, shuffle_seed)
+
+
 def _batched(elements: tf.data.Dataset, count: int, config: DataConfig,
              shuffle_seed: Optional[int] = None) -> tf.data.Dataset:
-  """Batch, to float32, prefetch; training (a shuffle seed) also shuffles and augments."""
-  ds = elements
+  """Batch, to float32, prefetch; training (a shuffle seed) also augments."""
   training = shuffle_seed is not None
   if training:
-    # The whole split when it fits the memory budget (it then also fits the
-    # cache); a window of it for splits streamed from disk.
-    image_bytes = config.image_size * config.image_size * 3
-    buffer = max(1, min(count, CACHE_LIMIT_BYTES // image_bytes))
-    ds = ds.shuffle(buffer, seed=shuffle_seed, reshuffle_each_iteration=True)
     # Full batches keep shapes static (one trace, TPU-friendly); a split
     # smaller than one batch still yields it.
-    ds = ds.batch(config.batch_size, drop_remainder=count >= config.batch_size)
+    ds = elements.batch(config.batch_size, drop_remainder=count >= config.batch_size)
   else:
-    ds = ds.batch(config.batch_size)
+    ds = elements.batch(config.batch_size)
   to_float = lambda images, labels: (tf.cast(images, tf.float32), labels)
   augmentations = augment_names(config)
   if training and augmentations:
@@ -388,6 +592,78 @@ def _batched(elements: tf.data.Dataset, count: int, config: DataConfig,
   options = tf.data.Options()
   options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
   return ds.prefetch(tf.data.AUTOTUNE).with_options(options)
+
+
+_TEMP_PATTERN = re.compile(r"^\.(?P<name>.+)\.tmp(?P<pid>\d+)-[0-9a-f]+")
+
+
+def _disk_cached(ds: tf.data.Dataset, cache_dir: str, name: str) -> tf.data.Dataset:
+  """`ds.cache(<cache_dir>/<name>)`, written completely now if it is not on disk yet.
+
+  tf.data writes a file cache during the first iteration and keeps it only if
+  that iteration reaches the end; meanwhile a second iterator or process on
+  the same file fails on its lockfile, and a killed writer leaves the lockfile
+  behind. So the cache is written here in one full pass under a temporary
+  name of this process and renamed into place, its .index (which tf.data reads
+  as "complete") last: pipelines only ever read complete caches. Temporaries
+  of dead processes and caches of the same split under an older key are
+  removed.
+  """
+  os.makedirs(cache_dir, exist_ok=True)
+  prefix = os.path.join(cache_dir, name)
+  if not os.path.isfile(prefix + ".index"):
+    _remove_abandoned_temporaries(cache_dir)
+    temp = os.path.join(cache_dir, f".{name}.tmp{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    try:
+      ds.cache(temp).reduce(np.int64(0), lambda total, _: total + 1)
+      written = sorted(glob.glob(glob.escape(temp) + "*"), key=lambda p: p.endswith(".index"))
+      for path in written:
+        os.replace(path, prefix + path[len(temp):])
+    except BaseException:
+      for path in glob.glob(glob.escape(temp) + "*"):
+        _remove_quietly(path)
+      raise
+    family = name.rsplit("-", 1)[0] + "-"
+    for path in glob.glob(os.path.join(glob.escape(cache_dir), glob.escape(family) + "*")):
+      if not os.path.basename(path).startswith(name + "."):
+        _remove_quietly(path)  # the same split under an older key
+  return ds.cache(prefix)
+
+
+def _remove_abandoned_temporaries(cache_dir: str) -> None:
+  for path in glob.glob(os.path.join(glob.escape(cache_dir), ".*.tmp*")):
+    match = _TEMP_PATTERN.match(os.path.basename(path))
+    if match and not _process_alive(int(match.group("pid"))):
+      _remove_quietly(path)
+
+
+def _process_alive(pid: int) -> bool:
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  except PermissionError:  # another user's process
+    return True
+  return True
+
+
+def _remove_quietly(path: str) -> None:
+  try:
+    os.remove(path)
+  except OSError:
+    pass
+
+
+def _digest(*parts: Any) -> str:
+  """A short stable digest of JSON-able `parts` (cache keys)."""
+  text = json.dumps([_CACHE_FORMAT_VERSION, *parts], sort_keys=True, default=str)
+  return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def _cache_name(source: str, split: str, *parts: Any) -> str:
+  """`<source>-<split>-<digest>`, made file-name safe."""
+  safe = lambda text: re.sub(r"[^A-Za-z0-9_.]+", "_", text)
+  return f"{safe(source)}-{safe(split)}-{_digest(source, split, *parts)}"
 
 
 def augmenter(seed: int,
@@ -473,10 +749,6 @@ class RandomFlipTranslation(keras.layers.Layer):
     return {**super().get_config(), "factor": self.factor, "seed": self.seed, "flip": self.flip}
 
 
-def _from_uint8_arrays(images: np.ndarray, labels: np.ndarray) -> tf.data.Dataset:
-  return tf.data.Dataset.from_tensor_slices((images, labels.astype(np.int32)))
-
-
 def _decode(contents: tf.Tensor) -> tf.Tensor:
   """Any JPEG/PNG/BMP/GIF (first frame) -> uint8 RGB; grayscale and RGBA become RGB."""
   return tf.io.decode_image(contents, channels=3, dtype=tf.uint8, expand_animations=False)
@@ -496,12 +768,6 @@ def _resize(image: tf.Tensor, image_size: int) -> tf.Tensor:
   """-> uint8 [S, S, 3]. Antialiasing keeps large downscales from aliasing."""
   resized = tf.image.resize(image, (image_size, image_size), method="bilinear", antialias=True)
   return tf.cast(tf.round(tf.clip_by_value(resized, 0.0, 255.0)), tf.uint8)
-
-
-def _cache_if_small(ds: tf.data.Dataset, count: int, image_size: int) -> tf.data.Dataset:
-  if count * image_size * image_size * 3 <= CACHE_LIMIT_BYTES:
-    return ds.cache()
-  return ds
 
 
 def _held_out_counts(count: int, validation_fraction: float,
@@ -563,13 +829,20 @@ def _shapes10_source(config: DataConfig, splits: Sequence[str]) -> _Source:
     value = getattr(config, field)
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
       raise ValueError(f"{field} must be a positive integer, got {value!r}.")
-  elements = {}
+  built = {}
   for split in splits:
     images, labels = _shapes10_arrays(getattr(config, _SHAPES10_SIZES[split]), config.image_size,
                                       config.seed, split)
-    elements[split] = (_from_uint8_arrays(images, labels), len(labels))
-  return _Source(elements=elements, class_names=shapes10.CLASS_NAMES,
+    built[split] = _indexed_arrays(images, labels)
+  return _Source(splits=built, class_names=shapes10.CLASS_NAMES,
                  counts={split: getattr(config, field) for split, field in _SHAPES10_SIZES.items()})
+
+
+def _indexed_arrays(images: np.ndarray, labels: np.ndarray) -> _Split:
+  """Arrays in memory as a split of indices: the shuffle moves indices, not images."""
+  images, labels = tf.constant(images), tf.constant(labels.astype(np.int32))
+  return _Split(items=tf.data.Dataset.range(len(labels)), count=len(labels),
+                decode=lambda index: (tf.gather(images, index), tf.gather(labels, index)))
 
 
 @functools.lru_cache(maxsize=6)
@@ -597,7 +870,10 @@ def _folder_source(config: DataConfig, splits: Sequence[str]) -> _Source:
   disjoint). The partition is decided from the file lists alone, before any
   image is read, so `load` reads only training and validation files and
   `load_test` only test files; unreadable files are then checked (and, with
-  skip_bad_images, skipped) in the splits being built.
+  skip_bad_images, skipped) in the splits being built, through the
+  readability index (`_readability`): a file is decoded to check it once,
+  and again only when its size or mtime changes. The training file list is
+  shuffled (seeded by config.seed) before anything decodes it.
   """
   root = config.data_dir
   if not root:
@@ -663,7 +939,10 @@ def _folder_source(config: DataConfig, splits: Sequence[str]) -> _Source:
             for split, split_files in files.items()}
 
   wanted = [path for split in splits for name in class_names for path in files[split][name]]
-  bad = set(unreadable_images(wanted))
+  listed = [path for split_files in files.values() for paths in split_files.values()
+            for path in paths]
+  index = _readability(root, listed, wanted, config.cache_dir)
+  bad = {path for path in wanted if not index.readable[path]}
   if bad and not config.skip_bad_images:
     shown = "\n  ".join(sorted(bad)[:10])
     more = f"\n  ... and {len(bad) - 10} more" if len(bad) > 10 else ""
@@ -671,13 +950,24 @@ def _folder_source(config: DataConfig, splits: Sequence[str]) -> _Source:
                      f"{shown}{more}\nDelete or fix them, or set --skip_bad_images to skip "
                      "and count them.")
 
-  def elements(split_files: Dict[str, List[str]]) -> Tuple[tf.data.Dataset, int]:
+  source_name = f"folder_{_digest(os.path.abspath(root))[:8]}"
+
+  def split_of(split: str, split_files: Dict[str, List[str]]) -> _Split:
     split_paths = [path for name in class_names for path in split_files[name]]
-    split_labels = [label for label, name in enumerate(class_names) for _ in split_files[name]]
-    ds = tf.data.Dataset.from_tensor_slices((split_paths, np.asarray(split_labels, np.int32)))
-    ds = ds.map(lambda path, label: (_resize(_decode(tf.io.read_file(path)), config.image_size),
-                                     label), num_parallel_calls=tf.data.AUTOTUNE)
-    return _cache_if_small(ds, len(split_paths), config.image_size), len(split_paths)
+    split_labels = np.asarray([label for label, name in enumerate(class_names)
+                               for _ in split_files[name]], np.int32)
+    if split == TRAIN:  # mixed across classes before decoding (see the module docstring)
+      order = np.random.default_rng([config.seed, _FILE_ORDER_STREAM]).permutation(
+          len(split_paths))
+      split_paths, split_labels = [split_paths[i] for i in order], split_labels[order]
+    stats = [index.stats[path] for path in split_paths]
+    key = _cache_name(source_name, split, config.image_size,
+                      [[index.names[path], int(label), *stat]
+                       for path, label, stat in zip(split_paths, split_labels.tolist(), stats)])
+    items = tf.data.Dataset.from_tensor_slices((split_paths, split_labels))
+    decode = lambda path, label: (_resize(_decode(tf.io.read_file(path)), config.image_size),
+                                  label)
+    return _Split(items=items, count=len(split_paths), decode=decode, cache_key=key)
 
   built = {}
   for split in splits:
@@ -689,13 +979,108 @@ def _folder_source(config: DataConfig, splits: Sequence[str]) -> _Source:
                       left_for_training=bool(parts.any()))
     else:  # a held-out part: a small class may have no image in it
       kept = _without(files[split], bad, train_root, every_class=False)
-    built[split] = elements(kept)
-    if built[split][1] == 0:
+    built[split] = split_of(split, kept)
+    if built[split].count == 0:
       fraction = "validation_split" if split == VALIDATION else "test_split"
       raise ValueError(f"{fraction} {getattr(config, fraction)} holds out no readable image of "
                        f"{root!r}; raise --{fraction} or add images.")
-  return _Source(elements=built, class_names=class_names, counts=counts,
+  index.save()  # only for data that loads: a refused folder leaves nothing behind
+  return _Source(splits=built, class_names=class_names, counts=counts,
                  skipped_images=len(bad))
+
+
+# Seeds the training file order apart from the hold-outs (which use config.seed alone).
+_FILE_ORDER_STREAM = 1
+_FOLDER_INDEX_FORMAT = "squish_tf folder index"
+# {absolute root: {name below it: (size, mtime_ns, readable)}}: the index of this process.
+_FOLDER_INDEXES: Dict[str, Dict[str, Tuple[int, int, bool]]] = {}
+
+
+@dataclasses.dataclass
+class _Readability:
+  """Which listed files decode, from the index where their size and mtime still match.
+
+  Attributes:
+    root: the folder, absolute.
+    names: {path: its name in the index (relative to the folder)} of every
+      listed file.
+    stats: {path: (size, mtime_ns)} of every listed file.
+    readable: {path: whether it decodes} of the files checked so far (every
+      wanted one).
+    path: the index file, or None without a cache_dir.
+    changed: whether the index file is behind (new checks, files gone).
+  """
+
+  root: str
+  names: Dict[str, str]
+  stats: Dict[str, Tuple[int, int]]
+  readable: Dict[str, bool]
+  path: Optional[str]
+  changed: bool
+
+  def save(self) -> None:
+    """Writes the index file (atomically) when it is behind."""
+    if self.path is None or not self.changed:
+      return
+    files = {self.names[p]: [*self.stats[p], self.readable.get(p)] for p in self.stats}
+    model_io.write_json(self.path, {
+        "format": _FOLDER_INDEX_FORMAT, "version": _CACHE_FORMAT_VERSION, "root": self.root,
+        "fields": ["size", "mtime_ns", "readable"],
+        "files": files,
+        "unreadable": sorted(name for name, (_, _, ok) in files.items() if ok is False)})
+    self.changed = False
+
+
+def folder_index_path(cache_dir: str, root: str) -> str:
+  """The readability index file of folder `root` in `cache_dir`."""
+  return os.path.join(cache_dir, f"folder_index-{_digest(os.path.abspath(root))}.json")
+
+
+def _readability(root: str, listed: Sequence[str], wanted: Sequence[str],
+                 cache_dir: Optional[str]) -> _Readability:
+  """Readability of the `wanted` files among the `listed` ones (all below `root`).
+
+  An indexed entry is used while its file's size and mtime_ns are what the
+  index recorded; every other wanted file is decoded (`unreadable_images`).
+  The index comes from this process's memory, else from `cache_dir`'s index
+  file (a missing, unreadable or foreign file counts as empty). Entries are
+  named by the path below the folder, so the index holds wherever the folder
+  is reached from.
+  """
+  absolute = os.path.abspath(root)
+  # The scan joins `root` with what is below it: the rest of each path is its name.
+  names = {path: path[len(root):].lstrip(os.sep) for path in listed}
+  stats = {}
+  for path in listed:
+    info = os.stat(path)
+    stats[path] = (int(info.st_size), int(info.st_mtime_ns))
+  known = _FOLDER_INDEXES.get(absolute, {})
+  index_path = folder_index_path(cache_dir, absolute) if cache_dir else None
+  stored = {}
+  if index_path is not None and os.path.isfile(index_path):
+    try:
+      document = model_io.read_json(index_path)
+      if (document.get("format") == _FOLDER_INDEX_FORMAT
+          and document.get("version") == _CACHE_FORMAT_VERSION
+          and document.get("root") == absolute):
+        stored = {name: tuple(entry) for name, entry in document["files"].items()}
+    except (OSError, ValueError, TypeError, AttributeError, KeyError):
+      stored = {}  # rebuilt below
+  readable = {}
+  for path in listed:
+    for entry in (known.get(names[path]), stored.get(names[path])):
+      if entry is not None and tuple(entry[:2]) == stats[path] and entry[2] is not None:
+        readable[path] = bool(entry[2])
+        break
+  todo = [path for path in wanted if path not in readable]
+  if todo:
+    bad = set(unreadable_images(todo))
+    readable.update({path: path not in bad for path in todo})
+  current = {names[path]: (*stats[path], ok) for path, ok in readable.items()}
+  _FOLDER_INDEXES[absolute] = current
+  recorded = {name: entry for name, entry in stored.items() if entry[2] is not None}
+  return _Readability(root=absolute, names=names, stats=stats, readable=readable,
+                      path=index_path, changed=index_path is not None and recorded != current)
 
 
 def _class_dirs(root: str) -> List[str]:
@@ -846,21 +1231,78 @@ def _tfds_source(name: str, config: DataConfig, splits: Sequence[str]) -> _Sourc
                      f"{config.test_split}, so there is no test split; set --test_split > 0 to "
                      "hold out part of train for it.")
 
-  def elements(split: str) -> Tuple[tf.data.Dataset, int]:
+  source_name = f"tfds_{name}"
+
+  def split_of(role: str, split: str) -> _Split:
+    """The TFDS `split` (a name or slice) that plays `role` (TRAIN, VALIDATION or TEST)."""
     ds = builder.as_dataset(split=split, shuffle_files=False)
     count = int(ds.cardinality())
     if count < 0:  # prepared TFDS splits know their size; count anything else once
-      count = int(ds.reduce(np.int64(0), lambda total, _: total + 1))
+      count = _tfds_indexed(builder, config, f"count:{split}",
+                            lambda: int(ds.reduce(np.int64(0), lambda total, _: total + 1)))
       ds = ds.apply(tf.data.experimental.assert_cardinality(count))
     ds = ds.map(lambda example: (_resize(_to_rgb(example[image_key]), config.image_size),
                                  tf.cast(example[label_key], tf.int32)),
                 num_parallel_calls=tf.data.AUTOTUNE)
-    return _cache_if_small(ds, count, config.image_size), count
+    key = _cache_name(source_name, role, config.image_size,
+                      *_tfds_identity(builder, config.data_dir), split, image_key, label_key, count)
+    return _Split(items=ds, count=count, cache_key=key)
 
-  return _Source(elements={split: elements(names[split]) for split in splits},
+  return _Source(splits={split: split_of(split, names[split]) for split in splits},
                  class_names=builder.info.features[label_key].names,
                  counts={split: _tfds_known_count(builder, names[split])
                          for split in (TRAIN, VALIDATION, TEST) if names[split] is not None})
+
+
+_TFDS_INDEX_FORMAT = "squish_tf tfds index"
+# {_tfds_identity: {entry: value}}: the TFDS index of this process.
+_TFDS_INDEXES: Dict[Tuple[str, ...], Dict[str, Any]] = {}
+
+
+def _tfds_identity(builder, data_dir: Optional[str]) -> Tuple[str, str, str, str]:
+  """What a TFDS index entry depends on: the dataset's name, version and data dir.
+
+  The data dir both as given (--data_dir, "" for TFDS' default) and as the
+  builder resolved it.
+  """
+  return (str(builder.name), str(builder.version), os.path.abspath(data_dir) if data_dir else "",
+          str(builder.data_dir))
+
+
+def tfds_index_path(cache_dir: str, builder, data_dir: Optional[str]) -> str:
+  """The index file of a TFDS dataset (name, version, data dir) in `cache_dir`."""
+  return os.path.join(cache_dir,
+                      f"tfds_index-{_digest(*_tfds_identity(builder, data_dir))}.json")
+
+
+def _tfds_indexed(builder, config: DataConfig, entry: str, compute: Callable[[], Any]) -> Any:
+  """`compute()` (a pass over a TFDS split) once per dataset name, version and data dir.
+
+  Kept in this process and, with a cache_dir, in its `tfds_index-*.json`
+  (written atomically as soon as it is computed: TFDS data is prepared data).
+  """
+  identity = _tfds_identity(builder, config.data_dir)
+  memo = _TFDS_INDEXES.setdefault(identity, {})
+  if entry in memo:
+    return memo[entry]
+  path = tfds_index_path(config.cache_dir, builder, config.data_dir) if config.cache_dir else None
+  entries = {}
+  if path is not None and os.path.isfile(path):
+    try:
+      document = model_io.read_json(path)
+      if (document.get("format") == _TFDS_INDEX_FORMAT
+          and document.get("version") == _CACHE_FORMAT_VERSION
+          and tuple(document.get("dataset", ())) == identity):
+        entries = dict(document["entries"])
+    except (OSError, ValueError, TypeError, AttributeError, KeyError):
+      entries = {}  # rebuilt below
+  if entry not in entries:
+    entries[entry] = compute()
+    if path is not None:
+      model_io.write_json(path, {"format": _TFDS_INDEX_FORMAT, "version": _CACHE_FORMAT_VERSION,
+                                 "dataset": list(identity), "entries": entries})
+  memo.update(entries)
+  return memo[entry]
 
 
 def _imagenet10_source(config: DataConfig, splits: Sequence[str]) -> _Source:
@@ -868,9 +1310,9 @@ def _imagenet10_source(config: DataConfig, splits: Sequence[str]) -> _Source:
 
   The ten classes' training images (in TFDS file order) are split by
   `_stratified_parts` on their labels (validation_split, seeded by
-  config.seed); one pass over the filtered labels decides it and fills the
-  decoded cache that both splits then read. `load` leaves the test count 0:
-  it is known only by reading (filtering) imagenet2012's validation split.
+  config.seed). The labels take one pass over the split, made once per
+  imagenet2012 version and data dir (`_tfds_indexed`). Items are the encoded
+  images of the ten classes, so a split decodes only its own images.
   """
   builder, tfds = _tfds_builder("imagenet2012", config.data_dir)
   names = builder.info.features["label"].names
@@ -881,53 +1323,62 @@ def _imagenet10_source(config: DataConfig, splits: Sequence[str]) -> _Source:
     remap[names.index(wnid)] = new_label
   remap = tf.constant(remap)
 
-  def decoded(split: str, expected: int) -> tf.data.Dataset:
-    """The ten classes of an imagenet2012 split, decoded, resized and cached (if small)."""
+  def encoded(split: str) -> tf.data.Dataset:
+    """(encoded image, 0..9) of the ten classes of an imagenet2012 split, in file order."""
     # Skip decoding until after the filter: 99% of imagenet2012 is dropped.
     ds = builder.as_dataset(split=split, shuffle_files=False,
                             decoders={"image": tfds.decode.SkipDecoding()})
     ds = ds.map(lambda example: (example["image"], tf.gather(remap, example["label"])),
                 num_parallel_calls=tf.data.AUTOTUNE)
-    ds = ds.filter(lambda encoded, label: label >= 0)
-    ds = ds.map(lambda encoded, label: (_resize(_decode(encoded), config.image_size), label),
-                num_parallel_calls=tf.data.AUTOTUNE)
-    return _cache_if_small(ds, expected, config.image_size)
+    return ds.filter(lambda image, label: label >= 0)
 
-  def labels_of(ds: tf.data.Dataset, split: str) -> np.ndarray:
-    # The filter hides the size; one pass reads it (and fills the cache, so the
-    # first epoch reads from memory).
-    batches = [labels for labels in ds.map(lambda image, label: label).batch(4096)
-               .as_numpy_iterator()]
-    labels = np.concatenate(batches) if batches else np.zeros(0, np.int32)
+  def labels_of(split: str) -> np.ndarray:
+    labels = np.asarray(_tfds_indexed(builder, config, f"imagenet10_labels:{split}",
+                                      lambda: imagenet10_labels(encoded(split)).tolist()),
+                        np.int32)
     if not len(labels):
       raise ValueError(f"imagenet2012 split {split!r} in {builder.data_dir!r} holds none of the "
                        "ImageNet-10 classes; check that the full ILSVRC2012 data was prepared.")
     return labels
 
-  elements, counts = {}, {}
+  decode = lambda image, label: (_resize(_decode(image), config.image_size), label)
+
+  def split_of(split: str, ds: tf.data.Dataset, count: int, *key: Any) -> _Split:
+    return _Split(items=ds.apply(tf.data.experimental.assert_cardinality(count)), count=count,
+                  decode=decode,
+                  cache_key=_cache_name("imagenet10", split, config.image_size,
+                                        *_tfds_identity(builder, config.data_dir), *key))
+
+  built, counts = {}, {}
   if TRAIN in splits or VALIDATION in splits:
     if config.validation_split <= 0:
       raise ValueError(f"imagenet10 holds its validation split out of the training images and "
                        f"validation_split is {config.validation_split}; set --validation_split "
                        "> 0 (imagenet2012's own validation images are the test split).")
-    train = decoded(TRAIN, _IMAGENET10_TRAIN_PER_CLASS * classes)
-    parts = _stratified_parts(labels_of(train, TRAIN), classes, config.validation_split, 0.0,
-                              config.seed)
+    labels = labels_of(TRAIN)
+    parts = _stratified_parts(labels, classes, config.validation_split, 0.0, config.seed)
     is_part = tf.constant(parts)
     for code, split in enumerate((TRAIN, VALIDATION)):
       count = int(np.sum(parts == code))
       counts[split] = count
       if split in splits:
-        part = train.enumerate().filter(
+        part = encoded(TRAIN).enumerate().filter(
             lambda index, example, code=code: tf.gather(is_part, index) == code)
         part = part.map(lambda index, example: example)
-        elements[split] = (part.apply(tf.data.experimental.assert_cardinality(count)), count)
+        built[split] = split_of(split, part, count, config.seed, config.validation_split,
+                                len(labels))
   if TEST in splits:
-    test = decoded(VALIDATION, _IMAGENET10_TEST_PER_CLASS * classes)
-    count = len(labels_of(test, VALIDATION))
-    elements[TEST] = (test.apply(tf.data.experimental.assert_cardinality(count)), count)
-  return _Source(elements=elements, class_names=[name for _, name in IMAGENET10_CLASSES],
+    count = len(labels_of(VALIDATION))
+    built[TEST] = split_of(TEST, encoded(VALIDATION), count)
+  return _Source(splits=built, class_names=[name for _, name in IMAGENET10_CLASSES],
                  counts=counts)
+
+
+def imagenet10_labels(encoded: tf.data.Dataset) -> np.ndarray:
+  """The labels of (image, label) elements, in order: one pass (the filter hides the size)."""
+  batches = [labels for labels in encoded.map(lambda image, label: label).batch(4096)
+             .as_numpy_iterator()]
+  return np.concatenate(batches).astype(np.int32) if batches else np.zeros(0, np.int32)
 
 
 def as_pixels(images: np.ndarray) -> np.ndarray:

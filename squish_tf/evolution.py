@@ -20,12 +20,10 @@ after each candidate, so re-running the same command continues after the last
 finished candidate and reproduces an uninterrupted run.
 """
 
-import concurrent.futures
 import dataclasses
 import hashlib
 import logging
 import math
-import multiprocessing
 import os
 import shutil
 import time
@@ -38,12 +36,14 @@ import tensorflow as tf
 from squish_tf import batch_norm as bn_lib
 from squish_tf import data as data_lib
 from squish_tf import distill as distill_lib
+from squish_tf import latency as latency_lib
 from squish_tf import metrics as metrics_lib
 from squish_tf import model_io
 from squish_tf import spec as spec_lib
 from squish_tf import surgery
 from squish_tf import synthesis
 from squish_tf import train as train_lib
+from squish_tf import workers as workers_lib
 
 LINEAGE_FILE = "lineage.json"
 CONFIG_FILE = "evolution_config.json"
@@ -54,6 +54,9 @@ ANCESTOR_ID = "ancestor"
 LINEAGE_VERSION = 1
 # A size target is aimed at this fraction of itself (see _generation_synthesis).
 TARGET_MARGIN = 0.95
+# LiteRT threads of the latency table and of the candidates' measured latency
+# (the benchmark's default).
+LATENCY_THREADS = 2
 # A fine-tune's Keras backup and TensorBoard logs, beside the model dir it will become.
 WORK_SUFFIX = ".work"
 
@@ -86,6 +89,12 @@ class EvolutionConfig:
       then learns from the ancestor all the same).
     target_size_mb: stop once the chosen offspring is at most this size (None: no target).
     target_macs: stop once the chosen offspring has at most this many MACs (None: no target).
+    target_latency_ms: stop once the chosen offspring's predicted LiteRT
+      latency (the measured table, `squish_tf.latency`) is at most this.
+    target_speedup: stop once the chosen offspring is predicted this many
+      times faster than the ancestor (a latency target of ancestor / speedup).
+    latency_format: the LiteRT model the latency table times: "fp32", or
+      "int8" when the deployment target is int8.
     max_accuracy_drop: largest allowed drop of validation top-1 from the
       ancestor, as a fraction (0.05 = 5 points). It gates offspring after
       their short fine-tunes, before the polish recovers the winner (measured:
@@ -113,6 +122,9 @@ class EvolutionConfig:
   teacher: str = "ancestor"
   target_size_mb: Optional[float] = None
   target_macs: Optional[int] = None
+  target_latency_ms: Optional[float] = None
+  target_speedup: Optional[float] = None
+  latency_format: str = "fp32"
   max_accuracy_drop: float = 0.05
   max_retries: int = 2
   seed: int = 0
@@ -142,12 +154,37 @@ class EvolutionConfig:
       raise ValueError(f"--target_size_mb must be > 0, got {self.target_size_mb}.")
     if self.target_macs is not None and not self.target_macs > 0:
       raise ValueError(f"--target_macs must be > 0, got {self.target_macs}.")
+    if self.target_latency_ms is not None and not self.target_latency_ms > 0:
+      raise ValueError(f"--target_latency_ms must be > 0, got {self.target_latency_ms}.")
+    if self.target_speedup is not None and not self.target_speedup > 1:
+      raise ValueError(f"--target_speedup is how many times faster than the ancestor, > 1; got "
+                       f"{self.target_speedup}.")
+    if self.latency_format not in latency_lib.FORMATS:
+      raise ValueError(f"--latency_format must be one of {latency_lib.FORMATS}, got "
+                       f"{self.latency_format!r}.")
     if not 0 <= self.max_accuracy_drop <= 1:
       raise ValueError(f"--max_accuracy_drop is a fraction in [0, 1] (0.03 = 3 points), "
                        f"got {self.max_accuracy_drop}.")
     if self.target_fraction is not None and not 0 < self.target_fraction < 1:
       raise ValueError(f"--target_fraction must be in (0, 1), got {self.target_fraction}.")
 
+
+  @property
+  def latency_target_set(self) -> bool:
+    return self.target_latency_ms is not None or self.target_speedup is not None
+
+  def needs_latency(self, synth: synthesis.SynthesisConfig) -> bool:
+    """True when the run needs a measured latency table (--cost=latency or a latency target)."""
+    return synth.cost == "latency" or self.latency_target_set
+
+  def latency_target_ms(self, ancestor_ms: Optional[float]) -> Optional[float]:
+    """The latency target in predicted ms (the tighter of the two, when both are set)."""
+    targets = []
+    if self.target_latency_ms is not None:
+      targets.append(self.target_latency_ms)
+    if self.target_speedup is not None and ancestor_ms is not None:
+      targets.append(ancestor_ms / self.target_speedup)
+    return min(targets) if targets else None
 
   def distill_config(self) -> distill_lib.DistillConfig:
     return distill_lib.DistillConfig(alpha=self.distill_alpha,
@@ -194,8 +231,9 @@ def keras_seed(entropy: Sequence[int]) -> int:
 
 
 def check_targets(ancestor: spec_lib.NetSpec, config: EvolutionConfig,
-                  synth: synthesis.SynthesisConfig) -> None:
-  """Refuses size or MAC targets below what the floors let synthesis reach."""
+                  synth: synthesis.SynthesisConfig,
+                  latency: Optional[latency_lib.LatencyTable] = None) -> None:
+  """Refuses size, MAC or latency targets below what the floors let synthesis reach."""
   smallest = synthesis.smallest_child_spec(ancestor, synth)
   floors = (f"every layer at its floor: --min_filters={synth.min_filters}, "
             f"--min_fraction={synth.min_fraction}, --channel_multiple={synth.channel_multiple}")
@@ -208,6 +246,16 @@ def check_targets(ancestor: spec_lib.NetSpec, config: EvolutionConfig,
     raise ValueError(
         f"--target_macs={config.target_macs:,} is below the smallest reachable "
         f"{smallest.macs():,} MACs ({floors}). Raise the target or lower the floors.")
+  if latency is not None and config.latency_target_set:
+    ancestor_ms = latency.predict(ancestor)
+    target = config.latency_target_ms(ancestor_ms)
+    fastest = latency.predict(smallest)
+    if fastest > target:
+      raise ValueError(
+          f"The latency target ({target:.4f} ms, {ancestor_ms / target:.2f}x the ancestor's "
+          f"predicted {ancestor_ms:.4f} ms) is below the fastest reachable child: "
+          f"{fastest:.4f} ms predicted ({ancestor_ms / fastest:.2f}x, {floors}). Raise "
+          "--target_latency_ms, lower --target_speedup or lower the floors.")
 
 
 def evolve(parent_dir: str,
@@ -260,12 +308,23 @@ def evolve(parent_dir: str,
   identity = run_identity(parent_dir, config, synth, run_flags, train_config)
   identity.update(parent_identity(ancestor_model, ancestor_spec))
   _check_or_write_identity(run_dir, identity)
+  table = None
+  if config.needs_latency(synth):
+    # Measured once per run dir (cached; measured again only on another
+    # machine, format or architecture), before any candidate is drawn.
+    table = latency_lib.load_or_measure(
+        os.path.join(run_dir, latency_lib.table_file(config.latency_format)), ancestor_spec,
+        config.latency_format, LATENCY_THREADS, progress=print if verbose else None)
+    check_targets(ancestor_spec, config, synth, table)
 
   lineage = _load_lineage(run_dir)
   if lineage is None:
     if "top1" not in ancestor_metrics:
       ancestor_metrics = dict(ancestor_metrics, **train_lib.evaluate(ancestor_model, val_ds))
     lineage = _new_lineage(parent_dir, ancestor_spec, ancestor_metrics)
+  if table is not None:
+    lineage["ancestor"]["predicted_latency_ms"] = table.predict(ancestor_spec)
+    lineage["latency_table"] = latency_lib.table_file(config.latency_format)
   if lineage.get("complete"):
     return _result(run_dir, lineage)
   ancestor_top1 = lineage["ancestor"]["top1"]
@@ -274,7 +333,7 @@ def evolve(parent_dir: str,
   try:
     _run_generations(run_dir, config, synth, data_fn, listeners, verbose, lineage,
                      ancestor_model, ancestor_spec, ancestor_top1, runner, train_config,
-                     parent_dir)
+                     parent_dir, table)
   finally:
     runner.close()
 
@@ -288,7 +347,7 @@ def evolve(parent_dir: str,
 
 def _run_generations(run_dir, config, synth, data_fn, listeners, verbose, lineage,
                      ancestor_model, ancestor_spec, ancestor_top1, runner, train_config,
-                     ancestor_dir) -> None:
+                     ancestor_dir, table=None) -> None:
   """The loop over generations; appends to `lineage` and writes it after every candidate."""
   parent_id = ANCESTOR_ID
   loaded = (ANCESTOR_ID, ancestor_model, ancestor_spec)  # the parent in memory, loaded when due
@@ -305,17 +364,18 @@ def _run_generations(run_dir, config, synth, data_fn, listeners, verbose, lineag
       loaded = (parent_id, model, spec)
     _, parent_model, parent_spec = loaded
 
-    gen_synth = _generation_synthesis(synth, config, parent_spec, generation)
+    gen_synth = _generation_synthesis(synth, config, parent_spec, generation, table,
+                                      ancestor_spec)
     strengths = surgery.layer_strengths(parent_model, parent_spec)
     # F_l depends on the parent only (target mode root-searches it): once per generation.
-    factors = synthesis.environment_factors(parent_spec, gen_synth, strengths)
+    factors = synthesis.environment_factors(parent_spec, gen_synth, strengths, table)
     task = _GenerationTask(run_dir=run_dir, generation=generation, config=config,
                            synth=gen_synth, parent_id=parent_id,
                            parent_dir=model_dir_of(run_dir, parent_id, lineage),
                            parent_spec=parent_spec, ancestor_spec=ancestor_spec,
                            strengths=strengths, factors=factors, data_fn=data_fn,
                            verbose=verbose, train_config=train_config,
-                           ancestor_dir=os.path.abspath(ancestor_dir))
+                           ancestor_dir=os.path.abspath(ancestor_dir), latency=table)
     todo = []
     for candidate in range(config.population):
       if any(r["candidate"] == candidate and r["status"] == "ok" for r in records):
@@ -340,6 +400,9 @@ def _run_generations(run_dir, config, synth, data_fn, listeners, verbose, lineag
         if record["status"] != "diverged" or record["attempt"] >= config.max_retries:
           break
         record = runner.submit(task, candidate, record["attempt"] + 1, parent_model).result()
+    if table is not None:
+      _measure_latency(run_dir, records, lineage, ancestor_dir, ancestor_model, ancestor_spec,
+                       config.latency_format, verbose)
 
     chosen = select(records, ancestor_top1, config.max_accuracy_drop)
     stop_reason = None
@@ -347,7 +410,7 @@ def _run_generations(run_dir, config, synth, data_fn, listeners, verbose, lineag
       stop_reason = "accuracy_drop"
     else:
       chosen["chosen"] = True
-      if targets_met(chosen, config):
+      if targets_met(chosen, config, lineage["ancestor"].get("predicted_latency_ms")):
         stop_reason = "target_met"
       elif generation == config.generations:
         stop_reason = "generations"
@@ -364,6 +427,52 @@ def _run_generations(run_dir, config, synth, data_fn, listeners, verbose, lineag
     parent_id = chosen["id"]
 
 
+_ANCESTOR_TFLITE: Dict[Tuple[str, str], bytes] = {}
+
+
+def _measure_latency(run_dir: str, records: List[Dict[str, Any]], lineage: Dict[str, Any],
+                     ancestor_dir: str, ancestor_model, ancestor_spec: spec_lib.NetSpec,
+                     fmt: str, verbose: Any) -> None:
+  """Times each new candidate's LiteRT model interleaved with the ancestor's; records it.
+
+  Runs in this process once a generation's fine-tunes are done (the workers
+  idle), so the timing does not share the cores with training. Records keep
+  `measured_latency_ms` and `measured_speedup` (median per-round ratio over
+  the ancestor, with min-max) beside the table's `predicted_latency_ms`.
+  """
+  todo = [r for r in records if r["status"] == "ok" and "measured_latency_ms" not in r]
+  if not todo:
+    return
+  key = (os.path.abspath(ancestor_dir), fmt)
+  if key not in _ANCESTOR_TFLITE:
+    _ANCESTOR_TFLITE[key] = latency_lib.network_tflite(ancestor_model, ancestor_spec, fmt)
+  models = {ANCESTOR_ID: _ANCESTOR_TFLITE[key]}
+  for record in todo:
+    model, spec, _ = model_io.load_model_dir(os.path.join(run_dir, record["dir"]))
+    models[record["id"]] = latency_lib.network_tflite(model, spec, fmt)
+  measured = latency_lib.measure_against(models, ANCESTOR_ID, threads=LATENCY_THREADS)
+  predicted_ancestor = lineage["ancestor"].get("predicted_latency_ms")
+  lineage["ancestor"]["measured_latency_ms"] = measured[ANCESTOR_ID]["latency_ms"]
+  for record in todo:
+    result = measured[record["id"]]
+    record["measured_latency_ms"] = result["latency_ms"]
+    record["measured_speedup"] = {"median": result["speedup"], "min": result["speedup_min"],
+                                  "max": result["speedup_max"]}
+    if predicted_ancestor and record.get("predicted_latency_ms"):
+      record["predicted_speedup"] = predicted_ancestor / record["predicted_latency_ms"]
+      record["latency_error"] = (record["predicted_latency_ms"] / result["latency_ms"] - 1.0)
+      # The same error relative to the ancestor's in this session: what the
+      # table gets wrong about this child, apart from how busy the machine is
+      # now compared with when the table was measured.
+      record["speedup_error"] = record["predicted_speedup"] / result["speedup"] - 1.0
+    if verbose:
+      print(f"{record['id']}: {fmt} LiteRT {result['latency_ms']:.3f} ms measured, "
+            f"{record.get('predicted_latency_ms', float('nan')):.3f} ms predicted; "
+            f"{result['speedup']:.2f}x the ancestor measured, "
+            f"{record.get('predicted_speedup', float('nan')):.2f}x predicted", flush=True)
+  model_io.write_json(os.path.join(run_dir, LINEAGE_FILE), lineage)
+
+
 def select(records: Sequence[Dict[str, Any]], ancestor_top1: float,
            max_accuracy_drop: float) -> Optional[Dict[str, Any]]:
   """The fittest record: highest top-1 within the accuracy budget, ties to fewer params."""
@@ -374,18 +483,31 @@ def select(records: Sequence[Dict[str, Any]], ancestor_top1: float,
   return min(eligible, key=lambda r: (-r["top1"], r["params"], r["candidate"]))
 
 
-def targets_met(record: Dict[str, Any], config: EvolutionConfig) -> bool:
-  """True when every target that was set is met (False when none was set)."""
-  if config.target_size_mb is None and config.target_macs is None:
+def targets_met(record: Dict[str, Any], config: EvolutionConfig,
+                ancestor_latency_ms: Optional[float] = None) -> bool:
+  """True when every target that was set is met (False when none was set).
+
+  A latency target is judged on the table's prediction for the record (an
+  exact function of its widths, where a measurement would vary run to run).
+  """
+  if (config.target_size_mb is None and config.target_macs is None and
+      not config.latency_target_set):
     return False
   size_ok = config.target_size_mb is None or record["size_mb"] <= config.target_size_mb
   macs_ok = config.target_macs is None or record["macs"] <= config.target_macs
-  return size_ok and macs_ok
+  latency_ok = True
+  if config.latency_target_set:
+    target = config.latency_target_ms(ancestor_latency_ms)
+    predicted = record.get("predicted_latency_ms")
+    latency_ok = predicted is not None and target is not None and predicted <= target
+  return size_ok and macs_ok and latency_ok
 
 
 def _generation_synthesis(synth: synthesis.SynthesisConfig, config: EvolutionConfig,
-                          parent_spec: spec_lib.NetSpec,
-                          generation: int) -> synthesis.SynthesisConfig:
+                          parent_spec: spec_lib.NetSpec, generation: int,
+                          table: Optional[latency_lib.LatencyTable] = None,
+                          ancestor_spec: Optional[spec_lib.NetSpec] = None
+                          ) -> synthesis.SynthesisConfig:
   """env_mode=target with no fixed fraction: shrink evenly towards the target over the gens left."""
   if synth.env_mode != "target" or config.target_fraction is not None:
     if synth.env_mode == "target" and config.target_fraction is not None:
@@ -396,6 +518,9 @@ def _generation_synthesis(synth: synthesis.SynthesisConfig, config: EvolutionCon
     goals["params"] = config.target_size_mb * 1e6 / 4 / parent_spec.params()
   if config.target_macs is not None:
     goals["macs"] = config.target_macs / parent_spec.macs()
+  if table is not None and config.latency_target_set:
+    ancestor_ms = table.predict(ancestor_spec or parent_spec)
+    goals["latency"] = config.latency_target_ms(ancestor_ms) / table.predict(parent_spec)
   if not goals:
     return synth
   # In the units target mode measures (--cost). A target in the other unit is
@@ -407,8 +532,11 @@ def _generation_synthesis(synth: synthesis.SynthesisConfig, config: EvolutionCon
   left = config.generations - generation + 1
   # Never below what the floors allow (that would be refused), never a no-op.
   smallest = synthesis.smallest_child_spec(parent_spec, synth)
-  floor = (smallest.params() / parent_spec.params() if synth.cost == "params"
-           else smallest.macs() / parent_spec.macs())
+  if synth.cost == "latency":
+    floor = table.predict(smallest) / table.predict(parent_spec)
+  else:
+    floor = (smallest.params() / parent_spec.params() if synth.cost == "params"
+             else smallest.macs() / parent_spec.macs())
   fraction = max(min(0.95, max(0.2, goal ** (1.0 / left))), (floor + 1.0) / 2 if floor > 0.9
                  else floor * 1.02)
   return dataclasses.replace(synth, target_fraction=fraction)
@@ -432,6 +560,7 @@ class _GenerationTask:
   verbose: Any
   train_config: train_lib.TrainConfig
   ancestor_dir: str
+  latency: Optional[latency_lib.LatencyTable] = None
 
   @property
   def teacher_dir(self) -> Optional[str]:
@@ -463,41 +592,32 @@ def _candidate_in_worker(task: "_GenerationTask", candidate: int, attempt: int) 
 
 
 class _Runner:
-  """Makes candidates in this process (workers=1) or in a pool of spawned processes."""
+  """Makes candidates in this process (workers=1) or in a pool of worker processes."""
 
   def __init__(self, workers: int, strategy: Optional[tf.distribute.Strategy]):
     # A distribution strategy lives in this process and cannot be shipped to workers.
     self._workers = workers if strategy is None else 1
     self._strategy = strategy
-    self._pool = None
+    self._pool = workers_lib.WorkerPool(1)
+    self._parallel = False
 
   def start(self, jobs: int) -> None:
-    """Starts the pool the first time more than one candidate is due (workers start once)."""
-    if self._workers > 1 and jobs > 1 and self._pool is None:
-      self._pool = concurrent.futures.ProcessPoolExecutor(
-          max_workers=self._workers, mp_context=multiprocessing.get_context("spawn"))
+    """Notes the candidates due: workers start the first time more than one is (and once)."""
+    self._parallel = self._parallel or jobs > 1
 
   def submit(self, task: "_GenerationTask", candidate: int, attempt: int, parent_model):
-    if self._pool is not None:
-      return self._pool.submit(_candidate_in_worker, task, candidate, attempt)
-    return _Deferred(lambda: _make_candidate(task, candidate, attempt, parent_model,
-                                             self._strategy))
+    if self._parallel and self._workers > 1 and self._pool.in_process:
+      # No more workers than candidates per generation: each gets cores / workers.
+      self._pool = workers_lib.WorkerPool(min(self._workers, task.config.population))
+      self._workers = self._pool.plan.workers  # capped by the GPUs visible: not asked again
+    if self._pool.in_process:
+      # Computed when its result is read: each candidate is recorded before the next starts.
+      return self._pool.submit(_make_candidate, task, candidate, attempt, parent_model,
+                               self._strategy)
+    return self._pool.submit(_candidate_in_worker, task, candidate, attempt)
 
   def close(self) -> None:
-    if self._pool is not None:
-      self._pool.shutdown(wait=True, cancel_futures=True)
-      self._pool = None
-
-
-class _Deferred:
-  """A future computed when its result is asked for: in-process candidates run one at a time,
-  each recorded before the next starts."""
-
-  def __init__(self, function):
-    self._function = function
-
-  def result(self):
-    return self._function()
+    self._pool.close()
 
 
 def model_dir_of(run_dir: str, identifier: str, lineage: Dict[str, Any]) -> str:
@@ -515,7 +635,7 @@ def _make_candidate(task: _GenerationTask, candidate: int, attempt: int, parent_
   entropy = draw_seed(config.seed, generation, candidate, attempt)
   rng = np.random.default_rng(entropy)
   offspring = synthesis.sample_offspring(parent_spec, task.strengths, synth, rng,
-                                         factors=task.factors)
+                                         factors=task.factors, latency=task.latency)
   seed = keras_seed(entropy)
   keras.utils.set_random_seed(seed)
   # The candidate's own data stream: no fine-tune replays the ancestor's first epochs.
@@ -551,6 +671,9 @@ def _make_candidate(task: _GenerationTask, candidate: int, attempt: int, parent_
       "survivors": synthesis.survivors_to_json(offspring.survivors),
       "expected_params": float(offspring.expected_params),
       "expected_macs": float(offspring.expected_macs),
+      **({} if offspring.expected_latency_ms is None else {
+          "expected_latency_ms": float(offspring.expected_latency_ms),
+          "predicted_latency_ms": float(offspring.predicted_latency_ms)}),
       "train_epochs": fit_config.epochs,
       "train_images": fit_config.epochs * images_per_epoch(train_ds, info),
       "teacher": task.teacher_dir and (ANCESTOR_ID if task.teacher_dir == task.ancestor_dir

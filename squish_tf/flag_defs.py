@@ -9,7 +9,7 @@ config dataclasses; the mains stay thin.
 
 import sys
 import traceback
-from typing import Callable, List, Sequence
+from typing import Callable, List, Sequence, Tuple
 
 from absl import app
 from absl import flags
@@ -60,6 +60,11 @@ def define_data_flags() -> None:
           "depend on orientation, such as digits, text and arrows), or none.")
   _define(flags.DEFINE_boolean, "skip_bad_images", defaults.skip_bad_images,
           "Skip and count unreadable images instead of stopping with an error.")
+  _define(flags.DEFINE_enum, "cache", defaults.cache, list(data_lib.CACHE_MODES),
+          "Where decoded images are kept between epochs: auto (in memory what fits a share of "
+          "the available memory divided among the job's processes, the rest on disk in the run "
+          "dir), memory, disk (in the run dir) or none (decoded every epoch). The batches are "
+          "the same whichever it is.")
   _define(flags.DEFINE_integer, "shapes10_train_size", defaults.shapes10_train_size,
           "Training images generated for --dataset=shapes10.", lower_bound=10)
   _define(flags.DEFINE_integer, "shapes10_validation_size", defaults.shapes10_validation_size,
@@ -149,6 +154,15 @@ def define_synthesis_flags() -> None:
           "Stop once the chosen offspring is at most this many MB (float32 weights).")
   _define(flags.DEFINE_integer, "target_macs", loop.target_macs,
           "Stop once the chosen offspring has at most this many MACs.")
+  _define(flags.DEFINE_float, "target_latency_ms", loop.target_latency_ms,
+          "Stop once the chosen offspring's LiteRT latency at batch 1, as predicted by the "
+          "latency table measured on this machine, is at most this many ms.")
+  _define(flags.DEFINE_float, "target_speedup", loop.target_speedup,
+          "Stop once the chosen offspring is predicted this many times faster than the "
+          "ancestor (LiteRT, batch 1, the measured latency table).")
+  _define(flags.DEFINE_enum, "latency_format", loop.latency_format, ["fp32", "int8"],
+          "The LiteRT model the latency table times (--cost=latency, latency targets): fp32, "
+          "or int8 when you deploy int8.")
   _define(flags.DEFINE_float, "max_accuracy_drop", loop.max_accuracy_drop,
           "Largest allowed drop of validation top-1 from the ancestor, as a fraction "
           "(0.03 = 3 points); offspring beyond it are never chosen.")
@@ -170,7 +184,8 @@ def define_synthesis_flags() -> None:
   _define(flags.DEFINE_float, "env_factor", encoding.env_factor,
           "F in (0, 1]: a filter survives with probability F * P(c).")
   _define(flags.DEFINE_enum, "cost", encoding.cost, list(synthesis.COSTS),
-          "What env_mode=target and cost_weighted measure: params or macs.")
+          "What env_mode=target and cost_weighted measure: params, macs or latency (LiteRT "
+          "ms from a table measured once on this machine and cached in the run dir).")
   _define(flags.DEFINE_float, "gamma", encoding.gamma,
           "cost_weighted exponent: F_l = clip(F * (mean_cost / cost_l)^gamma, f_min, 1).")
   _define(flags.DEFINE_float, "f_min", encoding.f_min, "cost_weighted lower clip of F_l.")
@@ -179,7 +194,9 @@ def define_synthesis_flags() -> None:
   _define(flags.DEFINE_float, "min_fraction", encoding.min_fraction,
           "Every layer keeps at least this fraction of its parent's filters.")
   _define(flags.DEFINE_integer, "channel_multiple", encoding.channel_multiple,
-          "Round survivor counts up to a multiple of this (1 = off).")
+          "Round survivor counts up to a multiple of this (1 = off, the default: rounding up "
+          "to 4 or 8 measured no faster in LiteRT here, and up to 19% slower where it adds "
+          "filters; benchmarks/channel_multiple.py).")
   _define(flags.DEFINE_integer, "workers", 2,
           "Processes that fine-tune a generation's offspring (and train the baselines) at "
           "once; 1 runs them one by one in this process. Small networks leave a core idle, so "
@@ -205,7 +222,7 @@ def define_export_flags() -> None:
 
 
 def define_benchmark_flags() -> None:
-  """--batch_sizes, --num_threads, --eval_images, --min_seconds, --min_runs."""
+  """--batch_sizes, --num_threads, --eval_images, --min_seconds, --min_runs, --pair_resolutions."""
   _define(flags.DEFINE_list, "batch_sizes", ["1", "8"], "Batch sizes to time, comma-separated.")
   _define(flags.DEFINE_integer, "num_threads", 2,
           "CPU threads for LiteRT and for TensorFlow (Keras, SavedModel).", lower_bound=1)
@@ -215,6 +232,10 @@ def define_benchmark_flags() -> None:
           lower_bound=0.0)
   _define(flags.DEFINE_integer, "min_runs", 10, "Time each batch size at least this many times.",
           lower_bound=1)
+  _define(flags.DEFINE_list, "pair_resolutions", ["run", "224"],
+          "Input sizes at which the fp32 speed-ups are measured (interleaved pairs): run = the "
+          "run's own --image_size, plus square sizes at which every compared model is rebuilt "
+          "with the same weights and timed at batch 1 (e.g. run,224; run alone for none).")
 
 
 # Every *_config_from_flags reads the parsed FLAGS, or `values`: any object with the
@@ -232,7 +253,22 @@ def benchmark_config_from_flags(formats=None, values=None):
                      f"{','.join(v.batch_sizes)!r}.") from None
   return benchmark_lib.BenchmarkConfig(
       batch_sizes=batch_sizes, num_threads=v.num_threads, min_seconds=v.min_seconds,
-      min_runs=v.min_runs, formats=formats)
+      min_runs=v.min_runs, formats=formats,
+      pair_resolutions=pair_resolutions_from_flag(v.pair_resolutions))
+
+
+def pair_resolutions_from_flag(values) -> Tuple[int, ...]:
+  """--pair_resolutions ("run", "224", ...) -> the extra sizes, (224,); "run" is always timed."""
+  sizes = []
+  for value in values:
+    value = str(value).strip().lower()
+    if value == "run":
+      continue
+    if not value.isdigit() or int(value) < 1:
+      raise ValueError(f"--pair_resolutions takes 'run' and positive image sizes, comma-separated "
+                       f"(e.g. run,224), got {','.join(map(str, values))!r}.")
+    sizes.append(int(value))
+  return tuple(sizes)
 
 
 def job_config_from_flags(values=None, check_ancestor: bool = True):
@@ -271,7 +307,9 @@ def evolution_config_from_flags(values=None):
       distill=v.distill, distill_alpha=v.distill_alpha,
       distill_temperature=v.distill_temperature, teacher=v.teacher,
       target_size_mb=v.target_size_mb,
-      target_macs=v.target_macs, max_accuracy_drop=v.max_accuracy_drop,
+      target_macs=v.target_macs, target_latency_ms=v.target_latency_ms,
+      target_speedup=v.target_speedup, latency_format=v.latency_format,
+      max_accuracy_drop=v.max_accuracy_drop,
       max_retries=v.max_retries, seed=v.seed, target_fraction=v.target_fraction,
       workers=v.workers)
 
@@ -300,7 +338,8 @@ def data_config_from_flags(values=None) -> data_lib.DataConfig:
       dataset=v.dataset, data_dir=v.data_dir, image_size=v.image_size,
       batch_size=v.batch_size, validation_split=v.validation_split,
       test_split=v.test_split, seed=v.seed, augment=",".join(v.augment),
-      skip_bad_images=v.skip_bad_images, shapes10_train_size=v.shapes10_train_size,
+      skip_bad_images=v.skip_bad_images, cache=v.cache,
+      shapes10_train_size=v.shapes10_train_size,
       shapes10_validation_size=v.shapes10_validation_size,
       shapes10_test_size=v.shapes10_test_size)
 

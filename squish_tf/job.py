@@ -21,6 +21,7 @@ import os
 import time
 from typing import Any, Callable, Dict, Optional, Sequence
 
+import numpy as np
 import tensorflow as tf
 
 from squish_tf import baselines as baselines_lib
@@ -29,6 +30,7 @@ from squish_tf import data as data_lib
 from squish_tf import evolution
 from squish_tf import export as export_lib
 from squish_tf.export import exporter as exporter_lib
+from squish_tf.export import jetson as jetson_lib
 from squish_tf.export import qat as qat_lib
 from squish_tf import metrics as metrics_lib
 from squish_tf import model_io
@@ -108,6 +110,10 @@ def run_job(config: JobConfig,
             verbose: Any = "auto") -> Dict[str, Any]:
   """Runs (or resumes) every stage; returns the results dict written to results.json."""
   run_dir = config.run_dir
+  # The data's indexes and disk caches live in the run; its processes share the memory budget.
+  data_config = dataclasses.replace(
+      data_config, cache_dir=data_config.cache_dir or os.path.join(run_dir, data_lib.RUN_CACHE_DIR),
+      processes=1 + (evolution_config.workers if evolution_config.workers > 1 else 0))
   # Fresh pipelines on every call (same order on every resume); picklable for workers.
   data_fn = functools.partial(data_lib.load, data_config)
   train_ds, val_ds, info = data_fn()  # validates the data before anything is written
@@ -186,9 +192,14 @@ def run_job(config: JobConfig,
   # 5. Exports: the SquishedNet in full, the ancestor and the baselines for comparison.
   # Everything is trained by now: the export's accuracy pass is the first to read
   # the test split.
+  # With a Jetson bundle, the ancestor's ships beside it (export/jetson_ancestor/), so
+  # jetson_trt.py on the device can time the two interleaved.
+  ship_jetson = "jetson" in export_lib.parse_formats(config.export_formats, with_data=True)
+  ancestor_formats = COMPARISON_FORMATS + (("jetson",) if ship_jetson else ())
+  reference_bundle = os.path.join(run_dir, EXPORT_DIR, jetson_lib.REFERENCE_BUNDLE_DIR)
   exports = {
       "squishednet": (squishednet_dir, os.path.join(run_dir, EXPORT_DIR), config.export_formats),
-      "ancestor": (ancestor_dir, os.path.join(ancestor_dir, EXPORT_DIR), COMPARISON_FORMATS),
+      "ancestor": (ancestor_dir, os.path.join(ancestor_dir, EXPORT_DIR), ancestor_formats),
   }
   exports.update({name: (directory, os.path.join(directory, EXPORT_DIR), COMPARISON_FORMATS)
                   for name, directory in baseline_dirs.items()})
@@ -200,15 +211,19 @@ def run_job(config: JobConfig,
 
   def export_all():
     for model_dir, export_dir, formats in exports.values():
-      if not export_lib.is_complete(export_dir):
+      if not exported(export_dir, formats):
         manifest = export_lib.export_all(model_dir, export_dir, formats=formats,
                                          data=export_data(), qat_epochs=config.qat_epochs,
                                          qat_learning_rate=config.qat_learning_rate,
                                          overwrite=True)
         if model_dir == squishednet_dir:
           log(export_lib.summary_table(manifest))
+    if ship_jetson:
+      jetson_lib.place_reference_bundle(
+          os.path.join(exports["ancestor"][1], jetson_lib.BUNDLE_DIR), exports["squishednet"][1])
 
-  stage("export", all(export_lib.is_complete(e) for _, e, _ in exports.values()), export_all)
+  stage("export", all(exported(e, f) for _, e, f in exports.values())
+        and (not ship_jetson or jetson_lib.is_bundle(reference_bundle)), export_all)
 
   # 6. The final evaluation: every trained model on the test split, read here first.
   evaluation_path = os.path.join(run_dir, EVALUATION_FILE)
@@ -267,6 +282,51 @@ def run_job(config: JobConfig,
   for hook in on_stage_done:
     hook("report")
   return results
+
+
+def exported(export_dir: str, formats: Optional[Sequence[str]]) -> bool:
+  """A complete export holding every format asked for (None: whatever it holds)."""
+  if not export_lib.is_complete(export_dir):
+    return False
+  if formats is None:
+    return True
+  manifest = model_io.read_json(os.path.join(export_dir, export_lib.MANIFEST_FILE))
+  return all(name in manifest.get("formats", {})
+             for name in export_lib.parse_formats(formats, with_data=True))
+
+
+# What a candidate records of the latency model (--cost=latency, latency targets).
+LATENCY_KEYS = ("expected_latency_ms", "predicted_latency_ms", "measured_latency_ms",
+                "predicted_speedup", "measured_speedup", "latency_error", "speedup_error")
+
+
+def latency_summary(lineage: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+  """The latency model's predictions against measurements (None without a table).
+
+  The error is predicted / measured - 1 of each candidate's LiteRT latency,
+  and the speed-up error predicted / measured speed-up over the ancestor - 1
+  (the latency error relative to the ancestor's in the same session, which
+  the machine's load at the two moments does not enter); the medians are of
+  their absolute values, over the chosen offspring and over every measured
+  candidate.
+  """
+  if not lineage.get("latency_table"):
+    return None
+  measured = [r for r in lineage["candidates"] if r.get("latency_error") is not None]
+  chosen = [r for r in measured if r.get("chosen")]
+
+  def median(records, key="latency_error"):
+    values = [abs(r[key]) for r in records if r.get(key) is not None]
+    return float(np.median(values)) if values else None
+
+  ancestor = lineage["ancestor"]
+  return {"table": lineage["latency_table"],
+          "ancestor_predicted_ms": ancestor.get("predicted_latency_ms"),
+          "ancestor_measured_ms": ancestor.get("measured_latency_ms"),
+          "median_abs_error_chosen": median(chosen), "median_abs_error_all": median(measured),
+          "median_abs_speedup_error_chosen": median(chosen, "speedup_error"),
+          "median_abs_speedup_error_all": median(measured, "speedup_error"),
+          "measured_candidates": len(measured), "chosen_candidates": len(chosen)}
 
 
 def lineage_fine_tune_epochs(lineage: Dict[str, Any], config: evolution.EvolutionConfig,
@@ -385,6 +445,7 @@ def build_results(config: JobConfig, info: data_lib.DatasetInfo, data_config: da
     row = {k: r.get(k) for k in ("id", "generation", "candidate", "attempt", "parent", "params",
                                  "size_mb", "macs", "status", "chosen", "env_factor",
                                  "wall_seconds", "train_images")}
+    row.update({k: r[k] for k in LATENCY_KEYS if k in r})
     row["validation_top1"] = r.get("top1")
     row["top1"] = tested.get(r["id"], {}).get("top1")
     row["netscore"] = (metrics_lib.netscore(row["top1"], r["params"], r["macs"])
@@ -401,6 +462,7 @@ def build_results(config: JobConfig, info: data_lib.DatasetInfo, data_config: da
       "accuracy_split": "test",
       "models": models,
       "candidates": candidates,
+      "latency_model": latency_summary(lineage),
       "generations": lineage["generations"],
       "winner": lineage["winner"],
       "polished": bool(polished),

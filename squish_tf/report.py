@@ -267,6 +267,42 @@ def _speedup_cell(entry: Mapping[str, Any], ancestor: Mapping[str, Any], size: s
   return f"{value:.2f}× [{spread[0]:.2f}–{spread[1]:.2f}]"
 
 
+def _resolutions(models: Mapping[str, Mapping[str, Any]]) -> List[Tuple[str, str]]:
+  """(image size, batch size) of every speed-up measured at another resolution, in order."""
+  found = set()
+  for entry in models.values():
+    for image_size, by_batch in (entry.get("speedup_at_resolution") or {}).items():
+      for batch, value in (by_batch or {}).items():
+        if _number(value) is not None:
+          found.add((str(image_size), str(batch)))
+  return sorted(found, key=lambda pair: (int(pair[0]) if pair[0].isdigit() else 0, pair[0],
+                                         int(pair[1]) if pair[1].isdigit() else 0))
+
+
+def _resolution_speedup(entry: Mapping[str, Any], image_size: str, batch: str
+                        ) -> Optional[float]:
+  """The interleaved pair's median speed-up over the ancestor at another resolution."""
+  return _number(((entry.get("speedup_at_resolution") or {}).get(image_size) or {}).get(batch))
+
+
+def _resolution_cell(entry: Mapping[str, Any], image_size: str, batch: str) -> str:
+  """ "3.10× [2.95–3.30]" at another resolution, or "–"."""
+  value = _resolution_speedup(entry, image_size, batch)
+  spread = ((entry.get("speedup_at_resolution_range") or {}).get(image_size) or {}).get(batch)
+  if value is None or not isinstance(spread, Mapping):
+    return _ratio(value)
+  low, high = _number(spread.get("min")), _number(spread.get("max"))
+  if low is None or high is None:
+    return _ratio(value)
+  return f"{value:.2f}× [{low:.2f}–{high:.2f}]"
+
+
+def _run_pixels(results: Mapping[str, Any]) -> Optional[str]:
+  """ "64 px": the run's image size, when known."""
+  size = _number((results.get("dataset") or {}).get("image_size"))
+  return None if size is None else f"{size:.0f} px"
+
+
 def _drop(entry: Mapping[str, Any], ancestor: Mapping[str, Any]) -> str:
   """The ancestor's top-1 minus the entry's, in points (negative: a gain), as evolution measures."""
   top1, base = _number(entry.get("top1")), _number((ancestor or {}).get("top1"))
@@ -372,6 +408,7 @@ def render_markdown(results: Mapping[str, Any], png_name: str = PARETO_FILE) -> 
       _generations_table(results),
       _stop_line(results),
       _candidates_section(results),
+      _latency_section(results),
       "## Size vs accuracy",
       f"![Model size (MB, log scale) against {split} top-1: every candidate, the chosen "
       f"lineage, the SquishedNet, baselines and the paper's points]({png_name})",
@@ -428,12 +465,26 @@ def summary_paragraph(results: Mapping[str, Any]) -> str:
       detail = f" (median; {spread[0]:.2f}–{spread[1]:.2f}×{rounds})"
     else:
       detail = f" ({own:,.0f} vs {base:,.0f} images/s)" if own and base else ""
+    where = ""
+    extra = [(image, batch) for image, batch in _resolutions({"squishednet": squished})
+             if batch == "1"]
+    if extra and _run_pixels(results):
+      where = f" and {_run_pixels(results)}"
     if speedup >= 1:
       parts.append(f"runs **{speedup:.2f}× faster** than the ancestor with LiteRT at batch 1"
-                   f"{detail}")
+                   f"{where}{detail}")
     else:
       parts.append(f"runs at **{speedup:.2f}×** the ancestor's speed with LiteRT at batch 1"
-                   f"{detail}")
+                   f"{where}{detail}")
+    for image, batch in extra:
+      value = _resolution_speedup(squished, image, batch)
+      spread = ((squished.get("speedup_at_resolution_range") or {}).get(image) or {}).get(batch)
+      detail = ""
+      if isinstance(spread, Mapping) and _number(spread.get("min")) is not None:
+        rounds = f" over {spread.get('rounds')} interleaved rounds" if spread.get("rounds") else ""
+        detail = f" ({float(spread['min']):.2f}–{float(spread['max']):.2f}×{rounds})"
+      parts.append(f"**{value:.2f}×** at {image} px, the same weights on a {image}×{image} "
+                   f"input{detail}")
   if not parts:
     sentences = [f"The {name} has no measured figures in these results."]
   else:
@@ -526,7 +577,12 @@ def _models_table(results: Mapping[str, Any], models: Mapping[str, Mapping[str, 
   header += ["Val top-1"] if has_val else []
   header += ["NetScore"]
   header += [f"LiteRT img/s, batch {s}" for s in sizes]
-  header += [f"Speed-up, batch {s}" for s in sizes]
+  # Other resolutions' speed-ups sit beside the run's own, each column naming its size.
+  resolutions = _resolutions(models)
+  run_pixels = _run_pixels(results) if resolutions else None
+  header += [f"Speed-up, {run_pixels}, batch {s}" if run_pixels else f"Speed-up, batch {s}"
+             for s in sizes]
+  header += [f"Speed-up, {image} px, batch {s}" for image, s in resolutions]
   int8_sizes = [s for s in sizes if any(_speedup(m, ancestor, s, "int8_speedup_vs_ancestor")
                                         is not None for m in models.values())]
   header += [f"int8 speed-up, batch {s}" for s in int8_sizes]
@@ -547,6 +603,7 @@ def _models_table(results: Mapping[str, Any], models: Mapping[str, Mapping[str, 
     row += [_fmt(entry.get("netscore"), ".2f")]
     row += [_speed((entry.get("litert_images_per_sec") or {}).get(s)) for s in sizes]
     row += [_speedup_cell(entry, ancestor, s) for s in sizes]
+    row += [_resolution_cell(entry, image, s) for image, s in resolutions]
     row += [_speedup_cell(entry, ancestor, s, "int8_speedup_vs_ancestor") for s in int8_sizes]
     row += [_count(entry.get("train_epochs")), _images(entry.get("train_images"))]
     if has_sparse:
@@ -578,6 +635,16 @@ def _models_notes(results: Mapping[str, Any], models: Mapping[str, Any]) -> str:
                  "brackets; int8 speed-up is the model's int8 file over the ancestor's fp32 "
                  "file. The images/s columns are each file timed on its own, so their ratios "
                  "carry the machine's drift and can differ from the speed-ups.")
+  resolutions = _resolutions(models)
+  if resolutions:
+    sizes = sorted({image for image, _ in resolutions}, key=lambda s: (not s.isdigit(), s))
+    run = _run_pixels(results) or "the run's size"
+    notes.append(f"The networks are fully convolutional, so the speed-ups are also measured at "
+                 f"{' and '.join(s + ' px' for s in sizes)} beside the run's {run}: every model "
+                 "is rebuilt at that input size with the same (deployed) weights, converted to "
+                 "fp32 TFLite as the export does, and its file timed interleaved against the "
+                 "ancestor's rebuilt file, batch 1, as above. Larger inputs shift time towards "
+                 "the late, wide layers, so the speed-up changes with the camera's resolution.")
   unfolded = [(name, m) for name, m in models.items()
               if _number(m.get("keras_params")) is not None
               and _number(m.get("keras_params")) != _number(m.get("params"))]
@@ -710,6 +777,52 @@ def _candidates_section(results: Mapping[str, Any]) -> str:
       "\n\nF = the mean environmental factor of the draw." + (
           " Selection read only the validation column; the test column was measured afterwards "
           "and played no part in any choice." if on_test else ""))
+
+
+def _latency_section(results: Mapping[str, Any]) -> str:
+  """The latency model's predictions against each candidate's interleaved measurement."""
+  summary = results.get("latency_model")
+  if not isinstance(summary, Mapping):
+    return ""
+  rows = []
+  for c in results.get("candidates") or []:
+    if not isinstance(c, Mapping) or c.get("predicted_latency_ms") is None:
+      continue
+    measured = c.get("measured_speedup") or {}
+    rows.append([_text(c.get("id")) + (" (chosen)" if c.get("chosen") else ""),
+                 _fmt(c.get("expected_latency_ms"), ".3f"),
+                 _fmt(c.get("predicted_latency_ms"), ".3f"),
+                 _fmt(c.get("measured_latency_ms"), ".3f"),
+                 _fmt(c.get("latency_error"), "+.1f", 100.0, "%"),
+                 _fmt(c.get("predicted_speedup"), ".2f", suffix="x"),
+                 _ratio_range(measured),
+                 _fmt(c.get("speedup_error"), "+.1f", 100.0, "%")])
+  header = ["Candidate", "Expected (ms)", "Predicted (ms)", "Measured (ms)", "Error",
+            "Predicted speed-up", "Measured speed-up (min-max)", "Speed-up error"]
+  text = ("### Latency model\n\n"
+          f"LiteRT latency at batch 1 predicted from the table measured on this machine "
+          f"(`{_text(summary.get('table'))}`) and measured with each candidate timed "
+          "interleaved with the ancestor once its generation was trained. The ancestor: "
+          f"{_fmt(summary.get('ancestor_predicted_ms'), '.3f')} ms predicted, "
+          f"{_fmt(summary.get('ancestor_measured_ms'), '.3f')} ms measured. Median |error| of "
+          "the latency: "
+          f"{_fmt(summary.get('median_abs_error_chosen'), '.1f', 100.0, '%')} on the chosen "
+          f"offspring, {_fmt(summary.get('median_abs_error_all'), '.1f', 100.0, '%')} on all "
+          f"{_count(summary.get('measured_candidates'))} measured; of the speed-up over the "
+          "ancestor (the same error relative to the ancestor's, which does not depend on how "
+          "busy the machine was at the two moments): "
+          f"{_fmt(summary.get('median_abs_speedup_error_chosen'), '.1f', 100.0, '%')} and "
+          f"{_fmt(summary.get('median_abs_speedup_error_all'), '.1f', 100.0, '%')}.")
+  if rows:
+    text += "\n\n" + _table(header, rows, align=["l"] + ["r"] * (len(header) - 1))
+  return text
+
+
+def _ratio_range(stats: Mapping[str, Any]) -> str:
+  if not isinstance(stats, Mapping) or _number(stats.get("median")) is None:
+    return DASH
+  return (f"{_number(stats['median']):.2f}x ({_fmt(stats.get('min'), '.2f')}-"
+          f"{_fmt(stats.get('max'), '.2f')})")
 
 
 def _figure_caption(results: Mapping[str, Any]) -> str:
@@ -902,6 +1015,8 @@ def format_results_summary(results: Mapping[str, Any]) -> str:
       speedup = _speedup(entry, ancestor, "1")
       if speedup is not None:
         extras.append(f"{speedup:.2f}× speed b1")
+      for image, batch in _resolutions({name: entry}):
+        extras.append(f"{_resolution_speedup(entry, image, batch):.2f}× at {image} px b{batch}")
       if extras:
         line += "  (" + ", ".join(extras) + ")"
     lines.append(line)

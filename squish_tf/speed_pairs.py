@@ -15,8 +15,18 @@ the per-round ratios, with min-max (`squish_tf.timing.ratio_stats`).
 
 The result is what benchmark.json keeps under "interleaved" and "pairs"
 (the shape is in `squish_tf.benchmark`'s docstring).
+
+Other resolutions. SqueezeNet-family networks (and the baselines) are fully
+convolutional, so the same weights run at any input size: `tflite_at_size`
+rebuilds a model directory's network at another square size (224 px, the
+paper's and most cameras') and converts it to fp32 TFLite the way the export
+does, and `measure_pairs` times those files as it times the exported ones.
 """
 
+import contextlib
+import io
+import os
+import tempfile
 import time
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -133,8 +143,18 @@ def measure_pairs(files: Mapping[str, Any], pairs: Sequence[Tuple[str, str]],
 
 
 def pair_stats(result: Mapping[str, Any], subject: str, reference: str,
-               batch_size: Any) -> Optional[Dict[str, Any]]:
-  """A pair's ratio stats at one batch size from a benchmark dict, or None if not measured."""
+               batch_size: Any, image_size: Optional[Any] = None) -> Optional[Dict[str, Any]]:
+  """A pair's ratio stats at one batch size from a benchmark dict, or None if not measured.
+
+  Args:
+    result: a benchmark dict.
+    subject, reference: the pair's keys.
+    batch_size: e.g. 1 or "1".
+    image_size: None for the files as exported (the run's resolution), or one
+      of the sizes under "resolutions" (e.g. 224).
+  """
+  if image_size is not None:
+    result = (result.get("resolutions") or {}).get(str(image_size)) or {}
   stats = ((result.get("pairs") or {}).get(pair_key(subject, reference)) or {}).get(
       str(batch_size))
   if not stats or stats.get("ratio_median") is None:
@@ -151,12 +171,22 @@ def format_ratio(stats: Mapping[str, Any]) -> str:
 
 
 def format_pairs(result: Mapping[str, Any]) -> str:
-  """A fixed-width text table of the pairs of a benchmark dict (one row per pair)."""
+  """Fixed-width text tables of the pairs of a benchmark dict (one row per pair).
+
+  The files as benchmarked first, then one table per entry of "resolutions"
+  (the fp32 files rebuilt at that size).
+  """
+  tables = [_pairs_table(result)] if result.get("pairs") else []
+  for image_size, measured in (result.get("resolutions") or {}).items():
+    if measured.get("pairs"):
+      tables.append(_pairs_table(measured, f" at {image_size} px (fp32, same weights)"))
+  return "\n\n".join(tables)
+
+
+def _pairs_table(result: Mapping[str, Any], where: str = "") -> str:
   pairs = result.get("pairs") or {}
-  if not pairs:
-    return ""
   sizes = sorted({size for by_size in pairs.values() for size in by_size}, key=int)
-  header = ["pair (speed of the first over the second, interleaved)"] + [
+  header = [f"pair{where} (speed of the first over the second, interleaved)"] + [
       f"b{size} median [min-max]" for size in sizes]
   rows = [header]
   for name, by_size in pairs.items():
@@ -188,3 +218,80 @@ def format_pairs(result: Mapping[str, Any]) -> str:
 
 def _load(value: Optional[float]) -> str:
   return "?" if value is None else f"{value:.2f}"
+
+
+# -- the same network at another resolution ------------------------------------------
+
+
+class _InputShape:
+  """What `export.saved_model.write_saved_model` reads of a foreign model's spec: its input."""
+
+  def __init__(self, input_shape: Tuple[int, int, int]):
+    self.input_shape = tuple(input_shape)
+
+
+def resized_model(model, spec, image_size: int):
+  """(model, spec) of the deployed network at image_size x image_size, with the same weights.
+
+  Args:
+    model: a Keras 3 functional model, fully convolutional (any input size
+      gives the same output shape): a SqueezeNet of `squish_tf.models`, or a
+      baseline such as MobileNetV3Small.
+    spec: its NetSpec (batch norm is folded first, as every export does), or
+      None for a foreign model, which is taken as it is.
+    image_size: the new square input size.
+
+  Returns:
+    (the Keras clone on a new image_size input, with `model`'s weights; its
+    spec, or a stand-in holding `input_shape` for a foreign model).
+
+  Raises:
+    ValueError: the network cannot take that size (a layer fixed to the old
+      one, or a spec whose pools leave nothing at the new size).
+  """
+  import keras  # pylint: disable=g-import-not-at-top
+
+  from squish_tf import batch_norm  # pylint: disable=g-import-not-at-top
+
+  if spec is not None:
+    model, spec = batch_norm.for_export(model, spec)
+  channels = int(model.input_shape[-1])
+  shape = (int(image_size), int(image_size), channels)
+  if spec is not None:
+    spec = spec.replace(input_shape=shape)  # validates: the pools must leave >= 1x1
+  try:
+    resized = keras.models.clone_model(model, input_tensors=keras.Input(shape))
+    resized.set_weights(model.get_weights())
+  except Exception as error:  # Keras raises many kinds for a layer fixed to a size
+    raise ValueError(f"{model.name!r} cannot be rebuilt at {image_size}x{image_size}: {error}. "
+                     "Only fully convolutional models run at another resolution; leave this "
+                     "size out of --pair_resolutions.") from None
+  if tuple(resized.output_shape) != tuple(model.output_shape):
+    raise ValueError(f"{model.name!r} at {image_size}x{image_size} gives outputs of shape "
+                     f"{resized.output_shape}, not {model.output_shape}: it is not fully "
+                     "convolutional; leave this size out of --pair_resolutions.")
+  return resized, spec if spec is not None else _InputShape(shape)
+
+
+def tflite_at_size(model_dir: str, image_size: int) -> bytes:
+  """The fp32 .tflite of a model directory's network at image_size x image_size, same weights.
+
+  Made as the export makes `model_fp32.tflite` (a SavedModel of the deployed
+  network, batch norm folded, converted from its float signature), only at
+  another input size (`resized_model`): what that network costs on a camera
+  of that resolution.
+
+  Raises:
+    ValueError: no model in `model_dir`, or one that cannot take that size.
+  """
+  from squish_tf import model_io  # pylint: disable=g-import-not-at-top
+  from squish_tf.export import saved_model as saved_model_lib  # pylint: disable=g-import-not-at-top
+  from squish_tf.export import tflite as tflite_lib  # pylint: disable=g-import-not-at-top
+
+  model, spec, _ = model_io.load_model_dir(model_dir, require_spec=False)
+  resized, resized_spec = resized_model(model, spec, image_size)
+  with tempfile.TemporaryDirectory(prefix="resized_") as work:
+    saved = os.path.join(work, saved_model_lib.DIRECTORY)
+    saved_model_lib.write_saved_model(resized, resized_spec, saved)
+    with contextlib.redirect_stdout(io.StringIO()):  # the converter prints its options
+      return tflite_lib.convert_saved_model(saved, "fp32")

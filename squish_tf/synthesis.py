@@ -30,7 +30,7 @@ import numpy as np
 from squish_tf import spec as spec_lib
 
 ENV_MODES = ("constant", "target", "cost_weighted")
-COSTS = ("params", "macs")
+COSTS = ("params", "macs", "latency")
 
 # A fraction times a filter count is compared with this slack before `ceil`, so
 # that 0.05 * 60 = 3.0000000000000004 asks for 3 filters, not 4.
@@ -97,8 +97,10 @@ class SynthesisConfig:
       64 px: at 124k deployed parameters, trained from scratch for the same
       24 epochs, early layers at 0.67x and late fires at 0.33x width scored
       97.35% test top-1 against 96.20% for a uniform 0.41x.
-    cost: what "target" and "cost_weighted" measure: "params" (model size) or
-      "macs" (compute at the spec's input size).
+    cost: what "target" and "cost_weighted" measure: "params" (model size),
+      "macs" (compute at the spec's input size) or "latency" (LiteRT ms
+      predicted by a measured table, `squish_tf.latency`; every cost function
+      then takes the table as `latency=`).
     gamma: exponent of the cost weighting; 0 makes it constant, 1 (default)
       makes F_l inversely proportional to a filter's cost.
     f_min: lower clip of every cost-weighted F_l, in (0, 1]; 0.05 keeps even
@@ -325,7 +327,9 @@ class _CostModel:
   parent's own counts it reproduces `spec.params()` and `spec.macs()`.
   """
 
-  def __init__(self, spec: spec_lib.NetSpec):
+  def __init__(self, spec: spec_lib.NetSpec, latency: Optional[Any] = None):
+    self.spec = spec
+    self.latency = latency
     sources = channel_sources(spec)
     self.terms = []  # (name, taps, pixels, fixed filters or None, sources)
     for layer in spec.layer_shapes():
@@ -351,17 +355,41 @@ class _CostModel:
       macs += pixels * weights
     return params, macs
 
+  def measure(self, counts: Mapping[str, float], cost: str) -> float:
+    """One cost of `counts`: params, MACs or predicted latency (ms)."""
+    if cost == "latency":
+      return _require_latency(cost, self.latency).predict_counts(self.spec, counts)
+    params, macs = self.cost(counts)
+    return params if cost == "params" else macs
 
-def filter_costs(spec: spec_lib.NetSpec, cost: str = "params") -> Dict[str, int]:
-  """What one filter of each prunable layer costs, in params or MACs.
+  def parent(self, cost: str) -> float:
+    """The parent's own cost."""
+    return self.measure({name: float(n) for name, n in self.spec.prunable_layers()}, cost)
+
+
+def _require_latency(cost: str, latency: Optional[Any]):
+  if cost == "latency" and latency is None:
+    raise ValueError("--cost=latency needs a measured latency table (squish_tf.latency); "
+                     "pass latency=load_or_measure(...) or use --cost=params or macs.")
+  return latency
+
+
+def filter_costs(spec: spec_lib.NetSpec, cost: str = "params",
+                 latency: Optional[Any] = None) -> Dict[str, float]:
+  """What one filter of each prunable layer costs, in params, MACs or predicted ms.
 
   A filter's cost is everything that disappears with it: its own kernel and
   bias, and the input channel it feeds in every consumer (one k x k slice of
   each consumer filter). This is exactly spec.params() (or macs()) minus the
-  same spec with one filter fewer in that layer.
+  same spec with one filter fewer in that layer (for latency, the table's
+  prediction minus the same, `squish_tf.latency.filter_latency`).
   """
   if cost not in COSTS:
     raise ValueError(f"cost must be one of {COSTS}, got {cost!r}.")
+  if cost == "latency":
+    from squish_tf import latency as latency_lib  # pylint: disable=g-import-not-at-top
+
+    return latency_lib.filter_latency(_require_latency(cost, latency), spec)
   shapes = {layer.name: layer for layer in spec.layer_shapes()}
   readers = consumers(spec)
   out = {}
@@ -383,7 +411,8 @@ def module_of(layer: str) -> str:
   return layer.split("_", 1)[0]
 
 
-def module_costs(spec: spec_lib.NetSpec, cost: str = "params") -> Dict[str, float]:
+def module_costs(spec: spec_lib.NetSpec, cost: str = "params",
+                 latency: Optional[Any] = None) -> Dict[str, float]:
   """For every prunable layer, what a filter of its module costs on average.
 
   The module's filters' `filter_costs`, averaged over its filters (conv1 is a
@@ -393,7 +422,7 @@ def module_costs(spec: spec_lib.NetSpec, cost: str = "params") -> Dict[str, floa
   so target mode shares pressure between modules, and inside a module P(c)
   alone decides.
   """
-  costs = filter_costs(spec, cost)
+  costs = filter_costs(spec, cost, latency)
   filters = dict(spec.prunable_layers())
   totals: Dict[str, float] = {}
   counts: Dict[str, int] = {}
@@ -404,12 +433,13 @@ def module_costs(spec: spec_lib.NetSpec, cost: str = "params") -> Dict[str, floa
   return {name: totals[module_of(name)] / counts[module_of(name)] for name in filters}
 
 
-def module_weights(spec: spec_lib.NetSpec, cost: str, gamma: float) -> Dict[str, float]:
+def module_weights(spec: spec_lib.NetSpec, cost: str, gamma: float,
+                   latency: Optional[Any] = None) -> Dict[str, float]:
   """(mean_cost / module_cost_l) ^ gamma per prunable layer, the mean over all filters.
 
   A filter of average cost has weight 1; cheaper modules more, costlier less.
   """
-  costs = module_costs(spec, cost)
+  costs = module_costs(spec, cost, latency)
   filters = dict(spec.prunable_layers())
   mean = sum(costs[n] * filters[n] for n in filters) / sum(filters.values())
   return {name: float((mean / costs[name])**gamma) for name in filters}
@@ -423,11 +453,14 @@ class ExpectedCost:
     params: expected parameters.
     macs: expected multiply-accumulates at the spec's input size.
     filters: expected surviving filters per prunable layer (floors included).
+    latency_ms: the latency table's prediction at the expected counts (None
+      without a table).
   """
 
   params: float
   macs: float
   filters: Dict[str, float]
+  latency_ms: Optional[float] = None
 
 
 def _expected_counts(spec: spec_lib.NetSpec, probabilities: Mapping[str, np.ndarray],
@@ -471,7 +504,8 @@ def _expected_counts(spec: spec_lib.NetSpec, probabilities: Mapping[str, np.ndar
 
 def expected_child_cost(spec: spec_lib.NetSpec, strengths: Mapping[str, np.ndarray],
                         factors: Mapping[str, float],
-                        config: Optional[SynthesisConfig] = None) -> ExpectedCost:
+                        config: Optional[SynthesisConfig] = None,
+                        latency: Optional[Any] = None) -> ExpectedCost:
   """The exact expected params and MACs of a child drawn with `factors`, before drawing it.
 
   Exact, not a mean-field guess: survivor counts are computed from their full
@@ -484,27 +518,32 @@ def expected_child_cost(spec: spec_lib.NetSpec, strengths: Mapping[str, np.ndarr
     strengths: filter strengths per prunable layer (`layer_strengths`).
     factors: F_l per prunable layer (`environment_factors`).
     config: the floors; defaults to `SynthesisConfig()`.
+    latency: a `squish_tf.latency.LatencyTable`, to predict the latency too
+      (the table read at the expected counts: exact within one grid cell,
+      where the table is bilinear and layers are drawn independently).
   """
   config = config or SynthesisConfig()
   probabilities = _layer_probabilities(spec, strengths)
   _check_factors(spec, factors)
   counts = _expected_counts(spec, probabilities, factors, config)
   params, macs = _CostModel(spec).cost(counts)
-  return ExpectedCost(params=params, macs=macs, filters=counts)
+  latency_ms = None if latency is None else latency.predict_counts(spec, counts)
+  return ExpectedCost(params=params, macs=macs, filters=counts, latency_ms=latency_ms)
 
 
 # -- environmental factors --------------------------------------------------------
 
 
 def environment_factors(spec: spec_lib.NetSpec, config: SynthesisConfig,
-                        strengths: Optional[Mapping[str, np.ndarray]] = None
-                        ) -> Dict[str, float]:
+                        strengths: Optional[Mapping[str, np.ndarray]] = None,
+                        latency: Optional[Any] = None) -> Dict[str, float]:
   """F_l in (0, 1] for every prunable layer, by `config.env_mode`.
 
   Args:
     spec: the parent.
     config: the mode and its parameters.
     strengths: filter strengths per layer; required by "target" only.
+    latency: the measured latency table; required by --cost=latency.
 
   Raises:
     ValueError: "target" without strengths, or a target below the floors.
@@ -516,9 +555,9 @@ def environment_factors(spec: spec_lib.NetSpec, config: SynthesisConfig,
     if strengths is None:
       raise ValueError("--env_mode=target needs the parent's filter strengths to compute the "
                        "expected child size; pass strengths=layer_strengths(model, spec).")
-    factor = target_env_factor(spec, strengths, config)
-    return _target_factors(spec, config, factor)
-  costs = filter_costs(spec, config.cost)
+    factor = target_env_factor(spec, strengths, config, latency)
+    return _target_factors(spec, config, factor, latency)
+  costs = filter_costs(spec, config.cost, latency)
   filters = dict(spec.prunable_layers())
   # The average filter (weighted by filter count) faces exactly env_factor.
   mean_cost = sum(costs[n] * filters[n] for n in names) / sum(filters.values())
@@ -527,23 +566,26 @@ def environment_factors(spec: spec_lib.NetSpec, config: SynthesisConfig,
           for name in names}
 
 
-def _target_factors(spec: spec_lib.NetSpec, config: SynthesisConfig,
-                    factor: float) -> Dict[str, float]:
+def _target_factors(spec: spec_lib.NetSpec, config: SynthesisConfig, factor: float,
+                    latency: Optional[Any] = None,
+                    weights: Optional[Mapping[str, float]] = None) -> Dict[str, float]:
   """F_l = min(1, F * w_l) for target mode (w_l = 1 for every layer when target_gamma = 0)."""
-  weights = module_weights(spec, config.cost, config.target_gamma)
+  if weights is None:
+    weights = module_weights(spec, config.cost, config.target_gamma, latency)
   # 1 - 1e-12 and above is 1: F_max * w_l for the costliest module rounds to 0.9999999999999999.
   return {name: 1.0 if factor * weight >= 1.0 - 1e-12 else float(max(_MIN_FACTOR,
                                                                       factor * weight))
           for name, weight in weights.items()}
 
 
-def _max_target_factor(spec: spec_lib.NetSpec, config: SynthesisConfig) -> float:
+def _max_target_factor(spec: spec_lib.NetSpec, config: SynthesisConfig,
+                       latency: Optional[Any] = None) -> float:
   """The F at which every layer's F_l reaches 1 (1 when target_gamma = 0)."""
-  return 1.0 / min(module_weights(spec, config.cost, config.target_gamma).values())
+  return 1.0 / min(module_weights(spec, config.cost, config.target_gamma, latency).values())
 
 
 def target_env_factor(spec: spec_lib.NetSpec, strengths: Mapping[str, np.ndarray],
-                      config: SynthesisConfig) -> float:
+                      config: SynthesisConfig, latency: Optional[Any] = None) -> float:
   """The F for which the expected child cost is target_fraction of the parent's.
 
   Every layer then faces F_l = min(1, F * w_l) (`module_weights`; with
@@ -559,24 +601,26 @@ def target_env_factor(spec: spec_lib.NetSpec, strengths: Mapping[str, np.ndarray
       the message states that size in params and MB.
   """
   probabilities = _layer_probabilities(spec, strengths)
-  model = _CostModel(spec)
+  model = _CostModel(spec, _require_latency(config.cost, latency))
   names = [name for name, _ in spec.prunable_layers()]
-  measure = 0 if config.cost == "params" else 1
-  parent = float(spec.params() if measure == 0 else spec.macs())
+  parent = model.parent(config.cost)
   target = config.target_fraction * parent
+  weights = module_weights(spec, config.cost, config.target_gamma, latency)
 
-  f_max = _max_target_factor(spec, config)
+  f_max = 1.0 / min(weights.values())
 
   def expected(factor: float) -> float:
-    counts = _expected_counts(spec, probabilities, _target_factors(spec, config, factor)
-                              if factor > 0 else dict.fromkeys(names, 0.0), config)
-    return model.cost(counts)[measure]
+    counts = _expected_counts(spec, probabilities, _target_factors(
+        spec, config, factor, weights=weights) if factor > 0 else dict.fromkeys(names, 0.0),
+                              config)
+    return model.measure(counts, config.cost)
 
   smallest = expected(0.0)  # F -> 0: every layer at its floor, deterministically
   if target < smallest * (1.0 - 1e-12):
     floor_spec = smallest_child_spec(spec, config)
-    what = (f"{target:,.0f} params ({target * 4 / 1e6:.3f} MB)" if measure == 0 else
-            f"{target:,.0f} MACs")
+    what = {"params": f"{target:,.0f} params ({target * 4 / 1e6:.3f} MB)",
+            "macs": f"{target:,.0f} MACs",
+            "latency": f"{target:.4f} ms (predicted)"}[config.cost]
     raise ValueError(
         f"--target_fraction={config.target_fraction} asks for an expected child of {what}, "
         f"but the floors (--min_filters={config.min_filters}, --min_fraction="
@@ -785,6 +829,9 @@ class Offspring:
     factors: the F_l it was drawn with.
     expected_params: expected child params under `factors` (before the draw).
     expected_macs: expected child MACs under `factors`.
+    expected_latency_ms: expected predicted latency under `factors` (None
+      without a latency table).
+    predicted_latency_ms: the table's prediction for the drawn child.
   """
 
   survivors: Dict[str, np.ndarray]
@@ -792,10 +839,12 @@ class Offspring:
   factors: Dict[str, float]
   expected_params: float
   expected_macs: float
+  expected_latency_ms: Optional[float] = None
+  predicted_latency_ms: Optional[float] = None
 
   def to_json(self) -> Dict[str, Any]:
     """JSON-friendly record for lineage.json."""
-    return {
+    data = {
         "survivors": survivors_to_json(self.survivors),
         "env_factors": {name: float(value) for name, value in self.factors.items()},
         "expected_params": self.expected_params,
@@ -803,12 +852,16 @@ class Offspring:
         "params": self.spec.params(),
         "macs": self.spec.macs(),
     }
+    if self.expected_latency_ms is not None:
+      data["expected_latency_ms"] = self.expected_latency_ms
+      data["predicted_latency_ms"] = self.predicted_latency_ms
+    return data
 
 
 def sample_offspring(parent_spec: spec_lib.NetSpec, strengths: Mapping[str, np.ndarray],
                      config: SynthesisConfig, rng: np.random.Generator,
                      factors: Optional[Mapping[str, float]] = None,
-                     name: Optional[str] = None) -> Offspring:
+                     name: Optional[str] = None, latency: Optional[Any] = None) -> Offspring:
   """Factors, expected size, survivors and child spec in one call.
 
   Args:
@@ -821,15 +874,20 @@ def sample_offspring(parent_spec: spec_lib.NetSpec, strengths: Mapping[str, np.n
       search (~30-150 ms for SqueezeNet v1.1), so a generation computes them
       once with `environment_factors` and passes them to every candidate.
     name: the child's name (see `child_spec`).
+    latency: a measured `squish_tf.latency.LatencyTable` (required by
+      --cost=latency); the offspring then records its expected and predicted
+      latency.
   """
   if factors is None:
-    factors = environment_factors(parent_spec, config, strengths)
+    factors = environment_factors(parent_spec, config, strengths, latency)
   factors = dict(factors)
-  expected = expected_child_cost(parent_spec, strengths, factors, config)
+  expected = expected_child_cost(parent_spec, strengths, factors, config, latency)
   survivors = sample_survivors(parent_spec, strengths, factors, rng, config)
-  return Offspring(survivors=survivors, spec=child_spec(parent_spec, survivors, name),
-                   factors=factors, expected_params=expected.params,
-                   expected_macs=expected.macs)
+  child = child_spec(parent_spec, survivors, name)
+  return Offspring(survivors=survivors, spec=child, factors=factors,
+                   expected_params=expected.params, expected_macs=expected.macs,
+                   expected_latency_ms=expected.latency_ms,
+                   predicted_latency_ms=None if latency is None else latency.predict(child))
 
 
 # -- validation helpers -------------------------------------------------------------

@@ -204,7 +204,7 @@ def test_two_models_share_images_and_speedups(model_and_export, images):
   config = benchmark_lib.BenchmarkConfig(batch_sizes=(1, 4), min_seconds=0.0, min_runs=2,
                                          warmup_runs=0, formats=("keras", "tflite_fp32"),
                                          pair_rounds=3, pair_round_seconds=0.005,
-                                         pair_max_invokes=20)
+                                         pair_max_invokes=20, pair_resolutions=(48, 32))
   where = {"model_dir": model_dir, "export_dir": export_dir}
   result = benchmark_lib.benchmark_models({"ancestor": where, "squishednet": where}, *images,
                                           config)
@@ -223,11 +223,24 @@ def test_two_models_share_images_and_speedups(model_and_export, images):
     stats = session["artefacts"]["ancestor/tflite_fp32"]["images_per_sec"]
     assert stats["min"] <= stats["q1"] <= stats["median"] <= stats["q3"] <= stats["max"]
   assert result["interleaved"]["rounds"] == 3 and result["interleaved"]["num_threads"] == 2
-  assert result["version"] == benchmark_lib.BENCHMARK_VERSION == 2
+  assert result["interleaved"]["image_size"] == 32  # the run's resolution, beside 48 px
+  assert result["version"] == benchmark_lib.BENCHMARK_VERSION == 3
+  # Again at 48 px, the model rebuilt there (once: both names are one model dir); 32 px is
+  # the files' own size, measured above.
+  assert list(result["resolutions"]) == ["48"]
+  at48 = result["resolutions"]["48"]
+  assert at48["image_size"] == 48 and at48["batch_sizes"] == [1] and at48["errors"] == {}
+  assert set(at48["files"]) == {"ancestor/tflite_fp32", "squishednet/tflite_fp32"}
+  assert list(at48["interleaved"]["batches"]) == ["1"]
+  pair48 = at48["pairs"][name]["1"]
+  assert pair48["rounds"] == 3 and pair48["ratio_median"] == sorted(pair48["ratios"])[1]
+  assert f"{name}" in benchmark_lib.format_pairs(result).split("at 48 px")[1]
   fields = benchmark_lib.litert_fields(result)
   assert fields["ancestor"]["speedup_vs_ancestor"] == {"1": 1.0, "4": 1.0}
   assert fields["squishednet"]["speedup_vs_ancestor"]["1"] == result["pairs"][name]["1"][
       "ratio_median"]
+  assert fields["squishednet"]["speedup_at_resolution"] == {"48": {"1": pair48["ratio_median"]}}
+  assert fields["ancestor"]["speedup_at_resolution"] == {"48": {"1": 1.0}}
   assert fields["squishednet"]["speedup_vs_ancestor_range"]["4"] == {
       "min": result["pairs"][name]["4"]["ratio_min"],
       "max": result["pairs"][name]["4"]["ratio_max"], "rounds": 3}
@@ -291,6 +304,123 @@ def test_main_writes_benchmark_json(model_and_export, images, monkeypatch, capsy
   assert "tflite_fp32" in out and pair in out
 
 
+# -- a model dir without spec.json (the MobileNetV3 baseline's kind) -------------------
+
+# Hand-counted: conv 16x16x(3x3x3x8) + depthwise 16x16x(3x3x8) + pointwise 16x16x(8x16) + dense
+# 16x3 MACs; deployed params: the kernels, one folded bias per batch-norm channel, dense 16x3+3.
+MOBILE_MACS = 256 * 216 + 256 * 72 + 256 * 128 + 48
+MOBILE_PARAMS = 216 + 8 + 72 + 8 + 128 + 16 + 51
+
+
+def _mobile_like():
+  """A tiny MobileNetV3-like Keras model: bias-free convolutions, batch norm, hard-swish."""
+  import keras  # pylint: disable=g-import-not-at-top
+
+  keras.utils.set_random_seed(0)
+  inputs = keras.Input((32, 32, 3))
+  x = keras.layers.Rescaling(1 / 127.5, offset=-1.0)(inputs)
+  x = keras.layers.Conv2D(8, 3, strides=2, padding="same", use_bias=False, name="conv")(x)
+  x = keras.layers.BatchNormalization(name="conv_bn")(x)
+  x = keras.layers.Activation("hard_swish")(x)
+  x = keras.layers.DepthwiseConv2D(3, padding="same", use_bias=False, name="depthwise")(x)
+  x = keras.layers.BatchNormalization(name="depthwise_bn")(x)
+  x = keras.layers.ReLU()(x)
+  x = keras.layers.Conv2D(16, 1, use_bias=False, name="project")(x)
+  x = keras.layers.BatchNormalization(name="project_bn")(x)
+  x = keras.layers.GlobalAveragePooling2D()(x)
+  outputs = keras.layers.Dense(3, activation="softmax", name="predictions")(x)
+  return keras.Model(inputs, outputs, name="mobile_like")
+
+
+@pytest.fixture(scope="module")
+def mobile_dir(tmp_path_factory):
+  """A model dir as the job writes a Keras-applications baseline: model.keras and metrics.json."""
+  directory = str(tmp_path_factory.mktemp("baselines") / "mobilenet_v3_small")
+  model = _mobile_like()
+  os.makedirs(os.path.join(directory, "export"))
+  model_io.save_keras(model, os.path.join(directory, model_io.MODEL_FILE))
+  model_io.write_json(os.path.join(directory, model_io.METRICS_FILE), {"top1": 0.5})
+  model_io.write_bytes(os.path.join(directory, "export", "model_fp32.tflite"),
+                       tf.lite.TFLiteConverter.from_keras_model(model).convert())
+  return directory
+
+
+def test_a_model_dir_without_spec_is_described_from_its_keras_model(mobile_dir, tmp_path):
+  assert not os.path.exists(os.path.join(mobile_dir, model_io.SPEC_FILE))
+  described = benchmark_lib.describe_model(mobile_dir)
+  assert described == {"params": MOBILE_PARAMS, "size_mb": MOBILE_PARAMS * 4 / 1e6,
+                       "macs": MOBILE_MACS, "image_size": [32, 32, 3], "num_classes": 3,
+                       "source": "model.keras"}
+  # Only an export: input and classes from its .tflite file, sizes unknown.
+  only_export = tmp_path / "exported_only"
+  shutil.copytree(os.path.join(mobile_dir, "export"), only_export / "export")
+  described = benchmark_lib.describe_model(str(only_export), str(only_export / "export"))
+  assert (described["image_size"], described["num_classes"]) == ([32, 32, 3], 3)
+  assert (described["params"], described["macs"]) == (None, None)
+  # No model at all: say what the dir holds and what to pass.
+  empty = tmp_path / "empty"
+  empty.mkdir()
+  (empty / "notes.txt").write_text("x")
+  with pytest.raises(ValueError, match=r"holds no model: expected model\.keras .*\['notes\.txt'\]"
+                     r".*baselines/<name>/"):
+    benchmark_lib.describe_model(str(empty))
+  with pytest.raises(ValueError, match=r"Nothing to benchmark: .* holds \['notes\.txt'\]"):
+    benchmark_lib.benchmark_model(str(empty), None, config=FAST)
+  with pytest.raises(ValueError, match="does not exist; pass the --model_dir of a trained model"):
+    benchmark_lib.describe_model(str(tmp_path / "nowhere"))
+
+
+def test_a_model_dir_without_spec_is_benchmarked(mobile_dir, images):
+  config = benchmark_lib.BenchmarkConfig(batch_sizes=(2,), min_seconds=0.0, min_runs=2,
+                                         warmup_runs=0, pair_rounds=0)
+  entry = benchmark_lib.benchmark_model(mobile_dir, os.path.join(mobile_dir, "export"), *images,
+                                        config)
+  assert list(entry["artefacts"]) == ["keras", "tflite_fp32"]
+  assert (entry["params"], entry["size_mb"], entry["macs"]) == (
+      MOBILE_PARAMS, MOBILE_PARAMS * 4 / 1e6, MOBILE_MACS)
+  assert entry["image_size"] == [32, 32, 3]
+  assert entry["artefacts"]["tflite_fp32"]["agreement"] == 1.0
+  with pytest.raises(ValueError, match=r"takes 32x32 images .* 24x24"):
+    benchmark_lib.benchmark_model(mobile_dir, None, np.zeros((2, 24, 24, 3), np.uint8),
+                                  config=config)
+
+
+def test_main_benchmarks_a_model_dir_without_spec(mobile_dir, images, monkeypatch):
+  from pipelines import benchmark as main_lib  # pylint: disable=g-import-not-at-top
+
+  pixels, labels = images
+  loaded = {}
+
+  def fake_load(config):
+    loaded["config"] = config
+    val_ds = tf.data.Dataset.from_tensor_slices((pixels, labels)).batch(16)
+    return None, val_ds, data_lib.DatasetInfo("toy", ("a", "b", "c"), 0, N_IMAGES,
+                                              config.image_size)
+
+  monkeypatch.setattr(data_lib, "load", fake_load, raising=False)
+  was_parsed = flags.FLAGS.is_parsed()
+  with flagsaver.flagsaver():
+    flags.FLAGS.unparse_flags()
+    flags.FLAGS(["squish-benchmark", f"--model_dir={mobile_dir}", "--image_size=64",
+                 "--batch_sizes=1", "--min_seconds=0", "--min_runs=2", "--eval_images=8",
+                 "--pair_rounds=0"])
+    with pytest.raises(ValueError, match=r"--image_size=64 but .* takes 32x32 images"):
+      main_lib.main([])
+    flags.FLAGS.unparse_flags()
+    flags.FLAGS(["squish-benchmark", f"--model_dir={mobile_dir}", "--batch_sizes=1",
+                 "--min_seconds=0", "--min_runs=2", "--eval_images=8", "--pair_rounds=0"])
+    main_lib.main([])
+  if not was_parsed:
+    flags.FLAGS.unparse_flags()
+  assert loaded["config"].image_size == 32  # read off the Keras model
+  # Default export dir <model_dir>/export, and benchmark.json beside its files.
+  result = model_io.read_json(os.path.join(mobile_dir, "export", "benchmark.json"))
+  entry = result["models"]["mobilenet_v3_small"]
+  assert list(entry["artefacts"]) == ["keras", "tflite_fp32"]
+  assert (entry["params"], entry["macs"]) == (MOBILE_PARAMS, MOBILE_MACS)
+  assert entry["artefacts"]["keras"]["top1"] == entry["artefacts"]["tflite_fp32"]["top1"]
+
+
 # -- speed-ups come from the pairs (fake timings) -------------------------------------
 
 
@@ -326,6 +456,18 @@ def _fake_benchmark():
           "squishednet/tflite_int8 vs ancestor/tflite_fp32": {"1": pair([2.9, 3.1, 3.0])},
           # width_scaled's pair was not measured: no speed-up, not 900 / 800.
       },
+      # At 224 px (fp32 rebuilt): alone-ish medians 70 and 280 img/s (4x), interleaved
+      # ratios [3.0, 3.4, 3.2]; width_scaled could not be rebuilt there.
+      "resolutions": {"224": {
+          "image_size": 224, "batch_sizes": [1], "errors": {"width_scaled": "no 224"},
+          "files": {"ancestor/tflite_fp32": {"bytes": 1}, "squishednet/tflite_fp32": {"bytes": 1}},
+          "interleaved": {"rounds": 3, "batches": {"1": {"artefacts": {
+              "ancestor/tflite_fp32": {"images_per_sec": {"median": 70.0}},
+              "squishednet/tflite_fp32": {"images_per_sec": {"median": 280.0}}}}}},
+          "pairs": {
+              "squishednet/tflite_fp32 vs ancestor/tflite_fp32": {"1": pair([3.0, 3.4, 3.2])},
+              "width_scaled/tflite_fp32 vs ancestor/tflite_fp32": {"1": {"error": "no 224"}}},
+      }},
   }
 
 
@@ -355,6 +497,14 @@ def test_litert_fields_take_speedups_from_the_pairs():
                                      reference_artefact="tflite_fp32")
   assert int8["squishednet"]["speedup_vs_ancestor"] == {"1": pytest.approx(3.0)}  # not 2.5
   assert int8["ancestor"]["speedup_vs_ancestor"] == {"1": pytest.approx(1.9)}  # not 1.5
+  # At 224 px: the interleaved pair's median, not 280 / 70 = 4.
+  assert fp32["squishednet"]["speedup_at_resolution"] == {"224": {"1": pytest.approx(3.2)}}
+  assert fp32["squishednet"]["speedup_at_resolution_range"] == {
+      "224": {"1": {"min": 3.0, "max": 3.4, "rounds": 3}}}
+  assert fp32["squishednet"]["litert_images_per_sec_at_resolution"] == {"224": {"1": 280.0}}
+  assert fp32["ancestor"]["speedup_at_resolution"] == {"224": {"1": 1.0}}
+  assert fp32["width_scaled"]["speedup_at_resolution"] == {"224": {"1": None}}
+  assert int8["squishednet"]["speedup_at_resolution"] == {}  # int8 is not rebuilt at 224
 
 
 def test_results_and_report_show_the_pairs_median_with_min_max(tmp_path):
@@ -396,15 +546,123 @@ def test_results_and_report_show_the_pairs_median_with_min_max(tmp_path):
     if line.startswith("|") and len(cells) == len(header):
       rows[cells[0]] = dict(zip(header, cells))
   squished_row = next(row for label, row in rows.items() if label.startswith("**SquishedNet"))
-  assert squished_row["Speed-up, batch 1"] == "1.60× [1.50–1.70]"
+  # The run's resolution and 224 px side by side, each from its own interleaved pair.
+  assert header.index("Speed-up, 224 px, batch 1") == header.index("Speed-up, 64 px, batch 1") + 1
+  assert squished_row["Speed-up, 64 px, batch 1"] == "1.60× [1.50–1.70]"
+  assert squished_row["Speed-up, 224 px, batch 1"] == "3.20× [3.00–3.40]"
+  assert squished["speedup_at_resolution"] == {"224": {"1": pytest.approx(3.2)}}
   assert squished_row["int8 speed-up, batch 1"] == "3.00× [2.90–3.10]"
   ancestor_row = next(row for label, row in rows.items() if label.startswith("Ancestor"))
-  assert ancestor_row["Speed-up, batch 1"] == "1.00×"
+  assert ancestor_row["Speed-up, 64 px, batch 1"] == "1.00×"
+  assert ancestor_row["Speed-up, 224 px, batch 1"] == "1.00×"
   assert ancestor_row["int8 speed-up, batch 1"] == "1.90× [1.80–2.00]"
   width_row = next(row for label, row in rows.items() if label.startswith("Uniform"))
-  assert width_row["Speed-up, batch 1"] == "–"  # not 900 / 800 = 1.12×
-  assert "1.25×" not in markdown and "1.12×" not in markdown
+  assert width_row["Speed-up, 64 px, batch 1"] == "–"  # not 900 / 800 = 1.12×
+  assert width_row["Speed-up, 224 px, batch 1"] == "–"  # not rebuilt
+  assert "1.25×" not in markdown and "1.12×" not in markdown and "4.00×" not in markdown
+  assert "**3.20×** at 224 px" in markdown and "3.00–3.40× over 3 interleaved rounds" in markdown
   assert "**1.60× faster** than the ancestor" in markdown
   assert "1.50–1.70× over 3 interleaved rounds" in markdown
   assert "median of the per-round ratios" in markdown
   assert "1.60× speed b1" in report_lib.format_results_summary(results)
+
+
+# -- the same network at another resolution -------------------------------------------
+
+
+def _tflite_probabilities(content, pixels):
+  from squish_tf import litert  # pylint: disable=g-import-not-at-top
+  return litert.LiteRTRunner(content, num_threads=1).predict(pixels)
+
+
+def test_tflite_at_size_keeps_the_weights(model_and_export):
+  from squish_tf import speed_pairs  # pylint: disable=g-import-not-at-top
+
+  model_dir, export_dir = model_and_export
+  pixels = np.random.default_rng(2).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
+  same = speed_pairs.tflite_at_size(model_dir, 32)
+  exported = open(os.path.join(export_dir, "model_fp32.tflite"), "rb").read()
+  np.testing.assert_allclose(_tflite_probabilities(same, pixels),
+                             _tflite_probabilities(exported, pixels), atol=1e-5)
+  # At 48 px: the spec's network at 48 px holding the same weights.
+  bigger = speed_pairs.tflite_at_size(model_dir, 48)
+  model, _, _ = model_io.load_model_dir(model_dir)
+  twin = models.build_model(TINY.replace(input_shape=(48, 48, 3)))
+  assert models.copy_weights_by_name(model, twin) > 0
+  large = np.random.default_rng(3).integers(0, 256, (3, 48, 48, 3), dtype=np.uint8)
+  np.testing.assert_allclose(_tflite_probabilities(bigger, large),
+                             twin.predict_on_batch(large.astype(np.float32)), atol=1e-5)
+
+
+def test_foreign_models_resize_when_fully_convolutional(tmp_path):
+  import keras  # pylint: disable=g-import-not-at-top
+
+  from squish_tf import speed_pairs  # pylint: disable=g-import-not-at-top
+
+  inputs = keras.Input((32, 32, 3))
+  x = keras.layers.Conv2D(4, 3, strides=2, activation="relu")(inputs)
+  pooled = keras.layers.GlobalAveragePooling2D()(x)
+  conv = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(pooled))
+  resized, stand_in = speed_pairs.resized_model(conv, None, 40)
+  assert resized.input_shape == (None, 40, 40, 3) and stand_in.input_shape == (40, 40, 3)
+  large = np.random.default_rng(0).uniform(0, 255, (2, 40, 40, 3)).astype(np.float32)
+  for got, want in zip(resized.get_weights(), conv.get_weights()):
+    np.testing.assert_array_equal(got, want)
+  assert resized.predict_on_batch(large).shape == (2, 3)
+  flat = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.Flatten()(x)))
+  with pytest.raises(ValueError, match=r"cannot be rebuilt at 40x40.*--pair_resolutions"):
+    speed_pairs.resized_model(flat, None, 40)
+  with pytest.raises(ValueError, match="smaller than this network's minimum input"):
+    speed_pairs.resized_model(models.build_model(TINY), TINY, 4)
+
+
+def test_pairs_at_another_size_convert_each_model_once_and_record_failures(monkeypatch):
+  result = _fake_benchmark()
+  models_ = result["models"]
+  for name in models_:
+    models_[name]["model_dir"] = f"/runs/{name}"
+    models_[name]["image_size"] = [64, 64, 3]
+  converted = []
+
+  def convert(model_dir, size):
+    converted.append((model_dir, size))
+    if model_dir.endswith("width_scaled"):
+      raise ValueError("width_scaled cannot be rebuilt at 224x224: test")
+    return b"tflite"
+
+  timed = {}
+
+  def fake_measure(files, pairs, batch_sizes, *args, **kwargs):
+    timed.update(files=dict(files), pairs=list(pairs), batch_sizes=tuple(batch_sizes))
+    return {"interleaved": {"batches": {}}, "pairs": {"s vs a": {"1": {"ratio_median": 2.0}}}}
+
+  pairs = benchmark_lib.comparison_pairs(models_)
+  monkeypatch.setattr(benchmark_lib.pairs_lib, "measure_pairs", fake_measure)
+  entry = benchmark_lib.measure_pairs_at_size(models_, pairs, 224, FAST, convert=convert)
+  # The files' own size is not measured again.
+  assert benchmark_lib.measure_pairs_at_size(models_, pairs, 64, FAST, convert=convert) is None
+  # Only fp32 against fp32; each model converted once, in pair order, reference first.
+  assert converted == [("/runs/ancestor", 224), ("/runs/squishednet", 224),
+                       ("/runs/width_scaled", 224)]
+  assert timed["pairs"] == [("squishednet/tflite_fp32", "ancestor/tflite_fp32")]
+  assert set(timed["files"]) == {"ancestor/tflite_fp32", "squishednet/tflite_fp32"}
+  assert timed["batch_sizes"] == (1,)
+  assert entry["errors"] == {"width_scaled": "width_scaled cannot be rebuilt at 224x224: test"}
+  assert entry["pairs"]["width_scaled/tflite_fp32 vs ancestor/tflite_fp32"] == {
+      "1": {"error": "width_scaled cannot be rebuilt at 224x224: test"}}
+  assert entry["files"] == {"ancestor/tflite_fp32": {"bytes": 6},
+                            "squishednet/tflite_fp32": {"bytes": 6}}
+
+
+def test_pair_resolutions_config_and_flag():
+  from squish_tf import flag_defs  # pylint: disable=g-import-not-at-top
+
+  assert benchmark_lib.BenchmarkConfig().pair_resolutions == (224,)
+  assert benchmark_lib.BenchmarkConfig(pair_resolutions=[224, 224, 128]).pair_resolutions == (
+      224, 128)
+  with pytest.raises(ValueError, match=r"pair_resolutions must be positive image sizes"):
+    benchmark_lib.BenchmarkConfig(pair_resolutions=(0,))
+  assert flag_defs.pair_resolutions_from_flag(["run", "224"]) == (224,)
+  assert flag_defs.pair_resolutions_from_flag(["run"]) == ()
+  with pytest.raises(ValueError, match=r"--pair_resolutions takes 'run' and positive image sizes"):
+    flag_defs.pair_resolutions_from_flag(["run", "big"])

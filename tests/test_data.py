@@ -1,6 +1,7 @@
 """data.load: every source's pipelines, the folder checks, TFDS and ImageNet-10 via mock_data."""
 
 import dataclasses
+import json
 import os
 import types
 
@@ -778,3 +779,291 @@ def test_imagenet10_wnids_are_distinct_imagenet_classes(tfds, tmp_path):
   wnids = [wnid for wnid, _ in data.IMAGENET10_CLASSES]
   assert len(set(wnids)) == 10 and all(wnid in names for wnid in wnids)
   assert wnids[0] == "n02056570" and wnids[-1] == "n07747607"
+
+
+# -- prepared once: the readability index ---------------------------------------
+
+
+@pytest.fixture
+def decoder_checks(monkeypatch):
+  """Records the files data.unreadable_images decodes (with this process's index forgotten)."""
+  checked = []
+  check = data.unreadable_images
+
+  def recording(paths):
+    checked.extend(paths)
+    return check(paths)
+
+  monkeypatch.setattr(data, "unreadable_images", recording)
+  monkeypatch.setattr(data, "_FOLDER_INDEXES", {})
+  return checked
+
+
+def _mixed_tree(root, per_class=6):
+  """Three classes of tiny PNG and JPEG files; a PNG's red value is its unique index."""
+  for label, name in enumerate(("ant", "bee", "cow")):
+    for i in range(per_class):
+      if i % 3 == 2:  # JPEG: lossy, so a solid mid-grey, not an index
+        _write(root / name / f"{i:02d}.jpg", _solid((128, 128, 128), size=(5, 7)))
+      else:
+        _write(root / name / f"{i:02d}.png", _solid((label * per_class + i, 40, 40), size=(4, 4)))
+
+
+def test_folder_index_is_written_on_first_load_and_read_on_the_second(tmp_path, decoder_checks,
+                                                                      monkeypatch):
+  _mixed_tree(tmp_path / "data")
+  cache_dir = tmp_path / "cache"
+  config = _folder(tmp_path / "data", test_split=0.2, cache_dir=str(cache_dir))
+  _, _, info = data.load(config)
+  assert len(decoder_checks) == info.train_count + info.validation_count == 15
+  index_path = data.folder_index_path(str(cache_dir), str(tmp_path / "data"))
+  with open(index_path, encoding="utf-8") as handle:
+    index = json.loads(handle.read(), parse_constant=_refuse_constant)
+  assert index["root"] == str(tmp_path / "data") and index["unreadable"] == []
+  assert len(index["files"]) == 18 and "ant/00.png" in index["files"]
+  checked = sorted(name for name, (_, _, ok) in index["files"].items() if ok)
+  assert len(checked) == 15  # the test files are not read by load
+  size, mtime_ns, _ = index["files"]["ant/00.png"]
+  assert size == os.path.getsize(tmp_path / "data" / "ant" / "00.png")
+  assert mtime_ns == os.stat(tmp_path / "data" / "ant" / "00.png").st_mtime_ns
+
+  decoder_checks.clear()
+  data._FOLDER_INDEXES.clear()  # as in a new process: only the index file is left
+  _, _, again = data.load(config)
+  assert decoder_checks == [] and again == info
+  _, test_info = data.load_test(config)
+  assert len(decoder_checks) == test_info.test_count == 3  # only the files not indexed yet
+  decoder_checks.clear()
+  data.load_test(config)
+  assert decoder_checks == []
+  # The same folder reached by a relative path: the same index.
+  monkeypatch.chdir(tmp_path)
+  data._FOLDER_INDEXES.clear()
+  assert data.load(dataclasses.replace(config, data_dir="data"))[2] == info
+  assert decoder_checks == []
+  # Without a cache_dir nothing is written; this process still remembers.
+  plain = _folder(tmp_path / "data", test_split=0.2)
+  before = _tree(tmp_path)
+  data.load(plain)
+  data.load(plain)
+  assert decoder_checks == [] and _tree(tmp_path) == before
+
+
+def _refuse_constant(constant):
+  raise ValueError(f"{constant} is not JSON")
+
+
+def test_folder_index_is_rebuilt_when_a_file_changes(tmp_path, decoder_checks):
+  root = tmp_path / "data"
+  _mixed_tree(root)
+  config = _folder(root, test_split=0.0, cache_dir=str(tmp_path / "cache"))
+  data.load(config)
+  assert len(decoder_checks) == 18
+
+  def reload():
+    decoder_checks.clear()
+    data._FOLDER_INDEXES.clear()
+    return data.load(config)
+
+  # Rewritten with another size: decoded again, alone.
+  _write(root / "bee" / "01.png", _solid((9, 9, 9), size=(6, 6)))
+  reload()
+  assert decoder_checks == [str(root / "bee" / "01.png")]
+  # The same size, a new mtime.
+  path = root / "cow" / "03.png"
+  stat = os.stat(path)
+  os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+  reload()
+  assert decoder_checks == [str(path)]
+  # A new file; a file gone.
+  _write(root / "ant" / "new.png", _solid((1, 2, 3), size=(4, 4)))
+  os.remove(root / "ant" / "00.png")
+  _, _, info = reload()
+  assert decoder_checks == [str(root / "ant" / "new.png")]
+  assert info.train_count + info.validation_count == 18
+  index = json.load(open(data.folder_index_path(config.cache_dir, str(root))))
+  assert "ant/new.png" in index["files"] and "ant/00.png" not in index["files"]
+  # A file broken in place is found, named, and (skipped) reported in the index.
+  (root / "bee" / "04.png").write_bytes(b"not a png any more")
+  with pytest.raises(ValueError, match="(?s)1 image file.*bee/04.png"):
+    reload()
+  skipping = dataclasses.replace(config, skip_bad_images=True)
+  decoder_checks.clear()
+  assert data.load(skipping)[2].skipped_images == 1
+  assert decoder_checks == []  # this process remembered the failed check
+  index = json.load(open(data.folder_index_path(config.cache_dir, str(root))))
+  assert index["unreadable"] == ["bee/04.png"]
+
+
+def test_folder_training_files_are_mixed_across_classes_before_decoding(tmp_path, monkeypatch):
+  _numbered_tree(tmp_path, classes=("a", "b", "c", "d"), per_class=8)
+  image_bytes = 16 * 16 * 3
+  # A one-image shuffle window: the batches come in the training file order.
+  monkeypatch.setattr(data, "SHUFFLE_BUFFER_BYTES", image_bytes)
+  config = _folder(tmp_path, validation_split=0.25, test_split=0.0, batch_size=4, cache="none")
+  train_ds, val_ds, info = data.load(config)
+  assert data.shuffle_buffer_size(info.train_count, 16) == 1
+  ids, labels = _ids(train_ds)
+  assert sorted(ids.tolist()) == sorted(set(ids.tolist())) and len(ids) == 24
+  np.testing.assert_array_equal(ids // 8, labels)
+  # Every class in the first half of the epoch; the order is not class by class.
+  assert set(labels[:12].tolist()) == {0, 1, 2, 3}
+  assert np.count_nonzero(np.diff(labels)) > 8
+  np.testing.assert_array_equal(_ids(data.load(config)[0])[0], ids)  # seeded
+  assert not np.array_equal(_ids(data.load(dataclasses.replace(config, seed=1))[0])[0], ids)
+  assert _ids(val_ds)[1].tolist() == [0, 0, 1, 1, 2, 2, 3, 3]  # validation stays in class order
+
+
+# -- bounded memory: where decoded images are kept -------------------------------
+
+
+def _epochs(ds, count=2):
+  return [_stack(ds) for _ in range(count)]
+
+
+def test_disk_cache_is_written_in_the_cache_dir_and_gives_the_same_batches(tmp_path, monkeypatch):
+  _numbered_tree(tmp_path / "data", classes=("a", "b", "c"), per_class=10)
+  # A shuffle window smaller than the split (8 of 24 images): the order is the
+  # same for every placement anyway.
+  monkeypatch.setattr(data, "SHUFFLE_BUFFER_BYTES", 8 * 16 * 16 * 3)
+  cache_dir = tmp_path / "cache"
+  base = _folder(tmp_path / "data", validation_split=0.2, test_split=0.0, augment="translate",
+                 cache_dir=str(cache_dir))
+  results = {}
+  for mode in ("memory", "disk", "none"):
+    train_ds, val_ds, info = data.load(dataclasses.replace(base, cache=mode), stream=3)
+    assert dict(info.cache) == {"train": mode, "validation": mode}
+    results[mode] = _epochs(train_ds) + [_stack(val_ds)]
+  for mode in ("disk", "none"):
+    for (images, labels), (ref_images, ref_labels) in zip(results[mode], results["memory"]):
+      np.testing.assert_array_equal(labels, ref_labels)
+      np.testing.assert_array_equal(images, ref_images)
+  first, second = results["memory"][0][1], results["memory"][1][1]
+  assert not np.array_equal(first, second)  # reshuffled per epoch
+  names = sorted(os.listdir(cache_dir))
+  indexes = [n for n in names if n.endswith(".index")]
+  assert len(indexes) == 2 and all(n.split("-")[1] in ("train", "validation") for n in indexes)
+  assert len([n for n in names if ".data-" in n]) == 2
+  assert not [n for n in names if n.startswith(".") or "lockfile" in n or "tempstate" in n]
+  # A second load reads the files as they are.
+  stamps = {n: os.stat(cache_dir / n).st_mtime_ns for n in names}
+  train_ds, _, _ = data.load(dataclasses.replace(base, cache="disk"), stream=3)
+  np.testing.assert_array_equal(_stack(train_ds)[1], results["memory"][0][1])
+  assert {n: os.stat(cache_dir / n).st_mtime_ns for n in os.listdir(cache_dir)} == stamps
+
+
+def test_disk_cache_leaves_no_partial_files(tmp_path, monkeypatch):
+  _numbered_tree(tmp_path / "data", per_class=6)
+  cache_dir = tmp_path / "cache"
+  config = _folder(tmp_path / "data", test_split=0.0, cache="disk", cache_dir=str(cache_dir))
+  data.load(dataclasses.replace(config, cache="none"))  # indexed as readable
+  # Broken in place with the same sizes and mtimes: the index still says
+  # readable, so decoding fails while the first disk cache (train) is written.
+  for path in (tmp_path / "data" / "dog").iterdir():
+    stat = os.stat(path)
+    path.write_bytes(b"x" * stat.st_size)
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+  # A temporary of a process that died mid-write, and one of this live process.
+  dead = cache_dir / ".folder_x-train-0123456789abcdef.tmp999999999-deadbeef.data-00000-of-00001"
+  alive = cache_dir / f".folder_x-train-0123456789abcdef.tmp{os.getpid()}-cafe0000.index"
+  dead.write_bytes(b"partial")
+  alive.write_bytes(b"being written")
+  with pytest.raises(tf.errors.InvalidArgumentError):
+    data.load(config)
+  assert sorted(n for n in os.listdir(cache_dir) if not n.startswith("folder_index")) == [
+      alive.name]
+
+
+def test_auto_places_in_memory_what_fits_the_budget_and_the_rest_on_disk(tmp_path, monkeypatch):
+  splits = [("train", 600), ("validation", 300)]
+  assert data.cache_placements("auto", splits, 1000, disk=True) == {
+      "train": "memory", "validation": "memory"}
+  assert data.cache_placements("auto", splits, 700, disk=True) == {
+      "train": "memory", "validation": "disk"}
+  assert data.cache_placements("auto", splits, 400, disk=True) == {
+      "train": "disk", "validation": "memory"}
+  assert data.cache_placements("auto", splits, 100, disk=False) == {
+      "train": "none", "validation": "none"}
+  for mode in ("memory", "disk", "none"):
+    assert set(data.cache_placements(mode, splits, 0, disk=True).values()) == {mode}
+  with pytest.raises(ValueError, match="needs a cache_dir"):
+    data.cache_placements("disk", splits, 0, disk=False)
+  assert data.memory_budget(processes=3, available=12 << 30) == int(
+      (12 << 30) * data.MEMORY_FRACTION) // 3
+  assert data.memory_budget(processes=1, available=0) == 0
+  assert data.available_memory_bytes() > 0
+
+  _numbered_tree(tmp_path / "data", per_class=5)
+  cache_dir = tmp_path / "cache"
+  config = _folder(tmp_path / "data", test_split=0.0, cache_dir=str(cache_dir), processes=3)
+  budgets = []
+
+  def available(plenty):
+    def bytes_available():
+      budgets.append(plenty)
+      return (1 << 40) if plenty else 1000
+    return bytes_available
+
+  monkeypatch.setattr(data, "available_memory_bytes", available(True))
+  _, _, info = data.load(config)
+  assert dict(info.cache) == {"train": "memory", "validation": "memory"}
+  assert not [n for n in os.listdir(cache_dir) if n.endswith(".index")]
+  monkeypatch.setattr(data, "available_memory_bytes", available(False))
+  _, _, info = data.load(config)
+  assert dict(info.cache) == {"train": "disk", "validation": "disk"}
+  assert len([n for n in os.listdir(cache_dir) if n.endswith(".index")]) == 2
+  _, _, info = data.load(dataclasses.replace(config, cache_dir=None))
+  assert dict(info.cache) == {"train": "none", "validation": "none"}
+  assert budgets == [True, False, False]
+  # shapes10 is generated into memory: never cached again, whatever the mode.
+  assert dict(data.load(_small_shapes10(cache="none"))[2].cache) == {
+      "train": "memory", "validation": "memory"}
+
+
+def test_cache_settings_are_checked():
+  with pytest.raises(ValueError, match="cache must be one of auto, memory, disk, none, got 'ram'"):
+    data.load(_small_shapes10(cache="ram"))
+  with pytest.raises(ValueError, match="cache 'disk' needs a cache_dir.*--cache=auto"):
+    data.load(_small_shapes10(cache="disk"))
+  with pytest.raises(ValueError, match="processes must be a positive integer, got 0"):
+    data.load(_small_shapes10(processes=0))
+
+
+def test_imagenet10_labels_are_counted_once_per_version_and_data_dir(tfds, tmp_path,
+                                                                     monkeypatch):
+  names = tfds.builder("imagenet2012", data_dir=str(tmp_path)).info.features["label"].names
+  original = [names.index(wnid) for wnid, _ in data.IMAGENET10_CLASSES]
+  train = [(label, 10 + new) for new, label in enumerate(original) for _ in range(3)]
+  train += [(0, 255)] * 5
+  mock = _imagenet_mock(tfds, {"train": train, "validation": train[:12]}, [])
+  passes = []
+  count_labels = data.imagenet10_labels
+  monkeypatch.setattr(data, "imagenet10_labels",
+                      lambda ds: passes.append(1) or count_labels(ds))
+  monkeypatch.setattr(data, "_TFDS_INDEXES", {})
+  cache_dir = tmp_path / "cache"
+  config = data.DataConfig(dataset="imagenet10", data_dir=str(tmp_path / "tfds"), image_size=8,
+                           batch_size=5, augment=False, validation_split=0.34,
+                           cache_dir=str(cache_dir))
+  with tfds.testing.mock_data(as_dataset_fn=mock):
+    _, val_ds, info = data.load(config)
+    assert len(passes) == 1 and (info.train_count, info.validation_count) == (20, 10)
+    data._TFDS_INDEXES.clear()  # as in a new process: the index file answers
+    _, again_val, again = data.load(config)
+    assert len(passes) == 1 and again == info
+    np.testing.assert_array_equal(_stack(again_val)[1], _stack(val_ds)[1])
+    [index_name] = os.listdir(cache_dir)
+    index = json.load(open(cache_dir / index_name))
+    assert index["dataset"][:2] == ["imagenet2012", str(tfds.builder("imagenet2012").version)]
+    assert sorted(index["entries"]["imagenet10_labels:train"]) == sorted(list(range(10)) * 3)
+    data.load(dataclasses.replace(config, data_dir=str(tmp_path / "other")))
+    assert len(passes) == 2  # another data dir, counted again
+    # The encoded images decode into the same batches in memory and on disk.
+    memory = [_stack(ds) for ds in data.load(dataclasses.replace(config, cache="memory"))[:2]]
+    disk_train, disk_val, disk_info = data.load(dataclasses.replace(config, cache="disk"))
+    assert dict(disk_info.cache) == {"train": "disk", "validation": "disk"}
+    for (images, labels), (ref_images, ref_labels) in zip(map(_stack, (disk_train, disk_val)),
+                                                           memory):
+      np.testing.assert_array_equal(labels, ref_labels)
+      np.testing.assert_array_equal(images, ref_images)
+    assert len([n for n in os.listdir(cache_dir) if n.startswith("imagenet10-")]) == 4

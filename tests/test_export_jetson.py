@@ -9,6 +9,7 @@ import ast
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -279,3 +280,170 @@ def test_frozen_graph_def_folds_a_bn_model_given_directly(bn_model):
   # What the graph would hold without folding: batch norm's own arithmetic.
   raw_ops = {op.type for op in unfolded.graph.get_operations()}
   assert raw_ops & {"FusedBatchNormV3", "Rsqrt", "AddV2"}, raw_ops
+
+
+# -- two bundles: the SquishedNet's and the ancestor's, timed interleaved on the device ----
+
+
+def _script():
+  loaded = importlib.util.spec_from_file_location("jetson_trt", jetson.script_path())
+  script = importlib.util.module_from_spec(loaded)
+  loaded.loader.exec_module(script)
+  return script
+
+
+class _Clock:
+  """Time that moves only when a fake model runs."""
+
+  def __init__(self):
+    self.now = 0.0
+
+  def __call__(self):
+    return self.now
+
+
+def test_script_interleaves_and_takes_the_median_of_per_round_ratios():
+  script, clock, order = _script(), _Clock(), []
+  # Seconds per call in rounds 0, 1, 2: the subject stalls in the last round.
+  latencies = {"subject": [1e-3, 1e-3, 5e-3], "reference": [2e-3, 3e-3, 4e-3]}
+  done = {"subject": 0, "reference": 0}
+
+  def model(name):
+    def call():
+      order.append(name)
+      clock.now += latencies[name][done[name] // 2]
+      done[name] += 1
+    return call
+
+  seconds = script.time_interleaved([("subject", model("subject")),
+                                     ("reference", model("reference"))], rounds=3, invokes=2,
+                                    clock=clock)
+  assert order == (["subject"] * 2 + ["reference"] * 2) * 3  # A B A B, two calls each
+  for name in latencies:
+    np.testing.assert_allclose(seconds[name], latencies[name])
+  stats = script.paired_stats(seconds["subject"], seconds["reference"], batch_size=4)
+  np.testing.assert_allclose(stats["ratio"]["ratios"], [2.0, 3.0, 0.8])
+  assert stats["ratio"]["median"] == pytest.approx(2.0)  # not 3e-3 / 1e-3, the medians' ratio
+  assert (stats["ratio"]["min"], stats["ratio"]["max"]) == (pytest.approx(0.8), pytest.approx(3))
+  assert stats["subject_images_per_sec"]["median"] == pytest.approx(4000.0)
+  assert stats["reference_images_per_sec"]["median"] == pytest.approx(4 / 3e-3)
+  assert stats["rounds"] == 3
+
+
+def test_script_compare_times_both_functions_per_batch_size(capsys):
+  script, clock = _script(), _Clock()
+  calls = {"squishednet": [], "ancestor": []}
+
+  class _Output:
+    def numpy(self):
+      return None
+
+  def function(name, ms_per_image):
+    def serve(image):
+      calls[name].append(image.shape[0])
+      clock.now += ms_per_image * 1e-3 * image.shape[0]
+      return {"probabilities": _Output()}
+    return serve
+
+  class _FakeTF:
+    constant = staticmethod(np.asarray)
+
+  rows = script.compare(_FakeTF, function("squishednet", 1.0), function("ancestor", 1.6),
+                        [1, 4], [8, 8, 3], warmup_runs=2, runs=10, rounds=4, clock=clock)
+  assert [row["batch_size"] for row in rows] == [1, 4]
+  for row in rows:
+    assert row["invokes_per_round"] == 3 and row["rounds"] == 4  # ceil(10 / 4) calls a round
+    assert row["ratio"]["median"] == pytest.approx(1.6)
+  assert rows[1]["subject_images_per_sec"]["median"] == pytest.approx(1000.0)
+  assert rows[1]["reference_images_per_sec"]["median"] == pytest.approx(625.0)
+  for name in calls:  # 2 warm-up and 4 x 3 timed calls per batch size
+    assert calls[name] == [1] * 14 + [4] * 14
+  script.print_comparison(rows, "export/jetson", "jetson_ancestor")
+  out = capsys.readouterr().out
+  assert "speed of export/jetson over jetson_ancestor" in out
+  assert "1.60x [1.60-1.60]" in out and "1000.0 [1000.0-1000.0]" in out
+
+
+def test_script_refuses_a_reference_bundle_of_another_input(bundle, tmp_path, capsys):
+  directory, _ = bundle
+  other = str(tmp_path / "other")
+  shutil.copytree(directory, other)
+  info = json.load(open(os.path.join(other, jetson.INPUT_FILE)))
+  info["input"]["shape"] = [None, 64, 64, 3]
+  json.dump(info, open(os.path.join(other, jetson.INPUT_FILE), "w"))
+  script = _script()
+  assert script.main(["--bundle_dir", directory, "--reference_bundle_dir", other,
+                      "--precision", "none"]) == 2
+  message = capsys.readouterr().err
+  assert "[64, 64, 3]" in message and "[32, 32, 3]" in message and "same input" in message
+  assert script.main(["--bundle_dir", directory, "--reference_bundle_dir",
+                      str(tmp_path / "missing"), "--precision", "none"]) == 2
+  assert "--reference_bundle_dir must be a squish_tf Jetson bundle" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def two_bundles(model, bn_model, tmp_path_factory):
+  """The job's export: the SquishedNet's bundle, and the ancestor's copied beside it."""
+  from squish_tf import metrics as metrics_lib  # pylint: disable=g-import-not-at-top
+  from squish_tf import model_io  # pylint: disable=g-import-not-at-top
+  from squish_tf.export import exporter  # pylint: disable=g-import-not-at-top
+
+  root = tmp_path_factory.mktemp("two_bundles")
+  dirs = {}
+  for name, keras_model, spec in (("squishednet", model, SMALL), ("ancestor", bn_model, SMALL_BN)):
+    dirs[name] = str(root / name)
+    model_io.write_model_dir(dirs[name], keras_model, spec, metrics_lib.spec_metrics(spec))
+  export_dir = str(root / "export")
+  exporter.export_all(dirs["squishednet"], export_dir, formats="fp32,jetson")
+  ancestor_export = os.path.join(dirs["ancestor"], "export")
+  exporter.export_all(dirs["ancestor"], ancestor_export, formats="jetson")
+  copied = jetson.place_reference_bundle(os.path.join(ancestor_export, jetson.BUNDLE_DIR),
+                                         export_dir)
+  return export_dir, ancestor_export, copied
+
+
+def test_the_export_ships_both_bundles(two_bundles):
+  export_dir, ancestor_export, copied = two_bundles
+  assert copied == os.path.join(export_dir, jetson.REFERENCE_BUNDLE_DIR)
+  for name in (jetson.BUNDLE_DIR, jetson.REFERENCE_BUNDLE_DIR):
+    assert jetson.is_bundle(os.path.join(export_dir, name)), name
+    assert open(os.path.join(export_dir, name, jetson.SCRIPT_FILE)).read() == open(
+        jetson.script_path()).read()
+  # The copy is the ancestor's bundle, file for file (the deployed, BN-folded spec).
+  source = os.path.join(ancestor_export, jetson.BUNDLE_DIR)
+  assert sorted(os.listdir(copied)) == sorted(os.listdir(source))
+  for name in (jetson.GRAPH_FILE, "spec.json", jetson.REFERENCE_OUTPUTS_FILE):
+    assert open(os.path.join(copied, name), "rb").read() == open(
+        os.path.join(source, name), "rb").read()
+  assert spec_lib.load_spec(os.path.join(copied, "spec.json")) == SMALL_BN.replace(
+      batch_norm=False)
+  # Re-placing replaces; the export itself is still complete; a non-bundle is refused.
+  from squish_tf.export import exporter  # pylint: disable=g-import-not-at-top
+  jetson.place_reference_bundle(source, export_dir)
+  assert exporter.is_complete(export_dir)
+  assert not [n for n in os.listdir(export_dir) if n.startswith(".")]  # no temporaries left
+  with pytest.raises(ValueError, match=r"is not a Jetson bundle .*jetson format"):
+    jetson.place_reference_bundle(export_dir, export_dir)
+
+
+def test_script_compares_the_two_bundles_with_precision_none(two_bundles):
+  export_dir, _, _ = two_bundles
+  output = os.path.join(export_dir, "paired.json")
+  done = _run_script(os.path.join(export_dir, jetson.BUNDLE_DIR), "--precision", "none",
+                     "--reference_bundle_dir", os.path.join(export_dir,
+                                                            jetson.REFERENCE_BUNDLE_DIR),
+                     "--batch_sizes", "1,2", "--warmup_runs", "1", "--runs", "6", "--rounds",
+                     "3", "--output_json", output)
+  assert done.returncode == 0, done.stderr[-2000:]
+  results = json.load(open(output))
+  assert "results" not in results  # the two ran interleaved instead of one alone
+  assert results["reference"]["max_abs_diff"] <= 1e-5
+  assert results["reference_bundle"]["reference"]["max_abs_diff"] <= 1e-4
+  assert [row["batch_size"] for row in results["comparison"]] == [1, 2]
+  for row in results["comparison"]:
+    assert row["rounds"] == 3 and row["invokes_per_round"] == 2
+    ratio = row["ratio"]
+    assert len(ratio["ratios"]) == 3 and ratio["min"] <= ratio["median"] <= ratio["max"]
+    assert ratio["median"] == sorted(ratio["ratios"])[1]
+  assert "speed of export/jetson over jetson_ancestor" in done.stdout
+  assert "speed-up" in done.stdout

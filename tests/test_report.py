@@ -233,6 +233,33 @@ def test_models_table_holds_the_numbers(written):
       "MobileNetV3Small (minimalistic)"]
 
 
+def test_other_resolutions_sit_beside_the_runs_own(tmp_path):
+  results = _results()
+  models = results["models"]
+  models["squishednet"].update(
+      speedup_vs_ancestor_range={"1": {"min": 2.4, "max": 2.6, "rounds": 7}},
+      speedup_at_resolution={"224": {"1": 3.4}},
+      speedup_at_resolution_range={"224": {"1": {"min": 3.1, "max": 3.6, "rounds": 7}}})
+  models["ancestor"]["speedup_at_resolution"] = {"224": {"1": 1.0}}
+  models["width_scaled"]["speedup_at_resolution"] = {"224": {"1": None}}  # not rebuilt
+  markdown = report_lib.render_markdown(results)
+  header = _row(markdown, "Model")
+  start = header.index("Speed-up, 64 px, batch 1")
+  assert header[start:start + 3] == ["Speed-up, 64 px, batch 1", "Speed-up, 64 px, batch 8",
+                                     "Speed-up, 224 px, batch 1"]
+  squished = dict(zip(header, _row(markdown, "**SquishedNet (gen_003/cand_00, polished)**")))
+  assert squished["Speed-up, 64 px, batch 1"] == "2.50× [2.40–2.60]"
+  assert squished["Speed-up, 224 px, batch 1"] == "3.40× [3.10–3.60]"
+  width = dict(zip(header, _row(markdown, "Uniform width-scaled SqueezeNet")))
+  assert width["Speed-up, 224 px, batch 1"] == "–"
+  ancestor = dict(zip(header, _row(markdown, "Ancestor (SqueezeNet v1.1, 10 classes)")))
+  assert ancestor["Speed-up, 224 px, batch 1"] == "1.00×"
+  assert ("runs **2.50× faster** than the ancestor with LiteRT at batch 1 and 64 px" in markdown)
+  assert "**3.40×** at 224 px, the same weights on a 224×224 input (3.10–3.60× over 7" in markdown
+  assert "also measured at 224 px beside the run's 64 px" in markdown
+  assert "3.40× at 224 px b1" in report_lib.format_results_summary(results)
+
+
 def test_models_notes_name_deployed_and_unfolded_counts(written):
   _, markdown, _ = written
   assert "Params and size are **deployed** figures: batch norm folded" in markdown

@@ -28,6 +28,12 @@ The graph is traced from the (folded) Keras model, then cleaned:
    fills defaults back in, and an attribute added to an op after TF 2.7 has a
    default by TensorFlow's compatibility rules), and what remains is checked
    against `TF27_OP_ATTRS`.
+
+The main job ships the ancestor's bundle beside the SquishedNet's
+(`export/jetson/` and `export/jetson_ancestor/`, `place_reference_bundle`),
+so the device can time the two interleaved and print the speed-up:
+
+  python3 jetson/jetson_trt.py --reference_bundle_dir jetson_ancestor --precision FP16
 """
 
 import os
@@ -46,6 +52,8 @@ from squish_tf import model_io
 from squish_tf import spec as spec_lib
 
 BUNDLE_DIR = "jetson"
+# The ancestor's bundle, beside the SquishedNet's in the run's export directory.
+REFERENCE_BUNDLE_DIR = "jetson_ancestor"
 GRAPH_FILE = "frozen_graph.pb"
 INPUT_FILE = "input.json"
 LABELS_FILE = "labels.txt"
@@ -304,6 +312,36 @@ def write_bundle(model, spec: spec_lib.NetSpec, class_names: Sequence[str], bund
   with model_io.atomic_path(os.path.join(bundle_dir, SCRIPT_FILE)) as temp:
     shutil.copyfile(script_path(), temp)
   return {"graph_def": graph_def, "ops": input_info["ops"], "input": input_info}
+
+
+def is_bundle(directory: str) -> bool:
+  """Whether `directory` holds a Jetson bundle (its graph, input.json and the script)."""
+  return all(os.path.isfile(os.path.join(directory, name))
+             for name in (GRAPH_FILE, INPUT_FILE, SCRIPT_FILE))
+
+
+def place_reference_bundle(bundle_dir: str, export_dir: str) -> str:
+  """Copies a bundle (the ancestor's) into `export_dir` as `REFERENCE_BUNDLE_DIR`, atomically.
+
+  Its jetson_trt.py is replaced by this version's, so the two bundles carry
+  the same script. An existing copy is replaced.
+
+  Returns:
+    The copy's path.
+
+  Raises:
+    ValueError: `bundle_dir` is not a bundle.
+  """
+  if not is_bundle(bundle_dir):
+    found = sorted(os.listdir(bundle_dir)) if os.path.isdir(bundle_dir) else "nothing"
+    raise ValueError(f"{bundle_dir!r} is not a Jetson bundle (expected {GRAPH_FILE}, "
+                     f"{INPUT_FILE} and {SCRIPT_FILE}; found {found}). Export the model with "
+                     "the jetson format first.")
+  target = os.path.join(export_dir, REFERENCE_BUNDLE_DIR)
+  with model_io.atomic_path(target) as temp:
+    shutil.copytree(bundle_dir, temp)
+    shutil.copyfile(script_path(), os.path.join(temp, SCRIPT_FILE))
+  return target
 
 
 def script_path() -> str:

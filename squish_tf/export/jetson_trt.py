@@ -8,6 +8,7 @@ and sits in the bundle next to frozen_graph.pb, input.json and labels.txt:
   python3 jetson_trt.py --precision FP16 --batch_sizes 1,8
   python3 jetson_trt.py --precision INT8 --calibration_dir ~/calib   # Xavier / Orin only
   python3 jetson_trt.py --precision none        # plain TensorFlow, no TensorRT
+  python3 jetson_trt.py --reference_bundle_dir ../jetson_ancestor --precision FP16
 
 Steps: import the frozen graph, save it as a SavedModel with this TensorFlow
 (a SavedModel written by a newer TensorFlow does not load in 2.7), check it
@@ -16,6 +17,15 @@ against the reference outputs shipped in the bundle, convert it with TF-TRT
 engine per batch size, then time batches: images/sec and latency percentiles
 (warm-up runs excluded). A table goes to stdout and the figures to a JSON
 file (default: <bundle>/benchmark_<precision>.json).
+
+With --reference_bundle_dir (the ancestor's bundle, which the main job ships
+beside the SquishedNet's as export/jetson_ancestor/), both graphs are
+converted and then timed interleaved, A B A B, for --rounds rounds of
+--runs / --rounds calls each per batch size: the GPU's clocks and the
+board's temperature drift alike for both, so the speed-up (this bundle's
+images/s over the reference's) is the median of the per-round ratios,
+printed with their min-max beside each model's median images/s: the
+SquishedNets paper's 156 -> 256 images/s comparison, measured on one device.
 
 Exit status: 0 done; 2 bad arguments or a refused request (INT8 on a GPU
 below compute capability 6.1, such as the TX1's 5.3); 3 this machine cannot
@@ -66,7 +76,15 @@ def parse_args(argv):
   parser.add_argument("--work_dir", default="",
                       help="Where the SavedModels go (default: <bundle_dir>/trt_<precision>).")
   parser.add_argument("--output_json", default="",
-                      help="Results file (default: <bundle_dir>/benchmark_<precision>.json).")
+                      help="Results file (default: <bundle_dir>/benchmark_<precision>.json, "
+                           "or benchmark_<precision>_vs_reference.json with "
+                           "--reference_bundle_dir).")
+  parser.add_argument("--reference_bundle_dir", default="",
+                      help="Another bundle (the ancestor's: ../jetson_ancestor in a squish_tf "
+                           "export) to time interleaved with this one and print the speed-up.")
+  parser.add_argument("--rounds", type=int, default=7,
+                      help="With --reference_bundle_dir: interleaved rounds per batch size, "
+                           "each running --runs / --rounds calls of each model.")
   args = parser.parse_args(argv)
   upper = {p.upper(): p for p in PRECISIONS}
   if args.precision.upper() not in upper:
@@ -83,14 +101,42 @@ def parse_args(argv):
         args.batch_sizes))
   if args.runs < 1 or args.warmup_runs < 0:
     parser.error("--runs must be >= 1 and --warmup_runs >= 0.")
+  if args.rounds < 1:
+    parser.error("--rounds must be >= 1, got {}.".format(args.rounds))
   if args.precision == "INT8" and not args.calibration_dir:
     parser.error("--precision INT8 needs --calibration_dir, a folder of images like the ones "
                  "the model will see (a few hundred are plenty).")
   tag = args.precision.lower()
   args.work_dir = args.work_dir or os.path.join(args.bundle_dir, "trt_" + tag)
+  args.reference_work_dir = ""
+  if args.reference_bundle_dir:
+    args.reference_work_dir = os.path.join(args.work_dir, "reference")
+  # A comparison does not overwrite this bundle's own benchmark file.
+  suffix = "_vs_reference.json" if args.reference_bundle_dir else ".json"
   args.output_json = args.output_json or os.path.join(args.bundle_dir,
-                                                      "benchmark_" + tag + ".json")
+                                                      "benchmark_" + tag + suffix)
   return args
+
+
+def build_function(tf, graph_bytes, info, input_shape, work_dir, args, calibration):
+  """(loaded SavedModel, its serving_default, its directory): native, or TF-TRT converted."""
+  frozen = import_frozen_graph(tf, graph_bytes, info["input"]["name"], info["output"]["name"])
+  native_dir = os.path.join(work_dir, "saved_model")
+  save_as_saved_model(tf, frozen, input_shape, native_dir)
+  model_dir = native_dir
+  if args.precision != "none":
+    model_dir = os.path.join(work_dir, "saved_model_trt")
+    convert_with_tftrt(tf, native_dir, model_dir, args.precision, args.batch_sizes, input_shape,
+                       calibration, args.max_workspace_mb * (1 << 20))
+  loaded = tf.saved_model.load(model_dir)
+  return loaded, loaded.signatures["serving_default"], model_dir
+
+
+def bundle_name(bundle_dir):
+  """A bundle's name for tables: its directory's, or its parent's for an export's jetson/."""
+  path = os.path.abspath(bundle_dir)
+  name = os.path.basename(path)
+  return os.path.basename(os.path.dirname(path)) + "/" + name if name == "jetson" else name
 
 
 def fail(message, status):
@@ -238,6 +284,91 @@ def benchmark(tf, function, batch_sizes, input_shape, warmup_runs, runs, seed=0)
   return rows
 
 
+def time_interleaved(calls, rounds, invokes, clock=time.perf_counter):
+  """Runs the calls in turn, round after round: A B A B ...
+
+  Args:
+    calls: [(name, zero-argument callable that waits for its result)].
+    rounds: how many rounds.
+    invokes: calls of each per round.
+    clock: seconds (a fake one in tests).
+
+  Returns:
+    {name: [seconds per call in round r, for each round]}.
+  """
+  seconds = dict((name, []) for name, _ in calls)
+  for _ in range(rounds):
+    for name, call in calls:
+      start = clock()
+      for _ in range(invokes):
+        call()
+      seconds[name].append((clock() - start) / float(invokes))
+  return seconds
+
+
+def spread(values):
+  """Median, min and max of some values."""
+  values = np.asarray(values, np.float64)
+  return {"median": float(np.median(values)), "min": float(values.min()),
+          "max": float(values.max())}
+
+
+def paired_stats(subject_seconds, reference_seconds, batch_size):
+  """Speed-up of the subject over the reference from interleaved rounds.
+
+  Per round r the ratio is reference seconds / subject seconds (> 1: the
+  subject is faster); the speed-up is the median of those with their min and
+  max, never the ratio of two medians.
+  """
+  subject = np.asarray(subject_seconds, np.float64)
+  reference = np.asarray(reference_seconds, np.float64)
+  ratios = reference / subject
+  return {"subject_images_per_sec": spread(batch_size / subject),
+          "reference_images_per_sec": spread(batch_size / reference),
+          "ratio": dict(spread(ratios), ratios=[float(r) for r in ratios]),
+          "rounds": int(len(ratios))}
+
+
+def compare(tf, subject, reference, batch_sizes, input_shape, warmup_runs, runs, rounds,
+            clock=time.perf_counter, seed=0):
+  """Times two serving functions interleaved per batch size: one row per size."""
+  rng = np.random.RandomState(seed)
+  invokes = max(1, int(np.ceil(runs / float(rounds))))
+  rows = []
+  for size in batch_sizes:
+    batch = tf.constant(rng.randint(0, 256, size=[size] + list(input_shape)).astype(np.float32))
+
+    def call(function, batch=batch):
+      return lambda: function(image=batch)["probabilities"].numpy()  # .numpy() waits
+
+    calls = [("subject", call(subject)), ("reference", call(reference))]
+    for _, run in calls:
+      for _ in range(warmup_runs):
+        run()
+    seconds = time_interleaved(calls, rounds, invokes, clock=clock)
+    row = paired_stats(seconds["subject"], seconds["reference"], size)
+    row.update(batch_size=size, invokes_per_round=invokes, warmup_runs=warmup_runs)
+    rows.append(row)
+  return rows
+
+
+def print_comparison(rows, subject_name, reference_name):
+  print("speed of {} over {} (reference), interleaved; images/sec medians [min-max]".format(
+      subject_name, reference_name))
+  print("{:>5} {:>24} {:>24} {:>22} {:>7}".format(
+      "batch", "images/sec", "reference images/sec", "speed-up", "rounds"))
+  for row in rows:
+    ratio = row["ratio"]
+    mine = row["subject_images_per_sec"]
+    theirs = row["reference_images_per_sec"]
+    print("{:>5} {:>24} {:>24} {:>22} {:>7}".format(
+        row["batch_size"],
+        "{:.1f} [{:.1f}-{:.1f}]".format(mine["median"], mine["min"], mine["max"]),
+        "{:.1f} [{:.1f}-{:.1f}]".format(theirs["median"], theirs["min"], theirs["max"]),
+        "{:.2f}x [{:.2f}-{:.2f}]".format(ratio["median"], ratio["min"], ratio["max"]),
+        row["rounds"]))
+
+
 def reference_check(tf, function, bundle_dir, info):
   """Max |difference| from the Keras outputs shipped in the bundle (None if absent)."""
   reference = info.get("reference")
@@ -299,18 +430,23 @@ def main(argv=None):
     except IOError as error:
       return fail(str(error), EXIT_USAGE)
 
-  frozen = import_frozen_graph(tf, graph_bytes, info["input"]["name"], info["output"]["name"])
+  other = None
+  if args.reference_bundle_dir:
+    try:
+      other = load_bundle(args.reference_bundle_dir)
+    except IOError as error:
+      return fail(str(error).replace("--bundle_dir", "--reference_bundle_dir"), EXIT_USAGE)
+    other_shape = [int(v) for v in other[0]["input"]["shape"][1:]]
+    if other_shape != input_shape:
+      return fail("--reference_bundle_dir {} takes {} inputs but --bundle_dir {} takes {}; "
+                  "a speed-up compares the same input (pass the two bundles of one export)."
+                  .format(args.reference_bundle_dir, other_shape, args.bundle_dir,
+                          input_shape), EXIT_USAGE)
+
   if os.path.isdir(args.work_dir):
     shutil.rmtree(args.work_dir)  # a previous run's engines may be for other batch sizes
-  native_dir = os.path.join(args.work_dir, "saved_model")
-  save_as_saved_model(tf, frozen, input_shape, native_dir)
-  model_dir = native_dir
-  if args.precision != "none":
-    model_dir = os.path.join(args.work_dir, "saved_model_trt")
-    convert_with_tftrt(tf, native_dir, model_dir, args.precision, args.batch_sizes, input_shape,
-                       calibration, args.max_workspace_mb * (1 << 20))
-  loaded = tf.saved_model.load(model_dir)
-  function = loaded.signatures["serving_default"]
+  loaded, function, model_dir = build_function(tf, graph_bytes, info, input_shape,
+                                               args.work_dir, args, calibration)
   results = {
       "bundle_dir": os.path.abspath(args.bundle_dir),
       "precision": args.precision,
@@ -321,16 +457,35 @@ def main(argv=None):
                                              "compute_capability": list(device[1])},
       "input_shape": input_shape,
       "reference": reference_check(tf, function, args.bundle_dir, info),
-      "results": benchmark(tf, function, args.batch_sizes, input_shape, args.warmup_runs,
-                           args.runs),
   }
+  if other is None:
+    results["results"] = benchmark(tf, function, args.batch_sizes, input_shape,
+                                   args.warmup_runs, args.runs)
+  else:
+    # The loaded objects stay referenced until main returns: signatures need them alive.
+    other_loaded, other_function, other_dir = build_function(
+        tf, other[1], other[0], input_shape, args.reference_work_dir, args, calibration)
+    results["reference_bundle"] = {
+        "bundle_dir": os.path.abspath(args.reference_bundle_dir),
+        "saved_model": os.path.abspath(other_dir),
+        "reference": reference_check(tf, other_function, args.reference_bundle_dir, other[0])}
+    results["comparison"] = compare(tf, function, other_function, args.batch_sizes, input_shape,
+                                    args.warmup_runs, args.runs, args.rounds)
   print("TensorFlow {}, precision {}, {}".format(
       tf.__version__, args.precision, "plain TensorFlow (no TensorRT)" if device is None
       else "{} (compute capability {}.{})".format(device[0], device[1][0], device[1][1])))
   if results["reference"]:
     print("reference check on {images} images: max |diff| {max_abs_diff:.2e}, top-1 "
           "agreement {top1_agreement:.3f}".format(**results["reference"]))
-  print_table(results)
+  if other is None:
+    print_table(results)
+  else:
+    check = results["reference_bundle"]["reference"]
+    if check:
+      print("reference bundle's check on {images} images: max |diff| {max_abs_diff:.2e}, "
+            "top-1 agreement {top1_agreement:.3f}".format(**check))
+    print_comparison(results["comparison"], bundle_name(args.bundle_dir),
+                     bundle_name(args.reference_bundle_dir))
   directory = os.path.dirname(os.path.abspath(args.output_json))
   if not os.path.isdir(directory):
     os.makedirs(directory)

@@ -1,0 +1,263 @@
+"""The latency model: predictions are exact functions of the table; synthesis aims in ms."""
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from squish_tf import evolution
+from squish_tf import latency
+from squish_tf import spec as spec_lib
+from squish_tf import synthesis
+import toy
+
+TINY = toy.TINY
+
+
+def _bilinear(a, b, c, d):
+  """ms = a + b C_in + c C_out + d C_in C_out: a table any bilinear interpolation reproduces."""
+  return lambda cin, cout: a + b * cin + c * cout + d * cin * cout
+
+
+def fake_table(spec=TINY, intercept=0.05, slope=1.5, seed=0):
+  """A table whose every layer is an exactly bilinear function with its own coefficients."""
+  rng = np.random.default_rng(seed)
+  layers, truth = {}, {}
+  for op in latency.conv_ops(spec):
+    in_grid = [op.in_channels] if op.name == "conv1" else latency.grid_points(op.in_channels)
+    out_grid = [op.filters] if op.name == "conv10" else latency.grid_points(op.filters)
+    function = _bilinear(*rng.uniform(1e-4, 1e-3, 4))
+    truth[op.name] = function
+    layers[op.name] = {"in_grid": in_grid, "out_grid": out_grid,
+                       "ms": [[function(c, n) for n in out_grid] for c in in_grid]}
+  table = latency.LatencyTable(format="fp32", threads=2, input_shape=spec.input_shape,
+                               layers=layers, intercept_ms=intercept, slope=slope)
+  return table, truth
+
+
+def _by_hand(table, truth, spec, ops_spec=None):
+  total = sum(truth[op.name](op.in_channels, op.filters) for op in latency.conv_ops(spec))
+  return table.intercept_ms + table.slope * total
+
+
+def test_interpolation_is_exact_on_the_grid_bilinear_between_linear_beyond():
+  grid_in, grid_out = [2, 4, 8], [3, 6]
+  ms = [[1.0, 2.0], [3.0, 5.0], [4.0, 9.0]]
+  for i, c in enumerate(grid_in):
+    for j, n in enumerate(grid_out):
+      assert latency.interpolate(grid_in, grid_out, ms, c, n) == pytest.approx(ms[i][j])
+  # Halfway in both: the mean of the cell's corners.
+  assert latency.interpolate(grid_in, grid_out, ms, 3, 4.5) == pytest.approx(
+      (1 + 2 + 3 + 5) / 4)
+  # Beyond the grid: the edge cell extended linearly (C_in 16 is two cells past 8 in 4->8 steps).
+  assert latency.interpolate(grid_in, grid_out, ms, 12, 3) == pytest.approx(4 + (4 - 3))
+  # Never below zero; a single grid point makes its axis constant.
+  assert latency.interpolate(grid_in, grid_out, ms, -100, 3) == 0.0
+  assert latency.interpolate([3], grid_out, [[1.0, 2.0]], 99, 6) == pytest.approx(2.0)
+
+
+def test_grid_points():
+  assert latency.grid_points(64) == [16, 32, 64]
+  assert latency.grid_points(3) == [1, 2, 3]
+  assert latency.grid_points(1) == [1]
+
+
+def test_predictions_are_exact_functions_of_the_table():
+  table, truth = fake_table()
+  assert table.predict(TINY) == pytest.approx(_by_hand(table, truth, TINY), rel=1e-12)
+  counts = {name: float(n) for name, n in TINY.prunable_layers()}
+  assert table.predict_counts(TINY, counts) == pytest.approx(table.predict(TINY), rel=1e-12)
+  # A child: its own spec and its parent's counts give the same prediction, exactly the formula.
+  rng = np.random.default_rng(1)
+  child_counts = {name: int(rng.integers(max(1, n // 4), n + 1))
+                  for name, n in TINY.prunable_layers()}
+  child = synthesis._spec_with_counts(TINY, child_counts, "child")  # pylint: disable=protected-access
+  assert table.predict(child) == pytest.approx(_by_hand(table, truth, child), rel=1e-12)
+  assert table.predict_counts(TINY, child_counts) == pytest.approx(table.predict(child), rel=1e-12)
+  # Round trip through JSON keeps every prediction.
+  again = latency.LatencyTable.from_json(json.loads(json.dumps(table.to_json())))
+  assert again.predict(child) == table.predict(child)
+
+
+def test_a_table_for_another_resolution_or_architecture_is_refused():
+  table, _ = fake_table()
+  with pytest.raises(ValueError, match="measured at input"):
+    table.predict(TINY.replace(input_shape=(64, 64, 3)))
+  with pytest.raises(ValueError, match="no layer 'fire9_squeeze1x1'"):
+    table.layer_ms("fire9_squeeze1x1", 4, 4)
+
+
+def test_network_fit_is_least_squares_through_the_origin():
+  layers = [0.9, 0.4, 0.2]
+  assert latency.fit_network(layers, [0.7 * x for x in layers]) == (0.0, pytest.approx(0.7))
+  # Noisy points: the slope minimising sum (y - s x)^2 is sum xy / sum x^2.
+  measured = [0.66, 0.30, 0.13]
+  slope = sum(x * y for x, y in zip(layers, measured)) / sum(x * x for x in layers)
+  assert latency.fit_network(layers, measured) == (0.0, pytest.approx(slope))
+  assert latency.fit_network([2.0], [1.0]) == (0.0, 0.5)
+  with pytest.raises(ValueError, match="too busy"):
+    latency.fit_network([0.0, 0.0], [1.0, 1.0])
+
+
+def test_smoothing_fits_a_fixed_part_plus_one_proportional_to_the_macs():
+  in_grid, out_grid = [4, 8, 16], [16, 32, 64]
+  exact = [[0.01 + 1e-5 * c * n for n in out_grid] for c in in_grid]
+  assert np.allclose(latency.smooth_layer(in_grid, out_grid, exact), exact)
+  noisy = [[v * (1.2 if (i + j) % 2 else 0.8) for j, v in enumerate(row)]
+           for i, row in enumerate(exact)]
+  smoothed = np.array(latency.smooth_layer(in_grid, out_grid, noisy))
+  assert np.all(np.diff(smoothed, axis=0) >= 0) and np.all(np.diff(smoothed, axis=1) >= 0)
+  # Timings that fall with the channels (pure noise) give a flat layer, never a negative slope.
+  falling = [[0.02 - 1e-6 * c * n for n in out_grid] for c in in_grid]
+  assert np.ptp(latency.smooth_layer(in_grid, out_grid, falling)) == 0
+
+
+def test_filter_latency_is_what_removing_one_filter_saves():
+  table, _ = fake_table()
+  costs = synthesis.filter_costs(TINY, "latency", latency=table)
+  counts = {name: n for name, n in TINY.prunable_layers()}
+  for name in ("conv1", "fire2_squeeze1x1", "fire4_expand3x3"):
+    fewer = dict(counts, **{name: counts[name] - 1})
+    child = synthesis._spec_with_counts(TINY, fewer, "fewer")  # pylint: disable=protected-access
+    assert costs[name] == pytest.approx(table.predict(TINY) - table.predict(child), rel=1e-9)
+  with pytest.raises(ValueError, match="needs a measured latency table"):
+    synthesis.filter_costs(TINY, "latency")
+
+
+def test_target_mode_aims_at_the_latency_fraction():
+  table, _ = fake_table()
+  config = synthesis.SynthesisConfig(cost="latency", target_fraction=0.6)
+  strengths = {name: np.linspace(1.0, 2.0, n) for name, n in TINY.prunable_layers()}
+  factors = synthesis.environment_factors(TINY, config, strengths, latency=table)
+  expected = synthesis.expected_child_cost(TINY, strengths, factors, config, latency=table)
+  assert expected.latency_ms == pytest.approx(0.6 * table.predict(TINY), rel=1e-6)
+  offspring = synthesis.sample_offspring(TINY, strengths, config, np.random.default_rng(0),
+                                         factors=factors, latency=table)
+  assert offspring.predicted_latency_ms == table.predict(offspring.spec)
+  assert offspring.to_json()["expected_latency_ms"] == expected.latency_ms
+
+
+def test_speedup_targets_steer_and_stop_in_predicted_ms():
+  table, _ = fake_table()
+  synth = synthesis.SynthesisConfig(cost="latency")
+  config = evolution.EvolutionConfig(generations=2, target_speedup=1.6)
+  ancestor_ms = table.predict(TINY)
+  assert config.latency_target_ms(ancestor_ms) == pytest.approx(ancestor_ms / 1.6)
+  steered = evolution._generation_synthesis(synth, config, TINY, 1, table, TINY)  # pylint: disable=protected-access
+  assert steered.target_fraction == pytest.approx((evolution.TARGET_MARGIN / 1.6) ** 0.5)
+  fast = {"size_mb": 1.0, "macs": 1, "predicted_latency_ms": ancestor_ms / 1.7}
+  slow = dict(fast, predicted_latency_ms=ancestor_ms / 1.5)
+  assert evolution.targets_met(fast, config, ancestor_ms)
+  assert not evolution.targets_met(slow, config, ancestor_ms)
+  both = dataclasses.replace(config, target_latency_ms=ancestor_ms / 2)  # the tighter one
+  assert not evolution.targets_met(fast, both, ancestor_ms)
+
+
+def test_a_speedup_beyond_the_floors_is_refused_with_the_reachable_one():
+  table, _ = fake_table()
+  synth = synthesis.SynthesisConfig(cost="latency")
+  fastest = table.predict(synthesis.smallest_child_spec(TINY, synth))
+  reachable = table.predict(TINY) / fastest
+  evolution.check_targets(TINY, evolution.EvolutionConfig(target_speedup=0.9 * reachable), synth,
+                          table)
+  with pytest.raises(ValueError, match=f"{reachable:.2f}x"):
+    evolution.check_targets(TINY, evolution.EvolutionConfig(target_speedup=1.1 * reachable),
+                            synth, table)
+  with pytest.raises(ValueError, match="target_speedup"):
+    evolution.EvolutionConfig(target_speedup=0.5)
+
+
+def test_the_table_is_cached_and_measured_again_for_another_key(tmp_path, monkeypatch):
+  calls = []
+
+  def measure(spec, fmt, threads, progress=None):
+    calls.append(fmt)
+    table, _ = fake_table(spec)
+    table.key = latency.model_io.json_round_trip(latency.table_key(spec, fmt, threads))
+    return table
+
+  monkeypatch.setattr(latency, "measure_table", measure)
+  path = str(tmp_path / latency.table_file("fp32"))
+  first = latency.load_or_measure(path, TINY, "fp32", 2, progress=None)
+  again = latency.load_or_measure(path, TINY, "fp32", 2, progress=None)
+  assert calls == ["fp32"] and again.predict(TINY) == first.predict(TINY)
+  latency.load_or_measure(path, TINY, "fp32", 1, progress=None)  # other threads: measured again
+  wider = TINY.replace(conv1_filters=24)
+  latency.load_or_measure(path, wider, "fp32", 1, progress=None)  # other architecture
+  assert len(calls) == 3
+
+
+def test_measure_table_converts_each_shared_grid_point_once(monkeypatch):
+  """The measuring plumbing with the clock taken out: fake milliseconds per model."""
+  converted = []
+  real = latency._conv_tflite  # pylint: disable=protected-access
+
+  def conv(signature, fmt, seed=0):
+    converted.append(signature)
+    return real(signature, fmt, seed)
+
+  def fake_ms(calls, rounds, round_seconds):
+    return {name: 1e-3 if name == "op_overhead" else 0.01 * (1 + index)
+            for index, name in enumerate(calls)}
+
+  spec = TINY.replace(fires=TINY.fires[:2], pool_after=(1,))
+  monkeypatch.setattr(latency, "_conv_tflite", conv)
+  monkeypatch.setattr(latency, "_median_ms", fake_ms)
+  table = latency.measure_table(spec, "fp32", 2, progress=None)
+  assert len(converted) == len(set(converted))  # fire2's and fire3's shared points once
+  assert set(table.layers) == {op.name for op in latency.conv_ops(spec)}
+  assert [c["width"] for c in table.calibration] == list(latency.CALIBRATION_WIDTHS)
+  for point in table.calibration:
+    assert point["predicted_ms"] == pytest.approx(
+        table.intercept_ms + table.slope * table.layers_ms(
+            spec if point["width"] == 1 else latency.scaled_spec(spec, point["width"])))
+
+
+def test_evolution_aims_at_speed_and_records_predicted_and_measured(toy_parent_dir, tmp_path,
+                                                                   monkeypatch):
+  """--cost=latency with --target_speedup on a fake table; the measurement faked too."""
+  from squish_tf import job  # pylint: disable=g-import-not-at-top
+  from squish_tf import report  # pylint: disable=g-import-not-at-top
+
+  table, _ = fake_table()
+  measured_models = []
+
+  def measure_against(models, reference, threads=2, **_):
+    measured_models.append(sorted(models))
+    return {name: {"latency_ms": 0.5 if name == reference else 0.25,
+                   "speedup": 1.0 if name == reference else 2.0,
+                   "speedup_min": 1.9, "speedup_max": 2.1} for name in models}
+
+  monkeypatch.setattr(latency, "load_or_measure", lambda *args, **kwargs: table)
+  monkeypatch.setattr(latency, "measure_against", measure_against)
+  config = evolution.EvolutionConfig(generations=2, population=2, offspring_epochs=1,
+                                     max_accuracy_drop=1.0, seed=3, target_speedup=1.5,
+                                     final_epochs=0)
+  synth = synthesis.SynthesisConfig(cost="latency")
+  result = evolution.evolve(toy_parent_dir, str(tmp_path / "run"), config, synth, toy.data)
+  lineage = result.lineage
+  ancestor_ms = table.predict(TINY)
+  assert lineage["ancestor"]["predicted_latency_ms"] == pytest.approx(ancestor_ms)
+  for record in lineage["candidates"]:
+    spec = synthesis._spec_with_counts(  # pylint: disable=protected-access
+        TINY, {k: len(v) for k, v in record["survivors"].items()}, "x")
+    assert record["predicted_latency_ms"] == pytest.approx(table.predict(spec), rel=1e-9)
+    assert record["measured_latency_ms"] == 0.25
+    assert record["latency_error"] == pytest.approx(record["predicted_latency_ms"] / 0.25 - 1)
+    assert record["speedup_error"] == pytest.approx(
+        ancestor_ms / record["predicted_latency_ms"] / 2.0 - 1)
+  # Each generation was timed once, its candidates with the ancestor.
+  assert measured_models[0] == ["ancestor", "gen_001/cand_00", "gen_001/cand_01"]
+  # It stops once the chosen one is predicted 1.5x faster, not before.
+  chosen = [r for r in lineage["candidates"] if r["chosen"]]
+  assert lineage["stop_reason"] == "target_met"
+  assert ancestor_ms / chosen[-1]["predicted_latency_ms"] >= 1.5
+  assert all(ancestor_ms / r["predicted_latency_ms"] < 1.5 for r in chosen[:-1])
+  summary = job.latency_summary(lineage)
+  assert summary["chosen_candidates"] == len(chosen)
+  assert summary["median_abs_error_chosen"] == pytest.approx(
+      np.median([abs(r["latency_error"]) for r in chosen]))
+  text = report._latency_section({"latency_model": summary,  # pylint: disable=protected-access
+                                  "candidates": lineage["candidates"]})
+  assert "### Latency model" in text and "2.00x (1.90-2.10)" in text
