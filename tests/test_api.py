@@ -1,8 +1,6 @@
 """squish_tf.run: the `squish` command from Python, with its flags, defaults, files and results."""
 
-import contextlib
 import dataclasses
-import io
 import json
 import os
 import re
@@ -225,43 +223,14 @@ def test_import_squish_tf_loads_no_tensorflow():
 # -- a tiny run end to end ------------------------------------------------------------
 
 
-def readme_example() -> str:
-  """The README's Python API example, as written there."""
-  with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as handle:
-    readme = handle.read()
-  section = readme[readme.index("## Python API"):]
-  start = section.index("```python\n") + len("```python\n")
-  return section[start:section.index("\n```", start)]
+@pytest.fixture
+def tiny_run(readme_run, monkeypatch):
+  """The README's example, run as written (conftest.readme_run), seen from where it ran.
 
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-  """The README's example, run as written (in a scratch directory: it writes saved_models/tiny).
-
-  Its options and console output are recorded for the tests below.
+  Its paths are relative, as a user's are: each test runs in its scratch directory.
   """
-  where = tmp_path_factory.mktemp("api")
-  calls = []
-  original = api.run
-
-  def recording_run(**options):
-    calls.append(dict(options))
-    return original(**options)
-
-  namespace = {}
-  out = io.StringIO()
-  cwd = os.getcwd()
-  os.chdir(where)  # for the whole module: the example's paths are relative, as a user's are
-  api.run = recording_run
-  try:
-    with contextlib.redirect_stdout(out):
-      exec(compile(readme_example(), "README.md", "exec"), namespace)  # pylint: disable=exec-used
-  finally:
-    api.run = original
-  assert len(calls) == 1 and namespace["again"] == namespace["results"]
-  yield {"run_dir": os.path.join("saved_models", "tiny"), "results": namespace["results"],
-         "options": calls[0], "log": out.getvalue().splitlines(), "text": out.getvalue()}
-  os.chdir(cwd)
+  monkeypatch.chdir(readme_run["where"])
+  return readme_run
 
 
 def test_run_returns_the_results_json(tiny_run):

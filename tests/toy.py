@@ -35,7 +35,14 @@ _IMAGES, _LABELS = arrays()
 
 
 def data(num_classes: int = 3, stream: int = 0):
-  """A data_fn: fresh (train_ds, val_ds, info) on every call; `stream` picks the shuffle order."""
+  """A data_fn: fresh (train_ds, val_ds, info) on every call; `stream` picks the shuffle order.
+
+  Sets TensorFlow's global seed first, as data.load does: tf.data combines a
+  shuffle's op seed with the global seed, so the order (and every model
+  trained on it) would otherwise depend on what the process seeded before,
+  that is on which tests ran earlier in the session.
+  """
+  tf.random.set_seed(0)
   train = tf.data.Dataset.from_tensor_slices((_IMAGES, _LABELS)).shuffle(
       SIZE, seed=int(stream)).batch(32)
   val = tf.data.Dataset.from_tensor_slices((_IMAGES, _LABELS)).batch(48)
@@ -68,7 +75,7 @@ def randomize_batch_norm(model, images, seed=0):
 
 
 class Stop(Exception):
-  """Raised by `fit_that_dies_once` to stand for a killed process."""
+  """Raised by `fit_that_dies_once` and stage hooks to stand for a killed process."""
 
 
 def fit_that_dies_once(original, begun):
