@@ -21,8 +21,9 @@ $(STAMP): setup.cfg pyproject.toml
 demo: $(STAMP)
 	$(BIN)/squish
 
+# One pytest worker per core (pytest-xdist); tests/conftest.py keeps each module in one worker.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q -n auto tests
 
 # Benchmark scripts: each prints measured figures (not part of `make test`).
 # evolution_vs_width.py trains everything for three seeds: about an hour on 2 cores.

@@ -121,3 +121,24 @@ def readme_run(tmp_path_factory):
               abs_run_dir=abs_run_dir, results=namespace["results"], options=options_seen[0],
               text=out.getvalue(), log=out.getvalue().splitlines(), calls=calls,
               test_reads=test_reads)
+
+
+
+# With pytest-xdist (`make test` runs two workers, as the machine has two cores: much of a
+# test's time is single-threaded graph tracing, so two workers overlap it), the tests of a
+# module run in one worker, so that its module-scoped fixtures are built once; test_api and
+# test_job share one worker, as they share the one readme_run.
+_SHARED_SCOPES = {"tests/test_api.py": "readme_run", "tests/test_job.py": "readme_run"}
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+  from xdist import scheduler  # pylint: disable=g-import-not-at-top
+
+  class ByModule(scheduler.LoadScopeScheduling):
+
+    def _split_scope(self, nodeid):
+      module = nodeid.split("::", 1)[0]
+      return _SHARED_SCOPES.get(module, module)
+
+  return ByModule(config, log)
