@@ -395,6 +395,11 @@ def run(main: Callable[[List[str]], None]) -> None:
   traceback.
   """
 
+  # absl's --help lists the key flags of the module named by sys.argv[0]: for a console
+  # script (`squish`) that is the script, not the module that defines and adopts them.
+  for flag in FLAGS.get_key_flags_for_module(main.__module__):
+    FLAGS.register_key_flag_for_module(sys.argv[0], flag)
+
   def guarded(argv):
     try:
       return main(argv)
