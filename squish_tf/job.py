@@ -39,6 +39,7 @@ from squish_tf import report as report_lib
 from squish_tf import spec as spec_lib
 from squish_tf import synthesis
 from squish_tf import train as train_lib
+from squish_tf import workers as workers_lib
 
 STAGES = report_lib.STAGES
 RESULTS_FILE = "results.json"
@@ -146,10 +147,19 @@ def run_job(config: JobConfig,
     for hook in on_stage_done:
       hook(name)
 
-  # 1. The ancestor.
-  stage("ancestor", model_io.is_complete(ancestor_dir), lambda: train_lib.train_model_dir(
-      ancestor_dir, spec, data_config, train_config, train_ds, val_ds, info, strategy=strategy,
-      seed=data_config.seed, verbose=verbose, label="ancestor"))
+  # 1. The ancestor. With worker processes it trains in one of its own, which exits after:
+  # a process keeps the memory a training once took, and this one lives through the whole
+  # run beside the workers that fine-tune.
+  def train_ancestor():
+    if strategy is None and evolution_config.workers > 1:
+      workers_lib.call_in_fresh_process(train_ancestor_dir, ancestor_dir, spec, data_fn,
+                                        data_config, train_config, verbose)
+    else:
+      train_lib.train_model_dir(ancestor_dir, spec, data_config, train_config, train_ds, val_ds,
+                                info, strategy=strategy, seed=data_config.seed, verbose=verbose,
+                                label="ancestor")
+
+  stage("ancestor", model_io.is_complete(ancestor_dir), train_ancestor)
   del train_ds
   if config.check_ancestor:
     train_lib.check_learned(model_io.read_json(os.path.join(ancestor_dir, model_io.METRICS_FILE)),
@@ -327,6 +337,15 @@ def latency_summary(lineage: Dict[str, Any]) -> Optional[Dict[str, Any]]:
           "median_abs_speedup_error_chosen": median(chosen, "speedup_error"),
           "median_abs_speedup_error_all": median(measured, "speedup_error"),
           "measured_candidates": len(measured), "chosen_candidates": len(chosen)}
+
+
+def train_ancestor_dir(ancestor_dir: str, spec: spec_lib.NetSpec, data_fn: Callable[..., Any],
+                       data_config: data_lib.DataConfig, train_config: train_lib.TrainConfig,
+                       verbose: Any = "auto") -> None:
+  """Trains the ancestor on fresh pipelines from `data_fn` (picklable: runs in a worker)."""
+  train_ds, val_ds, info = data_fn()
+  train_lib.train_model_dir(ancestor_dir, spec, data_config, train_config, train_ds, val_ds, info,
+                            seed=data_config.seed, verbose=verbose, label="ancestor")
 
 
 def lineage_fine_tune_epochs(lineage: Dict[str, Any], config: evolution.EvolutionConfig,

@@ -233,6 +233,32 @@ def initialize_worker(gpu_slots: Any, threads: Optional[int], verbosity: int) ->
   configure_devices(gpu_index=None if slot is None else slot[0], threads=threads)
 
 
+def call_in_fresh_process(function: Callable[..., Any], *args, **kwargs) -> Any:
+  """function(*args, **kwargs) in one spawned worker that exits afterwards.
+
+  What the call allocated (a training's activations, its data caches) goes
+  back to the operating system with the process, where memory a process has
+  once used stays with it. The worker is set up as a pool's would be, with
+  every core's threads and the first visible GPU. The function and arguments
+  must be picklable; its exceptions are re-raised here.
+  """
+  gpus = local_gpu_ids()
+  context = multiprocessing.get_context("spawn")
+  slots = None
+  if gpus:
+    slots = context.Queue()
+    slots.put((0, gpus[0]))
+  try:
+    with concurrent.futures.ProcessPoolExecutor(
+        max_workers=1, mp_context=context, initializer=initialize_worker,
+        initargs=(slots, None, logging.get_verbosity())) as executor:
+      return executor.submit(function, *args, **kwargs).result()
+  finally:
+    if slots is not None:
+      slots.cancel_join_thread()
+      slots.close()
+
+
 class Deferred:
   """A future computed when its result is asked for.
 

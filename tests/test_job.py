@@ -168,6 +168,33 @@ def test_bad_data_is_refused_before_writing(tmp_path):
   assert not os.path.exists(run_dir)
 
 
+def test_with_workers_the_ancestor_trains_in_a_process_of_its_own(tmp_path, monkeypatch):
+  """The main process then holds no training's memory while the workers fine-tune."""
+  import toy  # pylint: disable=g-import-not-at-top
+  from squish_tf import workers  # pylint: disable=g-import-not-at-top
+
+  calls = []
+
+  def in_process(function, *args):  # what the fresh process would run, run here
+    calls.append(function)
+    return function(*args)
+
+  monkeypatch.setattr(workers, "call_in_fresh_process", in_process)
+  config = job.JobConfig(run_dir=str(tmp_path / "run"), baselines=(), check_ancestor=False)
+  data = data_lib.DataConfig(image_size=32, batch_size=32, shapes10_train_size=64,
+                             shapes10_validation_size=32, shapes10_test_size=32)
+
+  def stop(stage):
+    raise toy.Stop()
+
+  with pytest.raises(toy.Stop):
+    job.run_job(config, data, TRAIN, dataclasses.replace(EVOLUTION, workers=2), SYNTH,
+                log=lambda line: None, verbose=0, on_stage_done=[stop])
+  assert calls == [job.train_ancestor_dir]
+  metrics = json.load(open(tmp_path / "run" / "ancestor" / "metrics.json"))
+  assert metrics["train_epochs"] == TRAIN.epochs
+
+
 def _write_folder(root, images, labels, names):
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   for index, (image, label) in enumerate(zip(images, labels)):

@@ -96,3 +96,10 @@ def test_a_pool_worker_takes_its_gpu_slot_and_thread_share_quietly(capfd):
   # TensorFlow's start-up lines went to /dev/null in the worker.
   err = capfd.readouterr().err
   assert "InitializeLog" not in err and "cuInit" not in err and "cuda drivers" not in err
+
+
+def test_a_call_in_a_fresh_process_runs_elsewhere_with_every_core():
+  report = workers.call_in_fresh_process(_worker_report)
+  assert report["pid"] != os.getpid()
+  assert (report["intra"], report["inter"]) == (0, 0)  # TensorFlow's default: every core
+  assert report["tf_log_level"] == "2" and report["verbosity"] == logging.get_verbosity()
