@@ -47,6 +47,7 @@ import time
 from typing import Dict, List, Sequence, Tuple
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import pipelines  # noqa: E402,F401  (imports TensorFlow without its start-up noise)
 
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402

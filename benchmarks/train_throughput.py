@@ -21,6 +21,7 @@ import statistics
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import pipelines  # noqa: E402,F401  (imports TensorFlow without its start-up noise)
 
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
