@@ -32,8 +32,8 @@ flags.DEFINE_string("run_dir", None, "Where the run goes; default saved_models/<
 flags.DEFINE_list("baselines", list(baselines_lib.DEFAULT_BASELINES),
                   "Baselines trained at the SquishedNet's size, epochs and recipe, comma-"
                   f"separated from {', '.join(baselines_lib.BASELINES)}; 'all' for every one, "
-                  "'none' for none. The default pair is what a SquishedNet must beat: the "
-                  "width multiplier, from scratch and distilled from the same ancestor.")
+                  "'none' for none. The default is what a SquishedNet must beat: the width "
+                  "multiplier, trained from scratch with the same recipe and epochs.")
 # --help lists the shared flags too (they are defined in flag_defs, not in this module).
 flags.adopt_module_key_flags(flag_defs)
 

@@ -115,7 +115,7 @@ class EvolutionConfig:
   offspring_learning_rate: float = 3e-3
   offspring_warmup_epochs: float = 0.25
   offspring_init: str = "inherit"
-  final_epochs: int = 8
+  final_epochs: int = 4
   distill: bool = True
   distill_alpha: float = distill_lib.DistillConfig.alpha
   distill_temperature: float = distill_lib.DistillConfig.temperature

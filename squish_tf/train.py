@@ -55,7 +55,7 @@ class TrainConfig:
       at chance (10.0%) without warm-up and reached 90.2% with 1 epoch of it.
   """
 
-  epochs: int = 10
+  epochs: int = 6
   learning_rate: float = 4e-3
   optimizer: str = "adam"
   lr_schedule: str = "cosine"

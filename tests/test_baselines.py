@@ -140,7 +140,7 @@ def test_baseline_names_parse_like_the_flag():
   assert baselines.parse_names(["none"]) == () == baselines.parse_names("")
   assert baselines.parse_names("mobilenet_v3_small,width_scaled") == (
       "width_scaled", "mobilenet_v3_small")
-  assert baselines.DEFAULT_BASELINES == ("width_scaled", "width_scaled_distilled")
+  assert baselines.DEFAULT_BASELINES == ("width_scaled",)
   with pytest.raises(ValueError, match=r"Unknown baselines \['resnet'\]"):
     baselines.parse_names("width_scaled,resnet")
 
