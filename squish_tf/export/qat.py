@@ -170,7 +170,7 @@ def convert_int8(qat_model, representative_images: np.ndarray) -> bytes:
   function = tf.function(lambda image: qat_model(image, training=False))
   concrete = function.get_concrete_function(
       tf.TensorSpec([None, height, width, channels], tf.float32, name="image"))
-  converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], qat_model)
+  converter = tflite_lib.converter_for(concrete)
   tflite_lib.set_full_integer(converter, representative_images)
   return converter.convert()
 

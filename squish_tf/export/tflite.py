@@ -49,6 +49,19 @@ QUANTIZATIONS = ("fp32", "fp16", "dynamic", "int8")
 DEFAULT_NUM_THREADS = litert_lib.DEFAULT_NUM_THREADS
 
 
+def converter_for(function) -> tf.lite.TFLiteConverter:
+  """A TFLite converter of one concrete function that holds only the function's variables.
+
+  The converter saves what it is given as a SavedModel on its way to TFLite.
+  Given the function's whole model (a Keras model, a loaded SavedModel), that
+  save traces every layer's functions again: 14 of a QAT conversion's 17 s
+  here. A module holding just the variables converts to the same bytes.
+  """
+  holder = tf.Module()
+  holder.captured = list(function.variables)  # kept alive: the function holds weak references
+  return tf.lite.TFLiteConverter.from_concrete_functions([function], holder)
+
+
 def convert_saved_model(saved_model_dir: str, quantization: str,
                         representative_images: Optional[np.ndarray] = None,
                         signature: str = "serving_float") -> bytes:
@@ -69,8 +82,7 @@ def convert_saved_model(saved_model_dir: str, quantization: str,
   if quantization not in QUANTIZATIONS:
     raise ValueError(f"quantization must be one of {QUANTIZATIONS}, got {quantization!r}.")
   loaded = tf.saved_model.load(saved_model_dir)
-  function = loaded.signatures[signature]
-  converter = tf.lite.TFLiteConverter.from_concrete_functions([function], loaded)
+  converter = converter_for(loaded.signatures[signature])
   if quantization == "fp16":
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.target_spec.supported_types = [tf.float16]
