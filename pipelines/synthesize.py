@@ -40,8 +40,9 @@ def main(argv):
   parent_spec = model_io.read_spec(FLAGS.parent_dir)
   if not FLAGS["image_size"].present:  # default to the parent's input size
     FLAGS.image_size = parent_spec.input_shape[0]
-  data_config = flag_defs.data_config_from_flags()
   config = flag_defs.evolution_config_from_flags()
+  # The data's indexes and disk caches live in the run, shared by its worker processes.
+  data_config = data_lib.in_run(flag_defs.data_config_from_flags(), FLAGS.run_dir, config.workers)
   synth = flag_defs.synthesis_config_from_flags()
   strategy = flag_defs.strategy_from_flags()
   run_flags = flag_defs.flag_values(flag_defs.DATA_IDENTITY_FLAGS)

@@ -27,7 +27,8 @@ flags.adopt_module_key_flags(flag_defs)
 
 def main(argv):
   del argv
-  data_config = flag_defs.data_config_from_flags()
+  # The data's indexes and disk caches live beside the model (--cache=disk works here too).
+  data_config = data_lib.in_run(flag_defs.data_config_from_flags(), FLAGS.model_dir)
   train_config = flag_defs.train_config_from_flags()
   strategy = flag_defs.strategy_from_flags()
   train_ds, val_ds, info = data_lib.load(data_config)

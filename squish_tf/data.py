@@ -69,8 +69,9 @@ pass over a split (imagenet10's ten-class labels) are computed once and kept
 in `cache_dir` as JSON (`folder_index-*.json`, `tfds_index-*.json`), keyed by
 what they depend on: a folder file is decoded again only when its size or
 mtime changed or it is new; a TFDS entry belongs to the dataset's name,
-version and data dir. The main job passes `<run_dir>/data_cache`. Without a
-`cache_dir` (the other mains, notebooks) nothing is written: the index is kept
+version and data dir. The main job, `squish-synthesize` and `squish-train`
+pass `<run or model dir>/data_cache` (`in_run`). Without a `cache_dir` (the
+export and benchmark mains, notebooks) nothing is written: the index is kept
 in this process only, and --cache=disk is refused. A cache_dir may be deleted
 at any time (between runs): what it held is rebuilt when needed. Folder
 training file lists are shuffled (seeded by `seed`) before decoding, so a
@@ -234,6 +235,18 @@ _IMAGENET10_TEST_PER_CLASS = 50
 
 # Augmentation strength: translation as a fraction of the image side.
 TRANSLATION_FACTOR = 0.1
+
+
+def in_run(config: DataConfig, run_dir: str, workers: int = 1) -> DataConfig:
+  """`config` for a run in `run_dir` with `workers` worker processes.
+
+  Its indexes and disk caches go to `<run_dir>/data_cache` (unless it names a
+  cache_dir), and the memory budget is shared by the run's process and its
+  workers.
+  """
+  return dataclasses.replace(
+      config, cache_dir=config.cache_dir or os.path.join(run_dir, RUN_CACHE_DIR),
+      processes=1 + (workers if workers > 1 else 0))
 
 
 def load(config: DataConfig,

@@ -112,9 +112,7 @@ def run_job(config: JobConfig,
   """Runs (or resumes) every stage; returns the results dict written to results.json."""
   run_dir = config.run_dir
   # The data's indexes and disk caches live in the run; its processes share the memory budget.
-  data_config = dataclasses.replace(
-      data_config, cache_dir=data_config.cache_dir or os.path.join(run_dir, data_lib.RUN_CACHE_DIR),
-      processes=1 + (evolution_config.workers if evolution_config.workers > 1 else 0))
+  data_config = data_lib.in_run(data_config, run_dir, evolution_config.workers)
   # Fresh pipelines on every call (same order on every resume); picklable for workers.
   data_fn = functools.partial(data_lib.load, data_config)
   train_ds, val_ds, info = data_fn()  # validates the data before anything is written

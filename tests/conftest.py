@@ -7,7 +7,13 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import pytest  # noqa: E402
-import tensorflow as tf  # noqa: E402
+
+from squish_tf import workers  # noqa: E402
+
+# TensorFlow's start-up lines, which no log level stops, would otherwise reach the terminal
+# from the pytest-xdist controller (it imports this file too, outside any capture).
+workers.import_tensorflow_quietly()
+import tensorflow as tf  # noqa: E402  pylint: disable=g-import-not-at-top,wrong-import-position
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -1067,3 +1067,12 @@ def test_imagenet10_labels_are_counted_once_per_version_and_data_dir(tfds, tmp_p
       np.testing.assert_array_equal(labels, ref_labels)
       np.testing.assert_array_equal(images, ref_images)
     assert len([n for n in os.listdir(cache_dir) if n.startswith("imagenet10-")]) == 4
+
+
+def test_a_run_keeps_its_caches_inside_and_shares_the_budget_with_its_workers():
+  config = data.in_run(data.DataConfig(), "/runs/a", workers=2)
+  assert config.cache_dir == os.path.join("/runs/a", data.RUN_CACHE_DIR)
+  assert config.processes == 3  # the run's process and two workers
+  assert data.in_run(data.DataConfig(), "/runs/a").processes == 1
+  mine = data.DataConfig(cache_dir="/fast/disk")
+  assert data.in_run(mine, "/runs/a", workers=1).cache_dir == "/fast/disk"
