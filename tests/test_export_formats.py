@@ -227,10 +227,10 @@ def test_saved_model_signature_helper(exported, export_data, keras_model):
     saved_model_lib.load_signature(path, "serve_bytes")
 
 
-def _shapes10_config(**sizes):
+def _shapes10_config(augment=True, **sizes):
   sizes = {"shapes10_train_size": 120, "shapes10_validation_size": 60,
            "shapes10_test_size": 50, **sizes}
-  return data_lib.DataConfig(dataset="shapes10", image_size=SIZE, batch_size=50, augment=True,
+  return data_lib.DataConfig(dataset="shapes10", image_size=SIZE, batch_size=50, augment=augment,
                              **sizes)
 
 
@@ -244,6 +244,23 @@ def test_representative_images_come_unaugmented_from_the_training_split():
   assert all(image.tobytes() in originals for image in data.calibration_images)
   assert data.class_names == shapes10.CLASS_NAMES
   assert data.description["augment_for_qat"] is True
+
+
+@pytest.mark.parametrize("augment", [True, False])
+def test_the_export_caches_one_training_pipeline(monkeypatch, augment):
+  # QAT's pipeline may cache (a folder's decoded images); the plain one that
+  # only gives the calibration images must not hold a second copy.
+  loads, original = [], data_lib.load
+
+  def recording_load(config, *args, **kwargs):
+    loads.append((bool(config.augment), config.cache))
+    return original(config, *args, **kwargs)
+
+  monkeypatch.setattr(data_lib, "load", recording_load)
+  exporter.load_export_data(_shapes10_config(augment=augment), calibration_images=20,
+                            max_eval_images=10)
+  caching = [load for load in loads if load[1] != data_lib.NONE]
+  assert caching == [(augment, "auto")], loads
 
 
 def test_accuracy_images_come_from_the_test_split():

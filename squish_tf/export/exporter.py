@@ -134,8 +134,16 @@ def load_export_data(config: data_lib.DataConfig,
   without one (or a data module without `load_test`) falls back to the
   validation split, and `description["accuracy_split"]` says which.
   """
-  plain_train, val_ds, info = data_lib.load(dataclasses.replace(config, augment=False))
-  train_ds = data_lib.load(config)[0] if config.augment else plain_train
+  if config.augment:
+    # Two pipelines, one cache: the plain one is read once (200 calibration
+    # images, and validation only as the fallback eval split), so it keeps
+    # nothing; QAT's augmented one caches as `config` says.
+    plain_train, val_ds, info = data_lib.load(
+        dataclasses.replace(config, augment=False, cache=data_lib.NONE))
+    train_ds = data_lib.load(config)[0]
+  else:
+    plain_train, val_ds, info = data_lib.load(config)
+    train_ds = plain_train
   calibration, _ = data_lib.take_images(plain_train, calibration_images)
   eval_ds, eval_split, test_count, fallback = _eval_split(config, val_ds)
   eval_images, eval_labels = data_lib.take_images(eval_ds, max_eval_images)
