@@ -594,12 +594,17 @@ def _batched(elements: tf.data.Dataset, count: int, config: DataConfig,
   to_float = lambda images, labels: (tf.cast(images, tf.float32), labels)
   augmentations = augment_names(config)
   if training and augmentations:
-    augment = augmenter(shuffle_seed, augmentations)
-    # On uint8 batches (a quarter of the bytes), one batch at a time: the layer
-    # draws from a seed variable, so a sequential map keeps the augmentation
-    # reproducible for a given seed. Each call is vectorised over the batch and
-    # prefetching overlaps it with training.
-    ds = ds.map(lambda images, labels: to_float(augment(images), labels))
+    layer = augmentation_layer(shuffle_seed, augmentations)
+    # On uint8 batches (a quarter of the bytes). Each batch draws from its own
+    # seed, the next of `batch_seeds`: a seeded stream that starts afresh, and
+    # differently, on every pass (epoch). A pass's batches therefore depend only
+    # on the seed and how many passes came before, never on how far the
+    # prefetch ran ahead of a loop that stopped early (batch-norm
+    # recalibration's 16 batches, Keras peeking at a batch under a strategy):
+    # with a seed variable drawn from in the map, they did.
+    ds = tf.data.Dataset.zip((ds, batch_seeds(shuffle_seed)))
+    ds = ds.map(lambda batch, seed: to_float(layer(batch[0], seed=seed), batch[1]),
+                num_parallel_calls=tf.data.AUTOTUNE)
   else:
     ds = ds.map(to_float, num_parallel_calls=tf.data.AUTOTUNE)
   options = tf.data.Options()
@@ -679,6 +684,25 @@ def _cache_name(source: str, split: str, *parts: Any) -> str:
   return f"{safe(source)}-{safe(split)}-{_digest(source, split, *parts)}"
 
 
+def batch_seeds(seed: int) -> tf.data.Dataset:
+  """Stateless seeds ([2] int64), one per training batch: a fresh sequence on every pass.
+
+  `Dataset.random` with `rerandomize_each_iteration`: pass k of a pipeline
+  draws the same sequence for the same seed, whatever earlier passes consumed.
+  """
+  return tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+
+
+def augmentation_layer(seed: int, augmentations: AugmentSpec = DEFAULT_AUGMENT
+                       ) -> Optional["RandomFlipTranslation"]:
+  """The augmentation layer for these names (None for no augmentation)."""
+  names = parse_augment(augmentations)
+  if not names:
+    return None
+  return RandomFlipTranslation(TRANSLATION_FACTOR if "translate" in names else 0.0, seed=seed,
+                               flip="flip" in names)
+
+
 def augmenter(seed: int,
               augmentations: AugmentSpec = DEFAULT_AUGMENT) -> Callable[[tf.Tensor], tf.Tensor]:
   """The training augmentation: per-image random translation and/or horizontal flip.
@@ -696,11 +720,9 @@ def augmenter(seed: int,
     A function from image batches [B, H, W, 3] (uint8 or float) to augmented
     batches of the same dtype (the identity for no augmentations).
   """
-  names = parse_augment(augmentations)
-  if not names:
+  layer = augmentation_layer(seed, augmentations)
+  if layer is None:
     return lambda images: images
-  layer = RandomFlipTranslation(TRANSLATION_FACTOR if "translate" in names else 0.0, seed=seed,
-                                flip="flip" in names)
   return lambda images: layer(images, training=True)
 
 
@@ -722,7 +744,7 @@ class RandomFlipTranslation(keras.layers.Layer):
   Args:
     factor: largest shift as a fraction of the image side, in [0, 1); 0 turns
       translation off.
-    seed: seeds the flips and shifts.
+    seed: seeds the flips and shifts of calls that give no per-batch seed.
     flip: whether to mirror a random half of the images.
   """
 
@@ -735,13 +757,18 @@ class RandomFlipTranslation(keras.layers.Layer):
     self.flip = bool(flip)
     self.seed_generator = keras.random.SeedGenerator(seed)
 
-  def call(self, images, training=True):
+  def call(self, images, training=True, seed=None):
+    """`seed`: a [2] integer tensor drawing this batch statelessly (the training
+    pipeline's per-batch seeds); None draws from the layer's seed generator."""
     if not training:
       return images
     ops = keras.ops
     shape = ops.shape(images)
     height, width = ops.cast(shape[1], "float32"), ops.cast(shape[2], "float32")
-    draws = keras.random.uniform((shape[0], 3), seed=self.seed_generator)
+    if seed is not None:
+      draws = tf.random.stateless_uniform(tf.stack([shape[0], 3]), seed=seed)
+    else:
+      draws = keras.random.uniform((shape[0], 3), seed=self.seed_generator)
     if self.flip:
       scale = ops.where(draws[:, 0] < 0.5, -1.0, 1.0)  # -1: mirrored
     else:

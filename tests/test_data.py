@@ -274,20 +274,38 @@ def test_stream_zero_augments_as_the_seeded_layer_and_streams_augment_differentl
   assert config.augment == ("flip", "translate")
   generated, generated_labels = shapes10.generate(32, 32, seed=0, split="train")
   reference = _reference_epoch(config, generated, generated_labels)
-  layer = data.RandomFlipTranslation(data.TRANSLATION_FACTOR, seed=config.seed)
+  layer = data.RandomFlipTranslation(data.TRANSLATION_FACTOR)
+  seeds = list(data.batch_seeds(config.seed).take(2))  # the first pass's per-batch seeds
   stream_0 = _batches(data.load(config)[0])
-  for (images, _), (ref_images, _) in zip(stream_0, reference):
-    np.testing.assert_array_equal(images, layer(tf.constant(ref_images)).numpy())
+  for (images, _), (ref_images, _), seed in zip(stream_0, reference, seeds):
+    np.testing.assert_array_equal(images, layer(tf.constant(ref_images), seed=seed).numpy())
   assert data.stream_seed(0, 0) == 0 and data.stream_seed(7, 0) == 7
   seeds = {data.stream_seed(seed, stream) for seed in range(3) for stream in range(1, 4)}
   assert len(seeds) == 9 and all(0 <= s < 2**31 - 1 for s in seeds)
   # Another stream also draws other augmentations for the same image.
   order = _stack(data.load(_small_shapes10(shapes10_train_size=32), stream=1)[0])[0]
   augmented = _stack(data.load(config, stream=1)[0])[0]
-  layer = data.RandomFlipTranslation(data.TRANSLATION_FACTOR, seed=data.stream_seed(0, 1))
-  expected = np.concatenate([layer(tf.constant(order[i:i + 16])).numpy() for i in (0, 16)])
+  seeds = list(data.batch_seeds(data.stream_seed(0, 1)).take(2))
+  expected = np.concatenate([layer(tf.constant(order[i:i + 16]), seed=seeds[i // 16]).numpy()
+                             for i in (0, 16)])
   np.testing.assert_array_equal(augmented, expected)
   assert not np.array_equal(augmented, _stack(data.load(config)[0])[0])
+
+
+def test_a_pass_augments_the_same_however_far_the_one_before_it_ran():
+  # Batch-norm recalibration reads a few batches of the fine-tune's own pipeline
+  # and stops; how far the prefetch ran ahead of it must not change the epochs after.
+  config = _small_shapes10(shapes10_train_size=64, augment=("translate", "flip"))
+  passes = []
+  for stopped_after in (1, 3):
+    train = data.load(config)[0]
+    for index, _ in enumerate(train):
+      if index + 1 == stopped_after:
+        break
+    passes.append([_stack(train)[0], _stack(train)[0]])
+  for early, late in zip(*passes):
+    np.testing.assert_array_equal(early, late)
+  assert not np.array_equal(passes[0][0], passes[0][1])  # each pass draws anew
 
 
 # -- augmentation names ---------------------------------------------------------
