@@ -1,7 +1,8 @@
 r"""Does evolution beat plain width scaling at equal size? Test top-1 over several seeds.
 
 For every seed: trains the ancestor with the main job's flags (the demo's
-budgets by default), evolves and polishes it into the SquishedNet, trains every
+budgets by default), evolves it and makes the winner the SquishedNet (by default
+its widths trained from scratch for the lineage's budget), trains every
 baseline at the SquishedNet's deployed size with the same recipe and total
 epochs, runs the ablations, and scores everything on the held-out test split
 (nothing here selects or tunes on it). Prints each model's test top-1 as the
@@ -15,11 +16,14 @@ Ablations (`--ablations`, comma-separated, default all):
   no_bn           the whole pipeline without batch norm (ancestor, evolution, polish), at
                   --no_bn_learning_rate (1e-3, from scratch and fine-tuning): the batch-norm
                   rates (4e-3, 3e-3) leave the BN-free ancestor at chance
-  no_distill      evolution and polish from the same ancestor, hard labels only
-  no_polish       the evolved winner before its polish (costs nothing)
-  scratch_widths  the SquishedNet's evolved widths trained from scratch with the
-                  same recipe and total epochs (Liu et al., 2019: did the search find
-                  a better architecture, or only better weights?)
+  no_distill      evolution and the final stage from the same ancestor, hard labels only
+  no_polish       the evolved winner as evolved, before any final stage (costs nothing)
+  polish_inherit  the winner's inherited weights polished for --final_epochs, distilled
+                  (--final_init=inherit): what the scratch training replaces
+  scratch_widths  the evolved widths trained from scratch with the same recipe and
+                  total epochs (Liu et al., 2019: did the search find a better
+                  architecture, or only better weights?); skipped when the
+                  SquishedNet is that already (--final_init=scratch)
   uniform_pressure  evolution and polish with --target_gamma=0: the same F in every
                   layer instead of the pressure shared by module cost
 
@@ -52,10 +56,11 @@ from squish_tf import spec as spec_lib  # noqa: E402
 from squish_tf import synthesis  # noqa: E402
 from squish_tf import train as train_lib  # noqa: E402
 
-ABLATIONS = ("no_bn", "no_distill", "no_polish", "scratch_widths", "uniform_pressure")
+ABLATIONS = ("no_bn", "no_distill", "no_polish", "polish_inherit", "scratch_widths",
+             "uniform_pressure")
 ROWS = ("ancestor", "squishednet", "width_scaled", "width_scaled_distilled", "magnitude_pruned",
-        "mobilenet_v3_small", "no_bn", "no_distill", "no_polish", "scratch_widths",
-        "uniform_pressure")
+        "mobilenet_v3_small", "no_bn", "no_distill", "no_polish", "polish_inherit",
+        "scratch_widths", "uniform_pressure")
 LABELS = {
     "ancestor": "ancestor",
     "squishednet": "SquishedNet",
@@ -65,7 +70,8 @@ LABELS = {
     "mobilenet_v3_small": "MobileNetV3Small",
     "no_bn": "ablation: no batch norm",
     "no_distill": "ablation: no distillation",
-    "no_polish": "ablation: no polish",
+    "no_polish": "ablation: the winner as evolved",
+    "polish_inherit": "ablation: inherited weights polished",
     "scratch_widths": "ablation: evolved widths from scratch",
     "uniform_pressure": "ablation: one F for all layers",
 }
@@ -147,7 +153,13 @@ def run_seed(seed: int, log) -> dict:
         os.path.join(root, "no_bn"), data_config,
         dataclasses.replace(train_config, learning_rate=rate), dataclasses.replace(
             config, offspring_learning_rate=rate), synth, not FLAGS.batch_norm, log)[2]
-  if "scratch_widths" in ablations:
+  if "polish_inherit" in ablations and config.final_init != "inherit":
+    inherit = dataclasses.replace(config, final_init="inherit")
+    dirs["polish_inherit"] = polish.polish(os.path.join(root, "polish_inherit"), result, inherit,
+                                           data_fn, train_config)
+  if "scratch_widths" in ablations and config.final_init == "scratch":
+    log(f"{root}: scratch_widths skipped: the SquishedNet is its widths trained from scratch")
+  elif "scratch_widths" in ablations:
     widths = model_io.read_spec(final).replace(name="scratch_widths")
     directory = os.path.join(root, "scratch_widths")
     train_ds, val_ds, info = data_fn()

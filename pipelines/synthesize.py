@@ -5,11 +5,13 @@ r"""Deep evolutionary synthesis: evolves thinner SquishedNets from a trained par
 
 Each generation draws --population offspring whose fire-module filters survive
 with probability F * P(c), fine-tunes them (distilled from the teacher), and
-keeps the fittest on the validation split as the next parent; the winner is
-then polished for --final_epochs into <run_dir>/squishednet/. Writes
+keeps the fittest on the validation split as the next parent. The winner then
+becomes the SquishedNet in <run_dir>/squishednet/: its widths trained from
+scratch for the lineage's budget (--final_init=scratch, the default), or its
+weights polished for --final_epochs (--final_init=inherit). Writes
 generations/gen_NNN/cand_MM/, lineage.json and squishednet/ into --run_dir;
 re-running the same command resumes after the last finished candidate (or
-epoch of the polish).
+epoch of the final stage).
 """
 
 import functools
@@ -62,7 +64,8 @@ def main(argv):
                             strategy=strategy)
   if final_dir != result.winner_dir:
     final = model_io.read_json(os.path.join(final_dir, model_io.METRICS_FILE))
-    print(f"polished for {final['train_epochs']} epochs: validation top-1 {final['top1']:.4f}; "
+    how = ("trained from scratch" if final.get("final_init") == "scratch" else "polished")
+    print(f"{how} for {final['train_epochs']} epochs: validation top-1 {final['top1']:.4f}; "
           f"{final_dir}")
 
 

@@ -109,6 +109,7 @@ def _option_table() -> Tuple[_Option, ...]:
       ("float", "offspring_learning_rate", loop.offspring_learning_rate, non_negative),
       ("float", "offspring_warmup_epochs", loop.offspring_warmup_epochs, non_negative),
       ("enum", "offspring_init", loop.offspring_init, {"enum_values": ["inherit", "scratch"]}),
+      ("enum", "final_init", loop.final_init, {"enum_values": list(evolution.FINAL_INITS)}),
       ("integer", "final_epochs", loop.final_epochs, {"lower_bound": 0}),
       ("boolean", "distill", loop.distill, {}),
       ("float", "distill_alpha", loop.distill_alpha, {"lower_bound": 0.0, "upper_bound": 1.0}),

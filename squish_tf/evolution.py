@@ -50,6 +50,8 @@ CONFIG_FILE = "evolution_config.json"
 GENERATIONS_DIR = "generations"
 POLISH_DIR = "squishednet"
 POLISH_ID = "squishednet"
+# How the winner becomes the SquishedNet (`squish_tf.polish`).
+FINAL_INITS = ("scratch", "inherit")
 ANCESTOR_ID = "ancestor"
 LINEAGE_VERSION = 1
 # A size target is aimed at this fraction of itself (see _generation_synthesis).
@@ -79,8 +81,13 @@ class EvolutionConfig:
     offspring_warmup_epochs: linear warm-up of every fine-tune, in epochs.
     offspring_init: "inherit" (weights sliced from the parent) or "scratch"
       (fresh weights, trained with the ancestor's warm-up).
-    final_epochs: fine-tuning epochs of the winner before export (the polish;
-      0 skips it).
+    final_init: how the winner becomes the SquishedNet (`squish_tf.polish`):
+      "scratch" trains its widths from fresh weights for the lineage's budget
+      (ancestor + chosen offspring + final_epochs) as the baselines train;
+      "inherit" fine-tunes its inherited weights for final_epochs (the polish).
+    final_epochs: the final stage's share of the lineage's budget: the
+      polish's epochs, or what scratch training adds to the lineage's epochs
+      (0 skips the stage and ships the winner as evolved).
     distill: offspring fine-tunes and the polish learn from the teacher's
       softened predictions as well as the labels.
     distill_alpha: weight of the distillation term (0 = labels only).
@@ -115,6 +122,7 @@ class EvolutionConfig:
   offspring_learning_rate: float = 3e-3
   offspring_warmup_epochs: float = 0.25
   offspring_init: str = "inherit"
+  final_init: str = "scratch"
   final_epochs: int = 4
   distill: bool = True
   distill_alpha: float = distill_lib.DistillConfig.alpha
@@ -147,6 +155,9 @@ class EvolutionConfig:
     if self.teacher not in distill_lib.TEACHERS:
       raise ValueError(f"--teacher must be one of {distill_lib.TEACHERS}, got {self.teacher!r}.")
     self.distill_config()  # validates alpha and temperature
+    if self.final_init not in FINAL_INITS:
+      allowed = " or ".join(repr(init) for init in FINAL_INITS)
+      raise ValueError(f"--final_init must be {allowed}, got {self.final_init!r}.")
     if self.offspring_init not in surgery.OFFSPRING_INITS:
       allowed = " or ".join(repr(init) for init in surgery.OFFSPRING_INITS)
       raise ValueError(f"--offspring_init must be {allowed}, got {self.offspring_init!r}.")
@@ -801,13 +812,13 @@ def run_identity(parent_dir: str, config: EvolutionConfig, synth: synthesis.Synt
                  train_config: Optional[train_lib.TrainConfig] = None) -> Dict[str, Any]:
   """What a run dir's lineage depends on, flag by flag (evolution_config.json).
 
-  Not in it: --workers (results do not depend on it) and --final_epochs (the
-  polish comes after the lineage). `parent_identity` adds the parent itself.
+  Not in it: --workers (results do not depend on it), --final_init and
+  --final_epochs (the final stage comes after the lineage). `parent_identity` adds the parent itself.
   """
   train_config = train_config or train_lib.TrainConfig()
   identity = dict(run_flags or {})
   identity.update({f"--{k}": v for k, v in dataclasses.asdict(config).items()
-                   if k not in ("workers", "final_epochs")})
+                   if k not in ("workers", "final_init", "final_epochs")})
   identity.update({f"--{k}": v for k, v in dataclasses.asdict(train_config).items()
                    if k not in ("epochs", "learning_rate", "warmup_epochs")})
   identity.update({(f"--{k}" if k != "target_fraction" else "synthesis.target_fraction"): v

@@ -137,9 +137,15 @@ def define_synthesis_flags() -> None:
   _define(flags.DEFINE_enum, "offspring_init", loop.offspring_init, ["inherit", "scratch"],
           "inherit: offspring start from the parent's surviving weights; scratch: fresh "
           "initialisation (the Darwin paper's newborns), warmed up like the ancestor.")
+  _define(flags.DEFINE_enum, "final_init", loop.final_init, list(evolution.FINAL_INITS),
+          "How the evolved winner becomes the SquishedNet. scratch: its widths train from "
+          "fresh weights for the lineage's budget (the ancestor's epochs + each chosen "
+          "offspring's + --final_epochs), with the recipe and seed the baselines get; "
+          "inherit: its inherited weights fine-tune for --final_epochs, distilled (the polish).")
   _define(flags.DEFINE_integer, "final_epochs", loop.final_epochs,
-          "Epochs of the final polish: the evolved winner's distilled fine-tune before export "
-          "(the SquishedNet); 0 ships the winner as evolved.", lower_bound=0)
+          "The final stage's share of the lineage's budget: the polish's epochs "
+          "(--final_init=inherit), or the epochs scratch training adds to the lineage's; 0 "
+          "ships the winner as evolved.", lower_bound=0)
   _define(flags.DEFINE_boolean, "distill", loop.distill,
           "Offspring fine-tunes and the polish learn from the teacher's softened predictions "
           "as well as the labels (knowledge distillation).")
@@ -303,7 +309,8 @@ def evolution_config_from_flags(values=None):
       offspring_epochs=v.offspring_epochs,
       offspring_learning_rate=v.offspring_learning_rate,
       offspring_warmup_epochs=v.offspring_warmup_epochs,
-      offspring_init=v.offspring_init, final_epochs=v.final_epochs,
+      offspring_init=v.offspring_init, final_init=v.final_init,
+      final_epochs=v.final_epochs,
       distill=v.distill, distill_alpha=v.distill_alpha,
       distill_temperature=v.distill_temperature, teacher=v.teacher,
       target_size_mb=v.target_size_mb,

@@ -177,7 +177,8 @@ def run_job(config: JobConfig,
         lambda: evolved.update(result=evolve([evolution.console_listener])))
   result = evolved.get("result") or evolve()
 
-  # 3. The polish: the winner's longer, distilled fine-tune is the SquishedNet.
+  # 3. The final stage ("polish"): the winner's widths trained from scratch, or its
+  # inherited weights fine-tuned (--final_init), are the SquishedNet.
   stage("polish", not polish_lib.needs_polish(result, evolution_config)
         or polish_lib.is_complete(run_dir),
         lambda: polish_lib.polish(run_dir, result, evolution_config, data_fn, train_config,
@@ -348,12 +349,11 @@ def train_ancestor_dir(ancestor_dir: str, spec: spec_lib.NetSpec, data_fn: Calla
 
 def lineage_fine_tune_epochs(lineage: Dict[str, Any], config: evolution.EvolutionConfig,
                              squishednet_metrics: Optional[Dict[str, Any]] = None) -> int:
-  """Fine-tuning epochs along the chosen lineage: each chosen offspring's, then the polish's."""
-  chosen = {g["chosen"] for g in lineage["generations"] if g["chosen"]}
-  epochs = sum(int(r.get("train_epochs", config.offspring_epochs))
-               for r in lineage["candidates"] if r["id"] in chosen)
+  """Fine-tuning epochs along the chosen lineage: each chosen offspring's, then the final
+  stage's share (`polish.lineage_epochs`)."""
+  epochs = polish_lib.chosen_fine_tune_epochs(lineage, config)
   if squishednet_metrics and squishednet_metrics.get("polished_from"):
-    epochs += int(squishednet_metrics.get("train_epochs", config.final_epochs))
+    epochs += polish_lib.lineage_epochs(squishednet_metrics)
   return epochs
 
 
@@ -440,7 +440,9 @@ def build_results(config: JobConfig, info: data_lib.DatasetInfo, data_config: da
                              ancestor_entry, lineage["ancestor"]["dir"])
   squished_metrics = model_io.read_json(os.path.join(squishednet_dir, model_io.METRICS_FILE))
   polished = squished_metrics.get("polished_from")
-  label = (f"SquishedNet ({polished}, polished)" if polished
+  retrained = polished and squished_metrics.get("final_init") == "scratch"
+  label = (f"SquishedNet ({polished}'s widths, retrained)" if retrained
+           else f"SquishedNet ({polished}, polished)" if polished
            else f"SquishedNet ({lineage['winner']})")
   models["squishednet"] = entry("squishednet", label, "squishednet", squished_metrics,
                                 squishednet_dir)
@@ -450,6 +452,8 @@ def build_results(config: JobConfig, info: data_lib.DatasetInfo, data_config: da
   models["squishednet"]["train_images"] = (
       int(ancestor_metrics.get("train_images") or 0) + evolution_images
       + int(squished_metrics.get("train_images") or 0 if polished else 0))
+  # Epochs: the lineage's budget (ancestor + chosen offspring + the final stage's share),
+  # which every baseline trains for; from scratch the SquishedNet's own training is that long.
   models["squishednet"]["train_epochs"] = (
       int(ancestor_metrics.get("train_epochs") or 0)
       + lineage_fine_tune_epochs(lineage, evolution_config, squished_metrics))
@@ -483,6 +487,7 @@ def build_results(config: JobConfig, info: data_lib.DatasetInfo, data_config: da
       "generations": lineage["generations"],
       "winner": lineage["winner"],
       "polished": bool(polished),
+      "final_init": squished_metrics.get("final_init", "inherit") if polished else None,
       "stop_reason": lineage["stop_reason"],
       "paper": [dict(p) for p in PAPER],
       "reference": {"squeezenet_v1_1_size_mb": SQUEEZENET_V1_1_SIZE_MB},

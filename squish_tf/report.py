@@ -14,7 +14,7 @@ What the figures mean (squish_tf.job.build_results is the source):
 - `params` / `size_mb` are deployed figures (batch norm folded into the
   convolutions); `keras_params` is Keras' count of the training model.
 - `train_images` counts every image processed in training; for the
-  SquishedNet it includes every candidate evolution trained and the polish.
+  SquishedNet it includes every candidate evolution trained and the final stage.
 
 The figure is drawn on a standalone Agg canvas (no pyplot, no display, no
 global backend switch), so rendering works on a headless server and does not
@@ -78,7 +78,7 @@ def write_report(run_dir: str, results: Mapping[str, Any]) -> Tuple[str, str]:
       keras_params, size_mb, macs, top1, top5, validation_top1, netscore,
       train_epochs, train_images, tflite_fp32_bytes, tflite_int8_bytes,
       litert_images_per_sec, speedup_vs_ancestor, ...}}, candidates,
-      generations, winner, polished, stop_reason, paper, reference,
+      generations, winner, polished, final_init, stop_reason, paper, reference,
       machine, wall_seconds.
 
   Returns:
@@ -318,7 +318,17 @@ def _candidates_by_id(results: Mapping[str, Any]) -> Dict[str, Dict[str, Any]]:
 
 
 def _polished(results: Mapping[str, Any]) -> bool:
+  """Whether a final stage made the SquishedNet from the evolved winner."""
   return bool(results.get("polished")) and bool((results.get("models") or {}).get("squishednet"))
+
+
+def _retrained(results: Mapping[str, Any]) -> bool:
+  """Whether that final stage trained the winner's widths from scratch (--final_init=scratch)."""
+  return _polished(results) and results.get("final_init") == "scratch"
+
+
+def _final_word(results: Mapping[str, Any]) -> str:
+  return "retrained" if _retrained(results) else "polished"
 
 
 def lineage(results: Mapping[str, Any]) -> List[Dict[str, Any]]:
@@ -489,7 +499,14 @@ def summary_paragraph(results: Mapping[str, Any]) -> str:
     sentences = [f"The {name} has no measured figures in these results."]
   else:
     sentences = [f"The {name} {_join(parts)}."]
-  if _polished(results) and results.get("winner"):
+  if _retrained(results) and results.get("winner"):
+    epochs = _number((_models(results).get("squishednet") or {}).get("train_epochs"))
+    sentences.append(f"It is the evolved winner `{results['winner']}`'s widths trained from "
+                     "fresh weights" + (f" for {epochs:.0f} epochs" if epochs else "")
+                     + ", with the recipe, epochs and seed the baselines train with: evolution "
+                     "chose the widths, and the weights it inherited and fine-tuned served the "
+                     "search.")
+  elif _polished(results) and results.get("winner"):
     sentences.append(f"It is the evolved winner `{results['winner']}` after a final, distilled "
                      "fine-tune (the polish).")
   rivals = comparisons(results)
@@ -654,10 +671,18 @@ def _models_notes(results: Mapping[str, Any], models: Mapping[str, Any]) -> str:
     notes.append("Keras params is Keras' `count_params()` of the training model, with batch "
                  "norm unfolded (four vectors per filter: γ, β and the moving mean and "
                  f"variance), e.g. {examples}.")
-  notes.append("Epochs and images trained: what training processed. For the SquishedNet, "
-               "epochs count the ancestor's training, the chosen offspring's fine-tuning and "
-               "the polish (the budget every baseline trains for); images trained also count "
-               "every candidate evolution fine-tuned, discarded ones included.")
+  if _retrained(results):
+    notes.append("Epochs and images trained: what training processed. For the SquishedNet, "
+                 "epochs are the lineage's budget (the ancestor's epochs, the chosen "
+                 "offspring's and --final_epochs), for which its widths trained from scratch "
+                 "and every baseline trains; images trained count the ancestor, every "
+                 "candidate evolution fine-tuned (discarded ones included) and that final "
+                 "training.")
+  else:
+    notes.append("Epochs and images trained: what training processed. For the SquishedNet, "
+                 "epochs count the ancestor's training, the chosen offspring's fine-tuning and "
+                 "the polish (the budget every baseline trains for); images trained also count "
+                 "every candidate evolution fine-tuned, discarded ones included.")
   if any(m.get("gzip_bytes") is not None for m in models.values()):
     notes.append("Magnitude pruning zeroes weights without shrinking the dense file: its "
                  "saving shows in the gzip column and in non-zero params, not in size or speed.")
@@ -722,7 +747,8 @@ def _generations_table(results: Mapping[str, Any]) -> str:
                    _fmt(chosen.get("netscore"), ".2f"), _reason(generation.get("stop_reason"))])
   if _polished(results):
     squished = models.get("squishednet") or {}
-    rows.append(["polish", _text(results.get("winner")), DASH, "**SquishedNet (polished)**"]
+    rows.append(["polish", _text(results.get("winner")), DASH,
+                 f"**SquishedNet ({_final_word(results)})**"]
                 + figures(squished)
                 + [_drop(squished, ancestor), _fmt(squished.get("netscore"), ".2f"), DASH])
   table = _table(header, rows, align=align)
@@ -733,7 +759,10 @@ def _generations_table(results: Mapping[str, Any]) -> str:
                  "Selection and the accuracy budget read the validation column.")
   else:
     notes[0] += "."
-  if _polished(results):
+  if _retrained(results):
+    notes.append("The **polish** row is the SquishedNet: the last generation's winner's widths "
+                 "trained from fresh weights for the lineage's budget, as the baselines train.")
+  elif _polished(results):
     notes.append("The **polish** row is the SquishedNet: the last generation's winner after a "
                  "final, longer fine-tune distilled from the ancestor.")
   return table + "\n\n" + " ".join(notes)
@@ -743,7 +772,11 @@ def _stop_line(results: Mapping[str, Any]) -> str:
   winner, reason = results.get("winner"), results.get("stop_reason")
   if not winner and not reason:
     return ""
-  polish = ", then polished into the SquishedNet" if _polished(results) else ""
+  polish = ""
+  if _retrained(results):
+    polish = ", its widths then trained from scratch into the SquishedNet"
+  elif _polished(results):
+    polish = ", then polished into the SquishedNet"
   return (f"Winner: `{winner or DASH}`{polish}. Stop reason: {_reason(reason)}. Every candidate, "
           "chosen or not, is listed below and in `lineage.json`.")
 
@@ -827,8 +860,13 @@ def _ratio_range(stats: Mapping[str, Any]) -> str:
 
 def _figure_caption(results: Mapping[str, Any]) -> str:
   split = accuracy_split(results)
-  polish = (" star: the SquishedNet, after the polish (dotted: the polish's step from the "
-            "evolved winner);" if _polished(results) else " star: the SquishedNet;")
+  polish = " star: the SquishedNet;"
+  if _retrained(results):
+    polish = (" star: the SquishedNet, the winner's widths trained from scratch (dotted: its "
+              "step from the evolved winner);")
+  elif _polished(results):
+    polish = (" star: the SquishedNet, after the polish (dotted: the polish's step from the "
+              "evolved winner);")
   return (f"Accuracy on the {split} split. Grey: every candidate evolution tried; line: the "
           f"chosen lineage from the ancestor to the evolved winner;{polish} coloured markers: "
           "baselines; hollow markers: the paper's SquishedNets, whose accuracy is on another "
@@ -920,7 +958,8 @@ def pareto_figure(results: Mapping[str, Any]):
     evolved = _candidates_by_id(results).get(results.get("winner")) or {}
     start = point(evolved) if polished else None
     if start:
-      ax.plot(*zip(start, winner), ":", color="C3", linewidth=1.4, zorder=4, label="polish")
+      ax.plot(*zip(start, winner), ":", color="C3", linewidth=1.4, zorder=4,
+              label="retrained from scratch" if _retrained(results) else "polish")
     label = _label("squishednet", squished)
     ax.scatter(*winner, s=180, marker="*", color="C3", edgecolor="black", linewidth=0.6,
                zorder=5, label=label)
@@ -993,7 +1032,7 @@ def format_results_summary(results: Mapping[str, Any]) -> str:
   ancestor = models.get("ancestor") or {}
   dataset = results.get("dataset") or {}
   split = accuracy_split(results)
-  polished = " (polished)" if _polished(results) else ""
+  polished = f" ({_final_word(results)})" if _polished(results) else ""
   lines = [f"run {results.get('run_name') or DASH} ({dataset.get('name') or DASH}): winner "
            f"{results.get('winner') or DASH}{polished}, "
            f"{len(results.get('generations') or [])} generations, "

@@ -123,13 +123,19 @@ def test_results_agree_with_lineage_and_benchmark(readme_run):
   assert bench["settings"]["eval_split"] == "test"
   assert results["models"]["ancestor"]["params"] == lineage["ancestor"]["params"]
   assert [c["id"] for c in results["candidates"]] == [c["id"] for c in lineage["candidates"]]
-  # The budget: the ancestor's epochs, the chosen offspring's and the polish's; images
-  # count every candidate trained.
+  # The budget: the ancestor's epochs, the chosen offspring's and --final_epochs, for which
+  # the winner's widths trained from scratch (the default --final_init); images count the
+  # ancestor, every candidate trained and that final training.
   train, loop, batch = plan.train, plan.evolution, plan.data.batch_size
-  assert squished["train_epochs"] == train.epochs + loop.offspring_epochs + loop.final_epochs
+  budget = train.epochs + loop.offspring_epochs + loop.final_epochs
+  assert loop.final_init == "scratch" and results["final_init"] == "scratch"
+  assert squished["train_epochs"] == budget
+  assert (polished["final_init"], polished["train_epochs"]) == ("scratch", budget)
+  assert polished["teacher"] is None
   images = plan.data.shapes10_train_size // batch * batch  # full batches
   assert squished["train_images"] == images * (
-      train.epochs + loop.population * loop.offspring_epochs + loop.final_epochs)
+      train.epochs + loop.population * loop.offspring_epochs + budget)
+  assert "widths, retrained" in squished["label"]
   batch_sizes = [str(size) for size in plan.job.benchmark.batch_sizes]
   for name in ("ancestor", "squishednet"):
     fp32 = bench["models"][name]["artefacts"]["tflite_fp32"]

@@ -1,5 +1,6 @@
 """Evolution from a batch-norm parent, the data streams, the teacher, and the final polish."""
 
+import dataclasses
 import os
 
 import keras
@@ -8,7 +9,9 @@ import pytest
 
 from squish_tf import data as data_lib
 from squish_tf import evolution
+from squish_tf import job
 from squish_tf import model_io
+from squish_tf import models
 from squish_tf import polish
 from squish_tf import synthesis
 from squish_tf import train as train_lib
@@ -16,7 +19,10 @@ import toy
 
 BN_TINY = toy.TINY.replace(batch_norm=True, name="tiny_bn")
 CONFIG = evolution.EvolutionConfig(generations=1, population=2, offspring_epochs=1,
-                                   max_accuracy_drop=1.0, final_epochs=3, seed=2)
+                                   max_accuracy_drop=1.0, final_init="inherit", final_epochs=3,
+                                   seed=2)
+SCRATCH = dataclasses.replace(CONFIG, final_init="scratch")
+PARENT_EPOCHS = 6
 SYNTH = synthesis.SynthesisConfig(env_mode="target", target_fraction=0.6)
 
 
@@ -27,7 +33,8 @@ def bn_run(tmp_path_factory):
   parent = str(root / "ancestor")
   train, val, info = toy.data()
   train_lib.train_model_dir(parent, BN_TINY, data_lib.DataConfig(image_size=32),
-                            train_lib.TrainConfig(epochs=6, learning_rate=1e-2, warmup_epochs=0),
+                            train_lib.TrainConfig(epochs=PARENT_EPOCHS, learning_rate=1e-2,
+                                                  warmup_epochs=0),
                             train, val, info, seed=0, verbose=0)
   streams = []
 
@@ -104,6 +111,56 @@ def test_polish_fine_tunes_the_winner_and_resumes_after_a_kill(bn_run, monkeypat
   assert polish.polish(run_dir, result, CONFIG, toy.data) == out
 
 
+def test_scratch_trains_the_winners_widths_afresh_for_the_lineages_budget(bn_run, tmp_path,
+                                                                         monkeypatch):
+  result = bn_run["result"]
+  recipe = train_lib.TrainConfig(epochs=PARENT_EPOCHS, learning_rate=1e-2, warmup_epochs=0)
+  budget = PARENT_EPOCHS + CONFIG.offspring_epochs + SCRATCH.final_epochs  # one generation
+  assert polish.scratch_epochs(result, SCRATCH, recipe) == budget
+  winner_spec = model_io.read_spec(result.winner_dir)
+  original, seen, begun = train_lib.fit, [], []
+
+  class Die(keras.callbacks.Callback):
+    def on_epoch_begin(self, epoch, logs=None):
+      begun.append(epoch)
+
+    def on_epoch_end(self, epoch, logs=None):
+      if epoch == 0 and len(begun) == 1:
+        raise _Stop()
+
+  def fit_watched(model_fn, *args, callbacks=(), **kwargs):
+    def watched():
+      model = model_fn()
+      seen.append(([w.copy() for w in model.get_weights()], kwargs.get("teacher_fn"), args[2]))
+      return model
+    return original(watched, *args, callbacks=list(callbacks) + [Die()], **kwargs)
+
+  monkeypatch.setattr(train_lib, "fit", fit_watched)
+  run_dir = str(tmp_path / "scratch_run")
+  with pytest.raises(_Stop):  # killed after its first epoch
+    polish.polish(run_dir, result, SCRATCH, toy.data, recipe, verbose=0)
+  out = polish.polish(run_dir, result, SCRATCH, toy.data, recipe, verbose=0)
+  assert begun == list(range(budget))  # resumed at epoch 1
+  # Fresh weights: the winner's widths initialised as a baseline is, not its trained weights.
+  fresh = models.build_model(winner_spec, seed=SCRATCH.seed).get_weights()
+  inherited = keras.models.load_model(os.path.join(result.winner_dir, model_io.MODEL_FILE))
+  start, teacher_fn, fit_config = seen[0]
+  assert all(np.array_equal(a, b) for a, b in zip(start, fresh))
+  assert not all(np.array_equal(a, b) for a, b in zip(start, inherited.get_weights()))
+  assert teacher_fn is None  # labels only, as the baselines train
+  assert (fit_config.epochs, fit_config.learning_rate) == (budget, recipe.learning_rate)
+  metrics = model_io.read_json(os.path.join(out, model_io.METRICS_FILE))
+  assert (metrics["final_init"], metrics["train_epochs"]) == ("scratch", budget)
+  assert metrics["polished_from"] == result.winner_id and metrics["params"] == winner_spec.params()
+  assert model_io.read_spec(out).architecture_key() == winner_spec.architecture_key()
+  # The baselines train for exactly as long as the SquishedNet did.
+  assert job.baseline_budget(out, result, SCRATCH, recipe, 0).total_epochs == budget
+  # A finished SquishedNet made another way is refused, not passed off as this one.
+  with pytest.raises(ValueError, match=r"was made with --final_init=scratch --final_epochs=3, "
+                                       r"not --final_init=inherit --final_epochs=3\. Delete it"):
+    polish.polish(run_dir, result, CONFIG, toy.data, recipe)
+
+
 def test_nothing_to_polish_when_the_ancestor_wins_or_final_epochs_is_0(bn_run):
   result = bn_run["result"]
   ancestor_won = evolution.EvolutionResult(result.run_dir, evolution.ANCESTOR_ID,
@@ -126,6 +183,8 @@ def test_fine_tunes_follow_the_training_recipe():
   assert scratch.warmup_epochs == 1.0  # newborns warm up like the ancestor
   with pytest.raises(ValueError, match="--teacher must be one of"):
     evolution.EvolutionConfig(teacher="oracle")
+  with pytest.raises(ValueError, match="--final_init must be 'scratch' or 'inherit', got 'warm'"):
+    evolution.EvolutionConfig(final_init="warm")
   with pytest.raises(ValueError, match="--final_epochs must be an integer >= 0"):
     evolution.EvolutionConfig(final_epochs=-1)
 

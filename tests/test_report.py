@@ -462,3 +462,18 @@ def test_console_summary():
   mobilenet = next(line for line in lines if line.strip().startswith("mobilenet_v3_small"))
   assert "–" in mobilenet
   assert report_lib.format_results_summary(copy.deepcopy({"models": {}})).startswith("run –")
+
+
+def test_a_squishednet_retrained_from_scratch_is_called_so():
+  results = _results()
+  results["final_init"] = "scratch"
+  results["models"]["squishednet"]["train_epochs"] = 14
+  markdown = report_lib.render_markdown(results)
+  assert ("It is the evolved winner `gen_003/cand_00`'s widths trained from fresh weights for 14 "
+          "epochs, with the recipe, epochs and seed the baselines train with" in markdown)
+  assert "distilled fine-tune (the polish)" not in markdown
+  _, rows = _table_after(markdown, "## Generations")
+  assert rows["polish"]["Chosen"] == "**SquishedNet (retrained)**"
+  assert "its widths then trained from scratch into the SquishedNet." in markdown
+  assert "for which its widths trained from scratch and every baseline trains" in markdown
+  assert "winner gen_003/cand_00 (retrained)" in report_lib.format_results_summary(results)
