@@ -30,7 +30,7 @@ import math
 import os
 import shutil
 import time
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 import keras
 import numpy as np
@@ -190,7 +190,9 @@ def run_baselines(run_dir: str,
                   names=BASELINES,
                   strategy: Optional[tf.distribute.Strategy] = None,
                   verbose: Any = 0,
-                  workers: int = 1) -> Dict[str, str]:
+                  workers: int = 1,
+                  beside: Sequence[Tuple[Callable[..., Any], tuple, dict]] = ()
+                  ) -> Dict[str, str]:
   """Trains each baseline into `<run_dir>/baselines/<name>` (skipping complete ones).
 
   Args:
@@ -206,6 +208,9 @@ def run_baselines(run_dir: str,
     workers: baselines trained at once in spawned processes (1: one after the
       other in this process). The baselines are independent and small models
       leave a core idle, so 2 workers on 2 cores finish sooner.
+    beside: other independent trainings, (function, args, kwargs), picklable,
+      run in the same pool before the baselines (the SquishedNet's training
+      from scratch, whose size and epochs are known before it trains).
 
   Returns:
     {baseline name: model dir}.
@@ -218,10 +223,12 @@ def run_baselines(run_dir: str,
           if not os.path.isfile(os.path.join(out[name], model_io.METRICS_FILE))]
   # A strategy cannot leave this process; no more workers than baselines left
   # (each worker's share of the cores is cores / workers).
-  with workers_lib.WorkerPool(1 if strategy is not None else max(1, min(workers, len(todo)))
+  jobs = len(todo) + len(beside)
+  with workers_lib.WorkerPool(1 if strategy is not None else max(1, min(workers, jobs))
                               ) as pool:
-    futures = [pool.submit(_train_one, name, out[name], ancestor_dir, budget, data_fn,
-                           strategy if pool.in_process else None, verbose) for name in todo]
+    futures = [pool.submit(function, *args, **kwargs) for function, args, kwargs in beside]
+    futures += [pool.submit(_train_one, name, out[name], ancestor_dir, budget, data_fn,
+                            strategy if pool.in_process else None, verbose) for name in todo]
     for future in futures:
       future.result()  # in process the baseline trains here; a worker's error re-raises here
   return out

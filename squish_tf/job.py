@@ -133,11 +133,11 @@ def run_job(config: JobConfig,
   times_path = os.path.join(run_dir, STAGE_TIMES_FILE)
   times: Dict[str, float] = model_io.optional_read_json(times_path) or {}
 
-  def stage(name: str, done: bool, work: Callable[[], None]) -> None:
+  def stage(name: str, done: bool, work: Callable[[], None], note: str = "") -> None:
     if done:
       log(f"[{name}] already complete, skipped")
     else:
-      log(f"[{name}] ...")
+      log(f"[{name}] ...{note}")
       start = time.time()
       work()
       times[name] = times.get(name, 0.0) + time.time() - start
@@ -179,24 +179,34 @@ def run_job(config: JobConfig,
 
   # 3. The final stage ("polish"): the winner's widths trained from scratch, or its
   # inherited weights fine-tuned (--final_init), are the SquishedNet.
-  stage("polish", not polish_lib.needs_polish(result, evolution_config)
-        or polish_lib.is_complete(run_dir),
-        lambda: polish_lib.polish(run_dir, result, evolution_config, data_fn, train_config,
-                                  strategy=strategy, verbose=verbose))
+  # 4. The baselines, at the SquishedNet's size, epochs and recipe. Trained from scratch, the
+  # SquishedNet's size and epochs are known before it trains, so with worker processes it
+  # trains beside the baselines (small networks leave a core idle): stage 3 then trains both.
   squishednet_dir = polish_lib.squishednet_dir(run_dir, result, evolution_config)
-
-  # 4. Baselines at the SquishedNet's size, epochs and recipe.
-  budget = baseline_budget(squishednet_dir, result, evolution_config, train_config,
-                           data_config.seed)
   baseline_dirs = {name: os.path.join(run_dir, "baselines", name) for name in config.baselines}
+  polish_done = (not polish_lib.needs_polish(result, evolution_config)
+                 or polish_lib.is_complete(run_dir))
+  baselines_done = lambda: all(model_io.optional_read_json(os.path.join(  # noqa: E731
+      d, model_io.METRICS_FILE)) is not None for d in baseline_dirs.values())
+  train_polish = functools.partial(polish_lib.polish, run_dir, result, evolution_config, data_fn,
+                                   train_config, verbose=verbose)
+  budget = None
 
-  def train_baselines():
+  def train_baselines(beside=()):
     baselines_lib.run_baselines(run_dir, ancestor_dir, budget, data_fn, names=config.baselines,
                                 strategy=strategy, verbose=verbose,
-                                workers=evolution_config.workers)
+                                workers=evolution_config.workers, beside=beside)
 
-  stage("baselines", all(model_io.optional_read_json(os.path.join(d, model_io.METRICS_FILE))
-                         is not None for d in baseline_dirs.values()), train_baselines)
+  if (not polish_done and evolution_config.final_init == "scratch" and strategy is None
+      and evolution_config.workers > 1 and not baselines_done()):
+    budget = planned_budget(result, evolution_config, train_config, data_config.seed)
+    stage("polish", False, lambda: train_baselines([(train_polish, (), {})]),
+          note=" (the SquishedNet from scratch, beside the baselines in worker processes)")
+  else:
+    stage("polish", polish_done, lambda: train_polish(strategy=strategy))
+    budget = baseline_budget(squishednet_dir, result, evolution_config, train_config,
+                             data_config.seed)
+  stage("baselines", baselines_done(), train_baselines)
 
   # 5. Exports: the SquishedNet in full, the ancestor and the baselines for comparison.
   # Everything is trained by now: the export's accuracy pass is the first to read
@@ -362,9 +372,25 @@ def baseline_budget(squishednet_dir: str, result: evolution.EvolutionResult,
                     seed: int) -> baselines_lib.BaselineBudget:
   """The SquishedNet's size and training epochs, and the recipe every baseline trains with."""
   metrics = model_io.read_json(os.path.join(squishednet_dir, model_io.METRICS_FILE))
-  fine_tune = lineage_fine_tune_epochs(result.lineage, config, metrics)
+  return _budget(int(metrics["params"]), lineage_fine_tune_epochs(result.lineage, config, metrics),
+                 config, train_config, seed)
+
+
+def planned_budget(result: evolution.EvolutionResult, config: evolution.EvolutionConfig,
+                   train_config: train_lib.TrainConfig, seed: int) -> baselines_lib.BaselineBudget:
+  """`baseline_budget` before a --final_init=scratch SquishedNet has trained: it has the
+  winner's widths, and the lineage's epochs are known."""
+  if config.final_init != "scratch":
+    raise ValueError("Only a SquishedNet trained from scratch has its budget before it trains.")
+  fine_tune = polish_lib.chosen_fine_tune_epochs(result.lineage, config) + config.final_epochs
+  return _budget(model_io.read_spec(result.winner_dir).params(), fine_tune, config, train_config,
+                 seed)
+
+
+def _budget(target_params: int, fine_tune: int, config: evolution.EvolutionConfig,
+            train_config: train_lib.TrainConfig, seed: int) -> baselines_lib.BaselineBudget:
   return baselines_lib.BaselineBudget(
-      target_params=int(metrics["params"]), total_epochs=train_config.epochs + fine_tune,
+      target_params=target_params, total_epochs=train_config.epochs + fine_tune,
       fine_tune_epochs=max(1, fine_tune), train_config=train_config,
       fine_tune_learning_rate=config.offspring_learning_rate,
       fine_tune_warmup_epochs=config.offspring_warmup_epochs,

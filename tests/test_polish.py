@@ -7,6 +7,7 @@ import keras
 import numpy as np
 import pytest
 
+from squish_tf import baselines as baselines_lib
 from squish_tf import data as data_lib
 from squish_tf import evolution
 from squish_tf import job
@@ -153,8 +154,18 @@ def test_scratch_trains_the_winners_widths_afresh_for_the_lineages_budget(bn_run
   assert (metrics["final_init"], metrics["train_epochs"]) == ("scratch", budget)
   assert metrics["polished_from"] == result.winner_id and metrics["params"] == winner_spec.params()
   assert model_io.read_spec(out).architecture_key() == winner_spec.architecture_key()
-  # The baselines train for exactly as long as the SquishedNet did.
+  # The baselines train for exactly as long as the SquishedNet did, a budget known before it
+  # trained (so the job may train it beside them, in the baselines' pool).
   assert job.baseline_budget(out, result, SCRATCH, recipe, 0).total_epochs == budget
+  assert job.planned_budget(result, SCRATCH, recipe, 0) == job.baseline_budget(
+      out, result, SCRATCH, recipe, 0)
+  with pytest.raises(ValueError, match="Only a SquishedNet trained from scratch"):
+    job.planned_budget(result, CONFIG, recipe, 0)
+  ran = []
+  assert baselines_lib.run_baselines(run_dir, bn_run["parent"], job.planned_budget(
+      result, SCRATCH, recipe, 0), toy.data, names=(), beside=[(
+          lambda *args, **kwargs: ran.append((args, kwargs)), (1,), {"x": 2})]) == {}
+  assert ran == [((1,), {"x": 2})]
   # A finished SquishedNet made another way is refused, not passed off as this one.
   with pytest.raises(ValueError, match=r"was made with --final_init=scratch --final_epochs=3, "
                                        r"not --final_init=inherit --final_epochs=3\. Delete it"):
