@@ -80,6 +80,36 @@ def test_predictions_are_exact_functions_of_the_table():
   assert again.predict(child) == table.predict(child)
 
 
+def test_predictions_price_channels_at_the_tables_multiple():
+  table, truth = fake_table()
+  padded = dataclasses.replace(table, channel_multiple=8)
+  pad = lambda c: -(-c // 8) * 8  # noqa: E731
+  rng = np.random.default_rng(2)
+  counts = {name: int(rng.integers(max(1, n // 4), n + 1)) for name, n in TINY.prunable_layers()}
+  child = synthesis._spec_with_counts(TINY, counts, "child")  # pylint: disable=protected-access
+  ops = latency.conv_ops(child)
+  assert any(op.filters % 8 for op in ops)  # odd counts to round
+  by_hand = table.intercept_ms + table.slope * sum(
+      truth[op.name](op.in_channels if op.name == "conv1" else pad(op.in_channels),
+                     op.filters if op.name == "conv10" else pad(op.filters)) for op in ops)
+  assert padded.predict(child) == pytest.approx(by_hand, rel=1e-12)
+  assert padded.predict(child) > table.predict(child)
+  # Expectations stay unpadded: synthesis compares them with each other, smoothly.
+  assert padded.predict_counts(TINY, counts) == table.predict_counts(TINY, counts)
+  again = latency.LatencyTable.from_json(json.loads(json.dumps(padded.to_json())))
+  assert again.channel_multiple == 8 and again.predict(child) == padded.predict(child)
+  assert [latency.pad_channels(c, 8) for c in (1, 8, 9, 33.0)] == [8, 8, 16, 40]
+  assert latency.pad_channels(5.5, 1) == 5.5
+
+
+def test_the_multiple_is_the_one_the_calibration_networks_fit_best():
+  measured = [1.0, 0.8, 0.5]
+  by_multiple = {1: [1.0, 0.6, 0.5], 4: [2.0, 1.6, 1.0], 8: [0.5, 0.4, 0.25]}  # 4 and 8 exact
+  assert latency.choose_multiple(by_multiple, measured) == 4  # a tie goes to the smaller
+  by_multiple[4] = [2.0, 1.5, 1.0]
+  assert latency.choose_multiple(by_multiple, measured) == 8
+
+
 def test_a_table_for_another_resolution_or_architecture_is_refused():
   table, _ = fake_table()
   with pytest.raises(ValueError, match="measured at input"):
