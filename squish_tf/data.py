@@ -695,16 +695,6 @@ def batch_seeds(seed: int) -> tf.data.Dataset:
 
 def augmentation_layer(seed: int, augmentations: AugmentSpec = DEFAULT_AUGMENT
                        ) -> Optional["RandomFlipTranslation"]:
-  """The augmentation layer for these names (None for no augmentation)."""
-  names = parse_augment(augmentations)
-  if not names:
-    return None
-  return RandomFlipTranslation(TRANSLATION_FACTOR if "translate" in names else 0.0, seed=seed,
-                               flip="flip" in names)
-
-
-def augmenter(seed: int,
-              augmentations: AugmentSpec = DEFAULT_AUGMENT) -> Callable[[tf.Tensor], tf.Tensor]:
   """The training augmentation: per-image random translation and/or horizontal flip.
 
   Horizontal flips are label-safe for every shapes10 class (each has a mirror
@@ -713,17 +703,18 @@ def augmenter(seed: int,
   offered.
 
   Args:
-    seed: seeds the layer; the same seed gives the same sequence of batches.
+    seed: seeds the layer's own draws (calls without a per-batch seed).
     augmentations: which augmentations, any spelling `parse_augment` accepts.
 
   Returns:
-    A function from image batches [B, H, W, 3] (uint8 or float) to augmented
-    batches of the same dtype (the identity for no augmentations).
+    The layer, called on image batches [B, H, W, 3] (uint8 or float) with
+    training=True and optionally a per-batch seed; None for no augmentations.
   """
-  layer = augmentation_layer(seed, augmentations)
-  if layer is None:
-    return lambda images: images
-  return lambda images: layer(images, training=True)
+  names = parse_augment(augmentations)
+  if not names:
+    return None
+  return RandomFlipTranslation(TRANSLATION_FACTOR if "translate" in names else 0.0, seed=seed,
+                               flip="flip" in names)
 
 
 class RandomFlipTranslation(keras.layers.Layer):

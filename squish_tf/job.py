@@ -190,9 +190,8 @@ def run_job(config: JobConfig,
       d, model_io.METRICS_FILE)) is not None for d in baseline_dirs.values())
   train_polish = functools.partial(polish_lib.polish, run_dir, result, evolution_config, data_fn,
                                    train_config, verbose=verbose)
-  budget = None
 
-  def train_baselines(beside=()):
+  def train_baselines(budget, beside=()):
     baselines_lib.run_baselines(run_dir, ancestor_dir, budget, data_fn, names=config.baselines,
                                 strategy=strategy, verbose=verbose,
                                 workers=evolution_config.workers, beside=beside)
@@ -200,13 +199,13 @@ def run_job(config: JobConfig,
   if (not polish_done and evolution_config.final_init == "scratch" and strategy is None
       and evolution_config.workers > 1 and not baselines_done()):
     budget = planned_budget(result, evolution_config, train_config, data_config.seed)
-    stage("polish", False, lambda: train_baselines([(train_polish, (), {})]),
+    stage("polish", False, lambda: train_baselines(budget, [(train_polish, (), {})]),
           note=" (the SquishedNet from scratch, beside the baselines in worker processes)")
   else:
     stage("polish", polish_done, lambda: train_polish(strategy=strategy))
     budget = baseline_budget(squishednet_dir, result, evolution_config, train_config,
                              data_config.seed)
-  stage("baselines", baselines_done(), train_baselines)
+  stage("baselines", baselines_done(), lambda: train_baselines(budget))
 
   # 5. Exports: the SquishedNet in full, the ancestor and the baselines for comparison.
   # Everything is trained by now: the export's accuracy pass is the first to read
@@ -382,9 +381,8 @@ def planned_budget(result: evolution.EvolutionResult, config: evolution.Evolutio
   winner's widths, and the lineage's epochs are known."""
   if config.final_init != "scratch":
     raise ValueError("Only a SquishedNet trained from scratch has its budget before it trains.")
-  fine_tune = polish_lib.chosen_fine_tune_epochs(result.lineage, config) + config.final_epochs
-  return _budget(model_io.read_spec(result.winner_dir).params(), fine_tune, config, train_config,
-                 seed)
+  return _budget(model_io.read_spec(result.winner_dir).params(),
+                 polish_lib.scratch_fine_tune_epochs(result, config), config, train_config, seed)
 
 
 def _budget(target_params: int, fine_tune: int, config: evolution.EvolutionConfig,

@@ -530,14 +530,12 @@ def measure_table(spec: spec_lib.NetSpec, fmt: str = "fp32", threads: int = 2,
                     "ms": smooth_layer(in_grid, out_grid, raw), "measured_ms": raw}
   table = LatencyTable(format=fmt, threads=threads, input_shape=tuple(spec.input_shape),
                        layers=layers, key=model_io.json_round_trip(table_key(spec, fmt, threads)))
-  measured = [net_ms[name] for name in networks]
-  table.channel_multiple = choose_multiple(
-      {m: [table.layers_ms(scaled, m) for _, scaled in networks.values()] for m in MULTIPLES},
-      measured)
-  calibration = []
-  for name, (width, scaled) in networks.items():
-    calibration.append({"width": width, "layers_ms": table.layers_ms(scaled),
-                        "measured_ms": net_ms[name]})
+  by_multiple = {m: [table.layers_ms(scaled, m) for _, scaled in networks.values()]
+                 for m in MULTIPLES}
+  table.channel_multiple = choose_multiple(by_multiple, [net_ms[name] for name in networks])
+  calibration = [{"width": width, "layers_ms": layers_ms, "measured_ms": net_ms[name]}
+                 for (name, (width, _)), layers_ms in zip(networks.items(),
+                                                          by_multiple[table.channel_multiple])]
   table.intercept_ms, table.slope = fit_network([c["layers_ms"] for c in calibration],
                                                 [c["measured_ms"] for c in calibration])
   table.calibration = calibration

@@ -72,13 +72,18 @@ def chosen_fine_tune_epochs(lineage: Dict[str, Any], config: evolution.Evolution
              for r in lineage["candidates"] if r["id"] in chosen)
 
 
+def scratch_fine_tune_epochs(result: evolution.EvolutionResult,
+                             config: evolution.EvolutionConfig) -> int:
+  """The lineage's fine-tuning epochs a --final_init=scratch SquishedNet stands for: each
+  chosen offspring's + final_epochs (what `lineage_epochs` counts for it, known in advance)."""
+  return chosen_fine_tune_epochs(result.lineage, config) + config.final_epochs
+
+
 def scratch_epochs(result: evolution.EvolutionResult, config: evolution.EvolutionConfig,
                    train_config: train_lib.TrainConfig) -> int:
-  """`--final_init=scratch`'s epochs: the ancestor's + each chosen offspring's + final_epochs."""
-  ancestor_metrics = model_io.optional_read_json(
-      os.path.join(result.lineage["ancestor"]["dir"], model_io.METRICS_FILE)) or {}
-  ancestor_epochs = int(ancestor_metrics.get("train_epochs") or train_config.epochs)
-  return ancestor_epochs + chosen_fine_tune_epochs(result.lineage, config) + config.final_epochs
+  """`--final_init=scratch`'s epochs: --train_epochs (the ancestor's) + each chosen
+  offspring's + final_epochs, the baselines' `total_epochs`."""
+  return train_config.epochs + scratch_fine_tune_epochs(result, config)
 
 
 def lineage_epochs(squishednet_metrics: Mapping[str, Any]) -> int:
@@ -133,7 +138,7 @@ def polish(run_dir: str,
   if config.final_init == "scratch":
     return _train_from_scratch(out, result, config, data_fn, train_config, strategy, verbose)
   start = time.time()
-  winner_model, winner_spec, winner_metrics = model_io.load_model_dir(result.winner_dir)
+  winner_model = model_io.load_model_dir(result.winner_dir)[0]
   ancestor_dir = result.lineage["ancestor"]["dir"]
   seed = evolution.keras_seed([config.seed, *_STREAM_ENTROPY])
   keras.utils.set_random_seed(seed)
@@ -154,25 +159,9 @@ def polish(run_dir: str,
     raise RuntimeError(f"The polish of {result.winner_id} diverged (loss NaN or inf); lower "
                        "--offspring_learning_rate, or pass --final_epochs=0 to ship the winner "
                        "as evolved.")
-  ancestor_spec = model_io.read_spec(ancestor_dir)
-  evaluation = train_lib.evaluate(fit.model, val_ds)
-  metrics: Dict[str, Any] = metrics_lib.model_metrics(winner_spec, evaluation, ancestor_spec)
-  metrics.update({
-      "id": evolution.POLISH_ID,
-      "polished_from": result.winner_id,
-      "final_init": "inherit",
-      "final_epochs": config.final_epochs,
-      "winner_validation_top1": winner_metrics.get("top1"),
-      "train_epochs": fit_config.epochs,
-      "train_images": fit_config.epochs * evolution.images_per_epoch(train_ds, info),
-      "teacher": evolution.ANCESTOR_ID if config.distill else None,
-      "fine_tune_images_per_sec": fit.train_images_per_sec,
-      "wall_seconds": time.time() - start,
-  })
-  with model_io.atomic_path(out) as temp:
-    model_io.write_model_dir(temp, fit.model, winner_spec, metrics)
-  shutil.rmtree(work, ignore_errors=True)
-  return out
+  return _write(out, result, config, fit, fit_config, val_ds, train_ds, info, start,
+                teacher=evolution.ANCESTOR_ID if config.distill else None,
+                speed_key="fine_tune_images_per_sec")
 
 
 def _train_from_scratch(out: str, result: evolution.EvolutionResult,
@@ -182,8 +171,6 @@ def _train_from_scratch(out: str, result: evolution.EvolutionResult,
   """The winner's widths from fresh weights, trained as the width-scaled baseline is."""
   start = time.time()
   winner_spec = model_io.read_spec(result.winner_dir)
-  winner_metrics = model_io.read_json(os.path.join(result.winner_dir, model_io.METRICS_FILE))
-  ancestor_dir = result.lineage["ancestor"]["dir"]
   fit_config = dataclasses.replace(train_config,
                                    epochs=scratch_epochs(result, config, train_config))
   # As the baselines: seeded before the pipelines are built, the run's own data stream.
@@ -196,19 +183,29 @@ def _train_from_scratch(out: str, result: evolution.EvolutionResult,
     raise RuntimeError(f"Training {result.winner_id}'s widths from scratch diverged (loss NaN or "
                        "inf); lower --learning_rate, or pass --final_init=inherit to polish the "
                        "evolved weights instead.")
+  return _write(out, result, config, fit, fit_config, val_ds, train_ds, info, start,
+                teacher=None, speed_key="train_images_per_sec")
+
+
+def _write(out: str, result: evolution.EvolutionResult, config: evolution.EvolutionConfig,
+           fit, fit_config: train_lib.TrainConfig, val_ds, train_ds, info, start: float,
+           teacher: Optional[str], speed_key: str) -> str:
+  """Evaluates the final stage's model on validation and writes `out` atomically (either way)."""
+  winner_spec = model_io.read_spec(result.winner_dir)
+  winner_metrics = model_io.read_json(os.path.join(result.winner_dir, model_io.METRICS_FILE))
+  ancestor_spec = model_io.read_spec(result.lineage["ancestor"]["dir"])
   evaluation = train_lib.evaluate(fit.model, val_ds)
-  metrics: Dict[str, Any] = metrics_lib.model_metrics(winner_spec, evaluation,
-                                                      model_io.read_spec(ancestor_dir))
+  metrics: Dict[str, Any] = metrics_lib.model_metrics(winner_spec, evaluation, ancestor_spec)
   metrics.update({
       "id": evolution.POLISH_ID,
       "polished_from": result.winner_id,
-      "final_init": "scratch",
+      "final_init": config.final_init,
       "final_epochs": config.final_epochs,
       "winner_validation_top1": winner_metrics.get("top1"),
       "train_epochs": fit_config.epochs,
       "train_images": fit_config.epochs * evolution.images_per_epoch(train_ds, info),
-      "teacher": None,
-      "train_images_per_sec": fit.train_images_per_sec,
+      "teacher": teacher,
+      speed_key: fit.train_images_per_sec,
       "wall_seconds": time.time() - start,
   })
   with model_io.atomic_path(out) as temp:
