@@ -19,7 +19,7 @@ import dataclasses
 import functools
 import os
 import time
-from typing import Any, Callable, Dict, Optional, Sequence
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -228,14 +228,12 @@ def run_job(config: JobConfig,
     return export_lib.load_export_data(data_config, calibration_images=config.calibration_images)
 
   def export_all():
-    for model_dir, export_dir, formats in exports.values():
-      if not exported(export_dir, formats):
-        manifest = export_lib.export_all(model_dir, export_dir, formats=formats,
-                                         data=export_data(), qat_epochs=config.qat_epochs,
-                                         qat_learning_rate=config.qat_learning_rate,
-                                         overwrite=True)
-        if model_dir == squishednet_dir:
-          log(export_lib.summary_table(manifest))
+    todo = {name: e for name, e in exports.items() if not exported(e[1], e[2])}
+    pool_size = 1 if strategy is not None else min(evolution_config.workers, len(todo))
+    with workers_lib.WorkerPool(max(1, pool_size)) as pool:
+      manifest = export_models(todo, pool, data_config, export_data, config)
+    if manifest is not None:
+      log(export_lib.summary_table(manifest))
     if ship_jetson:
       jetson_lib.place_reference_bundle(
           os.path.join(exports["ancestor"][1], jetson_lib.BUNDLE_DIR), exports["squishednet"][1])
@@ -300,6 +298,48 @@ def run_job(config: JobConfig,
   for hook in on_stage_done:
     hook("report")
   return results
+
+
+def export_models(todo: Dict[str, Tuple[str, str, Any]],
+                  pool: workers_lib.WorkerPool,
+                  data_config: data_lib.DataConfig,
+                  export_data: Callable[[], export_lib.ExportData],
+                  config: JobConfig) -> Optional[Dict[str, Any]]:
+  """Exports every model of `todo` ({name: (model_dir, export_dir, formats)}).
+
+  With a pool of processes the exports run side by side (each conversion
+  uses about a core): the SquishedNet's QAT fine-tune and the comparison
+  models' exports go to the workers, which draw their own export data from
+  `data_config` (an ExportData holds a tf.data pipeline), while this process
+  converts the SquishedNet's other formats and takes the QAT file when its
+  turn comes. In process they run one after the other on `export_data()`.
+
+  Returns:
+    The SquishedNet's manifest, or None when it was not in `todo`.
+  """
+  common = dict(qat_epochs=config.qat_epochs, qat_learning_rate=config.qat_learning_rate,
+                overwrite=True)
+  if pool.in_process:
+    common["data"] = export_data()
+  else:
+    common.update(data_config=data_config, calibration_images=config.calibration_images)
+  qat = None
+  if ("squishednet" in todo and not pool.in_process
+      and "qat_int8" in export_lib.parse_formats(todo["squishednet"][2], with_data=True)):
+    qat = pool.submit(export_lib.qat_int8_artefact, todo["squishednet"][0], data_config,
+                      config.qat_epochs, config.qat_learning_rate, config.calibration_images)
+  others = [pool.submit(export_lib.export_all, model_dir, export_dir, formats=formats, **common)
+            for name, (model_dir, export_dir, formats) in todo.items() if name != "squishednet"]
+  manifest = None
+  if "squishednet" in todo:
+    model_dir, export_dir, formats = todo["squishednet"]
+    manifest = export_lib.export_all(
+        model_dir, export_dir, formats=formats, data=export_data(),
+        qat_epochs=config.qat_epochs, qat_learning_rate=config.qat_learning_rate,
+        overwrite=True, qat_result=qat.result if qat is not None else None)
+  for future in others:
+    future.result()  # re-raises a worker's error
+  return manifest
 
 
 def exported(export_dir: str, formats: Optional[Sequence[str]]) -> bool:

@@ -308,6 +308,27 @@ def test_int8_export_through_the_data_flags(trained_model_dir, tmp_path):
                                                      "model_int8.tflite"]
 
 
+def test_qat_made_elsewhere_is_the_file_the_export_ships(trained_model_dir, tmp_path):
+  """What the main job's worker makes from the data flags, `export_all(qat_result=)` takes."""
+  config = data_lib.DataConfig(dataset="shapes10", image_size=SIZE, batch_size=50,
+                               shapes10_train_size=150, shapes10_validation_size=80,
+                               shapes10_test_size=70)
+  made = exporter.qat_int8_artefact(trained_model_dir, config, qat_epochs=1,
+                                    calibration_images=100)
+  assert made["epochs"] == 1 and made["tflite"][:8] and len(made["history"]["loss"]) == 1
+  taken = []
+  manifest = exporter.export_all(trained_model_dir, str(tmp_path / "export"), formats="qat_int8",
+                                 data_config=config, calibration_images=100,
+                                 qat_result=lambda: taken.append(1) or made)
+  assert taken == [1]
+  with open(tmp_path / "export" / "model_qat_int8.tflite", "rb") as f:
+    assert f.read() == made["tflite"]
+  assert manifest["formats"]["qat_int8"]["qat"]["epochs"] == 1
+  assert manifest["formats"]["qat_int8"]["accuracy"] is not None
+  with pytest.raises(ValueError, match="qat_epochs >= 1"):
+    exporter.qat_int8_artefact(trained_model_dir, config, qat_epochs=0)
+
+
 def test_main_exports_and_prints_the_table(trained_model_dir, tmp_path):
   export_dir = tmp_path / "from_main"
   done = subprocess.run(

@@ -269,3 +269,55 @@ def test_changing_the_test_labels_changes_no_choice(tmp_path, monkeypatch):
   # ... while the test accuracies do see the permuted labels.
   for name in ("ancestor", "squishednet"):
     assert true["test"][name]["top1"] != permuted["test"][name]["top1"]
+
+
+class _FakeProcessPool:
+  """A pool that says it has worker processes and runs each call when its result is read."""
+
+  in_process = False
+
+  def __init__(self):
+    self.submitted = []
+
+  def submit(self, function, *args, **kwargs):
+    from squish_tf import workers  # pylint: disable=g-import-not-at-top
+    self.submitted.append(function.__name__)
+    return workers.Deferred(function, *args, **kwargs)
+
+
+@pytest.mark.parametrize("with_workers", [False, True])
+def test_exports_with_workers_run_qat_and_comparisons_in_the_pool(monkeypatch, with_workers):
+  """The SquishedNet takes the QAT file made in a worker; comparisons draw their own data."""
+  from squish_tf import export as export_lib  # pylint: disable=g-import-not-at-top
+  from squish_tf import workers  # pylint: disable=g-import-not-at-top
+  calls = []
+
+  def fake_export_all(model_dir, export_dir, formats=None, qat_result=None, **kwargs):
+    qat = qat_result() if qat_result is not None else None
+    calls.append((model_dir, sorted(kwargs), qat))
+    return {"model_dir": model_dir}
+
+  def fake_qat(model_dir, data_config, *args):
+    calls.append(("qat", model_dir, data_config))
+    return {"tflite": b"qat"}
+
+  monkeypatch.setattr(export_lib, "export_all", fake_export_all)
+  monkeypatch.setattr(export_lib, "qat_int8_artefact", fake_qat)
+  data_config = data_lib.DataConfig(image_size=32)
+  todo = {"squishednet": ("sq", "sq/export", "fp32,qat_int8"),
+          "ancestor": ("an", "an/export", ("fp32", "int8")),
+          "width_scaled": ("ws", "ws/export", ("fp32", "int8"))}
+  pool = _FakeProcessPool() if with_workers else workers.WorkerPool(1)
+  manifest = job.export_models(todo, pool, data_config, lambda: "export data",
+                               job.JobConfig(run_dir="unused"))
+  assert manifest == {"model_dir": "sq"}
+  in_main = ["data", "overwrite", "qat_epochs", "qat_learning_rate"]
+  if with_workers:
+    assert pool.submitted == ["fake_qat", "fake_export_all", "fake_export_all"]
+    in_worker = ["calibration_images", "data_config", "overwrite", "qat_epochs",
+                 "qat_learning_rate"]
+    assert calls == [("qat", "sq", data_config),
+                     ("sq", in_main, {"tflite": b"qat"}),
+                     ("an", in_worker, None), ("ws", in_worker, None)]
+  else:  # one after the other, on the data drawn once; the SquishedNet runs its own QAT
+    assert calls == [("sq", in_main, None), ("an", in_main, None), ("ws", in_main, None)]

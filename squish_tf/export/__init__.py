@@ -26,12 +26,13 @@ convolutions. No exported file has batch-norm ops (`op_counts` lists a
 from squish_tf.export.exporter import (DATA_FORMATS, FORMATS, MANIFEST_FILE, SPEC_FORMATS,
                                        ExportData, available_formats, export_all, gzip_size,
                                        is_complete, load_export_data, parse_formats, parity,
-                                       summary_table)
+                                       qat_int8_artefact, summary_table)
 from squish_tf.export.tflite import FILES as TFLITE_FILES
 from squish_tf.export.tflite import TFLiteRunner, op_counts, run_tflite
 
 __all__ = [
     "DATA_FORMATS", "FORMATS", "MANIFEST_FILE", "SPEC_FORMATS", "TFLITE_FILES", "ExportData",
     "TFLiteRunner", "available_formats", "export_all", "gzip_size", "is_complete",
-    "load_export_data", "op_counts", "parse_formats", "parity", "run_tflite", "summary_table",
+    "load_export_data", "op_counts", "parse_formats", "parity", "qat_int8_artefact", "run_tflite",
+    "summary_table",
 ]

@@ -28,7 +28,7 @@ import gzip
 import os
 import shutil
 import time
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import tensorflow as tf
@@ -183,7 +183,8 @@ def export_all(model_dir: str,
                calibration_images: int = CALIBRATION_IMAGES,
                max_eval_images: int = MAX_EVAL_IMAGES,
                num_threads: int = tflite_lib.DEFAULT_NUM_THREADS,
-               verbose: Any = 0) -> Dict[str, Any]:
+               verbose: Any = 0,
+               qat_result: Optional[Callable[[], Dict[str, Any]]] = None) -> Dict[str, Any]:
   """Exports a trained or evolved model directory to every requested format.
 
   Args:
@@ -201,6 +202,10 @@ def export_all(model_dir: str,
     max_eval_images: validation images for the accuracy figures.
     num_threads: LiteRT threads when measuring parity and accuracy.
     verbose: Keras verbosity of QAT fine-tuning.
+    qat_result: returns `qat_int8_artefact`'s result for this model, made
+      elsewhere (the main job runs QAT in a worker process while this one
+      converts the other formats); called when qat_int8's turn comes. None
+      runs QAT here.
 
   Returns:
     The manifest written to `<export_dir>/export.json`.
@@ -299,9 +304,9 @@ def export_all(model_dir: str,
     if "qat_int8" in names:
       # Last: importing tfmot switches tf.keras to tf_keras for the whole process.
       # The trained model, batch norm and all: tfmot quantizes conv + BN + ReLU as one.
-      result = qat_lib.qat_int8_tflite(model, spec, data.train_ds, qat_epochs,
-                                       _float(data.calibration_images),
-                                       learning_rate=qat_learning_rate, verbose=verbose)
+      result = qat_result() if qat_result is not None else qat_lib.qat_int8_tflite(
+          model, spec, data.train_ds, qat_epochs, _float(data.calibration_images),
+          learning_rate=qat_learning_rate, verbose=verbose)
       entry = _tflite_entry(work, "qat_int8", result["tflite"], eval_images, eval_labels,
                             keras_eval, len(parity_images), num_threads)
       entry["qat"] = {"epochs": result["epochs"], "learning_rate": result["learning_rate"],
@@ -319,6 +324,34 @@ def export_all(model_dir: str,
     manifest["files"] = {path: size for path, size in _walk_files(work)}
     model_io.write_json(os.path.join(work, MANIFEST_FILE), manifest)
   return manifest
+
+
+def qat_int8_artefact(model_dir: str,
+                      data_config: data_lib.DataConfig,
+                      qat_epochs: int = 1,
+                      qat_learning_rate: float = qat_lib.DEFAULT_LEARNING_RATE,
+                      calibration_images: int = CALIBRATION_IMAGES,
+                      verbose: Any = 0) -> Dict[str, Any]:
+  """QAT of `model_dir`'s model on its own: what `export_all(qat_result=...)` takes.
+
+  Loads the model and the export's training pipeline and calibration images
+  (the same images `load_export_data` gives `export_all`), so a worker
+  process can run it from picklable arguments while another process
+  converts the other formats. Importing tfmot switches tf.keras to tf_keras
+  in the process that runs it.
+
+  Returns:
+    `qat_lib.qat_int8_tflite`'s result: {"tflite", "history", "epochs", "learning_rate"}.
+  """
+  if qat_epochs < 1:
+    raise ValueError(f"qat_int8 needs --qat_epochs >= 1 (the quantizers' ranges are learned "
+                     f"while fine-tuning), got {qat_epochs}.")
+  model, spec, _ = model_io.load_model_dir(model_dir)
+  _check_image_size(data_config.image_size, spec, "--image_size")
+  data = load_export_data(data_config, calibration_images, max_eval_images=1)
+  return qat_lib.qat_int8_tflite(model, spec, data.train_ds, qat_epochs,
+                                 _float(data.calibration_images),
+                                 learning_rate=qat_learning_rate, verbose=verbose)
 
 
 def is_complete(export_dir: str) -> bool:
