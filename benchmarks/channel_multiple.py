@@ -19,7 +19,7 @@ fp32 and full-int8 TFLite exactly as the export does (`squish_tf.export`;
 int8 calibrated on random pixels, which is fine for timing). Per family and
 format, the three nets plus the multiple-1 file loaded twice (the noise
 floor: it should give 1.00) run interleaved in the shared LiteRT runner,
-batch 1, `--num_threads` threads (`squish_tf.timing`: A B C D A B C D ...,
+batch 1, `--num_threads` threads (`squish_tf.runtime.timing`: A B C D A B C D ...,
 `--rounds` rounds of ~`--round_seconds` per file, then again with the files
 in reverse order; the ratios of both sessions are pooled).
 
@@ -42,16 +42,19 @@ import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import pipelines  # noqa: E402,F401  (imports TensorFlow without its start-up noise)
-
-from absl import app  # noqa: E402
-from absl import flags  # noqa: E402
-from absl import logging  # noqa: E402
+from absl import (
+  app,  # noqa: E402
+  flags,  # noqa: E402
+  logging,  # noqa: E402
+)
 import numpy as np  # noqa: E402
 
-from squish_tf import litert  # noqa: E402
-from squish_tf import spec as spec_lib  # noqa: E402
-from squish_tf import timing  # noqa: E402
+import pipelines  # noqa: E402,F401  (imports TensorFlow without its start-up noise)
+from squish_tf.net import spec as spec_lib  # noqa: E402
+from squish_tf.runtime import (
+  litert,  # noqa: E402
+  timing,  # noqa: E402
+)
 
 _IMAGE_SIZES = flags.DEFINE_list("image_sizes", ["64", "224"], "Input sizes, one session each.")
 _FORMATS = flags.DEFINE_list("formats", ["fp32", "int8"], "TFLite formats: fp32, int8.")
@@ -123,9 +126,9 @@ def rounded_up_spec(odd: spec_lib.NetSpec, multiple: int) -> spec_lib.NetSpec:
 
 def convert(spec: spec_lib.NetSpec, formats, work_dir: str, calibration: int):
   """{format: .tflite bytes} of a random-weight model of `spec`, converted as the export does."""
-  from squish_tf import models  # pylint: disable=g-import-not-at-top
   from squish_tf.export import saved_model as saved_model_lib  # pylint: disable=g-import-not-at-top
   from squish_tf.export import tflite as tflite_lib  # pylint: disable=g-import-not-at-top
+  from squish_tf.net import models  # pylint: disable=g-import-not-at-top
 
   saved = os.path.join(work_dir, spec.name + f"_{spec.input_shape[0]}")
   saved_model_lib.write_saved_model(models.build_model(spec, seed=0), spec, saved)

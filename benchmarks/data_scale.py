@@ -47,19 +47,23 @@ import time
 from typing import Dict, List, Sequence, Tuple
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-import pipelines  # noqa: E402,F401  (imports TensorFlow without its start-up noise)
-
-from absl import app  # noqa: E402
-from absl import flags  # noqa: E402
-from absl import logging  # noqa: E402
+from absl import (
+  app,  # noqa: E402
+  flags,  # noqa: E402
+  logging,  # noqa: E402
+)
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from squish_tf import data  # noqa: E402
-from squish_tf import models  # noqa: E402
-from squish_tf import shapes10  # noqa: E402
-from squish_tf import spec as spec_lib  # noqa: E402
-from squish_tf import train  # noqa: E402
+import pipelines  # noqa: E402,F401  (imports TensorFlow without its start-up noise)
+from squish_tf.data import cache as cache_lib  # noqa: E402
+from squish_tf.data import config as data_config_lib  # noqa: E402
+from squish_tf.data import folder as folder_lib  # noqa: E402
+from squish_tf.data import pipeline as data  # noqa: E402
+from squish_tf.data import shapes10  # noqa: E402
+from squish_tf.net import models  # noqa: E402
+from squish_tf.net import spec as spec_lib  # noqa: E402
+from squish_tf.train import trainer as train  # noqa: E402
 
 _WORK_DIR = flags.DEFINE_string("work_dir", "/tmp/data_scale",
                                 "Where the folder, caches and runs go.")
@@ -68,7 +72,7 @@ _FILE_PX = flags.DEFINE_integer("file_px", 256, "Side of the written JPEG files.
 _IMAGE_SIZE = flags.DEFINE_integer("image_size", 224, "Training image size for (b) and (c).",
                                    lower_bound=8)
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Batch size for (b) and (c).", lower_bound=1)
-_CACHE = flags.DEFINE_enum("cache", "auto", list(data.CACHE_MODES),
+_CACHE = flags.DEFINE_enum("cache", "auto", list(data_config_lib.CACHE_MODES),
                            "Placement of the cached pipeline in (b).")
 _STEPS = flags.DEFINE_integer("steps", 8, "Timed training steps per round in (b).", lower_bound=1)
 _WARMUP_STEPS = flags.DEFINE_integer("warmup_steps", 3, "Untimed steps before each round.",
@@ -152,30 +156,30 @@ def _folder_bytes(root: str) -> int:
 
 def measure_preparation(root: str, cache_dir: str) -> None:
   shutil.rmtree(cache_dir, ignore_errors=True)
-  config = data.DataConfig(dataset="folder", data_dir=root, image_size=_IMAGE_SIZE.value,
+  config = data_config_lib.DataConfig(dataset="folder", data_dir=root, image_size=_IMAGE_SIZE.value,
                            batch_size=_BATCH_SIZE.value, cache="none", cache_dir=cache_dir)
-  data._FOLDER_INDEXES.clear()  # pylint: disable=protected-access
+  folder_lib.FOLDER_INDEXES.clear()
   start = time.perf_counter()
   _, _, info = data.load(config)
   first = time.perf_counter() - start
   later, same_process = [], []
   for _ in range(3):
-    data._FOLDER_INDEXES.clear()  # pylint: disable=protected-access
+    folder_lib.FOLDER_INDEXES.clear()
     start = time.perf_counter()
     data.load(config)
     later.append(time.perf_counter() - start)
     start = time.perf_counter()
     data.load(config)
     same_process.append(time.perf_counter() - start)
-  data._FOLDER_INDEXES.clear()  # pylint: disable=protected-access
+  folder_lib.FOLDER_INDEXES.clear()
   start = time.perf_counter()
   _, test_info = data.load_test(config)
   first_test = time.perf_counter() - start
-  data._FOLDER_INDEXES.clear()  # pylint: disable=protected-access
+  folder_lib.FOLDER_INDEXES.clear()
   start = time.perf_counter()
   data.load_test(config)
   later_test = time.perf_counter() - start
-  index = data.folder_index_path(cache_dir, root)
+  index = folder_lib.folder_index_path(cache_dir, root)
   print(f"(a) preparation: {info.train_count} train + {info.validation_count} validation + "
         f"{test_info.test_count} test files")
   print(f"    first load() (scan, decode-check {info.train_count + info.validation_count} files, "
@@ -214,12 +218,12 @@ def _images_per_sec(model, dataset: tf.data.Dataset) -> float:
 def measure_throughput(root: str, cache_dir: str) -> None:
   shutil.rmtree(cache_dir, ignore_errors=True)
   size = _IMAGE_SIZE.value
-  config = data.DataConfig(dataset="folder", data_dir=root, image_size=size,
+  config = data_config_lib.DataConfig(dataset="folder", data_dir=root, image_size=size,
                            batch_size=_BATCH_SIZE.value, cache=_CACHE.value, cache_dir=cache_dir)
   start = time.perf_counter()
   train_ds, _, info = data.load(config)
   load_seconds = time.perf_counter() - start
-  placement = dict(info.cache)[data.TRAIN]
+  placement = dict(info.cache)[data_config_lib.TRAIN]
   start = time.perf_counter()
   batches = sum(1 for _ in train_ds)  # fills a memory cache (a disk cache is written by load)
   fill_seconds = time.perf_counter() - start
@@ -240,7 +244,7 @@ def measure_throughput(root: str, cache_dir: str) -> None:
   for _ in range(_ROUNDS.value):
     for name, feed in feeds.items():
       rates[name].append(_images_per_sec(model, feed))
-  budget = data.memory_budget(config.processes)
+  budget = cache_lib.memory_budget(config.processes)
   print(f"(b) training throughput at {size} px, batch {_BATCH_SIZE.value}, "
         f"{_STEPS.value} timed steps x {_ROUNDS.value} rounds per feed (A B C A B C ...)")
   print(f"    train split {info.train_count} images = {_gib(info.train_count * size * size * 3)} "
@@ -324,7 +328,7 @@ def measure_job_memory(data_dir: str, run_dir: str, cache: str, images: int) -> 
   seconds = time.perf_counter() - start
   largest_child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
   decoded = images * size * size * 3
-  budget = data.memory_budget(3)
+  budget = cache_lib.memory_budget(3)
   print(f"(c) peak resident memory of `squish --workers=2 --cache={cache}` on {images} images at "
         f"{size} px (decoded {_gib(decoded)}; auto's budget now {_gib(budget)} per process of 3)")
   print(f"    exit {process.returncode} after {seconds:.0f} s (log: {log_path})")
@@ -420,7 +424,7 @@ def main(argv):
   work = _WORK_DIR.value
   print(f"CPUs: {os.cpu_count()}  load average at start: "
         f"{', '.join(f'{v:.2f}' for v in os.getloadavg())}  available memory "
-        f"{_gib(data.available_memory_bytes())}")
+        f"{_gib(cache_lib.available_memory_bytes())}")
   root = os.path.join(work, f"folder_{_NUM_IMAGES.value}_{_FILE_PX.value}px")
   start = time.perf_counter()
   written = write_folder(root, _NUM_IMAGES.value, _FILE_PX.value)

@@ -32,29 +32,33 @@ Every stage resumes (model dirs are written atomically), so a re-run only prints
 
 import dataclasses
 import functools
-import json
 import os
 import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import pipelines  # noqa: E402,F401  (imports TensorFlow without its start-up noise)
-
-from absl import app  # noqa: E402
-from absl import flags  # noqa: E402
+from absl import (
+  app,  # noqa: E402
+  flags,  # noqa: E402
+)
 import numpy as np  # noqa: E402
 
-from squish_tf import baselines  # noqa: E402
-from squish_tf import data as data_lib  # noqa: E402
-from squish_tf import evolution  # noqa: E402
-from squish_tf import flag_defs  # noqa: E402
-from squish_tf import job  # noqa: E402
-from squish_tf import model_io  # noqa: E402
-from squish_tf import polish  # noqa: E402
-from squish_tf import spec as spec_lib  # noqa: E402
-from squish_tf import synthesis  # noqa: E402
-from squish_tf import train as train_lib  # noqa: E402
+import pipelines  # noqa: E402,F401  (imports TensorFlow without its start-up noise)
+from squish_tf import files as files_lib  # noqa: E402
+from squish_tf.data import pipeline as data_lib  # noqa: E402
+from squish_tf.evolve import (
+  evolution,  # noqa: E402
+  polish,  # noqa: E402
+)
+from squish_tf.job import budget as budget_lib  # noqa: E402
+from squish_tf.job import flags as flag_defs  # noqa: E402
+from squish_tf.job import run as job  # noqa: E402
+from squish_tf.net import model_io  # noqa: E402
+from squish_tf.net import spec as spec_lib  # noqa: E402
+from squish_tf.report import console as console_lib  # noqa: E402
+from squish_tf.train import baselines  # noqa: E402
+from squish_tf.train import trainer as train_lib  # noqa: E402
 
 ABLATIONS = ("no_bn", "no_distill", "no_polish", "polish_inherit", "scratch_widths",
              "uniform_pressure")
@@ -104,7 +108,7 @@ def run_pipeline(root: str, data_config, train_config, config, synth, batch_norm
   log(f"{root}: ancestor {time.time() - start:.0f} s")
   start = time.time()
   result = evolution.evolve(ancestor_dir, root, config, synth, data_fn,
-                            listeners=[evolution.console_listener], verbose="auto",
+                            listeners=[console_lib.console_listener], verbose="auto",
                             train_config=train_config)
   log(f"{root}: evolution {time.time() - start:.0f} s, winner {result.winner_id}")
   start = time.time()
@@ -123,7 +127,7 @@ def run_seed(seed: int, log) -> dict:
   data_fn = functools.partial(data_lib.load, data_config)
   ancestor_dir, result, final = run_pipeline(root, data_config, train_config, config, synth,
                                              FLAGS.batch_norm, log)
-  budget = job.baseline_budget(final, result, config, train_config, seed)
+  budget = budget_lib.baseline_budget(final, result, config, train_config, seed)
   start = time.time()
   dirs = {"ancestor": ancestor_dir, "squishednet": final}
   dirs.update(baselines.run_baselines(root, ancestor_dir, budget, data_fn,
@@ -137,14 +141,14 @@ def run_seed(seed: int, log) -> dict:
     no_distill = dataclasses.replace(config, distill=False)
     sub = os.path.join(root, "no_distill")
     ablated = evolution.evolve(ancestor_dir, sub, no_distill, synth, data_fn,
-                               listeners=[evolution.console_listener], verbose="auto",
+                               listeners=[console_lib.console_listener], verbose="auto",
                                train_config=train_config)
     dirs["no_distill"] = polish.polish(sub, ablated, no_distill, data_fn, train_config)
   if "uniform_pressure" in ablations:
     uniform = dataclasses.replace(synth, target_gamma=0.0)
     sub = os.path.join(root, "uniform_pressure")
     ablated = evolution.evolve(ancestor_dir, sub, config, uniform, data_fn,
-                               listeners=[evolution.console_listener], verbose="auto",
+                               listeners=[console_lib.console_listener], verbose="auto",
                                train_config=train_config)
     dirs["uniform_pressure"] = polish.polish(sub, ablated, config, data_fn, train_config)
   if "no_bn" in ablations:
@@ -170,7 +174,7 @@ def run_seed(seed: int, log) -> dict:
   scores = job.evaluate_on_test(dirs, test_ds, log=log)["models"]
   out = {}
   for name, directory in dirs.items():
-    metrics = model_io.read_json(os.path.join(directory, model_io.METRICS_FILE))
+    metrics = files_lib.read_json(os.path.join(directory, model_io.METRICS_FILE))
     out[name] = {"top1": scores[name]["top1"], "params": metrics.get("params"),
                  "size_mb": metrics.get("size_mb"), "validation_top1": metrics.get("top1"),
                  "dir": directory}
@@ -210,7 +214,7 @@ def main(argv):
   start = time.time()
   per_seed = {int(seed): run_seed(int(seed), log) for seed in FLAGS.seeds}
   summary = summarise(per_seed)
-  model_io.write_json(os.path.join(FLAGS.run_dir, "summary.json"),
+  files_lib.write_json(os.path.join(FLAGS.run_dir, "summary.json"),
                       {"per_seed": per_seed, "summary": summary,
                        "flags": flag_defs.flags_text().splitlines()})
   print(f"\nshapes10 at {FLAGS.image_size} px, {FLAGS.shapes10_train_size} training images, "
@@ -237,7 +241,7 @@ def main(argv):
       if name in rows and rows[name]["params"]:
         params = rows[name].get("params")
         if name == "magnitude_pruned":
-          params = model_io.read_json(os.path.join(rows[name]["dir"], model_io.METRICS_FILE)).get(
+          params = files_lib.read_json(os.path.join(rows[name]["dir"], model_io.METRICS_FILE)).get(
               "nonzero_params", params)
         print(f"seed {seed}: {name} {params:,} params vs SquishedNet {squished:,} "
               f"({100 * (params / squished - 1):+.1f}%)")

@@ -4,7 +4,7 @@ For each model: every export format's bytes (and its ratio to the fp32
 .tflite), then LiteRT images/sec of `model_fp32.tflite` and
 `model_int8.tflite` at batch 1 and 8 with 2 threads, and int8/fp32 as a ratio
 measured in the same run. fp32 and int8 are timed interleaved
-(`squish_tf.speed_pairs`: alternating rounds in one process, so that other
+(`squish_tf.bench.pairs`: alternating rounds in one process, so that other
 load on the machine hits both alike; warm-up runs are excluded): speeds are
 medians over the rounds, int8/fp32 is the median of the per-round ratios with
 its min-max.
@@ -33,19 +33,23 @@ import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from absl import (
+  app,  # noqa: E402
+  flags,  # noqa: E402
+  logging,  # noqa: E402
+)
+
 import pipelines  # noqa: E402,F401  (imports TensorFlow without its start-up noise)
-
-from absl import app  # noqa: E402
-from absl import flags  # noqa: E402
-from absl import logging  # noqa: E402
-
-from squish_tf import data as data_lib  # noqa: E402
-from squish_tf import model_io  # noqa: E402
-from squish_tf import models  # noqa: E402
-from squish_tf import spec as spec_lib  # noqa: E402
-from squish_tf import speed_pairs  # noqa: E402
+from squish_tf.bench import pairs as speed_pairs  # noqa: E402
+from squish_tf.data import config as data_config_lib  # noqa: E402
+from squish_tf.data import pipeline as data_lib  # noqa: E402
 from squish_tf.export import exporter  # noqa: E402
 from squish_tf.export import tflite as tflite_lib  # noqa: E402
+from squish_tf.net import (
+  model_io,  # noqa: E402
+  models,  # noqa: E402
+)
+from squish_tf.net import spec as spec_lib  # noqa: E402
 
 _ANCESTOR_DIR = flags.DEFINE_string("ancestor_dir", "", "Trained 10-class ancestor model dir.")
 _EVOLVED_DIR = flags.DEFINE_string("evolved_dir", "", "Evolved model dir (optional).")
@@ -70,8 +74,8 @@ _WORK_DIR = flags.DEFINE_string("work_dir", "", "Where model dirs and exports go
 _OUTPUT_JSON = flags.DEFINE_string("output_json", "", "Also write the figures here.")
 
 
-def _data_config(size: int) -> data_lib.DataConfig:
-  return data_lib.DataConfig(dataset="shapes10", image_size=size,
+def _data_config(size: int) -> data_config_lib.DataConfig:
+  return data_config_lib.DataConfig(dataset="shapes10", image_size=size,
                              shapes10_train_size=_TRAIN_SIZE.value,
                              shapes10_validation_size=500, shapes10_test_size=500)
 
@@ -85,7 +89,7 @@ def _ancestor(work_dir: str) -> str:
   if _RANDOM_WEIGHTS.value:
     model_io.write_model_dir(directory, models.build_model(spec, seed=0), spec, {})
     return directory
-  from squish_tf import train as train_lib  # pylint: disable=g-import-not-at-top
+  from squish_tf.train import trainer as train_lib  # pylint: disable=g-import-not-at-top
 
   config = _data_config(size)
   train_ds, val_ds, info = data_lib.load(config)

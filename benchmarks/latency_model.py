@@ -1,6 +1,6 @@
 r"""How far the latency model is from LiteRT: predicted against measured speed-ups, no training.
 
-Measures the latency table of the few-class ancestor (`squish_tf.latency`, as
+Measures the latency table of the few-class ancestor (`squish_tf.bench.latency`, as
 a `--cost=latency` run does, in a temporary file unless --table is given),
 then draws chains of offspring as synthesis draws them at --cost=latency in
 target mode (random filter strengths: timing does not depend on the weights,
@@ -25,20 +25,23 @@ import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import pipelines  # noqa: E402,F401  (imports TensorFlow without its start-up noise)
-
-from absl import app  # noqa: E402
-from absl import flags  # noqa: E402
+from absl import (
+  app,  # noqa: E402
+  flags,  # noqa: E402
+)
 import numpy as np  # noqa: E402
 
-from squish_tf import latency  # noqa: E402
-from squish_tf import spec as spec_lib  # noqa: E402
-from squish_tf import synthesis  # noqa: E402
+import pipelines  # noqa: E402,F401  (imports TensorFlow without its start-up noise)
+from squish_tf.bench import latency  # noqa: E402
+from squish_tf.bench import latency_table as latency_table_lib  # noqa: E402
+from squish_tf.evolve import encoding as synthesis  # noqa: E402
+from squish_tf.evolve import environment as environment_lib  # noqa: E402
+from squish_tf.net import spec as spec_lib  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("image_size", 64, "Input resolution of the ancestor and the table.")
 flags.DEFINE_integer("num_classes", 10, "Classes of the ancestor.")
-flags.DEFINE_enum("format", "fp32", list(latency.FORMATS), "LiteRT model the table times.")
+flags.DEFINE_enum("format", "fp32", list(latency_table_lib.FORMATS), "LiteRT model the table times.")
 flags.DEFINE_integer("threads", 2, "LiteRT threads.")
 flags.DEFINE_integer("chains", 2, "Independent chains of offspring.")
 flags.DEFINE_integer("generations", 5, "Offspring per chain, each the next one's parent.")
@@ -48,7 +51,7 @@ flags.DEFINE_string("table", "", "A cached table to read (or write); empty: a te
 flags.DEFINE_string("out", "saved_models/latency_model.json", "Where the figures go.")
 
 
-def draw_children(ancestor: spec_lib.NetSpec, table: latency.LatencyTable):
+def draw_children(ancestor: spec_lib.NetSpec, table: latency_table_lib.LatencyTable):
   """[(name, spec)]: chains of offspring drawn at --cost=latency in target mode."""
   config = synthesis.SynthesisConfig(env_mode="target", cost="latency",
                                      target_fraction=FLAGS.target_fraction)
@@ -61,7 +64,7 @@ def draw_children(ancestor: spec_lib.NetSpec, table: latency.LatencyTable):
       # network's spread (wider spreads cut the chain to its floors in four draws).
       strengths = {name: rng.uniform(0.6, 1.0, n) for name, n in spec.prunable_layers()}
       try:
-        offspring = synthesis.sample_offspring(spec, strengths, config, rng, latency=table,
+        offspring = environment_lib.sample_offspring(spec, strengths, config, rng, latency=table,
                                                name=f"chain{chain}_gen{generation}")
       except ValueError as error:  # at the floors: the chain ends
         print(f"chain {chain} ends at generation {generation}: {error}")
@@ -75,7 +78,7 @@ def main(argv):
   del argv
   ancestor = spec_lib.squishednet_base(FLAGS.num_classes, (FLAGS.image_size,) * 2 + (3,))
   with tempfile.TemporaryDirectory(prefix="latency_model_") as work:
-    path = FLAGS.table or os.path.join(work, latency.table_file(FLAGS.format))
+    path = FLAGS.table or os.path.join(work, latency_table_lib.table_file(FLAGS.format))
     table = latency.load_or_measure(path, ancestor, FLAGS.format, FLAGS.threads)
   children = draw_children(ancestor, table)
   print(f"timing the ancestor and {len(children)} offspring interleaved ...", flush=True)

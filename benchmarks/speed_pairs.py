@@ -1,8 +1,8 @@
 """Speed-ups of .tflite files over a reference, timed interleaved, with a self-check.
 
-Every file runs in the shared LiteRT runner (`squish_tf.litert`) with the same
+Every file runs in the shared LiteRT runner (`squish_tf.runtime.litert`) with the same
 threads, in one process; per batch size, all of them take turns round after
-round (`squish_tf.timing.time_interleaved`), and a file's speed-up over the
+round (`squish_tf.runtime.timing.time_interleaved`), and a file's speed-up over the
 reference (the first file) is the median of the per-round ratios, printed
 with their min-max. As a check of the method on this machine, the reference
 is also timed against itself (loaded twice, as two interpreters): that ratio
@@ -26,14 +26,16 @@ import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from absl import (
+  app,  # noqa: E402
+  flags,  # noqa: E402
+  logging,  # noqa: E402
+)
+
 import pipelines  # noqa: E402,F401  (imports TensorFlow without its start-up noise)
-
-from absl import app  # noqa: E402
-from absl import flags  # noqa: E402
-from absl import logging  # noqa: E402
-
-from squish_tf import speed_pairs  # noqa: E402
-from squish_tf import timing  # noqa: E402
+from squish_tf.bench import pairs as speed_pairs  # noqa: E402
+from squish_tf.report import console as console_lib  # noqa: E402
+from squish_tf.runtime import timing  # noqa: E402
 
 _BATCH_SIZES = flags.DEFINE_list("batch_sizes", ["1"], "Batch sizes, one session each.")
 _THREADS = flags.DEFINE_integer("num_threads", 2, "LiteRT threads of every interpreter.",
@@ -55,8 +57,8 @@ def _standins(work_dir: str):
   """Two random-weight SqueezeNets as .tflite: the ancestor and a 0.5x-width copy."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
-  from squish_tf import models  # pylint: disable=g-import-not-at-top
-  from squish_tf import spec as spec_lib  # pylint: disable=g-import-not-at-top
+  from squish_tf.net import models  # pylint: disable=g-import-not-at-top
+  from squish_tf.net import spec as spec_lib  # pylint: disable=g-import-not-at-top
 
   size = _IMAGE_SIZE.value
   ancestor = spec_lib.squishednet_base(10, (size, size, 3))
@@ -101,7 +103,7 @@ def main(argv):
       max_invokes=_MAX_INVOKES.value)
   print(f"\nLiteRT, {_THREADS.value} threads, {_ROUNDS.value} interleaved rounds; speed of each "
         f"file over {reference} (> 1: faster)\n")
-  print(speed_pairs.format_pairs(result))
+  print(console_lib.format_pairs(result))
   for size, session in result["interleaved"]["batches"].items():
     print(f"\nbatch {size}: median images/s [min-max] over the rounds, invokes per round")
     for key, stats in session["artefacts"].items():
@@ -114,7 +116,7 @@ def main(argv):
         continue
       ok = abs(stats["ratio_median"] - 1.0) <= _TOLERANCE
       print(f"\nself-check b{size}: {reference} vs itself "
-            f"{speed_pairs.format_ratio(stats)}: "
+            f"{console_lib.format_ratio(stats)}: "
             + ("within" if ok else "OUTSIDE") + f" 1.00 +- {_TOLERANCE:.2f}"
             + ("" if ok else " (a busy machine: read the other ratios' spread)"))
   if _OUTPUT_JSON.value:

@@ -25,12 +25,14 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import pipelines  # noqa: E402,F401  (imports TensorFlow without its start-up noise)
-
-from absl import app  # noqa: E402
-from absl import flags  # noqa: E402
-from absl import logging  # noqa: E402
+from absl import (
+  app,  # noqa: E402
+  flags,  # noqa: E402
+  logging,  # noqa: E402
+)
 import numpy as np  # noqa: E402
+
+import pipelines  # noqa: E402,F401  (imports TensorFlow without its start-up noise)
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("seeds", ["0"], "Seeds: each runs the whole job anew.")
@@ -61,7 +63,7 @@ def _options(seed: int) -> dict:
 
 def run_seed(seed: int) -> dict:
   import squish_tf  # pylint: disable=g-import-not-at-top
-  from squish_tf import speed_pairs  # pylint: disable=g-import-not-at-top
+  from squish_tf.bench import pairs as speed_pairs  # pylint: disable=g-import-not-at-top
 
   results = squish_tf.run(**_options(seed))
   data = results.results

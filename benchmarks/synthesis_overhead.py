@@ -22,16 +22,18 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import pipelines  # noqa: E402,F401  (imports TensorFlow without its start-up noise)
-
-from absl import app  # noqa: E402
-from absl import flags  # noqa: E402
+from absl import (
+  app,  # noqa: E402
+  flags,  # noqa: E402
+)
 import numpy as np  # noqa: E402
 
-from squish_tf import models  # noqa: E402
-from squish_tf import spec as spec_lib  # noqa: E402
-from squish_tf import surgery  # noqa: E402
-from squish_tf import synthesis  # noqa: E402
+import pipelines  # noqa: E402,F401  (imports TensorFlow without its start-up noise)
+from squish_tf.evolve import encoding as synthesis  # noqa: E402
+from squish_tf.evolve import environment as environment_lib  # noqa: E402
+from squish_tf.evolve import surgery  # noqa: E402
+from squish_tf.net import models  # noqa: E402
+from squish_tf.net import spec as spec_lib  # noqa: E402
 
 _OFFSPRING = flags.DEFINE_integer("offspring", 20, "Offspring to time.", lower_bound=1)
 _IMAGE_SIZE = flags.DEFINE_integer("image_size", 224, "Input size of the parent.")
@@ -65,13 +67,13 @@ def main(argv):
   strengths = surgery.layer_strengths(parent, parent_spec)
   strengths_seconds = time.perf_counter() - start
   start = time.perf_counter()
-  factors = synthesis.environment_factors(parent_spec, config, strengths)
+  factors = environment_lib.environment_factors(parent_spec, config, strengths)
   factors_seconds = time.perf_counter() - start
 
   def one(generation: int, candidate: int):
     rng = np.random.default_rng((_SEED.value, generation, candidate))
     start = time.perf_counter()
-    offspring = synthesis.sample_offspring(parent_spec, strengths, config, rng, factors=factors)
+    offspring = environment_lib.sample_offspring(parent_spec, strengths, config, rng, factors=factors)
     sampled = time.perf_counter()
     child, _ = surgery.build_child(parent, parent_spec, offspring.survivors,
                                    offspring_init=_OFFSPRING_INIT.value, seed=candidate)

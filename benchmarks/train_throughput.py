@@ -21,17 +21,19 @@ import statistics
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-import pipelines  # noqa: E402,F401  (imports TensorFlow without its start-up noise)
-
-from absl import app  # noqa: E402
-from absl import flags  # noqa: E402
+from absl import (
+  app,  # noqa: E402
+  flags,  # noqa: E402
+)
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from squish_tf import data  # noqa: E402
-from squish_tf import models  # noqa: E402
-from squish_tf import spec as spec_lib  # noqa: E402
-from squish_tf import train  # noqa: E402
+import pipelines  # noqa: E402,F401  (imports TensorFlow without its start-up noise)
+from squish_tf.data import config as data_config_lib  # noqa: E402
+from squish_tf.data import pipeline as data  # noqa: E402
+from squish_tf.net import models  # noqa: E402
+from squish_tf.net import spec as spec_lib  # noqa: E402
+from squish_tf.train import trainer as train  # noqa: E402
 
 _IMAGE_SIZES = flags.DEFINE_list("image_sizes", ["64", "128"], "Square image sizes to measure.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 64, "Global batch size.", lower_bound=1)
@@ -82,7 +84,7 @@ def _in_memory_batches(train_ds: tf.data.Dataset, count: int) -> tf.data.Dataset
 def _measure(size: int) -> None:
   batch_size = _BATCH_SIZE.value
   steps = max(_MIN_STEPS.value, round(_STEPS.value * (64 / size) ** 2))
-  config = data.DataConfig(dataset="shapes10", image_size=size, batch_size=batch_size,
+  config = data_config_lib.DataConfig(dataset="shapes10", image_size=size, batch_size=batch_size,
                            augment=True, seed=0, shapes10_train_size=_TRAIN_SIZE.value,
                            shapes10_validation_size=10)
   start = time.perf_counter()

@@ -13,31 +13,15 @@ import logging
 import os
 import sys
 
+from squish_tf.runtime import workers
+
 # TensorFlow's C++ INFO lines (SavedModel readers, cuda probes on CPU-only
 # machines) drown the progress a user wants to see; errors still show.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-def _import_tensorflow_quietly() -> None:
-  """Imports TensorFlow (and probes its devices) with file descriptor 2 on /dev/null."""
-  asked = any(arg.startswith(("--verbosity", "-v=")) for arg in sys.argv[1:])
-  if asked or "tensorflow" in sys.modules:
-    return
-  sys.stderr.flush()
-  saved = os.dup(2)
-  devnull = os.open(os.devnull, os.O_WRONLY)
-  try:
-    os.dup2(devnull, 2)
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
-
-    tf.config.list_physical_devices()  # the CUDA probe logs here, once
-  finally:
-    os.dup2(saved, 2)
-    os.close(saved)
-    os.close(devnull)
-
-
-_import_tensorflow_quietly()
+if not any(arg.startswith(("--verbosity", "-v=")) for arg in sys.argv[1:]):
+  workers.import_tensorflow_quietly()
 # Keras retraces predict functions for each new batch size on purpose (the
 # benchmark times several); TensorFlow's retracing advice is noise there.
 logging.getLogger("tensorflow").setLevel(logging.ERROR)

@@ -18,13 +18,16 @@ per-round ratios, printed with their min-max.
 import dataclasses
 import os
 
-from absl import flags
-from absl import logging
+from absl import flags, logging
 import tensorflow as tf
 
-from squish_tf import benchmark as benchmark_lib
-from squish_tf import data as data_lib
-from squish_tf import flag_defs
+from squish_tf.bench import artefacts as artefacts_lib
+from squish_tf.bench import benchmark as benchmark_lib
+from squish_tf.bench import config as bench_config_lib
+from squish_tf.data import images as images_lib
+from squish_tf.data import pipeline as data_lib
+from squish_tf.job import flags as flag_defs
+from squish_tf.report import console as console_lib
 
 FLAGS = flags.FLAGS
 
@@ -41,7 +44,7 @@ if "formats" not in FLAGS:  # `squish` defines an export --formats; one process 
                     "tflite_*, ...); default all found.")
 flags.DEFINE_string("output", None,
                     "Where benchmark.json goes; default <export_dir>/benchmark.json.")
-flags.DEFINE_integer("pair_rounds", benchmark_lib.BenchmarkConfig.pair_rounds,
+flags.DEFINE_integer("pair_rounds", bench_config_lib.BenchmarkConfig.pair_rounds,
                      "Interleaved rounds timing each .tflite file against tflite_fp32 for its "
                      "speed-up (0: none).", lower_bound=0)
 flags.mark_flag_as_required("model_dir")
@@ -56,7 +59,7 @@ def main(argv):
                                pair_rounds=FLAGS.pair_rounds)
   # Any model dir the job writes: a SqueezeNet's spec.json, else its Keras model
   # (the MobileNetV3 baseline), else its export's .tflite files.
-  model = benchmark_lib.describe_model(FLAGS.model_dir, _given_export_dir())
+  model = artefacts_lib.describe_model(FLAGS.model_dir, _given_export_dir())
   export_dir = _export_dir(config)
 
   data_config = flag_defs.data_config_from_flags()
@@ -74,7 +77,7 @@ def main(argv):
     raise ValueError(f"--dataset={data_config.dataset} has {info.num_classes} classes but "
                      f"{FLAGS.model_dir!r} classifies {model['num_classes']}; pass the data flags "
                      "the model was trained with.")
-  images, labels = data_lib.take_images(val_ds, FLAGS.eval_images)
+  images, labels = images_lib.take_images(val_ds, FLAGS.eval_images)
 
   name = os.path.basename(os.path.normpath(FLAGS.model_dir))
   result = benchmark_lib.benchmark_models(
@@ -85,8 +88,8 @@ def main(argv):
                                         benchmark_lib.BENCHMARK_FILE)
   benchmark_lib.write_benchmark(output, result)
   print()
-  print(benchmark_lib.format_table(result))
-  pairs = benchmark_lib.format_pairs(result)
+  print(console_lib.format_table(result))
+  pairs = console_lib.format_pairs(result)
   if pairs:
     print()
     print(pairs)

@@ -15,12 +15,12 @@ the one in the model's metrics.json.
 
 import os
 
-from absl import flags
-from absl import logging
+from absl import flags, logging
 
 from squish_tf import export
-from squish_tf import flag_defs
-from squish_tf import model_io
+from squish_tf import files as files_lib
+from squish_tf.job import flags as flag_defs
+from squish_tf.net import model_io
 
 FLAGS = flags.FLAGS
 
@@ -41,7 +41,7 @@ def main(argv):
   # Calibrate on what the model was trained on unless told otherwise.
   if not FLAGS["image_size"].present:
     FLAGS.image_size = spec.input_shape[0]
-  metrics = model_io.optional_read_json(
+  metrics = files_lib.optional_read_json(
       os.path.join(FLAGS.model_dir, model_io.METRICS_FILE)) or {}
   if not FLAGS["dataset"].present and metrics.get("dataset"):
     FLAGS.dataset = metrics["dataset"]

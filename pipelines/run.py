@@ -14,11 +14,10 @@ command resumes: every finished stage is skipped.
 
 import os
 
-from absl import flags
-from absl import logging
+from absl import flags, logging
 
-from squish_tf import baselines as baselines_lib
-from squish_tf import flag_defs
+from squish_tf.job import flags as flag_defs
+from squish_tf.train import baselines as baselines_lib
 
 FLAGS = flags.FLAGS
 
@@ -39,7 +38,7 @@ flags.adopt_module_key_flags(flag_defs)
 
 def main(argv):
   del argv
-  from squish_tf import job  # pylint: disable=g-import-not-at-top
+  from squish_tf.job import run as job  # pylint: disable=g-import-not-at-top
 
   if not FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # SavedModel writers log every asset at INFO
@@ -53,8 +52,8 @@ def main(argv):
       flags_text=flag_defs.flags_text(["run_name", "run_dir", "baselines"]),
       command=f"squish --flagfile={os.path.join(run_dir, 'flags.txt')}",
       run_flags=run_flags)
-  from squish_tf import report  # pylint: disable=g-import-not-at-top
-  print(report.format_results_summary(results))
+  from squish_tf.report import console as console_lib  # pylint: disable=g-import-not-at-top
+  print(console_lib.format_results_summary(results))
   print(f"\nreport: {os.path.join(run_dir, 'report.md')}")
 
 

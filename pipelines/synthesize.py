@@ -19,11 +19,13 @@ import os
 
 from absl import flags
 
-from squish_tf import data as data_lib
-from squish_tf import evolution
-from squish_tf import flag_defs
-from squish_tf import model_io
-from squish_tf import polish
+from squish_tf import files as files_lib
+from squish_tf.data import config as data_config_lib
+from squish_tf.data import pipeline as data_lib
+from squish_tf.evolve import evolution, polish
+from squish_tf.job import flags as flag_defs
+from squish_tf.net import model_io
+from squish_tf.report import console as console_lib
 
 FLAGS = flags.FLAGS
 
@@ -44,7 +46,7 @@ def main(argv):
     FLAGS.image_size = parent_spec.input_shape[0]
   config = flag_defs.evolution_config_from_flags()
   # The data's indexes and disk caches live in the run, shared by its worker processes.
-  data_config = data_lib.in_run(flag_defs.data_config_from_flags(), FLAGS.run_dir, config.workers)
+  data_config = data_config_lib.in_run(flag_defs.data_config_from_flags(), FLAGS.run_dir, config.workers)
   synth = flag_defs.synthesis_config_from_flags()
   strategy = flag_defs.strategy_from_flags()
   run_flags = flag_defs.flag_values(flag_defs.DATA_IDENTITY_FLAGS)
@@ -52,7 +54,7 @@ def main(argv):
   train_config = flag_defs.train_config_from_flags()
   result = evolution.evolve(
       FLAGS.parent_dir, FLAGS.run_dir, config, synth, data_fn=data_fn, strategy=strategy,
-      run_flags=run_flags, listeners=[evolution.console_listener], verbose="auto",
+      run_flags=run_flags, listeners=[console_lib.console_listener], verbose="auto",
       train_config=train_config)
   flag_defs.write_flags_file(FLAGS.run_dir, ["parent_dir", "run_dir"])
   winner = result.lineage["ancestor"] if result.winner_id == "ancestor" else next(
@@ -63,7 +65,7 @@ def main(argv):
   final_dir = polish.polish(FLAGS.run_dir, result, config, data_fn, train_config,
                             strategy=strategy)
   if final_dir != result.winner_dir:
-    final = model_io.read_json(os.path.join(final_dir, model_io.METRICS_FILE))
+    final = files_lib.read_json(os.path.join(final_dir, model_io.METRICS_FILE))
     how = ("trained from scratch" if final.get("final_init") == "scratch" else "polished")
     print(f"{how} for {final['train_epochs']} epochs: validation top-1 {final['top1']:.4f}; "
           f"{final_dir}")

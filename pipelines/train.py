@@ -11,10 +11,11 @@ last finished epoch; a finished one is not retrained.
 
 from absl import flags
 
-from squish_tf import data as data_lib
-from squish_tf import flag_defs
-from squish_tf import spec as spec_lib
-from squish_tf import train as train_lib
+from squish_tf.data import config as data_config_lib
+from squish_tf.data import pipeline as data_lib
+from squish_tf.job import flags as flag_defs
+from squish_tf.net import spec as spec_lib
+from squish_tf.train import trainer as train_lib
 
 FLAGS = flags.FLAGS
 
@@ -28,7 +29,7 @@ flags.adopt_module_key_flags(flag_defs)
 def main(argv):
   del argv
   # The data's indexes and disk caches live beside the model (--cache=disk works here too).
-  data_config = data_lib.in_run(flag_defs.data_config_from_flags(), FLAGS.model_dir)
+  data_config = data_config_lib.in_run(flag_defs.data_config_from_flags(), FLAGS.model_dir)
   train_config = flag_defs.train_config_from_flags()
   strategy = flag_defs.strategy_from_flags()
   train_ds, val_ds, info = data_lib.load(data_config)

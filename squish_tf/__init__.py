@@ -9,7 +9,7 @@ as keyword options and its defaults:
   results.squishednet.top1             # test-split top-1 of the SquishedNet
 
 `squish_tf.RunResults.load(run_dir)` reads a finished run. See squish_tf/api.py.
-Importing squish_tf (or squish_tf.spec) imports no TensorFlow: the API is loaded
+Importing squish_tf (or squish_tf.net.spec) imports no TensorFlow: the API is loaded
 on first use.
 """
 

@@ -35,14 +35,14 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 from absl import flags
 
-from squish_tf import model_io
-from squish_tf import report as report_lib
+from squish_tf import files as files_lib
+from squish_tf.net import model_io
+from squish_tf.report import console as console_lib
+from squish_tf.report import markdown as report_lib
 
 RESULTS_FILE = "results.json"  # job.RESULTS_FILE (job imports TensorFlow)
 # Keyword arguments of `run` that are not flags of the `squish` command.
 RUN_KEYWORDS = ("verbose", "log", "check_ancestor")
-# The main's own flags (pipelines/run.py), written after the shared ones like the CLI does.
-_MAIN_FLAGS = ("run_name", "run_dir", "baselines")
 # (absl DEFINE kind, name, default, {enum_values, lower_bound, upper_bound}).
 _Option = Tuple[str, str, Any, Dict[str, Any]]
 
@@ -55,19 +55,18 @@ def _option_table() -> Tuple[_Option, ...]:
   and pipelines/run.py's own flags; tests/test_api.py checks it against them.
   """
   # pylint: disable=g-import-not-at-top
-  from squish_tf import baselines as baselines_lib
-  from squish_tf import data as data_lib
-  from squish_tf import evolution
-  from squish_tf import spec as spec_lib
-  from squish_tf import synthesis
-  from squish_tf import train as train_lib
-  from squish_tf.export import exporter
-  from squish_tf.export import qat
+  from squish_tf.data import config as data_config_lib
+  from squish_tf.evolve import config as evolve_config_lib
+  from squish_tf.evolve import encoding as synthesis
+  from squish_tf.export import exporter, qat
+  from squish_tf.net import spec as spec_lib
+  from squish_tf.train import baselines as baselines_lib
+  from squish_tf.train import trainer as train_lib
   # pylint: enable=g-import-not-at-top
 
-  data = data_lib.DataConfig()
+  data = data_config_lib.DataConfig()
   train = train_lib.TrainConfig()
-  loop = evolution.EvolutionConfig()
+  loop = evolve_config_lib.EvolutionConfig()
   encoding = synthesis.SynthesisConfig()
   positive, non_negative = {"lower_bound": 1}, {"lower_bound": 0.0}
   return (
@@ -81,7 +80,7 @@ def _option_table() -> Tuple[_Option, ...]:
       ("float", "test_split", data.test_split, {"lower_bound": 0.0, "upper_bound": 0.9}),
       ("list", "augment", list(data.augment), {}),
       ("boolean", "skip_bad_images", data.skip_bad_images, {}),
-      ("enum", "cache", data.cache, {"enum_values": list(data_lib.CACHE_MODES)}),
+      ("enum", "cache", data.cache, {"enum_values": list(data_config_lib.CACHE_MODES)}),
       ("integer", "shapes10_train_size", data.shapes10_train_size, {"lower_bound": 10}),
       ("integer", "shapes10_validation_size", data.shapes10_validation_size,
        {"lower_bound": 10}),
@@ -109,7 +108,7 @@ def _option_table() -> Tuple[_Option, ...]:
       ("float", "offspring_learning_rate", loop.offspring_learning_rate, non_negative),
       ("float", "offspring_warmup_epochs", loop.offspring_warmup_epochs, non_negative),
       ("enum", "offspring_init", loop.offspring_init, {"enum_values": ["inherit", "scratch"]}),
-      ("enum", "final_init", loop.final_init, {"enum_values": list(evolution.FINAL_INITS)}),
+      ("enum", "final_init", loop.final_init, {"enum_values": list(evolve_config_lib.FINAL_INITS)}),
       ("integer", "final_epochs", loop.final_epochs, {"lower_bound": 0}),
       ("boolean", "distill", loop.distill, {}),
       ("float", "distill_alpha", loop.distill_alpha, {"lower_bound": 0.0, "upper_bound": 1.0}),
@@ -252,7 +251,7 @@ def plan(check_ancestor: bool = True, **options) -> RunPlan:
     ValueError: an unknown option (the message suggests the nearest and lists
       every valid one) or a value the CLI would refuse.
   """
-  from squish_tf import flag_defs  # pylint: disable=g-import-not-at-top
+  from squish_tf.job import flags as flag_defs  # pylint: disable=g-import-not-at-top
 
   registry = _flag_values()
   names = option_names()
@@ -364,7 +363,7 @@ class RunResults:
     if not os.path.isfile(path):
       raise FileNotFoundError(f"{path} not found: {run_dir} is not a finished run (run it, or "
                               "re-run it to resume).")
-    return cls.from_results(run_dir, model_io.read_json(path))
+    return cls.from_results(run_dir, files_lib.read_json(path))
 
   @property
   def squishednet(self) -> ModelResult:
@@ -375,7 +374,7 @@ class RunResults:
     return self.models["ancestor"]
 
   def __str__(self) -> str:
-    return report_lib.format_results_summary(self.results)
+    return console_lib.format_results_summary(self.results)
 
   def _repr_pretty_(self, printer, cycle):  # IPython / Jupyter display
     printer.text(repr(self) if cycle else str(self))
@@ -423,8 +422,8 @@ def run(*, verbose: Any = "auto", log: Callable[[str], None] = print,
   """
   spec = plan(check_ancestor=check_ancestor, **options)
   # pylint: disable=g-import-not-at-top
-  from squish_tf import job
-  from squish_tf import train as train_lib
+  from squish_tf.job import run as job
+  from squish_tf.train import trainer as train_lib
   # pylint: enable=g-import-not-at-top
 
   strategy = (None if spec.distribution_strategy == "off"  # flag_defs.strategy_from_flags()

@@ -8,7 +8,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import pytest  # noqa: E402
 
-from squish_tf import workers  # noqa: E402
+from squish_tf.runtime import workers  # noqa: E402
 
 # TensorFlow's start-up lines, which no log level stops, would otherwise reach the terminal
 # from the pytest-xdist controller (it imports this file too, outside any capture).
@@ -29,13 +29,14 @@ tf.config.set_logical_device_configuration(
 def toy_parent_dir(tmp_path_factory):
   """A model dir of toy.TINY trained on toy.data to 100% (a parent for evolution and baselines)."""
   import toy  # pylint: disable=g-import-not-at-top
-  from squish_tf import data as data_lib  # pylint: disable=g-import-not-at-top
-  from squish_tf import train as train_lib  # pylint: disable=g-import-not-at-top
+
+  from squish_tf.data import config as data_config_lib  # pylint: disable=g-import-not-at-top
+  from squish_tf.train import trainer as train_lib  # pylint: disable=g-import-not-at-top
 
   directory = str(tmp_path_factory.mktemp("toy_parent") / "ancestor")
   train, val, info = toy.data()
   metrics = train_lib.train_model_dir(
-      directory, toy.TINY, data_lib.DataConfig(image_size=32),
+      directory, toy.TINY, data_config_lib.DataConfig(image_size=32),
       train_lib.TrainConfig(epochs=8, learning_rate=1e-2, warmup_epochs=0), train, val, info,
       seed=0, verbose=0)
   # Tests downstream assume a parent that learned (pruning keeps its accuracy, say). The
@@ -74,9 +75,10 @@ def readme_run(tmp_path_factory):
     after the kill, `ancestor_mtime` and `lineage_before`.
   """
   import toy  # pylint: disable=g-import-not-at-top
+
   from squish_tf import api  # pylint: disable=g-import-not-at-top
-  from squish_tf import data as data_lib  # pylint: disable=g-import-not-at-top
-  from squish_tf import job  # pylint: disable=g-import-not-at-top
+  from squish_tf.data import pipeline as data_lib  # pylint: disable=g-import-not-at-top
+  from squish_tf.job import run as job  # pylint: disable=g-import-not-at-top
 
   where = str(tmp_path_factory.mktemp("readme"))
   abs_run_dir = os.path.join(where, "saved_models", "tiny")

@@ -7,16 +7,16 @@ import re
 import subprocess
 import sys
 
-import pytest
-from absl import flags
-from absl import logging
+from absl import flags, logging
 from absl.testing import flagsaver
+import pytest
 
 import squish_tf
 from squish_tf import api
-from squish_tf import flag_defs
-from squish_tf import job
-from squish_tf import report as report_lib
+from squish_tf import layout as layout_lib
+from squish_tf.job import flags as flag_defs
+from squish_tf.job import run as job
+from squish_tf.report import console as console_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLAGS = flags.FLAGS
@@ -100,7 +100,7 @@ def _flag_lines(text):
 
 def test_options_are_exactly_the_main_jobs_flags(run_main):
   by_module = FLAGS.flags_by_module_dict()
-  cli_names = {f.name for module in ("squish_tf.flag_defs", run_main.__name__)
+  cli_names = {f.name for module in ("squish_tf.job.flags", run_main.__name__)
                for f in by_module[module]}
   assert set(api.option_names()) == cli_names
   assert len(api.option_names()) == len(cli_names)
@@ -149,7 +149,7 @@ def test_other_options_map_like_the_flags(run_main, monkeypatch, tmp_path):
 def test_flags_text_is_the_clis_byte_for_byte():
   """A fresh process running only the main job's module: the CLI's own flags.txt."""
   code = ("import json, sys; from absl import flags; import pipelines.run; "
-          "from squish_tf import flag_defs; out = []\n"
+          "from squish_tf.job import flags as flag_defs; out = []\n"
           "for argv in json.loads(sys.argv[1]):\n"
           "  flags.FLAGS.unparse_flags(); flags.FLAGS(['squish'] + argv)\n"
           "  out.append(flag_defs.flags_text(['run_name', 'run_dir', 'baselines']))\n"
@@ -208,7 +208,7 @@ def test_values_parse_like_the_command_line(tmp_path):
 
 
 def test_import_squish_tf_loads_no_tensorflow():
-  code = ("import sys, squish_tf, squish_tf.spec, squish_tf.api; squish_tf.RunResults; "
+  code = ("import sys, squish_tf, squish_tf.net.spec, squish_tf.api; squish_tf.RunResults; "
           "print(sorted({m.split('.')[0] for m in sys.modules} & "
           "{'tensorflow', 'keras', 'tf_keras'}))")
   env = dict(os.environ, PYTHONPATH=ROOT)
@@ -261,9 +261,9 @@ def test_run_returns_the_results_json(tiny_run):
   assert list(results.squishednet.speedup_vs_ancestor) == [1]
   assert results.ancestor.speedup_vs_ancestor == {1: 1.0}
   assert 0.0 <= results.squishednet.top1 <= 1.0
-  assert str(results) == report_lib.format_results_summary(raw)
+  assert str(results) == console_lib.format_results_summary(raw)
   assert repr(results).startswith("RunResults(") and "results=" not in repr(results)
-  assert api.RESULTS_FILE == job.RESULTS_FILE
+  assert api.RESULTS_FILE == layout_lib.RESULTS_FILE
 
 
 def test_run_logs_like_the_cli(tiny_run):

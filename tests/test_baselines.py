@@ -5,18 +5,18 @@ import os
 
 import numpy as np
 import pytest
-
-from squish_tf import baselines
-from squish_tf import model_io
-from squish_tf import models
-from squish_tf import spec as spec_lib
-from squish_tf import train as train_lib
 import toy
+
+from squish_tf.net import describe as describe_lib
+from squish_tf.net import model_io, models
+from squish_tf.net import spec as spec_lib
+from squish_tf.train import baselines
+from squish_tf.train import trainer as train_lib
 
 
 def test_keras_macs_match_the_analytic_count():
   spec = spec_lib.squishednet_base(10, (64, 64, 3))
-  assert baselines._keras_macs(models.build_model(spec)) == spec.macs()  # pylint: disable=protected-access
+  assert describe_lib.keras_macs(models.build_model(spec)) == spec.macs()  # pylint: disable=protected-access
 
 
 def test_pruning_sparsity_leaves_the_target_nonzero():
@@ -31,16 +31,16 @@ def test_pruning_sparsity_leaves_the_target_nonzero():
 
 def test_mobilenet_alpha_is_nearest_to_target_in_deployed_params():
   alpha = baselines.mobilenet_alpha_for_params((32, 32, 3), 10, 300_000)
-  deployed = lambda a: baselines.deployed_params(baselines.mobilenet_v3_small((32, 32, 3), 10, a))
+  deployed = lambda a: describe_lib.deployed_params(baselines.mobilenet_v3_small((32, 32, 3), 10, a))
   for other in (alpha * 0.8, alpha * 1.25):
     assert abs(deployed(alpha) - 300_000) <= abs(deployed(other) - 300_000)
 
 
 def test_deployed_params_fold_batch_norm():
   spec = spec_lib.squishednet_base(10, (64, 64, 3))
-  assert baselines.deployed_params(models.build_model(spec)) == spec.params()
+  assert describe_lib.deployed_params(models.build_model(spec)) == spec.params()
   plain = spec.replace(batch_norm=False)
-  assert baselines.deployed_params(models.build_model(plain)) == plain.params()
+  assert describe_lib.deployed_params(models.build_model(plain)) == plain.params()
 
 
 def test_pruning_fine_tune_follows_the_recipe():

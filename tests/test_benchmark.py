@@ -11,19 +11,29 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from squish_tf import benchmark as benchmark_lib
-from squish_tf import data as data_lib
-from squish_tf import metrics as metrics_lib
-from squish_tf import model_io
-from squish_tf import models
-from squish_tf import spec as spec_lib
+from squish_tf import files as files_lib
+from squish_tf.bench import artefacts as artefacts_lib
+from squish_tf.bench import benchmark as benchmark_lib
+from squish_tf.bench import pairs as pairs_lib
+from squish_tf.bench import comparisons as comparisons_lib
+from squish_tf.bench import config as bench_config_lib
+from squish_tf.bench import runners as runners_lib
+from squish_tf.data import config as data_config_lib
+from squish_tf.data import images as images_lib
+from squish_tf.data import pipeline as data_lib
+from squish_tf.job import results as job_results_lib
+from squish_tf.net import metrics as metrics_lib
+from squish_tf.net import model_io, models
+from squish_tf.net import spec as spec_lib
+from squish_tf.report import console as console_lib
+from squish_tf.runtime import timing as timing_lib
 
 TINY = spec_lib.NetSpec(input_shape=(32, 32, 3), num_classes=3, conv1_filters=8,
                         fires=(spec_lib.FireSpec(4, 8, 8),), pool_after=(1,), dropout_rate=0.0,
                         classifier_activation="linear", kernel_initializer="he_uniform",
                         classifier_initializer="glorot_uniform")
 # No timing assertions beyond positivity and ordering, so the runs can be short.
-FAST = benchmark_lib.BenchmarkConfig(batch_sizes=(1, 4), min_seconds=0.0, min_runs=3,
+FAST = bench_config_lib.BenchmarkConfig(batch_sizes=(1, 4), min_seconds=0.0, min_runs=3,
                                      warmup_runs=1, eval_batch_size=16, pair_rounds=3,
                                      pair_round_seconds=0.005)
 N_IMAGES = 40
@@ -65,13 +75,13 @@ def model_and_export(tmp_path_factory):
   model_io.write_model_dir(model_dir, model, TINY, metrics_lib.spec_metrics(TINY))
   export_dir = str(root / "export")
   os.makedirs(export_dir)
-  model_io.write_bytes(os.path.join(export_dir, "model_fp32.tflite"),
+  files_lib.write_bytes(os.path.join(export_dir, "model_fp32.tflite"),
                        tf.lite.TFLiteConverter.from_keras_model(model).convert())
-  model_io.write_bytes(os.path.join(export_dir, "model_int8.tflite"), _tflite_int8(model))
+  files_lib.write_bytes(os.path.join(export_dir, "model_int8.tflite"), _tflite_int8(model))
   module = _UInt8Classifier(model)
   tf.saved_model.save(module, os.path.join(export_dir, "saved_model"),
                       signatures={"serving_default": module.serve})
-  model_io.write_text(os.path.join(export_dir, "labels.txt"), "a\nb\nc\n")
+  files_lib.write_text(os.path.join(export_dir, "labels.txt"), "a\nb\nc\n")
   return model_dir, export_dir
 
 
@@ -130,11 +140,11 @@ def test_float_artefacts_agree_with_keras(result):
 
 def test_int8_input_is_quantized_and_output_dequantized(model_and_export, images, result):
   model_dir, export_dir = model_and_export
-  config = benchmark_lib.BenchmarkConfig(batch_sizes=(2,), min_seconds=0.0, min_runs=1,
+  config = bench_config_lib.BenchmarkConfig(batch_sizes=(2,), min_seconds=0.0, min_runs=1,
                                          warmup_runs=0)
-  runner = benchmark_lib._load_runner("tflite_int8", os.path.join(export_dir, "model_int8.tflite"),
-                                      config)
-  pixels = data_lib.as_pixels(images[0][:5])
+  runner = runners_lib.load_runner("tflite_int8", os.path.join(export_dir, "model_int8.tflite"),
+                                   config.num_threads)
+  pixels = images_lib.as_pixels(images[0][:5])
   probabilities = runner.probabilities(runner.invoke(runner.feed(pixels)))
   assert probabilities.dtype == np.float32
   # Dequantized softmax outputs close to the float model's on the same pixels.
@@ -153,7 +163,7 @@ def test_json_round_trip_and_table(result, tmp_path):
   settings = loaded["settings"]
   assert settings["batch_sizes"] == [1, 4] and settings["eval_images"] == N_IMAGES
   assert settings["machine"]["cpu_count"] >= 1
-  table = benchmark_lib.format_table(loaded)
+  table = console_lib.format_table(loaded)
   for text in ("ancestor", "keras", "saved_model", "tflite_int8", "tflite_fp16", "not exported",
                "b4 img/s"):
     assert text in table
@@ -166,14 +176,14 @@ def test_formats_filter_and_missing_formats(model_and_export, images, tmp_path):
   only_fp32 = str(tmp_path / "export")
   os.makedirs(only_fp32)
   shutil.copy(os.path.join(export_dir, "model_fp32.tflite"), only_fp32)
-  config = benchmark_lib.BenchmarkConfig(batch_sizes=(2,), min_seconds=0.0, min_runs=2,
+  config = bench_config_lib.BenchmarkConfig(batch_sizes=(2,), min_seconds=0.0, min_runs=2,
                                          warmup_runs=0, formats=("tflite_*",))
   entry = benchmark_lib.benchmark_model(model_dir, only_fp32, *images, config)
   assert list(entry["artefacts"]) == ["tflite_fp32"]
   assert entry["missing"] == ["tflite_fp16", "tflite_dynamic", "tflite_int8", "tflite_qat_int8"]
   assert entry["reference_artefact"] == "tflite_fp32"
   # Without an export dir only the Keras model is timed; without images, no top-1.
-  entry = benchmark_lib.benchmark_model(model_dir, None, config=benchmark_lib.BenchmarkConfig(
+  entry = benchmark_lib.benchmark_model(model_dir, None, config=bench_config_lib.BenchmarkConfig(
       batch_sizes=(1,), min_seconds=0.0, min_runs=2, warmup_runs=0))
   assert list(entry["artefacts"]) == ["keras"]
   assert entry["artefacts"]["keras"]["top1"] is None
@@ -183,25 +193,25 @@ def test_formats_filter_and_missing_formats(model_and_export, images, tmp_path):
 def test_clear_errors(model_and_export, images, tmp_path):
   model_dir, export_dir = model_and_export
   with pytest.raises(ValueError, match="does not exist"):
-    benchmark_lib.find_artefacts(model_dir, str(tmp_path / "nowhere"))
+    artefacts_lib.find_artefacts(model_dir, str(tmp_path / "nowhere"))
   empty = tmp_path / "empty_export"
   empty.mkdir()
   (empty / "labels.txt").write_text("a\n")
   with pytest.raises(ValueError, match=r"holds nothing to benchmark.*labels\.txt"):
-    benchmark_lib.find_artefacts(model_dir, str(empty))
+    artefacts_lib.find_artefacts(model_dir, str(empty))
   with pytest.raises(ValueError, match=r"No artefact matches formats \['onnx'\].*tflite_fp32"):
-    benchmark_lib.find_artefacts(model_dir, export_dir, ["onnx"])
+    artefacts_lib.find_artefacts(model_dir, export_dir, ["onnx"])
   with pytest.raises(ValueError, match=r"takes 32x32 images .* 24x24.*--image_size=32"):
     benchmark_lib.benchmark_model(model_dir, None, np.zeros((2, 24, 24, 3), np.uint8), config=FAST)
   with pytest.raises(ValueError, match="2 images but 3 labels"):
     benchmark_lib.benchmark_model(model_dir, None, images[0][:2], images[1][:3], config=FAST)
   with pytest.raises(ValueError, match=r"batch sizes must be positive integers, got 0"):
-    benchmark_lib.BenchmarkConfig(batch_sizes=(1, 0))
+    bench_config_lib.BenchmarkConfig(batch_sizes=(1, 0))
 
 
 def test_two_models_share_images_and_speedups(model_and_export, images):
   model_dir, export_dir = model_and_export
-  config = benchmark_lib.BenchmarkConfig(batch_sizes=(1, 4), min_seconds=0.0, min_runs=2,
+  config = bench_config_lib.BenchmarkConfig(batch_sizes=(1, 4), min_seconds=0.0, min_runs=2,
                                          warmup_runs=0, formats=("keras", "tflite_fp32"),
                                          pair_rounds=3, pair_round_seconds=0.005,
                                          pair_max_invokes=20, pair_resolutions=(48, 32))
@@ -234,8 +244,8 @@ def test_two_models_share_images_and_speedups(model_and_export, images):
   assert list(at48["interleaved"]["batches"]) == ["1"]
   pair48 = at48["pairs"][name]["1"]
   assert pair48["rounds"] == 3 and pair48["ratio_median"] == sorted(pair48["ratios"])[1]
-  assert f"{name}" in benchmark_lib.format_pairs(result).split("at 48 px")[1]
-  fields = benchmark_lib.litert_fields(result)
+  assert f"{name}" in console_lib.format_pairs(result).split("at 48 px")[1]
+  fields = job_results_lib.litert_fields(result)
   assert fields["ancestor"]["speedup_vs_ancestor"] == {"1": 1.0, "4": 1.0}
   assert fields["squishednet"]["speedup_vs_ancestor"]["1"] == result["pairs"][name]["1"][
       "ratio_median"]
@@ -244,7 +254,7 @@ def test_two_models_share_images_and_speedups(model_and_export, images):
   assert fields["squishednet"]["speedup_vs_ancestor_range"]["4"] == {
       "min": result["pairs"][name]["4"]["ratio_min"],
       "max": result["pairs"][name]["4"]["ratio_max"], "rounds": 3}
-  assert name in benchmark_lib.format_pairs(result)
+  assert name in console_lib.format_pairs(result)
   assert fields["ancestor"]["tflite_fp32_bytes"] == os.path.getsize(
       os.path.join(export_dir, "model_fp32.tflite"))
   assert fields["ancestor"]["tflite_int8_bytes"] is None  # filtered out: not measured
@@ -254,10 +264,10 @@ def test_two_models_share_images_and_speedups(model_and_export, images):
 
 def test_time_runs_respects_minimums():
   calls = []
-  latencies = benchmark_lib.time_runs(lambda: calls.append(1), min_seconds=0.0, min_runs=5,
+  latencies = timing_lib.time_runs(lambda: calls.append(1), min_seconds=0.0, min_runs=5,
                                       warmup_runs=2)
   assert len(latencies) == 5 and len(calls) == 7
-  stats = benchmark_lib.latency_stats([0.001, 0.002, 0.004], batch_size=8)
+  stats = timing_lib.latency_stats([0.001, 0.002, 0.004], batch_size=8)
   assert stats["images_per_sec"] == pytest.approx(8 * 3 / 0.007)
   assert stats["latency_ms"]["p50"] == pytest.approx(2.0)
   assert stats["images_per_sec_p50"] == pytest.approx(8 / 0.002)
@@ -273,7 +283,7 @@ def test_main_writes_benchmark_json(model_and_export, images, monkeypatch, capsy
   def fake_load(config):
     loaded["config"] = config
     val_ds = tf.data.Dataset.from_tensor_slices((pixels, labels)).batch(16)
-    info = data_lib.DatasetInfo("toy", ("a", "b", "c"), 0, N_IMAGES, config.image_size)
+    info = data_config_lib.DatasetInfo("toy", ("a", "b", "c"), 0, N_IMAGES, config.image_size)
     return None, val_ds, info
 
   # raising=False: data.load may not exist yet while the data module is built.
@@ -290,7 +300,7 @@ def test_main_writes_benchmark_json(model_and_export, images, monkeypatch, capsy
   if not was_parsed:
     flags.FLAGS.unparse_flags()  # leave the process's flags as other tests expect them
   assert loaded["config"].image_size == 32  # from the model's spec, not the flag's default
-  result = model_io.read_json(output)
+  result = files_lib.read_json(output)
   entry = result["models"]["ancestor"]
   assert list(entry["artefacts"]) == ["keras", "tflite_fp32", "tflite_int8"]
   assert result["settings"]["eval_images"] == 24 and result["settings"]["batch_sizes"] == [1, 2]
@@ -339,22 +349,22 @@ def mobile_dir(tmp_path_factory):
   model = _mobile_like()
   os.makedirs(os.path.join(directory, "export"))
   model_io.save_keras(model, os.path.join(directory, model_io.MODEL_FILE))
-  model_io.write_json(os.path.join(directory, model_io.METRICS_FILE), {"top1": 0.5})
-  model_io.write_bytes(os.path.join(directory, "export", "model_fp32.tflite"),
+  files_lib.write_json(os.path.join(directory, model_io.METRICS_FILE), {"top1": 0.5})
+  files_lib.write_bytes(os.path.join(directory, "export", "model_fp32.tflite"),
                        tf.lite.TFLiteConverter.from_keras_model(model).convert())
   return directory
 
 
 def test_a_model_dir_without_spec_is_described_from_its_keras_model(mobile_dir, tmp_path):
   assert not os.path.exists(os.path.join(mobile_dir, model_io.SPEC_FILE))
-  described = benchmark_lib.describe_model(mobile_dir)
+  described = artefacts_lib.describe_model(mobile_dir)
   assert described == {"params": MOBILE_PARAMS, "size_mb": MOBILE_PARAMS * 4 / 1e6,
                        "macs": MOBILE_MACS, "image_size": [32, 32, 3], "num_classes": 3,
                        "source": "model.keras"}
   # Only an export: input and classes from its .tflite file, sizes unknown.
   only_export = tmp_path / "exported_only"
   shutil.copytree(os.path.join(mobile_dir, "export"), only_export / "export")
-  described = benchmark_lib.describe_model(str(only_export), str(only_export / "export"))
+  described = artefacts_lib.describe_model(str(only_export), str(only_export / "export"))
   assert (described["image_size"], described["num_classes"]) == ([32, 32, 3], 3)
   assert (described["params"], described["macs"]) == (None, None)
   # No model at all: say what the dir holds and what to pass.
@@ -363,15 +373,15 @@ def test_a_model_dir_without_spec_is_described_from_its_keras_model(mobile_dir, 
   (empty / "notes.txt").write_text("x")
   with pytest.raises(ValueError, match=r"holds no model: expected model\.keras .*\['notes\.txt'\]"
                      r".*baselines/<name>/"):
-    benchmark_lib.describe_model(str(empty))
+    artefacts_lib.describe_model(str(empty))
   with pytest.raises(ValueError, match=r"Nothing to benchmark: .* holds \['notes\.txt'\]"):
     benchmark_lib.benchmark_model(str(empty), None, config=FAST)
   with pytest.raises(ValueError, match="does not exist; pass the --model_dir of a trained model"):
-    benchmark_lib.describe_model(str(tmp_path / "nowhere"))
+    artefacts_lib.describe_model(str(tmp_path / "nowhere"))
 
 
 def test_a_model_dir_without_spec_is_benchmarked(mobile_dir, images):
-  config = benchmark_lib.BenchmarkConfig(batch_sizes=(2,), min_seconds=0.0, min_runs=2,
+  config = bench_config_lib.BenchmarkConfig(batch_sizes=(2,), min_seconds=0.0, min_runs=2,
                                          warmup_runs=0, pair_rounds=0)
   entry = benchmark_lib.benchmark_model(mobile_dir, os.path.join(mobile_dir, "export"), *images,
                                         config)
@@ -394,7 +404,7 @@ def test_main_benchmarks_a_model_dir_without_spec(mobile_dir, images, monkeypatc
   def fake_load(config):
     loaded["config"] = config
     val_ds = tf.data.Dataset.from_tensor_slices((pixels, labels)).batch(16)
-    return None, val_ds, data_lib.DatasetInfo("toy", ("a", "b", "c"), 0, N_IMAGES,
+    return None, val_ds, data_config_lib.DatasetInfo("toy", ("a", "b", "c"), 0, N_IMAGES,
                                               config.image_size)
 
   monkeypatch.setattr(data_lib, "load", fake_load, raising=False)
@@ -414,7 +424,7 @@ def test_main_benchmarks_a_model_dir_without_spec(mobile_dir, images, monkeypatc
     flags.FLAGS.unparse_flags()
   assert loaded["config"].image_size == 32  # read off the Keras model
   # Default export dir <model_dir>/export, and benchmark.json beside its files.
-  result = model_io.read_json(os.path.join(mobile_dir, "export", "benchmark.json"))
+  result = files_lib.read_json(os.path.join(mobile_dir, "export", "benchmark.json"))
   entry = result["models"]["mobilenet_v3_small"]
   assert list(entry["artefacts"]) == ["keras", "tflite_fp32"]
   assert (entry["params"], entry["macs"]) == (MOBILE_PARAMS, MOBILE_MACS)
@@ -474,26 +484,26 @@ def _fake_benchmark():
 def test_comparison_pairs_put_every_file_against_the_ancestors_fp32():
   models = _fake_benchmark()["models"]
   models["squishednet"]["artefacts"]["keras"] = {"path": "m.keras"}
-  assert benchmark_lib.comparison_pairs(models) == [
+  assert comparisons_lib.comparison_pairs(models) == [
       ("ancestor/tflite_int8", "ancestor/tflite_fp32"),
       ("squishednet/tflite_fp32", "ancestor/tflite_fp32"),
       ("squishednet/tflite_int8", "ancestor/tflite_fp32"),
       ("width_scaled/tflite_fp32", "ancestor/tflite_fp32")]
-  assert benchmark_lib.comparison_pairs(models, reference="nobody") == []
+  assert comparisons_lib.comparison_pairs(models, reference="nobody") == []
   with pytest.raises(ValueError, match=r"'squishednet/keras' is not a benchmarked \.tflite"):
-    benchmark_lib.measure_model_pairs(models, [("squishednet/keras", "ancestor/tflite_fp32")])
+    comparisons_lib.measure_model_pairs(models, [("squishednet/keras", "ancestor/tflite_fp32")])
 
 
 def test_litert_fields_take_speedups_from_the_pairs():
   result = _fake_benchmark()
-  fp32 = benchmark_lib.litert_fields(result, statistic="images_per_sec_p50")
+  fp32 = job_results_lib.litert_fields(result, statistic="images_per_sec_p50")
   assert fp32["squishednet"]["litert_images_per_sec"] == {"1": 1000.0}
   assert fp32["squishednet"]["speedup_vs_ancestor"] == {"1": pytest.approx(1.6)}  # not 1.25
   assert fp32["squishednet"]["speedup_vs_ancestor_range"] == {
       "1": {"min": 1.5, "max": 1.7, "rounds": 3}}
   assert fp32["ancestor"]["speedup_vs_ancestor"] == {"1": 1.0}
   assert fp32["width_scaled"]["speedup_vs_ancestor"] == {"1": None}  # unmeasured, not divided
-  int8 = benchmark_lib.litert_fields(result, artefact="tflite_int8",
+  int8 = job_results_lib.litert_fields(result, artefact="tflite_int8",
                                      reference_artefact="tflite_fp32")
   assert int8["squishednet"]["speedup_vs_ancestor"] == {"1": pytest.approx(3.0)}  # not 2.5
   assert int8["ancestor"]["speedup_vs_ancestor"] == {"1": pytest.approx(1.9)}  # not 1.5
@@ -508,25 +518,26 @@ def test_litert_fields_take_speedups_from_the_pairs():
 
 
 def test_results_and_report_show_the_pairs_median_with_min_max(tmp_path):
-  from squish_tf import job  # pylint: disable=g-import-not-at-top
-  from squish_tf import report as report_lib  # pylint: disable=g-import-not-at-top
+  from squish_tf.job import config as job_config_lib  # pylint: disable=g-import-not-at-top
+  from squish_tf.job import results as job_results_lib  # pylint: disable=g-import-not-at-top
+  from squish_tf.report import markdown as report_lib  # pylint: disable=g-import-not-at-top
 
   dirs = {}
   for name, params in (("ancestor", 727_626), ("squishednet", 140_000)):
     dirs[name] = str(tmp_path / name)
-    model_io.write_json(os.path.join(dirs[name], model_io.METRICS_FILE),
+    files_lib.write_json(os.path.join(dirs[name], model_io.METRICS_FILE),
                         {"params": params, "size_mb": params * 4 / 1e6, "macs": 10 * params,
                          "top1": 0.9, "train_epochs": 1, "train_images": 100})
   dirs["width_scaled"] = str(tmp_path / "width_scaled")
-  model_io.write_json(os.path.join(dirs["width_scaled"], model_io.METRICS_FILE),
+  files_lib.write_json(os.path.join(dirs["width_scaled"], model_io.METRICS_FILE),
                       {"params": 141_000, "size_mb": 0.564, "macs": 1_400_000, "top1": 0.88})
   lineage = {"ancestor": {"dir": dirs["ancestor"], "params": 727_626, "size_mb": 2.91,
                           "macs": 7_276_260, "top1": 0.9},
              "candidates": [], "generations": [], "winner": "gen_001/cand_00",
              "stop_reason": "target_met"}
-  info = data_lib.DatasetInfo("shapes10", tuple("abcdefghij"), 100, 20, 64, test_count=20)
-  results = job.build_results(
-      job.JobConfig(run_dir=str(tmp_path)), info, data_lib.DataConfig(image_size=64), lineage,
+  info = data_config_lib.DatasetInfo("shapes10", tuple("abcdefghij"), 100, 20, 64, test_count=20)
+  results = job_results_lib.build_results(
+      job_config_lib.JobConfig(run_dir=str(tmp_path)), info, data_config_lib.DataConfig(image_size=64), lineage,
       dirs["squishednet"], {"width_scaled": dirs["width_scaled"]}, _fake_benchmark(),
       {"models": {}}, {}, None)
   squished = results["models"]["squishednet"]
@@ -564,19 +575,19 @@ def test_results_and_report_show_the_pairs_median_with_min_max(tmp_path):
   assert "**1.60× faster** than the ancestor" in markdown
   assert "1.50–1.70× over 3 interleaved rounds" in markdown
   assert "median of the per-round ratios" in markdown
-  assert "1.60× speed b1" in report_lib.format_results_summary(results)
+  assert "1.60× speed b1" in console_lib.format_results_summary(results)
 
 
 # -- the same network at another resolution -------------------------------------------
 
 
 def _tflite_probabilities(content, pixels):
-  from squish_tf import litert  # pylint: disable=g-import-not-at-top
+  from squish_tf.runtime import litert  # pylint: disable=g-import-not-at-top
   return litert.LiteRTRunner(content, num_threads=1).predict(pixels)
 
 
 def test_tflite_at_size_keeps_the_weights(model_and_export):
-  from squish_tf import speed_pairs  # pylint: disable=g-import-not-at-top
+  from squish_tf.bench import pairs as speed_pairs  # pylint: disable=g-import-not-at-top
 
   model_dir, export_dir = model_and_export
   pixels = np.random.default_rng(2).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
@@ -597,7 +608,7 @@ def test_tflite_at_size_keeps_the_weights(model_and_export):
 def test_foreign_models_resize_when_fully_convolutional(tmp_path):
   import keras  # pylint: disable=g-import-not-at-top
 
-  from squish_tf import speed_pairs  # pylint: disable=g-import-not-at-top
+  from squish_tf.bench import pairs as speed_pairs  # pylint: disable=g-import-not-at-top
 
   inputs = keras.Input((32, 32, 3))
   x = keras.layers.Conv2D(4, 3, strides=2, activation="relu")(inputs)
@@ -636,11 +647,11 @@ def test_pairs_at_another_size_convert_each_model_once_and_record_failures(monke
     timed.update(files=dict(files), pairs=list(pairs), batch_sizes=tuple(batch_sizes))
     return {"interleaved": {"batches": {}}, "pairs": {"s vs a": {"1": {"ratio_median": 2.0}}}}
 
-  pairs = benchmark_lib.comparison_pairs(models_)
-  monkeypatch.setattr(benchmark_lib.pairs_lib, "measure_pairs", fake_measure)
-  entry = benchmark_lib.measure_pairs_at_size(models_, pairs, 224, FAST, convert=convert)
+  pairs = comparisons_lib.comparison_pairs(models_)
+  monkeypatch.setattr(pairs_lib, "measure_pairs", fake_measure)
+  entry = comparisons_lib.measure_pairs_at_size(models_, pairs, 224, FAST, convert=convert)
   # The files' own size is not measured again.
-  assert benchmark_lib.measure_pairs_at_size(models_, pairs, 64, FAST, convert=convert) is None
+  assert comparisons_lib.measure_pairs_at_size(models_, pairs, 64, FAST, convert=convert) is None
   # Only fp32 against fp32; each model converted once, in pair order, reference first.
   assert converted == [("/runs/ancestor", 224), ("/runs/squishednet", 224),
                        ("/runs/width_scaled", 224)]
@@ -655,13 +666,13 @@ def test_pairs_at_another_size_convert_each_model_once_and_record_failures(monke
 
 
 def test_pair_resolutions_config_and_flag():
-  from squish_tf import flag_defs  # pylint: disable=g-import-not-at-top
+  from squish_tf.job import flags as flag_defs  # pylint: disable=g-import-not-at-top
 
-  assert benchmark_lib.BenchmarkConfig().pair_resolutions == (224,)
-  assert benchmark_lib.BenchmarkConfig(pair_resolutions=[224, 224, 128]).pair_resolutions == (
+  assert bench_config_lib.BenchmarkConfig().pair_resolutions == (224,)
+  assert bench_config_lib.BenchmarkConfig(pair_resolutions=[224, 224, 128]).pair_resolutions == (
       224, 128)
   with pytest.raises(ValueError, match=r"pair_resolutions must be positive image sizes"):
-    benchmark_lib.BenchmarkConfig(pair_resolutions=(0,))
+    bench_config_lib.BenchmarkConfig(pair_resolutions=(0,))
   assert flag_defs.pair_resolutions_from_flag(["run", "224"]) == (224,)
   assert flag_defs.pair_resolutions_from_flag(["run"]) == ()
   with pytest.raises(ValueError, match=r"--pair_resolutions takes 'run' and positive image sizes"):

@@ -49,10 +49,33 @@ def targets():
 
 def test_library_lists_every_module(targets):
   libraries = [t for t in targets if t["kind"] == "py_library" and t["name"] == "squish_tf"]
-  assert len(libraries) == 1, "BUILD needs one py_library named squish_tf"
-  srcs = set(libraries[0]["srcs"])
-  missing = [f for f in _files("squish_tf/**/*.py") if f not in srcs]
-  assert not missing, f"modules missing from py_library squish_tf in BUILD: {missing}"
+  assert len(libraries) == 1, "BUILD needs one py_library named squish_tf (the top)"
+  listed = [src for t in targets if t["kind"] == "py_library" for src in t["srcs"]]
+  missing = [f for f in _files("squish_tf/**/*.py") if f not in listed]
+  assert not missing, f"modules missing from the py_library of their room in BUILD: {missing}"
+  twice = sorted({f for f in listed if listed.count(f) > 1})
+  assert not twice, f"modules listed by two libraries in BUILD: {twice}"
+
+
+def test_room_deps_mirror_the_imports(targets):
+  """A room's library depends on exactly the rooms its modules import (tests/test_layout.py)."""
+  import test_layout  # pylint: disable=g-import-not-at-top
+
+  library_of = {src[:-3].replace(os.sep, ".").replace(".__init__", ""): t["name"]
+                for t in targets if t["kind"] == "py_library" for src in t["srcs"]
+                if src.startswith("squish_tf/")}
+  declared = {t["name"]: {d for d in t.get("deps", []) if isinstance(d, str) and
+                          d.startswith(":")} for t in targets
+              if t["kind"] == "py_library" and t["name"] in library_of.values()}
+  needed = {name: set() for name in set(library_of.values())}
+  for module, path in test_layout.LIBRARY.items():
+    for target in test_layout.imports_of(module, path)[0]:
+      if library_of[target] != library_of[module]:
+        needed[library_of[module]].add(":" + library_of[target])
+  for name, deps in needed.items():
+    if name == "squish_tf":  # the top depends on every room, as the package does
+      continue
+    assert declared[name] == deps, f"{name}: BUILD deps {sorted(declared[name])}, imports {sorted(deps)}"
 
 
 def test_every_main_has_a_binary(targets):

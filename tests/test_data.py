@@ -9,8 +9,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from squish_tf import data
-from squish_tf import shapes10
+from squish_tf.data import augment as augment_lib
+from squish_tf.data import cache as cache_lib
+from squish_tf.data import config as data_config_lib
+from squish_tf.data import folder as folder_lib
+from squish_tf.data import pipeline as data
+from squish_tf.data import shapes10
+from squish_tf.data import tfds as tfds_lib
 
 AUTO_SHARD_DATA = tf.data.experimental.AutoShardPolicy.DATA
 
@@ -28,7 +33,7 @@ def _small_shapes10(**changes):
   settings = dict(image_size=32, batch_size=16, shapes10_train_size=120,
                   shapes10_validation_size=50, shapes10_test_size=40, augment=False)
   settings.update(changes)
-  return data.DataConfig(**settings)
+  return data_config_lib.DataConfig(**settings)
 
 
 # -- shapes10 -------------------------------------------------------------------
@@ -36,7 +41,7 @@ def _small_shapes10(**changes):
 
 def test_shapes10_batches_dtypes_ranges_counts_and_info():
   train_ds, val_ds, info = data.load(_small_shapes10(augment=True))
-  assert info == data.DatasetInfo("shapes10", shapes10.CLASS_NAMES, 120, 50, 32, 0, test_count=40)
+  assert info == data_config_lib.DatasetInfo("shapes10", shapes10.CLASS_NAMES, 120, 50, 32, 0, test_count=40)
   assert info.num_classes == 10
   # Training drops the last partial batch (static shapes); validation keeps every image.
   assert int(train_ds.cardinality()) == 120 // 16
@@ -130,7 +135,7 @@ def _matching_shift(output, image, max_shift):
 
 def test_flip_translation_layer_mirrors_and_shifts_each_image_exactly():
   images = np.random.default_rng(0).integers(0, 256, (24, 16, 16, 3), dtype=np.uint8)
-  layer = data.RandomFlipTranslation(0.25, seed=3)
+  layer = augment_lib.RandomFlipTranslation(0.25, seed=3)
   outputs = layer(tf.constant(images), training=True).numpy()
   assert outputs.dtype == np.uint8 and outputs.shape == images.shape
   found = [_matching_shift(o, i, max_shift=4) for o, i in zip(outputs, images)]
@@ -140,13 +145,13 @@ def test_flip_translation_layer_mirrors_and_shifts_each_image_exactly():
   assert 0 < sum(mirrored) < len(mirrored)  # a coin per image, not per batch
   assert len(shifts) > 5
   # The same seed repeats the draws; another seed does not; inference is the identity.
-  again = data.RandomFlipTranslation(0.25, seed=3)(tf.constant(images), training=True).numpy()
-  other = data.RandomFlipTranslation(0.25, seed=4)(tf.constant(images), training=True).numpy()
+  again = augment_lib.RandomFlipTranslation(0.25, seed=3)(tf.constant(images), training=True).numpy()
+  other = augment_lib.RandomFlipTranslation(0.25, seed=4)(tf.constant(images), training=True).numpy()
   np.testing.assert_array_equal(outputs, again)
   assert not np.array_equal(outputs, other)
   np.testing.assert_array_equal(layer(tf.constant(images), training=False).numpy(), images)
   with pytest.raises(ValueError, match="factor must be in"):
-    data.RandomFlipTranslation(1.5)
+    augment_lib.RandomFlipTranslation(1.5)
 
 
 def test_image_size_is_honoured():
@@ -159,7 +164,7 @@ def test_image_size_is_honoured():
 def test_unknown_dataset_lists_the_known_ones():
   for name in ("mnist", "tfds:", "shapes100"):
     with pytest.raises(ValueError) as error:
-      data.load(data.DataConfig(dataset=name))
+      data.load(data_config_lib.DataConfig(dataset=name))
     message = str(error.value)
     assert repr(name) in message
     for known in ("shapes10", "folder", "tfds:NAME", "imagenet10"):
@@ -168,18 +173,18 @@ def test_unknown_dataset_lists_the_known_ones():
 
 def test_bad_config_values_are_refused():
   with pytest.raises(ValueError, match="validation_split must be in"):
-    data.load(data.DataConfig(validation_split=1.0))
+    data.load(data_config_lib.DataConfig(validation_split=1.0))
   with pytest.raises(ValueError, match="image_size must be a positive integer, got 0"):
-    data.load(data.DataConfig(image_size=0))
+    data.load(data_config_lib.DataConfig(image_size=0))
   with pytest.raises(ValueError, match="shapes10_train_size"):
-    data.load(data.DataConfig(shapes10_train_size=0))
+    data.load(data_config_lib.DataConfig(shapes10_train_size=0))
 
 
 def test_bad_split_fractions_and_streams_are_refused():
   with pytest.raises(ValueError, match="test_split must be in"):
-    data.load(data.DataConfig(test_split=-0.1))
+    data.load(data_config_lib.DataConfig(test_split=-0.1))
   with pytest.raises(ValueError, match=r"validation_split \+ test_split must be below 1.*0.6 \+ 0.4"):
-    data.load_test(data.DataConfig(validation_split=0.6, test_split=0.4))
+    data.load_test(data_config_lib.DataConfig(validation_split=0.6, test_split=0.4))
   for stream in (-1, 1.5, True):
     with pytest.raises(ValueError, match="stream must be a non-negative integer"):
       data.load(_small_shapes10(), stream=stream)
@@ -201,9 +206,9 @@ def generated_splits(monkeypatch):
     return generate(count, image_size, seed, split)
 
   monkeypatch.setattr(shapes10, "generate", recording)
-  data._shapes10_arrays.cache_clear()
+  shapes10._shapes10_arrays.cache_clear()
   yield requested
-  data._shapes10_arrays.cache_clear()
+  shapes10._shapes10_arrays.cache_clear()
 
 
 def test_shapes10_load_never_generates_the_test_split(generated_splits):
@@ -216,7 +221,7 @@ def test_shapes10_test_split_is_its_own_draw_unshuffled_unaugmented(generated_sp
   config = _small_shapes10(augment="flip,translate")
   test_ds, info = data.load_test(config)
   assert generated_splits == ["test"]
-  assert info == data.DatasetInfo("shapes10", shapes10.CLASS_NAMES, 120, 50, 32, 0, 40)
+  assert info == data_config_lib.DatasetInfo("shapes10", shapes10.CLASS_NAMES, 120, 50, 32, 0, 40)
   assert int(test_ds.cardinality()) == 3  # ceil(40 / 16): every image
   assert test_ds.element_spec[0].dtype == tf.float32 and test_ds.element_spec[1].dtype == tf.int32
   assert test_ds.options().experimental_distribute.auto_shard_policy == AUTO_SHARD_DATA
@@ -274,18 +279,18 @@ def test_stream_zero_augments_as_the_seeded_layer_and_streams_augment_differentl
   assert config.augment == ("flip", "translate")
   generated, generated_labels = shapes10.generate(32, 32, seed=0, split="train")
   reference = _reference_epoch(config, generated, generated_labels)
-  layer = data.RandomFlipTranslation(data.TRANSLATION_FACTOR)
-  seeds = list(data.batch_seeds(config.seed).take(2))  # the first pass's per-batch seeds
+  layer = augment_lib.RandomFlipTranslation(data_config_lib.TRANSLATION_FACTOR)
+  seeds = list(augment_lib.batch_seeds(config.seed).take(2))  # the first pass's per-batch seeds
   stream_0 = _batches(data.load(config)[0])
   for (images, _), (ref_images, _), seed in zip(stream_0, reference, seeds):
     np.testing.assert_array_equal(images, layer(tf.constant(ref_images), seed=seed).numpy())
-  assert data.stream_seed(0, 0) == 0 and data.stream_seed(7, 0) == 7
-  seeds = {data.stream_seed(seed, stream) for seed in range(3) for stream in range(1, 4)}
+  assert data_config_lib.stream_seed(0, 0) == 0 and data_config_lib.stream_seed(7, 0) == 7
+  seeds = {data_config_lib.stream_seed(seed, stream) for seed in range(3) for stream in range(1, 4)}
   assert len(seeds) == 9 and all(0 <= s < 2**31 - 1 for s in seeds)
   # Another stream also draws other augmentations for the same image.
   order = _stack(data.load(_small_shapes10(shapes10_train_size=32), stream=1)[0])[0]
   augmented = _stack(data.load(config, stream=1)[0])[0]
-  seeds = list(data.batch_seeds(data.stream_seed(0, 1)).take(2))
+  seeds = list(augment_lib.batch_seeds(data_config_lib.stream_seed(0, 1)).take(2))
   expected = np.concatenate([layer(tf.constant(order[i:i + 16]), seed=seeds[i // 16]).numpy()
                              for i in (0, 16)])
   np.testing.assert_array_equal(augmented, expected)
@@ -312,31 +317,31 @@ def test_a_pass_augments_the_same_however_far_the_one_before_it_ran():
 
 
 def test_augment_accepts_names_strings_and_booleans_and_refuses_unknown_names():
-  assert data.DataConfig().augment == ("translate",) == data.DEFAULT_AUGMENT
+  assert data_config_lib.DataConfig().augment == ("translate",) == data_config_lib.DEFAULT_AUGMENT
   spellings = [
       (True, ("translate",)), (False, ()), (None, ()), ("none", ()), ("None", ()), ("", ()),
       ("flip,translate", ("flip", "translate")), (" translate , flip ", ("flip", "translate")),
       ("flip", ("flip",)), (("translate", "flip", "flip"), ("flip", "translate")),
       (["translate"], ("translate",)), ((), ()), (("none",), ())]
   for value, expected in spellings:
-    config = data.DataConfig(augment=value)
-    assert config.augment == expected == data.augment_names(config), value
-    assert data.parse_augment(value) == expected
-  config = data.DataConfig(augment="flip,translate")
+    config = data_config_lib.DataConfig(augment=value)
+    assert config.augment == expected == data_config_lib.augment_names(config), value
+    assert data_config_lib.parse_augment(value) == expected
+  config = data_config_lib.DataConfig(augment="flip,translate")
   assert dataclasses.replace(config, augment=False).augment == ()
   assert dataclasses.replace(config, seed=3).augment == ("flip", "translate")
   with pytest.raises(ValueError, match=r"Unknown augmentation.*'rotate'.*flip, translate"):
-    data.DataConfig(augment="flip,rotate")
+    data_config_lib.DataConfig(augment="flip,rotate")
   with pytest.raises(ValueError, match="combines 'none'"):
-    data.DataConfig(augment=("none", "flip"))
+    data_config_lib.DataConfig(augment=("none", "flip"))
   with pytest.raises(ValueError, match="augment must be.*got 3"):
-    data.DataConfig(augment=3)
+    data_config_lib.DataConfig(augment=3)
 
 
 def test_flip_off_never_mirrors_and_keeps_the_same_shifts():
   images = np.random.default_rng(1).integers(0, 256, (24, 16, 16, 3), dtype=np.uint8)
-  with_flips = data.RandomFlipTranslation(0.25, seed=3)(tf.constant(images)).numpy()
-  without = data.RandomFlipTranslation(0.25, seed=3, flip=False)(tf.constant(images)).numpy()
+  with_flips = augment_lib.RandomFlipTranslation(0.25, seed=3)(tf.constant(images)).numpy()
+  without = augment_lib.RandomFlipTranslation(0.25, seed=3, flip=False)(tf.constant(images)).numpy()
   found_with = [_matching_shift(o, i, max_shift=4) for o, i in zip(with_flips, images)]
   found_without = [_matching_shift(o, i, max_shift=4) for o, i in zip(without, images)]
   assert all(f is not None and not f[0] for f in found_without)
@@ -345,14 +350,14 @@ def test_flip_off_never_mirrors_and_keeps_the_same_shifts():
   assert [f[1:] for f in found_without] == [(-dx if mirrored else dx, dy)
                                             for mirrored, dx, dy in found_with]
   # Translation factor 0 and no flip: the identity. Flip alone: mirrors or keeps.
-  still = data.RandomFlipTranslation(0.0, seed=3, flip=False)(tf.constant(images)).numpy()
+  still = augment_lib.RandomFlipTranslation(0.0, seed=3, flip=False)(tf.constant(images)).numpy()
   np.testing.assert_array_equal(still, images)
-  flipped = data.augmentation_layer(3, "flip")(tf.constant(images), training=True).numpy()
+  flipped = augment_lib.augmentation_layer(3, "flip")(tf.constant(images), training=True).numpy()
   mirrored = [np.array_equal(o, i[:, ::-1]) for o, i in zip(flipped, images)]
   kept = [np.array_equal(o, i) for o, i in zip(flipped, images)]
   assert all(m or k for m, k in zip(mirrored, kept)) and 0 < sum(mirrored) < len(images)
-  assert data.augmentation_layer(3, ()) is None  # no augmentations: nothing to apply
-  assert data.RandomFlipTranslation(0.1, flip=False).get_config()["flip"] is False
+  assert augment_lib.augmentation_layer(3, ()) is None  # no augmentations: nothing to apply
+  assert augment_lib.RandomFlipTranslation(0.1, flip=False).get_config()["flip"] is False
 
 
 def test_default_augmentation_translates_without_flipping():
@@ -396,7 +401,7 @@ def _folder(root, **changes):
   settings = dict(dataset="folder", data_dir=str(root), image_size=16, batch_size=4,
                   augment=False, validation_split=0.25)
   settings.update(changes)
-  return data.DataConfig(**settings)
+  return data_config_lib.DataConfig(**settings)
 
 
 def test_folder_every_format_and_channel_layout_becomes_rgb(tmp_path):
@@ -501,14 +506,14 @@ def test_folder_unreadable_images_are_named_or_skipped_and_counted(tmp_path):
   _, test_info = data.load_test(config)
   assert info.skipped_images + test_info.skipped_images == 2
   assert info.train_count + info.validation_count + test_info.test_count == 8
-  assert data.unreadable_images([str(tmp_path / "cat" / "000.png"),
+  assert folder_lib.unreadable_images([str(tmp_path / "cat" / "000.png"),
                                  str(tmp_path / "cat" / "broken.jpg")]) == [
                                      str(tmp_path / "cat" / "broken.jpg")]
 
 
 def test_folder_errors_say_what_is_wrong(tmp_path):
   with pytest.raises(ValueError, match="needs --data_dir"):
-    data.load(data.DataConfig(dataset="folder"))
+    data.load(data_config_lib.DataConfig(dataset="folder"))
   missing = tmp_path / "nowhere"
   with pytest.raises(ValueError, match="nowhere.*not a directory"):
     data.load(_folder(missing))
@@ -636,7 +641,7 @@ def test_tfds_source_resizes_and_names_classes(tfds, tmp_path):
                           "label": tf.TensorSpec((), tf.int64)})
 
   with tfds.testing.mock_data(as_dataset_fn=as_dataset):
-    train_ds, val_ds, info = data.load(data.DataConfig(
+    train_ds, val_ds, info = data.load(data_config_lib.DataConfig(
         dataset="tfds:imagenette/160px-v2", data_dir=str(tmp_path), image_size=24, batch_size=5))
     names = tfds.builder("imagenette/160px-v2").info.features["label"].names
     images, labels = _stack(train_ds)
@@ -657,7 +662,7 @@ def test_tfds_source_resizes_and_names_classes(tfds, tmp_path):
   assert middle - start == 20
   assert train_split == f"train[:{start}%]+train[{middle + 10}%:]"
   with tfds.testing.mock_data(as_dataset_fn=as_dataset):
-    test_ds, test_info = data.load_test(data.DataConfig(
+    test_ds, test_info = data.load_test(data_config_lib.DataConfig(
         dataset="tfds:imagenette/160px-v2", data_dir=str(tmp_path), image_size=24, batch_size=5))
     test_images, test_labels = _stack(test_ds)
   assert requested[2:] == [f"train[{middle}%:{middle + 10}%]"]  # only the test window
@@ -668,7 +673,7 @@ def test_tfds_source_resizes_and_names_classes(tfds, tmp_path):
 
 def test_tfds_grayscale_images_become_rgb(tfds, tmp_path):
   with tfds.testing.mock_data(num_examples=8):
-    train_ds, _, info = data.load(data.DataConfig(
+    train_ds, _, info = data.load(data_config_lib.DataConfig(
         dataset="tfds:mnist", data_dir=str(tmp_path), image_size=32, batch_size=4))
     images, _ = _stack(train_ds)
   assert info.num_classes == 10
@@ -680,7 +685,7 @@ def test_tfds_grayscale_images_become_rgb(tfds, tmp_path):
 def test_unknown_tfds_name_is_refused_without_writing(tfds, tmp_path):
   data_dir = tmp_path / "tfds"
   with pytest.raises(ValueError, match="TFDS has no dataset 'no_such_dataset_xyz'"):
-    data.load(data.DataConfig(dataset="tfds:no_such_dataset_xyz", data_dir=str(data_dir)))
+    data.load(data_config_lib.DataConfig(dataset="tfds:no_such_dataset_xyz", data_dir=str(data_dir)))
   assert not data_dir.exists()
 
 
@@ -697,7 +702,7 @@ def _window(split):
 
 
 def test_tfds_split_rules_validation_and_test():
-  pick = lambda splits, validation=0.2, test=0.1, seed=0: data._tfds_splits(
+  pick = lambda splits, validation=0.2, test=0.1, seed=0: tfds_lib._tfds_splits(
       _fake_builder(splits), validation, test, seed, "x")
   # Both: as named; validation_split and test_split are not used.
   assert pick({"train": 100, "validation": 10, "test": 10}) == ("train", "validation", "test")
@@ -746,7 +751,7 @@ def _imagenet_mock(tfds, examples_by_split, requested):
 
 def test_imagenet10_keeps_only_the_ten_wnids_and_remaps_them(tfds, tmp_path):
   names = tfds.builder("imagenet2012", data_dir=str(tmp_path)).info.features["label"].names
-  original = [names.index(wnid) for wnid, _ in data.IMAGENET10_CLASSES]
+  original = [names.index(wnid) for wnid, _ in tfds_lib.IMAGENET10_CLASSES]
   others = [0, 1, 500, 999]
   assert not set(others) & set(original)
   # Kept images carry the pixel value 20 * new label + (train: 10 + copy, test: 5);
@@ -760,7 +765,7 @@ def test_imagenet10_keeps_only_the_ten_wnids_and_remaps_them(tfds, tmp_path):
   train = [train[i] for i in rng.permutation(len(train))]
   requested = []
   mock = _imagenet_mock(tfds, {"train": train, "validation": validation}, requested)
-  config = data.DataConfig(dataset="imagenet10", data_dir=str(tmp_path), image_size=16,
+  config = data_config_lib.DataConfig(dataset="imagenet10", data_dir=str(tmp_path), image_size=16,
                            batch_size=10, augment=False, validation_split=0.2)
   with tfds.testing.mock_data(as_dataset_fn=mock):
     train_ds, val_ds, info = data.load(config)
@@ -771,7 +776,7 @@ def test_imagenet10_keeps_only_the_ten_wnids_and_remaps_them(tfds, tmp_path):
     test_images, test_labels = _stack(test_ds)
     again = _stack(data.load(config)[1])[0]
   assert set(requested) == {"train", "validation"}
-  assert info.class_names == tuple(name for _, name in data.IMAGENET10_CLASSES)
+  assert info.class_names == tuple(name for _, name in tfds_lib.IMAGENET10_CLASSES)
   assert info.class_names[0] == "king_penguin" and info.class_names[9] == "orange"
   # Validation: a stratified, seeded hold-out of the filtered training images.
   assert (info.train_count, info.validation_count, info.test_count) == (40, 10, 0)
@@ -794,7 +799,7 @@ def test_imagenet10_keeps_only_the_ten_wnids_and_remaps_them(tfds, tmp_path):
 
 def test_imagenet10_wnids_are_distinct_imagenet_classes(tfds, tmp_path):
   names = tfds.builder("imagenet2012", data_dir=str(tmp_path)).info.features["label"].names
-  wnids = [wnid for wnid, _ in data.IMAGENET10_CLASSES]
+  wnids = [wnid for wnid, _ in tfds_lib.IMAGENET10_CLASSES]
   assert len(set(wnids)) == 10 and all(wnid in names for wnid in wnids)
   assert wnids[0] == "n02056570" and wnids[-1] == "n07747607"
 
@@ -806,14 +811,14 @@ def test_imagenet10_wnids_are_distinct_imagenet_classes(tfds, tmp_path):
 def decoder_checks(monkeypatch):
   """Records the files data.unreadable_images decodes (with this process's index forgotten)."""
   checked = []
-  check = data.unreadable_images
+  check = folder_lib.unreadable_images
 
   def recording(paths):
     checked.extend(paths)
     return check(paths)
 
-  monkeypatch.setattr(data, "unreadable_images", recording)
-  monkeypatch.setattr(data, "_FOLDER_INDEXES", {})
+  monkeypatch.setattr(folder_lib, "unreadable_images", recording)
+  monkeypatch.setattr(folder_lib, "FOLDER_INDEXES", {})
   return checked
 
 
@@ -834,7 +839,7 @@ def test_folder_index_is_written_on_first_load_and_read_on_the_second(tmp_path, 
   config = _folder(tmp_path / "data", test_split=0.2, cache_dir=str(cache_dir))
   _, _, info = data.load(config)
   assert len(decoder_checks) == info.train_count + info.validation_count == 15
-  index_path = data.folder_index_path(str(cache_dir), str(tmp_path / "data"))
+  index_path = folder_lib.folder_index_path(str(cache_dir), str(tmp_path / "data"))
   with open(index_path, encoding="utf-8") as handle:
     index = json.loads(handle.read(), parse_constant=_refuse_constant)
   assert index["root"] == str(tmp_path / "data") and index["unreadable"] == []
@@ -846,7 +851,7 @@ def test_folder_index_is_written_on_first_load_and_read_on_the_second(tmp_path, 
   assert mtime_ns == os.stat(tmp_path / "data" / "ant" / "00.png").st_mtime_ns
 
   decoder_checks.clear()
-  data._FOLDER_INDEXES.clear()  # as in a new process: only the index file is left
+  folder_lib.FOLDER_INDEXES.clear()  # as in a new process: only the index file is left
   _, _, again = data.load(config)
   assert decoder_checks == [] and again == info
   _, test_info = data.load_test(config)
@@ -856,7 +861,7 @@ def test_folder_index_is_written_on_first_load_and_read_on_the_second(tmp_path, 
   assert decoder_checks == []
   # The same folder reached by a relative path: the same index.
   monkeypatch.chdir(tmp_path)
-  data._FOLDER_INDEXES.clear()
+  folder_lib.FOLDER_INDEXES.clear()
   assert data.load(dataclasses.replace(config, data_dir="data"))[2] == info
   assert decoder_checks == []
   # Without a cache_dir nothing is written; this process still remembers.
@@ -880,7 +885,7 @@ def test_folder_index_is_rebuilt_when_a_file_changes(tmp_path, decoder_checks):
 
   def reload():
     decoder_checks.clear()
-    data._FOLDER_INDEXES.clear()
+    folder_lib.FOLDER_INDEXES.clear()
     return data.load(config)
 
   # Rewritten with another size: decoded again, alone.
@@ -899,7 +904,7 @@ def test_folder_index_is_rebuilt_when_a_file_changes(tmp_path, decoder_checks):
   _, _, info = reload()
   assert decoder_checks == [str(root / "ant" / "new.png")]
   assert info.train_count + info.validation_count == 18
-  index = json.load(open(data.folder_index_path(config.cache_dir, str(root))))
+  index = json.load(open(folder_lib.folder_index_path(config.cache_dir, str(root))))
   assert "ant/new.png" in index["files"] and "ant/00.png" not in index["files"]
   # A file broken in place is found, named, and (skipped) reported in the index.
   (root / "bee" / "04.png").write_bytes(b"not a png any more")
@@ -909,7 +914,7 @@ def test_folder_index_is_rebuilt_when_a_file_changes(tmp_path, decoder_checks):
   decoder_checks.clear()
   assert data.load(skipping)[2].skipped_images == 1
   assert decoder_checks == []  # this process remembered the failed check
-  index = json.load(open(data.folder_index_path(config.cache_dir, str(root))))
+  index = json.load(open(folder_lib.folder_index_path(config.cache_dir, str(root))))
   assert index["unreadable"] == ["bee/04.png"]
 
 
@@ -917,10 +922,10 @@ def test_folder_training_files_are_mixed_across_classes_before_decoding(tmp_path
   _numbered_tree(tmp_path, classes=("a", "b", "c", "d"), per_class=8)
   image_bytes = 16 * 16 * 3
   # A one-image shuffle window: the batches come in the training file order.
-  monkeypatch.setattr(data, "SHUFFLE_BUFFER_BYTES", image_bytes)
+  monkeypatch.setattr(cache_lib, "SHUFFLE_BUFFER_BYTES", image_bytes)
   config = _folder(tmp_path, validation_split=0.25, test_split=0.0, batch_size=4, cache="none")
   train_ds, val_ds, info = data.load(config)
-  assert data.shuffle_buffer_size(info.train_count, 16) == 1
+  assert cache_lib.shuffle_buffer_size(info.train_count, 16) == 1
   ids, labels = _ids(train_ds)
   assert sorted(ids.tolist()) == sorted(set(ids.tolist())) and len(ids) == 24
   np.testing.assert_array_equal(ids // 8, labels)
@@ -943,7 +948,7 @@ def test_disk_cache_is_written_in_the_cache_dir_and_gives_the_same_batches(tmp_p
   _numbered_tree(tmp_path / "data", classes=("a", "b", "c"), per_class=10)
   # A shuffle window smaller than the split (8 of 24 images): the order is the
   # same for every placement anyway.
-  monkeypatch.setattr(data, "SHUFFLE_BUFFER_BYTES", 8 * 16 * 16 * 3)
+  monkeypatch.setattr(cache_lib, "SHUFFLE_BUFFER_BYTES", 8 * 16 * 16 * 3)
   cache_dir = tmp_path / "cache"
   base = _folder(tmp_path / "data", validation_split=0.2, test_split=0.0, augment="translate",
                  cache_dir=str(cache_dir))
@@ -994,22 +999,22 @@ def test_disk_cache_leaves_no_partial_files(tmp_path, monkeypatch):
 
 def test_auto_places_in_memory_what_fits_the_budget_and_the_rest_on_disk(tmp_path, monkeypatch):
   splits = [("train", 600), ("validation", 300)]
-  assert data.cache_placements("auto", splits, 1000, disk=True) == {
+  assert cache_lib.cache_placements("auto", splits, 1000, disk=True) == {
       "train": "memory", "validation": "memory"}
-  assert data.cache_placements("auto", splits, 700, disk=True) == {
+  assert cache_lib.cache_placements("auto", splits, 700, disk=True) == {
       "train": "memory", "validation": "disk"}
-  assert data.cache_placements("auto", splits, 400, disk=True) == {
+  assert cache_lib.cache_placements("auto", splits, 400, disk=True) == {
       "train": "disk", "validation": "memory"}
-  assert data.cache_placements("auto", splits, 100, disk=False) == {
+  assert cache_lib.cache_placements("auto", splits, 100, disk=False) == {
       "train": "none", "validation": "none"}
   for mode in ("memory", "disk", "none"):
-    assert set(data.cache_placements(mode, splits, 0, disk=True).values()) == {mode}
+    assert set(cache_lib.cache_placements(mode, splits, 0, disk=True).values()) == {mode}
   with pytest.raises(ValueError, match="needs a cache_dir"):
-    data.cache_placements("disk", splits, 0, disk=False)
-  assert data.memory_budget(processes=3, available=12 << 30) == int(
-      (12 << 30) * data.MEMORY_FRACTION) // 3
-  assert data.memory_budget(processes=1, available=0) == 0
-  assert data.available_memory_bytes() > 0
+    cache_lib.cache_placements("disk", splits, 0, disk=False)
+  assert cache_lib.memory_budget(processes=3, available=12 << 30) == int(
+      (12 << 30) * data_config_lib.MEMORY_FRACTION) // 3
+  assert cache_lib.memory_budget(processes=1, available=0) == 0
+  assert cache_lib.available_memory_bytes() > 0
 
   _numbered_tree(tmp_path / "data", per_class=5)
   cache_dir = tmp_path / "cache"
@@ -1022,11 +1027,11 @@ def test_auto_places_in_memory_what_fits_the_budget_and_the_rest_on_disk(tmp_pat
       return (1 << 40) if plenty else 1000
     return bytes_available
 
-  monkeypatch.setattr(data, "available_memory_bytes", available(True))
+  monkeypatch.setattr(cache_lib, "available_memory_bytes", available(True))
   _, _, info = data.load(config)
   assert dict(info.cache) == {"train": "memory", "validation": "memory"}
   assert not [n for n in os.listdir(cache_dir) if n.endswith(".index")]
-  monkeypatch.setattr(data, "available_memory_bytes", available(False))
+  monkeypatch.setattr(cache_lib, "available_memory_bytes", available(False))
   _, _, info = data.load(config)
   assert dict(info.cache) == {"train": "disk", "validation": "disk"}
   assert len([n for n in os.listdir(cache_dir) if n.endswith(".index")]) == 2
@@ -1050,23 +1055,23 @@ def test_cache_settings_are_checked():
 def test_imagenet10_labels_are_counted_once_per_version_and_data_dir(tfds, tmp_path,
                                                                      monkeypatch):
   names = tfds.builder("imagenet2012", data_dir=str(tmp_path)).info.features["label"].names
-  original = [names.index(wnid) for wnid, _ in data.IMAGENET10_CLASSES]
+  original = [names.index(wnid) for wnid, _ in tfds_lib.IMAGENET10_CLASSES]
   train = [(label, 10 + new) for new, label in enumerate(original) for _ in range(3)]
   train += [(0, 255)] * 5
   mock = _imagenet_mock(tfds, {"train": train, "validation": train[:12]}, [])
   passes = []
-  count_labels = data.imagenet10_labels
-  monkeypatch.setattr(data, "imagenet10_labels",
+  count_labels = tfds_lib.imagenet10_labels
+  monkeypatch.setattr(tfds_lib, "imagenet10_labels",
                       lambda ds: passes.append(1) or count_labels(ds))
-  monkeypatch.setattr(data, "_TFDS_INDEXES", {})
+  monkeypatch.setattr(tfds_lib, "_TFDS_INDEXES", {})
   cache_dir = tmp_path / "cache"
-  config = data.DataConfig(dataset="imagenet10", data_dir=str(tmp_path / "tfds"), image_size=8,
+  config = data_config_lib.DataConfig(dataset="imagenet10", data_dir=str(tmp_path / "tfds"), image_size=8,
                            batch_size=5, augment=False, validation_split=0.34,
                            cache_dir=str(cache_dir))
   with tfds.testing.mock_data(as_dataset_fn=mock):
     _, val_ds, info = data.load(config)
     assert len(passes) == 1 and (info.train_count, info.validation_count) == (20, 10)
-    data._TFDS_INDEXES.clear()  # as in a new process: the index file answers
+    tfds_lib._TFDS_INDEXES.clear()  # as in a new process: the index file answers
     _, again_val, again = data.load(config)
     assert len(passes) == 1 and again == info
     np.testing.assert_array_equal(_stack(again_val)[1], _stack(val_ds)[1])
@@ -1088,9 +1093,9 @@ def test_imagenet10_labels_are_counted_once_per_version_and_data_dir(tfds, tmp_p
 
 
 def test_a_run_keeps_its_caches_inside_and_shares_the_budget_with_its_workers():
-  config = data.in_run(data.DataConfig(), "/runs/a", workers=2)
-  assert config.cache_dir == os.path.join("/runs/a", data.RUN_CACHE_DIR)
+  config = data_config_lib.in_run(data_config_lib.DataConfig(), "/runs/a", workers=2)
+  assert config.cache_dir == os.path.join("/runs/a", data_config_lib.RUN_CACHE_DIR)
   assert config.processes == 3  # the run's process and two workers
-  assert data.in_run(data.DataConfig(), "/runs/a").processes == 1
-  mine = data.DataConfig(cache_dir="/fast/disk")
-  assert data.in_run(mine, "/runs/a", workers=1).cache_dir == "/fast/disk"
+  assert data_config_lib.in_run(data_config_lib.DataConfig(), "/runs/a").processes == 1
+  mine = data_config_lib.DataConfig(cache_dir="/fast/disk")
+  assert data_config_lib.in_run(mine, "/runs/a", workers=1).cache_dir == "/fast/disk"

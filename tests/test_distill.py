@@ -1,20 +1,16 @@
 """Distillation: alpha = 0 is hard-label training, the teacher stays frozen, the KL term acts."""
 
-import os
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-
-from squish_tf import batch_norm
-from squish_tf import data as data_lib
-from squish_tf import distill
-from squish_tf import models
-from squish_tf import progress
-from squish_tf import spec as spec_lib
-from squish_tf import train as train_lib
 import toy
+
+from squish_tf.net import batch_norm, models
+from squish_tf.net import spec as spec_lib
+from squish_tf.train import distill, progress
+from squish_tf.train import trainer as train_lib
 
 STUDENT = spec_lib.NetSpec(input_shape=(32, 32, 3), num_classes=3, conv1_filters=8,
                            fires=(spec_lib.FireSpec(4, 8, 8), spec_lib.FireSpec(4, 8, 8)),

@@ -6,15 +6,14 @@ import os
 
 import numpy as np
 import pytest
-
-from squish_tf import data as data_lib
-from squish_tf import evolution
-from squish_tf import model_io
-from squish_tf import spec as spec_lib
-from squish_tf import surgery
-from squish_tf import synthesis
-from squish_tf import train as train_lib
 import toy
+
+from squish_tf.evolve import candidates as candidates_lib
+from squish_tf.evolve import config as evolve_config_lib
+from squish_tf.evolve import encoding as synthesis
+from squish_tf.evolve import evolution, surgery
+from squish_tf.evolve import lineage as lineage_lib
+from squish_tf.net import model_io
 
 TINY = toy.TINY
 toy_data = toy.data
@@ -25,7 +24,7 @@ def parent_dir(toy_parent_dir):
   return toy_parent_dir
 
 
-CONFIG = evolution.EvolutionConfig(generations=3, population=1, offspring_epochs=1,
+CONFIG = evolve_config_lib.EvolutionConfig(generations=3, population=1, offspring_epochs=1,
                                    max_accuracy_drop=1.0, seed=3)
 SYNTH = synthesis.SynthesisConfig(env_mode="target", target_fraction=0.7)
 
@@ -76,7 +75,7 @@ def test_resume_after_kill_matches_uninterrupted_run(parent_dir, tmp_path):
 
 def test_lineage_records_everything(parent_dir, tmp_path):
   result = evolution.evolve(parent_dir, str(tmp_path / "run"),
-                            evolution.EvolutionConfig(generations=1, population=2,
+                            evolve_config_lib.EvolutionConfig(generations=1, population=2,
                                                       offspring_epochs=1, max_accuracy_drop=1.0),
                             SYNTH, toy_data)
   lineage = result.lineage
@@ -106,7 +105,7 @@ def test_select_prefers_accuracy_then_fewer_params_within_budget():
 def test_stops_when_target_met(parent_dir, tmp_path):
   target = TINY.params() * 0.8 * 4 / 1e6
   result = evolution.evolve(parent_dir, str(tmp_path / "run"),
-                            evolution.EvolutionConfig(generations=3, population=1,
+                            evolve_config_lib.EvolutionConfig(generations=3, population=1,
                                                       offspring_epochs=1, target_size_mb=target,
                                                       max_accuracy_drop=1.0),
                             synthesis.SynthesisConfig(env_mode="target", target_fraction=0.5),
@@ -118,7 +117,7 @@ def test_stops_when_target_met(parent_dir, tmp_path):
 def test_stops_on_accuracy_drop_and_keeps_last_parent_within(parent_dir, tmp_path):
   # Newborn offspring that barely train cannot stay within 5 points of the ancestor.
   result = evolution.evolve(parent_dir, str(tmp_path / "run"),
-                            evolution.EvolutionConfig(generations=2, population=1,
+                            evolve_config_lib.EvolutionConfig(generations=2, population=1,
                                                       offspring_epochs=1, offspring_init="scratch",
                                                       offspring_learning_rate=1e-7,
                                                       max_accuracy_drop=0.05),
@@ -132,7 +131,7 @@ def test_stops_on_accuracy_drop_and_keeps_last_parent_within(parent_dir, tmp_pat
 
 def test_diverged_candidate_is_recorded_replaced_and_never_chosen(parent_dir, tmp_path,
                                                                   monkeypatch):
-  poisoned_seed = evolution.keras_seed(evolution.draw_seed(0, 1, 0, 0))
+  poisoned_seed = candidates_lib.keras_seed(candidates_lib.draw_seed(0, 1, 0, 0))
   original = surgery.build_child
 
   def build_child(*args, **kwargs):
@@ -143,7 +142,7 @@ def test_diverged_candidate_is_recorded_replaced_and_never_chosen(parent_dir, tm
 
   monkeypatch.setattr(surgery, "build_child", build_child)
   result = evolution.evolve(parent_dir, str(tmp_path / "run"),
-                            evolution.EvolutionConfig(generations=1, population=1,
+                            evolve_config_lib.EvolutionConfig(generations=1, population=1,
                                                       offspring_epochs=1, max_accuracy_drop=1.0),
                             SYNTH, toy_data)
   records = result.lineage["candidates"]
@@ -156,13 +155,13 @@ def test_diverged_candidate_is_recorded_replaced_and_never_chosen(parent_dir, tm
 
 def test_other_flags_are_refused_naming_the_flag(parent_dir, tmp_path):
   run_dir = str(tmp_path / "run")
-  config = evolution.EvolutionConfig(generations=1, population=1, offspring_epochs=1,
+  config = evolve_config_lib.EvolutionConfig(generations=1, population=1, offspring_epochs=1,
                                      max_accuracy_drop=1.0)
   evolution.evolve(parent_dir, run_dir, config, SYNTH, toy_data)
   with pytest.raises(ValueError, match=r"made with other flags or another parent "
                                        r"\(--population was 1, now 2\)"):
     evolution.evolve(parent_dir, run_dir,
-                     evolution.EvolutionConfig(generations=1, population=2, offspring_epochs=1,
+                     evolve_config_lib.EvolutionConfig(generations=1, population=2, offspring_epochs=1,
                                                max_accuracy_drop=1.0), SYNTH, toy_data)
 
 
@@ -191,22 +190,22 @@ def test_bad_inputs_are_refused_before_writing(parent_dir, tmp_path):
   _assert_refused(tmp_path, "Not a SqueezeNet-family spec", str(alien))
   smallest = synthesis.smallest_child_spec(TINY, SYNTH)
   _assert_refused(tmp_path, rf"below the smallest reachable size {smallest.size_mb():.4f} MB",
-                  parent_dir, config=evolution.EvolutionConfig(target_size_mb=1e-4))
+                  parent_dir, config=evolve_config_lib.EvolutionConfig(target_size_mb=1e-4))
   _assert_refused(tmp_path, r"has 5 classes but the parent .* was trained for 3", parent_dir,
                   data_fn=lambda: toy_data(num_classes=5))
 
 
 def test_config_validation():
   with pytest.raises(ValueError, match="--population must be an integer >= 1, got 0"):
-    evolution.EvolutionConfig(population=0)
+    evolve_config_lib.EvolutionConfig(population=0)
   with pytest.raises(ValueError, match=r"--max_accuracy_drop is a fraction"):
-    evolution.EvolutionConfig(max_accuracy_drop=3)
+    evolve_config_lib.EvolutionConfig(max_accuracy_drop=3)
   with pytest.raises(ValueError, match="--offspring_init must be 'inherit' or 'scratch'"):
-    evolution.EvolutionConfig(offspring_init="clone")
+    evolve_config_lib.EvolutionConfig(offspring_init="clone")
 
 
 def test_worker_processes_give_the_same_lineage(parent_dir, tmp_path):
-  config = evolution.EvolutionConfig(generations=1, population=2, offspring_epochs=1,
+  config = evolve_config_lib.EvolutionConfig(generations=1, population=2, offspring_epochs=1,
                                      max_accuracy_drop=1.0, seed=5)
   in_process = evolution.evolve(parent_dir, str(tmp_path / "one"), config, SYNTH, toy_data)
   workers = evolution.evolve(parent_dir, str(tmp_path / "two"),
@@ -219,7 +218,7 @@ def test_a_parent_retrained_in_place_does_not_resume_the_old_lineage(parent_dir,
   parent = str(tmp_path / "parent")
   shutil.copytree(parent_dir, parent)
   run_dir = str(tmp_path / "run")
-  config = evolution.EvolutionConfig(generations=1, population=1, offspring_epochs=1,
+  config = evolve_config_lib.EvolutionConfig(generations=1, population=1, offspring_epochs=1,
                                      max_accuracy_drop=1.0)
   evolution.evolve(parent, run_dir, config, SYNTH, toy_data)
   model, spec, metrics = model_io.load_model_dir(parent)
@@ -232,10 +231,10 @@ def test_a_parent_retrained_in_place_does_not_resume_the_old_lineage(parent_dir,
 def test_a_chosen_candidate_whose_directory_is_gone_is_retrained(parent_dir, tmp_path):
   import shutil  # pylint: disable=g-import-not-at-top
   run_dir = str(tmp_path / "run")
-  config = evolution.EvolutionConfig(generations=2, population=1, offspring_epochs=1,
+  config = evolve_config_lib.EvolutionConfig(generations=2, population=1, offspring_epochs=1,
                                      max_accuracy_drop=1.0, seed=4)
   first = evolution.evolve(parent_dir, run_dir, config, SYNTH, toy_data)
-  gone = evolution.candidate_dir(run_dir, 1, 0)
+  gone = lineage_lib.candidate_dir(run_dir, 1, 0)
   shutil.rmtree(gone)
   again = evolution.evolve(parent_dir, run_dir, config, SYNTH, toy_data)
   assert model_io.is_complete(gone)
@@ -249,16 +248,16 @@ def test_a_chosen_candidate_whose_directory_is_gone_is_retrained(parent_dir, tmp
 @pytest.mark.parametrize("cost", ["params", "macs"])
 def test_targets_steer_in_the_costs_own_units(cost):
   synth = synthesis.SynthesisConfig(cost=cost)
-  macs_only = evolution.EvolutionConfig(generations=2, target_macs=int(0.25 * TINY.macs()))
-  size_only = evolution.EvolutionConfig(generations=2,
+  macs_only = evolve_config_lib.EvolutionConfig(generations=2, target_macs=int(0.25 * TINY.macs()))
+  size_only = evolve_config_lib.EvolutionConfig(generations=2,
                                         target_size_mb=0.36 * TINY.size_mb())
   # --target_macs alone steers (it used to leave the default fraction in place) ...
   steered = evolution._generation_synthesis(synth, macs_only, TINY, 1)  # pylint: disable=protected-access
-  assert steered.target_fraction == pytest.approx((evolution.TARGET_MARGIN * 0.25) ** 0.5)
+  assert steered.target_fraction == pytest.approx((evolve_config_lib.TARGET_MARGIN * 0.25) ** 0.5)
   steered = evolution._generation_synthesis(synth, size_only, TINY, 2)  # pylint: disable=protected-access
-  assert steered.target_fraction == pytest.approx(evolution.TARGET_MARGIN * 0.36)
+  assert steered.target_fraction == pytest.approx(evolve_config_lib.TARGET_MARGIN * 0.36)
   # ... and with both, the target in --cost's units decides.
   both = dataclasses.replace(macs_only, target_size_mb=size_only.target_size_mb)
   steered = evolution._generation_synthesis(synth, both, TINY, 2)  # pylint: disable=protected-access
   assert steered.target_fraction == pytest.approx(
-      evolution.TARGET_MARGIN * (0.36 if cost == "params" else 0.25))
+      evolve_config_lib.TARGET_MARGIN * (0.36 if cost == "params" else 0.25))

@@ -8,18 +8,18 @@ import keras
 import numpy as np
 import pytest
 
-from squish_tf import data as data_lib
-from squish_tf import model_io
-from squish_tf import models
-from squish_tf import spec as spec_lib
+from squish_tf import files as files_lib
+from squish_tf.data import config as data_config_lib
 from squish_tf.export import exporter
 from squish_tf.export import tflite as tflite_lib
+from squish_tf.net import model_io, models
+from squish_tf.net import spec as spec_lib
 
 SMALL = spec_lib.NetSpec(input_shape=(32, 32, 3), num_classes=4, conv1_filters=8,
                          fires=(spec_lib.FireSpec(4, 6, 5), spec_lib.FireSpec(3, 4, 7)),
                          pool_after=(1, 2), dropout_rate=0.0, kernel_initializer="he_uniform",
                          classifier_activation="linear", classifier_initializer="normal_0.01")
-NO_DATA = data_lib.DataConfig(dataset="none", image_size=32)
+NO_DATA = data_config_lib.DataConfig(dataset="none", image_size=32)
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +59,7 @@ def test_unknown_format_lists_the_known_ones(model_dir):
 
 @pytest.mark.parametrize("formats", ["int8", "saved_model,qat_int8"])
 def test_int8_and_qat_need_data(model_dir, formats):
-  for config in (NO_DATA, None, data_lib.DataConfig(dataset="", image_size=32)):
+  for config in (NO_DATA, None, data_config_lib.DataConfig(dataset="", image_size=32)):
     with pytest.raises(ValueError, match=r"need training images .* pass the data flags"):
       exporter.export_all(model_dir, formats=formats, data_config=config)
   assert not os.path.exists(os.path.join(model_dir, "export"))
@@ -96,7 +96,7 @@ def test_existing_export_dir_needs_overwrite(model_dir, tmp_path):
 
 def test_image_size_must_match_the_model(model_dir):
   with pytest.raises(ValueError, match=r"--image_size is 64, but the model takes 32x32"):
-    exporter.export_all(model_dir, formats="int8", data_config=data_lib.DataConfig(image_size=64))
+    exporter.export_all(model_dir, formats="int8", data_config=data_config_lib.DataConfig(image_size=64))
 
 
 def test_failure_midway_leaves_nothing_on_disk(model_dir, tmp_path, monkeypatch):
@@ -125,7 +125,7 @@ def test_main_reports_errors_in_one_line_and_exits_2(model_dir, tmp_path):
 def test_bn_spec_with_a_model_without_batch_norm_is_refused(tmp_path):
   directory = str(tmp_path / "mismatch")
   model_io.write_model_dir(directory, models.build_model(SMALL, seed=0), SMALL, {})
-  model_io.write_text(os.path.join(directory, model_io.SPEC_FILE),
+  files_lib.write_text(os.path.join(directory, model_io.SPEC_FILE),
                       SMALL.replace(batch_norm=True).to_json())
   with pytest.raises(ValueError, match="the model and spec disagree"):
     exporter.export_all(directory, str(tmp_path / "export"), formats="fp32", data_config=NO_DATA)
@@ -150,7 +150,7 @@ def test_foreign_model_exports_as_it_is_and_refuses_spec_formats(tmp_path):
   directory = tmp_path / "baseline"
   directory.mkdir()
   model_io.save_keras(model, str(directory / model_io.MODEL_FILE))
-  model_io.write_json(str(directory / model_io.METRICS_FILE),
+  files_lib.write_json(str(directory / model_io.METRICS_FILE),
                       {"baseline": "foreign", "input_shape": [32, 32, 3], "num_classes": 4,
                        "params": int(model.count_params())})
   with pytest.raises(ValueError, match=r"Formats \['jetson'\] need a SqueezeNet-family model"):

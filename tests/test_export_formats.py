@@ -16,16 +16,16 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from squish_tf import batch_norm
-from squish_tf import data as data_lib
-from squish_tf import model_io
-from squish_tf import models
-from squish_tf import shapes10
-from squish_tf import spec as spec_lib
-from squish_tf import train as train_lib
+from squish_tf.data import config as data_config_lib
+from squish_tf.data import images as images_lib
+from squish_tf.data import pipeline as data_lib
+from squish_tf.data import shapes10
 from squish_tf.export import exporter
 from squish_tf.export import saved_model as saved_model_lib
 from squish_tf.export import tflite as tflite_lib
+from squish_tf.net import model_io, models
+from squish_tf.net import spec as spec_lib
+from squish_tf.train import trainer as train_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIZE = 32
@@ -68,9 +68,9 @@ def trained_model_dir(tmp_path_factory):
   directory = str(tmp_path_factory.mktemp("trained") / "ancestor")
   train_images, train_labels = _patches10(1500, seed=0)
   val_images, val_labels = _patches10(300, seed=1)
-  info = data_lib.DatasetInfo("patches10", CLASS_NAMES, 1500, 300, SIZE)
+  info = data_config_lib.DatasetInfo("patches10", CLASS_NAMES, 1500, 300, SIZE)
   spec = spec_lib.squishednet_base(num_classes=10, input_shape=(SIZE, SIZE, 3), batch_norm=True)
-  train_lib.train_model_dir(directory, spec, data_lib.DataConfig(image_size=SIZE),
+  train_lib.train_model_dir(directory, spec, data_config_lib.DataConfig(image_size=SIZE),
                             train_lib.TrainConfig(epochs=8, learning_rate=1e-3),
                             _pipeline(train_images, train_labels, True),
                             _pipeline(val_images, val_labels, False), info, seed=0, verbose=0)
@@ -230,7 +230,7 @@ def test_saved_model_signature_helper(exported, export_data, keras_model):
 def _shapes10_config(augment=True, **sizes):
   sizes = {"shapes10_train_size": 120, "shapes10_validation_size": 60,
            "shapes10_test_size": 50, **sizes}
-  return data_lib.DataConfig(dataset="shapes10", image_size=SIZE, batch_size=50, augment=augment,
+  return data_config_lib.DataConfig(dataset="shapes10", image_size=SIZE, batch_size=50, augment=augment,
                              **sizes)
 
 
@@ -259,7 +259,7 @@ def test_the_export_caches_one_training_pipeline(monkeypatch, augment):
   monkeypatch.setattr(data_lib, "load", recording_load)
   exporter.load_export_data(_shapes10_config(augment=augment), calibration_images=20,
                             max_eval_images=10)
-  caching = [load for load in loads if load[1] != data_lib.NONE]
+  caching = [load for load in loads if load[1] != data_config_lib.NONE]
   assert caching == [(augment, "auto")], loads
 
 
@@ -274,15 +274,11 @@ def test_accuracy_images_come_from_the_test_split():
   assert data.description["test_count"] == 50
 
 
-@pytest.mark.parametrize("without", ["no_test_split", "no_load_test"])
-def test_accuracy_images_fall_back_to_validation_without_a_test_split(monkeypatch, without):
-  if without == "no_load_test":
-    monkeypatch.delattr(data_lib, "load_test")
-  else:
-    def no_test_split(config):
-      raise ValueError("folder has no test/ folder and test_split is 0")
+def test_accuracy_images_fall_back_to_validation_without_a_test_split(monkeypatch):
+  def no_test_split(config):
+    raise ValueError("folder has no test/ folder and test_split is 0")
 
-    monkeypatch.setattr(data_lib, "load_test", no_test_split)
+  monkeypatch.setattr(data_lib, "load_test", no_test_split)
   data = exporter.load_export_data(_shapes10_config(), calibration_images=20,
                                    max_eval_images=60)
   validation, validation_labels = shapes10.generate(60, SIZE, 0, "validation")
@@ -294,7 +290,7 @@ def test_accuracy_images_fall_back_to_validation_without_a_test_split(monkeypatc
 
 
 def test_int8_export_through_the_data_flags(trained_model_dir, tmp_path):
-  config = data_lib.DataConfig(dataset="shapes10", image_size=SIZE, batch_size=50,
+  config = data_config_lib.DataConfig(dataset="shapes10", image_size=SIZE, batch_size=50,
                                shapes10_train_size=150, shapes10_validation_size=80,
                                shapes10_test_size=70)
   manifest = exporter.export_all(trained_model_dir, str(tmp_path / "export"), formats="int8",
@@ -310,7 +306,7 @@ def test_int8_export_through_the_data_flags(trained_model_dir, tmp_path):
 
 def test_qat_made_elsewhere_is_the_file_the_export_ships(trained_model_dir, tmp_path):
   """What the main job's worker makes from the data flags, `export_all(qat_result=)` takes."""
-  config = data_lib.DataConfig(dataset="shapes10", image_size=SIZE, batch_size=50,
+  config = data_config_lib.DataConfig(dataset="shapes10", image_size=SIZE, batch_size=50,
                                shapes10_train_size=150, shapes10_validation_size=80,
                                shapes10_test_size=70)
   made = exporter.qat_int8_artefact(trained_model_dir, config, qat_epochs=1,
@@ -458,7 +454,7 @@ def bn_free_trained_dir(tmp_path_factory):
   directory = str(tmp_path_factory.mktemp("bn_free") / "model")
   train, val, info = toy.data()
   train_lib.train_model_dir(directory, toy.TINY.replace(batch_norm=False),
-                            data_lib.DataConfig(image_size=32),
+                            data_config_lib.DataConfig(image_size=32),
                             train_lib.TrainConfig(epochs=8, learning_rate=1e-2, warmup_epochs=0),
                             train, val, info, seed=0, verbose=0)
   return directory
@@ -468,8 +464,8 @@ def test_qat_int8_of_a_bn_free_model(bn_free_trained_dir, tmp_path):
   import toy  # pylint: disable=g-import-not-at-top
 
   images, labels = toy.arrays(96, seed=5)
-  data = exporter.ExportData(calibration_images=data_lib.as_pixels(toy.arrays(64, seed=0)[0]),
-                             train_ds=toy.data()[0], eval_images=data_lib.as_pixels(images),
+  data = exporter.ExportData(calibration_images=images_lib.as_pixels(toy.arrays(64, seed=0)[0]),
+                             train_ds=toy.data()[0], eval_images=images_lib.as_pixels(images),
                              eval_labels=labels, class_names=("c0", "c1", "c2"))
   manifest = exporter.export_all(bn_free_trained_dir, str(tmp_path / "export"),
                                  formats="fp32,int8,qat_int8", data=data)

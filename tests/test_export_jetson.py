@@ -13,15 +13,13 @@ import shutil
 import subprocess
 import sys
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from squish_tf import batch_norm
-from squish_tf import models
-from squish_tf import spec as spec_lib
 from squish_tf.export import jetson
+from squish_tf.net import models
+from squish_tf.net import spec as spec_lib
 
 SMALL = spec_lib.NetSpec(input_shape=(32, 32, 3), num_classes=5, conv1_filters=8,
                          fires=(spec_lib.FireSpec(4, 6, 5), spec_lib.FireSpec(3, 4, 7),
@@ -384,9 +382,9 @@ def test_script_refuses_a_reference_bundle_of_another_input(bundle, tmp_path, ca
 @pytest.fixture(scope="module")
 def two_bundles(model, bn_model, tmp_path_factory):
   """The job's export: the SquishedNet's bundle, and the ancestor's copied beside it."""
-  from squish_tf import metrics as metrics_lib  # pylint: disable=g-import-not-at-top
-  from squish_tf import model_io  # pylint: disable=g-import-not-at-top
   from squish_tf.export import exporter  # pylint: disable=g-import-not-at-top
+  from squish_tf.net import metrics as metrics_lib  # pylint: disable=g-import-not-at-top
+  from squish_tf.net import model_io  # pylint: disable=g-import-not-at-top
 
   root = tmp_path_factory.mktemp("two_bundles")
   dirs = {}

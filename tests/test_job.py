@@ -9,14 +9,16 @@ import pytest
 
 import squish_tf
 from squish_tf import api
-from squish_tf import data as data_lib
-from squish_tf import evolution
-from squish_tf import job
-from squish_tf import synthesis
-from squish_tf import train as train_lib
+from squish_tf.data import config as data_config_lib
+from squish_tf.data import pipeline as data_lib
+from squish_tf.evolve import config as evolve_config_lib
+from squish_tf.evolve import encoding as synthesis
+from squish_tf.job import config as job_config_lib
+from squish_tf.job import run as job
+from squish_tf.train import trainer as train_lib
 
 TRAIN = train_lib.TrainConfig(epochs=1)
-EVOLUTION = evolution.EvolutionConfig(generations=1, population=2, offspring_epochs=1,
+EVOLUTION = evolve_config_lib.EvolutionConfig(generations=1, population=2, offspring_epochs=1,
                                       max_accuracy_drop=1.0, final_epochs=1)
 SYNTH = synthesis.SynthesisConfig(env_mode="target", target_fraction=0.5)
 
@@ -167,9 +169,9 @@ def test_report_has_this_runs_numbers(readme_run):
 
 def test_bad_data_is_refused_before_writing(tmp_path):
   run_dir = str(tmp_path / "nope")
-  config = job.JobConfig(run_dir=run_dir, baselines=(), check_ancestor=False)
+  config = job_config_lib.JobConfig(run_dir=run_dir, baselines=(), check_ancestor=False)
   with pytest.raises(ValueError, match="Unknown dataset"):
-    job.run_job(config, data_lib.DataConfig(dataset="imagenet11"), TRAIN, EVOLUTION, SYNTH,
+    job.run_job(config, data_config_lib.DataConfig(dataset="imagenet11"), TRAIN, EVOLUTION, SYNTH,
                 log=lambda line: None)
   assert not os.path.exists(run_dir)
 
@@ -177,7 +179,8 @@ def test_bad_data_is_refused_before_writing(tmp_path):
 def test_with_workers_the_ancestor_trains_in_a_process_of_its_own(tmp_path, monkeypatch):
   """The main process then holds no training's memory while the workers fine-tune."""
   import toy  # pylint: disable=g-import-not-at-top
-  from squish_tf import workers  # pylint: disable=g-import-not-at-top
+
+  from squish_tf.runtime import workers  # pylint: disable=g-import-not-at-top
 
   calls = []
 
@@ -186,8 +189,8 @@ def test_with_workers_the_ancestor_trains_in_a_process_of_its_own(tmp_path, monk
     return function(*args)
 
   monkeypatch.setattr(workers, "call_in_fresh_process", in_process)
-  config = job.JobConfig(run_dir=str(tmp_path / "run"), baselines=(), check_ancestor=False)
-  data = data_lib.DataConfig(image_size=32, batch_size=32, shapes10_train_size=64,
+  config = job_config_lib.JobConfig(run_dir=str(tmp_path / "run"), baselines=(), check_ancestor=False)
+  data = data_config_lib.DataConfig(image_size=32, batch_size=32, shapes10_train_size=64,
                              shapes10_validation_size=32, shapes10_test_size=32)
 
   def stop(stage):
@@ -235,9 +238,9 @@ def test_changing_the_test_labels_changes_no_choice(tmp_path, monkeypatch):
     _write_folder(os.path.join(root, "train"), images[:96], labels[:96], names)
     _write_folder(os.path.join(root, "validation"), images[96:128], labels[96:128], names)
     _write_folder(os.path.join(root, "test"), images[128:], labels[128:], test_names)
-    data = data_lib.DataConfig(dataset="folder", data_dir=root, image_size=32, batch_size=32)
+    data = data_config_lib.DataConfig(dataset="folder", data_dir=root, image_size=32, batch_size=32)
     run_dir = str(tmp_path / variant / "run")
-    config = job.JobConfig(run_dir=run_dir, baselines=("width_scaled",), check_ancestor=False)
+    config = job_config_lib.JobConfig(run_dir=run_dir, baselines=("width_scaled",), check_ancestor=False)
 
     def stop_once_trained(stage):
       if stage == "baselines":
@@ -280,7 +283,7 @@ class _FakeProcessPool:
     self.submitted = []
 
   def submit(self, function, *args, **kwargs):
-    from squish_tf import workers  # pylint: disable=g-import-not-at-top
+    from squish_tf.runtime import workers  # pylint: disable=g-import-not-at-top
     self.submitted.append(function.__name__)
     return workers.Deferred(function, *args, **kwargs)
 
@@ -289,7 +292,7 @@ class _FakeProcessPool:
 def test_exports_with_workers_run_qat_and_comparisons_in_the_pool(monkeypatch, with_workers):
   """The SquishedNet takes the QAT file made in a worker; comparisons draw their own data."""
   from squish_tf import export as export_lib  # pylint: disable=g-import-not-at-top
-  from squish_tf import workers  # pylint: disable=g-import-not-at-top
+  from squish_tf.runtime import workers  # pylint: disable=g-import-not-at-top
   calls = []
 
   def fake_export_all(model_dir, export_dir, formats=None, qat_result=None, **kwargs):
@@ -303,13 +306,13 @@ def test_exports_with_workers_run_qat_and_comparisons_in_the_pool(monkeypatch, w
 
   monkeypatch.setattr(export_lib, "export_all", fake_export_all)
   monkeypatch.setattr(export_lib, "qat_int8_artefact", fake_qat)
-  data_config = data_lib.DataConfig(image_size=32)
+  data_config = data_config_lib.DataConfig(image_size=32)
   todo = {"squishednet": ("sq", "sq/export", "fp32,qat_int8"),
           "ancestor": ("an", "an/export", ("fp32", "int8")),
           "width_scaled": ("ws", "ws/export", ("fp32", "int8"))}
   pool = _FakeProcessPool() if with_workers else workers.WorkerPool(1)
   manifest = job.export_models(todo, pool, data_config, lambda: "export data",
-                               job.JobConfig(run_dir="unused"))
+                               job_config_lib.JobConfig(run_dir="unused"))
   assert manifest == {"model_dir": "sq"}
   in_main = ["data", "overwrite", "qat_epochs", "qat_learning_rate"]
   if with_workers:

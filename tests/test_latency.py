@@ -5,12 +5,16 @@ import json
 
 import numpy as np
 import pytest
-
-from squish_tf import evolution
-from squish_tf import latency
-from squish_tf import spec as spec_lib
-from squish_tf import synthesis
 import toy
+
+from squish_tf import files as files_lib
+from squish_tf.bench import latency
+from squish_tf.bench import latency_table as latency_table_lib
+from squish_tf.evolve import config as evolve_config_lib
+from squish_tf.evolve import encoding as synthesis
+from squish_tf.evolve import environment as environment_lib
+from squish_tf.evolve import evolution
+from squish_tf.net import wiring as wiring_lib
 
 TINY = toy.TINY
 
@@ -24,20 +28,20 @@ def fake_table(spec=TINY, intercept=0.05, slope=1.5, seed=0):
   """A table whose every layer is an exactly bilinear function with its own coefficients."""
   rng = np.random.default_rng(seed)
   layers, truth = {}, {}
-  for op in latency.conv_ops(spec):
-    in_grid = [op.in_channels] if op.name == "conv1" else latency.grid_points(op.in_channels)
-    out_grid = [op.filters] if op.name == "conv10" else latency.grid_points(op.filters)
+  for op in latency_table_lib.conv_ops(spec):
+    in_grid = [op.in_channels] if op.name == "conv1" else latency_table_lib.grid_points(op.in_channels)
+    out_grid = [op.filters] if op.name == "conv10" else latency_table_lib.grid_points(op.filters)
     function = _bilinear(*rng.uniform(1e-4, 1e-3, 4))
     truth[op.name] = function
     layers[op.name] = {"in_grid": in_grid, "out_grid": out_grid,
                        "ms": [[function(c, n) for n in out_grid] for c in in_grid]}
-  table = latency.LatencyTable(format="fp32", threads=2, input_shape=spec.input_shape,
+  table = latency_table_lib.LatencyTable(format="fp32", threads=2, input_shape=spec.input_shape,
                                layers=layers, intercept_ms=intercept, slope=slope)
   return table, truth
 
 
 def _by_hand(table, truth, spec, ops_spec=None):
-  total = sum(truth[op.name](op.in_channels, op.filters) for op in latency.conv_ops(spec))
+  total = sum(truth[op.name](op.in_channels, op.filters) for op in latency_table_lib.conv_ops(spec))
   return table.intercept_ms + table.slope * total
 
 
@@ -46,21 +50,21 @@ def test_interpolation_is_exact_on_the_grid_bilinear_between_linear_beyond():
   ms = [[1.0, 2.0], [3.0, 5.0], [4.0, 9.0]]
   for i, c in enumerate(grid_in):
     for j, n in enumerate(grid_out):
-      assert latency.interpolate(grid_in, grid_out, ms, c, n) == pytest.approx(ms[i][j])
+      assert latency_table_lib.interpolate(grid_in, grid_out, ms, c, n) == pytest.approx(ms[i][j])
   # Halfway in both: the mean of the cell's corners.
-  assert latency.interpolate(grid_in, grid_out, ms, 3, 4.5) == pytest.approx(
+  assert latency_table_lib.interpolate(grid_in, grid_out, ms, 3, 4.5) == pytest.approx(
       (1 + 2 + 3 + 5) / 4)
   # Beyond the grid: the edge cell extended linearly (C_in 16 is two cells past 8 in 4->8 steps).
-  assert latency.interpolate(grid_in, grid_out, ms, 12, 3) == pytest.approx(4 + (4 - 3))
+  assert latency_table_lib.interpolate(grid_in, grid_out, ms, 12, 3) == pytest.approx(4 + (4 - 3))
   # Never below zero; a single grid point makes its axis constant.
-  assert latency.interpolate(grid_in, grid_out, ms, -100, 3) == 0.0
-  assert latency.interpolate([3], grid_out, [[1.0, 2.0]], 99, 6) == pytest.approx(2.0)
+  assert latency_table_lib.interpolate(grid_in, grid_out, ms, -100, 3) == 0.0
+  assert latency_table_lib.interpolate([3], grid_out, [[1.0, 2.0]], 99, 6) == pytest.approx(2.0)
 
 
 def test_grid_points():
-  assert latency.grid_points(64) == [16, 32, 64]
-  assert latency.grid_points(3) == [1, 2, 3]
-  assert latency.grid_points(1) == [1]
+  assert latency_table_lib.grid_points(64) == [16, 32, 64]
+  assert latency_table_lib.grid_points(3) == [1, 2, 3]
+  assert latency_table_lib.grid_points(1) == [1]
 
 
 def test_predictions_are_exact_functions_of_the_table():
@@ -72,11 +76,11 @@ def test_predictions_are_exact_functions_of_the_table():
   rng = np.random.default_rng(1)
   child_counts = {name: int(rng.integers(max(1, n // 4), n + 1))
                   for name, n in TINY.prunable_layers()}
-  child = synthesis._spec_with_counts(TINY, child_counts, "child")  # pylint: disable=protected-access
+  child = wiring_lib.spec_with_counts(TINY, child_counts, "child")  # pylint: disable=protected-access
   assert table.predict(child) == pytest.approx(_by_hand(table, truth, child), rel=1e-12)
   assert table.predict_counts(TINY, child_counts) == pytest.approx(table.predict(child), rel=1e-12)
   # Round trip through JSON keeps every prediction.
-  again = latency.LatencyTable.from_json(json.loads(json.dumps(table.to_json())))
+  again = latency_table_lib.LatencyTable.from_json(json.loads(json.dumps(table.to_json())))
   assert again.predict(child) == table.predict(child)
 
 
@@ -86,8 +90,8 @@ def test_predictions_price_channels_at_the_tables_multiple():
   pad = lambda c: -(-c // 8) * 8  # noqa: E731
   rng = np.random.default_rng(2)
   counts = {name: int(rng.integers(max(1, n // 4), n + 1)) for name, n in TINY.prunable_layers()}
-  child = synthesis._spec_with_counts(TINY, counts, "child")  # pylint: disable=protected-access
-  ops = latency.conv_ops(child)
+  child = wiring_lib.spec_with_counts(TINY, counts, "child")  # pylint: disable=protected-access
+  ops = latency_table_lib.conv_ops(child)
   assert any(op.filters % 8 for op in ops)  # odd counts to round
   by_hand = table.intercept_ms + table.slope * sum(
       truth[op.name](op.in_channels if op.name == "conv1" else pad(op.in_channels),
@@ -96,18 +100,18 @@ def test_predictions_price_channels_at_the_tables_multiple():
   assert padded.predict(child) > table.predict(child)
   # Expectations stay unpadded: synthesis compares them with each other, smoothly.
   assert padded.predict_counts(TINY, counts) == table.predict_counts(TINY, counts)
-  again = latency.LatencyTable.from_json(json.loads(json.dumps(padded.to_json())))
+  again = latency_table_lib.LatencyTable.from_json(json.loads(json.dumps(padded.to_json())))
   assert again.channel_multiple == 8 and again.predict(child) == padded.predict(child)
-  assert [latency.pad_channels(c, 8) for c in (1, 8, 9, 33.0)] == [8, 8, 16, 40]
-  assert latency.pad_channels(5.5, 1) == 5.5
+  assert [latency_table_lib.pad_channels(c, 8) for c in (1, 8, 9, 33.0)] == [8, 8, 16, 40]
+  assert latency_table_lib.pad_channels(5.5, 1) == 5.5
 
 
 def test_the_multiple_is_the_one_the_calibration_networks_fit_best():
   measured = [1.0, 0.8, 0.5]
   by_multiple = {1: [1.0, 0.6, 0.5], 4: [2.0, 1.6, 1.0], 8: [0.5, 0.4, 0.25]}  # 4 and 8 exact
-  assert latency.choose_multiple(by_multiple, measured) == 4  # a tie goes to the smaller
+  assert latency_table_lib.choose_multiple(by_multiple, measured) == 4  # a tie goes to the smaller
   by_multiple[4] = [2.0, 1.5, 1.0]
-  assert latency.choose_multiple(by_multiple, measured) == 8
+  assert latency_table_lib.choose_multiple(by_multiple, measured) == 8
 
 
 def test_a_table_for_another_resolution_or_architecture_is_refused():
@@ -120,49 +124,49 @@ def test_a_table_for_another_resolution_or_architecture_is_refused():
 
 def test_network_fit_is_least_squares_through_the_origin():
   layers = [0.9, 0.4, 0.2]
-  assert latency.fit_network(layers, [0.7 * x for x in layers]) == (0.0, pytest.approx(0.7))
+  assert latency_table_lib.fit_network(layers, [0.7 * x for x in layers]) == (0.0, pytest.approx(0.7))
   # Noisy points: the slope minimising sum (y - s x)^2 is sum xy / sum x^2.
   measured = [0.66, 0.30, 0.13]
   slope = sum(x * y for x, y in zip(layers, measured)) / sum(x * x for x in layers)
-  assert latency.fit_network(layers, measured) == (0.0, pytest.approx(slope))
-  assert latency.fit_network([2.0], [1.0]) == (0.0, 0.5)
+  assert latency_table_lib.fit_network(layers, measured) == (0.0, pytest.approx(slope))
+  assert latency_table_lib.fit_network([2.0], [1.0]) == (0.0, 0.5)
   with pytest.raises(ValueError, match="too busy"):
-    latency.fit_network([0.0, 0.0], [1.0, 1.0])
+    latency_table_lib.fit_network([0.0, 0.0], [1.0, 1.0])
 
 
 def test_smoothing_fits_a_fixed_part_plus_one_proportional_to_the_macs():
   in_grid, out_grid = [4, 8, 16], [16, 32, 64]
   exact = [[0.01 + 1e-5 * c * n for n in out_grid] for c in in_grid]
-  assert np.allclose(latency.smooth_layer(in_grid, out_grid, exact), exact)
+  assert np.allclose(latency_table_lib.smooth_layer(in_grid, out_grid, exact), exact)
   noisy = [[v * (1.2 if (i + j) % 2 else 0.8) for j, v in enumerate(row)]
            for i, row in enumerate(exact)]
-  smoothed = np.array(latency.smooth_layer(in_grid, out_grid, noisy))
+  smoothed = np.array(latency_table_lib.smooth_layer(in_grid, out_grid, noisy))
   assert np.all(np.diff(smoothed, axis=0) >= 0) and np.all(np.diff(smoothed, axis=1) >= 0)
   # Timings that fall with the channels (pure noise) give a flat layer, never a negative slope.
   falling = [[0.02 - 1e-6 * c * n for n in out_grid] for c in in_grid]
-  assert np.ptp(latency.smooth_layer(in_grid, out_grid, falling)) == 0
+  assert np.ptp(latency_table_lib.smooth_layer(in_grid, out_grid, falling)) == 0
 
 
 def test_filter_latency_is_what_removing_one_filter_saves():
   table, _ = fake_table()
-  costs = synthesis.filter_costs(TINY, "latency", latency=table)
+  costs = environment_lib.filter_costs(TINY, "latency", latency=table)
   counts = {name: n for name, n in TINY.prunable_layers()}
   for name in ("conv1", "fire2_squeeze1x1", "fire4_expand3x3"):
     fewer = dict(counts, **{name: counts[name] - 1})
-    child = synthesis._spec_with_counts(TINY, fewer, "fewer")  # pylint: disable=protected-access
+    child = wiring_lib.spec_with_counts(TINY, fewer, "fewer")  # pylint: disable=protected-access
     assert costs[name] == pytest.approx(table.predict(TINY) - table.predict(child), rel=1e-9)
   with pytest.raises(ValueError, match="needs a measured latency table"):
-    synthesis.filter_costs(TINY, "latency")
+    environment_lib.filter_costs(TINY, "latency")
 
 
 def test_target_mode_aims_at_the_latency_fraction():
   table, _ = fake_table()
   config = synthesis.SynthesisConfig(cost="latency", target_fraction=0.6)
   strengths = {name: np.linspace(1.0, 2.0, n) for name, n in TINY.prunable_layers()}
-  factors = synthesis.environment_factors(TINY, config, strengths, latency=table)
-  expected = synthesis.expected_child_cost(TINY, strengths, factors, config, latency=table)
+  factors = environment_lib.environment_factors(TINY, config, strengths, latency=table)
+  expected = environment_lib.expected_child_cost(TINY, strengths, factors, config, latency=table)
   assert expected.latency_ms == pytest.approx(0.6 * table.predict(TINY), rel=1e-6)
-  offspring = synthesis.sample_offspring(TINY, strengths, config, np.random.default_rng(0),
+  offspring = environment_lib.sample_offspring(TINY, strengths, config, np.random.default_rng(0),
                                          factors=factors, latency=table)
   assert offspring.predicted_latency_ms == table.predict(offspring.spec)
   assert offspring.to_json()["expected_latency_ms"] == expected.latency_ms
@@ -171,11 +175,11 @@ def test_target_mode_aims_at_the_latency_fraction():
 def test_speedup_targets_steer_and_stop_in_predicted_ms():
   table, _ = fake_table()
   synth = synthesis.SynthesisConfig(cost="latency")
-  config = evolution.EvolutionConfig(generations=2, target_speedup=1.6)
+  config = evolve_config_lib.EvolutionConfig(generations=2, target_speedup=1.6)
   ancestor_ms = table.predict(TINY)
   assert config.latency_target_ms(ancestor_ms) == pytest.approx(ancestor_ms / 1.6)
   steered = evolution._generation_synthesis(synth, config, TINY, 1, table, TINY)  # pylint: disable=protected-access
-  assert steered.target_fraction == pytest.approx((evolution.TARGET_MARGIN / 1.6) ** 0.5)
+  assert steered.target_fraction == pytest.approx((evolve_config_lib.TARGET_MARGIN / 1.6) ** 0.5)
   fast = {"size_mb": 1.0, "macs": 1, "predicted_latency_ms": ancestor_ms / 1.7}
   slow = dict(fast, predicted_latency_ms=ancestor_ms / 1.5)
   assert evolution.targets_met(fast, config, ancestor_ms)
@@ -189,13 +193,13 @@ def test_a_speedup_beyond_the_floors_is_refused_with_the_reachable_one():
   synth = synthesis.SynthesisConfig(cost="latency")
   fastest = table.predict(synthesis.smallest_child_spec(TINY, synth))
   reachable = table.predict(TINY) / fastest
-  evolution.check_targets(TINY, evolution.EvolutionConfig(target_speedup=0.9 * reachable), synth,
+  evolution.check_targets(TINY, evolve_config_lib.EvolutionConfig(target_speedup=0.9 * reachable), synth,
                           table)
   with pytest.raises(ValueError, match=f"{reachable:.2f}x"):
-    evolution.check_targets(TINY, evolution.EvolutionConfig(target_speedup=1.1 * reachable),
+    evolution.check_targets(TINY, evolve_config_lib.EvolutionConfig(target_speedup=1.1 * reachable),
                             synth, table)
   with pytest.raises(ValueError, match="target_speedup"):
-    evolution.EvolutionConfig(target_speedup=0.5)
+    evolve_config_lib.EvolutionConfig(target_speedup=0.5)
 
 
 def test_the_table_is_cached_and_measured_again_for_another_key(tmp_path, monkeypatch):
@@ -204,11 +208,11 @@ def test_the_table_is_cached_and_measured_again_for_another_key(tmp_path, monkey
   def measure(spec, fmt, threads, progress=None):
     calls.append(fmt)
     table, _ = fake_table(spec)
-    table.key = latency.model_io.json_round_trip(latency.table_key(spec, fmt, threads))
+    table.key = files_lib.json_round_trip(latency.table_key(spec, fmt, threads))
     return table
 
   monkeypatch.setattr(latency, "measure_table", measure)
-  path = str(tmp_path / latency.table_file("fp32"))
+  path = str(tmp_path / latency_table_lib.table_file("fp32"))
   first = latency.load_or_measure(path, TINY, "fp32", 2, progress=None)
   again = latency.load_or_measure(path, TINY, "fp32", 2, progress=None)
   assert calls == ["fp32"] and again.predict(TINY) == first.predict(TINY)
@@ -236,8 +240,8 @@ def test_measure_table_converts_each_shared_grid_point_once(monkeypatch):
   monkeypatch.setattr(latency, "_median_ms", fake_ms)
   table = latency.measure_table(spec, "fp32", 2, progress=None)
   assert len(converted) == len(set(converted))  # fire2's and fire3's shared points once
-  assert set(table.layers) == {op.name for op in latency.conv_ops(spec)}
-  assert [c["width"] for c in table.calibration] == list(latency.CALIBRATION_WIDTHS)
+  assert set(table.layers) == {op.name for op in latency_table_lib.conv_ops(spec)}
+  assert [c["width"] for c in table.calibration] == list(latency_table_lib.CALIBRATION_WIDTHS)
   for point in table.calibration:
     assert point["predicted_ms"] == pytest.approx(
         table.intercept_ms + table.slope * table.layers_ms(
@@ -247,8 +251,8 @@ def test_measure_table_converts_each_shared_grid_point_once(monkeypatch):
 def test_evolution_aims_at_speed_and_records_predicted_and_measured(toy_parent_dir, tmp_path,
                                                                    monkeypatch):
   """--cost=latency with --target_speedup on a fake table; the measurement faked too."""
-  from squish_tf import job  # pylint: disable=g-import-not-at-top
-  from squish_tf import report  # pylint: disable=g-import-not-at-top
+  from squish_tf.job import results as job_results_lib  # pylint: disable=g-import-not-at-top
+  from squish_tf.report import sections as sections_lib  # pylint: disable=g-import-not-at-top
 
   table, _ = fake_table()
   measured_models = []
@@ -261,7 +265,7 @@ def test_evolution_aims_at_speed_and_records_predicted_and_measured(toy_parent_d
 
   monkeypatch.setattr(latency, "load_or_measure", lambda *args, **kwargs: table)
   monkeypatch.setattr(latency, "measure_against", measure_against)
-  config = evolution.EvolutionConfig(generations=2, population=2, offspring_epochs=1,
+  config = evolve_config_lib.EvolutionConfig(generations=2, population=2, offspring_epochs=1,
                                      max_accuracy_drop=1.0, seed=3, target_speedup=1.5,
                                      final_epochs=0)
   synth = synthesis.SynthesisConfig(cost="latency")
@@ -270,7 +274,7 @@ def test_evolution_aims_at_speed_and_records_predicted_and_measured(toy_parent_d
   ancestor_ms = table.predict(TINY)
   assert lineage["ancestor"]["predicted_latency_ms"] == pytest.approx(ancestor_ms)
   for record in lineage["candidates"]:
-    spec = synthesis._spec_with_counts(  # pylint: disable=protected-access
+    spec = wiring_lib.spec_with_counts(  # pylint: disable=protected-access
         TINY, {k: len(v) for k, v in record["survivors"].items()}, "x")
     assert record["predicted_latency_ms"] == pytest.approx(table.predict(spec), rel=1e-9)
     assert record["measured_latency_ms"] == 0.25
@@ -284,10 +288,10 @@ def test_evolution_aims_at_speed_and_records_predicted_and_measured(toy_parent_d
   assert lineage["stop_reason"] == "target_met"
   assert ancestor_ms / chosen[-1]["predicted_latency_ms"] >= 1.5
   assert all(ancestor_ms / r["predicted_latency_ms"] < 1.5 for r in chosen[:-1])
-  summary = job.latency_summary(lineage)
+  summary = job_results_lib.latency_summary(lineage)
   assert summary["chosen_candidates"] == len(chosen)
   assert summary["median_abs_error_chosen"] == pytest.approx(
       np.median([abs(r["latency_error"]) for r in chosen]))
-  text = report._latency_section({"latency_model": summary,  # pylint: disable=protected-access
+  text = sections_lib.latency_section({"latency_model": summary,  # pylint: disable=protected-access
                                   "candidates": lineage["candidates"]})
   assert "### Latency model" in text and "2.00x (1.90-2.10)" in text

@@ -6,14 +6,16 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from squish_tf import benchmark as benchmark_lib
 from squish_tf import export as export_lib
-from squish_tf import litert
-from squish_tf import models
-from squish_tf import speed_pairs
-from squish_tf import spec as spec_lib
+from squish_tf.bench import benchmark as benchmark_lib
+from squish_tf.bench import config as bench_config_lib
+from squish_tf.bench import pairs as speed_pairs
+from squish_tf.bench import runners as runners_lib
 from squish_tf.export import exporter
 from squish_tf.export import tflite as tflite_lib
+from squish_tf.net import models
+from squish_tf.net import spec as spec_lib
+from squish_tf.runtime import litert
 
 TINY = spec_lib.NetSpec(input_shape=(16, 16, 3), num_classes=3, conv1_filters=8,
                         fires=(spec_lib.FireSpec(4, 8, 8),), pool_after=(1,), dropout_rate=0.0,
@@ -164,9 +166,8 @@ def test_export_names_are_the_shared_runner():
   assert export_lib.TFLiteRunner is litert.LiteRTRunner
   assert tflite_lib.run_tflite is litert.run_tflite and export_lib.run_tflite is litert.run_tflite
   assert tflite_lib.op_counts is litert.op_counts and export_lib.op_counts is litert.op_counts
-  assert not hasattr(benchmark_lib, "_TFLiteRunner")  # no second runner in the benchmark
-  # pylint: disable-next=protected-access
-  assert benchmark_lib._UnsupportedBatch is litert.UnsupportedBatch
+  # no second runner, and no alias of the shared one's names, in the benchmark
+  assert not hasattr(benchmark_lib, "_TFLiteRunner") and not hasattr(runners_lib, "UnsupportedBatch")
 
 
 def test_export_parity_benchmark_and_pairs_construct_the_shared_runner(files, pixels, tmp_path,
@@ -185,10 +186,9 @@ def test_export_parity_benchmark_and_pairs_construct_the_shared_runner(files, pi
   entry = exporter._tflite_entry(  # pylint: disable=protected-access
       str(tmp_path), "fp32", content, pixels, None, keras_eval, 4, 2)
   assert built == ["model_fp32.tflite"] and entry["parity"]["max_abs_diff"] < 1e-4
-  config = benchmark_lib.BenchmarkConfig(batch_sizes=(1,), min_seconds=0.0, min_runs=1,
+  config = bench_config_lib.BenchmarkConfig(batch_sizes=(1,), min_seconds=0.0, min_runs=1,
                                          warmup_runs=0)
-  # pylint: disable-next=protected-access
-  artefact = benchmark_lib._load_runner("tflite_int8", files["int8"], config)
+  artefact = runners_lib.load_runner("tflite_int8", files["int8"], config.num_threads)
   assert isinstance(artefact.runner, litert.LiteRTRunner) and built[-1] == "model_int8.tflite"
   speed_pairs.measure_pairs({"a": files["fp32"], "b": files["uint8"]}, [("b", "a")],
                             batch_sizes=(1,), rounds=1, min_invokes=1, max_invokes=1)

@@ -1,11 +1,11 @@
 """The Keras builder: exact parameter counts, names, preprocessing, seeds, tf_keras twin."""
 
+import keras
 import numpy as np
 import pytest
-import keras
 
-from squish_tf import models
-from squish_tf import spec as spec_lib
+from squish_tf.net import models
+from squish_tf.net import spec as spec_lib
 
 SMALL = spec_lib.NetSpec(input_shape=(32, 32, 3), num_classes=4, conv1_filters=8,
                          fires=(spec_lib.FireSpec(4, 6, 5), spec_lib.FireSpec(3, 4, 7),
@@ -101,5 +101,5 @@ def test_copy_weights_refuses_shape_mismatch():
 
 
 def test_build_model_rejects_non_spec():
-  with pytest.raises(ValueError, match="expects a squish_tf.spec.NetSpec, got dict"):
+  with pytest.raises(ValueError, match="expects a squish_tf.net.spec.NetSpec, got dict"):
     models.build_model({"num_classes": 10})

@@ -6,20 +6,22 @@ import os
 import keras
 import numpy as np
 import pytest
-
-from squish_tf import baselines as baselines_lib
-from squish_tf import data as data_lib
-from squish_tf import evolution
-from squish_tf import job
-from squish_tf import model_io
-from squish_tf import models
-from squish_tf import polish
-from squish_tf import synthesis
-from squish_tf import train as train_lib
 import toy
 
+from squish_tf import files as files_lib
+from squish_tf.data import config as data_config_lib
+from squish_tf.evolve import candidates as candidates_lib
+from squish_tf.evolve import config as evolve_config_lib
+from squish_tf.evolve import encoding as synthesis
+from squish_tf.evolve import evolution, polish
+from squish_tf.evolve import lineage as lineage_lib
+from squish_tf.job import budget as budget_lib
+from squish_tf.net import model_io, models
+from squish_tf.train import baselines as baselines_lib
+from squish_tf.train import trainer as train_lib
+
 BN_TINY = toy.TINY.replace(batch_norm=True, name="tiny_bn")
-CONFIG = evolution.EvolutionConfig(generations=1, population=2, offspring_epochs=1,
+CONFIG = evolve_config_lib.EvolutionConfig(generations=1, population=2, offspring_epochs=1,
                                    max_accuracy_drop=1.0, final_init="inherit", final_epochs=3,
                                    seed=2)
 SCRATCH = dataclasses.replace(CONFIG, final_init="scratch")
@@ -33,7 +35,7 @@ def bn_run(tmp_path_factory):
   root = tmp_path_factory.mktemp("bn_run")
   parent = str(root / "ancestor")
   train, val, info = toy.data()
-  train_lib.train_model_dir(parent, BN_TINY, data_lib.DataConfig(image_size=32),
+  train_lib.train_model_dir(parent, BN_TINY, data_config_lib.DataConfig(image_size=32),
                             train_lib.TrainConfig(epochs=PARENT_EPOCHS, learning_rate=1e-2,
                                                   warmup_epochs=0),
                             train, val, info, seed=0, verbose=0)
@@ -61,7 +63,7 @@ def test_batch_norm_offspring_are_recalibrated_trained_and_recorded(bn_run):
 
 
 def test_every_candidate_trains_on_its_own_data_stream(bn_run):
-  expected = [evolution.keras_seed(evolution.draw_seed(CONFIG.seed, 1, c, 0)) for c in (0, 1)]
+  expected = [candidates_lib.keras_seed(candidates_lib.draw_seed(CONFIG.seed, 1, c, 0)) for c in (0, 1)]
   # The first call validates the data (stream 0); each candidate then asks for its own.
   assert bn_run["streams"] == [0] + expected
   assert len(set(expected)) == 2 and 0 not in expected
@@ -102,7 +104,7 @@ def test_polish_fine_tunes_the_winner_and_resumes_after_a_kill(bn_run, monkeypat
   assert begun == [0, 1, 2]  # the second call resumed at epoch 1, not from scratch
   assert out == polish.polish_dir(run_dir) and polish.is_complete(run_dir)
   assert not os.path.exists(out + polish.WORK_SUFFIX)
-  metrics = model_io.read_json(os.path.join(out, model_io.METRICS_FILE))
+  metrics = files_lib.read_json(os.path.join(out, model_io.METRICS_FILE))
   assert metrics["polished_from"] == result.winner_id
   assert metrics["train_epochs"] == CONFIG.final_epochs
   assert model_io.read_spec(out).architecture_key() == model_io.read_spec(
@@ -150,19 +152,19 @@ def test_scratch_trains_the_winners_widths_afresh_for_the_lineages_budget(bn_run
   assert not all(np.array_equal(a, b) for a, b in zip(start, inherited.get_weights()))
   assert teacher_fn is None  # labels only, as the baselines train
   assert (fit_config.epochs, fit_config.learning_rate) == (budget, recipe.learning_rate)
-  metrics = model_io.read_json(os.path.join(out, model_io.METRICS_FILE))
+  metrics = files_lib.read_json(os.path.join(out, model_io.METRICS_FILE))
   assert (metrics["final_init"], metrics["train_epochs"]) == ("scratch", budget)
   assert metrics["polished_from"] == result.winner_id and metrics["params"] == winner_spec.params()
   assert model_io.read_spec(out).architecture_key() == winner_spec.architecture_key()
   # The baselines train for exactly as long as the SquishedNet did, a budget known before it
   # trained (so the job may train it beside them, in the baselines' pool).
-  assert job.baseline_budget(out, result, SCRATCH, recipe, 0).total_epochs == budget
-  assert job.planned_budget(result, SCRATCH, recipe, 0) == job.baseline_budget(
+  assert budget_lib.baseline_budget(out, result, SCRATCH, recipe, 0).total_epochs == budget
+  assert budget_lib.planned_budget(result, SCRATCH, recipe, 0) == budget_lib.baseline_budget(
       out, result, SCRATCH, recipe, 0)
   with pytest.raises(ValueError, match="Only a SquishedNet trained from scratch"):
-    job.planned_budget(result, CONFIG, recipe, 0)
+    budget_lib.planned_budget(result, CONFIG, recipe, 0)
   ran = []
-  assert baselines_lib.run_baselines(run_dir, bn_run["parent"], job.planned_budget(
+  assert baselines_lib.run_baselines(run_dir, bn_run["parent"], budget_lib.planned_budget(
       result, SCRATCH, recipe, 0), toy.data, names=(), beside=[(
           lambda *args, **kwargs: ran.append((args, kwargs)), (1,), {"x": 2})]) == {}
   assert ran == [((1,), {"x": 2})]
@@ -174,34 +176,34 @@ def test_scratch_trains_the_winners_widths_afresh_for_the_lineages_budget(bn_run
 
 def test_nothing_to_polish_when_the_ancestor_wins_or_final_epochs_is_0(bn_run):
   result = bn_run["result"]
-  ancestor_won = evolution.EvolutionResult(result.run_dir, evolution.ANCESTOR_ID,
+  ancestor_won = lineage_lib.EvolutionResult(result.run_dir, lineage_lib.ANCESTOR_ID,
                                            bn_run["parent"], "accuracy_drop", result.lineage)
   assert not polish.needs_polish(ancestor_won, CONFIG)
   assert polish.polish(result.run_dir, ancestor_won, CONFIG, toy.data) == bn_run["parent"]
-  no_polish = evolution.EvolutionConfig(final_epochs=0)
+  no_polish = evolve_config_lib.EvolutionConfig(final_epochs=0)
   assert polish.squishednet_dir(result.run_dir, result, no_polish) == result.winner_dir
 
 
 def test_fine_tunes_follow_the_training_recipe():
   recipe = train_lib.TrainConfig(epochs=12, learning_rate=4e-3, optimizer="sgd",
                                  lr_schedule="constant", weight_decay=1e-4, warmup_epochs=1.0)
-  config = evolution.EvolutionConfig(offspring_epochs=3, offspring_learning_rate=2e-3,
+  config = evolve_config_lib.EvolutionConfig(offspring_epochs=3, offspring_learning_rate=2e-3,
                                      offspring_warmup_epochs=0.5)
   tune = config.fine_tune_config(recipe)
   assert (tune.epochs, tune.learning_rate, tune.warmup_epochs) == (3, 2e-3, 0.5)
   assert (tune.optimizer, tune.lr_schedule, tune.weight_decay) == ("sgd", "constant", 1e-4)
-  scratch = evolution.EvolutionConfig(offspring_init="scratch").fine_tune_config(recipe)
+  scratch = evolve_config_lib.EvolutionConfig(offspring_init="scratch").fine_tune_config(recipe)
   assert scratch.warmup_epochs == 1.0  # newborns warm up like the ancestor
   with pytest.raises(ValueError, match="--teacher must be one of"):
-    evolution.EvolutionConfig(teacher="oracle")
+    evolve_config_lib.EvolutionConfig(teacher="oracle")
   with pytest.raises(ValueError, match="--final_init must be 'scratch' or 'inherit', got 'warm'"):
-    evolution.EvolutionConfig(final_init="warm")
+    evolve_config_lib.EvolutionConfig(final_init="warm")
   with pytest.raises(ValueError, match="--final_epochs must be an integer >= 0"):
-    evolution.EvolutionConfig(final_epochs=-1)
+    evolve_config_lib.EvolutionConfig(final_epochs=-1)
 
 
 def test_without_distillation_no_teacher_is_recorded(toy_parent_dir, tmp_path):
-  config = evolution.EvolutionConfig(generations=1, population=1, offspring_epochs=1,
+  config = evolve_config_lib.EvolutionConfig(generations=1, population=1, offspring_epochs=1,
                                      max_accuracy_drop=1.0, distill=False)
   result = evolution.evolve(toy_parent_dir, str(tmp_path / "run"), config, SYNTH, toy.data)
   assert result.lineage["candidates"][0]["teacher"] is None
@@ -210,14 +212,14 @@ def test_without_distillation_no_teacher_is_recorded(toy_parent_dir, tmp_path):
 
 def test_a_killed_offspring_fine_tune_resumes_at_the_next_epoch(toy_parent_dir, tmp_path,
                                                                 monkeypatch):
-  config = evolution.EvolutionConfig(generations=1, population=1, offspring_epochs=3,
+  config = evolve_config_lib.EvolutionConfig(generations=1, population=1, offspring_epochs=3,
                                      max_accuracy_drop=1.0)
   run_dir = str(tmp_path / "run")
   begun = []
   monkeypatch.setattr(train_lib, "fit", toy.fit_that_dies_once(train_lib.fit, begun))
   with pytest.raises(toy.Stop):
     evolution.evolve(toy_parent_dir, run_dir, config, SYNTH, toy.data)
-  work = evolution.candidate_dir(run_dir, 1, 0) + ".attempt0" + evolution.WORK_SUFFIX
+  work = lineage_lib.candidate_dir(run_dir, 1, 0) + ".attempt0" + candidates_lib.WORK_SUFFIX
   assert os.path.isdir(work)
   result = evolution.evolve(toy_parent_dir, run_dir, config, SYNTH, toy.data)
   assert begun == [0, 1, 2]  # epoch 0 once, then the re-run went on from epoch 1

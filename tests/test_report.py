@@ -6,7 +6,10 @@ import os
 from matplotlib import image as mpl_image
 import pytest
 
-from squish_tf import report as report_lib
+from squish_tf.report import console as console_lib
+from squish_tf.report import markdown as report_lib
+from squish_tf.report import pareto as pareto_lib
+from squish_tf.report import results as report_results_lib
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -169,7 +172,7 @@ def test_comparison_wording_follows_the_sign(top1, width, distilled):
   assert width in paragraph and distilled in paragraph
   if top1 < 0.88:
     assert "beats" not in paragraph
-  console = report_lib.format_results_summary(results)
+  console = console_lib.format_results_summary(results)
   plain = distilled.replace("**", "")
   assert f"squishednet vs width_scaled_distilled: it {plain}" in console
 
@@ -257,7 +260,7 @@ def test_other_resolutions_sit_beside_the_runs_own(tmp_path):
   assert ("runs **2.50× faster** than the ancestor with LiteRT at batch 1 and 64 px" in markdown)
   assert "**3.40×** at 224 px, the same weights on a 224×224 input (3.10–3.60× over 7" in markdown
   assert "also measured at 224 px beside the run's 64 px" in markdown
-  assert "3.40× at 224 px b1" in report_lib.format_results_summary(results)
+  assert "3.40× at 224 px b1" in console_lib.format_results_summary(results)
 
 
 def test_models_notes_name_deployed_and_unfolded_counts(written):
@@ -340,12 +343,12 @@ def test_pareto_png_is_a_real_image_and_writes_are_atomic(written):
   assert os.path.getsize(png_path) > 20_000
   pixels = mpl_image.imread(png_path)
   height, width = pixels.shape[:2]
-  assert (width, height) == (int(8 * report_lib.DPI), int(5 * report_lib.DPI))
+  assert (width, height) == (int(8 * pareto_lib.DPI), int(5 * pareto_lib.DPI))
   assert pixels[..., :3].std() > 0.05  # something is drawn, not a blank canvas
 
 
 def test_pareto_plots_test_accuracy_and_the_polish():
-  figure = report_lib.pareto_figure(_results())
+  figure = pareto_lib.pareto_figure(_results())
   ax = figure.axes[0]
   assert ax.get_ylabel() == "test top-1" and "vs test top-1" in ax.get_title()
   legend = [text.get_text() for text in ax.get_legend().get_texts()]
@@ -362,13 +365,13 @@ def test_pareto_plots_test_accuracy_and_the_polish():
       [0.93, 0.922, 0.911, 0.897])
   results = _results()
   results["polished"] = False
-  legend = [t.get_text() for t in report_lib.pareto_figure(results).axes[0].get_legend()
+  legend = [t.get_text() for t in pareto_lib.pareto_figure(results).axes[0].get_legend()
             .get_texts()]
   assert "polish" not in legend
 
 
 def test_lineage_follows_generations():
-  ids = [entry["id"] for entry in report_lib.lineage(_results())]
+  ids = [entry["id"] for entry in report_results_lib.lineage(_results())]
   assert ids == ["ancestor", "gen_001/cand_01", "gen_002/cand_00", "gen_003/cand_00"]
 
 
@@ -443,7 +446,7 @@ def test_nearly_empty_results_still_render(tmp_path):
 
 
 def test_console_summary():
-  text = report_lib.format_results_summary(_results())
+  text = console_lib.format_results_summary(_results())
   lines = text.splitlines()
   assert "winner gen_003/cand_00 (polished)" in lines[0] and "stop: target met" in lines[0]
   assert "accuracies are test-split top-1" in lines[0]
@@ -461,7 +464,7 @@ def test_console_summary():
                    "magnitude_pruned", "mobilenet_v3_small"]
   mobilenet = next(line for line in lines if line.strip().startswith("mobilenet_v3_small"))
   assert "–" in mobilenet
-  assert report_lib.format_results_summary(copy.deepcopy({"models": {}})).startswith("run –")
+  assert console_lib.format_results_summary(copy.deepcopy({"models": {}})).startswith("run –")
 
 
 def test_a_squishednet_retrained_from_scratch_is_called_so():
@@ -476,4 +479,4 @@ def test_a_squishednet_retrained_from_scratch_is_called_so():
   assert rows["polish"]["Chosen"] == "**SquishedNet (retrained)**"
   assert "its widths then trained from scratch into the SquishedNet." in markdown
   assert "for which its widths trained from scratch and every baseline trains" in markdown
-  assert "winner gen_003/cand_00 (retrained)" in report_lib.format_results_summary(results)
+  assert "winner gen_003/cand_00 (retrained)" in console_lib.format_results_summary(results)

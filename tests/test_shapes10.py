@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from squish_tf import shapes10
+from squish_tf.data import shapes10
 
 
 @pytest.fixture(scope="module")

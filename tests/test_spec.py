@@ -1,11 +1,10 @@
 """NetSpec: exact sizes, JSON round-trip, validation. No TensorFlow needed."""
 
 import json
-import sys
 
 import pytest
 
-from squish_tf import spec as spec_lib
+from squish_tf.net import spec as spec_lib
 
 
 def test_spec_module_does_not_import_tensorflow():
@@ -142,9 +141,10 @@ def test_spec_json_without_batch_norm_field_reads_as_batch_norm_free():
 
 def test_json_files_hold_null_for_nan_and_infinity(tmp_path):
   import json as json_lib  # pylint: disable=g-import-not-at-top
-  from squish_tf import model_io  # pylint: disable=g-import-not-at-top
+
+  from squish_tf import files as files_lib  # pylint: disable=g-import-not-at-top
   path = str(tmp_path / "m.json")
-  model_io.write_json(path, {"loss": float("nan"), "speeds": [1.5, float("inf")], "n": 3})
+  files_lib.write_json(path, {"loss": float("nan"), "speeds": [1.5, float("inf")], "n": 3})
 
   def refuse(constant):
     raise ValueError(constant)

@@ -4,11 +4,11 @@ import keras
 import numpy as np
 import pytest
 
-from squish_tf import batch_norm
-from squish_tf import models
-from squish_tf import spec as spec_lib
-from squish_tf import surgery
-from squish_tf import synthesis as syn
+from squish_tf.evolve import encoding as syn
+from squish_tf.evolve import environment as environment_lib
+from squish_tf.evolve import surgery
+from squish_tf.net import batch_norm, models
+from squish_tf.net import spec as spec_lib
 
 SMALL = spec_lib.NetSpec(input_shape=(32, 32, 3), num_classes=4, conv1_filters=8,
                          fires=(spec_lib.FireSpec(4, 6, 5), spec_lib.FireSpec(3, 4, 7),
@@ -93,7 +93,7 @@ def sampled_masks(spec, model, draws, seed):
   strengths = surgery.layer_strengths(model, spec)
   rng = np.random.default_rng(seed)
   config = syn.SynthesisConfig(min_filters=1, min_fraction=0.0)
-  return [syn.sample_survivors(spec, strengths, syn.environment_factors(
+  return [syn.sample_survivors(spec, strengths, environment_lib.environment_factors(
       spec, syn.SynthesisConfig(env_mode="constant", env_factor=factor)), rng, config)
           for factor in np.linspace(0.3, 1.0, draws)]
 

@@ -12,8 +12,10 @@ import sys
 import numpy as np
 import pytest
 
-from squish_tf import spec as spec_lib
-from squish_tf import synthesis as syn
+from squish_tf.evolve import encoding as syn
+from squish_tf.evolve import environment as environment_lib
+from squish_tf.net import spec as spec_lib
+from squish_tf.net import wiring as wiring_lib
 
 SMALL = spec_lib.NetSpec(input_shape=(32, 32, 3), num_classes=4, conv1_filters=8,
                          fires=(spec_lib.FireSpec(4, 6, 5), spec_lib.FireSpec(3, 4, 7),
@@ -36,14 +38,16 @@ def constant(spec, factor):
 
 
 def test_synthesis_imports_no_tensorflow():
-  tree = ast.parse(inspect.getsource(syn))
-  imported = {alias.name.split(".")[0] for node in ast.walk(tree)
-              if isinstance(node, (ast.Import, ast.ImportFrom))
-              for alias in (node.names if isinstance(node, ast.Import)
-                            else [ast.alias(node.module or "")])}
-  assert not imported & {"tensorflow", "keras", "tf_keras"}
-  # Transitively too: a fresh interpreter importing synthesis loads no TensorFlow.
-  code = ("import sys, squish_tf.synthesis; "
+  """The encoding, the environment and the wiring they read are numpy only."""
+  for module in (syn, environment_lib, wiring_lib, spec_lib):
+    tree = ast.parse(inspect.getsource(module))
+    imported = {alias.name.split(".")[0] for node in ast.walk(tree)
+                if isinstance(node, (ast.Import, ast.ImportFrom))
+                for alias in (node.names if isinstance(node, ast.Import)
+                              else [ast.alias(node.module or "")])}
+    assert not imported & {"tensorflow", "keras", "tf_keras"}, module.__name__
+  # Transitively too: a fresh interpreter importing them loads no TensorFlow.
+  code = ("import sys, squish_tf.evolve.encoding, squish_tf.evolve.environment; "
           "print(sorted({m.split('.')[0] for m in sys.modules} & {'tensorflow', 'keras'}))")
   env = dict(os.environ, PYTHONPATH=REPO)
   out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, check=True,
@@ -108,7 +112,7 @@ def test_strengths_of_wrong_shape_are_refused_with_the_fix():
     syn.sample_survivors(SMALL, strengths, constant(SMALL, 0.5), np.random.default_rng(0))
   del strengths["fire3_expand3x3"]
   with pytest.raises(ValueError, match=r"missing \['fire3_expand3x3'\]"):
-    syn.expected_child_cost(SMALL, strengths, constant(SMALL, 0.5))
+    environment_lib.expected_child_cost(SMALL, strengths, constant(SMALL, 0.5))
 
 
 # -- the channel wiring and the index map ------------------------------------------
@@ -116,7 +120,7 @@ def test_strengths_of_wrong_shape_are_refused_with_the_fix():
 
 @pytest.mark.parametrize("spec", [SMALL, BASE, spec_lib.squeezenet_v1_1(1000)])
 def test_channel_sources_agree_with_layer_shapes(spec):
-  sources = syn.channel_sources(spec)
+  sources = wiring_lib.channel_sources(spec)
   shapes = spec.layer_shapes()
   assert list(sources) == [layer.name for layer in shapes]
   for layer in shapes:
@@ -156,7 +160,7 @@ def test_input_channel_map_follows_the_fire_concat():
 
 
 def test_consumers_are_read_off_the_same_table():
-  readers = syn.consumers(SMALL)
+  readers = wiring_lib.consumers(SMALL)
   assert readers["conv1"] == ["fire2_squeeze1x1"]
   assert readers["fire2_squeeze1x1"] == ["fire2_expand1x1", "fire2_expand3x3"]
   assert readers["fire4_expand1x1"] == ["conv10"]
@@ -165,7 +169,7 @@ def test_consumers_are_read_off_the_same_table():
 
 @pytest.mark.parametrize("cost", ["params", "macs"])
 def test_filter_cost_is_what_one_filter_fewer_saves(cost):
-  costs = syn.filter_costs(BASE, cost)
+  costs = environment_lib.filter_costs(BASE, cost)
   full = {name: np.arange(n) for name, n in BASE.prunable_layers()}
   measure = (lambda s: s.params()) if cost == "params" else (lambda s: s.macs())
   for name, n in BASE.prunable_layers():
@@ -309,7 +313,7 @@ def realised(spec, strengths, factors, config, draws, seed):
 def test_expected_cost_matches_monte_carlo_with_floors_binding(config):
   strengths = random_strengths(SMALL, seed=5)
   factors = constant(SMALL, 0.25)  # small layers at low F: the floors bind often
-  expected = syn.expected_child_cost(SMALL, strengths, factors, config)
+  expected = environment_lib.expected_child_cost(SMALL, strengths, factors, config)
   params, macs = realised(SMALL, strengths, factors, config, draws=3000, seed=9)
   assert abs(params.mean() - expected.params) <= 4 * params.std() / np.sqrt(len(params))
   assert abs(macs.mean() - expected.macs) <= 4 * macs.std() / np.sqrt(len(macs))
@@ -317,11 +321,11 @@ def test_expected_cost_matches_monte_carlo_with_floors_binding(config):
 
 def test_expected_cost_limits():
   flat = {name: np.ones(n) for name, n in BASE.prunable_layers()}
-  everything = syn.expected_child_cost(BASE, flat, constant(BASE, 1.0))
+  everything = environment_lib.expected_child_cost(BASE, flat, constant(BASE, 1.0))
   assert everything.params == pytest.approx(BASE.params(), rel=1e-12)
   assert everything.macs == pytest.approx(BASE.macs(), rel=1e-12)
   config = syn.SynthesisConfig(channel_multiple=8)
-  floors = syn.expected_child_cost(BASE, random_strengths(BASE), constant(BASE, 1e-12), config)
+  floors = environment_lib.expected_child_cost(BASE, random_strengths(BASE), constant(BASE, 1e-12), config)
   smallest = syn.smallest_child_spec(BASE, config)
   assert floors.params == pytest.approx(smallest.params(), rel=1e-9)
   assert floors.filters["fire9_expand3x3"] == pytest.approx(16)  # ceil(0.05 * 256) -> 16
@@ -333,11 +337,11 @@ def test_target_mode_hits_the_expected_fraction(cost, fraction, target_gamma):
   config = syn.SynthesisConfig(env_mode="target", target_fraction=fraction, cost=cost,
                                target_gamma=target_gamma)
   strengths = random_strengths(BASE, seed=6)
-  factors = syn.environment_factors(BASE, config, strengths)
+  factors = environment_lib.environment_factors(BASE, config, strengths)
   assert all(0 < value <= 1 for value in factors.values())
   if target_gamma == 0:
     assert len(set(factors.values())) == 1
-  expected = syn.expected_child_cost(BASE, strengths, factors, config)
+  expected = environment_lib.expected_child_cost(BASE, strengths, factors, config)
   parent = BASE.params() if cost == "params" else BASE.macs()
   achieved = expected.params if cost == "params" else expected.macs
   assert achieved == pytest.approx(fraction * parent, rel=1e-6)
@@ -350,7 +354,7 @@ def test_target_below_the_floors_states_the_smallest_size():
   config = syn.SynthesisConfig(env_mode="target", target_fraction=0.001)
   smallest = syn.smallest_child_spec(BASE, config)
   with pytest.raises(ValueError) as error:
-    syn.environment_factors(BASE, config, random_strengths(BASE))
+    environment_lib.environment_factors(BASE, config, random_strengths(BASE))
   message = str(error.value)
   assert f"{smallest.params():,} params ({smallest.size_mb():.3f} MB" in message
   assert "--target_fraction" in message and "lower the floors" in message
@@ -361,18 +365,18 @@ def test_target_above_reach_uses_f_one_and_says_so(caplog, target_gamma):
   config = syn.SynthesisConfig(env_mode="target", target_fraction=0.95,
                                target_gamma=target_gamma)
   with caplog.at_level(logging.WARNING, logger=syn.__name__):
-    factors = syn.environment_factors(BASE, config, random_strengths(BASE, spread=1.0))
+    factors = environment_lib.environment_factors(BASE, config, random_strengths(BASE, spread=1.0))
   assert set(factors.values()) == {1.0}
   assert "Using F_l = 1" in caplog.text
   with pytest.raises(ValueError, match="needs the parent's filter strengths"):
-    syn.environment_factors(BASE, config)
+    environment_lib.environment_factors(BASE, config)
 
 
 def test_weighted_target_spares_cheap_modules_and_shares_f_within_a_module():
   config = syn.SynthesisConfig(env_mode="target", target_fraction=0.2, target_gamma=0.5)
   strengths = random_strengths(BASE, seed=3)
-  factors = syn.environment_factors(BASE, config, strengths)
-  costs = syn.module_costs(BASE, "params")
+  factors = environment_lib.environment_factors(BASE, config, strengths)
+  costs = environment_lib.module_costs(BASE, "params")
   # One factor per module (conv1, each fire), larger for cheaper modules.
   for number, _ in BASE.numbered_fires():
     names = [f"fire{number}_{kind}" for kind in ("squeeze1x1", "expand1x1", "expand3x3")]
@@ -381,12 +385,12 @@ def test_weighted_target_spares_cheap_modules_and_shares_f_within_a_module():
   order = sorted(factors, key=costs.get)
   assert all(factors[a] >= factors[b] - 1e-12 for a, b in zip(order, order[1:]))
   assert factors["conv1"] == 1.0 and factors["fire9_squeeze1x1"] < factors["fire2_squeeze1x1"]
-  weights = syn.module_weights(BASE, "params", 0.5)
+  weights = environment_lib.module_weights(BASE, "params", 0.5)
   unclipped = [name for name in factors if factors[name] < 1.0]
   ratios = {factors[name] / weights[name] for name in unclipped}
   assert max(ratios) == pytest.approx(min(ratios))  # F_l = F * w_l below the clip
   # A module's cost is its filters' average cost.
-  filter_costs = syn.filter_costs(BASE, "params")
+  filter_costs = environment_lib.filter_costs(BASE, "params")
   widths = dict(BASE.prunable_layers())
   fire9 = [f"fire9_{kind}" for kind in ("squeeze1x1", "expand1x1", "expand3x3")]
   assert costs["fire9_squeeze1x1"] == pytest.approx(
@@ -396,13 +400,13 @@ def test_weighted_target_spares_cheap_modules_and_shares_f_within_a_module():
 @pytest.mark.parametrize("cost", ["params", "macs"])
 def test_cost_weighted_presses_costly_layers_harder(cost):
   config = syn.SynthesisConfig(env_mode="cost_weighted", env_factor=0.5, cost=cost, f_min=0.1)
-  factors = syn.environment_factors(BASE, config)
-  costs = syn.filter_costs(BASE, cost)
+  factors = environment_lib.environment_factors(BASE, config)
+  costs = environment_lib.filter_costs(BASE, cost)
   order = sorted(costs, key=costs.get)
   assert all(factors[a] >= factors[b] for a, b in zip(order, order[1:]))
   assert all(0.1 <= value <= 1.0 for value in factors.values())
   assert factors[order[0]] > factors[order[-1]]
-  uniform = syn.environment_factors(BASE, syn.SynthesisConfig(env_mode="cost_weighted",
+  uniform = environment_lib.environment_factors(BASE, syn.SynthesisConfig(env_mode="cost_weighted",
                                                               env_factor=0.5, gamma=0.0))
   assert set(uniform.values()) == {0.5}
 
@@ -410,10 +414,10 @@ def test_cost_weighted_presses_costly_layers_harder(cost):
 def test_sample_offspring_bundles_a_consistent_child():
   strengths = random_strengths(BASE)
   config = syn.SynthesisConfig(env_mode="target", target_fraction=0.2)
-  offspring = syn.sample_offspring(BASE, strengths, config, np.random.default_rng(1))
+  offspring = environment_lib.sample_offspring(BASE, strengths, config, np.random.default_rng(1))
   assert offspring.spec == syn.child_spec(BASE, offspring.survivors)
   assert offspring.expected_params == pytest.approx(0.2 * BASE.params(), rel=1e-6)
-  again = syn.sample_offspring(BASE, strengths, config, np.random.default_rng(1),
+  again = environment_lib.sample_offspring(BASE, strengths, config, np.random.default_rng(1),
                                factors=offspring.factors)
   assert again.spec == offspring.spec
   record = json.loads(json.dumps(offspring.to_json()))

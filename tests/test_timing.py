@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from squish_tf import timing
+from squish_tf.runtime import timing
 
 
 class _FakeClock:

@@ -7,13 +7,14 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-
-from squish_tf import data as data_lib
-from squish_tf import model_io
-from squish_tf import models
-from squish_tf import spec as spec_lib
-from squish_tf import train as train_lib
 import toy
+
+from squish_tf import files as files_lib
+from squish_tf.data import config as data_config_lib
+from squish_tf.data import pipeline as data_lib
+from squish_tf.net import model_io, models
+from squish_tf.net import spec as spec_lib
+from squish_tf.train import trainer as train_lib
 
 TINY = spec_lib.NetSpec(input_shape=(32, 32, 3), num_classes=3, conv1_filters=8,
                         fires=(spec_lib.FireSpec(4, 8, 8), spec_lib.FireSpec(4, 8, 8)),
@@ -25,7 +26,7 @@ def _toy_data(n=96, batch=16, seed=0):
   """Three trivially separable classes: mostly-red, mostly-green, mostly-blue images."""
   images, labels = toy.arrays(n, seed)
   ds = tf.data.Dataset.from_tensor_slices((images, labels)).batch(batch)
-  info = data_lib.DatasetInfo("toy", ("red", "green", "blue"), n, n, 32)
+  info = data_config_lib.DatasetInfo("toy", ("red", "green", "blue"), n, n, 32)
   return ds, info
 
 
@@ -53,7 +54,7 @@ def test_train_model_dir_writes_files_and_skips_when_complete(tmp_path):
   ds, info = _toy_data()
   model_dir = str(tmp_path / "ancestor")
   config = train_lib.TrainConfig(epochs=2, learning_rate=3e-3)
-  metrics = train_lib.train_model_dir(model_dir, TINY, data_lib.DataConfig(image_size=32), config,
+  metrics = train_lib.train_model_dir(model_dir, TINY, data_config_lib.DataConfig(image_size=32), config,
                                       ds, ds, info, seed=1, flags_text="--seed=1\n", verbose=0)
   for name in ("model.keras", "spec.json", "metrics.json", "flags.txt"):
     assert os.path.isfile(os.path.join(model_dir, name)), name
@@ -72,7 +73,7 @@ def test_train_model_dir_writes_files_and_skips_when_complete(tmp_path):
   assert model(x).shape == (1, 3)
   # A complete dir of the same spec is not retrained.
   mtime = os.path.getmtime(os.path.join(model_dir, "model.keras"))
-  again = train_lib.train_model_dir(model_dir, TINY, data_lib.DataConfig(image_size=32), config,
+  again = train_lib.train_model_dir(model_dir, TINY, data_config_lib.DataConfig(image_size=32), config,
                                     ds, ds, info, seed=1, verbose=0)
   assert again == metrics
   assert os.path.getmtime(os.path.join(model_dir, "model.keras")) == mtime
@@ -82,11 +83,11 @@ def test_model_dir_of_another_spec_is_refused_before_writing(tmp_path):
   ds, info = _toy_data(n=32)
   model_dir = str(tmp_path / "m")
   os.makedirs(model_dir)
-  model_io.write_text(os.path.join(model_dir, "spec.json"), TINY.to_json())
+  files_lib.write_text(os.path.join(model_dir, "spec.json"), TINY.to_json())
   other = TINY.replace(conv1_filters=16)
   before = sorted(os.listdir(model_dir))
   with pytest.raises(ValueError, match=r"holds a model of another spec \(conv1_filters: 8 there, 16 asked\)"):
-    train_lib.train_model_dir(model_dir, other, data_lib.DataConfig(image_size=32),
+    train_lib.train_model_dir(model_dir, other, data_config_lib.DataConfig(image_size=32),
                               train_lib.TrainConfig(epochs=1), ds, ds, info, verbose=0)
   assert sorted(os.listdir(model_dir)) == before
 
@@ -162,7 +163,7 @@ def test_ancestor_at_chance_is_refused_with_what_to_try():
 
 def test_tiny_shapes10_ancestor_beats_chance_by_a_wide_margin():
   """The few-class base trains from scratch on shapes10: 32 px, 1500 images, 6 epochs."""
-  config = data_lib.DataConfig(dataset="shapes10", image_size=32, batch_size=32,
+  config = data_config_lib.DataConfig(dataset="shapes10", image_size=32, batch_size=32,
                                shapes10_train_size=1500, shapes10_validation_size=500, seed=0)
   train_ds, val_ds, _ = data_lib.load(config)
   keras.utils.set_random_seed(0)

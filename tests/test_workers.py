@@ -6,7 +6,7 @@ import os
 from absl import logging
 import pytest
 
-from squish_tf import workers
+from squish_tf.runtime import workers
 
 
 def test_each_worker_gets_its_own_gpu_and_workers_are_capped_by_the_gpus():

@@ -9,10 +9,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from squish_tf import batch_norm
-
-from squish_tf import data as data_lib
-from squish_tf import spec as spec_lib
+from squish_tf.data import config as data_config_lib
+from squish_tf.net import batch_norm
+from squish_tf.net import spec as spec_lib
 
 TINY = spec_lib.NetSpec(input_shape=(32, 32, 3), num_classes=3, conv1_filters=16,
                         fires=(spec_lib.FireSpec(8, 16, 16), spec_lib.FireSpec(8, 16, 16),
@@ -47,7 +46,7 @@ def data(num_classes: int = 3, stream: int = 0):
       SIZE, seed=int(stream)).batch(32)
   val = tf.data.Dataset.from_tensor_slices((_IMAGES, _LABELS)).batch(48)
   names = tuple(f"c{i}" for i in range(num_classes))
-  return train, val, data_lib.DatasetInfo("toy", names, SIZE, SIZE, 32)
+  return train, val, data_config_lib.DatasetInfo("toy", names, SIZE, SIZE, 32)
 
 
 def randomize_batch_norm(model, images, seed=0):

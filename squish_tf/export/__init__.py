@@ -7,7 +7,7 @@
 
 Modules: `saved_model` (uint8 `serving_default` + float32 `serving_float`),
 `tflite` (conversion; its `TFLiteRunner`, `run_tflite` and `op_counts` are
-`squish_tf.litert`'s, the one LiteRT runner that export, benchmark and the
+`squish_tf.runtime.litert`'s, the one LiteRT runner that export, benchmark and the
 latency model share), `qat` (tfmot fine-tuning; imports tfmot lazily because
 that flips `tf.keras` to tf_keras process-wide),
 `jetson` (the frozen-graph bundle for TF 2.7 on JetPack 4.6), `jetson_trt`
@@ -16,7 +16,7 @@ TensorRT), `exporter` (all of it, atomically, with the export.json manifest).
 
 Every export of a SqueezeNet-family model is BN-folded: the SavedModel, the
 TFLite files and the Jetson graph are written from
-`squish_tf.batch_norm.deployed_model` (batch norm folded into each
+`squish_tf.net.batch_norm.deployed_model` (batch norm folded into each
 convolution's kernel and bias, spec `batch_norm` false), and QAT keeps the
 batch norms in training so that the converter folds them into the int8
 convolutions. No exported file has batch-norm ops (`op_counts` lists a

@@ -33,16 +33,19 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 import tensorflow as tf
 
-from squish_tf import batch_norm
-from squish_tf import data as data_lib
-from squish_tf import litert as litert_lib
-from squish_tf import model_io
-from squish_tf import spec as spec_lib
+from squish_tf import files as files_lib
+from squish_tf.data import config as data_config_lib
+from squish_tf.data import images as images_lib
+from squish_tf.data import pipeline as data_lib
 from squish_tf.export import jetson as jetson_lib
 from squish_tf.export import qat as qat_lib  # tfmot itself is imported lazily, when used
 from squish_tf.export import saved_model as saved_model_lib
 from squish_tf.export import tflite as tflite_lib
 from squish_tf.export import tftrt as tftrt_lib
+from squish_tf.net import batch_norm, model_io
+from squish_tf.net import spec as spec_lib
+from squish_tf.net.describe import spec_or_foreign
+from squish_tf.runtime import litert as litert_lib
 
 FORMATS = ("saved_model", "fp32", "fp16", "dynamic", "int8", "qat_int8", "jetson", "tftrt")
 DATA_FORMATS = ("int8", "qat_int8")  # need training images
@@ -85,7 +88,7 @@ class ExportData:
   eval_split: str = "validation"
 
 
-def has_data(data_config: Optional[data_lib.DataConfig]) -> bool:
+def has_data(data_config: Optional[data_config_lib.DataConfig]) -> bool:
   return data_config is not None and data_config.dataset.strip().lower() not in NO_DATA
 
 
@@ -122,7 +125,7 @@ def parse_formats(formats: Union[None, str, Sequence[str]], with_data: bool) -> 
   return list(dict.fromkeys(name for name in FORMATS if name in names))
 
 
-def load_export_data(config: data_lib.DataConfig,
+def load_export_data(config: data_config_lib.DataConfig,
                      calibration_images: int = CALIBRATION_IMAGES,
                      max_eval_images: int = MAX_EVAL_IMAGES) -> ExportData:
   """Draws the export's images through `squish_tf.data`.
@@ -139,14 +142,14 @@ def load_export_data(config: data_lib.DataConfig,
     # images, and validation only as the fallback eval split), so it keeps
     # nothing; QAT's augmented one caches as `config` says.
     plain_train, val_ds, info = data_lib.load(
-        dataclasses.replace(config, augment=False, cache=data_lib.NONE))
+        dataclasses.replace(config, augment=False, cache=data_config_lib.NONE))
     train_ds = data_lib.load(config)[0]
   else:
     plain_train, val_ds, info = data_lib.load(config)
     train_ds = plain_train
-  calibration, _ = data_lib.take_images(plain_train, calibration_images)
+  calibration, _ = images_lib.take_images(plain_train, calibration_images)
   eval_ds, eval_split, test_count, fallback = _eval_split(config, val_ds)
-  eval_images, eval_labels = data_lib.take_images(eval_ds, max_eval_images)
+  eval_images, eval_labels = images_lib.take_images(eval_ds, max_eval_images)
   description = {"dataset": info.name, "image_size": info.image_size,
                  "train_count": info.train_count, "validation_count": info.validation_count,
                  "test_count": test_count, "augment_for_qat": bool(config.augment),
@@ -159,23 +162,20 @@ def load_export_data(config: data_lib.DataConfig,
       eval_split=eval_split)
 
 
-def _eval_split(config: data_lib.DataConfig, val_ds: tf.data.Dataset
+def _eval_split(config: data_config_lib.DataConfig, val_ds: tf.data.Dataset
                 ) -> Tuple[tf.data.Dataset, str, Optional[int], Optional[str]]:
   """(dataset, split name, test count, why not the test split) of the export's eval images."""
-  load_test = getattr(data_lib, "load_test", None)
-  if load_test is None:
-    return val_ds, "validation", None, "this squish_tf.data has no load_test"
   try:
-    test_ds, test_info = load_test(config)
+    test_ds, test_info = data_lib.load_test(config)
   except ValueError as error:  # a source without a test split
     return val_ds, "validation", None, f"no test split: {error}"
-  return test_ds, "test", getattr(test_info, "test_count", None), None
+  return test_ds, "test", test_info.test_count, None
 
 
 def export_all(model_dir: str,
                export_dir: Optional[str] = None,
                formats: Union[None, str, Sequence[str]] = None,
-               data_config: Optional[data_lib.DataConfig] = None,
+               data_config: Optional[data_config_lib.DataConfig] = None,
                qat_epochs: int = 1,
                overwrite: bool = False,
                data: Optional[ExportData] = None,
@@ -217,7 +217,7 @@ def export_all(model_dir: str,
   """
   with_data = data is not None or has_data(data_config)
   names = parse_formats(formats, with_data)
-  spec = _spec_or_foreign(model_dir)
+  spec = spec_or_foreign(model_dir)
   if not isinstance(spec, spec_lib.NetSpec):
     needs_spec = [name for name in names if name in SPEC_FORMATS]
     if needs_spec:
@@ -248,7 +248,7 @@ def export_all(model_dir: str,
   deployed, deployed_spec = batch_norm.for_export(model, spec)
   class_names = _class_names(metrics, data, spec)
   if data is not None and len(data.eval_images):
-    eval_images, eval_labels = data_lib.as_pixels(data.eval_images), data.eval_labels
+    eval_images, eval_labels = images_lib.as_pixels(data.eval_images), data.eval_labels
     parity_source = data.eval_split
   else:
     eval_images = np.random.default_rng(0).integers(
@@ -280,9 +280,9 @@ def export_all(model_dir: str,
       "formats": {},
   }
 
-  with model_io.atomic_path(export_dir) as work:
+  with files_lib.atomic_path(export_dir) as work:
     os.makedirs(work)
-    model_io.write_text(os.path.join(work, LABELS_FILE), jetson_lib.labels_text(class_names))
+    files_lib.write_text(os.path.join(work, LABELS_FILE), jetson_lib.labels_text(class_names))
     saved_dir = os.path.join(work, saved_model_lib.DIRECTORY)
     saved_model_lib.write_saved_model(deployed, deployed_spec, saved_dir)
     if "saved_model" in names:
@@ -322,12 +322,12 @@ def export_all(model_dir: str,
         manifest["formats"][name]["bytes_vs_fp32"] = manifest["formats"][name]["bytes"] / fp32[
             "bytes"]
     manifest["files"] = {path: size for path, size in _walk_files(work)}
-    model_io.write_json(os.path.join(work, MANIFEST_FILE), manifest)
+    files_lib.write_json(os.path.join(work, MANIFEST_FILE), manifest)
   return manifest
 
 
 def qat_int8_artefact(model_dir: str,
-                      data_config: data_lib.DataConfig,
+                      data_config: data_config_lib.DataConfig,
                       qat_epochs: int = 1,
                       qat_learning_rate: float = qat_lib.DEFAULT_LEARNING_RATE,
                       calibration_images: int = CALIBRATION_IMAGES,
@@ -356,7 +356,7 @@ def qat_int8_artefact(model_dir: str,
 
 def is_complete(export_dir: str) -> bool:
   """True when `export_dir` holds a manifest and every file it lists, at its recorded size."""
-  manifest = model_io.optional_read_json(os.path.join(export_dir, MANIFEST_FILE))
+  manifest = files_lib.optional_read_json(os.path.join(export_dir, MANIFEST_FILE))
   if not manifest or not manifest.get("files"):
     return False
   return all(os.path.isfile(os.path.join(export_dir, path)) and
@@ -384,9 +384,6 @@ def summary_table(manifest: Dict[str, Any]) -> str:
   return "\n".join(lines)
 
 
-# -- per-format entries -----------------------------------------------------------
-
-
 def _saved_model_entry(work: str, saved_dir: str, images: np.ndarray,
                        expected: np.ndarray) -> Dict[str, Any]:
   signatures = {}
@@ -404,7 +401,7 @@ def _tflite_entry(work: str, name: str, content: bytes, eval_images: np.ndarray,
                   eval_labels: Optional[np.ndarray], keras_eval: np.ndarray, parity_count: int,
                   num_threads: int) -> Dict[str, Any]:
   path = os.path.join(work, tflite_lib.FILES[name])
-  model_io.write_bytes(path, content)
+  files_lib.write_bytes(path, content)
   runner = litert_lib.LiteRTRunner(path, num_threads=num_threads)  # the shared runner
   probabilities = runner.predict(eval_images)
   return {**_files_entry(work, [path]),
@@ -425,9 +422,6 @@ def _jetson_entry(work: str, model, spec: spec_lib.NetSpec, class_names: Sequenc
           "input": result["input"]["input"], "output": result["input"]["output"]}
 
 
-# -- measures ---------------------------------------------------------------------
-
-
 def parity(got: np.ndarray, expected: np.ndarray) -> Dict[str, Any]:
   """Max |difference| and top-1 agreement of two probability arrays."""
   got, expected = np.asarray(got, np.float32), np.asarray(expected, np.float32)
@@ -445,44 +439,6 @@ def _accuracy(probabilities: np.ndarray, labels: Optional[np.ndarray]) -> Option
   if labels is None or not len(labels):
     return None
   return float(np.mean(np.argmax(probabilities, 1) == np.asarray(labels)))
-
-
-# -- helpers ----------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class ForeignModel:
-  """What export needs to know of a Keras model that is not a SqueezeNet (a baseline).
-
-  Duck-types the parts of NetSpec the SavedModel and TFLite exports read.
-  """
-
-  name: str
-  input_shape: Tuple[int, int, int]
-  num_classes: int
-  param_count: int
-  mac_count: Optional[int]
-
-  def params(self) -> int:
-    return self.param_count
-
-  def macs(self) -> Optional[int]:
-    return self.mac_count
-
-
-def _spec_or_foreign(model_dir: str):
-  """The model dir's NetSpec, or a ForeignModel for a spec-less baseline model dir."""
-  has_spec = os.path.isfile(os.path.join(model_dir, model_io.SPEC_FILE))
-  metrics_path = os.path.join(model_dir, model_io.METRICS_FILE)
-  if has_spec or not os.path.isfile(metrics_path):
-    return model_io.read_spec(model_dir)
-  metrics = model_io.read_json(metrics_path)
-  if "input_shape" not in metrics or "num_classes" not in metrics:
-    return model_io.read_spec(model_dir)  # raises: no spec.json, and not a known baseline
-  return ForeignModel(name=str(metrics.get("baseline", os.path.basename(model_dir))),
-                      input_shape=tuple(int(v) for v in metrics["input_shape"]),
-                      num_classes=int(metrics["num_classes"]), param_count=int(metrics["params"]),
-                      mac_count=metrics.get("macs"))
 
 
 def _check_image_size(size: int, spec: spec_lib.NetSpec, what: str) -> None:

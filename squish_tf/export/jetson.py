@@ -43,13 +43,12 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
-from tensorflow.python.framework import convert_to_constants
-from tensorflow.python.framework import op_def_registry
+from tensorflow.python.framework import convert_to_constants, op_def_registry
 
-from squish_tf import batch_norm
-from squish_tf import data as data_lib
-from squish_tf import model_io
-from squish_tf import spec as spec_lib
+from squish_tf import files as files_lib
+from squish_tf.data import images as images_lib
+from squish_tf.net import batch_norm, model_io
+from squish_tf.net import spec as spec_lib
 
 BUNDLE_DIR = "jetson"
 # The ancestor's bundle, beside the SquishedNet's in the run's export directory.
@@ -99,7 +98,7 @@ def frozen_graph_def(model, spec: spec_lib.NetSpec) -> tf.compat.v1.GraphDef:
   """The model as a portable frozen GraphDef, batch norm folded.
 
   Args:
-    model: a Keras 3 model built by `squish_tf.models.build_model` (ending in
+    model: a Keras 3 model built by `squish_tf.net.models.build_model` (ending in
       softmax), with or without batch norm.
     spec: its spec (the input shape; with batch norm, the model is folded
       into its deployed twin first).
@@ -285,9 +284,9 @@ def write_bundle(model, spec: spec_lib.NetSpec, class_names: Sequence[str], bund
   deployed, deployed_spec = batch_norm.for_export(model, spec)
   graph_def = frozen_graph_def(deployed, deployed_spec)
   os.makedirs(bundle_dir)
-  model_io.write_bytes(os.path.join(bundle_dir, GRAPH_FILE), graph_def.SerializeToString())
-  model_io.write_text(os.path.join(bundle_dir, model_io.SPEC_FILE), deployed_spec.to_json())
-  model_io.write_text(os.path.join(bundle_dir, LABELS_FILE), labels_text(class_names))
+  files_lib.write_bytes(os.path.join(bundle_dir, GRAPH_FILE), graph_def.SerializeToString())
+  files_lib.write_text(os.path.join(bundle_dir, model_io.SPEC_FILE), deployed_spec.to_json())
+  files_lib.write_text(os.path.join(bundle_dir, LABELS_FILE), labels_text(class_names))
   height, width, channels = spec.input_shape
   input_info = {
       "input": {"name": INPUT_NODE + ":0", "shape": [None, height, width, channels],
@@ -301,15 +300,15 @@ def write_bundle(model, spec: spec_lib.NetSpec, class_names: Sequence[str], bund
       "ops": graph_ops(graph_def),
   }
   if reference_images is not None:
-    pixels = data_lib.as_pixels(reference_images)
+    pixels = images_lib.as_pixels(reference_images)
     outputs = np.asarray(model(pixels.astype(np.float32), training=False), np.float32)
     _save_npy(os.path.join(bundle_dir, REFERENCE_IMAGES_FILE), pixels)
     _save_npy(os.path.join(bundle_dir, REFERENCE_OUTPUTS_FILE), outputs)
     input_info["reference"] = {"images": REFERENCE_IMAGES_FILE,
                                "probabilities": REFERENCE_OUTPUTS_FILE,
                                "count": int(pixels.shape[0])}
-  model_io.write_json(os.path.join(bundle_dir, INPUT_FILE), input_info)
-  with model_io.atomic_path(os.path.join(bundle_dir, SCRIPT_FILE)) as temp:
+  files_lib.write_json(os.path.join(bundle_dir, INPUT_FILE), input_info)
+  with files_lib.atomic_path(os.path.join(bundle_dir, SCRIPT_FILE)) as temp:
     shutil.copyfile(script_path(), temp)
   return {"graph_def": graph_def, "ops": input_info["ops"], "input": input_info}
 
@@ -338,7 +337,7 @@ def place_reference_bundle(bundle_dir: str, export_dir: str) -> str:
                      f"{INPUT_FILE} and {SCRIPT_FILE}; found {found}). Export the model with "
                      "the jetson format first.")
   target = os.path.join(export_dir, REFERENCE_BUNDLE_DIR)
-  with model_io.atomic_path(target) as temp:
+  with files_lib.atomic_path(target) as temp:
     shutil.copytree(bundle_dir, temp)
     shutil.copyfile(script_path(), os.path.join(temp, SCRIPT_FILE))
   return target
@@ -450,6 +449,6 @@ def _clean_names(nodes: List[Any], input_node: str, scopes: set, layer_names: se
 
 
 def _save_npy(path: str, array: np.ndarray) -> None:
-  with model_io.atomic_path(path, suffix=".npy") as temp:
+  with files_lib.atomic_path(path, suffix=".npy") as temp:
     with open(temp, "wb") as handle:
       np.save(handle, array)

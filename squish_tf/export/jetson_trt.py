@@ -3,7 +3,9 @@
 
 Made for a Jetson TX1 with JetPack 4.6 (Python 3.6, NVIDIA's TensorFlow 2.7,
 TensorRT 8); it needs nothing but the standard library, numpy and tensorflow,
-and sits in the bundle next to frozen_graph.pb, input.json and labels.txt:
+and sits in the bundle next to frozen_graph.pb, input.json and labels.txt. It
+reads best whole: one file copied to the device is the unit a user runs there,
+so it imports nothing of squish_tf and is not split into modules. Run it as:
 
   python3 jetson_trt.py --precision FP16 --batch_sizes 1,8
   python3 jetson_trt.py --precision INT8 --calibration_dir ~/calib   # Xavier / Orin only

@@ -29,9 +29,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from squish_tf import models
-from squish_tf import spec as spec_lib
 from squish_tf.export import tflite as tflite_lib
+from squish_tf.net import models
+from squish_tf.net import spec as spec_lib
 
 # Small: QAT should adapt the weights to quantization, not keep training the model.
 DEFAULT_LEARNING_RATE = 1e-5
@@ -53,8 +53,8 @@ def quantize_aware_model(model, spec: spec_lib.NetSpec):
     ValueError: the model's weights do not fit the spec (a layer missing or of
       another shape, e.g. a BN-folded model given with a batch-norm spec).
   """
-  import tf_keras  # pylint: disable=g-import-not-at-top
   import tensorflow_model_optimization as tfmot  # pylint: disable=g-import-not-at-top
+  import tf_keras  # pylint: disable=g-import-not-at-top
 
   quant = tfmot.quantization.keras
   twin = models.build_model(spec, keras_module=tf_keras)

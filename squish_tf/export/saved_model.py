@@ -24,9 +24,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from squish_tf import batch_norm
-from squish_tf import data as data_lib
-from squish_tf import spec as spec_lib
+from squish_tf.data import images as images_lib
+from squish_tf.net import batch_norm
+from squish_tf.net import spec as spec_lib
 
 DIRECTORY = "saved_model"
 SERVING_DEFAULT = "serving_default"
@@ -39,7 +39,7 @@ def write_saved_model(model, spec: spec_lib.NetSpec, path: str) -> None:
   """Writes `model` as a SavedModel at `path` (a directory that must not exist).
 
   Args:
-    model: a Keras 3 model from `squish_tf.models.build_model` (softmax
+    model: a Keras 3 model from `squish_tf.net.models.build_model` (softmax
       output), or a foreign Keras 3 model (a baseline) taking [0, 255] pixels.
     spec: its spec (with batch norm, the model is folded first), or a stand-in
       with `input_shape` for a foreign model, which is written as it is.
@@ -79,7 +79,7 @@ def load_signature(path: str, signature: str = SERVING_DEFAULT) -> Callable[[np.
   dtype = function.structured_input_signature[1][INPUT_KEY].dtype
 
   def predict(images: np.ndarray) -> np.ndarray:
-    pixels = data_lib.as_pixels(images) if dtype == tf.uint8 else np.asarray(images)
+    pixels = images_lib.as_pixels(images) if dtype == tf.uint8 else np.asarray(images)
     return function(**{INPUT_KEY: tf.constant(pixels, dtype=dtype)})[OUTPUT_KEY].numpy()
 
   predict.loaded = loaded  # keeps the restored variables alive

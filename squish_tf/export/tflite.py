@@ -15,7 +15,7 @@ Full-integer models (`model_int8.tflite`, and `model_qat_int8.tflite` from
   input   uint8 pixels; real value = scale * (q - zero_point). Calibrated on
           training images that span [0, 255], this is scale 1, zero point 0:
           camera bytes go straight in. `TFLiteRunner` quantizes whatever the
-          file says (`squish_tf.litert.quantize`: q = round(x / scale) +
+          file says (`squish_tf.runtime.litert.quantize`: q = round(x / scale) +
           zero_point, clipped), so other calibrations work too.
   output  uint8 probabilities with TFLite's fixed softmax quantization,
           scale 1/256, zero point 0: probability = q / 256.
@@ -24,7 +24,7 @@ uint8 at both ends is what camera pipelines and the TFLite image-classifier
 tooling expect; inside, every op runs in int8.
 
 Run .tflite files with `TFLiteRunner` / `run_tflite`: names here for
-`squish_tf.litert.LiteRTRunner` / `run_tflite`, the one runner the export's
+`squish_tf.runtime.litert.LiteRTRunner` / `run_tflite`, the one runner the export's
 parity, the benchmark and the latency model share
 (`ai_edge_litert.interpreter.Interpreter`; `tf.lite.Interpreter` is
 deprecated).
@@ -35,7 +35,7 @@ from typing import Callable, Iterator, List, Optional
 import numpy as np
 import tensorflow as tf
 
-from squish_tf import litert as litert_lib
+from squish_tf.runtime import litert as litert_lib
 
 # Format name -> file name.
 FILES = {
@@ -116,7 +116,7 @@ def representative_dataset(images: np.ndarray) -> Callable[[], Iterator[List[np.
   return generate
 
 
-# The one LiteRT runner lives in squish_tf.litert (export parity, the benchmark
+# The one LiteRT runner lives in squish_tf.runtime.litert (export parity, the benchmark
 # and the latency model share it); these are its export-side names.
 TFLiteRunner = litert_lib.LiteRTRunner
 op_counts = litert_lib.op_counts

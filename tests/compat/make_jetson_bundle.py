@@ -26,11 +26,13 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 import toy  # noqa: E402  (its batch-norm randomiser, shared with the export tests)
 
 from squish_tf import export  # noqa: E402
-from squish_tf import model_io  # noqa: E402
-from squish_tf import models  # noqa: E402
-from squish_tf import shapes10  # noqa: E402
-from squish_tf import spec as spec_lib  # noqa: E402
+from squish_tf.data import shapes10  # noqa: E402
 from squish_tf.export import jetson
+from squish_tf.net import (
+  model_io,  # noqa: E402
+  models,  # noqa: E402
+)
+from squish_tf.net import spec as spec_lib  # noqa: E402
 
 
 def main():

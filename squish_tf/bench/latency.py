@@ -1,0 +1,307 @@
+"""A measured latency model: NetAdapt's lookup tables for LiteRT on this machine.
+
+Parameters sit in the late fires, time in the early layers, so a size target
+does not aim at speed. `--cost=latency` makes synthesis aim at milliseconds:
+
+  table = measure_table(ancestor_spec, fmt="fp32", threads=2)  # once, cached in the run dir
+  table.predict(child_spec)                                     # ms, before anything is built
+
+The table holds, for every convolution of the ancestor (conv1, each fire's
+three, conv10), its LiteRT latency at the run's resolution as a function of
+its input and output channels: each convolution is converted alone (the
+folded deployed form: conv + bias + ReLU) at a small grid of (C_in, C_out)
+points, 1/4, 1/2 and all of the ancestor's, and timed interleaved with the
+others (a tiny model's invoke overhead taken off each). A layer's nine
+timings are smoothed by their least-squares fit of a + b C_in C_out
+(`smooth_layer`: a fixed part and one proportional to the MACs; the late fires
+at 64 px take microseconds, as little as one timing's noise); the raw timings
+are kept beside. Between grid points the latency is bilinear in (C_in,
+C_out); outside them it is extended linearly (never below 0). A network's
+latency is
+
+  predicted_ms = intercept_ms + slope * sum_l table_l(pad(C_in_l), pad(C_out_l))
+
+where pad(C) rounds C up to a multiple of `channel_multiple`: LiteRT's XNNPACK
+kernels compute in channel tiles, so 33 channels cost about what 40 do. The
+grid points are multiples of 4 or more of the ancestor's channels, so the
+table alone prices an offspring's odd counts at what aligned ones cost:
+measured on ten latency-drawn offspring of the 64 px ancestor (fp32, 2
+threads, AMD EPYC AVX-512), every one ran slower than predicted, by 12% in
+median (1.6-19%), and the predicted speed-ups were 20% too high; priced at
+multiples of 8 the median error was 7.6% and the speed-ups 6.6%. The multiple
+is chosen per table, among MULTIPLES, as the one under which the calibration
+networks (uniform widths, which give aligned and odd counts) fit best.
+Expectations (`predict_counts`, synthesis's float filter counts) are priced
+unpadded: an expectation's rounding is unknown, and the difference of two
+padded predictions (a filter's cost, `filter_latency`) would be a step.
+
+where the slope is fitted (least squares through the origin, so intercept_ms
+is 0; see `fit_network`) on whole networks timed together: the ancestor at
+widths 1, 0.7, 0.5, 0.35 and 0.25. It scales the layers timed alone to a
+network's milliseconds (pools, concatenations, the invoke); a predicted
+speed-up is the ratio of two layer sums.
+
+The prediction is an exact function of the table (tested with a fake one).
+A child's expected latency is the table at its expected filter counts; the
+report compares predictions with each chosen offspring's measured latency.
+
+Pure numpy at the core (`LatencyTable`); TensorFlow and LiteRT only in the
+measuring functions.
+"""
+
+import importlib.metadata
+import logging
+import os
+import platform
+import tempfile
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple
+
+import numpy as np
+
+from squish_tf import files as files_lib
+from squish_tf.bench.latency_table import (
+  CALIBRATION_WIDTHS,
+  FORMATS,
+  GRID_FRACTIONS,
+  MULTIPLES,
+  LatencyTable,
+  choose_multiple,
+  conv_ops,
+  fit_network,
+  grid_points,
+  smooth_layer,
+)
+from squish_tf.net import spec as spec_lib
+
+# Interleaved rounds and seconds per model per round when measuring.
+TABLE_ROUNDS = 7
+TABLE_ROUND_SECONDS = 0.02
+NETWORK_ROUNDS = 11
+NETWORK_ROUND_SECONDS = 0.1
+
+
+def table_key(spec: spec_lib.NetSpec, fmt: str, threads: int) -> Dict[str, Any]:
+  """What a table depends on: the architecture, format, threads, machine and libraries."""
+  from squish_tf.runtime import machine as machine_lib  # pylint: disable=g-import-not-at-top
+
+  versions = {}
+  for package in ("tensorflow", "ai-edge-litert"):
+    try:
+      versions[package] = importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+      versions[package] = None
+  return {"architecture": spec.architecture_key(), "format": fmt,
+          "threads": int(threads), "processor": machine_lib.machine_info().get("processor"),
+          "machine": platform.machine(), "cpu_count": os.cpu_count(), **versions,
+          "grid": list(GRID_FRACTIONS), "calibration_widths": list(CALIBRATION_WIDTHS),
+          "multiples": list(MULTIPLES)}
+
+
+def load_or_measure(path: str, spec: spec_lib.NetSpec, fmt: str = "fp32",
+                    threads: int = 2, progress: Optional[Callable[[str], None]] = print
+                    ) -> LatencyTable:
+  """The table cached at `path` when its key matches, else a new measurement written there."""
+  key = files_lib.json_round_trip(table_key(spec, fmt, threads))
+  cached = files_lib.optional_read_json(path)
+  if cached is not None:
+    try:
+      table = LatencyTable.from_json(cached)
+      if table.key == key:
+        return table
+    except (KeyError, ValueError, TypeError):
+      pass
+    if progress:
+      progress(f"latency table {path} was measured for another network, machine or format: "
+               "measuring again.")
+  table = measure_table(spec, fmt, threads, progress=progress)
+  files_lib.write_json(path, table.to_json())
+  return table
+
+
+def _check_format(fmt: str) -> None:
+  if fmt not in FORMATS:
+    raise ValueError(f"--latency_format must be one of {FORMATS}, got {fmt!r}.")
+
+
+def _conv_tflite(signature: Tuple[Any, ...], fmt: str, seed: int = 0) -> bytes:
+  """A one-convolution .tflite (conv + bias + activation, random weights)."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+  kernel_size, strides, padding, height, width, in_channels, filters, activation = signature
+  rng = np.random.default_rng(seed)
+  kernel = tf.constant(rng.normal(0, 0.1, (kernel_size, kernel_size, in_channels, filters))
+                       .astype(np.float32))
+  bias = tf.constant(rng.normal(0, 0.1, filters).astype(np.float32))
+
+  @tf.function(input_signature=[tf.TensorSpec([1, height, width, in_channels], tf.float32)])
+  def conv(x):
+    y = tf.nn.bias_add(tf.nn.conv2d(x, kernel, strides, padding.upper()), bias)
+    return tf.nn.relu(y) if activation == "relu" else y
+
+  module = tf.Module()
+  module.conv = conv
+  converter = tf.lite.TFLiteConverter.from_concrete_functions([conv.get_concrete_function()],
+                                                              module)
+  if fmt == "int8":
+    _full_integer(converter, rng.uniform(0, 1, (8, height, width, in_channels)))
+  return converter.convert()
+
+
+def _full_integer(converter, images: np.ndarray) -> None:
+  from squish_tf.export import tflite as tflite_lib  # pylint: disable=g-import-not-at-top
+
+  tflite_lib.set_full_integer(converter, images.astype(np.float32))
+
+
+def network_tflite(model, spec: spec_lib.NetSpec, fmt: str,
+                   representative: Optional[np.ndarray] = None) -> bytes:
+  """The .tflite the export would make of (model, spec): batch norm folded, float signature.
+
+  int8 without representative images calibrates on random ones: the timing
+  does not depend on the calibration.
+  """
+  from squish_tf.export import saved_model as saved_model_lib  # pylint: disable=g-import-not-at-top
+  from squish_tf.export import tflite as tflite_lib  # pylint: disable=g-import-not-at-top
+  from squish_tf.net import batch_norm  # pylint: disable=g-import-not-at-top
+
+  _check_format(fmt)
+  model, spec = batch_norm.for_export(model, spec)
+  if fmt == "int8" and representative is None:
+    representative = np.random.default_rng(0).integers(
+        0, 256, (8,) + tuple(spec.input_shape)).astype(np.uint8)
+  with tempfile.TemporaryDirectory(prefix="latency_") as work:
+    saved = os.path.join(work, saved_model_lib.DIRECTORY)
+    saved_model_lib.write_saved_model(model, spec, saved)
+    return tflite_lib.convert_saved_model(saved, fmt, representative)
+
+
+def spec_tflite(spec: spec_lib.NetSpec, fmt: str, seed: int = 0) -> bytes:
+  """The deployed .tflite of `spec` with random weights (for timing only)."""
+  from squish_tf.net import (
+    batch_norm,  # pylint: disable=g-import-not-at-top
+    models,  # pylint: disable=g-import-not-at-top
+  )
+
+  deployed = batch_norm.deployed_spec(spec)
+  return network_tflite(models.build_model(deployed, seed=seed), deployed, fmt)
+
+
+def scaled_spec(spec: spec_lib.NetSpec, width: float) -> spec_lib.NetSpec:
+  """`spec` with every prunable layer at round(width * filters) (at least 1)."""
+  from squish_tf.net import wiring as wiring_lib  # pylint: disable=g-import-not-at-top
+
+  counts = {name: max(1, int(round(width * n))) for name, n in spec.prunable_layers()}
+  return wiring_lib.spec_with_counts(spec, counts, f"{spec.name}_x{width:g}")  # pylint: disable=protected-access
+
+
+def _runner_call(model: bytes, threads: int) -> Callable[[], Any]:
+  """The model's invoke alone, its input set once: a layer timed alone pays no copy of its
+  input and output tensors, which inside a network it does not pay either."""
+  from squish_tf.runtime import litert  # pylint: disable=g-import-not-at-top
+
+  runner = litert.LiteRTRunner(model, num_threads=threads)
+  shape = (1,) + tuple(runner.input_shape)
+  runner.set_input(np.random.default_rng(0).uniform(0, 255, shape).astype(np.float32))
+  return runner.invoke
+
+
+def _median_ms(calls: Mapping[str, Callable[[], Any]], rounds: int,
+               round_seconds: float) -> Dict[str, float]:
+  from squish_tf.runtime import timing  # pylint: disable=g-import-not-at-top
+
+  invokes = timing.calibrate_invokes(calls, round_seconds=round_seconds)
+  result = timing.time_interleaved(calls, rounds=rounds, invokes=invokes)
+  return {name: float(np.median(timing.seconds_per_invoke(result, name)) * 1e3)
+          for name in calls}
+
+
+def measure_table(spec: spec_lib.NetSpec, fmt: str = "fp32", threads: int = 2,
+                  progress: Optional[Callable[[str], None]] = print) -> LatencyTable:
+  """Measures every convolution's grid and fits the network terms (tens of seconds).
+
+  Grid points shared by several layers (the same kernel, stride, input size
+  and channels) are converted and timed once.
+  """
+  _check_format(fmt)
+  log = progress or (lambda _: None)
+  ops = conv_ops(spec)
+  grids = {}
+  for op in ops:
+    in_grid = [op.in_channels] if op.name == "conv1" else grid_points(op.in_channels)
+    out_grid = [op.filters] if op.name == "conv10" else grid_points(op.filters)
+    grids[op.name] = (op, in_grid, out_grid)
+  signatures = sorted({op.signature(c, n) for op, in_grid, out_grid in grids.values()
+                       for c in in_grid for n in out_grid})
+  log(f"latency table ({fmt}, {threads} threads, {spec.input_shape[0]} px): converting "
+      f"{len(signatures)} single convolutions and {len(CALIBRATION_WIDTHS)} networks ...")
+  calls = {}
+  for index, signature in enumerate(signatures):
+    calls[f"op{index}"] = _runner_call(_conv_tflite(signature, fmt), threads)
+  networks = {}
+  for width in CALIBRATION_WIDTHS:
+    scaled = spec if width == 1.0 else scaled_spec(spec, width)
+    networks[f"net{width:g}"] = (width, scaled)
+    calls[f"net{width:g}"] = _runner_call(spec_tflite(scaled, fmt), threads)
+  # A model of one tiny convolution: what every invoke costs whatever it runs.
+  # Each grid point is timed alone, so this is taken off each of them.
+  overhead = (1, 1, "valid", 1, 1, 1, 1, "linear")
+  calls["op_overhead"] = _runner_call(_conv_tflite(overhead, fmt), threads)
+  log(f"latency table: timing {len(calls)} models interleaved ...")
+  op_calls = {name: call for name, call in calls.items() if name.startswith("op")}
+  net_calls = {name: call for name, call in calls.items() if name.startswith("net")}
+  op_ms = _median_ms(op_calls, TABLE_ROUNDS, TABLE_ROUND_SECONDS)
+  net_ms = _median_ms(net_calls, NETWORK_ROUNDS, NETWORK_ROUND_SECONDS)
+  invoke_ms = op_ms["op_overhead"]
+  by_signature = {signature: max(0.0, op_ms[f"op{index}"] - invoke_ms)
+                  for index, signature in enumerate(signatures)}
+  layers = {}
+  for name, (op, in_grid, out_grid) in grids.items():
+    raw = [[by_signature[op.signature(c, n)] for n in out_grid] for c in in_grid]
+    layers[name] = {"in_grid": in_grid, "out_grid": out_grid,
+                    "ms": smooth_layer(in_grid, out_grid, raw), "measured_ms": raw}
+  table = LatencyTable(format=fmt, threads=threads, input_shape=tuple(spec.input_shape),
+                       layers=layers, key=files_lib.json_round_trip(table_key(spec, fmt, threads)))
+  by_multiple = {m: [table.layers_ms(scaled, m) for _, scaled in networks.values()]
+                 for m in MULTIPLES}
+  table.channel_multiple = choose_multiple(by_multiple, [net_ms[name] for name in networks])
+  calibration = [{"width": width, "layers_ms": layers_ms, "measured_ms": net_ms[name]}
+                 for (name, (width, _)), layers_ms in zip(networks.items(),
+                                                          by_multiple[table.channel_multiple])]
+  table.intercept_ms, table.slope = fit_network([c["layers_ms"] for c in calibration],
+                                                [c["measured_ms"] for c in calibration])
+  table.calibration = calibration
+  table.invoke_overhead_ms = invoke_ms
+  for point in calibration:
+    point["predicted_ms"] = table.network_ms(point["layers_ms"])
+  log(f"latency table: convolutions priced at multiples of {table.channel_multiple} "
+      "channels; " + ", ".join(
+      f"width {c['width']:g} measured {c['measured_ms']:.3f} ms, predicted "
+      f"{c['predicted_ms']:.3f}" for c in calibration))
+  logging.getLogger(__name__).info("latency fit: %.4f ms + %.3f x layers", table.intercept_ms,
+                                   table.slope)
+  return table
+
+
+def measure_against(models: Mapping[str, bytes], reference: str, threads: int = 2,
+                    rounds: int = NETWORK_ROUNDS,
+                    round_seconds: float = NETWORK_ROUND_SECONDS) -> Dict[str, Dict[str, float]]:
+  """Each model's latency and its speed-up over `reference`, timed interleaved together.
+
+  Returns:
+    {name: {"latency_ms": median, "speedup": median per-round ratio,
+            "speedup_min", "speedup_max"}}.
+  """
+  from squish_tf.runtime import timing  # pylint: disable=g-import-not-at-top
+
+  if reference not in models:
+    raise ValueError(f"reference {reference!r} is not among the models {sorted(models)}.")
+  calls = {name: _runner_call(model, threads) for name, model in models.items()}
+  invokes = timing.calibrate_invokes(calls, round_seconds=round_seconds)
+  result = timing.time_interleaved(calls, rounds=rounds, invokes=invokes)
+  out = {}
+  for name in models:
+    stats = timing.ratio_stats(result, name, reference)
+    out[name] = {"latency_ms": float(np.median(timing.seconds_per_invoke(result, name)) * 1e3),
+                 "speedup": stats["ratio_median"], "speedup_min": stats["ratio_min"],
+                 "speedup_max": stats["ratio_max"]}
+  return out

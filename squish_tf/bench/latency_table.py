@@ -1,0 +1,273 @@
+"""The latency table: measured LiteRT latency per convolution (in/out channels on a grid),
+interpolated between grid points, with the channel rounding (`pad_channels`, the multiple
+chosen per table by `choose_multiple`) that XNNPACK's tiles make real. The measuring
+lives in `squish_tf.bench.latency`; evolution reads tables through `squish_tf.evolve.environment`."""
+
+import dataclasses
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+
+from squish_tf.net import spec as spec_lib
+
+FORMATS = ("fp32", "int8")
+TABLE_VERSION = 2
+# Grid points per dimension, as fractions of the ancestor's channels.
+GRID_FRACTIONS = (0.25, 0.5, 1.0)
+# Uniform widths of the whole networks the intercept and slope are fitted on.
+CALIBRATION_WIDTHS = (1.0, 0.7, 0.6, 0.5, 0.35, 0.3, 0.25)
+# The channel multiples a table may price convolutions at (`LatencyTable.channel_multiple`).
+MULTIPLES = (1, 2, 4, 8, 16)
+
+
+def table_file(fmt: str) -> str:
+  """The cache file name of a table, in the run dir."""
+  return f"latency_table_{fmt}.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class ConvOp:
+  """One convolution of a network, as the latency table sees it.
+
+  Attributes:
+    name: layer name (stable from the ancestor to every descendant).
+    kernel_size: k of the k x k kernel.
+    strides: the stride.
+    padding: "valid" or "same".
+    in_height, in_width: its input's spatial size.
+    in_channels, filters: C_in and C_out.
+    activation: "relu" or "linear" (conv10 follows --classifier_activation).
+  """
+
+  name: str
+  kernel_size: int
+  strides: int
+  padding: str
+  in_height: int
+  in_width: int
+  in_channels: int
+  filters: int
+  activation: str
+
+  def signature(self, in_channels: int, filters: int) -> Tuple[Any, ...]:
+    """What a single-convolution model at (in_channels, filters) depends on."""
+    return (self.kernel_size, self.strides, self.padding, self.in_height, self.in_width,
+            int(in_channels), int(filters), self.activation)
+
+
+def conv_ops(spec: spec_lib.NetSpec) -> List[ConvOp]:
+  """Every convolution of `spec` in build order, with its input size and channels."""
+  ops = []
+  height, width = spec.input_shape[0], spec.input_shape[1]
+  for layer in spec.layer_shapes():
+    if layer.name == "conv1":
+      ops.append(ConvOp(layer.name, layer.kernel_size, spec.conv1_strides, "valid", height, width,
+                        layer.in_channels, layer.filters, "relu"))
+    else:
+      activation = "relu" if layer.name != "conv10" else (
+          "relu" if spec.classifier_activation == "relu" else "linear")
+      padding = "same" if layer.kernel_size > 1 else "valid"
+      ops.append(ConvOp(layer.name, layer.kernel_size, 1, padding, layer.out_height,
+                        layer.out_width, layer.in_channels, layer.filters, activation))
+  return ops
+
+
+def grid_points(channels: int, fractions: Sequence[float] = GRID_FRACTIONS) -> List[int]:
+  """Sorted distinct channel counts max(1, round(f * channels)) for f in `fractions`."""
+  return sorted({max(1, int(round(f * channels))) for f in fractions})
+
+
+def _axis_weights(grid: Sequence[float], value: float) -> Tuple[int, int, float]:
+  """(i, j, t): value = (1 - t) grid[i] + t grid[j], t outside [0, 1] when extrapolating."""
+  if len(grid) == 1:
+    return 0, 0, 0.0
+  k = int(np.searchsorted(grid, value, side="right")) - 1
+  k = min(max(k, 0), len(grid) - 2)
+  low, high = float(grid[k]), float(grid[k + 1])
+  return k, k + 1, (float(value) - low) / (high - low)
+
+
+def interpolate(in_grid: Sequence[float], out_grid: Sequence[float], ms: Any,
+                in_channels: float, filters: float) -> float:
+  """Bilinear in (C_in, C_out) between grid points, linear beyond them, never below 0.
+
+  With one point along an axis (conv1's three input channels, conv10's
+  classes) that axis is constant.
+  """
+  values = np.asarray(ms, np.float64)
+  i0, i1, s = _axis_weights(in_grid, in_channels)
+  j0, j1, t = _axis_weights(out_grid, filters)
+  value = ((1 - s) * (1 - t) * values[i0, j0] + (1 - s) * t * values[i0, j1] +
+           s * (1 - t) * values[i1, j0] + s * t * values[i1, j1])
+  return max(0.0, float(value))
+
+
+@dataclasses.dataclass
+class LatencyTable:
+  """Per-convolution latency tables and the network-level fit.
+
+  Attributes:
+    format: "fp32" or "int8" (the LiteRT model the table times).
+    threads: LiteRT threads.
+    input_shape: the run's input (the resolution the table holds).
+    layers: {layer name: {"in_grid": [C_in], "out_grid": [C_out],
+      "ms": [[ms at (in_grid[i], out_grid[j])]]}}.
+    intercept_ms, slope: predicted = intercept_ms + slope * sum of layers.
+    calibration: the whole networks the fit was made on:
+      [{"width", "layers_ms", "measured_ms"}].
+    key: what the table depends on (`table_key`); a cache with another key
+      is measured again.
+    invoke_overhead_ms: what invoking a one-convolution model costs whatever
+      it computes, taken off every grid point (each is timed alone).
+    channel_multiple: `predict` prices every convolution at its channel
+      counts rounded up to a multiple of this (1: as they are).
+  """
+
+  format: str
+  threads: int
+  input_shape: Tuple[int, int, int]
+  layers: Dict[str, Dict[str, Any]]
+  intercept_ms: float = 0.0
+  slope: float = 1.0
+  calibration: List[Dict[str, Any]] = dataclasses.field(default_factory=list)
+  key: Dict[str, Any] = dataclasses.field(default_factory=dict)
+  invoke_overhead_ms: float = 0.0
+  channel_multiple: int = 1
+
+  def layer_ms(self, name: str, in_channels: float, filters: float) -> float:
+    """One convolution's table latency at (in_channels, filters)."""
+    if name not in self.layers:
+      raise ValueError(f"The latency table has no layer {name!r} (it has "
+                       f"{sorted(self.layers)}); it was measured for another architecture. "
+                       "Delete the table file to measure it again.")
+    entry = self.layers[name]
+    return interpolate(entry["in_grid"], entry["out_grid"], entry["ms"], in_channels, filters)
+
+  def layers_ms(self, spec: spec_lib.NetSpec, multiple: Optional[int] = None) -> float:
+    """The sum of the per-convolution latencies of `spec` (before the network fit), each at
+    its channel counts rounded up to `multiple` (default: the table's channel_multiple)."""
+    m = self.channel_multiple if multiple is None else int(multiple)
+    return sum(self.layer_ms(op.name, pad_channels(op.in_channels, m), pad_channels(op.filters, m))
+               for op in conv_ops(spec))
+
+  def predict(self, spec: spec_lib.NetSpec) -> float:
+    """Predicted LiteRT latency of `spec`, ms per image at batch 1."""
+    self._check_resolution(spec)
+    return self.network_ms(self.layers_ms(spec))
+
+  def predict_counts(self, spec: spec_lib.NetSpec, counts: Mapping[str, float]) -> float:
+    """Predicted latency of the child of `spec` with `counts` filters per prunable layer.
+
+    Counts may be expectations (floats): the table is then read at the
+    expected widths, unpadded (see the module's docstring), so this is what
+    synthesis compares expectations with, not `predict`'s figure.
+    """
+    from squish_tf.net import wiring as wiring_lib  # pylint: disable=g-import-not-at-top
+
+    self._check_resolution(spec)
+    sources = wiring_lib.channel_sources(spec)
+    total = 0.0
+    for op in conv_ops(spec):
+      filters = counts.get(op.name, op.filters)
+      in_channels = sum(block.channels if block.producer is None else counts[block.producer]
+                        for block in sources[op.name])
+      total += self.layer_ms(op.name, in_channels, filters)
+    return self.network_ms(total)
+
+  def network_ms(self, layers_ms: float) -> float:
+    return float(self.intercept_ms + self.slope * layers_ms)
+
+  def _check_resolution(self, spec: spec_lib.NetSpec) -> None:
+    if tuple(spec.input_shape) != tuple(self.input_shape):
+      raise ValueError(f"The latency table was measured at input {tuple(self.input_shape)}, "
+                       f"not {tuple(spec.input_shape)}; measure one at this resolution.")
+
+  def to_json(self) -> Dict[str, Any]:
+    return {"version": TABLE_VERSION, "format": self.format, "threads": self.threads,
+            "input_shape": list(self.input_shape), "intercept_ms": self.intercept_ms,
+            "slope": self.slope, "calibration": self.calibration, "key": self.key,
+            "invoke_overhead_ms": self.invoke_overhead_ms,
+            "channel_multiple": self.channel_multiple, "layers": self.layers}
+
+  @classmethod
+  def from_json(cls, data: Mapping[str, Any]) -> "LatencyTable":
+    if data.get("version") != TABLE_VERSION:
+      raise ValueError(f"latency table version {data.get('version')!r}, expected "
+                       f"{TABLE_VERSION}.")
+    return cls(format=data["format"], threads=int(data["threads"]),
+               input_shape=tuple(data["input_shape"]), layers=dict(data["layers"]),
+               intercept_ms=float(data["intercept_ms"]), slope=float(data["slope"]),
+               calibration=list(data.get("calibration", [])), key=dict(data.get("key", {})),
+               invoke_overhead_ms=float(data.get("invoke_overhead_ms", 0.0)),
+               channel_multiple=int(data.get("channel_multiple", 1)))
+
+
+def pad_channels(channels: float, multiple: int) -> float:
+  """`channels` rounded up to a multiple of `multiple` (1: unchanged)."""
+  if multiple <= 1:
+    return channels
+  return float(np.ceil(float(channels) / multiple - 1e-9) * multiple)
+
+
+def choose_multiple(layers_ms_by_multiple: Mapping[int, Sequence[float]],
+                    measured_ms: Sequence[float]) -> int:
+  """The multiple whose through-origin fit has the smallest median relative error.
+
+  Args:
+    layers_ms_by_multiple: {multiple: each calibration network's layer sum,
+      its convolutions priced at that multiple}.
+    measured_ms: the networks' measured latencies.
+
+  Ties go to the smaller multiple.
+  """
+  y = np.asarray(measured_ms, np.float64)
+  best, best_error = None, None
+  for multiple in sorted(layers_ms_by_multiple):
+    x = np.asarray(layers_ms_by_multiple[multiple], np.float64)
+    _, slope = fit_network(x, y)
+    error = float(np.median(np.abs(slope * x / y - 1.0)))
+    if best_error is None or error < best_error - 1e-12:
+      best, best_error = multiple, error
+  return int(best)
+
+
+def fit_network(layers_ms: Sequence[float], measured_ms: Sequence[float]) -> Tuple[float, float]:
+  """(0, slope) of measured = slope * layers, by least squares through the origin.
+
+  No intercept: a speed-up predicted by the table is then the ratio of two
+  layer sums, which the calibration networks' noise does not enter. Measured
+  on six random-width children of the 64 px ancestor: a fitted intercept
+  (negative, from five noisily timed uniform widths) put the predicted
+  speed-ups 13% (median) above the measured ones; the ratio of layer sums was
+  within 2.4%.
+  """
+  x = np.asarray(layers_ms, np.float64)
+  y = np.asarray(measured_ms, np.float64)
+  if not np.sum(x) > 0:
+    raise ValueError("The per-convolution latencies sum to nothing above the invoke overhead: "
+                     "the machine was too busy to time them. Delete the latency table and run "
+                     "again on a quieter machine.")
+  return 0.0, float(np.dot(x, y) / np.dot(x, x))
+
+
+def smooth_layer(in_grid: Sequence[int], out_grid: Sequence[int], ms: Any) -> List[List[float]]:
+  """The grid's least-squares fit of ms = a + b C_in C_out (a, b >= 0), at the grid points.
+
+  A convolution at a fixed input size costs a fixed part plus a part
+  proportional to its MACs (k^2 H W C_in C_out). The late fires at 64 px run
+  in a few microseconds, where one timing's noise is as large as the
+  difference between grid points; the fit uses all nine points of a layer
+  for each value, keeps the table monotone, and is itself bilinear, so the
+  interpolation between grid points is exact for it.
+  """
+  x = np.array([[float(c) * float(n) for n in out_grid] for c in in_grid]).ravel()
+  y = np.asarray(ms, np.float64).ravel()
+  if np.ptp(x) > 0:
+    b, a = np.polyfit(x, y, 1)
+    if b < 0:
+      a, b = float(np.mean(y)), 0.0
+    elif a < 0:
+      a, b = 0.0, float(np.dot(x, y) / np.dot(x, x))
+  else:
+    a, b = float(np.mean(y)), 0.0
+  return [[float(a + b * c * n) for n in out_grid] for c in in_grid]

@@ -1,0 +1,181 @@
+"""`EvolutionConfig`: generations, population, budgets, targets and the environment, checked
+when built."""
+
+import dataclasses
+from typing import Callable, Optional, Tuple
+
+import tensorflow as tf
+
+from squish_tf.bench import latency_table as latency_table_lib
+from squish_tf.data import config as data_config_lib
+from squish_tf.evolve import encoding as synthesis
+from squish_tf.evolve import surgery
+from squish_tf.train import distill as distill_lib
+from squish_tf.train import trainer as train_lib
+
+# How the winner becomes the SquishedNet (`squish_tf.evolve.polish`).
+FINAL_INITS = ("scratch", "inherit")
+
+
+# A size target is aimed at this fraction of itself (see _generation_synthesis).
+TARGET_MARGIN = 0.95
+# LiteRT threads of the latency table and of the candidates' measured latency
+# (the benchmark's default).
+LATENCY_THREADS = 2
+
+
+# data_fn(stream=k): fresh (train_ds, val_ds, info); `stream` picks the training
+# split's shuffle and augmentation order (0: the ancestor's), never the data.
+DataFn = Callable[..., Tuple[tf.data.Dataset, tf.data.Dataset, data_config_lib.DatasetInfo]]
+
+
+@dataclasses.dataclass(frozen=True)
+class EvolutionConfig:
+  """The generation loop's settings; field names are the flag names.
+
+  Attributes:
+    generations: G, the most generations to run.
+    population: offspring drawn per generation.
+    offspring_epochs: fine-tuning epochs per offspring.
+    offspring_learning_rate: peak learning rate of fine-tuning (offspring and
+      the final polish); the rest of the recipe (optimizer, schedule, weight
+      decay) is the training flags'.
+    offspring_warmup_epochs: linear warm-up of every fine-tune, in epochs.
+    offspring_init: "inherit" (weights sliced from the parent) or "scratch"
+      (fresh weights, trained with the ancestor's warm-up).
+    final_init: how the winner becomes the SquishedNet (`squish_tf.evolve.polish`):
+      "scratch" trains its widths from fresh weights for the lineage's budget
+      (ancestor + chosen offspring + final_epochs) as the baselines train;
+      "inherit" fine-tunes its inherited weights for final_epochs (the polish).
+    final_epochs: the final stage's share of the lineage's budget: the
+      polish's epochs, or what scratch training adds to the lineage's epochs
+      (0 skips the stage and ships the winner as evolved).
+    distill: offspring fine-tunes and the polish learn from the teacher's
+      softened predictions as well as the labels.
+    distill_alpha: weight of the distillation term (0 = labels only).
+    distill_temperature: softening temperature.
+    teacher: "ancestor" or "parent" (the offspring's own parent; the polish
+      then learns from the ancestor all the same).
+    target_size_mb: stop once the chosen offspring is at most this size (None: no target).
+    target_macs: stop once the chosen offspring has at most this many MACs (None: no target).
+    target_latency_ms: stop once the chosen offspring's predicted LiteRT
+      latency (the measured table, `squish_tf.bench.latency`) is at most this.
+    target_speedup: stop once the chosen offspring is predicted this many
+      times faster than the ancestor (a latency target of ancestor / speedup).
+    latency_format: the LiteRT model the latency table times: "fp32", or
+      "int8" when the deployment target is int8.
+    max_accuracy_drop: largest allowed drop of validation top-1 from the
+      ancestor, as a fraction (0.05 = 5 points). It gates offspring after
+      their short fine-tunes, before the polish recovers the winner (measured:
+      offspring 2-4 points down recovered to within 0.5 of the ancestor).
+    max_retries: fresh draws allowed per candidate whose loss diverges.
+    seed: the run's seed; every draw's seed derives from (seed, g, candidate, attempt).
+    target_fraction: env_mode=target's expected child/parent size per
+      generation; None derives it from the size target and the generations left.
+    workers: processes that fine-tune a generation's offspring at once (1: in
+      this process). Small networks leave a CPU core idle, so 2 workers on 2
+      cores finish a generation sooner; results are the same either way. Not
+      part of a run's identity: a run may resume with another count.
+  """
+
+  generations: int = 2
+  population: int = 2
+  offspring_epochs: int = 2
+  offspring_learning_rate: float = 3e-3
+  offspring_warmup_epochs: float = 0.25
+  offspring_init: str = "inherit"
+  final_init: str = "scratch"
+  final_epochs: int = 4
+  distill: bool = True
+  distill_alpha: float = distill_lib.DistillConfig.alpha
+  distill_temperature: float = distill_lib.DistillConfig.temperature
+  teacher: str = "ancestor"
+  target_size_mb: Optional[float] = None
+  target_macs: Optional[int] = None
+  target_latency_ms: Optional[float] = None
+  target_speedup: Optional[float] = None
+  latency_format: str = "fp32"
+  max_accuracy_drop: float = 0.05
+  max_retries: int = 2
+  seed: int = 0
+  target_fraction: Optional[float] = None
+  workers: int = 1
+
+  def __post_init__(self):
+    _at_least("generations", self.generations, 1)
+    _at_least("population", self.population, 1)
+    _at_least("offspring_epochs", self.offspring_epochs, 1)
+    _at_least("max_retries", self.max_retries, 0)
+    _at_least("workers", self.workers, 1)
+    if not self.offspring_learning_rate > 0:
+      raise ValueError("--offspring_learning_rate must be > 0, "
+                       f"got {self.offspring_learning_rate}.")
+    _at_least("final_epochs", self.final_epochs, 0)
+    if not self.offspring_warmup_epochs >= 0:
+      raise ValueError(f"--offspring_warmup_epochs must be >= 0, got "
+                       f"{self.offspring_warmup_epochs}.")
+    if self.teacher not in distill_lib.TEACHERS:
+      raise ValueError(f"--teacher must be one of {distill_lib.TEACHERS}, got {self.teacher!r}.")
+    self.distill_config()  # validates alpha and temperature
+    if self.final_init not in FINAL_INITS:
+      allowed = " or ".join(repr(init) for init in FINAL_INITS)
+      raise ValueError(f"--final_init must be {allowed}, got {self.final_init!r}.")
+    if self.offspring_init not in surgery.OFFSPRING_INITS:
+      allowed = " or ".join(repr(init) for init in surgery.OFFSPRING_INITS)
+      raise ValueError(f"--offspring_init must be {allowed}, got {self.offspring_init!r}.")
+    if self.target_size_mb is not None and not self.target_size_mb > 0:
+      raise ValueError(f"--target_size_mb must be > 0, got {self.target_size_mb}.")
+    if self.target_macs is not None and not self.target_macs > 0:
+      raise ValueError(f"--target_macs must be > 0, got {self.target_macs}.")
+    if self.target_latency_ms is not None and not self.target_latency_ms > 0:
+      raise ValueError(f"--target_latency_ms must be > 0, got {self.target_latency_ms}.")
+    if self.target_speedup is not None and not self.target_speedup > 1:
+      raise ValueError(f"--target_speedup is how many times faster than the ancestor, > 1; got "
+                       f"{self.target_speedup}.")
+    if self.latency_format not in latency_table_lib.FORMATS:
+      raise ValueError(f"--latency_format must be one of {latency_table_lib.FORMATS}, got "
+                       f"{self.latency_format!r}.")
+    if not 0 <= self.max_accuracy_drop <= 1:
+      raise ValueError(f"--max_accuracy_drop is a fraction in [0, 1] (0.03 = 3 points), "
+                       f"got {self.max_accuracy_drop}.")
+    if self.target_fraction is not None and not 0 < self.target_fraction < 1:
+      raise ValueError(f"--target_fraction must be in (0, 1), got {self.target_fraction}.")
+
+
+  @property
+  def latency_target_set(self) -> bool:
+    return self.target_latency_ms is not None or self.target_speedup is not None
+
+  def needs_latency(self, synth: synthesis.SynthesisConfig) -> bool:
+    """True when the run needs a measured latency table (--cost=latency or a latency target)."""
+    return synth.cost == "latency" or self.latency_target_set
+
+  def latency_target_ms(self, ancestor_ms: Optional[float]) -> Optional[float]:
+    """The latency target in predicted ms (the tighter of the two, when both are set)."""
+    targets = []
+    if self.target_latency_ms is not None:
+      targets.append(self.target_latency_ms)
+    if self.target_speedup is not None and ancestor_ms is not None:
+      targets.append(ancestor_ms / self.target_speedup)
+    return min(targets) if targets else None
+
+  def distill_config(self) -> distill_lib.DistillConfig:
+    return distill_lib.DistillConfig(alpha=self.distill_alpha,
+                                     temperature=self.distill_temperature)
+
+  def fine_tune_config(self, train_config: train_lib.TrainConfig,
+                       epochs: Optional[int] = None) -> train_lib.TrainConfig:
+    """The training flags' recipe at the fine-tuning rate, length and warm-up.
+
+    `--offspring_init=scratch` children start from fresh weights, so they warm
+    up like the ancestor did.
+    """
+    warmup = (train_config.warmup_epochs if self.offspring_init == "scratch"
+              else self.offspring_warmup_epochs)
+    return train_config.fine_tune(epochs or self.offspring_epochs, self.offspring_learning_rate,
+                                  warmup)
+
+
+def _at_least(name: str, value: int, minimum: int) -> None:
+  if not isinstance(value, int) or value < minimum:
+    raise ValueError(f"--{name} must be an integer >= {minimum}, got {value!r}.")

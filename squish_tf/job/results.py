@@ -1,0 +1,282 @@
+"""results.json: the run's figures assembled from the model dirs, lineage, evaluation and the
+benchmark, with the paper's figures beside ours."""
+
+import os
+from typing import Any, Dict, Mapping, Optional
+
+import numpy as np
+
+from squish_tf import export as export_lib
+from squish_tf import files as files_lib
+from squish_tf.bench import pairs as pairs_lib
+from squish_tf.bench.comparisons import REFERENCE_ARTEFACT
+from squish_tf.bench.config import RESOLUTION_BATCH_SIZES
+from squish_tf.data import config as data_config_lib
+from squish_tf.evolve import config as evolve_config_lib
+from squish_tf.job.budget import lineage_fine_tune_epochs
+from squish_tf.job.config import JobConfig
+from squish_tf.net import metrics as metrics_lib
+from squish_tf.net import model_io
+from squish_tf.net import spec as spec_lib
+from squish_tf.train import baselines as baselines_lib
+
+
+def litert_fields(result: Mapping[str, Any], artefact: str = "tflite_fp32",
+                  reference: str = "ancestor",
+                  statistic: str = "images_per_sec",
+                  reference_artefact: str = REFERENCE_ARTEFACT) -> Dict[str, Dict[str, Any]]:
+  """Per model, the results.json fields a benchmark provides.
+
+  Speed-ups come from the interleaved pairs ("pairs": `artefact` of the model
+  vs `reference_artefact` of `reference`), never from dividing two separately
+  timed speeds: a model whose pair was not measured has None. The reference's
+  own file is 1.0 by definition.
+
+  Args:
+    result: a benchmark dict (`benchmark_models`).
+    artefact: whose speed counts as "LiteRT images/sec".
+    reference: the model speed-ups are relative to.
+    statistic: "images_per_sec" (throughput over all timed runs) or
+      "images_per_sec_p50" (the median run's; robust on a busy machine).
+    reference_artefact: the reference's file speed-ups are over (fp32: the
+      int8 speed-up is over the fp32 ancestor).
+
+  Returns:
+    {model: {"tflite_fp32_bytes", "tflite_int8_bytes",
+             "litert_images_per_sec": {"1": ...},
+             "speedup_vs_ancestor": {"1": median of the per-round ratios},
+             "speedup_vs_ancestor_range": {"1": {"min", "max", "rounds"}},
+             "speedup_at_resolution": {"224": {"1": median}},
+             "speedup_at_resolution_range": {"224": {"1": {"min", "max", "rounds"}}},
+             "litert_images_per_sec_at_resolution": {"224": {"1": median over rounds}}}}
+    (None where a figure is missing). The `_at_resolution` fields are the
+    pairs of "resolutions" (fp32 only; empty for other artefacts), each
+    resolution's images/s the median of its interleaved rounds.
+  """
+  if statistic not in ("images_per_sec", "images_per_sec_p50"):
+    raise ValueError(f"statistic must be 'images_per_sec' or 'images_per_sec_p50', got "
+                     f"{statistic!r}.")
+  models = result.get("models", {})
+  base = pairs_lib.artefact_key(reference, reference_artefact)
+
+  def speed(name: str) -> Dict[str, Optional[float]]:
+    batches = ((models.get(name) or {}).get("artefacts", {}).get(artefact) or {}).get(
+        "batches", {})
+    return {size: stats.get(statistic) for size, stats in batches.items()}
+
+  out: Dict[str, Dict[str, Any]] = {}
+  for name, entry in models.items():
+    artefacts = entry.get("artefacts", {})
+    own = speed(name)
+    subject = pairs_lib.artefact_key(name, artefact)
+    speedups: Dict[str, Optional[float]] = {}
+    ranges: Dict[str, Optional[Dict[str, Any]]] = {}
+    for size in own:
+      if subject == base:
+        speedups[size], ranges[size] = (1.0 if own[size] else None), None
+        continue
+      stats = pairs_lib.pair_stats(result, subject, base, size)
+      speedups[size] = None if stats is None else stats["ratio_median"]
+      ranges[size] = None if stats is None else {"min": stats["ratio_min"],
+                                                 "max": stats["ratio_max"],
+                                                 "rounds": stats["rounds"]}
+    out[name] = {
+        "tflite_fp32_bytes": (artefacts.get("tflite_fp32") or {}).get("bytes"),
+        "tflite_int8_bytes": (artefacts.get("tflite_int8") or {}).get("bytes"),
+        "litert_images_per_sec": own,
+        "speedup_vs_ancestor": speedups,
+        "speedup_vs_ancestor_range": ranges,
+        **_resolution_fields(result, subject, base),
+    }
+  return out
+
+
+def _resolution_fields(result: Mapping[str, Any], subject: str, base: str) -> Dict[str, Any]:
+  """A file's speed-ups and images/s at the extra resolutions, from their interleaved pairs."""
+  speedups: Dict[str, Dict[str, Optional[float]]] = {}
+  ranges: Dict[str, Dict[str, Optional[Dict[str, Any]]]] = {}
+  speeds: Dict[str, Dict[str, Optional[float]]] = {}
+  for image_size, measured in (result.get("resolutions") or {}).items():
+    sessions = (measured.get("interleaved") or {}).get("batches") or {}
+    if subject not in (measured.get("files") or {}) and not any(
+        pairs_lib.pair_key(subject, base) == name for name in measured.get("pairs") or {}):
+      continue
+    speedups[image_size], ranges[image_size], speeds[image_size] = {}, {}, {}
+    for size in (str(b) for b in measured.get("batch_sizes") or RESOLUTION_BATCH_SIZES):
+      timed = ((sessions.get(size) or {}).get("artefacts") or {}).get(subject)
+      speeds[image_size][size] = None if timed is None else timed["images_per_sec"]["median"]
+      if subject == base:
+        speedups[image_size][size] = 1.0 if timed is not None else None
+        ranges[image_size][size] = None
+        continue
+      stats = pairs_lib.pair_stats(result, subject, base, size, image_size=image_size)
+      speedups[image_size][size] = None if stats is None else stats["ratio_median"]
+      ranges[image_size][size] = None if stats is None else {
+          "min": stats["ratio_min"], "max": stats["ratio_max"], "rounds": stats["rounds"]}
+  return {"speedup_at_resolution": speedups, "speedup_at_resolution_range": ranges,
+          "litert_images_per_sec_at_resolution": speeds}
+
+
+PAPER = (
+    {"label": "paper, ImageNet-10, Jetson TX1", "size_mb": 2.4, "top1": 0.812,
+     "images_per_sec": 156},
+    {"label": "paper, ImageNet-10, Jetson TX1", "size_mb": 0.95, "top1": 0.77,
+     "images_per_sec": 256},
+)
+SQUEEZENET_V1_1_SIZE_MB = spec_lib.squeezenet_v1_1(1000).size_mb()
+
+
+# What a candidate records of the latency model (--cost=latency, latency targets).
+LATENCY_KEYS = ("expected_latency_ms", "predicted_latency_ms", "measured_latency_ms",
+                "predicted_speedup", "measured_speedup", "latency_error", "speedup_error")
+
+
+def latency_summary(lineage: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+  """The latency model's predictions against measurements (None without a table).
+
+  The error is predicted / measured - 1 of each candidate's LiteRT latency,
+  and the speed-up error predicted / measured speed-up over the ancestor - 1
+  (the latency error relative to the ancestor's in the same session, which
+  the machine's load at the two moments does not enter); the medians are of
+  their absolute values, over the chosen offspring and over every measured
+  candidate.
+  """
+  if not lineage.get("latency_table"):
+    return None
+  measured = [r for r in lineage["candidates"] if r.get("latency_error") is not None]
+  chosen = [r for r in measured if r.get("chosen")]
+
+  def median(records, key="latency_error"):
+    values = [abs(r[key]) for r in records if r.get(key) is not None]
+    return float(np.median(values)) if values else None
+
+  ancestor = lineage["ancestor"]
+  return {"table": lineage["latency_table"],
+          "ancestor_predicted_ms": ancestor.get("predicted_latency_ms"),
+          "ancestor_measured_ms": ancestor.get("measured_latency_ms"),
+          "median_abs_error_chosen": median(chosen), "median_abs_error_all": median(measured),
+          "median_abs_speedup_error_chosen": median(chosen, "speedup_error"),
+          "median_abs_speedup_error_all": median(measured, "speedup_error"),
+          "measured_candidates": len(measured), "chosen_candidates": len(chosen)}
+
+
+def build_results(config: JobConfig, info: data_config_lib.DatasetInfo, data_config: data_config_lib.DataConfig,
+                  lineage: Dict[str, Any], squishednet_dir: str, baseline_dirs: Dict[str, str],
+                  benchmark: Dict[str, Any], evaluation: Dict[str, Any],
+                  times: Dict[str, float], command: Optional[str],
+                  evolution_config: Optional[evolve_config_lib.EvolutionConfig] = None
+                  ) -> Dict[str, Any]:
+  """The results.json dict: every figure the report shows.
+
+  Accuracies (`top1`, `top5`) are on the test split (evaluation.json and the
+  benchmark's per-format passes); what selection read is kept apart as
+  `validation_top1`. Sizes are deployed sizes (batch norm folded);
+  `keras_params` is Keras' count of the training model.
+  """
+  evolution_config = evolution_config or evolve_config_lib.EvolutionConfig()
+  speed = litert_fields(benchmark, artefact="tflite_fp32", reference="ancestor",
+                                      statistic="images_per_sec_p50")
+  # Speed-ups are the interleaved pairs' medians (int8 over the fp32 ancestor).
+  int8_speed = litert_fields(benchmark, artefact="tflite_int8",
+                                           reference="ancestor", statistic="images_per_sec_p50",
+                                           reference_artefact="tflite_fp32")
+  tested = evaluation.get("models", {})
+  models: Dict[str, Dict[str, Any]] = {}
+
+  def entry(name: str, label: str, kind: str, metrics: Dict[str, Any],
+            model_dir: Optional[str]) -> Dict[str, Any]:
+    out = {key: metrics.get(key) for key in ("params", "keras_params", "size_mb", "macs",
+                                             "nonzero_params", "sparsity", "alpha",
+                                             "train_epochs", "train_images")}
+    if out["keras_params"] is None and model_dir and os.path.isfile(
+        os.path.join(model_dir, model_io.SPEC_FILE)):
+      out["keras_params"] = model_io.read_spec(model_dir).keras_params()
+    test = tested.get(name, {})
+    out.update({"top1": test.get("top1"), "top5": test.get("top5"),
+                "validation_top1": metrics.get("top1")})
+    if out["top1"] is not None and out["params"] and out["macs"]:
+      out["netscore"] = metrics_lib.netscore(out["top1"], out["params"], out["macs"])
+    out.update({"label": label, "kind": kind})
+    out.update(speed.get(name, {}))
+    int8 = int8_speed.get(name, {})
+    out["litert_int8_images_per_sec"] = int8.get("litert_images_per_sec")
+    out["int8_speedup_vs_ancestor"] = int8.get("speedup_vs_ancestor")
+    out["int8_speedup_vs_ancestor_range"] = int8.get("speedup_vs_ancestor_range")
+    artefacts = benchmark.get("models", {}).get(name, {}).get("artefacts", {})
+    out["formats"] = {fmt: {"bytes": a.get("bytes"), "top1": a.get("top1"),
+                            "agreement": a.get("agreement")} for fmt, a in artefacts.items()}
+    fp32 = artefacts.get("tflite_fp32", {}).get("path")
+    if name == "magnitude_pruned" and fp32 and os.path.isfile(fp32):
+      out["gzip_bytes"] = export_lib.gzip_size(fp32)
+    return out
+
+  ancestor_metrics = files_lib.read_json(os.path.join(lineage["ancestor"]["dir"],
+                                                     model_io.METRICS_FILE))
+  ancestor_entry = dict(lineage["ancestor"], train_epochs=ancestor_metrics.get("train_epochs"),
+                        train_images=ancestor_metrics.get("train_images"))
+  models["ancestor"] = entry("ancestor", "Ancestor (SqueezeNet v1.1, few-class)", "ancestor",
+                             ancestor_entry, lineage["ancestor"]["dir"])
+  squished_metrics = files_lib.read_json(os.path.join(squishednet_dir, model_io.METRICS_FILE))
+  polished = squished_metrics.get("polished_from")
+  retrained = polished and squished_metrics.get("final_init") == "scratch"
+  label = (f"SquishedNet ({polished}'s widths, retrained)" if retrained
+           else f"SquishedNet ({polished}, polished)" if polished
+           else f"SquishedNet ({lineage['winner']})")
+  models["squishednet"] = entry("squishednet", label, "squishednet", squished_metrics,
+                                squishednet_dir)
+  # What it took: the ancestor, every candidate evolution trained (discarded
+  # ones included) and the polish.
+  evolution_images = sum(int(r.get("train_images") or 0) for r in lineage["candidates"])
+  models["squishednet"]["train_images"] = (
+      int(ancestor_metrics.get("train_images") or 0) + evolution_images
+      + int(squished_metrics.get("train_images") or 0 if polished else 0))
+  # Epochs: the lineage's budget (ancestor + chosen offspring + the final stage's share),
+  # which every baseline trains for; from scratch the SquishedNet's own training is that long.
+  models["squishednet"]["train_epochs"] = (
+      int(ancestor_metrics.get("train_epochs") or 0)
+      + lineage_fine_tune_epochs(lineage, evolution_config, squished_metrics))
+  for name, directory in baseline_dirs.items():
+    metrics = files_lib.optional_read_json(os.path.join(directory, model_io.METRICS_FILE))
+    if metrics is not None:
+      models[name] = entry(name, baselines_lib.LABELS[name], "baseline", metrics, directory)
+  candidates = []
+  for r in lineage["candidates"]:
+    row = {k: r.get(k) for k in ("id", "generation", "candidate", "attempt", "parent", "params",
+                                 "size_mb", "macs", "status", "chosen", "env_factor",
+                                 "wall_seconds", "train_images")}
+    row.update({k: r[k] for k in LATENCY_KEYS if k in r})
+    row["validation_top1"] = r.get("top1")
+    row["top1"] = tested.get(r["id"], {}).get("top1")
+    row["netscore"] = (metrics_lib.netscore(row["top1"], r["params"], r["macs"])
+                       if row["top1"] is not None else None)
+    candidates.append(row)
+  total = sum(times.values())
+  return {
+      "run_name": config.run_name,
+      "command": command,
+      "dataset": {"name": info.name, "image_size": data_config.image_size,
+                  "train_count": info.train_count, "validation_count": info.validation_count,
+                  "test_count": getattr(info, "test_count", None),
+                  "class_names": list(info.class_names)},
+      "accuracy_split": "test",
+      "models": models,
+      "candidates": candidates,
+      "latency_model": latency_summary(lineage),
+      "generations": lineage["generations"],
+      "winner": lineage["winner"],
+      "polished": bool(polished),
+      "final_init": squished_metrics.get("final_init", "inherit") if polished else None,
+      "stop_reason": lineage["stop_reason"],
+      "paper": [dict(p) for p in PAPER],
+      "reference": {"squeezenet_v1_1_size_mb": SQUEEZENET_V1_1_SIZE_MB},
+      "machine": _machine(benchmark.get("settings", {})),
+      "wall_seconds": dict(times, total=total),
+  }
+
+
+def _machine(settings: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+  """The benchmark's machine, with the LiteRT thread count the report names."""
+  machine = settings.get("machine")
+  if machine is None:
+    return None
+  return dict(machine, num_threads=settings.get("num_threads"))

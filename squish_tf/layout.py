@@ -1,0 +1,14 @@
+"""The run directory's names: its stages and the files and folders each writes."""
+
+
+
+RESULTS_FILE = "results.json"
+EVALUATION_FILE = "evaluation.json"
+STAGE_TIMES_FILE = "stage_times.json"
+ANCESTOR_DIR = "ancestor"
+EXPORT_DIR = "export"
+
+
+# The main job's stages, in the order it runs them (squish_tf.job uses this too).
+STAGES = ("ancestor", "synthesis", "polish", "baselines", "export", "evaluation", "benchmark",
+          "report")

@@ -1,0 +1,402 @@
+"""A run's story: `report.md` and `pareto.png`, rendered from its results dict.
+
+Pure rendering: nothing here trains, loads or times a model. The input is the
+dict the main job writes to `results.json` (see `write_report`); any value in
+it may be None or absent (a baseline that was not run, a format that was not
+exported, a candidate that was not tested), and renders as "–".
+
+What the figures mean (squish_tf.job.build_results is the source):
+- accuracies (`top1`, `top5`, `netscore` of models and candidates) are on the
+  split `results["accuracy_split"]` names: "test", held-out data that nothing
+  was selected or tuned on. What selection and the accuracy budget read is
+  `validation_top1`. Results without `accuracy_split` (older runs) measured
+  every accuracy on the validation split, and the report says so.
+- `params` / `size_mb` are deployed figures (batch norm folded into the
+  convolutions); `keras_params` is Keras' count of the training model.
+- `train_images` counts every image processed in training; for the
+  SquishedNet it includes every candidate evolution trained and the final stage.
+
+The figure is drawn on a standalone Agg canvas (no pyplot, no display, no
+global backend switch), so rendering works on a headless server and does not
+disturb a notebook that imports this module.
+"""
+
+import os
+from typing import Any, List, Mapping, Tuple
+
+from squish_tf import files as files_lib
+from squish_tf.report.format import (
+  DASH,
+  finite_number,
+  fmt_bytes_mb,
+  fmt_count,
+  fmt_images,
+  fmt_macs_m,
+  fmt_mb,
+  fmt_percent,
+  fmt_reason,
+  fmt_speed,
+  fmt_text,
+  fmt_value,
+  join_words,
+  markdown_table,
+)
+from squish_tf.report.pareto import DPI, pareto_figure
+from squish_tf.report.results import (
+  RIVALS,
+  accuracy_split,
+  batch_sizes,
+  comparison_phrase,
+  comparisons,
+  is_on_test,
+  is_polished,
+  measured_speedup,
+  model_label,
+  ordered_models,
+  resolution_cell,
+  resolution_speedup,
+  retrained,
+  run_pixels_text,
+  speed_resolutions,
+  speedup_cell,
+  speedup_range,
+  top1_header,
+)
+from squish_tf.report.sections import (
+  candidates_section,
+  figure_caption,
+  generations_table,
+  latency_section,
+  paper_section,
+  stop_line,
+  time_table,
+)
+
+REPORT_FILE = "report.md"
+PARETO_FILE = "pareto.png"
+
+
+def write_report(run_dir: str, results: Mapping[str, Any]) -> Tuple[str, str]:
+  """Writes `<run_dir>/report.md` and `<run_dir>/pareto.png`, each atomically.
+
+  Args:
+    run_dir: the run directory; created if missing.
+    results: the run's results (results.json): run_name, command, dataset
+      (name, image_size, train_count, validation_count, test_count,
+      class_names), accuracy_split, models {name: {label, kind, params,
+      keras_params, size_mb, macs, top1, top5, validation_top1, netscore,
+      train_epochs, train_images, tflite_fp32_bytes, tflite_int8_bytes,
+      litert_images_per_sec, speedup_vs_ancestor, ...}}, candidates,
+      generations, winner, polished, final_init, stop_reason, paper, reference,
+      machine, wall_seconds.
+
+  Returns:
+    (report_path, png_path).
+  """
+  if not isinstance(results, Mapping):
+    raise ValueError(f"results must be a dict (the contents of results.json), got "
+                     f"{type(results).__name__}.")
+  os.makedirs(run_dir, exist_ok=True)
+  png_path = os.path.join(run_dir, PARETO_FILE)
+  report_path = os.path.join(run_dir, REPORT_FILE)
+  figure = pareto_figure(results)
+  with files_lib.atomic_path(png_path, suffix=".png") as temp:
+    figure.savefig(temp, format="png", dpi=DPI)
+  files_lib.write_text(report_path, render_markdown(results, png_name=PARETO_FILE))
+  return report_path, png_path
+
+
+def render_markdown(results: Mapping[str, Any], png_name: str = PARETO_FILE) -> str:
+  """The whole report.md as a string."""
+  models = ordered_models(results)
+  dataset = results.get("dataset") or {}
+  run_name = results.get("run_name") or "run"
+  split = accuracy_split(results)
+  sections = [
+      f"# SquishedNets run `{run_name}`",
+      summary_paragraph(results),
+      _data_line(dataset),
+      _accuracy_note(results),
+      "## Models compared",
+      _models_table(results, models),
+      _models_notes(results, models),
+      "## Generations",
+      generations_table(results),
+      stop_line(results),
+      candidates_section(results),
+      latency_section(results),
+      "## Size vs accuracy",
+      f"![Model size (MB, log scale) against {split} top-1: every candidate, the chosen "
+      f"lineage, the SquishedNet, baselines and the paper's points]({png_name})",
+      figure_caption(results),
+      "## Reference: the SquishedNets paper (not directly comparable)",
+      paper_section(results, dataset),
+      "## Time",
+      time_table(results),
+      "## Reproduce",
+      "```sh\n" + (results.get("command") or DASH) + "\n```",
+  ]
+  return "\n\n".join(section for section in sections if section) + "\n"
+
+
+def summary_paragraph(results: Mapping[str, Any]) -> str:
+  """One paragraph: the SquishedNet against its ancestor, SqueezeNet v1.1 and the baselines."""
+  models = results.get("models") or {}
+  ancestor = models.get("ancestor") or {}
+  squished = models.get("squishednet") or {}
+  dataset = (results.get("dataset") or {}).get("name")
+  split = accuracy_split(results)
+  if not squished:
+    return "These results hold no SquishedNet (evolution did not finish or was not run)."
+  name = squished.get("label") or f"SquishedNet ({results.get('winner') or DASH})"
+  parts: List[str] = []
+  size, ancestor_size = finite_number(squished.get("size_mb")), finite_number(ancestor.get("size_mb"))
+  if size and ancestor_size:
+    parts.append(f"is **{ancestor_size / size:.2f}× smaller** than its ancestor "
+                 f"({size:.3f} MB vs {ancestor_size:.3f} MB of deployed float32 weights)")
+  elif size:
+    parts.append(f"has {size:.3f} MB of deployed float32 weights")
+  reference = finite_number((results.get("reference") or {}).get("squeezenet_v1_1_size_mb"))
+  if size and reference:
+    parts.append(f"{reference / size:.2f}× smaller than SqueezeNet v1.1 ({reference:.2f} MB)")
+  top1, ancestor_top1 = finite_number(squished.get("top1")), finite_number(ancestor.get("top1"))
+  on = f" on the {dataset} {split} split" if dataset else f" on the {split} split"
+  if top1 is not None and ancestor_top1 is not None:
+    change = 100 * (ancestor_top1 - top1)
+    if round(change, 2) == 0:
+      parts.append(f"keeps the ancestor's top-1{on} ({100 * top1:.2f}%)")
+    else:
+      verb = "loses" if change > 0 else "gains"
+      parts.append(f"{verb} **{abs(change):.2f} points** of top-1{on} "
+                   f"({100 * ancestor_top1:.2f}% → {100 * top1:.2f}%)")
+  elif top1 is not None:
+    parts.append(f"reaches {100 * top1:.2f}% top-1{on}")
+  speedup = measured_speedup(squished, ancestor, "1")
+  if speedup is not None:
+    own = finite_number((squished.get("litert_images_per_sec") or {}).get("1"))
+    base = finite_number((ancestor.get("litert_images_per_sec") or {}).get("1"))
+    spread = speedup_range(squished, "1")
+    if spread is not None:
+      rounds = f" over {spread[2]} interleaved rounds" if spread[2] else ", interleaved"
+      detail = f" (median; {spread[0]:.2f}–{spread[1]:.2f}×{rounds})"
+    else:
+      detail = f" ({own:,.0f} vs {base:,.0f} images/s)" if own and base else ""
+    where = ""
+    extra = [(image, batch) for image, batch in speed_resolutions({"squishednet": squished})
+             if batch == "1"]
+    if extra and run_pixels_text(results):
+      where = f" and {run_pixels_text(results)}"
+    if speedup >= 1:
+      parts.append(f"runs **{speedup:.2f}× faster** than the ancestor with LiteRT at batch 1"
+                   f"{where}{detail}")
+    else:
+      parts.append(f"runs at **{speedup:.2f}×** the ancestor's speed with LiteRT at batch 1"
+                   f"{where}{detail}")
+    for image, batch in extra:
+      value = resolution_speedup(squished, image, batch)
+      spread = ((squished.get("speedup_at_resolution_range") or {}).get(image) or {}).get(batch)
+      detail = ""
+      if isinstance(spread, Mapping) and finite_number(spread.get("min")) is not None:
+        rounds = f" over {spread.get('rounds')} interleaved rounds" if spread.get("rounds") else ""
+        detail = f" ({float(spread['min']):.2f}–{float(spread['max']):.2f}×{rounds})"
+      parts.append(f"**{value:.2f}×** at {image} px, the same weights on a {image}×{image} "
+                   f"input{detail}")
+  if not parts:
+    sentences = [f"The {name} has no measured figures in these results."]
+  else:
+    sentences = [f"The {name} {join_words(parts)}."]
+  if retrained(results) and results.get("winner"):
+    epochs = finite_number((ordered_models(results).get("squishednet") or {}).get("train_epochs"))
+    sentences.append(f"It is the evolved winner `{results['winner']}`'s widths trained from "
+                     "fresh weights" + (f" for {epochs:.0f} epochs" if epochs else "")
+                     + ", with the recipe, epochs and seed the baselines train with: evolution "
+                     "chose the widths, and the weights it inherited and fine-tuned served the "
+                     "search.")
+  elif is_polished(results) and results.get("winner"):
+    sentences.append(f"It is the evolved winner `{results['winner']}` after a final, distilled "
+                     "fine-tune (the polish).")
+  rivals = comparisons(results)
+  if rivals:
+    sentences.append(f"On {split} top-1 it "
+                     + join_words([comparison_phrase(c) for c in rivals]) + ".")
+    sentences.extend(_budget_sentence(results))
+  if split == "test":
+    sentences.append("Every accuracy here is test-split top-1, on held-out images that nothing "
+                     "was selected or tuned on.")
+  generations = len(results.get("generations") or [])
+  if generations:
+    tail = (f"Evolution ran {generations} generation{'s' if generations != 1 else ''} "
+            f"({len(results.get('candidates') or [])} candidates)")
+    tail += f" and stopped: {fmt_reason(results.get('stop_reason'))}." if results.get(
+        "stop_reason") else "."
+    sentences.append(tail)
+  return " ".join(sentences)
+
+
+def _budget_sentence(results: Mapping[str, Any]) -> List[str]:
+  """What each side trained on: the SquishedNet's images include every discarded candidate."""
+  models = results.get("models") or {}
+  squished = models.get("squishednet") or {}
+  own = finite_number(squished.get("train_images"))
+  for name, _ in RIVALS:
+    theirs = finite_number((models.get(name) or {}).get("train_images"))
+    if own is not None and theirs is not None:
+      return [f"Counting every candidate evolution trained, the SquishedNet's training "
+              f"processed {fmt_images(own)} images, against {fmt_images(theirs)} for the "
+              "width-scaled baseline."]
+  return []
+
+
+def _data_line(dataset: Mapping[str, Any]) -> str:
+  if not dataset:
+    return ""
+  size = finite_number(dataset.get("image_size"))
+  pixels = f", {size:.0f}×{size:.0f} px" if size else ""
+  parts = [f"Data: **{fmt_text(dataset.get('name'))}**{pixels}"]
+  if any(dataset.get(k) is not None for k in ("train_count", "validation_count", "test_count")):
+    counts = (f"{fmt_count(dataset.get('train_count'))} training / "
+              f"{fmt_count(dataset.get('validation_count'))} validation")
+    if dataset.get("test_count") is not None:
+      counts += f" / {fmt_count(dataset.get('test_count'))} test"
+    parts.append(counts + " images")
+  classes = dataset.get("class_names") or []
+  if classes:
+    parts.append(f"{len(classes)} classes")
+  return ", ".join(parts) + "."
+
+
+def _accuracy_note(results: Mapping[str, Any]) -> str:
+  """Which split the accuracies are on, and which split the decisions read."""
+  test_count = finite_number((results.get("dataset") or {}).get("test_count"))
+  if is_on_test(results):
+    images = f", {test_count:,.0f} images" if test_count else ""
+    return ("**Accuracies are test-split top-1** (top-5 and NetScore too): measured on the "
+            f"held-out test split{images}, which nothing was selected or tuned on. Selection "
+            "among candidates and the accuracy budget (`max_accuracy_drop`) used the "
+            "validation split; its figures are the \"Val top-1\" columns.")
+  split = accuracy_split(results)
+  return (f"Accuracies are on the {split} split, the same split selection and the accuracy "
+          "budget used: these results hold no held-out test figures.")
+
+
+def _models_table(results: Mapping[str, Any], models: Mapping[str, Mapping[str, Any]]) -> str:
+  if not models:
+    return "No models in these results."
+  ancestor = models.get("ancestor") or {}
+  sizes = batch_sizes(models)
+  has_keras = any(finite_number(m.get("keras_params")) is not None
+                  and finite_number(m.get("keras_params")) != finite_number(m.get("params"))
+                  for m in models.values())
+  has_top5 = any(finite_number(m.get("top5")) is not None for m in models.values())
+  has_val = is_on_test(results) and any(finite_number(m.get("validation_top1")) is not None
+                                      for m in models.values())
+  has_sparse = any(m.get("nonzero_params") is not None or m.get("gzip_bytes") is not None
+                   for m in models.values())
+  header = ["Model", "Params (deployed)"]
+  header += ["Keras params (BN unfolded)"] if has_keras else []
+  header += ["Size (MB, deployed)", "TFLite fp32 (MB)", "TFLite int8 (MB)", "MACs (M)",
+             top1_header(results)]
+  header += [top1_header(results, "top-5")] if has_top5 else []
+  header += ["Val top-1"] if has_val else []
+  header += ["NetScore"]
+  header += [f"LiteRT img/s, batch {s}" for s in sizes]
+  # Other resolutions' speed-ups sit beside the run's own, each column naming its size.
+  resolutions = speed_resolutions(models)
+  run_pixels = run_pixels_text(results) if resolutions else None
+  header += [f"Speed-up, {run_pixels}, batch {s}" if run_pixels else f"Speed-up, batch {s}"
+             for s in sizes]
+  header += [f"Speed-up, {image} px, batch {s}" for image, s in resolutions]
+  int8_sizes = [s for s in sizes if any(measured_speedup(m, ancestor, s, "int8_speedup_vs_ancestor")
+                                        is not None for m in models.values())]
+  header += [f"int8 speed-up, batch {s}" for s in int8_sizes]
+  header += ["Epochs", "Images trained"]
+  header += ["Non-zero params", "gzip (MB)"] if has_sparse else []
+  rows = []
+  for name, entry in models.items():
+    label = fmt_text(model_label(name, entry))
+    if name == "squishednet":
+      label = f"**{label}**"
+    row = [label, fmt_count(entry.get("params"))]
+    row += [fmt_count(entry.get("keras_params"))] if has_keras else []
+    row += [fmt_mb(entry.get("size_mb")), fmt_bytes_mb(entry.get("tflite_fp32_bytes")),
+            fmt_bytes_mb(entry.get("tflite_int8_bytes")), fmt_macs_m(entry.get("macs")),
+            fmt_percent(entry.get("top1"))]
+    row += [fmt_percent(entry.get("top5"))] if has_top5 else []
+    row += [fmt_percent(entry.get("validation_top1"))] if has_val else []
+    row += [fmt_value(entry.get("netscore"), ".2f")]
+    row += [fmt_speed((entry.get("litert_images_per_sec") or {}).get(s)) for s in sizes]
+    row += [speedup_cell(entry, ancestor, s) for s in sizes]
+    row += [resolution_cell(entry, image, s) for image, s in resolutions]
+    row += [speedup_cell(entry, ancestor, s, "int8_speedup_vs_ancestor") for s in int8_sizes]
+    row += [fmt_count(entry.get("train_epochs")), fmt_images(entry.get("train_images"))]
+    if has_sparse:
+      row += [fmt_count(entry.get("nonzero_params")), fmt_bytes_mb(entry.get("gzip_bytes"))]
+    rows.append(row)
+  return markdown_table(header, rows)
+
+
+def _models_notes(results: Mapping[str, Any], models: Mapping[str, Any]) -> str:
+  split = accuracy_split(results)
+  accuracy = (f"{split.capitalize()} top-1/top-5 and NetScore on the {split} split"
+              + ("; Val top-1 is the same model on the validation split, the split that "
+                 "selection and the accuracy budget read." if is_on_test(results) else "."))
+  notes = ["Params and size are **deployed** figures: batch norm folded into the convolutions "
+           "(kernel + one bias per filter), size = params × 4 bytes (float32), as the paper "
+           "counts it. TFLite columns are the exported files' bytes. " + accuracy +
+           " NetScore = 20 log10(a² / (√p √m)), a = top-1 in %, p = deployed params in "
+           "millions, m = MACs in billions. LiteRT images/s on this machine's CPU; speed-up is "
+           f"over the ancestor at the same batch size. {DASH} = not measured."]
+  rounds = sorted({spread[2] for m in models.values() for key in ("speedup_vs_ancestor",
+                                                                   "int8_speedup_vs_ancestor")
+                   for size in (m.get(f"{key}_range") or {})
+                   for spread in [speedup_range(m, size, key)] if spread and spread[2]})
+  if rounds:
+    notes.append("Speed-ups are measured, not divided: each model's .tflite file and the "
+                 "ancestor's fp32 file ran interleaved in one process with the same threads "
+                 f"({'/'.join(str(r) for r in rounds)} rounds, each file in turn every round), "
+                 "and a speed-up is the median of the per-round ratios, with their min–max in "
+                 "brackets; int8 speed-up is the model's int8 file over the ancestor's fp32 "
+                 "file. The images/s columns are each file timed on its own, so their ratios "
+                 "carry the machine's drift and can differ from the speed-ups.")
+  resolutions = speed_resolutions(models)
+  if resolutions:
+    sizes = sorted({image for image, _ in resolutions}, key=lambda s: (not s.isdigit(), s))
+    run = run_pixels_text(results) or "the run's size"
+    notes.append(f"The networks are fully convolutional, so the speed-ups are also measured at "
+                 f"{' and '.join(s + ' px' for s in sizes)} beside the run's {run}: every model "
+                 "is rebuilt at that input size with the same (deployed) weights, converted to "
+                 "fp32 TFLite as the export does, and its file timed interleaved against the "
+                 "ancestor's rebuilt file, batch 1, as above. Larger inputs shift time towards "
+                 "the late, wide layers, so the speed-up changes with the camera's resolution.")
+  unfolded = [(name, m) for name, m in models.items()
+              if finite_number(m.get("keras_params")) is not None
+              and finite_number(m.get("keras_params")) != finite_number(m.get("params"))]
+  if unfolded:
+    examples = "; ".join(f"{model_label(name, m)}: {fmt_count(m.get('keras_params'))} in Keras vs "
+                         f"{fmt_count(m.get('params'))} deployed" for name, m in unfolded[:2])
+    notes.append("Keras params is Keras' `count_params()` of the training model, with batch "
+                 "norm unfolded (four vectors per filter: γ, β and the moving mean and "
+                 f"variance), e.g. {examples}.")
+  if retrained(results):
+    notes.append("Epochs and images trained: what training processed. For the SquishedNet, "
+                 "epochs are the lineage's budget (the ancestor's epochs, the chosen "
+                 "offspring's and --final_epochs), for which its widths trained from scratch "
+                 "and every baseline trains; images trained count the ancestor, every "
+                 "candidate evolution fine-tuned (discarded ones included) and that final "
+                 "training.")
+  else:
+    notes.append("Epochs and images trained: what training processed. For the SquishedNet, "
+                 "epochs count the ancestor's training, the chosen offspring's fine-tuning and "
+                 "the polish (the budget every baseline trains for); images trained also count "
+                 "every candidate evolution fine-tuned, discarded ones included.")
+  if any(m.get("gzip_bytes") is not None for m in models.values()):
+    notes.append("Magnitude pruning zeroes weights without shrinking the dense file: its "
+                 "saving shows in the gzip column and in non-zero params, not in size or speed.")
+  machine = results.get("machine")
+  if isinstance(machine, Mapping) and machine:
+    cpu = machine.get("processor") or machine.get("machine") or "CPU"
+    count = machine.get("cpu_count")
+    threads = machine.get("num_threads")
+    notes.append(f"Timed on {cpu}" + (f" ({count} CPUs)" if count else "")
+                 + (f", {threads} LiteRT threads." if threads else "."))
+  return "\n\n".join(notes)

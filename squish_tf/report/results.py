@@ -1,0 +1,220 @@
+"""Reading results.json for the report: models in table order, their labels, speed-ups,
+accuracy drops, the lineage and the comparisons the prose states."""
+
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+from squish_tf.report.format import DASH, finite_number, fmt_ratio
+
+MODEL_ORDER = ("ancestor", "squishednet", "width_scaled", "width_scaled_distilled",
+               "magnitude_pruned", "mobilenet_v3_small")
+# Labels for entries that carry none (the job writes its own).
+_DEFAULT_LABELS = {
+    "ancestor": "Ancestor",
+    "squishednet": "SquishedNet",
+    "width_scaled": "Uniform width-scaled SqueezeNet",
+    "width_scaled_distilled": "Uniform width-scaled SqueezeNet, distilled from the ancestor",
+    "magnitude_pruned": "tfmot magnitude pruning of the ancestor",
+    "mobilenet_v3_small": "MobileNetV3Small (minimalistic)",
+}
+# The baselines the SquishedNet is measured against in the summary, and how a
+# sentence names them.
+RIVALS = (("width_scaled", "the width-scaled SqueezeNet trained from scratch"),
+           ("width_scaled_distilled", "the same width-scaled SqueezeNet distilled from the "
+            "ancestor"))
+
+
+def accuracy_split(results: Mapping[str, Any]) -> str:
+  """The split every reported accuracy is on: "test", or "validation" for older results."""
+  return str(results.get("accuracy_split") or "validation")
+
+
+def is_on_test(results: Mapping[str, Any]) -> bool:
+  return accuracy_split(results) == "test"
+
+
+def top1_header(results: Mapping[str, Any], what: str = "top-1") -> str:
+  """ "Test top-1" (or "Validation top-1" for older results)."""
+  return f"{accuracy_split(results).capitalize()} {what}"
+
+
+def ordered_models(results: Mapping[str, Any]) -> Dict[str, Dict[str, Any]]:
+  """The compared models in table order (MODEL_ORDER, then the rest as given)."""
+  models = {name: dict(entry or {}) for name, entry in (results.get("models") or {}).items()}
+  ordered = {name: models[name] for name in MODEL_ORDER if name in models}
+  ordered.update({name: entry for name, entry in models.items() if name not in ordered})
+  return ordered
+
+
+def model_label(name: str, entry: Mapping[str, Any]) -> str:
+  return entry.get("label") or _DEFAULT_LABELS.get(name) or name
+
+
+def batch_sizes(models: Mapping[str, Mapping[str, Any]]) -> List[str]:
+  sizes = set()
+  for entry in models.values():
+    for key in ("litert_images_per_sec", "speedup_vs_ancestor"):
+      sizes.update(str(size) for size in (entry.get(key) or {}))
+  return sorted(sizes, key=lambda s: (not s.isdigit(), int(s) if s.isdigit() else 0, s))
+
+
+def measured_speedup(entry: Mapping[str, Any], ancestor: Mapping[str, Any], size: str,
+             key: str = "speedup_vs_ancestor") -> Optional[float]:
+  """The measured speed-up over the ancestor (the interleaved pair's median).
+
+  Results that record speed-ups (`key` present) are never second-guessed: a
+  pair that was not measured stays unknown. Only older results without the
+  field fall back to the ratio of the two separately timed speeds.
+  """
+  if isinstance(entry.get(key), Mapping) or key != "speedup_vs_ancestor":
+    return finite_number((entry.get(key) or {}).get(size))
+  own = finite_number((entry.get("litert_images_per_sec") or {}).get(size))
+  base = finite_number((ancestor.get("litert_images_per_sec") or {}).get(size))
+  return own / base if own is not None and base else None
+
+
+def speedup_range(entry: Mapping[str, Any], size: str,
+                   key: str = "speedup_vs_ancestor") -> Optional[Tuple[float, float, Any]]:
+  """(min, max, rounds) of the per-round ratios behind a speed-up, when measured interleaved."""
+  spread = (entry.get(f"{key}_range") or {}).get(size)
+  if not isinstance(spread, Mapping):
+    return None
+  low, high = finite_number(spread.get("min")), finite_number(spread.get("max"))
+  if low is None or high is None:
+    return None
+  return low, high, spread.get("rounds")
+
+
+def speedup_cell(entry: Mapping[str, Any], ancestor: Mapping[str, Any], size: str,
+                  key: str = "speedup_vs_ancestor") -> str:
+  """ "1.65× [1.52–1.71]": the median of the interleaved rounds' ratios and their min–max."""
+  value = measured_speedup(entry, ancestor, size, key)
+  spread = speedup_range(entry, size, key)
+  if value is None or spread is None:
+    return fmt_ratio(value)
+  return f"{value:.2f}× [{spread[0]:.2f}–{spread[1]:.2f}]"
+
+
+def speed_resolutions(models: Mapping[str, Mapping[str, Any]]) -> List[Tuple[str, str]]:
+  """(image size, batch size) of every speed-up measured at another resolution, in order."""
+  found = set()
+  for entry in models.values():
+    for image_size, by_batch in (entry.get("speedup_at_resolution") or {}).items():
+      for batch, value in (by_batch or {}).items():
+        if finite_number(value) is not None:
+          found.add((str(image_size), str(batch)))
+  return sorted(found, key=lambda pair: (int(pair[0]) if pair[0].isdigit() else 0, pair[0],
+                                         int(pair[1]) if pair[1].isdigit() else 0))
+
+
+def resolution_speedup(entry: Mapping[str, Any], image_size: str, batch: str
+                        ) -> Optional[float]:
+  """The interleaved pair's median speed-up over the ancestor at another resolution."""
+  return finite_number(((entry.get("speedup_at_resolution") or {}).get(image_size) or {}).get(batch))
+
+
+def resolution_cell(entry: Mapping[str, Any], image_size: str, batch: str) -> str:
+  """ "3.10× [2.95–3.30]" at another resolution, or "–"."""
+  value = resolution_speedup(entry, image_size, batch)
+  spread = ((entry.get("speedup_at_resolution_range") or {}).get(image_size) or {}).get(batch)
+  if value is None or not isinstance(spread, Mapping):
+    return fmt_ratio(value)
+  low, high = finite_number(spread.get("min")), finite_number(spread.get("max"))
+  if low is None or high is None:
+    return fmt_ratio(value)
+  return f"{value:.2f}× [{low:.2f}–{high:.2f}]"
+
+
+def run_pixels_text(results: Mapping[str, Any]) -> Optional[str]:
+  """ "64 px": the run's image size, when known."""
+  size = finite_number((results.get("dataset") or {}).get("image_size"))
+  return None if size is None else f"{size:.0f} px"
+
+
+def drop_cell(entry: Mapping[str, Any], ancestor: Mapping[str, Any]) -> str:
+  """The ancestor's top-1 minus the entry's, in points (negative: a gain), as evolution measures."""
+  top1, base = finite_number(entry.get("top1")), finite_number((ancestor or {}).get("top1"))
+  if top1 is None or base is None:
+    return DASH
+  drop = 100 * (base - top1)
+  return f"{0.0 if round(drop, 2) == 0 else drop:.2f}"
+
+
+def candidates_by_id(results: Mapping[str, Any]) -> Dict[str, Dict[str, Any]]:
+  """Candidates by id; of a retried candidate, the last attempt (the one selection saw)."""
+  return {c.get("id"): c for c in results.get("candidates") or [] if isinstance(c, Mapping)}
+
+
+def is_polished(results: Mapping[str, Any]) -> bool:
+  """Whether a final stage made the SquishedNet from the evolved winner."""
+  return bool(results.get("polished")) and bool((results.get("models") or {}).get("squishednet"))
+
+
+def retrained(results: Mapping[str, Any]) -> bool:
+  """Whether that final stage trained the winner's widths from scratch (--final_init=scratch)."""
+  return is_polished(results) and results.get("final_init") == "scratch"
+
+
+def final_word(results: Mapping[str, Any]) -> str:
+  return "retrained" if retrained(results) else "polished"
+
+
+def lineage(results: Mapping[str, Any]) -> List[Dict[str, Any]]:
+  """The chosen path: the ancestor, then each generation's chosen candidate, in order.
+
+  Generations whose chosen candidate is unknown are left out. The polish is
+  not a step here: the polished SquishedNet is `results["models"]["squishednet"]`.
+  """
+  models = results.get("models") or {}
+  path: List[Dict[str, Any]] = []
+  ancestor = models.get("ancestor")
+  if ancestor:
+    path.append(dict(ancestor, id="ancestor"))
+  by_id = candidates_by_id(results)
+  generations = results.get("generations") or []
+  if generations:
+    for generation in sorted(generations, key=lambda g: finite_number(g.get("generation")) or 0):
+      chosen = by_id.get(generation.get("chosen"))
+      if chosen:
+        path.append(chosen)
+  else:
+    chosen = [c for c in by_id.values() if c.get("chosen")]
+    path.extend(sorted(chosen, key=lambda c: finite_number(c.get("generation")) or 0))
+  return path
+
+
+def comparisons(results: Mapping[str, Any]) -> List[Dict[str, Any]]:
+  """The SquishedNet against each width-scaled baseline present, on the reported split.
+
+  Returns:
+    One dict per baseline in `results["models"]`: name, description, the two
+    top-1 fractions (either may be None) and `points`, the SquishedNet's
+    top-1 minus the baseline's in points (None when either is missing).
+  """
+  models = results.get("models") or {}
+  squished = models.get("squishednet") or {}
+  out = []
+  for name, description in RIVALS:
+    if name not in models:
+      continue
+    entry = models.get(name) or {}
+    own, theirs = finite_number(squished.get("top1")), finite_number(entry.get("top1"))
+    points = None if own is None or theirs is None else 100 * (own - theirs)
+    out.append({"name": name, "description": description, "top1": own, "baseline_top1": theirs,
+                "size_mb": finite_number(entry.get("size_mb")), "points": points})
+  return out
+
+
+def comparison_phrase(comparison: Mapping[str, Any], bold: bool = True) -> str:
+  """ "beats the ... by **3.00 points** (91.00% vs 88.00%)", or "trails", or "ties"."""
+  description = comparison["description"]
+  points = comparison["points"]
+  if points is None:
+    missing = "the SquishedNet" if comparison["top1"] is None else "the baseline"
+    return f"cannot be compared with {description} ({missing} has no top-1)"
+  detail = f"({100 * comparison['top1']:.2f}% vs {100 * comparison['baseline_top1']:.2f}%)"
+  if round(points, 2) == 0:
+    return f"ties with {description} {detail}"
+  amount = f"{abs(points):.2f} points"
+  amount = f"**{amount}**" if bold else amount
+  verb = "beats" if points > 0 else "trails"
+  return f"{verb} {description} by {amount} {detail}"

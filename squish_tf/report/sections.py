@@ -1,0 +1,242 @@
+"""The report's evolution and measurement sections: generations, candidates, why evolution
+stopped, the latency model, the figure's caption, the paper's figures and stage times."""
+
+from typing import Any, Dict, List, Mapping
+
+from squish_tf.layout import STAGES
+from squish_tf.report.format import (
+  DASH,
+  finite_number,
+  fmt_count,
+  fmt_duration,
+  fmt_images,
+  fmt_macs_m,
+  fmt_mb,
+  fmt_percent,
+  fmt_reason,
+  fmt_speed,
+  fmt_text,
+  fmt_value,
+  markdown_table,
+)
+from squish_tf.report.pareto import PAPER_NOTE
+from squish_tf.report.results import (
+  accuracy_split,
+  candidates_by_id,
+  drop_cell,
+  final_word,
+  is_on_test,
+  is_polished,
+  retrained,
+  top1_header,
+)
+
+
+def _generations(results: Mapping[str, Any]) -> List[Dict[str, Any]]:
+  """The generation summaries in order; reconstructed from the candidates for older results."""
+  generations = [g for g in results.get("generations") or [] if isinstance(g, Mapping)]
+  if not generations:
+    candidates = [c for c in results.get("candidates") or [] if isinstance(c, Mapping)]
+    numbers = sorted({c.get("generation") for c in candidates if c.get("generation") is not None})
+    generations = [{"generation": g, "chosen": next(
+        (c.get("id") for c in candidates if c.get("generation") == g and c.get("chosen")), None)}
+                   for g in numbers]
+  return sorted(generations, key=lambda g: finite_number(g.get("generation")) or 0)
+
+
+def generations_table(results: Mapping[str, Any]) -> str:
+  candidates = [c for c in results.get("candidates") or [] if isinstance(c, Mapping)]
+  generations = _generations(results)
+  if not generations and not candidates:
+    return "No generations in these results."
+  by_id = candidates_by_id(results)
+  on_test = is_on_test(results)
+  split = accuracy_split(results)
+  header = ["Gen", "Parent", "Candidates", "Chosen", "Params (deployed)", "Size (MB)",
+            "MACs (M)"]
+  header += ["Val top-1 (selection)"] if on_test else []
+  header += [top1_header(results), f"Drop ({split}, pts)", "NetScore", "Stop reason"]
+  align = ["r", "l", "r", "l", "r", "r", "r"] + ["r"] * (4 if on_test else 3) + ["l"]
+
+  def figures(entry: Mapping[str, Any]) -> List[str]:
+    out = [fmt_count(entry.get("params")), fmt_mb(entry.get("size_mb")), fmt_macs_m(entry.get("macs"))]
+    out += [fmt_percent(entry.get("validation_top1"))] if on_test else []
+    out += [fmt_percent(entry.get("top1"))]
+    return out
+
+  rows = []
+  models = results.get("models") or {}
+  ancestor = models.get("ancestor") or {}
+  if ancestor:
+    rows.append(["0", DASH, DASH, "ancestor"] + figures(ancestor)
+                + [DASH, fmt_value(ancestor.get("netscore"), ".2f"), DASH])
+  for generation in generations:
+    number = generation.get("generation")
+    tried = [c for c in candidates if c.get("generation") == number]
+    diverged = sum(1 for c in tried if c.get("status") == "diverged")
+    tried_text = str(len(tried)) + (f" ({diverged} diverged)" if diverged else "")
+    chosen_id = generation.get("chosen")
+    chosen = by_id.get(chosen_id) or {}
+    rows.append([fmt_text(number), fmt_text(generation.get("parent") or chosen.get("parent")),
+                 tried_text if tried else DASH, fmt_text(chosen_id)] + figures(chosen)
+                + [drop_cell(chosen, ancestor) if chosen else DASH,
+                   fmt_value(chosen.get("netscore"), ".2f"), fmt_reason(generation.get("stop_reason"))])
+  if is_polished(results):
+    squished = models.get("squishednet") or {}
+    rows.append(["polish", fmt_text(results.get("winner")), DASH,
+                 f"**SquishedNet ({final_word(results)})**"]
+                + figures(squished)
+                + [drop_cell(squished, ancestor), fmt_value(squished.get("netscore"), ".2f"), DASH])
+  table = markdown_table(header, rows, align=align)
+  notes = [f"Drop = the ancestor's {split} top-1 minus the model's, in points (negative: a "
+           "gain)"]
+  if on_test:
+    notes[0] += ("; it is measured as evolution measures it, but on the test figures. "
+                 "Selection and the accuracy budget read the validation column.")
+  else:
+    notes[0] += "."
+  if retrained(results):
+    notes.append("The **polish** row is the SquishedNet: the last generation's winner's widths "
+                 "trained from fresh weights for the lineage's budget, as the baselines train.")
+  elif is_polished(results):
+    notes.append("The **polish** row is the SquishedNet: the last generation's winner after a "
+                 "final, longer fine-tune distilled from the ancestor.")
+  return table + "\n\n" + " ".join(notes)
+
+
+def stop_line(results: Mapping[str, Any]) -> str:
+  winner, reason = results.get("winner"), results.get("stop_reason")
+  if not winner and not reason:
+    return ""
+  polish = ""
+  if retrained(results):
+    polish = ", its widths then trained from scratch into the SquishedNet"
+  elif is_polished(results):
+    polish = ", then polished into the SquishedNet"
+  return (f"Winner: `{winner or DASH}`{polish}. Stop reason: {fmt_reason(reason)}. Every candidate, "
+          "chosen or not, is listed below and in `lineage.json`.")
+
+
+def candidates_section(results: Mapping[str, Any]) -> str:
+  """Every candidate evolution trained, with both the selection and the reported accuracy."""
+  candidates = [c for c in results.get("candidates") or [] if isinstance(c, Mapping)]
+  if not candidates:
+    return ""
+  ancestor = (results.get("models") or {}).get("ancestor") or {}
+  on_test = is_on_test(results)
+  split = accuracy_split(results)
+  header = ["Candidate", "Parent", "Params (deployed)", "Size (MB)", "MACs (M)", "F"]
+  header += ["Val top-1 (selection)"] if on_test else []
+  header += [top1_header(results), f"Drop ({split}, pts)", "Images trained", "Time", "Status"]
+  rows = []
+  for c in sorted(candidates, key=lambda c: (finite_number(c.get("generation")) or 0,
+                                             finite_number(c.get("candidate")) or 0,
+                                             finite_number(c.get("attempt")) or 0)):
+    attempt = finite_number(c.get("attempt"))
+    name = fmt_text(c.get("id")) + (f" (retry {attempt:.0f})" if attempt else "")
+    status = "**chosen**" if c.get("chosen") else fmt_text(c.get("status"))
+    row = [name, fmt_text(c.get("parent")), fmt_count(c.get("params")), fmt_mb(c.get("size_mb")),
+           fmt_macs_m(c.get("macs")), fmt_value(c.get("env_factor"), ".3f")]
+    row += [fmt_percent(c.get("validation_top1"))] if on_test else []
+    row += [fmt_percent(c.get("top1")), drop_cell(c, ancestor), fmt_images(c.get("train_images")),
+            fmt_duration(c.get("wall_seconds")), status]
+    rows.append(row)
+  align = ["l", "l"] + ["r"] * (len(header) - 3) + ["l"]
+  return "### Every candidate\n\n" + markdown_table(header, rows, align=align) + (
+      "\n\nF = the mean environmental factor of the draw." + (
+          " Selection read only the validation column; the test column was measured afterwards "
+          "and played no part in any choice." if on_test else ""))
+
+
+def latency_section(results: Mapping[str, Any]) -> str:
+  """The latency model's predictions against each candidate's interleaved measurement."""
+  summary = results.get("latency_model")
+  if not isinstance(summary, Mapping):
+    return ""
+  rows = []
+  for c in results.get("candidates") or []:
+    if not isinstance(c, Mapping) or c.get("predicted_latency_ms") is None:
+      continue
+    measured = c.get("measured_speedup") or {}
+    rows.append([fmt_text(c.get("id")) + (" (chosen)" if c.get("chosen") else ""),
+                 fmt_value(c.get("expected_latency_ms"), ".3f"),
+                 fmt_value(c.get("predicted_latency_ms"), ".3f"),
+                 fmt_value(c.get("measured_latency_ms"), ".3f"),
+                 fmt_value(c.get("latency_error"), "+.1f", 100.0, "%"),
+                 fmt_value(c.get("predicted_speedup"), ".2f", suffix="x"),
+                 _ratio_range(measured),
+                 fmt_value(c.get("speedup_error"), "+.1f", 100.0, "%")])
+  header = ["Candidate", "Expected (ms)", "Predicted (ms)", "Measured (ms)", "Error",
+            "Predicted speed-up", "Measured speed-up (min-max)", "Speed-up error"]
+  text = ("### Latency model\n\n"
+          f"LiteRT latency at batch 1 predicted from the table measured on this machine "
+          f"(`{fmt_text(summary.get('table'))}`) and measured with each candidate timed "
+          "interleaved with the ancestor once its generation was trained. The ancestor: "
+          f"{fmt_value(summary.get('ancestor_predicted_ms'), '.3f')} ms predicted, "
+          f"{fmt_value(summary.get('ancestor_measured_ms'), '.3f')} ms measured. Median |error| of "
+          "the latency: "
+          f"{fmt_value(summary.get('median_abs_error_chosen'), '.1f', 100.0, '%')} on the chosen "
+          f"offspring, {fmt_value(summary.get('median_abs_error_all'), '.1f', 100.0, '%')} on all "
+          f"{fmt_count(summary.get('measured_candidates'))} measured; of the speed-up over the "
+          "ancestor (the same error relative to the ancestor's, which does not depend on how "
+          "busy the machine was at the two moments): "
+          f"{fmt_value(summary.get('median_abs_speedup_error_chosen'), '.1f', 100.0, '%')} and "
+          f"{fmt_value(summary.get('median_abs_speedup_error_all'), '.1f', 100.0, '%')}.")
+  if rows:
+    text += "\n\n" + markdown_table(header, rows, align=["l"] + ["r"] * (len(header) - 1))
+  return text
+
+
+def _ratio_range(stats: Mapping[str, Any]) -> str:
+  if not isinstance(stats, Mapping) or finite_number(stats.get("median")) is None:
+    return DASH
+  return (f"{finite_number(stats['median']):.2f}x ({fmt_value(stats.get('min'), '.2f')}-"
+          f"{fmt_value(stats.get('max'), '.2f')})")
+
+
+def figure_caption(results: Mapping[str, Any]) -> str:
+  split = accuracy_split(results)
+  polish = " star: the SquishedNet;"
+  if retrained(results):
+    polish = (" star: the SquishedNet, the winner's widths trained from scratch (dotted: its "
+              "step from the evolved winner);")
+  elif is_polished(results):
+    polish = (" star: the SquishedNet, after the polish (dotted: the polish's step from the "
+              "evolved winner);")
+  return (f"Accuracy on the {split} split. Grey: every candidate evolution tried; line: the "
+          f"chosen lineage from the ancestor to the evolved winner;{polish} coloured markers: "
+          "baselines; hollow markers: the paper's SquishedNets, whose accuracy is on another "
+          "dataset (ImageNet-10) and so only shows their trade-off.")
+
+
+def paper_section(results: Mapping[str, Any], dataset: Mapping[str, Any]) -> str:
+  paper = [p for p in results.get("paper") or [] if isinstance(p, Mapping)]
+  reference = finite_number((results.get("reference") or {}).get("squeezenet_v1_1_size_mb"))
+  ours = dataset.get("name") or "this run's dataset"
+  size = finite_number(dataset.get("image_size"))
+  ours_px = f" at {size:.0f}×{size:.0f} px" if size else ""
+  intro = (f"Shafiee, Li, Chwyl and Wong (2017, arXiv 1711.07459) report these SquishedNets on "
+           f"**ImageNet-10**, timed on an **NVIDIA Jetson TX1**. This run used "
+           f"{ours}{ours_px}, timed with LiteRT on a CPU: a different dataset and device, so the "
+           "numbers are **not directly comparable**. They are here as the paper's trade-off (how "
+           "much size it gave up for how much accuracy and speed), not as a target.")
+  # Quoted figures keep the paper's own precision (2.4 MB, not 2.400).
+  rows = [[fmt_text(p.get("label") or PAPER_NOTE), fmt_value(p.get("size_mb"), "g"),
+           fmt_value(p.get("top1"), "g", 100.0, "%"), fmt_speed(p.get("images_per_sec"))] for p in paper]
+  if reference:
+    rows.append(["SqueezeNet v1.1 (float32 weights, for scale)", f"{reference:g}", DASH, DASH])
+  if not rows:
+    return intro
+  return intro + "\n\n" + markdown_table(["Source", "Size (MB)", "Top-1", "Images/s"], rows)
+
+
+def time_table(results: Mapping[str, Any]) -> str:
+  wall = results.get("wall_seconds") or {}
+  if not wall:
+    return "Stage times were not recorded."
+  stages = [s for s in STAGES if s in wall] + sorted(
+      s for s in wall if s not in STAGES and s != "total")
+  rows = [[fmt_text(s), fmt_duration(wall.get(s))] for s in stages]
+  if "total" in wall:
+    rows.append(["**total**", f"**{fmt_duration(wall.get('total'))}**"])
+  return markdown_table(["Stage", "Wall time"], rows)

@@ -1,0 +1,152 @@
+"""The house by stage: imports run only downward, no circle, no private name crosses a module."""
+
+import ast
+import collections
+import os
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# The rooms, ground floor first: a module may import its own room and the rooms below it.
+LEVELS = (
+    ("squish_tf.files", "squish_tf.layout"),
+    ("squish_tf.runtime",),
+    ("squish_tf.net",),
+    ("squish_tf.data",),
+    ("squish_tf.train",),
+    ("squish_tf.export",),
+    ("squish_tf.report",),
+    ("squish_tf.bench",),
+    ("squish_tf.evolve",),
+    ("squish_tf.job",),
+    ("squish_tf.api", "squish_tf"),
+)
+MAX_LINES = 500
+WHOLE = "reads best whole"  # what a longer module's docstring says, with the reason
+
+
+def _modules(top):
+  found = {}
+  for directory, _, files in os.walk(os.path.join(ROOT, top)):
+    for name in files:
+      if name.endswith(".py"):
+        path = os.path.join(directory, name)
+        module = os.path.relpath(path, ROOT)[:-3].replace(os.sep, ".")
+        found[module[:-len(".__init__")] if module.endswith(".__init__") else module] = path
+  return found
+
+
+LIBRARY = _modules("squish_tf")
+CHECKED = {**LIBRARY, **_modules("pipelines"), **_modules("benchmarks")}
+
+
+def _tree(path):
+  with open(path, encoding="utf-8") as handle:
+    return ast.parse(handle.read(), path)
+
+
+def imports_of(module, path):
+  """{imported squish_tf module: line} and [(line, what)] of private names taken from another module."""
+  imported, private, aliases = {}, [], {}
+  tree = _tree(path)
+  for node in ast.walk(tree):
+    if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+      for alias in node.names:
+        full = f"{node.module}.{alias.name}"
+        if full in LIBRARY:  # from package import module
+          imported.setdefault(full, node.lineno)
+          aliases[alias.asname or alias.name] = full
+        elif node.module in CHECKED:
+          imported.setdefault(node.module, node.lineno)
+          if alias.name.startswith("_"):
+            private.append((node.lineno, f"from {node.module} import {alias.name}"))
+    elif isinstance(node, ast.Import):
+      for alias in node.names:
+        if alias.name in LIBRARY:
+          imported.setdefault(alias.name, node.lineno)
+  for node in ast.walk(tree):
+    if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+        and node.value.id in aliases and node.attr.startswith("_")
+        and not node.attr.startswith("__")):
+      private.append((node.lineno, f"{node.value.id}.{node.attr} ({aliases[node.value.id]})"))
+  imported.pop(module, None)
+  return imported, private
+
+
+def _level(module):
+  """The level of `module`'s room; `squish_tf` itself is only its __init__."""
+  for level, rooms in enumerate(LEVELS):
+    for room in rooms:
+      if module == room or (room != "squish_tf" and module.startswith(room + ".")):
+        return level
+  raise AssertionError(f"{module} is in no room of LEVELS: add it to one")
+
+
+@pytest.fixture(scope="module")
+def graph():
+  return {module: imports_of(module, path)[0] for module, path in LIBRARY.items()}
+
+
+def test_every_module_sits_in_a_room():
+  for module in LIBRARY:
+    _level(module)
+
+
+def test_imports_run_only_downward(graph):
+  upward = [f"{module} (level {_level(module)}) imports {target} (level {_level(target)}) "
+            f"at line {line}"
+            for module, targets in sorted(graph.items()) for target, line in targets.items()
+            if _level(target) > _level(module)]
+  assert not upward, "\n".join(upward)
+
+
+def test_no_import_circle(graph):
+  """Depth-first search for a cycle among modules (function-level imports count too)."""
+  state, stack, cycles = collections.defaultdict(int), [], []
+
+  def visit(module):
+    state[module] = 1
+    stack.append(module)
+    for target in graph.get(module, {}):
+      target = target if target in graph else None
+      if target is None:
+        continue
+      if state[target] == 1:
+        cycles.append(stack[stack.index(target):] + [target])
+      elif state[target] == 0:
+        visit(target)
+    stack.pop()
+    state[module] = 2
+
+  for module in sorted(graph):
+    if state[module] == 0:
+      visit(module)
+  assert not cycles, "\n".join(" -> ".join(cycle) for cycle in cycles)
+
+
+@pytest.mark.parametrize("module", sorted(CHECKED))
+def test_no_private_name_crosses_a_module(module):
+  _, private = imports_of(module, CHECKED[module])
+  assert not private, f"{module} takes private names of other modules: {private}"
+
+
+def test_modules_are_small_or_say_why():
+  long = []
+  for module, path in sorted(LIBRARY.items()):
+    with open(path, encoding="utf-8") as handle:
+      lines = handle.read().count("\n")
+    if lines > MAX_LINES and WHOLE not in (ast.get_docstring(_tree(path)) or ""):
+      long.append(f"{module}: {lines} lines")
+  assert not long, (f"modules over {MAX_LINES} lines whose docstring does not say why the "
+                    f"module {WHOLE}: {long}")
+
+
+def test_the_checker_sees_a_private_import(tmp_path):
+  """The checks above can fail: a planted private import and attribute are found."""
+  planted = tmp_path / "planted.py"
+  planted.write_text("from squish_tf.net import spec as spec_lib\n"
+                     "from squish_tf.net.spec import _as_int\n"
+                     "spec_lib._positive('x', 1)\n")
+  _, private = imports_of("planted", str(planted))
+  assert [line for line, _ in private] == [2, 3]
