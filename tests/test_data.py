@@ -511,6 +511,19 @@ def test_folder_unreadable_images_are_named_or_skipped_and_counted(tmp_path):
                                      str(tmp_path / "cat" / "broken.jpg")]
 
 
+def test_a_bad_image_in_the_test_split_stops_load_and_leaves_no_index(tmp_path):
+  _numbered_tree(tmp_path / "data" / "train", per_class=4)
+  _numbered_tree(tmp_path / "data" / "test", per_class=2)
+  (tmp_path / "data" / "test" / "dog" / "broken.png").write_bytes(b"\x89PNG truncated")
+  config = _folder(tmp_path / "data", cache_dir=str(tmp_path / "cache"))
+  with pytest.raises(ValueError, match="(?s)1 image file.*test/dog/broken.png.*skip_bad_images"):
+    data.load(config)  # train and validation only: the test split's files are checked too
+  assert not os.path.exists(tmp_path / "cache")
+  skipping = dataclasses.replace(config, skip_bad_images=True)
+  assert data.load(skipping)[2].skipped_images == 0  # nothing skipped in what load builds
+  assert data.load_test(skipping)[1].skipped_images == 1
+
+
 def test_folder_errors_say_what_is_wrong(tmp_path):
   with pytest.raises(ValueError, match="needs --data_dir"):
     data.load(data_config_lib.DataConfig(dataset="folder"))
@@ -590,7 +603,7 @@ def test_folder_flat_layout_holds_out_disjoint_stratified_validation_and_test(tm
     data.load_test(no_test)
 
 
-def test_folder_test_folder_is_the_test_split_and_load_never_reads_it(tmp_path):
+def test_folder_test_folder_is_the_test_split_and_load_never_builds_it(tmp_path):
   # Green says the split (train 0, validation 50, test 150 + i).
   for split, green, count in (("train", 0, 3), ("validation", 50, 2), ("test", 150, 2)):
     for label, name in enumerate(("ant", "bee")):
@@ -598,7 +611,10 @@ def test_folder_test_folder_is_the_test_split_and_load_never_reads_it(tmp_path):
         _write(tmp_path / split / name / f"{i}.png",
                _solid((label * 100, green + (i if split == "test" else 0), 0), size=(6, 6)))
   (tmp_path / "test" / "bee" / "broken.png").write_bytes(b"not a png")
-  train_ds, val_ds, info = data.load(_folder(tmp_path))  # the broken test file is not read
+  # Every split is decode-checked before anything trains: the broken test file stops load.
+  with pytest.raises(ValueError, match="(?s)test/bee/broken.png.*--skip_bad_images"):
+    data.load(_folder(tmp_path))
+  train_ds, val_ds, info = data.load(_folder(tmp_path, skip_bad_images=True))
   assert (info.train_count, info.validation_count, info.test_count) == (6, 4, 5)
   assert info.skipped_images == 0
   assert {int(v) for v in _stack(train_ds)[0][:, 0, 0, 1]} == {0}
@@ -838,14 +854,15 @@ def test_folder_index_is_written_on_first_load_and_read_on_the_second(tmp_path, 
   cache_dir = tmp_path / "cache"
   config = _folder(tmp_path / "data", test_split=0.2, cache_dir=str(cache_dir))
   _, _, info = data.load(config)
-  assert len(decoder_checks) == info.train_count + info.validation_count == 15
+  # Every split is decode-checked by load, the test split's files too (nothing else is read).
+  assert len(decoder_checks) == 18 and info.train_count + info.validation_count == 15
   index_path = folder_lib.folder_index_path(str(cache_dir), str(tmp_path / "data"))
   with open(index_path, encoding="utf-8") as handle:
     index = json.loads(handle.read(), parse_constant=_refuse_constant)
   assert index["root"] == str(tmp_path / "data") and index["unreadable"] == []
   assert len(index["files"]) == 18 and "ant/00.png" in index["files"]
   checked = sorted(name for name, (_, _, ok) in index["files"].items() if ok)
-  assert len(checked) == 15  # the test files are not read by load
+  assert len(checked) == 18
   size, mtime_ns, _ = index["files"]["ant/00.png"]
   assert size == os.path.getsize(tmp_path / "data" / "ant" / "00.png")
   assert mtime_ns == os.stat(tmp_path / "data" / "ant" / "00.png").st_mtime_ns
@@ -855,10 +872,7 @@ def test_folder_index_is_written_on_first_load_and_read_on_the_second(tmp_path, 
   _, _, again = data.load(config)
   assert decoder_checks == [] and again == info
   _, test_info = data.load_test(config)
-  assert len(decoder_checks) == test_info.test_count == 3  # only the files not indexed yet
-  decoder_checks.clear()
-  data.load_test(config)
-  assert decoder_checks == []
+  assert decoder_checks == [] and test_info.test_count == 3  # checked by load already
   # The same folder reached by a relative path: the same index.
   monkeypatch.chdir(tmp_path)
   folder_lib.FOLDER_INDEXES.clear()

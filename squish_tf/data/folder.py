@@ -34,9 +34,10 @@ def folder_source(config: DataConfig, splits: Sequence[str]) -> Source:
   folder; a split without one is held out of the training images
   (`_stratified_parts`: per class, seeded by config.seed, validation and test
   disjoint). The partition is decided from the file lists alone, before any
-  image is read, so `load` reads only training and validation files and
-  `load_test` only test files; unreadable files are then checked (and, with
-  skip_bad_images, skipped) in the splits being built, through the
+  image is read, so `load` builds only the training and validation splits and
+  `load_test` only the test split. Every file of every split is decode-checked
+  (an unreadable one stops `load` as well as `load_test`, or with
+  skip_bad_images is skipped in the splits being built), through the
   readability index (`_readability`): a file is decoded to check it once,
   and again only when its size or mtime changes. The training file list is
   shuffled (seeded by config.seed) before anything decodes it.
@@ -107,14 +108,18 @@ def folder_source(config: DataConfig, splits: Sequence[str]) -> Source:
   wanted = [path for split in splits for name in class_names for path in files[split][name]]
   listed = [path for split_files in files.values() for paths in split_files.values()
             for path in paths]
-  index = _readability(root, listed, wanted, config.cache_dir)
+  # Every split's files are decode-checked whichever splits are built (once: the index
+  # keeps the answer), so a bad test image stops `load`, before any training, instead of
+  # the final evaluation an hour later.
+  index = _readability(root, listed, listed, config.cache_dir)
+  unreadable = sorted(path for path in listed if not index.readable[path])
+  if unreadable and not config.skip_bad_images:
+    shown = "\n  ".join(unreadable[:10])
+    more = f"\n  ... and {len(unreadable) - 10} more" if len(unreadable) > 10 else ""
+    raise ValueError(f"{len(unreadable)} image file(s) could not be decoded as "
+                     f"JPEG/PNG/BMP/GIF:\n  {shown}{more}\nDelete or fix them, or set "
+                     "--skip_bad_images to skip and count them.")
   bad = {path for path in wanted if not index.readable[path]}
-  if bad and not config.skip_bad_images:
-    shown = "\n  ".join(sorted(bad)[:10])
-    more = f"\n  ... and {len(bad) - 10} more" if len(bad) > 10 else ""
-    raise ValueError(f"{len(bad)} image file(s) could not be decoded as JPEG/PNG/BMP/GIF:\n  "
-                     f"{shown}{more}\nDelete or fix them, or set --skip_bad_images to skip "
-                     "and count them.")
 
   source_name = f"folder_{digest(os.path.abspath(root))[:8]}"
 

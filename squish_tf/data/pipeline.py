@@ -5,9 +5,10 @@
 
 Three splits: train (fitting), validation (model selection: evolution's
 fittest offspring, the accuracy budget) and test (every reported figure).
-`load` builds the first two and never builds or reads the test split, so
-nothing chosen on it can leak into selection; `load_test` builds only the test
-split, for the final evaluation.
+`load` builds the first two and never builds the test split or reads its
+labels, so nothing chosen on it can leak into selection (a folder source only
+decode-checks every file, so that a bad test image stops a run before it
+trains); `load_test` builds only the test split, for the final evaluation.
 
 Every pipeline is batched (global batch), prefetched tf.data of (images float32
 [B, H, W, 3] in [0, 255], labels int32 [B]) at `image_size` x `image_size`;
@@ -116,7 +117,8 @@ def load(config: DataConfig,
          stream: int = 0) -> Tuple[tf.data.Dataset, tf.data.Dataset, DatasetInfo]:
   """Loads the training and validation pipelines named by `config.dataset`.
 
-  Never builds or reads the test split (see `load_test`).
+  Never builds the test split (see `load_test`); a folder source decode-checks
+  its files too, so that a bad test image stops the run before any training.
 
   Args:
     config: the data source and how to load it.
