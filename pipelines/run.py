@@ -17,7 +17,7 @@ import os
 from absl import flags, logging
 
 from squish_tf.job import flags as flag_defs
-from squish_tf.train import baselines as baselines_lib
+from squish_tf.job import options as options_lib
 
 FLAGS = flags.FLAGS
 
@@ -26,13 +26,9 @@ flag_defs.define_train_flags()
 flag_defs.define_synthesis_flags()
 flag_defs.define_export_flags()
 flag_defs.define_benchmark_flags()
-flags.DEFINE_string("run_name", "demo", "Name of the run: its directory is saved_models/<name>.")
-flags.DEFINE_string("run_dir", None, "Where the run goes; default saved_models/<run_name>.")
-flags.DEFINE_list("baselines", list(baselines_lib.DEFAULT_BASELINES),
-                  "Baselines trained at the SquishedNet's size, epochs and recipe, comma-"
-                  f"separated from {', '.join(baselines_lib.BASELINES)}; 'all' for every one, "
-                  "'none' for none. The default is what a SquishedNet must beat: the width "
-                  "multiplier, trained from scratch with the same recipe and epochs.")
+# This main's own flags (--run_name, --run_dir, --baselines, declared on JobConfig): defined
+# from here, they are listed under this module.
+options_lib.define(options_lib.group("job"))
 # --help lists the shared flags too (they are defined in flag_defs, not in this module).
 flags.adopt_module_key_flags(flag_defs)
 

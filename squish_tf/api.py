@@ -17,25 +17,26 @@ reads a finished run's.
 
 `plan(**options)` is the pure part: options -> the library's config objects,
 exactly as `pipelines/run.py` builds them from the flags
-(`flag_defs.*_config_from_flags`). The options are parsed by absl's own flag
-parsers and serializers, registered in a private `FlagValues` (never the
+(`flag_defs.*_config_from_flags`). The options are the command's flags, from
+the same declarations (`squish_tf.job.options`); they are parsed by absl's own
+flag parsers and serializers, registered in a private `FlagValues` (never the
 global `absl.flags.FLAGS`, which a notebook does not parse).
 
 Importing this module loads no TensorFlow, and `RunResults.load` needs none;
-`plan`, `run`, `defaults` and `option_names` import it (the defaults are the
-config dataclasses').
+`plan`, `run`, `defaults` and `option_names` import it (the options are
+declared on the config dataclasses).
 """
 
 import contextlib
 import dataclasses
 import difflib
-import functools
 import os
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional
 
 from absl import flags
 
 from squish_tf import files as files_lib
+from squish_tf.job import options as options_lib
 from squish_tf.net import model_io
 from squish_tf.report import console as console_lib
 from squish_tf.report import markdown as report_lib
@@ -43,122 +44,16 @@ from squish_tf.report import markdown as report_lib
 RESULTS_FILE = "results.json"  # job.RESULTS_FILE (job imports TensorFlow)
 # Keyword arguments of `run` that are not flags of the `squish` command.
 RUN_KEYWORDS = ("verbose", "log", "check_ancestor")
-# (absl DEFINE kind, name, default, {enum_values, lower_bound, upper_bound}).
-_Option = Tuple[str, str, Any, Dict[str, Any]]
-
-
-@functools.lru_cache(maxsize=None)
-def _option_table() -> Tuple[_Option, ...]:
-  """The flags `pipelines/run.py` defines, in its order, defaults from where the flags take them.
-
-  Mirrors flag_defs.define_{data,train,distribution,synthesis,export,benchmark}_flags
-  and pipelines/run.py's own flags; tests/test_api.py checks it against them.
-  """
-  # pylint: disable=g-import-not-at-top
-  from squish_tf.data import config as data_config_lib
-  from squish_tf.evolve import config as evolve_config_lib
-  from squish_tf.evolve import encoding as synthesis
-  from squish_tf.export import exporter, qat
-  from squish_tf.net import spec as spec_lib
-  from squish_tf.train import baselines as baselines_lib
-  from squish_tf.train import trainer as train_lib
-  # pylint: enable=g-import-not-at-top
-
-  data = data_config_lib.DataConfig()
-  train = train_lib.TrainConfig()
-  loop = evolve_config_lib.EvolutionConfig()
-  encoding = synthesis.SynthesisConfig()
-  positive, non_negative = {"lower_bound": 1}, {"lower_bound": 0.0}
-  return (
-      # define_data_flags
-      ("string", "dataset", data.dataset, {}),
-      ("string", "data_dir", data.data_dir, {}),
-      ("integer", "image_size", data.image_size, positive),
-      ("integer", "batch_size", data.batch_size, positive),
-      ("float", "validation_split", data.validation_split,
-       {"lower_bound": 0.0, "upper_bound": 0.9}),
-      ("float", "test_split", data.test_split, {"lower_bound": 0.0, "upper_bound": 0.9}),
-      ("list", "augment", list(data.augment), {}),
-      ("boolean", "skip_bad_images", data.skip_bad_images, {}),
-      ("enum", "cache", data.cache, {"enum_values": list(data_config_lib.CACHE_MODES)}),
-      ("integer", "shapes10_train_size", data.shapes10_train_size, {"lower_bound": 10}),
-      ("integer", "shapes10_validation_size", data.shapes10_validation_size,
-       {"lower_bound": 10}),
-      ("integer", "shapes10_test_size", data.shapes10_test_size, {"lower_bound": 10}),
-      ("integer", "seed", 0, {}),
-      # define_train_flags
-      ("integer", "train_epochs", train.epochs, positive),
-      ("float", "learning_rate", train.learning_rate, non_negative),
-      ("enum", "optimizer", train.optimizer, {"enum_values": list(train_lib.OPTIMIZERS)}),
-      ("enum", "lr_schedule", train.lr_schedule, {"enum_values": ["cosine", "constant"]}),
-      ("float", "weight_decay", train.weight_decay, non_negative),
-      ("float", "warmup_epochs", train.warmup_epochs, non_negative),
-      ("enum", "classifier_activation", "linear",
-       {"enum_values": list(spec_lib.CLASSIFIER_ACTIVATIONS)}),
-      ("float", "dropout_rate", 0.5, {"lower_bound": 0.0, "upper_bound": 0.99}),
-      ("boolean", "batch_norm", True, {}),
-      # define_distribution_flags
-      ("enum", "distribution_strategy", "off",
-       {"enum_values": list(train_lib.DISTRIBUTION_STRATEGIES)}),
-      ("string", "tpu", "", {}),
-      # define_synthesis_flags
-      ("integer", "generations", loop.generations, positive),
-      ("integer", "population", loop.population, positive),
-      ("integer", "offspring_epochs", loop.offspring_epochs, positive),
-      ("float", "offspring_learning_rate", loop.offspring_learning_rate, non_negative),
-      ("float", "offspring_warmup_epochs", loop.offspring_warmup_epochs, non_negative),
-      ("enum", "offspring_init", loop.offspring_init, {"enum_values": ["inherit", "scratch"]}),
-      ("enum", "final_init", loop.final_init, {"enum_values": list(evolve_config_lib.FINAL_INITS)}),
-      ("integer", "final_epochs", loop.final_epochs, {"lower_bound": 0}),
-      ("boolean", "distill", loop.distill, {}),
-      ("float", "distill_alpha", loop.distill_alpha, {"lower_bound": 0.0, "upper_bound": 1.0}),
-      ("float", "distill_temperature", loop.distill_temperature, {"lower_bound": 1.0}),
-      ("enum", "teacher", loop.teacher, {"enum_values": ["ancestor", "parent"]}),
-      ("float", "target_size_mb", loop.target_size_mb, {}),
-      ("integer", "target_macs", loop.target_macs, {}),
-      ("float", "target_latency_ms", loop.target_latency_ms, {}),
-      ("float", "target_speedup", loop.target_speedup, {}),
-      ("enum", "latency_format", loop.latency_format, {"enum_values": ["fp32", "int8"]}),
-      ("float", "max_accuracy_drop", loop.max_accuracy_drop, {}),
-      ("integer", "max_retries", loop.max_retries, {"lower_bound": 0}),
-      ("float", "target_fraction", loop.target_fraction, {}),
-      ("float", "target_gamma", encoding.target_gamma, non_negative),
-      ("enum", "env_mode", encoding.env_mode, {"enum_values": list(synthesis.ENV_MODES)}),
-      ("float", "env_factor", encoding.env_factor, {}),
-      ("enum", "cost", encoding.cost, {"enum_values": list(synthesis.COSTS)}),
-      ("float", "gamma", encoding.gamma, {}),
-      ("float", "f_min", encoding.f_min, {}),
-      ("integer", "min_filters", encoding.min_filters, {}),
-      ("float", "min_fraction", encoding.min_fraction, {}),
-      ("integer", "channel_multiple", encoding.channel_multiple, {}),
-      ("integer", "workers", 2, positive),
-      # define_export_flags
-      ("list", "formats", None, {}),
-      ("integer", "qat_epochs", 1, positive),
-      ("float", "qat_learning_rate", qat.DEFAULT_LEARNING_RATE, non_negative),
-      ("integer", "calibration_images", exporter.CALIBRATION_IMAGES, positive),
-      # define_benchmark_flags
-      ("list", "batch_sizes", ["1", "8"], {}),
-      ("integer", "num_threads", 2, positive),
-      ("integer", "eval_images", 2000, positive),
-      ("float", "min_seconds", 0.5, non_negative),
-      ("integer", "min_runs", 10, positive),
-      ("list", "pair_resolutions", ["run", "224"], {}),
-      # pipelines/run.py
-      ("string", "run_name", "demo", {}),
-      ("string", "run_dir", None, {}),
-      ("list", "baselines", list(baselines_lib.DEFAULT_BASELINES), {}),
-  )
 
 
 def option_names() -> List[str]:
   """Every option `run` takes that is a `squish` flag, in the CLI's order."""
-  return [name for _, name, _, _ in _option_table()]
+  return [option.name for option in options_lib.squish_options()]
 
 
 def defaults() -> Dict[str, Any]:
   """{option: the `squish` command's default}, as absl gives it (lists are lists)."""
-  return {name: _copy(default) for _, name, default, _ in _option_table()}
+  return {option.name: _copy(option.default) for option in options_lib.squish_options()}
 
 
 def _copy(value: Any) -> Any:
@@ -168,13 +63,7 @@ def _copy(value: Any) -> Any:
 def _flag_values() -> flags.FlagValues:
   """A private registry holding the main's flags (so parsing and serializing are absl's)."""
   registry = flags.FlagValues()
-  for kind, name, default, extra in _option_table():
-    define = getattr(flags, f"DEFINE_{kind}")
-    extra = dict(extra)
-    if kind == "enum":
-      define(name, default, extra.pop("enum_values"), name, flag_values=registry, **extra)
-    else:
-      define(name, _copy(default), name, flag_values=registry, **extra)
+  options_lib.define(options_lib.squish_options(), flag_values=registry)
   registry.mark_as_parsed()
   return registry
 

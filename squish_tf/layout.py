@@ -7,6 +7,9 @@ EVALUATION_FILE = "evaluation.json"
 STAGE_TIMES_FILE = "stage_times.json"
 ANCESTOR_DIR = "ancestor"
 EXPORT_DIR = "export"
+# A training's Keras backup and TensorBoard logs sit beside the model dir it will become,
+# named as the dir plus this (a fine-tune's adds ".attempt<k>" before it).
+WORK_SUFFIX = ".work"
 
 
 # The main job's stages, in the order it runs them (squish_tf.job uses this too).

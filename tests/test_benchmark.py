@@ -262,6 +262,39 @@ def test_two_models_share_images_and_speedups(model_and_export, images):
   assert top1[0] == top1[1]
 
 
+def test_the_jobs_models_take_their_own_formats_pairs_and_settings(model_and_export, images):
+  """What the main job's benchmark stage passes: each model's artefacts, pairs against the
+  ancestor chosen from what was measured, and its own settings, recorded as given."""
+  model_dir, export_dir = model_and_export
+  where = {"model_dir": model_dir, "export_dir": export_dir}
+  config = bench_config_lib.BenchmarkConfig(batch_sizes=(1,), min_seconds=0.0, min_runs=2,
+                                            warmup_runs=0, pair_rounds=3,
+                                            pair_round_seconds=0.005, pair_max_invokes=20,
+                                            pair_resolutions=(32,))
+  measured = []
+
+  def against_the_ancestor(models):
+    measured.append(list(models))
+    return comparisons_lib.comparison_pairs(models, reference="ancestor")
+
+  run_settings = dict(benchmark_lib.settings(config, eval_images=N_IMAGES), eval_split="test")
+  result = benchmark_lib.benchmark_models(
+      {"squishednet": dict(where, formats=None),
+       "ancestor": dict(where, formats=("keras", "tflite_fp32"))},
+      *images, config, pairs=against_the_ancestor, run_settings=run_settings)
+  assert list(result["models"]["squishednet"]["artefacts"]) == [
+      "keras", "saved_model", "tflite_fp32", "tflite_int8"]
+  assert list(result["models"]["ancestor"]["artefacts"]) == ["keras", "tflite_fp32"]
+  assert measured == [["squishednet", "ancestor"]]
+  assert list(result["pairs"]) == ["squishednet/tflite_fp32 vs ancestor/tflite_fp32",
+                                   "squishednet/tflite_int8 vs ancestor/tflite_fp32"]
+  assert result["settings"] is run_settings
+  assert "load_average_1min_end" not in run_settings["machine"]
+  assert list(run_settings)[-1] == "eval_split"
+  with pytest.raises(ValueError, match=r"unknown keys \['format'\]; expected model_dir"):
+    benchmark_lib.benchmark_models({"ancestor": dict(where, format=None)}, *images, config)
+
+
 def test_time_runs_respects_minimums():
   calls = []
   latencies = timing_lib.time_runs(lambda: calls.append(1), min_seconds=0.0, min_runs=5,

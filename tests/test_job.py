@@ -176,6 +176,68 @@ def test_bad_data_is_refused_before_writing(tmp_path):
   assert not os.path.exists(run_dir)
 
 
+def _tree(directory):
+  """Every path under `directory`, files with their bytes (None: it does not exist)."""
+  if not os.path.exists(directory):
+    return None
+  return sorted((os.path.relpath(os.path.join(root, name), directory),
+                 open(os.path.join(root, name), "rb").read() if name in files else None)
+                for root, dirs, files in os.walk(directory) for name in dirs + files)
+
+
+def test_a_bad_test_image_stops_the_job_before_training_and_leaves_the_run_dir(tmp_path,
+                                                                              monkeypatch):
+  """A corrupt file in the folder's test split: refused before the ancestor's first step."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+  rng = np.random.default_rng(0)
+  for split, count in (("train", 6), ("test", 2)):
+    for name in ("ant", "bee"):
+      for i in range(count):
+        path = tmp_path / "photos" / split / name / f"{i}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(tf.io.encode_png(rng.integers(0, 255, (8, 8, 3), np.uint8)).numpy())
+  (tmp_path / "photos" / "test" / "bee" / "broken.png").write_bytes(b"\x89PNG cut short")
+  data_config = data_config_lib.DataConfig(dataset="folder", data_dir=str(tmp_path / "photos"),
+                                           image_size=32, batch_size=4)
+  trained = []
+  monkeypatch.setattr(train_lib, "fit", lambda *args, **kwargs: trained.append(1))
+  existing = tmp_path / "existing"
+  (existing / "notes").mkdir(parents=True)
+  (existing / "notes" / "keep.txt").write_text("mine")
+  for run_dir in (str(tmp_path / "fresh"), str(existing)):
+    before = _tree(run_dir)
+    config = job_config_lib.JobConfig(run_dir=run_dir, baselines=(), check_ancestor=False)
+    with pytest.raises(ValueError, match="(?s)1 image file.*test/bee/broken.png"):
+      job.run_job(config, data_config, TRAIN, EVOLUTION, SYNTH, flags_text="--x\n",
+                  log=lambda line: None)
+    assert _tree(run_dir) == before and not trained
+
+
+def test_a_second_run_on_a_locked_run_dir_exits_2_and_writes_nothing(tmp_path):
+  """The lock's holder is alive (this process): `squish` stops with one line naming it."""
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+
+  from squish_tf import lock as lock_lib  # pylint: disable=g-import-not-at-top
+
+  run_dir = str(tmp_path / "busy")
+  with lock_lib.RunLock(run_dir, command="squish --run_name=busy"):
+    before = _tree(run_dir)
+    done = subprocess.run(
+        [sys.executable, "-m", "pipelines.run", f"--run_dir={run_dir}", "--image_size=32",
+         "--shapes10_train_size=64", "--shapes10_validation_size=32", "--shapes10_test_size=32",
+         "--train_epochs=1"],
+        capture_output=True, text=True, timeout=300,
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    assert done.returncode == 2, done.stderr[-2000:]
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and f"pid {os.getpid()}" in errors[0], done.stderr[-2000:]
+    assert "squish --run_name=busy" in errors[0]
+    assert _tree(run_dir) == before
+
+
 def test_with_workers_the_ancestor_trains_in_a_process_of_its_own(tmp_path, monkeypatch):
   """The main process then holds no training's memory while the workers fine-tune."""
   import toy  # pylint: disable=g-import-not-at-top
@@ -202,6 +264,53 @@ def test_with_workers_the_ancestor_trains_in_a_process_of_its_own(tmp_path, monk
   assert calls == [job.train_ancestor_dir]
   metrics = json.load(open(tmp_path / "run" / "ancestor" / "metrics.json"))
   assert metrics["train_epochs"] == TRAIN.epochs
+
+
+def test_a_finished_lineage_is_read_back_as_evolve_returns_it(toy_parent_dir, tmp_path,
+                                                               monkeypatch):
+  """A skipped synthesis stage reads lineage.json itself, and checks the ancestor as evolve()
+  does; evolve() leaves the size and MAC targets to the job, which refused them before."""
+  import shutil  # pylint: disable=g-import-not-at-top
+
+  import toy  # pylint: disable=g-import-not-at-top
+
+  from squish_tf.evolve import evolution  # pylint: disable=g-import-not-at-top
+  from squish_tf.job import context  # pylint: disable=g-import-not-at-top
+  from squish_tf.net import model_io  # pylint: disable=g-import-not-at-top
+
+  run_dir = str(tmp_path / "run")
+  shutil.copytree(toy_parent_dir, os.path.join(run_dir, "ancestor"))
+  evolution_config = dataclasses.replace(EVOLUTION, population=1)
+  data = context.RunData(data_config_lib.DataConfig(image_size=32), calibration_images=8)
+  data.load = toy.data
+  run = context.Run(config=job_config_lib.JobConfig(run_dir=run_dir, baselines=()), data=data,
+                    info=toy.data()[2], spec=toy.TINY, train_config=TRAIN,
+                    evolution_config=evolution_config, synth=SYNTH, verbose=0)
+  checked, lines = [], []
+  original_check = evolution.check_targets
+  monkeypatch.setattr(evolution, "check_targets",
+                      lambda *args: checked.append(args) or original_check(*args))
+  stage = context.Stages(run_dir, log=lines.append)
+  assert job.finished_evolution(run_dir) is None
+  job.synthesis_stage(run, stage)
+  assert lines == ["[synthesis] ..."] and not checked
+  # evolve() on the complete lineage: what the skipped stage must give, without calling it.
+  expected = evolution.evolve(run.ancestor_dir, run_dir, evolution_config, SYNTH, toy.data,
+                              train_config=TRAIN)
+  assert len(checked) == 1  # on its own, evolve() refuses unreachable targets itself
+
+  def evolve(*args, **kwargs):
+    raise AssertionError("evolve() called for a finished lineage")
+
+  monkeypatch.setattr(evolution, "evolve", evolve)
+  lines.clear()
+  assert job.synthesis_stage(run, stage) == expected
+  assert lines == ["[synthesis] already complete, skipped"]
+  model, spec, metrics = model_io.load_model_dir(run.ancestor_dir)
+  model.set_weights([w * 1.01 for w in model.get_weights()])  # "retrained" in place
+  model_io.write_model_dir(run.ancestor_dir, model, spec, metrics)
+  with pytest.raises(ValueError, match=r"another parent \(parent.weights_sha256 was"):
+    job.synthesis_stage(run, stage)
 
 
 def _write_folder(root, images, labels, names):

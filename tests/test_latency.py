@@ -14,6 +14,7 @@ from squish_tf.evolve import config as evolve_config_lib
 from squish_tf.evolve import encoding as synthesis
 from squish_tf.evolve import environment as environment_lib
 from squish_tf.evolve import evolution
+from squish_tf.net import spec as spec_lib
 from squish_tf.net import wiring as wiring_lib
 
 TINY = toy.TINY
@@ -102,8 +103,8 @@ def test_predictions_price_channels_at_the_tables_multiple():
   assert padded.predict_counts(TINY, counts) == table.predict_counts(TINY, counts)
   again = latency_table_lib.LatencyTable.from_json(json.loads(json.dumps(padded.to_json())))
   assert again.channel_multiple == 8 and again.predict(child) == padded.predict(child)
-  assert [latency_table_lib.pad_channels(c, 8) for c in (1, 8, 9, 33.0)] == [8, 8, 16, 40]
-  assert latency_table_lib.pad_channels(5.5, 1) == 5.5
+  assert [spec_lib.round_channels(c, 8) for c in (1, 8, 9, 33.0)] == [8, 8, 16, 40]
+  assert spec_lib.round_channels(5.5, 1) == 5.5
 
 
 def test_the_multiple_is_the_one_the_calibration_networks_fit_best():

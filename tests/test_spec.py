@@ -129,6 +129,26 @@ def test_width_for_params_lands_near_target():
     spec_lib.scale_width(base, 0)
 
 
+def test_round_channels_rounds_up_exactly():
+  round_channels = spec_lib.round_channels
+  # Integers (survivor counts, a spec's channels): exact, and they stay ints.
+  assert [round_channels(c, 8) for c in (0, 1, 7, 8, 9, 16, 17, 33)] == [0, 8, 8, 8, 16, 16, 24, 40]
+  assert [round_channels(c, 3) for c in (1, 3, 4, 6, 7)] == [3, 3, 6, 6, 9]
+  assert all(type(round_channels(c, 8)) is int for c in (1, 8, 33))
+  assert [round_channels(c, 1) for c in (0, 1, 7, 33)] == [0, 1, 7, 33]
+  assert type(round_channels(7, 1)) is int
+  # Floats (interpolated or expected widths): floats, float noise above a multiple forgiven.
+  assert [round_channels(c, 8) for c in (0.5, 8.0, 8.5, 33.0, 16.0000000001, 16.00001)] == [
+      8.0, 8.0, 16.0, 40.0, 16.0, 24.0]
+  assert all(type(round_channels(c, 8)) is float for c in (0.5, 8.0, 33.0))
+  assert round_channels(5.5, 1) == 5.5 and round_channels(33.0, 1) == 33.0
+  np = pytest.importorskip("numpy")
+  counts = round_channels(np.array([[1, 8, 9], [16, 17, 0]], dtype=np.int64), 8)
+  assert counts.dtype == np.int64 and counts.tolist() == [[8, 8, 16], [16, 24, 0]]
+  assert round_channels(np.int64(9), 4) == 12 and isinstance(round_channels(np.int64(9), 4),
+                                                             np.integer)
+
+
 def test_spec_json_without_batch_norm_field_reads_as_batch_norm_free():
   data = spec_lib.squishednet_base(10, (64, 64, 3)).to_dict()
   data.pop("batch_norm")

@@ -219,23 +219,33 @@ def benchmark_model(model_dir: Optional[str],
   return entry
 
 
-def benchmark_models(model_dirs: Mapping[str, Union[str, Mapping[str, Optional[str]]]],
+def benchmark_models(model_dirs: Mapping[str, Union[str, Mapping[str, Any]]],
                      images: Optional[np.ndarray] = None,
                      labels: Optional[np.ndarray] = None,
                      config: BenchmarkConfig = BenchmarkConfig(),
                      log: Optional[Callable[[str], None]] = None,
-                     pairs: Union[str, Sequence[Tuple[str, str]], None] = "auto"
+                     pairs: Union[str, Sequence[Tuple[str, str]],
+                                  Callable[[Dict[str, Any]], Sequence[Tuple[str, str]]],
+                                  None] = "auto",
+                     run_settings: Optional[Dict[str, Any]] = None
                     ) -> Dict[str, Any]:
   """Benchmarks several models on the same images: the benchmark.json dict.
 
   Args:
     model_dirs: {name: model_dir} (Keras model only) or {name: {"model_dir":
-      ..., "export_dir": ...}}, e.g. {"ancestor": {...}, "squishednet": {...}}.
+      ..., "export_dir": ..., "formats": ...}}, e.g. {"ancestor": {...},
+      "squishednet": {...}}; a model's "formats", when given, replaces
+      `config.formats` for that model (None: every artefact).
     images, labels, config, log: as in `benchmark_model`.
     pairs: the .tflite files to time interleaved, as (subject, reference)
       keys ("squishednet/tflite_fp32", "ancestor/tflite_fp32"); "auto": every
       .tflite file against the first model's fp32 file (`comparison_pairs`);
-      None: none.
+      a callable: chooses them from the "models" measured (the main job's:
+      `comparison_pairs` against the ancestor); None: none.
+    run_settings: the settings to record, as given (the main job adds the
+      split its images are from); default `settings(config, eval_images)`,
+      taken before the first timing, with the machine's load average at the
+      end added.
 
   Returns:
     {"version", "settings": {...}, "models": {name: benchmark_model(...)},
@@ -243,30 +253,36 @@ def benchmark_models(model_dirs: Mapping[str, Union[str, Mapping[str, Optional[s
   """
   if not model_dirs:
     raise ValueError("No models to benchmark; pass {name: model_dir}.")
-  # Settings (and the machine's load) before the first timing.
-  run_settings = settings(config, eval_images=None if images is None else len(images))
+  given_settings = run_settings is not None
+  if run_settings is None:
+    # Settings (and the machine's load) before the first timing.
+    run_settings = settings(config, eval_images=None if images is None else len(images))
   models: Dict[str, Any] = {}
   for name, where in model_dirs.items():
     if isinstance(where, str):
       where = {"model_dir": where, "export_dir": None}
-    unknown = sorted(set(where) - {"model_dir", "export_dir"})
+    unknown = sorted(set(where) - {"model_dir", "export_dir", "formats"})
     if unknown:
-      raise ValueError(f"Model {name!r}: unknown keys {unknown}; expected model_dir and "
-                       "export_dir.")
+      raise ValueError(f"Model {name!r}: unknown keys {unknown}; expected model_dir, "
+                       "export_dir and formats.")
+    model_config = (dataclasses.replace(config, formats=where["formats"]) if "formats" in where
+                    else config)
     if log is not None:
       log(f"{name}:")
     models[name] = benchmark_model(where.get("model_dir"), where.get("export_dir"), images,
-                                   labels, config, log=log)
+                                   labels, model_config, log=log)
   result = {"version": BENCHMARK_VERSION, "settings": run_settings, "models": models}
   if isinstance(pairs, str):
     if pairs != "auto":
-      raise ValueError(f"pairs must be 'auto', None or a list of (subject, reference) keys, "
-                       f"got {pairs!r}.")
+      raise ValueError(f"pairs must be 'auto', None, a callable or a list of (subject, "
+                       f"reference) keys, got {pairs!r}.")
     pairs = comparison_pairs(models, reference=next(iter(models)), artefacts=None)
+  elif callable(pairs):
+    pairs = pairs(models)
   if pairs:
     pixels = images_lib.as_pixels(images) if images is not None else None
     result.update(measure_model_pairs(models, pairs, pixels, config, log=log))
-  if hasattr(os, "getloadavg"):
+  if not given_settings and hasattr(os, "getloadavg"):
     run_settings["machine"]["load_average_1min_end"] = os.getloadavg()[0]
   return result
 

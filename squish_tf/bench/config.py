@@ -39,10 +39,16 @@ class BenchmarkConfig:
       skipped (already measured).
   """
 
-  batch_sizes: Tuple[int, ...] = (1, 8)
-  num_threads: int = 2
-  min_seconds: float = 0.5
-  min_runs: int = 10
+  # A field with `help` metadata is a flag of the mains and an option of squish_tf.run
+  # (squish_tf/job/options.py).
+  batch_sizes: Tuple[int, ...] = dataclasses.field(default=(1, 8), metadata=dict(
+      kind="list", help="Batch sizes to time, comma-separated."))
+  num_threads: int = dataclasses.field(default=2, metadata=dict(
+      help="CPU threads for LiteRT and for TensorFlow (Keras, SavedModel).", lower_bound=1))
+  min_seconds: float = dataclasses.field(default=0.5, metadata=dict(
+      help="Time each batch size for at least this long.", lower_bound=0.0))
+  min_runs: int = dataclasses.field(default=10, metadata=dict(
+      help="Time each batch size at least this many times.", lower_bound=1))
   warmup_runs: int = 3
   eval_batch_size: int = 32
   formats: Optional[Tuple[str, ...]] = None
@@ -50,7 +56,12 @@ class BenchmarkConfig:
   pair_round_seconds: float = timing_lib.DEFAULT_ROUND_SECONDS
   pair_min_invokes: int = timing_lib.DEFAULT_MIN_INVOKES
   pair_max_invokes: int = timing_lib.DEFAULT_MAX_INVOKES
-  pair_resolutions: Tuple[int, ...] = RESOLUTIONS
+  # The flag always times the run's own size ("run"), then these.
+  pair_resolutions: Tuple[int, ...] = dataclasses.field(default=RESOLUTIONS, metadata=dict(
+      kind="list", flag_default=("run", *RESOLUTIONS), help=(
+          "Input sizes at which the fp32 speed-ups are measured (interleaved pairs): run = the "
+          "run's own --image_size, plus square sizes at which every compared model is rebuilt "
+          "with the same weights and timed at batch 1 (e.g. run,224; run alone for none).")))
 
   def __post_init__(self):
     object.__setattr__(self, "batch_sizes", tuple(self.batch_sizes))

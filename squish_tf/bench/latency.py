@@ -187,11 +187,9 @@ def spec_tflite(spec: spec_lib.NetSpec, fmt: str, seed: int = 0) -> bytes:
 
 
 def scaled_spec(spec: spec_lib.NetSpec, width: float) -> spec_lib.NetSpec:
-  """`spec` with every prunable layer at round(width * filters) (at least 1)."""
-  from squish_tf.net import wiring as wiring_lib  # pylint: disable=g-import-not-at-top
-
-  counts = {name: max(1, int(round(width * n))) for name, n in spec.prunable_layers()}
-  return wiring_lib.spec_with_counts(spec, counts, f"{spec.name}_x{width:g}")  # pylint: disable=protected-access
+  """`spec` with every prunable layer at round(width * filters) (at least 1): `scale_width`,
+  named as the table's calibration networks are."""
+  return spec_lib.scale_width(spec, width).replace(name=f"{spec.name}_x{width:g}")
 
 
 def _runner_call(model: bytes, threads: int) -> Callable[[], Any]:

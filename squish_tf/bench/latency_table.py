@@ -1,6 +1,6 @@
 """The latency table: measured LiteRT latency per convolution (in/out channels on a grid),
-interpolated between grid points, with the channel rounding (`pad_channels`, the multiple
-chosen per table by `choose_multiple`) that XNNPACK's tiles make real. The measuring
+interpolated between grid points, with the channel rounding (`squish_tf.net.spec.round_channels`,
+the multiple chosen per table by `choose_multiple`) that XNNPACK's tiles make real. The measuring
 lives in `squish_tf.bench.latency`; evolution reads tables through `squish_tf.evolve.environment`."""
 
 import dataclasses
@@ -147,8 +147,8 @@ class LatencyTable:
     """The sum of the per-convolution latencies of `spec` (before the network fit), each at
     its channel counts rounded up to `multiple` (default: the table's channel_multiple)."""
     m = self.channel_multiple if multiple is None else int(multiple)
-    return sum(self.layer_ms(op.name, pad_channels(op.in_channels, m), pad_channels(op.filters, m))
-               for op in conv_ops(spec))
+    return sum(self.layer_ms(op.name, spec_lib.round_channels(op.in_channels, m),
+                             spec_lib.round_channels(op.filters, m)) for op in conv_ops(spec))
 
   def predict(self, spec: spec_lib.NetSpec) -> float:
     """Predicted LiteRT latency of `spec`, ms per image at batch 1."""
@@ -200,13 +200,6 @@ class LatencyTable:
                calibration=list(data.get("calibration", [])), key=dict(data.get("key", {})),
                invoke_overhead_ms=float(data.get("invoke_overhead_ms", 0.0)),
                channel_multiple=int(data.get("channel_multiple", 1)))
-
-
-def pad_channels(channels: float, multiple: int) -> float:
-  """`channels` rounded up to a multiple of `multiple` (1: unchanged)."""
-  if multiple <= 1:
-    return channels
-  return float(np.ceil(float(channels) / multiple - 1e-9) * multiple)
 
 
 def choose_multiple(layers_ms_by_multiple: Mapping[int, Sequence[float]],

@@ -25,8 +25,6 @@ does, and `measure_pairs` times those files as it times the exported ones.
 
 import contextlib
 import io
-import os
-import tempfile
 import time
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -217,21 +215,18 @@ def tflite_at_size(model_dir: str, image_size: int) -> bytes:
   """The fp32 .tflite of a model directory's network at image_size x image_size, same weights.
 
   Made as the export makes `model_fp32.tflite` (a SavedModel of the deployed
-  network, batch norm folded, converted from its float signature), only at
-  another input size (`resized_model`): what that network costs on a camera
-  of that resolution.
+  network, batch norm folded, converted from its float signature, by
+  `squish_tf.bench.latency.network_tflite`), only at another input size
+  (`resized_model`): what that network costs on a camera of that resolution.
 
   Raises:
     ValueError: no model in `model_dir`, or one that cannot take that size.
   """
-  from squish_tf.export import saved_model as saved_model_lib  # pylint: disable=g-import-not-at-top
-  from squish_tf.export import tflite as tflite_lib  # pylint: disable=g-import-not-at-top
+  from squish_tf.bench import latency as latency_lib  # pylint: disable=g-import-not-at-top
   from squish_tf.net import model_io  # pylint: disable=g-import-not-at-top
 
   model, spec, _ = model_io.load_model_dir(model_dir, require_spec=False)
   resized, resized_spec = resized_model(model, spec, image_size)
-  with tempfile.TemporaryDirectory(prefix="resized_") as work:
-    saved = os.path.join(work, saved_model_lib.DIRECTORY)
-    saved_model_lib.write_saved_model(resized, resized_spec, saved)
-    with contextlib.redirect_stdout(io.StringIO()):  # the converter prints its options
-      return tflite_lib.convert_saved_model(saved, "fp32")
+  with contextlib.redirect_stdout(io.StringIO()):  # the converter prints its options
+    # Batch norm is folded already (`resized_model`): the conversion takes it as it is.
+    return latency_lib.network_tflite(resized, resized_spec, "fp32")

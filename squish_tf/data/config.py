@@ -65,19 +65,43 @@ class DataConfig:
       main job's `--workers` + 1); auto shares the memory budget among them.
   """
 
-  dataset: str = "shapes10"
-  data_dir: Optional[str] = None
-  image_size: int = 64
-  batch_size: int = 64
-  validation_split: float = 0.2
-  test_split: float = 0.1
-  seed: int = 0
-  augment: AugmentSpec = DEFAULT_AUGMENT
-  skip_bad_images: bool = False
-  shapes10_train_size: int = 4000
-  shapes10_validation_size: int = 1000
-  shapes10_test_size: int = 2000
-  cache: str = "auto"
+  # A field with `help` metadata is a flag of the mains and an option of squish_tf.run
+  # (squish_tf/job/options.py).
+  dataset: str = dataclasses.field(default="shapes10", metadata=dict(help=(
+      "Data source: shapes10 (built-in, offline), folder (class sub-folders under --data_dir), "
+      "tfds:NAME (any TFDS image-classification dataset) or imagenet10.")))
+  data_dir: Optional[str] = dataclasses.field(default=None, metadata=dict(
+      help="Image folder for --dataset=folder; TFDS data dir for tfds:NAME and imagenet10."))
+  image_size: int = dataclasses.field(default=64, metadata=dict(
+      help="Images are resized to image_size x image_size.", lower_bound=1))
+  batch_size: int = dataclasses.field(default=64, metadata=dict(
+      help="Global batch size (split across replicas).", lower_bound=1))
+  validation_split: float = dataclasses.field(default=0.2, metadata=dict(help=(
+      "Fraction held out for validation (selection, the accuracy budget) when the source has no "
+      "validation split."), lower_bound=0.0, upper_bound=0.9))
+  test_split: float = dataclasses.field(default=0.1, metadata=dict(help=(
+      "Fraction held out for the test split (every reported accuracy) when the source has no "
+      "test split (folder without test/, TFDS without test)."), lower_bound=0.0, upper_bound=0.9))
+  seed: int = dataclasses.field(default=0, metadata=dict(
+      help="Seed for data generation, shuffling, initial weights and synthesis."))
+  augment: AugmentSpec = dataclasses.field(default=DEFAULT_AUGMENT, metadata=dict(
+      kind="list", help=(
+          "Training augmentations, comma-separated: translate (random shift up to 10%, "
+          "reflected edges), flip (random horizontal mirror; opt-in: it damages classes that "
+          "depend on orientation, such as digits, text and arrows), or none.")))
+  skip_bad_images: bool = dataclasses.field(default=False, metadata=dict(
+      help="Skip and count unreadable images instead of stopping with an error."))
+  shapes10_train_size: int = dataclasses.field(default=4000, metadata=dict(
+      help="Training images generated for --dataset=shapes10.", lower_bound=10))
+  shapes10_validation_size: int = dataclasses.field(default=1000, metadata=dict(
+      help="Validation images generated for --dataset=shapes10.", lower_bound=10))
+  shapes10_test_size: int = dataclasses.field(default=2000, metadata=dict(
+      help="Test images generated for --dataset=shapes10.", lower_bound=10))
+  cache: str = dataclasses.field(default="auto", metadata=dict(enum_values=CACHE_MODES, help=(
+      "Where decoded images are kept between epochs: auto (in memory what fits a share of the "
+      "available memory divided among the job's processes, the rest on disk in the run dir), "
+      "memory, disk (in the run dir) or none (decoded every epoch). The batches are the same "
+      "whichever it is.")))
   cache_dir: Optional[str] = None
   processes: int = 1
 

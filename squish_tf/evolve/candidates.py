@@ -16,19 +16,18 @@ from squish_tf.bench import latency_table as latency_table_lib
 from squish_tf.evolve import encoding as synthesis
 from squish_tf.evolve import environment as environment_lib
 from squish_tf.evolve import surgery
-from squish_tf.evolve.config import DataFn, EvolutionConfig
+from squish_tf.evolve.config import EvolutionConfig
 from squish_tf.evolve.lineage import ANCESTOR_ID, candidate_dir, candidate_id
+from squish_tf.layout import WORK_SUFFIX
 from squish_tf.net import batch_norm as bn_lib
 from squish_tf.net import metrics as metrics_lib
 from squish_tf.net import model_io
 from squish_tf.net import spec as spec_lib
 from squish_tf.runtime import workers as workers_lib
 from squish_tf.train import trainer as train_lib
+from squish_tf.train.baselines import DataFn
 from squish_tf.train.distill import teacher_fn
 from squish_tf.train.trainer import images_per_epoch
-
-# A fine-tune's Keras backup and TensorBoard logs, beside the model dir it will become.
-WORK_SUFFIX = ".work"
 
 
 def draw_seed(seed: int, generation: int, candidate: int, attempt: int) -> List[int]:

@@ -2,12 +2,9 @@
 when built."""
 
 import dataclasses
-from typing import Callable, Optional, Tuple
-
-import tensorflow as tf
+from typing import Optional
 
 from squish_tf.bench import latency_table as latency_table_lib
-from squish_tf.data import config as data_config_lib
 from squish_tf.evolve import encoding as synthesis
 from squish_tf.evolve import surgery
 from squish_tf.train import distill as distill_lib
@@ -22,11 +19,6 @@ TARGET_MARGIN = 0.95
 # LiteRT threads of the latency table and of the candidates' measured latency
 # (the benchmark's default).
 LATENCY_THREADS = 2
-
-
-# data_fn(stream=k): fresh (train_ds, val_ds, info); `stream` picks the training
-# split's shuffle and augmentation order (0: the ancestor's), never the data.
-DataFn = Callable[..., Tuple[tf.data.Dataset, tf.data.Dataset, data_config_lib.DatasetInfo]]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,28 +70,77 @@ class EvolutionConfig:
       part of a run's identity: a run may resume with another count.
   """
 
-  generations: int = 2
-  population: int = 2
-  offspring_epochs: int = 2
-  offspring_learning_rate: float = 3e-3
-  offspring_warmup_epochs: float = 0.25
-  offspring_init: str = "inherit"
-  final_init: str = "scratch"
-  final_epochs: int = 4
-  distill: bool = True
-  distill_alpha: float = distill_lib.DistillConfig.alpha
-  distill_temperature: float = distill_lib.DistillConfig.temperature
-  teacher: str = "ancestor"
-  target_size_mb: Optional[float] = None
-  target_macs: Optional[int] = None
-  target_latency_ms: Optional[float] = None
-  target_speedup: Optional[float] = None
-  latency_format: str = "fp32"
-  max_accuracy_drop: float = 0.05
-  max_retries: int = 2
+  # A field with `help` metadata is a flag of the mains and an option of squish_tf.run
+  # (squish_tf/job/options.py). The data's --seed sets `seed` too.
+  generations: int = dataclasses.field(default=2, metadata=dict(
+      help="Most generations to run.", lower_bound=1))
+  population: int = dataclasses.field(default=2, metadata=dict(
+      help="Offspring drawn per generation.", lower_bound=1))
+  offspring_epochs: int = dataclasses.field(default=2, metadata=dict(
+      help="Fine-tuning epochs per offspring.", lower_bound=1))
+  offspring_learning_rate: float = dataclasses.field(default=3e-3, metadata=dict(help=(
+      "Peak learning rate of every fine-tune (offspring, the final polish, pruning's baseline); "
+      "optimizer, schedule and weight decay are the training flags'."), lower_bound=0.0))
+  offspring_warmup_epochs: float = dataclasses.field(default=0.25, metadata=dict(
+      help="Linear learning-rate warm-up at the start of every fine-tune, in epochs.",
+      lower_bound=0.0))
+  offspring_init: str = dataclasses.field(default="inherit", metadata=dict(
+      enum_values=surgery.OFFSPRING_INITS, help=(
+          "inherit: offspring start from the parent's surviving weights; scratch: fresh "
+          "initialisation (the Darwin paper's newborns), warmed up like the ancestor.")))
+  final_init: str = dataclasses.field(default="scratch", metadata=dict(
+      enum_values=FINAL_INITS, help=(
+          "How the evolved winner becomes the SquishedNet. scratch: its widths train from fresh "
+          "weights for the lineage's budget (the ancestor's epochs + each chosen offspring's + "
+          "--final_epochs), with the recipe and seed the baselines get; inherit: its inherited "
+          "weights fine-tune for --final_epochs, distilled (the polish).")))
+  final_epochs: int = dataclasses.field(default=4, metadata=dict(help=(
+      "The final stage's share of the lineage's budget: the polish's epochs "
+      "(--final_init=inherit), or the epochs scratch training adds to the lineage's; 0 ships the "
+      "winner as evolved."), lower_bound=0))
+  distill: bool = dataclasses.field(default=True, metadata=dict(help=(
+      "Offspring fine-tunes and the polish learn from the teacher's softened predictions as well "
+      "as the labels (knowledge distillation).")))
+  distill_alpha: float = dataclasses.field(default=distill_lib.DistillConfig.alpha, metadata=dict(
+      help="Weight of the distillation term: loss = (1 - alpha) CE + alpha T^2 KL; 0 = labels "
+      "only.", lower_bound=0.0, upper_bound=1.0))
+  distill_temperature: float = dataclasses.field(
+      default=distill_lib.DistillConfig.temperature, metadata=dict(
+          help="Distillation temperature T (softens both models' predictions).",
+          lower_bound=1.0))
+  teacher: str = dataclasses.field(default="ancestor", metadata=dict(
+      enum_values=distill_lib.TEACHERS,
+      help="Whom offspring distil from: the ancestor, or their own parent."))
+  target_size_mb: Optional[float] = dataclasses.field(default=None, metadata=dict(
+      help="Stop once the chosen offspring is at most this many MB (float32 weights)."))
+  target_macs: Optional[int] = dataclasses.field(default=None, metadata=dict(
+      help="Stop once the chosen offspring has at most this many MACs."))
+  target_latency_ms: Optional[float] = dataclasses.field(default=None, metadata=dict(help=(
+      "Stop once the chosen offspring's LiteRT latency at batch 1, as predicted by the latency "
+      "table measured on this machine, is at most this many ms.")))
+  target_speedup: Optional[float] = dataclasses.field(default=None, metadata=dict(help=(
+      "Stop once the chosen offspring is predicted this many times faster than the ancestor "
+      "(LiteRT, batch 1, the measured latency table).")))
+  latency_format: str = dataclasses.field(default="fp32", metadata=dict(
+      enum_values=latency_table_lib.FORMATS, help=(
+          "The LiteRT model the latency table times (--cost=latency, latency targets): fp32, or "
+          "int8 when you deploy int8.")))
+  max_accuracy_drop: float = dataclasses.field(default=0.05, metadata=dict(help=(
+      "Largest allowed drop of validation top-1 from the ancestor, as a fraction (0.03 = 3 "
+      "points); offspring beyond it are never chosen.")))
+  max_retries: int = dataclasses.field(default=2, metadata=dict(
+      help="Fresh draws allowed per candidate whose loss diverges (NaN).", lower_bound=0))
   seed: int = 0
-  target_fraction: Optional[float] = None
-  workers: int = 1
+  target_fraction: Optional[float] = dataclasses.field(default=None, metadata=dict(help=(
+      "env_mode=target: expected child size as a fraction of its parent's. Unset: shrink evenly "
+      "towards --target_size_mb over the generations left (else "
+      f"{synthesis.SynthesisConfig.target_fraction}).")))
+  # The command runs 2 workers (2 cores); a library caller asks for them.
+  workers: int = dataclasses.field(default=1, metadata=dict(flag_default=2, help=(
+      "Processes that fine-tune a generation's offspring (and train the baselines) at once; 1 "
+      "runs them one by one in this process. Small networks leave a core idle, so 2 suits 2 "
+      "cores. Results do not depend on it. With a --distribution_strategy other than off it is "
+      "1."), lower_bound=1))
 
   def __post_init__(self):
     _at_least("generations", self.generations, 1)

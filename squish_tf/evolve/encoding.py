@@ -112,16 +112,33 @@ class SynthesisConfig:
       (never above n_l), for hardware-friendly widths; 1 turns it off.
   """
 
-  env_mode: str = "target"
-  env_factor: float = 0.8
+  # A field with `help` metadata is a flag of the mains and an option of squish_tf.run
+  # (squish_tf/job/options.py). EvolutionConfig's --target_fraction sets `target_fraction`.
+  env_mode: str = dataclasses.field(default="target", metadata=dict(enum_values=ENV_MODES, help=(
+      "Environmental factor: constant (one F, the paper), target (F bisected per generation to "
+      "hit --target_fraction) or cost_weighted (costlier layers, more pressure).")))
+  env_factor: float = dataclasses.field(default=0.8, metadata=dict(
+      help="F in (0, 1]: a filter survives with probability F * P(c)."))
   target_fraction: float = 0.44
-  target_gamma: float = 0.5
-  cost: str = "params"
-  gamma: float = 1.0
-  f_min: float = 0.05
-  min_filters: int = 2
-  min_fraction: float = 0.05
-  channel_multiple: int = 1
+  target_gamma: float = dataclasses.field(default=0.5, metadata=dict(help=(
+      "env_mode=target: how pressure is shared between modules, F_l = min(1, F * (mean cost / "
+      "module cost)^target_gamma); 0 = one F for every layer, larger values press harder on the "
+      "parameter-heavy late fires and spare conv1 and the early fires."), lower_bound=0.0))
+  cost: str = dataclasses.field(default="params", metadata=dict(enum_values=COSTS, help=(
+      "What env_mode=target and cost_weighted measure: params, macs or latency (LiteRT ms from a "
+      "table measured once on this machine and cached in the run dir).")))
+  gamma: float = dataclasses.field(default=1.0, metadata=dict(
+      help="cost_weighted exponent: F_l = clip(F * (mean_cost / cost_l)^gamma, f_min, 1)."))
+  f_min: float = dataclasses.field(default=0.05, metadata=dict(
+      help="cost_weighted lower clip of F_l."))
+  min_filters: int = dataclasses.field(default=2, metadata=dict(
+      help="Every layer keeps at least this many filters."))
+  min_fraction: float = dataclasses.field(default=0.05, metadata=dict(
+      help="Every layer keeps at least this fraction of its parent's filters."))
+  channel_multiple: int = dataclasses.field(default=1, metadata=dict(help=(
+      "Round survivor counts up to a multiple of this (1 = off, the default: rounding up to 4 or "
+      "8 measured no faster in LiteRT here, and up to 19% slower where it adds filters; "
+      "benchmarks/channel_multiple.py).")))
 
   def __post_init__(self):
     if self.env_mode not in ENV_MODES:
@@ -240,18 +257,13 @@ def min_survivors(filters: int, config: SynthesisConfig) -> int:
   channel_multiple, never above `filters`.
   """
   floor = max(config.min_filters, math.ceil(config.min_fraction * filters - _CEIL_SLACK))
-  return min(filters, _round_up(floor, config.channel_multiple))
-
-
-def _round_up(count: int, multiple: int) -> int:
-  return -(-count // multiple) * multiple
+  return min(filters, spec_lib.round_channels(floor, config.channel_multiple))
 
 
 def final_counts(drawn: np.ndarray, filters: np.ndarray, floors: np.ndarray,
                   multiple: int) -> np.ndarray:
   """Survivor counts after floors and rounding, for drawn counts (any array shape)."""
-  counts = np.maximum(drawn, floors)
-  counts = -(-counts // multiple) * multiple
+  counts = spec_lib.round_channels(np.maximum(drawn, floors), multiple)
   return np.minimum(counts, filters)
 
 

@@ -33,7 +33,7 @@ from squish_tf.evolve import encoding as synthesis
 from squish_tf.evolve import environment as environment_lib
 from squish_tf.evolve import surgery
 from squish_tf.evolve.candidates import GenerationTask, Runner
-from squish_tf.evolve.config import LATENCY_THREADS, TARGET_MARGIN, DataFn, EvolutionConfig
+from squish_tf.evolve.config import LATENCY_THREADS, TARGET_MARGIN, EvolutionConfig
 from squish_tf.evolve.lineage import (
   ANCESTOR_ID,
   LINEAGE_FILE,
@@ -51,6 +51,7 @@ from squish_tf.evolve.lineage import (
 from squish_tf.net import model_io
 from squish_tf.net import spec as spec_lib
 from squish_tf.train import trainer as train_lib
+from squish_tf.train.baselines import DataFn
 
 
 def check_targets(ancestor: spec_lib.NetSpec, config: EvolutionConfig,
@@ -90,7 +91,8 @@ def evolve(parent_dir: str,
            run_flags: Optional[Dict[str, Any]] = None,
            listeners: Sequence[Callable[[Dict[str, Any]], None]] = (),
            verbose: Any = 0,
-           train_config: Optional[train_lib.TrainConfig] = None) -> EvolutionResult:
+           train_config: Optional[train_lib.TrainConfig] = None,
+           targets_checked: bool = False) -> EvolutionResult:
   """Runs (or resumes) deep evolutionary synthesis from a trained parent.
 
   Args:
@@ -111,6 +113,11 @@ def evolve(parent_dir: str,
     verbose: Keras verbosity of fine-tuning ("auto": labelled progress).
     train_config: the training flags (optimizer, schedule, weight decay,
       warm-up) whose recipe every fine-tune follows at the fine-tuning rate.
+    targets_checked: the caller has refused size and MAC targets below what
+      the floors reach (`check_targets` without a latency table) before it
+      wrote anything, as the main job does before it trains the parent: they
+      are not checked again here. A latency target is checked here either
+      way, once the latency table can predict it.
 
   Returns:
     The winner (the last parent within the accuracy budget) and the lineage.
@@ -127,7 +134,8 @@ def evolve(parent_dir: str,
     raise ValueError(f"--image_size={info.image_size} differs from the parent's input size "
                      f"{ancestor_spec.input_shape[0]}; pass --image_size="
                      f"{ancestor_spec.input_shape[0]}.")
-  check_targets(ancestor_spec, config, synth)
+  if not targets_checked:
+    check_targets(ancestor_spec, config, synth)  # before anything is written
   identity = run_identity(parent_dir, config, synth, run_flags, train_config)
   identity.update(parent_identity(ancestor_model, ancestor_spec))
   check_or_write_identity(run_dir, identity)
@@ -138,7 +146,10 @@ def evolve(parent_dir: str,
     table = latency_lib.load_or_measure(
         os.path.join(run_dir, latency_table_lib.table_file(config.latency_format)), ancestor_spec,
         config.latency_format, LATENCY_THREADS, progress=print if verbose else None)
-    check_targets(ancestor_spec, config, synth, table)
+    if config.latency_target_set:
+      # Only the table predicts the fastest child (the call repeats the cheap size and MAC
+      # checks: check_targets checks every target it is given).
+      check_targets(ancestor_spec, config, synth, table)
 
   lineage = load_lineage(run_dir)
   if lineage is None:

@@ -37,16 +37,17 @@ from squish_tf import files as files_lib
 from squish_tf.evolve import candidates as candidates_lib
 from squish_tf.evolve import config as evolve_config_lib
 from squish_tf.evolve import lineage as lineage_lib
+from squish_tf.layout import WORK_SUFFIX
 from squish_tf.net import metrics as metrics_lib
 from squish_tf.net import model_io, models
+from squish_tf.net import spec as spec_lib
 from squish_tf.train import distill as distill_lib
 from squish_tf.train import trainer as train_lib
+from squish_tf.train.baselines import DataFn
 
 POLISH_DIR = "squishednet"
 POLISH_ID = "squishednet"
 
-
-WORK_SUFFIX = ".work"
 # The polish's data stream: candidates draw from generations >= 1.
 _STREAM_ENTROPY = (0, 0, 0)
 
@@ -116,7 +117,7 @@ def _check_done(out: str, config: evolve_config_lib.EvolutionConfig) -> None:
 def polish(run_dir: str,
            result: lineage_lib.EvolutionResult,
            config: evolve_config_lib.EvolutionConfig,
-           data_fn: evolve_config_lib.DataFn,
+           data_fn: DataFn,
            train_config: Optional[train_lib.TrainConfig] = None,
            strategy: Optional[tf.distribute.Strategy] = None,
            verbose: Any = "auto") -> str:
@@ -145,7 +146,7 @@ def polish(run_dir: str,
   if config.final_init == "scratch":
     return _train_from_scratch(out, result, config, data_fn, train_config, strategy, verbose)
   start = time.time()
-  winner_model = model_io.load_model_dir(result.winner_dir)[0]
+  winner_model, winner_spec, _ = model_io.load_model_dir(result.winner_dir)
   ancestor_dir = result.lineage["ancestor"]["dir"]
   seed = candidates_lib.keras_seed([config.seed, *_STREAM_ENTROPY])
   keras.utils.set_random_seed(seed)
@@ -166,13 +167,13 @@ def polish(run_dir: str,
     raise RuntimeError(f"The polish of {result.winner_id} diverged (loss NaN or inf); lower "
                        "--offspring_learning_rate, or pass --final_epochs=0 to ship the winner "
                        "as evolved.")
-  return _write(out, result, config, fit, fit_config, val_ds, train_ds, info, start,
+  return _write(out, result, winner_spec, config, fit, fit_config, val_ds, train_ds, info, start,
                 teacher=lineage_lib.ANCESTOR_ID if config.distill else None,
                 speed_key="fine_tune_images_per_sec")
 
 
 def _train_from_scratch(out: str, result: lineage_lib.EvolutionResult,
-                        config: evolve_config_lib.EvolutionConfig, data_fn: evolve_config_lib.DataFn,
+                        config: evolve_config_lib.EvolutionConfig, data_fn: DataFn,
                         train_config: train_lib.TrainConfig,
                         strategy: Optional[tf.distribute.Strategy], verbose: Any) -> str:
   """The winner's widths from fresh weights, trained as the width-scaled baseline is."""
@@ -190,15 +191,15 @@ def _train_from_scratch(out: str, result: lineage_lib.EvolutionResult,
     raise RuntimeError(f"Training {result.winner_id}'s widths from scratch diverged (loss NaN or "
                        "inf); lower --learning_rate, or pass --final_init=inherit to polish the "
                        "evolved weights instead.")
-  return _write(out, result, config, fit, fit_config, val_ds, train_ds, info, start,
+  return _write(out, result, winner_spec, config, fit, fit_config, val_ds, train_ds, info, start,
                 teacher=None, speed_key="train_images_per_sec")
 
 
-def _write(out: str, result: lineage_lib.EvolutionResult, config: evolve_config_lib.EvolutionConfig,
-           fit, fit_config: train_lib.TrainConfig, val_ds, train_ds, info, start: float,
-           teacher: Optional[str], speed_key: str) -> str:
-  """Evaluates the final stage's model on validation and writes `out` atomically (either way)."""
-  winner_spec = model_io.read_spec(result.winner_dir)
+def _write(out: str, result: lineage_lib.EvolutionResult, winner_spec: spec_lib.NetSpec,
+           config: evolve_config_lib.EvolutionConfig, fit, fit_config: train_lib.TrainConfig,
+           val_ds, train_ds, info, start: float, teacher: Optional[str], speed_key: str) -> str:
+  """Evaluates the final stage's model on validation and writes `out` atomically (either way),
+  with `winner_spec`, the spec the caller read of the winner."""
   winner_metrics = files_lib.read_json(os.path.join(result.winner_dir, model_io.METRICS_FILE))
   ancestor_spec = model_io.read_spec(result.lineage["ancestor"]["dir"])
   evaluation = train_lib.evaluate(fit.model, val_ds)

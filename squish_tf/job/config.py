@@ -6,6 +6,7 @@ from typing import Callable, Optional, Sequence
 from squish_tf.bench import config as bench_config_lib
 from squish_tf.export import exporter as exporter_lib
 from squish_tf.export import qat as qat_lib
+from squish_tf.net import spec as spec_lib
 from squish_tf.train import baselines as baselines_lib
 
 # The comparison models only need what the report compares: fp32 and int8 TFLite.
@@ -33,18 +34,40 @@ class JobConfig:
       chance (tests of the plumbing, whose 1-epoch ancestors are, turn it off).
   """
 
-  run_dir: str
-  run_name: str = "demo"
-  export_formats: Optional[Sequence[str]] = None
-  qat_epochs: int = 1
-  qat_learning_rate: float = qat_lib.DEFAULT_LEARNING_RATE
-  calibration_images: int = exporter_lib.CALIBRATION_IMAGES
-  baselines: Sequence[str] = baselines_lib.DEFAULT_BASELINES
+  # A field with `help` metadata is a flag of the mains and an option of squish_tf.run
+  # (squish_tf/job/options.py). The flag --run_dir is unset by default: saved_models/<run_name>.
+  run_dir: str = dataclasses.field(metadata=dict(
+      help="Where the run goes; default saved_models/<run_name>."))
+  run_name: str = dataclasses.field(default="demo", metadata=dict(
+      help="Name of the run: its directory is saved_models/<name>."))
+  export_formats: Optional[Sequence[str]] = dataclasses.field(default=None, metadata=dict(
+      flag="formats", kind="list", help=(
+          f"Export formats, comma-separated, from {', '.join(exporter_lib.FORMATS)}. Default: "
+          f"all this machine can produce ({', '.join(exporter_lib.available_formats())}).")))
+  qat_epochs: int = dataclasses.field(default=1, metadata=dict(
+      help="Quantization-aware fine-tuning epochs for qat_int8.", lower_bound=1))
+  qat_learning_rate: float = dataclasses.field(default=qat_lib.DEFAULT_LEARNING_RATE, metadata=dict(
+      help="Adam learning rate of QAT fine-tuning.", lower_bound=0.0))
+  calibration_images: int = dataclasses.field(
+      default=exporter_lib.CALIBRATION_IMAGES, metadata=dict(
+          help="Training images (no augmentation) that calibrate full-int8.", lower_bound=1))
+  baselines: Sequence[str] = dataclasses.field(
+      default=baselines_lib.DEFAULT_BASELINES, metadata=dict(kind="list", help=(
+          "Baselines trained at the SquishedNet's size, epochs and recipe, comma-separated from "
+          f"{', '.join(baselines_lib.BASELINES)}; 'all' for every one, 'none' for none. The "
+          "default is what a SquishedNet must beat: the width multiplier, trained from scratch "
+          "with the same recipe and epochs.")))
   benchmark: bench_config_lib.BenchmarkConfig = bench_config_lib.BenchmarkConfig()
-  eval_images: int = 2000
-  classifier_activation: str = "linear"
-  dropout_rate: float = 0.5
-  batch_norm: bool = True
+  eval_images: int = dataclasses.field(default=2000, metadata=dict(
+      help="Test images to measure top-1 on (the same for every artefact).", lower_bound=1))
+  classifier_activation: str = dataclasses.field(default="linear", metadata=dict(
+      enum_values=spec_lib.CLASSIFIER_ACTIVATIONS,
+      help="Activation on conv10: linear (squish_tf's default) or relu (as published)."))
+  dropout_rate: float = dataclasses.field(default=0.5, metadata=dict(
+      help="Dropout before conv10.", lower_bound=0.0, upper_bound=0.99))
+  batch_norm: bool = dataclasses.field(default=True, metadata=dict(help=(
+      "Batch normalisation after conv1 and every fire convolution of the ancestor (folded into "
+      "the convolutions in every export).")))
   check_ancestor: bool = True
 
 

@@ -1,20 +1,22 @@
 """absl flag definitions shared by every main, with the same names everywhere.
 
-Each `define_*` function registers a group of flags once (safe to call from
-several mains in one process) and records their names, so `flags_text()` can
-write exactly the flags that matter into `flags.txt`, re-runnable with
-`--flagfile`. `*_config_from_flags()` turn parsed flags into the library's
-config dataclasses; the mains stay thin.
+The flags are the options declared on the config dataclasses' fields
+(`squish_tf.job.options`: name, type, default, help, bounds). Each `define_*`
+function registers one group of them once (safe to call from several mains in
+one process) and records their names, so `flags_text()` can write exactly the
+flags that matter into `flags.txt`, re-runnable with `--flagfile`.
+`*_config_from_flags()` fill the same fields from the parsed flags; the mains
+stay thin.
 """
 
 import sys
 import traceback
-from typing import Callable, List, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Sequence, Tuple
 
 from absl import app, flags, logging
 
 from squish_tf.data import config as data_config_lib
-from squish_tf.net import spec as spec_lib
+from squish_tf.job import options as options_lib
 
 FLAGS = flags.FLAGS
 _DEFINED: List[str] = []
@@ -26,237 +28,72 @@ DATA_IDENTITY_FLAGS = ("dataset", "data_dir", "image_size", "batch_size", "valid
                        "shapes10_validation_size")
 
 
-def _define(kind: Callable, name: str, *args, **kwargs) -> None:
-  if name in FLAGS:
-    return
-  kind(name, *args, **kwargs)
-  _DEFINED.append(name)
+def _define(group: str) -> None:
+  """Defines the flags of one group of options (options_lib.LAYOUT) that are not defined yet."""
+  for option in options_lib.group(group):
+    if option.name in FLAGS:
+      continue
+    options_lib.define([option])  # registered as this module's flags
+    _DEFINED.append(option.name)
 
 
 def define_data_flags() -> None:
   """--dataset, --data_dir, --image_size, --batch_size, ... (shared by every main)."""
-  defaults = data_config_lib.DataConfig()
-  _define(flags.DEFINE_string, "dataset", defaults.dataset,
-          "Data source: shapes10 (built-in, offline), folder (class sub-folders under "
-          "--data_dir), tfds:NAME (any TFDS image-classification dataset) or imagenet10.")
-  _define(flags.DEFINE_string, "data_dir", defaults.data_dir,
-          "Image folder for --dataset=folder; TFDS data dir for tfds:NAME and imagenet10.")
-  _define(flags.DEFINE_integer, "image_size", defaults.image_size,
-          "Images are resized to image_size x image_size.", lower_bound=1)
-  _define(flags.DEFINE_integer, "batch_size", defaults.batch_size,
-          "Global batch size (split across replicas).", lower_bound=1)
-  _define(flags.DEFINE_float, "validation_split", defaults.validation_split,
-          "Fraction held out for validation (selection, the accuracy budget) when the source "
-          "has no validation split.", lower_bound=0.0, upper_bound=0.9)
-  _define(flags.DEFINE_float, "test_split", defaults.test_split,
-          "Fraction held out for the test split (every reported accuracy) when the source has "
-          "no test split (folder without test/, TFDS without test).", lower_bound=0.0,
-          upper_bound=0.9)
-  _define(flags.DEFINE_list, "augment", list(defaults.augment),
-          "Training augmentations, comma-separated: translate (random shift up to 10%, "
-          "reflected edges), flip (random horizontal mirror; opt-in: it damages classes that "
-          "depend on orientation, such as digits, text and arrows), or none.")
-  _define(flags.DEFINE_boolean, "skip_bad_images", defaults.skip_bad_images,
-          "Skip and count unreadable images instead of stopping with an error.")
-  _define(flags.DEFINE_enum, "cache", defaults.cache, list(data_config_lib.CACHE_MODES),
-          "Where decoded images are kept between epochs: auto (in memory what fits a share of "
-          "the available memory divided among the job's processes, the rest on disk in the run "
-          "dir), memory, disk (in the run dir) or none (decoded every epoch). The batches are "
-          "the same whichever it is.")
-  _define(flags.DEFINE_integer, "shapes10_train_size", defaults.shapes10_train_size,
-          "Training images generated for --dataset=shapes10.", lower_bound=10)
-  _define(flags.DEFINE_integer, "shapes10_validation_size", defaults.shapes10_validation_size,
-          "Validation images generated for --dataset=shapes10.", lower_bound=10)
-  _define(flags.DEFINE_integer, "shapes10_test_size", defaults.shapes10_test_size,
-          "Test images generated for --dataset=shapes10.", lower_bound=10)
-  _define(flags.DEFINE_integer, "seed", 0,
-          "Seed for data generation, shuffling, initial weights and synthesis.")
+  _define("data")
 
 
 def define_train_flags() -> None:
   """--train_epochs, --learning_rate, --optimizer, ... and the distribution flags."""
-  from squish_tf.train import trainer as train_lib  # pylint: disable=g-import-not-at-top
-
-  defaults = train_lib.TrainConfig()
-  _define(flags.DEFINE_integer, "train_epochs", defaults.epochs,
-          "Epochs of training from scratch.", lower_bound=1)
-  _define(flags.DEFINE_float, "learning_rate", defaults.learning_rate,
-          "Peak learning rate.", lower_bound=0.0)
-  _define(flags.DEFINE_enum, "optimizer", defaults.optimizer, list(train_lib.OPTIMIZERS),
-          "Optimizer.")
-  _define(flags.DEFINE_enum, "lr_schedule", defaults.lr_schedule, ["cosine", "constant"],
-          "Learning-rate schedule over each fit.")
-  _define(flags.DEFINE_float, "weight_decay", defaults.weight_decay,
-          "Decoupled weight decay; 0 disables.", lower_bound=0.0)
-  _define(flags.DEFINE_float, "warmup_epochs", defaults.warmup_epochs,
-          "Linear learning-rate warm-up at the start of training from scratch (at most a "
-          "quarter of the run); 0 disables.", lower_bound=0.0)
-  _define(flags.DEFINE_enum, "classifier_activation", "linear",
-          list(spec_lib.CLASSIFIER_ACTIVATIONS),
-          "Activation on conv10: linear (squish_tf's default) or relu (as published).")
-  _define(flags.DEFINE_float, "dropout_rate", 0.5, "Dropout before conv10.", lower_bound=0.0,
-          upper_bound=0.99)
-  _define(flags.DEFINE_boolean, "batch_norm", True,
-          "Batch normalisation after conv1 and every fire convolution of the ancestor (folded "
-          "into the convolutions in every export).")
+  _define("train")
   define_distribution_flags()
 
 
 def define_distribution_flags() -> None:
-  from squish_tf.train import trainer as train_lib  # pylint: disable=g-import-not-at-top
-
-  _define(flags.DEFINE_enum, "distribution_strategy", "off",
-          list(train_lib.DISTRIBUTION_STRATEGIES),
-          "tf.distribute strategy: off, one_device, mirrored, multi_worker_mirrored "
-          "(cluster from TF_CONFIG) or tpu.")
-  _define(flags.DEFINE_string, "tpu", "", "TPU name or address for --distribution_strategy=tpu.")
+  """--distribution_strategy, --tpu."""
+  _define("distribution")
 
 
 def define_synthesis_flags() -> None:
   """The generation loop's and the genetic encoding's flags (see SYNTHESIS.md)."""
-  from squish_tf.evolve import config as evolve_config_lib  # pylint: disable=g-import-not-at-top
-  from squish_tf.evolve import encoding as synthesis  # pylint: disable=g-import-not-at-top
-
-  loop = evolve_config_lib.EvolutionConfig()
-  encoding = synthesis.SynthesisConfig()
-  _define(flags.DEFINE_integer, "generations", loop.generations,
-          "Most generations to run.", lower_bound=1)
-  _define(flags.DEFINE_integer, "population", loop.population,
-          "Offspring drawn per generation.", lower_bound=1)
-  _define(flags.DEFINE_integer, "offspring_epochs", loop.offspring_epochs,
-          "Fine-tuning epochs per offspring.", lower_bound=1)
-  _define(flags.DEFINE_float, "offspring_learning_rate", loop.offspring_learning_rate,
-          "Peak learning rate of every fine-tune (offspring, the final polish, pruning's "
-          "baseline); optimizer, schedule and weight decay are the training flags'.",
-          lower_bound=0.0)
-  _define(flags.DEFINE_float, "offspring_warmup_epochs", loop.offspring_warmup_epochs,
-          "Linear learning-rate warm-up at the start of every fine-tune, in epochs.",
-          lower_bound=0.0)
-  _define(flags.DEFINE_enum, "offspring_init", loop.offspring_init, ["inherit", "scratch"],
-          "inherit: offspring start from the parent's surviving weights; scratch: fresh "
-          "initialisation (the Darwin paper's newborns), warmed up like the ancestor.")
-  _define(flags.DEFINE_enum, "final_init", loop.final_init, list(evolve_config_lib.FINAL_INITS),
-          "How the evolved winner becomes the SquishedNet. scratch: its widths train from "
-          "fresh weights for the lineage's budget (the ancestor's epochs + each chosen "
-          "offspring's + --final_epochs), with the recipe and seed the baselines get; "
-          "inherit: its inherited weights fine-tune for --final_epochs, distilled (the polish).")
-  _define(flags.DEFINE_integer, "final_epochs", loop.final_epochs,
-          "The final stage's share of the lineage's budget: the polish's epochs "
-          "(--final_init=inherit), or the epochs scratch training adds to the lineage's; 0 "
-          "ships the winner as evolved.", lower_bound=0)
-  _define(flags.DEFINE_boolean, "distill", loop.distill,
-          "Offspring fine-tunes and the polish learn from the teacher's softened predictions "
-          "as well as the labels (knowledge distillation).")
-  _define(flags.DEFINE_float, "distill_alpha", loop.distill_alpha,
-          "Weight of the distillation term: loss = (1 - alpha) CE + alpha T^2 KL; 0 = labels "
-          "only.", lower_bound=0.0, upper_bound=1.0)
-  _define(flags.DEFINE_float, "distill_temperature", loop.distill_temperature,
-          "Distillation temperature T (softens both models' predictions).", lower_bound=1.0)
-  _define(flags.DEFINE_enum, "teacher", loop.teacher, ["ancestor", "parent"],
-          "Whom offspring distil from: the ancestor, or their own parent.")
-  _define(flags.DEFINE_float, "target_size_mb", loop.target_size_mb,
-          "Stop once the chosen offspring is at most this many MB (float32 weights).")
-  _define(flags.DEFINE_integer, "target_macs", loop.target_macs,
-          "Stop once the chosen offspring has at most this many MACs.")
-  _define(flags.DEFINE_float, "target_latency_ms", loop.target_latency_ms,
-          "Stop once the chosen offspring's LiteRT latency at batch 1, as predicted by the "
-          "latency table measured on this machine, is at most this many ms.")
-  _define(flags.DEFINE_float, "target_speedup", loop.target_speedup,
-          "Stop once the chosen offspring is predicted this many times faster than the "
-          "ancestor (LiteRT, batch 1, the measured latency table).")
-  _define(flags.DEFINE_enum, "latency_format", loop.latency_format, ["fp32", "int8"],
-          "The LiteRT model the latency table times (--cost=latency, latency targets): fp32, "
-          "or int8 when you deploy int8.")
-  _define(flags.DEFINE_float, "max_accuracy_drop", loop.max_accuracy_drop,
-          "Largest allowed drop of validation top-1 from the ancestor, as a fraction "
-          "(0.03 = 3 points); offspring beyond it are never chosen.")
-  _define(flags.DEFINE_integer, "max_retries", loop.max_retries,
-          "Fresh draws allowed per candidate whose loss diverges (NaN).", lower_bound=0)
-  _define(flags.DEFINE_float, "target_fraction", loop.target_fraction,
-          "env_mode=target: expected child size as a fraction of its parent's. Unset: shrink "
-          "evenly towards --target_size_mb over the generations left (else "
-          f"{encoding.target_fraction}).")
-  _define(flags.DEFINE_float, "target_gamma", encoding.target_gamma,
-          "env_mode=target: how pressure is shared between modules, F_l = min(1, F * "
-          "(mean cost / module cost)^target_gamma); 0 = one F for every layer, larger values "
-          "press harder on the parameter-heavy late fires and spare conv1 and the early fires.",
-          lower_bound=0.0)
-  _define(flags.DEFINE_enum, "env_mode", encoding.env_mode, list(synthesis.ENV_MODES),
-          "Environmental factor: constant (one F, the paper), target (F bisected per "
-          "generation to hit --target_fraction) or cost_weighted (costlier layers, more "
-          "pressure).")
-  _define(flags.DEFINE_float, "env_factor", encoding.env_factor,
-          "F in (0, 1]: a filter survives with probability F * P(c).")
-  _define(flags.DEFINE_enum, "cost", encoding.cost, list(synthesis.COSTS),
-          "What env_mode=target and cost_weighted measure: params, macs or latency (LiteRT "
-          "ms from a table measured once on this machine and cached in the run dir).")
-  _define(flags.DEFINE_float, "gamma", encoding.gamma,
-          "cost_weighted exponent: F_l = clip(F * (mean_cost / cost_l)^gamma, f_min, 1).")
-  _define(flags.DEFINE_float, "f_min", encoding.f_min, "cost_weighted lower clip of F_l.")
-  _define(flags.DEFINE_integer, "min_filters", encoding.min_filters,
-          "Every layer keeps at least this many filters.")
-  _define(flags.DEFINE_float, "min_fraction", encoding.min_fraction,
-          "Every layer keeps at least this fraction of its parent's filters.")
-  _define(flags.DEFINE_integer, "channel_multiple", encoding.channel_multiple,
-          "Round survivor counts up to a multiple of this (1 = off, the default: rounding up "
-          "to 4 or 8 measured no faster in LiteRT here, and up to 19% slower where it adds "
-          "filters; benchmarks/channel_multiple.py).")
-  _define(flags.DEFINE_integer, "workers", 2,
-          "Processes that fine-tune a generation's offspring (and train the baselines) at "
-          "once; 1 runs them one by one in this process. Small networks leave a core idle, so "
-          "2 suits 2 cores. Results do not depend on it. With a --distribution_strategy "
-          "other than off it is 1.", lower_bound=1)
+  _define("synthesis")
 
 
 def define_export_flags() -> None:
   """--formats, --qat_epochs, --qat_learning_rate, --calibration_images."""
-  from squish_tf import export  # pylint: disable=g-import-not-at-top
-  from squish_tf.export import (
-    exporter,  # pylint: disable=g-import-not-at-top
-    qat,  # pylint: disable=g-import-not-at-top
-  )
-
-  _define(flags.DEFINE_list, "formats", None,
-          f"Export formats, comma-separated, from {', '.join(export.FORMATS)}. Default: all this "
-          f"machine can produce ({', '.join(export.available_formats())}).")
-  _define(flags.DEFINE_integer, "qat_epochs", 1,
-          "Quantization-aware fine-tuning epochs for qat_int8.", lower_bound=1)
-  _define(flags.DEFINE_float, "qat_learning_rate", qat.DEFAULT_LEARNING_RATE,
-          "Adam learning rate of QAT fine-tuning.", lower_bound=0.0)
-  _define(flags.DEFINE_integer, "calibration_images", exporter.CALIBRATION_IMAGES,
-          "Training images (no augmentation) that calibrate full-int8.", lower_bound=1)
+  _define("export")
 
 
 def define_benchmark_flags() -> None:
   """--batch_sizes, --num_threads, --eval_images, --min_seconds, --min_runs, --pair_resolutions."""
-  _define(flags.DEFINE_list, "batch_sizes", ["1", "8"], "Batch sizes to time, comma-separated.")
-  _define(flags.DEFINE_integer, "num_threads", 2,
-          "CPU threads for LiteRT and for TensorFlow (Keras, SavedModel).", lower_bound=1)
-  _define(flags.DEFINE_integer, "eval_images", 2000,
-          "Test images to measure top-1 on (the same for every artefact).", lower_bound=1)
-  _define(flags.DEFINE_float, "min_seconds", 0.5, "Time each batch size for at least this long.",
-          lower_bound=0.0)
-  _define(flags.DEFINE_integer, "min_runs", 10, "Time each batch size at least this many times.",
-          lower_bound=1)
-  _define(flags.DEFINE_list, "pair_resolutions", ["run", "224"],
-          "Input sizes at which the fp32 speed-ups are measured (interleaved pairs): run = the "
-          "run's own --image_size, plus square sizes at which every compared model is rebuilt "
-          "with the same weights and timed at batch 1 (e.g. run,224; run alone for none).")
+  _define("benchmark")
+
+
+def _fields_from_flags(config: type, values, **given) -> Dict[str, Any]:
+  """`config`'s fields that are options, from their flags in `values`; `given` ones as given."""
+  fields = dict(given)
+  for option in options_lib.declared(config):
+    if option.field not in fields:
+      value = getattr(values, option.name)
+      convert = _FIELD_FROM_FLAG.get(option.name)
+      fields[option.field] = value if convert is None else convert(value)
+  return fields
 
 
 def benchmark_config_from_flags(formats=None, values=None):
+  """The benchmark flags' BenchmarkConfig, benchmarking `formats` (None: every artefact)."""
   from squish_tf.bench import config as bench_config_lib  # pylint: disable=g-import-not-at-top
 
-  v = FLAGS if values is None else values
+  config = bench_config_lib.BenchmarkConfig
+  return config(**_fields_from_flags(config, _values(values), formats=formats))
+
+
+def _batch_sizes(values) -> Tuple[int, ...]:
+  """--batch_sizes ("1", "8") -> (1, 8)."""
   try:
-    batch_sizes = tuple(int(size) for size in v.batch_sizes)
+    return tuple(int(size) for size in values)
   except ValueError:
     raise ValueError(f"--batch_sizes must be comma-separated integers, got "
-                     f"{','.join(v.batch_sizes)!r}.") from None
-  return bench_config_lib.BenchmarkConfig(
-      batch_sizes=batch_sizes, num_threads=v.num_threads, min_seconds=v.min_seconds,
-      min_runs=v.min_runs, formats=formats,
-      pair_resolutions=pair_resolutions_from_flag(v.pair_resolutions))
+                     f"{','.join(values)!r}.") from None
 
 
 def pair_resolutions_from_flag(values) -> Tuple[int, ...]:
@@ -273,61 +110,57 @@ def pair_resolutions_from_flag(values) -> Tuple[int, ...]:
   return tuple(sizes)
 
 
+def _baselines(values) -> Tuple[str, ...]:
+  """--baselines -> baseline names ('all' and 'none' expanded)."""
+  from squish_tf.train import baselines as baselines_lib  # pylint: disable=g-import-not-at-top
+
+  return baselines_lib.parse_names(values)
+
+
+# The flags whose values the config fields take in another form: flag -> the field's value.
+_FIELD_FROM_FLAG = {
+    "augment": ",".join,  # DataConfig parses "translate,flip" as the command line spells it
+    "batch_sizes": _batch_sizes,
+    "pair_resolutions": pair_resolutions_from_flag,
+    "baselines": _baselines,
+}
+
+
 def job_config_from_flags(values=None, check_ancestor: bool = True):
   """The main job's JobConfig (`squish`'s flags): run dir, exports, baselines, benchmark."""
   from squish_tf.job import config as job_config_lib  # pylint: disable=g-import-not-at-top
-  from squish_tf.train import baselines as baselines_lib  # pylint: disable=g-import-not-at-top
 
-  v = FLAGS if values is None else values
-  return job_config_lib.JobConfig(
-      run_dir=run_dir_from_flags(v), run_name=v.run_name, export_formats=v.formats,
-      qat_epochs=v.qat_epochs, qat_learning_rate=v.qat_learning_rate,
-      calibration_images=v.calibration_images, baselines=baselines_lib.parse_names(v.baselines),
-      benchmark=benchmark_config_from_flags(values=v), eval_images=v.eval_images,
-      classifier_activation=v.classifier_activation, dropout_rate=v.dropout_rate,
-      batch_norm=v.batch_norm, check_ancestor=check_ancestor)
+  v = _values(values)
+  fields = _fields_from_flags(job_config_lib.JobConfig, v, run_dir=run_dir_from_flags(v),
+                              check_ancestor=check_ancestor)
+  return job_config_lib.JobConfig(**fields, benchmark=benchmark_config_from_flags(values=v))
 
 
 def run_dir_from_flags(values=None) -> str:
   """--run_dir, or saved_models/<--run_name>."""
   import os  # pylint: disable=g-import-not-at-top
 
-  v = FLAGS if values is None else values
+  v = _values(values)
   return v.run_dir or os.path.join("saved_models", v.run_name)
 
 
 def evolution_config_from_flags(values=None):
+  """The synthesis flags' EvolutionConfig; the data's --seed seeds evolution too."""
   from squish_tf.evolve import config as evolve_config_lib  # pylint: disable=g-import-not-at-top
 
-  v = FLAGS if values is None else values
-  return evolve_config_lib.EvolutionConfig(
-      generations=v.generations, population=v.population,
-      offspring_epochs=v.offspring_epochs,
-      offspring_learning_rate=v.offspring_learning_rate,
-      offspring_warmup_epochs=v.offspring_warmup_epochs,
-      offspring_init=v.offspring_init, final_init=v.final_init,
-      final_epochs=v.final_epochs,
-      distill=v.distill, distill_alpha=v.distill_alpha,
-      distill_temperature=v.distill_temperature, teacher=v.teacher,
-      target_size_mb=v.target_size_mb,
-      target_macs=v.target_macs, target_latency_ms=v.target_latency_ms,
-      target_speedup=v.target_speedup, latency_format=v.latency_format,
-      max_accuracy_drop=v.max_accuracy_drop,
-      max_retries=v.max_retries, seed=v.seed, target_fraction=v.target_fraction,
-      workers=v.workers)
+  v = _values(values)
+  config = evolve_config_lib.EvolutionConfig
+  return config(**_fields_from_flags(config, v, seed=v.seed))
 
 
 def synthesis_config_from_flags(values=None):
+  """The synthesis flags' SynthesisConfig; --target_fraction, when set, is its target_fraction."""
   from squish_tf.evolve import encoding as synthesis  # pylint: disable=g-import-not-at-top
 
-  v = FLAGS if values is None else values
-  fields = dict(env_mode=v.env_mode, env_factor=v.env_factor, cost=v.cost,
-                target_gamma=v.target_gamma,
-                gamma=v.gamma, f_min=v.f_min, min_filters=v.min_filters,
-                min_fraction=v.min_fraction, channel_multiple=v.channel_multiple)
-  if v.target_fraction is not None:
-    fields["target_fraction"] = v.target_fraction
-  return synthesis.SynthesisConfig(**fields)
+  v = _values(values)
+  given = {} if v.target_fraction is None else {"target_fraction": v.target_fraction}
+  config = synthesis.SynthesisConfig
+  return config(**_fields_from_flags(config, v, **given))
 
 
 def flag_values(names: Sequence[str]) -> dict:
@@ -336,25 +169,23 @@ def flag_values(names: Sequence[str]) -> dict:
 
 
 def data_config_from_flags(values=None) -> data_config_lib.DataConfig:
-  v = FLAGS if values is None else values
-  return data_config_lib.DataConfig(
-      dataset=v.dataset, data_dir=v.data_dir, image_size=v.image_size,
-      batch_size=v.batch_size, validation_split=v.validation_split,
-      test_split=v.test_split, seed=v.seed, augment=",".join(v.augment),
-      skip_bad_images=v.skip_bad_images, cache=v.cache,
-      shapes10_train_size=v.shapes10_train_size,
-      shapes10_validation_size=v.shapes10_validation_size,
-      shapes10_test_size=v.shapes10_test_size)
+  """The data flags' DataConfig."""
+  config = data_config_lib.DataConfig
+  return config(**_fields_from_flags(config, _values(values)))
 
 
 def train_config_from_flags(epochs_flag: str = "train_epochs", values=None):
+  """The training flags' TrainConfig, training for --`epochs_flag` epochs."""
   from squish_tf.train import trainer as train_lib  # pylint: disable=g-import-not-at-top
 
-  v = FLAGS if values is None else values
-  return train_lib.TrainConfig(epochs=getattr(v, epochs_flag),
-                               learning_rate=v.learning_rate, optimizer=v.optimizer,
-                               lr_schedule=v.lr_schedule, weight_decay=v.weight_decay,
-                               warmup_epochs=v.warmup_epochs)
+  v = _values(values)
+  config = train_lib.TrainConfig
+  return config(**_fields_from_flags(config, v, epochs=getattr(v, epochs_flag)))
+
+
+def _values(values):
+  """The parsed flags: absl's FLAGS unless another registry (squish_tf.api's) is given."""
+  return FLAGS if values is None else values
 
 
 def strategy_from_flags():

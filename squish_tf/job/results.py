@@ -2,7 +2,7 @@
 benchmark, with the paper's figures beside ours."""
 
 import os
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 import numpy as np
 
@@ -72,14 +72,7 @@ def litert_fields(result: Mapping[str, Any], artefact: str = "tflite_fp32",
     speedups: Dict[str, Optional[float]] = {}
     ranges: Dict[str, Optional[Dict[str, Any]]] = {}
     for size in own:
-      if subject == base:
-        speedups[size], ranges[size] = (1.0 if own[size] else None), None
-        continue
-      stats = pairs_lib.pair_stats(result, subject, base, size)
-      speedups[size] = None if stats is None else stats["ratio_median"]
-      ranges[size] = None if stats is None else {"min": stats["ratio_min"],
-                                                 "max": stats["ratio_max"],
-                                                 "rounds": stats["rounds"]}
+      speedups[size], ranges[size] = _pair_speedup(result, subject, base, size, bool(own[size]))
     out[name] = {
         "tflite_fp32_bytes": (artefacts.get("tflite_fp32") or {}).get("bytes"),
         "tflite_int8_bytes": (artefacts.get("tflite_int8") or {}).get("bytes"),
@@ -105,16 +98,24 @@ def _resolution_fields(result: Mapping[str, Any], subject: str, base: str) -> Di
     for size in (str(b) for b in measured.get("batch_sizes") or RESOLUTION_BATCH_SIZES):
       timed = ((sessions.get(size) or {}).get("artefacts") or {}).get(subject)
       speeds[image_size][size] = None if timed is None else timed["images_per_sec"]["median"]
-      if subject == base:
-        speedups[image_size][size] = 1.0 if timed is not None else None
-        ranges[image_size][size] = None
-        continue
-      stats = pairs_lib.pair_stats(result, subject, base, size, image_size=image_size)
-      speedups[image_size][size] = None if stats is None else stats["ratio_median"]
-      ranges[image_size][size] = None if stats is None else {
-          "min": stats["ratio_min"], "max": stats["ratio_max"], "rounds": stats["rounds"]}
+      speedups[image_size][size], ranges[image_size][size] = _pair_speedup(
+          result, subject, base, size, timed is not None, image_size=image_size)
   return {"speedup_at_resolution": speedups, "speedup_at_resolution_range": ranges,
           "litert_images_per_sec_at_resolution": speeds}
+
+
+def _pair_speedup(result: Mapping[str, Any], subject: str, base: str, size: str, timed: bool,
+                  image_size: Optional[str] = None
+                  ) -> Tuple[Optional[float], Optional[Dict[str, Any]]]:
+  """(speed-up, {"min", "max", "rounds"}) of `subject` over `base` at one batch size, from
+  their interleaved pair; the reference's own file is 1.0 when it was `timed` (no range)."""
+  if subject == base:
+    return (1.0 if timed else None), None
+  stats = pairs_lib.pair_stats(result, subject, base, size, image_size=image_size)
+  if stats is None:
+    return None, None
+  return stats["ratio_median"], {"min": stats["ratio_min"], "max": stats["ratio_max"],
+                                 "rounds": stats["rounds"]}
 
 
 PAPER = (

@@ -13,12 +13,14 @@ polish and the baselines see the training and validation splits only. The
 test split is read once everything is trained (the `evaluation` stage, then
 the export's and the benchmark's accuracy passes), and every accuracy the
 report, results.json, benchmark.json and the console summary give is on it.
+
+`run_job` calls one function per stage, in order; each takes the run's shared
+context (`context.Run`, its data read through `context.RunData`) and the stage
+mechanics (`context.Stages`).
 """
 
-import dataclasses
 import functools
 import os
-import time
 from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 import tensorflow as tf
@@ -26,11 +28,11 @@ import tensorflow as tf
 from squish_tf import export as export_lib
 from squish_tf import files as files_lib
 from squish_tf import layout as layout_lib
+from squish_tf import lock as lock_lib
 from squish_tf.bench import benchmark as benchmark_lib
 from squish_tf.bench import comparisons as comparisons_lib
 from squish_tf.data import config as data_config_lib
 from squish_tf.data import images as images_lib
-from squish_tf.data import pipeline as data_lib
 from squish_tf.evolve import config as evolve_config_lib
 from squish_tf.evolve import encoding as synthesis
 from squish_tf.evolve import evolution
@@ -45,14 +47,9 @@ from squish_tf.job.config import (
   JobConfig,
   StageHook,
 )
+from squish_tf.job.context import Run, RunData, Stages
 from squish_tf.job.results import build_results
-from squish_tf.layout import (
-  ANCESTOR_DIR,
-  EVALUATION_FILE,
-  EXPORT_DIR,
-  RESULTS_FILE,
-  STAGE_TIMES_FILE,
-)
+from squish_tf.layout import EVALUATION_FILE, EXPORT_DIR, RESULTS_FILE
 from squish_tf.net import model_io
 from squish_tf.net import spec as spec_lib
 from squish_tf.report import console as console_lib
@@ -62,6 +59,10 @@ from squish_tf.train import baselines as baselines_lib
 from squish_tf.train import trainer as train_lib
 
 STAGES = layout_lib.STAGES
+# The ancestor's part of the run identity (`lineage.parent_identity`).
+PARENT_KEYS = ("parent.spec", "parent.weights_sha256")
+# {name: (model_dir, export_dir, formats)} of the models the job exports.
+Exports = Dict[str, Tuple[str, str, Any]]
 
 
 def run_job(config: JobConfig,
@@ -76,198 +77,276 @@ def run_job(config: JobConfig,
             on_stage_done: Sequence[StageHook] = (),
             log: Callable[[str], None] = print,
             verbose: Any = "auto") -> Dict[str, Any]:
-  """Runs (or resumes) every stage; returns the results dict written to results.json."""
-  run_dir = config.run_dir
-  # The data's indexes and disk caches live in the run; its processes share the memory budget.
-  data_config = data_config_lib.in_run(data_config, run_dir, evolution_config.workers)
-  # Fresh pipelines on every call (same order on every resume); picklable for workers.
-  data_fn = functools.partial(data_lib.load, data_config)
-  train_ds, val_ds, info = data_fn()  # validates the data before anything is written
-  spec = spec_lib.squishednet_base(
+  """Runs (or resumes) every stage; returns the results dict written to results.json.
+
+  One writer per run dir: the run's lock is taken before anything is written
+  (a live holder stops this call with `lock.RunDirInUse`), and the checks
+  before the first stage (every image decodes, the targets, the identity of a
+  resumed run) leave the run dir as they found it when they refuse the run.
+  """
+  with lock_lib.RunLock(config.run_dir, command=command, warn=log) as held:
+    with held.refusal():
+      # The data's indexes and disk caches live in the run; its processes share the memory
+      # budget.
+      data = RunData(data_config_lib.in_run(data_config, config.run_dir,
+                                            evolution_config.workers),
+                     config.calibration_images)
+      train_ds, val_ds, info = data.load()  # every image decode-checked, nothing trained yet
+      run = Run(config=config, data=data, info=info,
+                spec=ancestor_spec(config, data.config, info), train_config=train_config,
+                evolution_config=evolution_config, synth=synth, strategy=strategy,
+                run_flags=run_flags, command=command, log=log, verbose=verbose)
+      check_before_writing(run)
+      if flags_text is not None:
+        files_lib.write_text(os.path.join(run.run_dir, model_io.FLAGS_FILE), flags_text)
+    stage = Stages(run.run_dir, on_stage_done, log)
+
+    ancestor_stage(run, stage, train_ds, val_ds)
+    del train_ds, val_ds  # every later stage that trains makes its own pipelines
+    result = synthesis_stage(run, stage)
+    squishednet_dir = polish_lib.squishednet_dir(run.run_dir, result, evolution_config)
+    budget = polish_stage(run, stage, result, squishednet_dir)
+    baselines_stage(run, stage, budget)
+    exports = models_to_export(run, squishednet_dir)
+    export_stage(run, stage, exports)
+    evaluation_stage(run, stage, result, squishednet_dir)
+    benchmark_stage(run, stage, exports)
+    return report_stage(run, stage, result, squishednet_dir)
+
+
+def ancestor_spec(config: JobConfig, data_config: data_config_lib.DataConfig,
+                  info: data_config_lib.DatasetInfo) -> spec_lib.NetSpec:
+  """The ancestor's spec: SqueezeNet's base widths at the data's classes and image size."""
+  return spec_lib.squishednet_base(
       num_classes=info.num_classes, input_shape=(data_config.image_size,) * 2 + (3,),
       dropout_rate=config.dropout_rate, classifier_activation=config.classifier_activation,
       batch_norm=config.batch_norm)
-  ancestor_dir = os.path.join(run_dir, ANCESTOR_DIR)
-  model_io.check_same_spec(ancestor_dir, spec)
-  evolution.check_targets(spec, evolution_config, synth)
-  # A refused re-run must leave flags.txt (what --flagfile reproduces) as it was.
-  lineage_lib.check_identity(run_dir, lineage_lib.run_identity(
-      ancestor_dir, evolution_config, synth, run_flags, train_config),
-      ignore=("parent.spec", "parent.weights_sha256"))
-  os.makedirs(run_dir, exist_ok=True)
-  if flags_text is not None:
-    files_lib.write_text(os.path.join(run_dir, model_io.FLAGS_FILE), flags_text)
-  times_path = os.path.join(run_dir, STAGE_TIMES_FILE)
-  times: Dict[str, float] = files_lib.optional_read_json(times_path) or {}
 
-  def stage(name: str, done: bool, work: Callable[[], None], note: str = "") -> None:
-    if done:
-      log(f"[{name}] already complete, skipped")
+
+def check_before_writing(run: Run) -> None:
+  """Refuses, before anything is written, what a stage would refuse later.
+
+  An ancestor dir of another spec, size or MAC targets below what the floors
+  let synthesis reach (evolve() leaves them to this check), and a run dir
+  made with other flags: a refused re-run must leave flags.txt (what
+  --flagfile reproduces) as it was. The ancestor's own part of the identity
+  waits for the synthesis stage: it may not be trained yet.
+  """
+  model_io.check_same_spec(run.ancestor_dir, run.spec)
+  evolution.check_targets(run.spec, run.evolution_config, run.synth)
+  lineage_lib.check_identity(run.run_dir, run.identity(), ignore=PARENT_KEYS)
+
+
+def ancestor_stage(run: Run, stage: Stages, train_ds: tf.data.Dataset,
+                   val_ds: tf.data.Dataset) -> None:
+  """Stage 1: the ancestor, trained on the run's first pipelines, then checked to have learned.
+
+  With worker processes it trains in one of its own, which exits after: a
+  process keeps the memory a training once took, and this one lives through
+  the whole run beside the workers that fine-tune.
+  """
+  def train():
+    if run.in_workers:
+      workers_lib.call_in_fresh_process(train_ancestor_dir, run.ancestor_dir, run.spec,
+                                        run.data.load, run.data_config, run.train_config,
+                                        run.verbose)
     else:
-      log(f"[{name}] ...{note}")
-      start = time.time()
-      work()
-      times[name] = times.get(name, 0.0) + time.time() - start
-      files_lib.write_json(times_path, times)
-    for hook in on_stage_done:
-      hook(name)
+      train_lib.train_model_dir(run.ancestor_dir, run.spec, run.data_config, run.train_config,
+                                train_ds, val_ds, run.info, strategy=run.strategy,
+                                seed=run.data_config.seed, verbose=run.verbose, label="ancestor")
 
-  # 1. The ancestor. With worker processes it trains in one of its own, which exits after:
-  # a process keeps the memory a training once took, and this one lives through the whole
-  # run beside the workers that fine-tune.
-  def train_ancestor():
-    if strategy is None and evolution_config.workers > 1:
-      workers_lib.call_in_fresh_process(train_ancestor_dir, ancestor_dir, spec, data_fn,
-                                        data_config, train_config, verbose)
-    else:
-      train_lib.train_model_dir(ancestor_dir, spec, data_config, train_config, train_ds, val_ds,
-                                info, strategy=strategy, seed=data_config.seed, verbose=verbose,
-                                label="ancestor")
+  stage("ancestor", model_io.is_complete(run.ancestor_dir), train)
+  if run.config.check_ancestor:
+    train_lib.check_learned(
+        files_lib.read_json(os.path.join(run.ancestor_dir, model_io.METRICS_FILE)),
+        run.info.num_classes, run.ancestor_dir)
 
-  stage("ancestor", model_io.is_complete(ancestor_dir), train_ancestor)
-  del train_ds
-  if config.check_ancestor:
-    train_lib.check_learned(files_lib.read_json(os.path.join(ancestor_dir, model_io.METRICS_FILE)),
-                            info.num_classes, ancestor_dir)
 
-  # 2. Evolution, selected on the validation split.
-  lineage_path = os.path.join(run_dir, lineage_lib.LINEAGE_FILE)
-  evolved: Dict[str, lineage_lib.EvolutionResult] = {}
+def synthesis_stage(run: Run, stage: Stages) -> lineage_lib.EvolutionResult:
+  """Stage 2: evolution, selected on the validation split; a finished lineage is read back."""
+  finished = finished_evolution(run.run_dir)
+  evolved = stage("synthesis", finished is not None, lambda: evolution.evolve(
+      run.ancestor_dir, run.run_dir, run.evolution_config, run.synth, run.data.load,
+      strategy=run.strategy, run_flags=run.run_flags, listeners=[console_lib.console_listener],
+      verbose=run.verbose, train_config=run.train_config, targets_checked=True))
+  if finished is None:
+    return evolved
+  check_lineage_parent(run)
+  return finished
 
-  def evolve(listeners=()):
-    return evolution.evolve(ancestor_dir, run_dir, evolution_config, synth, data_fn,
-                            strategy=strategy, run_flags=run_flags, listeners=listeners,
-                            verbose=verbose, train_config=train_config)
 
-  lineage = files_lib.optional_read_json(lineage_path) or {}
-  stage("synthesis", bool(lineage.get("complete")),
-        lambda: evolved.update(result=evolve([console_lib.console_listener])))
-  result = evolved.get("result") or evolve()
+def finished_evolution(run_dir: str) -> Optional[lineage_lib.EvolutionResult]:
+  """What evolve() returns for `run_dir` when its lineage is complete; None while it is not.
 
-  # 3. The final stage ("polish"): the winner's widths trained from scratch, or its
-  # inherited weights fine-tuned (--final_init), are the SquishedNet.
-  # 4. The baselines, at the SquishedNet's size, epochs and recipe. Trained from scratch, the
-  # SquishedNet's size and epochs are known before it trains, so with worker processes it
-  # trains beside the baselines (small networks leave a core idle): stage 3 then trains both.
-  squishednet_dir = polish_lib.squishednet_dir(run_dir, result, evolution_config)
-  baseline_dirs = {name: os.path.join(run_dir, "baselines", name) for name in config.baselines}
-  polish_done = (not polish_lib.needs_polish(result, evolution_config)
-                 or polish_lib.is_complete(run_dir))
-  baselines_done = lambda: all(files_lib.optional_read_json(os.path.join(  # noqa: E731
-      d, model_io.METRICS_FILE)) is not None for d in baseline_dirs.values())
-  train_polish = functools.partial(polish_lib.polish, run_dir, result, evolution_config, data_fn,
-                                   train_config, verbose=verbose)
+  The lineage is read as evolve() reads it (`lineage.load_lineage`: a
+  candidate whose directory is gone is left out, and a chosen one that is
+  gone leaves generations to redo), without loading the ancestor or building
+  pipelines. With a latency table, the ancestor's predicted latency and the
+  table's name that evolve() sets from the table are the ones the lineage was
+  written with, from that same table.
+  """
+  lineage = lineage_lib.load_lineage(run_dir)
+  if lineage is None or not lineage.get("complete"):
+    return None
+  return lineage_lib.evolution_result(run_dir, lineage)
 
-  def train_baselines(budget, beside=()):
-    baselines_lib.run_baselines(run_dir, ancestor_dir, budget, data_fn, names=config.baselines,
-                                strategy=strategy, verbose=verbose,
-                                workers=evolution_config.workers, beside=beside)
 
-  if (not polish_done and evolution_config.final_init == "scratch" and strategy is None
-      and evolution_config.workers > 1 and not baselines_done()):
-    budget = planned_budget(result, evolution_config, train_config, data_config.seed)
-    stage("polish", False, lambda: train_baselines(budget, [(train_polish, (), {})]),
+def check_lineage_parent(run: Run) -> None:
+  """What evolve() checks before it returns a complete lineage, for a lineage read back here.
+
+  The run's identity with its ancestor's architecture and weight checksum:
+  an ancestor retrained in place (same path, other weights) does not take
+  the old lineage. `check_before_writing` left the ancestor out.
+  """
+  model, spec, _ = model_io.load_model_dir(run.ancestor_dir)
+  identity = run.identity()
+  identity.update(lineage_lib.parent_identity(model, spec))
+  lineage_lib.check_or_write_identity(run.run_dir, identity)
+
+
+def polish_stage(run: Run, stage: Stages, result: lineage_lib.EvolutionResult,
+                 squishednet_dir: str) -> baselines_lib.BaselineBudget:
+  """Stage 3, the final stage ("polish"): the SquishedNet; returns the baselines' budget.
+
+  The winner's widths trained from scratch, or its inherited weights
+  fine-tuned (--final_init), are the SquishedNet; the baselines train at its
+  size and epochs. Trained from scratch, those are known before it trains,
+  so with worker processes it trains beside the baselines (small networks
+  leave a core idle): this stage then trains both.
+  """
+  config, seed = run.evolution_config, run.data_config.seed
+  done = not polish_lib.needs_polish(result, config) or polish_lib.is_complete(run.run_dir)
+  train = functools.partial(polish_lib.polish, run.run_dir, result, config, run.data.load,
+                            run.train_config, verbose=run.verbose)
+  if not done and config.final_init == "scratch" and run.in_workers and not baselines_done(run):
+    budget = planned_budget(result, config, run.train_config, seed)
+    stage("polish", False, lambda: train_baselines(run, budget, beside=[(train, (), {})]),
           note=" (the SquishedNet from scratch, beside the baselines in worker processes)")
-  else:
-    stage("polish", polish_done, lambda: train_polish(strategy=strategy))
-    budget = baseline_budget(squishednet_dir, result, evolution_config, train_config,
-                             data_config.seed)
-  stage("baselines", baselines_done(), lambda: train_baselines(budget))
+    return budget
+  stage("polish", done, lambda: train(strategy=run.strategy))
+  return baseline_budget(squishednet_dir, result, config, run.train_config, seed)
 
-  # 5. Exports: the SquishedNet in full, the ancestor and the baselines for comparison.
-  # Everything is trained by now: the export's accuracy pass is the first to read
-  # the test split.
-  # With a Jetson bundle, the ancestor's ships beside it (export/jetson_ancestor/), so
-  # jetson_trt.py on the device can time the two interleaved.
-  ship_jetson = "jetson" in export_lib.parse_formats(config.export_formats, with_data=True)
-  ancestor_formats = COMPARISON_FORMATS + (("jetson",) if ship_jetson else ())
-  reference_bundle = os.path.join(run_dir, EXPORT_DIR, jetson_lib.REFERENCE_BUNDLE_DIR)
+
+def baselines_stage(run: Run, stage: Stages, budget: baselines_lib.BaselineBudget) -> None:
+  """Stage 4: the baselines, at the SquishedNet's size, epochs and recipe (`budget`)."""
+  stage("baselines", baselines_done(run), lambda: train_baselines(run, budget))
+
+
+def baselines_done(run: Run) -> bool:
+  """Every baseline asked for has its metrics.json (the marker written last)."""
+  return all(files_lib.optional_read_json(os.path.join(d, model_io.METRICS_FILE)) is not None
+             for d in run.baseline_dirs.values())
+
+
+def train_baselines(run: Run, budget: baselines_lib.BaselineBudget,
+                    beside: Sequence[Tuple[Callable[..., Any], tuple, dict]] = ()) -> None:
+  """Trains the baselines left to train, and `beside` them other trainings (`run_baselines`)."""
+  baselines_lib.run_baselines(run.run_dir, run.ancestor_dir, budget, run.data.load,
+                              names=run.config.baselines, strategy=run.strategy,
+                              verbose=run.verbose, workers=run.evolution_config.workers,
+                              beside=beside)
+
+
+def ships_jetson(config: JobConfig) -> bool:
+  """The SquishedNet's export includes a Jetson bundle (the ancestor's then ships beside it)."""
+  return "jetson" in export_lib.parse_formats(config.export_formats, with_data=True)
+
+
+def models_to_export(run: Run, squishednet_dir: str) -> Exports:
+  """The SquishedNet in full, the ancestor and the baselines for comparison.
+
+  With a Jetson bundle, the ancestor's ships beside it (export/jetson_ancestor/),
+  so jetson_trt.py on the device can time the two interleaved.
+  """
+  ancestor_formats = COMPARISON_FORMATS + (("jetson",) if ships_jetson(run.config) else ())
   exports = {
-      "squishednet": (squishednet_dir, os.path.join(run_dir, EXPORT_DIR), config.export_formats),
-      "ancestor": (ancestor_dir, os.path.join(ancestor_dir, EXPORT_DIR), ancestor_formats),
+      "squishednet": (squishednet_dir, os.path.join(run.run_dir, EXPORT_DIR),
+                      run.config.export_formats),
+      "ancestor": (run.ancestor_dir, os.path.join(run.ancestor_dir, EXPORT_DIR), ancestor_formats),
   }
   exports.update({name: (directory, os.path.join(directory, EXPORT_DIR), COMPARISON_FORMATS)
-                  for name, directory in baseline_dirs.items()})
+                  for name, directory in run.baseline_dirs.items()})
+  return exports
 
-  @functools.lru_cache(maxsize=None)
-  def export_data() -> export_lib.ExportData:
-    """The export's images, drawn once for every model this job exports."""
-    return export_lib.load_export_data(data_config, calibration_images=config.calibration_images)
 
-  def export_all():
+def export_stage(run: Run, stage: Stages, exports: Exports) -> None:
+  """Stage 5: every model of `exports` exported (`export_models`).
+
+  Everything is trained by now: the export's accuracy pass is the first to
+  read the test split.
+  """
+  jetson = ships_jetson(run.config)
+  reference_bundle = os.path.join(run.run_dir, EXPORT_DIR, jetson_lib.REFERENCE_BUNDLE_DIR)
+
+  def export():
     todo = {name: e for name, e in exports.items() if not exported(e[1], e[2])}
-    pool_size = 1 if strategy is not None else min(evolution_config.workers, len(todo))
+    pool_size = 1 if run.strategy is not None else min(run.evolution_config.workers, len(todo))
     with workers_lib.WorkerPool(max(1, pool_size)) as pool:
-      manifest = export_models(todo, pool, data_config, export_data, config)
+      manifest = export_models(todo, pool, run.data_config, run.data.export_data, run.config)
     if manifest is not None:
-      log(export_lib.summary_table(manifest))
-    if ship_jetson:
+      run.log(export_lib.summary_table(manifest))
+    if jetson:
       jetson_lib.place_reference_bundle(
           os.path.join(exports["ancestor"][1], jetson_lib.BUNDLE_DIR), exports["squishednet"][1])
 
   stage("export", all(exported(e, f) for _, e, f in exports.values())
-        and (not ship_jetson or jetson_lib.is_bundle(reference_bundle)), export_all)
+        and (not jetson or jetson_lib.is_bundle(reference_bundle)), export)
 
-  # 6. The final evaluation: every trained model on the test split, read here first.
-  evaluation_path = os.path.join(run_dir, EVALUATION_FILE)
-  evaluated = {"ancestor": ancestor_dir, "squishednet": squishednet_dir}
-  evaluated.update({r["id"]: os.path.join(run_dir, r["dir"])
-                    for r in result.lineage["candidates"] if r["status"] == "ok"})
-  evaluated.update(baseline_dirs)
 
-  def evaluate_all():
-    test_ds, _ = data_lib.load_test(data_config)
-    files_lib.write_json(evaluation_path, evaluate_on_test(evaluated, test_ds, log=log))
+def evaluation_stage(run: Run, stage: Stages, result: lineage_lib.EvolutionResult,
+                     squishednet_dir: str) -> None:
+  """Stage 6: every trained model on the test split, read here first (evaluation.json)."""
+  path = os.path.join(run.run_dir, EVALUATION_FILE)
+  models = {"ancestor": run.ancestor_dir, "squishednet": squishednet_dir}
+  models.update({r["id"]: os.path.join(run.run_dir, r["dir"])
+                 for r in result.lineage["candidates"] if r["status"] == "ok"})
+  models.update(run.baseline_dirs)
+  existing = files_lib.optional_read_json(path)
+  stage("evaluation", existing is not None and set(models) <= set(existing.get("models", {})),
+        lambda: files_lib.write_json(path, evaluate_on_test(models, run.data.test(),
+                                                            log=run.log)))
 
-  existing = files_lib.optional_read_json(evaluation_path)
-  stage("evaluation", existing is not None and set(evaluated) <= set(existing.get("models", {})),
-        evaluate_all)
 
-  # 7. Benchmark every model's artefacts on the same test images.
-  benchmark_path = os.path.join(run_dir, benchmark_lib.BENCHMARK_FILE)
-  targets = {name: {"model_dir": model_dir, "export_dir": export_dir}
-             for name, (model_dir, export_dir, _) in exports.items()}
+def benchmark_stage(run: Run, stage: Stages, exports: Exports) -> None:
+  """Stage 7: every exported model's artefacts on the same test images (benchmark.json)."""
+  path = os.path.join(run.run_dir, benchmark_lib.BENCHMARK_FILE)
+  # The SquishedNet in every format; the others in what the report compares.
+  models = {name: {"model_dir": model_dir, "export_dir": export_dir,
+                   "formats": (None if name == "squishednet"
+                               else COMPARISON_ARTEFACTS.get(name, BASELINE_ARTEFACTS))}
+            for name, (model_dir, export_dir, _) in exports.items()}
 
-  def run_benchmark():
-    test_ds, _ = data_lib.load_test(data_config)
-    images, labels = images_lib.take_images(test_ds, config.eval_images)
-    measured = {"version": benchmark_lib.BENCHMARK_VERSION,
-                "settings": dict(benchmark_lib.settings(config.benchmark,
-                                                        eval_images=len(images)),
-                                 eval_split="test"),
-                "models": {}}
-    for name, where in targets.items():
-      # The SquishedNet in every format; the others in what the report compares.
-      formats = (None if name == "squishednet"
-                 else COMPARISON_ARTEFACTS.get(name, BASELINE_ARTEFACTS))
-      log(f"{name}:")
-      measured["models"][name] = benchmark_lib.benchmark_model(
-          where["model_dir"], where["export_dir"], images, labels,
-          dataclasses.replace(config.benchmark, formats=formats), log=log)
-    # The speed-ups: every model's fp32 and int8 file against the ancestor's
-    # fp32 file, timed interleaved in one session per batch size.
-    measured.update(comparisons_lib.measure_model_pairs(
-        measured["models"], comparisons_lib.comparison_pairs(measured["models"], "ancestor"),
-        images_lib.as_pixels(images), config.benchmark, log=log))
-    benchmark_lib.write_benchmark(benchmark_path, measured)
+  def measure():
+    images, labels = images_lib.take_images(run.data.test(), run.config.eval_images)
+    settings = dict(benchmark_lib.settings(run.config.benchmark, eval_images=len(images)),
+                    eval_split="test")
+    # The speed-ups: every model's fp32 and int8 file against the ancestor's fp32 file,
+    # timed interleaved in one session per batch size.
+    pairs = functools.partial(comparisons_lib.comparison_pairs, reference="ancestor")
+    benchmark_lib.write_benchmark(path, benchmark_lib.benchmark_models(
+        models, images, labels, run.config.benchmark, log=run.log, pairs=pairs,
+        run_settings=settings))
 
-  existing = files_lib.optional_read_json(benchmark_path)
-  stage("benchmark", existing is not None and set(targets) <= set(existing.get("models", {}))
-        and existing.get("version") == benchmark_lib.BENCHMARK_VERSION, run_benchmark)
+  existing = files_lib.optional_read_json(path)
+  stage("benchmark", existing is not None and set(models) <= set(existing.get("models", {}))
+        and existing.get("version") == benchmark_lib.BENCHMARK_VERSION, measure)
 
-  # 8. Results and report (cheap: always rewritten from what is on disk).
-  results = build_results(config, info, data_config, result.lineage, squishednet_dir,
-                          baseline_dirs, files_lib.read_json(benchmark_path),
-                          files_lib.read_json(evaluation_path), times, command,
-                          evolution_config)
-  files_lib.write_json(os.path.join(run_dir, RESULTS_FILE), results)
-  report_lib.write_report(run_dir, results)
-  for hook in on_stage_done:
-    hook("report")
+
+def report_stage(run: Run, stage: Stages, result: lineage_lib.EvolutionResult,
+                 squishednet_dir: str) -> Dict[str, Any]:
+  """Stage 8: results.json and the report, always rewritten from what is on disk (cheap)."""
+  results = build_results(
+      run.config, run.info, run.data_config, result.lineage, squishednet_dir, run.baseline_dirs,
+      files_lib.read_json(os.path.join(run.run_dir, benchmark_lib.BENCHMARK_FILE)),
+      files_lib.read_json(os.path.join(run.run_dir, EVALUATION_FILE)), stage.times, run.command,
+      run.evolution_config)
+  files_lib.write_json(os.path.join(run.run_dir, RESULTS_FILE), results)
+  report_lib.write_report(run.run_dir, results)
+  stage.finished("report")
   return results
 
 
-def export_models(todo: Dict[str, Tuple[str, str, Any]],
+def export_models(todo: Exports,
                   pool: workers_lib.WorkerPool,
                   data_config: data_config_lib.DataConfig,
                   export_data: Callable[[], export_lib.ExportData],

@@ -2,7 +2,8 @@
 
 Modules:
   spec        `NetSpec`/`FireSpec`: SqueezeNet-family networks as frozen data, with
-              analytic params() and macs(), JSON round-trip and `scale_width` (numpy only).
+              analytic params() and macs(), JSON round-trip, `scale_width` and the one
+              channel rounding, `round_channels` (numpy only).
   wiring      which channels feed which (`channel_sources`, `consumers`), the index
               map surgery and the latency model consult (numpy only).
   metrics     size, NetScore and efficiency figures (numpy only).

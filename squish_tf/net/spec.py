@@ -405,6 +405,34 @@ def squishednet_base(num_classes: int = 10,
                  name="squishednet_base")
 
 
+# A float channel count is compared with this slack before rounding up, so that float
+# noise just above a multiple (16.000000001 of 8) is not priced as a tile more.
+_CHANNEL_SLACK = 1e-9
+
+
+def round_channels(count: Any, multiple: int) -> Any:
+  """`count` channels rounded UP to a multiple of `multiple` (1 or less: unchanged).
+
+  The one channel rounding of the codebase (survivor counts, the latency table's
+  padding); unlike Keras applications' `_depth`, it never rounds down.
+  Integers (Python or numpy, scalars or arrays) round exactly and keep their
+  type; a float (an interpolated or expected width) comes back a float.
+
+  Args:
+    count: channels: an int, a numpy integer or integer array, or a float.
+    multiple: the channel multiple, e.g. 8 for XNNPACK's tiles.
+
+  Returns:
+    The smallest multiple of `multiple` >= `count` (for a float, >= count - 1e-9).
+  """
+  if multiple <= 1:
+    return count
+  if isinstance(count, numbers.Integral) or getattr(getattr(count, "dtype", None), "kind",
+                                                     None) in ("i", "u"):
+    return -(-count // multiple) * multiple
+  return float(math.ceil(float(count) / multiple - _CHANNEL_SLACK) * multiple)
+
+
 def scale_width(spec: NetSpec, multiplier: float, min_filters: int = 1) -> NetSpec:
   """Uniformly width-scaled copy: every prunable layer gets round(multiplier * filters).
 

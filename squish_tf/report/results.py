@@ -75,7 +75,11 @@ def measured_speedup(entry: Mapping[str, Any], ancestor: Mapping[str, Any], size
 def speedup_range(entry: Mapping[str, Any], size: str,
                    key: str = "speedup_vs_ancestor") -> Optional[Tuple[float, float, Any]]:
   """(min, max, rounds) of the per-round ratios behind a speed-up, when measured interleaved."""
-  spread = (entry.get(f"{key}_range") or {}).get(size)
+  return _range((entry.get(f"{key}_range") or {}).get(size))
+
+
+def _range(spread: Any) -> Optional[Tuple[float, float, Any]]:
+  """(min, max, rounds) of a recorded {"min", "max", "rounds"}, or None if either end is unknown."""
   if not isinstance(spread, Mapping):
     return None
   low, high = finite_number(spread.get("min")), finite_number(spread.get("max"))
@@ -84,14 +88,17 @@ def speedup_range(entry: Mapping[str, Any], size: str,
   return low, high, spread.get("rounds")
 
 
-def speedup_cell(entry: Mapping[str, Any], ancestor: Mapping[str, Any], size: str,
-                  key: str = "speedup_vs_ancestor") -> str:
-  """ "1.65× [1.52–1.71]": the median of the interleaved rounds' ratios and their min–max."""
-  value = measured_speedup(entry, ancestor, size, key)
-  spread = speedup_range(entry, size, key)
+def _ratio_cell(value: Optional[float], spread: Optional[Tuple[float, float, Any]]) -> str:
+  """ "1.65× [1.52–1.71]": a speed-up and its rounds' min–max; the bare ratio without both."""
   if value is None or spread is None:
     return fmt_ratio(value)
   return f"{value:.2f}× [{spread[0]:.2f}–{spread[1]:.2f}]"
+
+
+def speedup_cell(entry: Mapping[str, Any], ancestor: Mapping[str, Any], size: str,
+                  key: str = "speedup_vs_ancestor") -> str:
+  """ "1.65× [1.52–1.71]": the median of the interleaved rounds' ratios and their min–max."""
+  return _ratio_cell(measured_speedup(entry, ancestor, size, key), speedup_range(entry, size, key))
 
 
 def speed_resolutions(models: Mapping[str, Mapping[str, Any]]) -> List[Tuple[str, str]]:
@@ -114,14 +121,8 @@ def resolution_speedup(entry: Mapping[str, Any], image_size: str, batch: str
 
 def resolution_cell(entry: Mapping[str, Any], image_size: str, batch: str) -> str:
   """ "3.10× [2.95–3.30]" at another resolution, or "–"."""
-  value = resolution_speedup(entry, image_size, batch)
   spread = ((entry.get("speedup_at_resolution_range") or {}).get(image_size) or {}).get(batch)
-  if value is None or not isinstance(spread, Mapping):
-    return fmt_ratio(value)
-  low, high = finite_number(spread.get("min")), finite_number(spread.get("max"))
-  if low is None or high is None:
-    return fmt_ratio(value)
-  return f"{value:.2f}× [{low:.2f}–{high:.2f}]"
+  return _ratio_cell(resolution_speedup(entry, image_size, batch), _range(spread))
 
 
 def run_pixels_text(results: Mapping[str, Any]) -> Optional[str]:

@@ -38,6 +38,7 @@ import tensorflow as tf
 
 from squish_tf import files as files_lib
 from squish_tf.data import config as data_config_lib
+from squish_tf.layout import WORK_SUFFIX
 from squish_tf.net import batch_norm as bn_lib
 from squish_tf.net import metrics as metrics_lib
 from squish_tf.net import model_io, models
@@ -58,6 +59,9 @@ LABELS = {
     "magnitude_pruned": "tfmot magnitude pruning of the ancestor",
     "mobilenet_v3_small": "MobileNetV3Small (minimalistic)",
 }
+# data_fn(stream=k): fresh (train_ds, val_ds, info); `stream` picks the training split's
+# shuffle and augmentation order (0, the default: the ancestor's), never the data.
+# Evolution's stages take the same.
 DataFn = Callable[..., Tuple[tf.data.Dataset, tf.data.Dataset, data_config_lib.DatasetInfo]]
 
 
@@ -98,8 +102,6 @@ class BaselineBudget:
 
 
 BATCH_NORM_MOMENTUM = 0.99
-# A baseline's Keras backup (and logs), beside the model dir it will become.
-WORK_SUFFIX = ".work"
 
 
 def mobilenet_v3_small(input_shape, num_classes: int, alpha: float, seed: int = 0):
@@ -251,13 +253,6 @@ def _train_one(name: str, directory: str, ancestor_dir: str, budget: BaselineBud
   shutil.rmtree(work_dir, ignore_errors=True)
 
 
-def _images(train_ds, info, epochs: int) -> int:
-  steps = int(train_ds.cardinality().numpy())
-  batch = train_ds.element_spec[0].shape[0]
-  per_epoch = steps * int(batch) if steps > 0 and batch else int(info.train_count)
-  return per_epoch * epochs
-
-
 def width_scaled_spec(ancestor_spec: spec_lib.NetSpec, target_params: int,
                       name: str = "width_scaled") -> spec_lib.NetSpec:
   """The uniformly width-scaled ancestor nearest `target_params` deployed parameters."""
@@ -271,14 +266,15 @@ def _train_width_scaled(ancestor_dir, budget, train_ds, info, strategy, verbose,
   keras.utils.set_random_seed(budget.seed)
   teacher_fn = None
   if distilled:
-    teacher_fn = lambda: bn_lib.deployed_model(*model_io.load_model_dir(ancestor_dir)[:2])
+    # A fresh copy each time: the baselines keep no teacher loaded between trainings.
+    teacher_fn = lambda: distill_lib.load_teacher(ancestor_dir, cached=False)
   config = budget.scratch_config()
   result = train_lib.fit(lambda: models.build_model(spec, seed=budget.seed), train_ds, None,
                          config, strategy=strategy, work_dir=work_dir,
                          images_per_epoch=info.train_count, verbose=verbose,
                          teacher_fn=teacher_fn, distill=budget.distill, label=name)
   extra = {"width_multiplier_params_target": budget.target_params, "train_epochs": config.epochs,
-           "train_images": _images(train_ds, info, config.epochs)}
+           "train_images": config.epochs * train_lib.images_per_epoch(train_ds, info)}
   if distilled:
     extra.update({"teacher": "ancestor", "distill_alpha": budget.distill.alpha,
                   "distill_temperature": budget.distill.temperature})
@@ -301,9 +297,10 @@ def _train_mobilenet(ancestor_dir, budget, train_ds, info, strategy, verbose, wo
                                  budget.seed),
       train_ds, None, config, strategy=strategy, work_dir=work_dir,
       images_per_epoch=info.train_count, verbose=verbose, label="mobilenet_v3_small")
-  macs = keras_macs(result.model)
-  return result.model, None, {"alpha": alpha, "macs": macs, "train_epochs": config.epochs,
-                              "train_images": _images(train_ds, info, config.epochs)}
+  # Its MACs (and params) are counted once, by `_metrics`, as a model without a spec.
+  return result.model, None, {"alpha": alpha, "train_epochs": config.epochs,
+                              "train_images": config.epochs * train_lib.images_per_epoch(
+                                  train_ds, info)}
 
 
 def _train_pruned(ancestor_dir, budget, train_ds, info, strategy, verbose, work_dir):
@@ -350,7 +347,7 @@ def _train_pruned(ancestor_dir, budget, train_ds, info, strategy, verbose, work_
   ancestor_images = int(ancestor_metrics.get("train_images") or 0)
   return model, spec.replace(name="magnitude_pruned"), {
       "sparsity": sparsity, "nonzero_params": nonzero, "train_epochs": config.epochs,
-      "train_images": ancestor_images + _images(train_ds, info, config.epochs),
+      "train_images": ancestor_images + config.epochs * train_lib.images_per_epoch(train_ds, info),
       "fine_tune_images_per_sec": info.train_count * config.epochs / seconds}
 
 

@@ -117,14 +117,21 @@ class Distiller(keras.Model):
 _TEACHERS: Dict[str, Any] = {}  # per process: model dir -> its deployed (BN-folded) model
 
 
-def load_teacher(model_dir: str):
+def load_teacher(model_dir: str, cached: bool = True):
   """The model of `model_dir` with batch norm folded: the same predictions (to float
-  rounding), fewer operations on every distillation step."""
+  rounding), fewer operations on every distillation step.
+
+  Every teacher is loaded here. `cached`: the process keeps one loaded copy
+  (the last directory asked for); False loads a fresh one each call (inside a
+  strategy's scope, where its variables must be made).
+  """
+  if not cached:
+    model, spec, _ = model_io.load_model_dir(model_dir)
+    return bn_lib.deployed_model(model, spec)
   model_dir = os.path.abspath(model_dir)
   if model_dir not in _TEACHERS:
     _TEACHERS.clear()
-    model, spec, _ = model_io.load_model_dir(model_dir)
-    _TEACHERS[model_dir] = bn_lib.deployed_model(model, spec)
+    _TEACHERS[model_dir] = load_teacher(model_dir, cached=False)
   return _TEACHERS[model_dir]
 
 
@@ -133,11 +140,4 @@ def teacher_fn(teacher_dir: Optional[str], strategy) -> Optional[Callable[[], An
   without a strategy the process keeps one loaded copy."""
   if teacher_dir is None:
     return None
-  if strategy is None:
-    return lambda: load_teacher(teacher_dir)
-
-  def fresh():
-    model, spec, _ = model_io.load_model_dir(teacher_dir)
-    return bn_lib.deployed_model(model, spec)
-
-  return fresh
+  return lambda: load_teacher(teacher_dir, cached=strategy is None)

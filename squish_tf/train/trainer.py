@@ -30,11 +30,15 @@ from squish_tf.train import progress as progress_lib
 
 def images_per_epoch(train_ds: tf.data.Dataset, info: data_config_lib.DatasetInfo) -> int:
   """Images one epoch trains on: full batches only when the pipeline drops the remainder."""
-  steps = int(train_ds.cardinality().numpy())
+  return _epoch_images(train_ds, int(info.train_count))
+
+
+def _epoch_images(train_ds: tf.data.Dataset, otherwise: Optional[int]) -> Optional[int]:
+  """steps x batch when both are static (drop_remainder: the exact count an epoch trains),
+  else `otherwise` (the split's image count)."""
+  steps = _cardinality(train_ds)
   batch = train_ds.element_spec[0].shape[0]
-  if steps > 0 and batch:
-    return steps * int(batch)
-  return int(info.train_count)
+  return steps * int(batch) if steps and batch else otherwise
 
 
 DISTRIBUTION_STRATEGIES = ("off", "one_device", "mirrored", "multi_worker_mirrored", "tpu")
@@ -65,12 +69,21 @@ class TrainConfig:
       at chance (10.0%) without warm-up and reached 90.2% with 1 epoch of it.
   """
 
-  epochs: int = 6
-  learning_rate: float = 4e-3
-  optimizer: str = "adam"
-  lr_schedule: str = "cosine"
-  weight_decay: float = 0.0
-  warmup_epochs: float = 1.0
+  # A field with `help` metadata is a flag of the mains and an option of squish_tf.run
+  # (squish_tf/job/options.py).
+  epochs: int = dataclasses.field(default=6, metadata=dict(
+      flag="train_epochs", help="Epochs of training from scratch.", lower_bound=1))
+  learning_rate: float = dataclasses.field(default=4e-3, metadata=dict(
+      help="Peak learning rate.", lower_bound=0.0))
+  optimizer: str = dataclasses.field(default="adam", metadata=dict(
+      enum_values=OPTIMIZERS, help="Optimizer."))
+  lr_schedule: str = dataclasses.field(default="cosine", metadata=dict(
+      enum_values=("cosine", "constant"), help="Learning-rate schedule over each fit."))
+  weight_decay: float = dataclasses.field(default=0.0, metadata=dict(
+      help="Decoupled weight decay; 0 disables.", lower_bound=0.0))
+  warmup_epochs: float = dataclasses.field(default=1.0, metadata=dict(help=(
+      "Linear learning-rate warm-up at the start of training from scratch (at most a quarter of "
+      "the run); 0 disables."), lower_bound=0.0))
 
   def __post_init__(self):
     if self.epochs < 1:
@@ -225,9 +238,7 @@ def fit(model_fn: Callable[[], Any],
   if verbose == "auto":  # a progress bar on a terminal, one line per epoch in a log file
     verbose = 1 if sys.stdout.isatty() else 2
   steps = _cardinality(train_ds)
-  batch = train_ds.element_spec[0].shape[0]
-  if steps and batch:  # static batches (drop_remainder): the exact count trained per epoch
-    images_per_epoch = steps * int(batch)
+  images_per_epoch = _epoch_images(train_ds, images_per_epoch)
   with strategy.scope():
     model = model_fn()
     trainer = model
@@ -309,13 +320,10 @@ def train_model_dir(model_dir: str,
                        f"{train_config.learning_rate}; lower --learning_rate and re-run.")
   evaluation = evaluate(result.model, val_ds)
   metrics = metrics_lib.model_metrics(spec, evaluation)
-  steps = _cardinality(train_ds)
-  batch = train_ds.element_spec[0].shape[0]
-  per_epoch = steps * int(batch) if steps and batch else info.train_count
   metrics.update({
       "train_images_per_sec": result.train_images_per_sec,
       "train_epochs": train_config.epochs,
-      "train_images": train_config.epochs * per_epoch,
+      "train_images": train_config.epochs * images_per_epoch(train_ds, info),
       "keras_params": spec.keras_params(),
       "train_seconds": time.time() - start,
       "dataset": info.name,
