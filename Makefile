@@ -18,8 +18,10 @@ $(STAMP): setup.cfg pyproject.toml
 	touch $(STAMP)
 
 # The main job on the built-in offline dataset (shapes10, 64 px): saved_models/demo/.
+# --min_train_steps=0 keeps the demo's short budgets (6 ancestor epochs, 375 steps);
+# `squish` alone trains at least 4000 steps (job.budget.scale_budgets).
 demo: $(STAMP)
-	$(BIN)/squish
+	$(BIN)/squish --min_train_steps=0
 
 # One pytest worker per core (pytest-xdist); tests/conftest.py keeps each module in one worker.
 test: $(STAMP)

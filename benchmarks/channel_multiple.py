@@ -42,19 +42,12 @@ import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from absl import (
-  app,  # noqa: E402
-  flags,  # noqa: E402
-  logging,  # noqa: E402
-)
+from absl import app, flags, logging  # noqa: E402
 import numpy as np  # noqa: E402
 
 import pipelines  # noqa: E402,F401  (imports TensorFlow without its start-up noise)
 from squish_tf.net import spec as spec_lib  # noqa: E402
-from squish_tf.runtime import (
-  litert,  # noqa: E402
-  timing,  # noqa: E402
-)
+from squish_tf.runtime import litert, timing  # noqa: E402
 
 _IMAGE_SIZES = flags.DEFINE_list("image_sizes", ["64", "224"], "Input sizes, one session each.")
 _FORMATS = flags.DEFINE_list("formats", ["fp32", "int8"], "TFLite formats: fp32, int8.")

@@ -47,11 +47,7 @@ import time
 from typing import Dict, List, Sequence, Tuple
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-from absl import (
-  app,  # noqa: E402
-  flags,  # noqa: E402
-  logging,  # noqa: E402
-)
+from absl import app, flags, logging  # noqa: E402
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 

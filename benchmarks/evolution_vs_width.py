@@ -38,19 +38,13 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from absl import (
-  app,  # noqa: E402
-  flags,  # noqa: E402
-)
+from absl import app, flags  # noqa: E402
 import numpy as np  # noqa: E402
 
 import pipelines  # noqa: E402,F401  (imports TensorFlow without its start-up noise)
 from squish_tf import files as files_lib  # noqa: E402
 from squish_tf.data import pipeline as data_lib  # noqa: E402
-from squish_tf.evolve import (
-  evolution,  # noqa: E402
-  polish,  # noqa: E402
-)
+from squish_tf.evolve import evolution, polish  # noqa: E402
 from squish_tf.job import budget as budget_lib  # noqa: E402
 from squish_tf.job import flags as flag_defs  # noqa: E402
 from squish_tf.job import run as job  # noqa: E402

@@ -33,11 +33,7 @@ import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from absl import (
-  app,  # noqa: E402
-  flags,  # noqa: E402
-  logging,  # noqa: E402
-)
+from absl import app, flags, logging  # noqa: E402
 
 import pipelines  # noqa: E402,F401  (imports TensorFlow without its start-up noise)
 from squish_tf.bench import pairs as speed_pairs  # noqa: E402
@@ -45,10 +41,7 @@ from squish_tf.data import config as data_config_lib  # noqa: E402
 from squish_tf.data import pipeline as data_lib  # noqa: E402
 from squish_tf.export import exporter  # noqa: E402
 from squish_tf.export import tflite as tflite_lib  # noqa: E402
-from squish_tf.net import (
-  model_io,  # noqa: E402
-  models,  # noqa: E402
-)
+from squish_tf.net import model_io, models  # noqa: E402
 from squish_tf.net import spec as spec_lib  # noqa: E402
 
 _ANCESTOR_DIR = flags.DEFINE_string("ancestor_dir", "", "Trained 10-class ancestor model dir.")

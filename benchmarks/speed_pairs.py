@@ -26,11 +26,7 @@ import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from absl import (
-  app,  # noqa: E402
-  flags,  # noqa: E402
-  logging,  # noqa: E402
-)
+from absl import app, flags, logging  # noqa: E402
 
 import pipelines  # noqa: E402,F401  (imports TensorFlow without its start-up noise)
 from squish_tf.bench import pairs as speed_pairs  # noqa: E402

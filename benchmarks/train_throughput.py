@@ -21,10 +21,7 @@ import statistics
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-from absl import (
-  app,  # noqa: E402
-  flags,  # noqa: E402
-)
+from absl import app, flags  # noqa: E402
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 

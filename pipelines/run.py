@@ -26,9 +26,10 @@ flag_defs.define_train_flags()
 flag_defs.define_synthesis_flags()
 flag_defs.define_export_flags()
 flag_defs.define_benchmark_flags()
-# This main's own flags (--run_name, --run_dir, --baselines, declared on JobConfig): defined
-# from here, they are listed under this module.
+# This main's own flags (--run_name, --run_dir, --baselines, --min_train_steps, declared on
+# JobConfig): defined from here, they are listed under this module.
 options_lib.define(options_lib.group("job"))
+MAIN_FLAGS = tuple(option.name for option in options_lib.group("job"))
 # --help lists the shared flags too (they are defined in flag_defs, not in this module).
 flags.adopt_module_key_flags(flag_defs)
 
@@ -45,7 +46,7 @@ def main(argv):
       config, flag_defs.data_config_from_flags(), flag_defs.train_config_from_flags(),
       flag_defs.evolution_config_from_flags(), flag_defs.synthesis_config_from_flags(),
       strategy=flag_defs.strategy_from_flags(),
-      flags_text=flag_defs.flags_text(["run_name", "run_dir", "baselines"]),
+      flags_text=flag_defs.flags_text(MAIN_FLAGS),
       command=f"squish --flagfile={os.path.join(run_dir, 'flags.txt')}",
       run_flags=run_flags)
   from squish_tf.report import console as console_lib  # pylint: disable=g-import-not-at-top

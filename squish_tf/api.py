@@ -158,7 +158,7 @@ def plan(check_ancestor: bool = True, **options) -> RunPlan:
   train = flag_defs.train_config_from_flags(values=v)
   loop = flag_defs.evolution_config_from_flags(v)
   encoding = flag_defs.synthesis_config_from_flags(v)
-  # flag_defs.flags_text(["run_name", "run_dir", "baselines"]): the same lines, CLI order.
+  # flag_defs.flags_text(pipelines.run.MAIN_FLAGS): the same lines, CLI order.
   lines = [registry[name].serialize() for name in names if registry[name].value is not None]
   return RunPlan(
       options={name: _copy(registry[name].value) for name in names},

@@ -152,7 +152,7 @@ def test_flags_text_is_the_clis_byte_for_byte():
           "from squish_tf.job import flags as flag_defs; out = []\n"
           "for argv in json.loads(sys.argv[1]):\n"
           "  flags.FLAGS.unparse_flags(); flags.FLAGS(['squish'] + argv)\n"
-          "  out.append(flag_defs.flags_text(['run_name', 'run_dir', 'baselines']))\n"
+          "  out.append(flag_defs.flags_text(pipelines.run.MAIN_FLAGS))\n"
           "print(json.dumps(out))")
   other = api.plan(**OTHERS).flags_text
   argvs = [[], [line for line in other.splitlines()]]

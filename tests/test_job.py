@@ -176,6 +176,41 @@ def test_bad_data_is_refused_before_writing(tmp_path):
   assert not os.path.exists(run_dir)
 
 
+def test_the_budget_rule_keeps_the_demos_steps_and_scales_small_data():
+  """`make demo`'s flags keep its epochs; a small dataset trains 4000+ steps, all budgets alike."""
+  from squish_tf.job import budget as budget_lib  # pylint: disable=g-import-not-at-top
+
+  with open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                         "Makefile"), encoding="utf-8") as handle:
+    makefile = handle.read()
+  recipe = makefile[makefile.index("\ndemo:"):].splitlines()[2].split()
+  assert recipe[0] == "$(BIN)/squish"
+  demo = api.plan(check_ancestor=False, **{
+      arg[2:].split("=")[0]: int(arg.split("=")[1]) for arg in recipe[1:]})
+  steps = -(-demo.data.shapes10_train_size // demo.data.batch_size)  # the demo's batches
+  kept = budget_lib.scale_budgets(demo.train, demo.evolution, steps, demo.job.min_train_steps)
+  assert kept.scale == 1 and kept.train_config == demo.train
+  assert kept.evolution_config == demo.evolution
+  assert (kept.train_config.epochs, kept.evolution_config.offspring_epochs,
+          kept.evolution_config.final_epochs) == (6, 2, 4)
+  # The command's default on 1,197 digits at batch 32 (27 steps per epoch): every budget x24.7.
+  default = api.plan(check_ancestor=False)
+  assert default.job.min_train_steps == 4000 and default.train.epochs == 6
+  small = budget_lib.scale_budgets(default.train, default.evolution, 27,
+                                   default.job.min_train_steps)
+  assert (small.train_config.epochs, small.evolution_config.offspring_epochs,
+          small.evolution_config.final_epochs) == (149, 50, 99)
+  assert small.train_config.epochs * 27 >= 4000 > (small.train_config.epochs - 1) * 27
+  assert small.train_config.learning_rate == default.train.learning_rate
+  assert small.train_config.warmup_epochs == default.train.warmup_epochs
+  assert "x24.69" in small.describe() and "train_epochs 149" in small.describe()
+  # Enough steps already: nothing changes.
+  large = budget_lib.scale_budgets(default.train, default.evolution, 1000, 4000)
+  assert large.scale == 1 and large.train_config.epochs == 6
+  with pytest.raises(ValueError, match="steps_per_epoch"):
+    budget_lib.scale_budgets(default.train, default.evolution, 0, 4000)
+
+
 def _tree(directory):
   """Every path under `directory`, files with their bytes (None: it does not exist)."""
   if not os.path.exists(directory):

@@ -1,6 +1,9 @@
-"""Training budgets shared by the comparisons: the lineage's fine-tune epochs and the equal
-budget the baselines and the from-scratch SquishedNet train for."""
+"""Training budgets: how long training runs on this data (`scale_budgets`), the lineage's
+fine-tune epochs, and the equal budget the baselines and the from-scratch SquishedNet train
+for."""
 
+import dataclasses
+import math
 import os
 from typing import Any, Dict, Optional
 
@@ -11,6 +14,55 @@ from squish_tf.evolve import polish as polish_lib
 from squish_tf.net import model_io
 from squish_tf.train import baselines as baselines_lib
 from squish_tf.train import trainer as train_lib
+
+
+@dataclasses.dataclass(frozen=True)
+class Budgets:
+  """The epoch budgets a run trains with, after `scale_budgets`."""
+
+  train_config: train_lib.TrainConfig
+  evolution_config: evolve_config_lib.EvolutionConfig
+  steps_per_epoch: int
+  scale: float  # 1: the epochs as given
+
+  def describe(self) -> str:
+    """"budget: 27 steps per epoch, scaled x24.7 to 4000+ steps: train_epochs 6 -> 149, ..."."""
+    if self.scale == 1:
+      return (f"budget: {self.steps_per_epoch} steps per epoch, "
+              f"{self.train_config.epochs * self.steps_per_epoch} for the ancestor")
+    return (f"budget: {self.steps_per_epoch} steps per epoch, every epoch budget scaled "
+            f"x{self.scale:.2f} to reach --min_train_steps: train_epochs "
+            f"{self.train_config.epochs}, offspring_epochs "
+            f"{self.evolution_config.offspring_epochs}, final_epochs "
+            f"{self.evolution_config.final_epochs}")
+
+
+def scale_budgets(train_config: train_lib.TrainConfig,
+                  evolution_config: evolve_config_lib.EvolutionConfig,
+                  steps_per_epoch: int, min_train_steps: int) -> Budgets:
+  """Epochs with a floor of optimizer steps, the same factor for every budget.
+
+  When `train_config.epochs` passes over this data give the ancestor fewer
+  than `min_train_steps` optimizer steps, the ancestor's, each offspring's
+  and the final stage's epochs are all multiplied by min_train_steps /
+  (epochs x steps_per_epoch) and rounded up, so the lineage keeps its
+  proportions and the baselines (whose budget is the lineage's) stay equal.
+  Epochs are the wrong unit across datasets: 6 epochs are 375 steps on the
+  demo's shapes10 and 112 on 1,197 digits. Warm-ups stay in epochs as given.
+  With enough steps already, or min_train_steps 0, nothing changes.
+  """
+  if steps_per_epoch < 1:
+    raise ValueError(f"steps_per_epoch must be >= 1, got {steps_per_epoch}.")
+  given = train_config.epochs * steps_per_epoch
+  if min_train_steps <= given:
+    return Budgets(train_config, evolution_config, steps_per_epoch, 1)
+  scale = min_train_steps / given
+  up = lambda epochs: int(math.ceil(epochs * scale - 1e-9))  # noqa: E731
+  return Budgets(
+      dataclasses.replace(train_config, epochs=up(train_config.epochs)),
+      dataclasses.replace(evolution_config, offspring_epochs=up(evolution_config.offspring_epochs),
+                          final_epochs=up(evolution_config.final_epochs)),
+      steps_per_epoch, scale)
 
 
 def lineage_fine_tune_epochs(lineage: Dict[str, Any], config: evolve_config_lib.EvolutionConfig,

@@ -9,6 +9,8 @@ from squish_tf.export import qat as qat_lib
 from squish_tf.net import spec as spec_lib
 from squish_tf.train import baselines as baselines_lib
 
+# The floor of optimizer steps the command's budgets scale up to (job.budget.scale_budgets).
+DEFAULT_MIN_TRAIN_STEPS = 4000
 # The comparison models only need what the report compares: fp32 and int8 TFLite.
 COMPARISON_FORMATS = ("fp32", "int8")
 COMPARISON_ARTEFACTS = {"ancestor": ("keras", "tflite_fp32", "tflite_int8")}
@@ -30,6 +32,8 @@ class JobConfig:
     benchmark: how to time artefacts.
     eval_images: test images for the benchmark's accuracy pass.
     classifier_activation / dropout_rate / batch_norm: ancestor spec choices.
+    min_train_steps: the floor of optimizer steps that scales every epoch
+      budget up on small data (`job.budget.scale_budgets`; 0: epochs as given).
     check_ancestor: stop when the trained ancestor's validation top-1 is at
       chance (tests of the plumbing, whose 1-epoch ancestors are, turn it off).
   """
@@ -40,6 +44,12 @@ class JobConfig:
       help="Where the run goes; default saved_models/<run_name>."))
   run_name: str = dataclasses.field(default="demo", metadata=dict(
       help="Name of the run: its directory is saved_models/<name>."))
+  min_train_steps: int = dataclasses.field(default=0, metadata=dict(
+      flag_default=DEFAULT_MIN_TRAIN_STEPS, lower_bound=0, help=(
+          "The least optimizer steps the ancestor trains for: when --train_epochs of this "
+          "data give fewer, every epoch budget (--train_epochs, --offspring_epochs, "
+          "--final_epochs, hence the baselines') is scaled up by the same factor, so small "
+          "datasets train as long as large ones; 0 keeps the epochs as given.")))
   export_formats: Optional[Sequence[str]] = dataclasses.field(default=None, metadata=dict(
       flag="formats", kind="list", help=(
           f"Export formats, comma-separated, from {', '.join(exporter_lib.FORMATS)}. Default: "

@@ -55,7 +55,7 @@ LAYOUT = (
     ("export", ("formats", "qat_epochs", "qat_learning_rate", "calibration_images")),
     ("benchmark", ("batch_sizes", "num_threads", "eval_images", "min_seconds", "min_runs",
                    "pair_resolutions")),
-    ("job", ("run_name", "run_dir", "baselines")),
+    ("job", ("run_name", "run_dir", "baselines", "min_train_steps")),
 )
 KINDS = ("string", "integer", "float", "boolean", "enum", "list")
 _METADATA_KEYS = ("help", "flag", "kind", "flag_default", "lower_bound", "upper_bound",

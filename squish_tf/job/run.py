@@ -39,7 +39,7 @@ from squish_tf.evolve import evolution
 from squish_tf.evolve import lineage as lineage_lib
 from squish_tf.evolve import polish as polish_lib
 from squish_tf.export import jetson as jetson_lib
-from squish_tf.job.budget import baseline_budget, planned_budget
+from squish_tf.job.budget import baseline_budget, planned_budget, scale_budgets
 from squish_tf.job.config import (
   BASELINE_ARTEFACTS,
   COMPARISON_ARTEFACTS,
@@ -92,6 +92,12 @@ def run_job(config: JobConfig,
                                             evolution_config.workers),
                      config.calibration_images)
       train_ds, val_ds, info = data.load()  # every image decode-checked, nothing trained yet
+      # Budgets follow the data: small data trains for more epochs (--min_train_steps).
+      budgets = scale_budgets(train_config, evolution_config, int(train_ds.cardinality()),
+                              config.min_train_steps)
+      train_config, evolution_config = budgets.train_config, budgets.evolution_config
+      if budgets.scale != 1:
+        log(budgets.describe())
       run = Run(config=config, data=data, info=info,
                 spec=ancestor_spec(config, data.config, info), train_config=train_config,
                 evolution_config=evolution_config, synth=synth, strategy=strategy,

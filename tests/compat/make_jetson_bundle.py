@@ -27,11 +27,8 @@ import toy  # noqa: E402  (its batch-norm randomiser, shared with the export tes
 
 from squish_tf import export  # noqa: E402
 from squish_tf.data import shapes10  # noqa: E402
-from squish_tf.export import jetson
-from squish_tf.net import (
-  model_io,  # noqa: E402
-  models,  # noqa: E402
-)
+from squish_tf.export import jetson  # noqa: E402
+from squish_tf.net import model_io, models  # noqa: E402
 from squish_tf.net import spec as spec_lib  # noqa: E402
 
 

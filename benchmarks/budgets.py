@@ -1,0 +1,127 @@
+"""Budgets that follow the data: the default run on real digits against longer training.
+
+Writes scikit-learn's 1,797 handwritten digits (8x8, shipped with the package:
+no download) as a folder of PNGs (one sub-folder per digit) into --work_dir,
+then prints, all test-split top-1 at --image_size px:
+
+  (a) the main job (`squish_tf.run`) with the command's defaults on that
+      folder: the ancestor, the SquishedNet (and its deployed size) and
+      width_scaled at the SquishedNet's size and budget;
+  (b) the same ancestor network trained --longer times as many epochs as (a)'s
+      ancestor (same data, recipe and seed), and with the old default of
+      --train_epochs=6 unscaled (--min_train_steps=0).
+
+Goals (issue 20): the ancestor within 1 point of the --longer run; the
+SquishedNet <= 0.6 MB and within 2 points of its ancestor.
+
+  pip install scikit-learn        # the data only; not a squish_tf dependency
+  python benchmarks/budgets.py --work_dir=/tmp/squish_budgets
+"""
+
+import dataclasses
+import os
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from absl import app, flags  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+import pipelines  # noqa: E402,F401  (imports TensorFlow without its start-up noise)
+import squish_tf  # noqa: E402
+from squish_tf import files as files_lib  # noqa: E402
+from squish_tf.data import pipeline as data_lib  # noqa: E402
+from squish_tf.net import model_io  # noqa: E402
+from squish_tf.train import trainer as train_lib  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("work_dir", "/tmp/squish_budgets", "Where the digits folder and runs go.")
+flags.DEFINE_integer("image_size", 32, "Image size the digits are trained at.")
+flags.DEFINE_integer("longer", 5, "How many times the ancestor's epochs the long run trains.")
+flags.DEFINE_integer("seed", 0, "Seed of the split and of every training.")
+flags.DEFINE_integer("workers", 2, "Worker processes of the main job.")
+
+
+def write_digits(root: str) -> int:
+  """scikit-learn's digits as PNG files in class folders (kept when complete)."""
+  from sklearn import datasets  # pylint: disable=g-import-not-at-top
+
+  digits = datasets.load_digits()
+  done = os.path.join(root, ".complete")
+  if not os.path.exists(done):
+    for i, (image, label) in enumerate(zip(digits.images, digits.target)):
+      folder = os.path.join(root, str(label))
+      os.makedirs(folder, exist_ok=True)
+      pixels = np.repeat(np.rint(image * 255.0 / 16.0).astype(np.uint8)[..., None], 3, axis=-1)
+      files_lib.write_bytes(os.path.join(folder, f"{i:04d}.png"),
+                            tf.io.encode_png(pixels).numpy())
+    open(done, "w").close()
+  return len(digits.images)
+
+
+def test_top1(model_dir: str, data_config) -> float:
+  model, _, _ = model_io.load_model_dir(model_dir)
+  test_ds, _ = data_lib.load_test(data_config)
+  return train_lib.evaluate(model, test_ds)["top1"]
+
+
+def main(argv):
+  del argv
+  folder = os.path.join(FLAGS.work_dir, "digits")
+  count = write_digits(folder)
+  print(f"{count} digits in {folder}")
+  start = time.time()
+  results = squish_tf.run(run_name="digits", run_dir=os.path.join(FLAGS.work_dir, "run"),
+                          dataset="folder", data_dir=folder, image_size=FLAGS.image_size,
+                          seed=FLAGS.seed, workers=FLAGS.workers, verbose=0,
+                          log=lambda line: print(line, flush=True))
+  job_seconds = time.time() - start
+  plan = squish_tf.plan(run_name="digits", run_dir=os.path.join(FLAGS.work_dir, "run"),
+                        dataset="folder", data_dir=folder, image_size=FLAGS.image_size,
+                        seed=FLAGS.seed, workers=FLAGS.workers)
+  run_dir = plan.job.run_dir
+  ancestor_metrics = files_lib.read_json(os.path.join(run_dir, "ancestor", "metrics.json"))
+  epochs = int(ancestor_metrics["train_epochs"])
+  data_config = results_data_config(plan, run_dir)
+  spec = model_io.read_spec(os.path.join(run_dir, "ancestor"))
+  rows = []
+  for name, train_epochs in ((f"ancestor x{FLAGS.longer}", FLAGS.longer * epochs),
+                             ("ancestor, 6 epochs unscaled", plan.train.epochs)):
+    directory = os.path.join(FLAGS.work_dir, f"ancestor_{train_epochs}")
+    started = time.time()
+    if not model_io.is_complete(directory):
+      train_ds, val_ds, info = data_lib.load(data_config)
+      train_lib.train_model_dir(directory, spec, data_config,
+                                dataclasses.replace(plan.train, epochs=train_epochs),
+                                train_ds, val_ds, info, seed=FLAGS.seed, verbose=0)
+    rows.append((name, train_epochs, test_top1(directory, data_config), time.time() - started))
+  models = results.models
+  print(f"\nmain job with the command's defaults: {job_seconds / 60:.1f} min "
+        f"(ancestor {epochs} epochs)")
+  for name in ("ancestor", "squishednet", "width_scaled"):
+    model = models.get(name)
+    if model is not None:
+      print(f"  {name:<28} {100 * model.top1:6.2f}%  {model.size_mb:.3f} MB  "
+            f"{model.train_epochs} epochs")
+  for name, train_epochs, top1, seconds in rows:
+    print(f"  {name:<28} {100 * top1:6.2f}%  {train_epochs} epochs ({seconds / 60:.1f} min)")
+  ancestor, squishednet = models["ancestor"], models["squishednet"]
+  print(f"\nancestor - x{FLAGS.longer}: {100 * (ancestor.top1 - rows[0][2]):+.2f} points (goal "
+        f">= -1); SquishedNet {squishednet.size_mb:.3f} MB (goal <= 0.6), "
+        f"{100 * (squishednet.top1 - ancestor.top1):+.2f} points vs its ancestor (goal >= -2)")
+  if "width_scaled" in models:
+    print(f"SquishedNet - width_scaled: "
+          f"{100 * (squishednet.top1 - models['width_scaled'].top1):+.2f} points")
+
+
+def results_data_config(plan, run_dir):
+  """The run's data config as the job used it (its caches in the run dir)."""
+  from squish_tf.data import config as data_config_lib  # pylint: disable=g-import-not-at-top
+
+  return data_config_lib.in_run(plan.data, run_dir, 1)
+
+
+if __name__ == "__main__":
+  app.run(main)
