@@ -110,3 +110,15 @@ def test_bad_input_is_named_with_what_to_give(exported, photos, tmp_path):
     predict.folder_accuracy(results, tflite.labels)
   with pytest.raises(ValueError, match="needs the model's class names"):
     predict.folder_accuracy(results, ())
+
+
+def test_a_runs_squishednet_takes_the_ancestors_class_names(exported, tmp_path):
+  """The SquishedNet's model dir keeps no class names; its run's ancestor does."""
+  model_dir, _ = exported
+  run = tmp_path / "run"
+  shutil.copytree(model_dir, run / "squishednet")
+  (run / "squishednet" / "metrics.json").write_text('{"params": 1}')
+  assert predict.resolve_model(str(run / "squishednet")).labels == ()
+  (run / "ancestor").mkdir()
+  (run / "ancestor" / "metrics.json").write_text('{"class_names": ["red", "green", "blue"]}')
+  assert predict.resolve_model(str(run / "squishednet")).labels == ("red", "green", "blue")

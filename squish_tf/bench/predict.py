@@ -8,8 +8,8 @@ A model is a model directory (model.keras), a SavedModel directory
 (saved_model.pb) or a .tflite file, run by the benchmark's runners
 (`squish_tf.bench.runners`: LiteRT for .tflite, with its input quantization).
 Its labels are the export's labels.txt beside it (an export directory holds
-both), else the class names in the model directory's metrics.json, else the
-class indices. Images are decoded and resized exactly as training saw them
+both), else the class names in the model directory's metrics.json (or, in a
+run directory, the ancestor's), else the class indices. Images are decoded and resized exactly as training saw them
 (`squish_tf.data.images`: bilinear with antialiasing, rounded to uint8 pixels).
 """
 
@@ -53,8 +53,10 @@ def resolve_model(path: str) -> Model:
   if os.path.isfile(os.path.join(path, SAVED_MODEL_PB)):
     return Model("saved_model", path, _labels(os.path.dirname(os.path.normpath(path)), path))
   if os.path.isfile(os.path.join(path, KERAS_FILE)):
+    # A run's models share its ancestor's classes (the SquishedNet's dir keeps no names).
     return Model("keras", os.path.join(path, KERAS_FILE),
-                 _labels(os.path.join(path, "export"), path))
+                 _labels(os.path.join(path, "export"), path,
+                         os.path.join(os.path.dirname(os.path.normpath(path)), "ancestor")))
   raise ValueError(f"--model {path!r} is a directory with neither {KERAS_FILE} nor "
                    f"{SAVED_MODEL_PB}; give {_FORMS}.")
 
