@@ -302,6 +302,12 @@ def test_int8_export_through_the_data_flags(trained_model_dir, tmp_path):
   assert manifest["formats"]["int8"]["accuracy"] is not None
   assert sorted(os.listdir(tmp_path / "export")) == ["export.json", "labels.txt",
                                                      "model_int8.tflite"]
+  # TensorFlow Lite for Microcontrollers runs the int8 file: LiteRT's reference kernels'
+  # outputs exactly, the flash it takes and the arena it needed.
+  micro = manifest["formats"]["int8"]["micro"]
+  assert micro["flash_bytes"] == os.path.getsize(tmp_path / "export" / "model_int8.tflite")
+  assert micro["outputs_equal"] and micro["max_abs_diff"] == 0 and micro["images"] == 4
+  assert 1024 < micro["arena_bytes"] < 16 << 20 and micro["top1_agreement_xnnpack"] >= 0.5
 
 
 def test_qat_made_elsewhere_is_the_file_the_export_ships(trained_model_dir, tmp_path):

@@ -480,3 +480,16 @@ def test_a_squishednet_retrained_from_scratch_is_called_so():
   assert "its widths then trained from scratch into the SquishedNet." in markdown
   assert "for which its widths trained from scratch and every baseline trains" in markdown
   assert "winner gen_003/cand_00 (retrained)" in console_lib.format_results_summary(results)
+
+
+def test_the_microcontroller_line_gives_flash_arena_and_the_unsupported_op():
+  models = {"ancestor": {"micro": {"flash_bytes": 832176, "arena_bytes": 50752, "images": 4,
+                                   "outputs_equal": True, "max_abs_diff": 0}},
+            "squishednet": {"label": "SquishedNet", "micro": {
+                "flash_bytes": 192192, "unsupported_op": "HARD_SWISH", "error": "no kernel"}},
+            "width_scaled": {"micro": None}}
+  line = report_lib.micro_line({}, models)
+  assert line.startswith("**Microcontrollers**")
+  assert "813 KB of flash, a 50 KB tensor arena (outputs equal to LiteRT's reference" in line
+  assert "SquishedNet: TFLM cannot run it (no kernel for HARD_SWISH)." in line
+  assert report_lib.micro_line({}, {"ancestor": {}}) == ""

@@ -38,6 +38,7 @@ from squish_tf.data import config as data_config_lib
 from squish_tf.data import images as images_lib
 from squish_tf.data import pipeline as data_lib
 from squish_tf.export import jetson as jetson_lib
+from squish_tf.export import micro as micro_lib
 from squish_tf.export import qat as qat_lib  # tfmot itself is imported lazily, when used
 from squish_tf.export import saved_model as saved_model_lib
 from squish_tf.export import tflite as tflite_lib
@@ -294,6 +295,10 @@ def export_all(model_dir: str,
             saved_dir, name, _float(data.calibration_images) if data is not None else None)
         manifest["formats"][name] = _tflite_entry(work, name, content, eval_images, eval_labels,
                                                   keras_eval, len(parity_images), num_threads)
+        if name == "int8":  # what a microcontroller needs, from TFLM itself
+          manifest["formats"][name]["micro"] = micro_lib.micro_check(
+              os.path.join(work, tflite_lib.FILES[name]), images_lib.as_pixels(eval_images),
+              num_threads)
     if "jetson" in names:
       manifest["formats"]["jetson"] = _jetson_entry(work, model, spec, class_names,
                                                     parity_images, keras_parity)

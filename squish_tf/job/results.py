@@ -206,6 +206,10 @@ def build_results(config: JobConfig, info: data_config_lib.DatasetInfo, data_con
     artefacts = benchmark.get("models", {}).get(name, {}).get("artefacts", {})
     out["formats"] = {fmt: {"bytes": a.get("bytes"), "top1": a.get("top1"),
                             "agreement": a.get("agreement")} for fmt, a in artefacts.items()}
+    int8_path = artefacts.get("tflite_int8", {}).get("path")
+    manifest = files_lib.optional_read_json(
+        os.path.join(os.path.dirname(int8_path), export_lib.MANIFEST_FILE)) if int8_path else None
+    out["micro"] = ((manifest or {}).get("formats", {}).get("int8") or {}).get("micro")
     fp32 = artefacts.get("tflite_fp32", {}).get("path")
     if name == "magnitude_pruned" and fp32 and os.path.isfile(fp32):
       out["gzip_bytes"] = export_lib.gzip_size(fp32)

@@ -335,6 +335,31 @@ def _models_table(results: Mapping[str, Any], models: Mapping[str, Mapping[str, 
   return markdown_table(header, rows)
 
 
+def micro_line(results: Mapping[str, Any], models: Mapping[str, Any]) -> str:
+  """The microcontroller check of the int8 files (TFLM), one sentence per model; '' if none."""
+  del results
+  parts = []
+  for name, entry in models.items():
+    micro = entry.get("micro") if isinstance(entry, Mapping) else None
+    if not isinstance(micro, Mapping):
+      continue
+    label = model_label(name, entry)
+    if micro.get("arena_bytes") is None:
+      op = micro.get("unsupported_op")
+      why = f"no kernel for {op}" if op else micro.get("error")
+      parts.append(f"{label}: TFLM cannot run it ({why}).")
+      continue
+    equal = ("outputs equal to LiteRT's reference kernels" if micro.get("outputs_equal")
+             else f"outputs within {micro.get('max_abs_diff')} steps of LiteRT's reference kernels")
+    parts.append(f"{label}: {micro['flash_bytes'] / 1024:,.0f} KB of flash, a "
+                 f"{micro['arena_bytes'] / 1024:,.0f} KB tensor arena ({equal} on "
+                 f"{micro.get('images')} test images).")
+  if not parts:
+    return ""
+  return ("**Microcontrollers** (the int8 files run by TensorFlow Lite for Microcontrollers): "
+          + " ".join(parts))
+
+
 def _models_notes(results: Mapping[str, Any], models: Mapping[str, Any]) -> str:
   split = accuracy_split(results)
   accuracy = (f"{split.capitalize()} top-1/top-5 and NetScore on the {split} split"
@@ -392,6 +417,9 @@ def _models_notes(results: Mapping[str, Any], models: Mapping[str, Any]) -> str:
   if any(m.get("gzip_bytes") is not None for m in models.values()):
     notes.append("Magnitude pruning zeroes weights without shrinking the dense file: its "
                  "saving shows in the gzip column and in non-zero params, not in size or speed.")
+  micro = micro_line(results, models)
+  if micro:
+    notes.append(micro)
   machine = results.get("machine")
   if isinstance(machine, Mapping) and machine:
     cpu = machine.get("processor") or machine.get("machine") or "CPU"

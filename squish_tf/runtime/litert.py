@@ -89,17 +89,24 @@ class LiteRTRunner:
   Args:
     model: path of a .tflite file, or its bytes.
     num_threads: LiteRT CPU threads (fixed for the interpreter's life).
+    reference_kernels: LiteRT's reference kernels instead of its optimized
+      ones and XNNPACK (slow; the arithmetic TFLM's kernels also implement,
+      so their int8 outputs can be compared bit for bit).
   """
 
-  def __init__(self, model: Model, num_threads: int = DEFAULT_NUM_THREADS):
+  def __init__(self, model: Model, num_threads: int = DEFAULT_NUM_THREADS,
+               reference_kernels: bool = False):
     from ai_edge_litert import interpreter as litert  # pylint: disable=g-import-not-at-top
 
+    options = {"num_threads": num_threads}
+    if reference_kernels:
+      options["experimental_op_resolver_type"] = litert.OpResolverType.BUILTIN_REF
     if isinstance(model, (bytes, bytearray)):
       self.name = "<bytes>"
-      self._interpreter = litert.Interpreter(model_content=bytes(model), num_threads=num_threads)
+      self._interpreter = litert.Interpreter(model_content=bytes(model), **options)
     else:
       self.name = os.path.basename(str(model))
-      self._interpreter = litert.Interpreter(model_path=str(model), num_threads=num_threads)
+      self._interpreter = litert.Interpreter(model_path=str(model), **options)
     self._model = model
     self.num_threads = num_threads
     inputs = self._interpreter.get_input_details()
