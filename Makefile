@@ -31,6 +31,7 @@ test: $(STAMP)
 # evolution_vs_width.py trains everything for three seeds: about an hour on 2 cores.
 # data_scale.py writes a 13,000-image JPEG folder to /tmp/data_scale (kept for the
 # next time; --cleanup=all deletes it) and runs the main job on 2,600 of them.
+# budgets.py runs the main job with the command's defaults on scikit-learn's digits (~50 min).
 bench: $(STAMP)
 	$(BIN)/python benchmarks/train_throughput.py
 	$(BIN)/python benchmarks/synthesis_overhead.py
@@ -40,6 +41,8 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/evolution_vs_width.py --seeds=0,1,2
 	$(BIN)/python benchmarks/speed_target.py --seeds=0
 	$(BIN)/python benchmarks/data_scale.py
+	$(BIN)/pip install --quiet scikit-learn==1.9.1  # the digits only; not a squish_tf dependency
+	$(BIN)/python benchmarks/budgets.py
 
 clean:
 	rm -rf $(VENV) .compat-venv build *.egg-info .pytest_cache
