@@ -72,15 +72,13 @@ def main(argv):
   folder = os.path.join(FLAGS.work_dir, "digits")
   count = write_digits(folder)
   print(f"{count} digits in {folder}")
+  options = dict(run_name="digits", run_dir=os.path.join(FLAGS.work_dir, "run"),
+                 dataset="folder", data_dir=folder, image_size=FLAGS.image_size,
+                 seed=FLAGS.seed, workers=FLAGS.workers)
   start = time.time()
-  results = squish_tf.run(run_name="digits", run_dir=os.path.join(FLAGS.work_dir, "run"),
-                          dataset="folder", data_dir=folder, image_size=FLAGS.image_size,
-                          seed=FLAGS.seed, workers=FLAGS.workers, verbose=0,
-                          log=lambda line: print(line, flush=True))
+  results = squish_tf.run(verbose=0, log=lambda line: print(line, flush=True), **options)
   job_seconds = time.time() - start
-  plan = squish_tf.plan(run_name="digits", run_dir=os.path.join(FLAGS.work_dir, "run"),
-                        dataset="folder", data_dir=folder, image_size=FLAGS.image_size,
-                        seed=FLAGS.seed, workers=FLAGS.workers)
+  plan = squish_tf.plan(**options)
   run_dir = plan.job.run_dir
   ancestor_metrics = files_lib.read_json(os.path.join(run_dir, "ancestor", "metrics.json"))
   epochs = int(ancestor_metrics["train_epochs"])

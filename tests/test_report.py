@@ -488,8 +488,8 @@ def test_the_microcontroller_line_gives_flash_arena_and_the_unsupported_op():
             "squishednet": {"label": "SquishedNet", "micro": {
                 "flash_bytes": 192192, "unsupported_op": "HARD_SWISH", "error": "no kernel"}},
             "width_scaled": {"micro": None}}
-  line = report_lib.micro_line({}, models)
+  line = report_lib.micro_line(models)
   assert line.startswith("**Microcontrollers**")
   assert "813 KB of flash, a 50 KB tensor arena (outputs equal to LiteRT's reference" in line
   assert "SquishedNet: TFLM cannot run it (no kernel for HARD_SWISH)." in line
-  assert report_lib.micro_line({}, {"ancestor": {}}) == ""
+  assert report_lib.micro_line({"ancestor": {}}) == ""

@@ -335,9 +335,8 @@ def _models_table(results: Mapping[str, Any], models: Mapping[str, Mapping[str, 
   return markdown_table(header, rows)
 
 
-def micro_line(results: Mapping[str, Any], models: Mapping[str, Any]) -> str:
+def micro_line(models: Mapping[str, Any]) -> str:
   """The microcontroller check of the int8 files (TFLM), one sentence per model; '' if none."""
-  del results
   parts = []
   for name, entry in models.items():
     micro = entry.get("micro") if isinstance(entry, Mapping) else None
@@ -417,7 +416,7 @@ def _models_notes(results: Mapping[str, Any], models: Mapping[str, Any]) -> str:
   if any(m.get("gzip_bytes") is not None for m in models.values()):
     notes.append("Magnitude pruning zeroes weights without shrinking the dense file: its "
                  "saving shows in the gzip column and in non-zero params, not in size or speed.")
-  micro = micro_line(results, models)
+  micro = micro_line(models)
   if micro:
     notes.append(micro)
   machine = results.get("machine")
