@@ -8,7 +8,7 @@ Trains the few-class SqueezeNet v1.1 ancestor, evolves it by deep evolutionary
 synthesis to the targets, exports the SquishedNet (SavedModel, TFLite fp32 /
 fp16 / dynamic / int8 / QAT-int8, Jetson TF-TRT bundle) and the ancestor,
 trains the baselines, benchmarks everything with LiteRT and writes report.md,
-pareto.png and results.json into saved_models/<run_name>/. Re-running the same
+pareto.png, frontier.png and results.json into saved_models/<run_name>/. Re-running the same
 command resumes: every finished stage is skipped.
 """
 

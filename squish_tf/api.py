@@ -217,7 +217,7 @@ class RunResults:
 
   Attributes:
     run_dir: the run's directory.
-    report_path, pareto_path: report.md and pareto.png in it.
+    report_path, pareto_path, frontier_path: report.md, pareto.png and frontier.png in it.
     results: results.json as a dict (every figure the report shows).
     winner, polished, stop_reason: evolution's outcome.
     wall_seconds: {stage: seconds, "total": their sum}.
@@ -227,6 +227,7 @@ class RunResults:
   run_dir: str
   report_path: str
   pareto_path: str
+  frontier_path: str
   results: Dict[str, Any] = dataclasses.field(repr=False)
   winner: Optional[str]
   polished: bool
@@ -237,7 +238,8 @@ class RunResults:
   @classmethod
   def from_results(cls, run_dir: str, results: Dict[str, Any]) -> "RunResults":
     return cls(run_dir=run_dir, report_path=os.path.join(run_dir, report_lib.REPORT_FILE),
-               pareto_path=os.path.join(run_dir, report_lib.PARETO_FILE), results=results,
+               pareto_path=os.path.join(run_dir, report_lib.PARETO_FILE),
+               frontier_path=os.path.join(run_dir, report_lib.FRONTIER_FILE), results=results,
                winner=results.get("winner"), polished=bool(results.get("polished")),
                stop_reason=results.get("stop_reason"),
                wall_seconds=dict(results.get("wall_seconds") or {}),

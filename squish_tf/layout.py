@@ -4,6 +4,8 @@
 
 RESULTS_FILE = "results.json"
 EVALUATION_FILE = "evaluation.json"
+# Under baselines/: how width_scaled_latency's multiplier was matched (job.run.latency_match).
+LATENCY_MATCH_FILE = "latency_match.json"
 STAGE_TIMES_FILE = "stage_times.json"
 ANCESTOR_DIR = "ancestor"
 EXPORT_DIR = "export"

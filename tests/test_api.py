@@ -238,9 +238,11 @@ def test_run_returns_the_results_json(tiny_run):
   raw = json.load(open(os.path.join(run_dir, "results.json")))
   assert isinstance(results, api.RunResults)
   assert results.results == raw
-  assert (results.run_dir, results.report_path, results.pareto_path) == (
-      run_dir, os.path.join(run_dir, "report.md"), os.path.join(run_dir, "pareto.png"))
-  for path in (results.report_path, results.pareto_path, os.path.join(run_dir, "flags.txt")):
+  assert (results.run_dir, results.report_path, results.pareto_path, results.frontier_path) == (
+      run_dir, os.path.join(run_dir, "report.md"), os.path.join(run_dir, "pareto.png"),
+      os.path.join(run_dir, "frontier.png"))
+  for path in (results.report_path, results.pareto_path, results.frontier_path,
+               os.path.join(run_dir, "flags.txt")):
     assert os.path.isfile(path), path
   assert (results.winner, results.polished, results.stop_reason) == (
       raw["winner"], raw["polished"], raw["stop_reason"])

@@ -64,8 +64,10 @@ def test_run_baselines_trains_each_at_the_budget_and_skips_when_done(toy_parent_
   # (6 of 6), where two thirds of them left 36-81% after this short fine-tune.
   target = toy.TINY.params() // 2
   recipe = train_lib.TrainConfig(epochs=8, learning_rate=1e-2, warmup_epochs=0.25)
+  match = {"width_multiplier": 0.7, "ratio": 1.01}
   budget = baselines.BaselineBudget(target_params=target, total_epochs=2, fine_tune_epochs=2,
-                                    train_config=recipe, fine_tune_learning_rate=1e-3)
+                                    train_config=recipe, fine_tune_learning_rate=1e-3,
+                                    latency_multiplier=0.7, latency_match=match)
   run_dir = str(tmp_path / "run")
   dirs = baselines.run_baselines(run_dir, toy_parent_dir, budget, toy.data, workers=2)
   assert sorted(dirs) == sorted(baselines.BASELINES)
@@ -75,6 +77,14 @@ def test_run_baselines_trains_each_at_the_budget_and_skips_when_done(toy_parent_
   assert abs(width["params"] - target) / target < 0.1
   assert model_io.read_spec(dirs["width_scaled"]).params() == width["params"]
   assert width["train_epochs"] == 2 and width["train_images"] == 2 * toy.SIZE
+  assert width["matched_on"] == "size"
+
+  # The multiplier of equal latency, as the job found it, with the same recipe and epochs.
+  fast = found["width_scaled_latency"]
+  assert fast["matched_on"] == "latency" and fast["latency_match"] == match
+  assert (model_io.read_spec(dirs["width_scaled_latency"]).architecture_key()
+          == spec_lib.scale_width(toy.TINY, 0.7).architecture_key())
+  assert fast["train_epochs"] == 2 and fast["train_images"] == 2 * toy.SIZE
 
   distilled = found["width_scaled_distilled"]
   assert distilled["params"] == width["params"] and distilled["teacher"] == "ancestor"
@@ -140,9 +150,18 @@ def test_baseline_names_parse_like_the_flag():
   assert baselines.parse_names(["none"]) == () == baselines.parse_names("")
   assert baselines.parse_names("mobilenet_v3_small,width_scaled") == (
       "width_scaled", "mobilenet_v3_small")
-  assert baselines.DEFAULT_BASELINES == ("width_scaled",)
+  assert baselines.DEFAULT_BASELINES == ("width_scaled", "width_scaled_latency")
   with pytest.raises(ValueError, match=r"Unknown baselines \['resnet'\]"):
     baselines.parse_names("width_scaled,resnet")
+
+
+def test_the_latency_baseline_needs_its_multiplier(toy_parent_dir, tmp_path):
+  budget = baselines.BaselineBudget(target_params=toy.TINY.params() // 3, total_epochs=1,
+                                    fine_tune_epochs=1)
+  with pytest.raises(ValueError, match="latency_multiplier"):
+    baselines.run_baselines(str(tmp_path / "run"), toy_parent_dir, budget, toy.data,
+                            names=("width_scaled_latency",))
+  assert not os.path.exists(tmp_path / "run" / "baselines" / "width_scaled_latency")
 
 
 def test_a_killed_baseline_resumes_at_the_next_epoch(toy_parent_dir, tmp_path, monkeypatch):

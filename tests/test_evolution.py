@@ -8,12 +8,14 @@ import numpy as np
 import pytest
 import toy
 
+from squish_tf.bench import latency as latency_lib
 from squish_tf.evolve import candidates as candidates_lib
 from squish_tf.evolve import config as evolve_config_lib
 from squish_tf.evolve import encoding as synthesis
 from squish_tf.evolve import evolution, surgery
 from squish_tf.evolve import lineage as lineage_lib
 from squish_tf.net import model_io
+from squish_tf.net import spec as spec_lib
 
 TINY = toy.TINY
 toy_data = toy.data
@@ -22,6 +24,36 @@ toy_data = toy.data
 @pytest.fixture
 def parent_dir(toy_parent_dir):
   return toy_parent_dir
+
+
+def fake_ms(spec):
+  """The fake LiteRT latency of a spec: its MACs in millions (deterministic, smaller is faster)."""
+  return spec.macs() / 1e6
+
+
+@pytest.fixture(autouse=True)
+def fast_latency(request, monkeypatch):
+  """Every run times its candidates; here a fake of the MACs instead of ~1.3 s of LiteRT
+  conversion per candidate. A test that asks for `real_latency` converts and times for real."""
+  if "real_latency" in request.fixturenames:
+    return
+  monkeypatch.setattr(evolution, "_ANCESTOR_TFLITE", {})
+  monkeypatch.setattr(latency_lib, "network_tflite",
+                      lambda model, spec, fmt, **_: spec.to_json().encode())
+
+  def measure_against(models, reference, threads=2, **_):
+    ms = {name: fake_ms(spec_lib.NetSpec.from_json(model.decode()))
+          for name, model in models.items()}
+    return {name: {"latency_ms": value, "speedup": ms[reference] / value,
+                   "speedup_min": ms[reference] / value, "speedup_max": ms[reference] / value}
+            for name, value in ms.items()}
+
+  monkeypatch.setattr(latency_lib, "measure_against", measure_against)
+
+
+@pytest.fixture
+def real_latency():
+  """Opts a test out of `fast_latency`."""
 
 
 CONFIG = evolve_config_lib.EvolutionConfig(generations=3, population=1, offspring_epochs=1,
@@ -73,7 +105,7 @@ def test_resume_after_kill_matches_uninterrupted_run(parent_dir, tmp_path):
     assert spec.params() == record["params"]
 
 
-def test_lineage_records_everything(parent_dir, tmp_path):
+def test_lineage_records_everything(parent_dir, tmp_path, real_latency):
   result = evolution.evolve(parent_dir, str(tmp_path / "run"),
                             evolve_config_lib.EvolutionConfig(generations=1, population=2,
                                                       offspring_epochs=1, max_accuracy_drop=1.0),
@@ -88,6 +120,16 @@ def test_lineage_records_everything(parent_dir, tmp_path):
     child = synthesis.child_spec(TINY, record["survivors"])
     assert child.params() == record["params"]
     assert record["synaptic_efficiency"] == pytest.approx(TINY.params() / record["params"])
+    # Timed in every run (LiteRT, interleaved with the ancestor), without a latency table too;
+    # what compares with the table's predictions only with a table.
+    assert record["measured_latency_ms"] > 0
+    speedup = record["measured_speedup"]
+    assert set(speedup) == {"median", "min", "max"}
+    assert 0 < speedup["min"] <= speedup["median"] <= speedup["max"]
+    assert not {"predicted_latency_ms", "predicted_speedup", "latency_error",
+                "speedup_error"} & set(record)
+  assert lineage["ancestor"]["measured_latency_ms"] > 0
+  assert "latency_table" not in lineage
   chosen = [r for r in lineage["candidates"] if r["chosen"]]
   assert len(chosen) == 1
   best = max(r["top1"] for r in lineage["candidates"])
@@ -100,6 +142,81 @@ def test_select_prefers_accuracy_then_fewer_params_within_budget():
   records = [rec(0, 0.80, 100), rec(1, 0.85, 300), rec(2, 0.85, 200), rec(3, None, 10, "diverged")]
   assert evolution.select(records, ancestor_top1=0.86, max_accuracy_drop=0.03)["candidate"] == 2
   assert evolution.select(records, ancestor_top1=0.95, max_accuracy_drop=0.03) is None
+
+
+def _timed(c, top1, ms, params=100, status="ok"):
+  return {"id": f"gen_001/cand_{c:02d}", "candidate": c, "top1": top1, "params": params,
+          "status": status, "measured_latency_ms": ms}
+
+
+def _per_ms(records, ancestor_top1=0.90, drop=0.05, parent_top1=0.90, parent_ms=10.0):
+  chosen = evolution.select(records, ancestor_top1, drop, "top1_per_ms", parent_top1=parent_top1,
+                            parent_ms=parent_ms)
+  return None if chosen is None else chosen["candidate"]
+
+
+def test_select_top1_per_ms_pays_for_time():
+  # 1 point for 4 ms (0.25/ms) beats 1 point for 2 ms and 0.5 points for 1 ms (0.5/ms), though
+  # candidate 0 is the most accurate (what "top1" picks).
+  records = [_timed(0, 0.895, 9.0), _timed(1, 0.89, 8.0), _timed(2, 0.89, 6.0)]
+  assert _per_ms(records) == 2
+  assert evolution.select(records, 0.90, 0.05)["candidate"] == 0  # the default is unchanged
+  assert evolution.select(records, 0.90, 0.05, "top1")["candidate"] == 0
+  # Only candidates within the accuracy budget (from the ancestor) count.
+  assert _per_ms(records + [_timed(3, 0.80, 1.0)]) == 2
+  assert _per_ms([_timed(3, 0.80, 1.0), _timed(4, None, 0.5, status="diverged")]) is None
+  # A candidate that saves no time ranks last, whatever its accuracy ...
+  assert _per_ms([_timed(0, 0.90, 10.0), _timed(1, 0.86, 9.9)]) == 1
+  assert _per_ms([_timed(0, 0.90, 10.5), _timed(1, 0.86, 9.9)]) == 1
+  # ... and among those, the most accurate.
+  assert _per_ms([_timed(0, 0.87, 10.0), _timed(1, 0.89, 11.0)]) == 1
+  # One that gains accuracy (or loses none) while saving time ranks first, the one saving the
+  # most ms first: a negative ratio's "smaller" would prefer the smallest saving.
+  gains = [_timed(0, 0.895, 1.0), _timed(1, 0.91, 9.9), _timed(2, 0.92, 8.0),
+           _timed(3, 0.90, 7.0)]
+  assert _per_ms(gains) == 3
+  assert _per_ms(gains[:3]) == 2
+  # Ties (0.125 per ms, exact in floats) go to the higher top-1, then fewer params.
+  ties = [_timed(0, 0.5, 6.0, params=40), _timed(1, 0.5, 6.0, params=30),
+          _timed(2, 0.75, 8.0, params=50)]
+  exact = {"ancestor_top1": 1.0, "drop": 1.0, "parent_top1": 1.0, "parent_ms": 10.0}
+  assert _per_ms(ties, **exact) == 2
+  assert _per_ms(ties[:2], **exact) == 1
+  # Against the parent, not the ancestor: a parent at 0.85 and 5 ms.
+  assert _per_ms([_timed(0, 0.86, 4.9), _timed(1, 0.85, 3.0)], parent_top1=0.85,
+                 parent_ms=5.0) == 1
+
+
+def test_select_top1_per_ms_needs_measurements():
+  with pytest.raises(ValueError, match="needs the parent's validation top-1 and measured"):
+    _per_ms([_timed(0, 0.89, 9.0)], parent_ms=None)
+  with pytest.raises(ValueError, match=r"measured latency; \['gen_001/cand_01'\] have none"):
+    _per_ms([_timed(0, 0.89, 9.0), _timed(1, 0.89, None)])
+  with pytest.raises(ValueError, match="--select must be one of"):
+    evolution.select([_timed(0, 0.89, 9.0)], 0.9, 0.05, "fastest")
+
+
+def test_select_top1_per_ms_chooses_by_measured_time_each_generation(parent_dir, tmp_path):
+  config = evolve_config_lib.EvolutionConfig(generations=2, population=2, offspring_epochs=1,
+                                             max_accuracy_drop=1.0, seed=3, select="top1_per_ms")
+  result = evolution.evolve(parent_dir, str(tmp_path / "run"), config, SYNTH, toy_data)
+  lineage = result.lineage
+  ancestor = lineage["ancestor"]
+  assert ancestor["measured_latency_ms"] == pytest.approx(fake_ms(TINY))
+  parents = {"ancestor": ancestor}
+  for summary in lineage["generations"]:
+    records = [r for r in lineage["candidates"] if r["generation"] == summary["generation"]]
+    for record in records:
+      spec = model_io.read_spec(os.path.join(result.run_dir, record["dir"]))
+      assert record["measured_latency_ms"] == pytest.approx(fake_ms(spec))
+    parent = parents[summary["parent"]]
+    expected = evolution.select(records, ancestor["top1"], 1.0, "top1_per_ms",
+                                parent_top1=parent["top1"],
+                                parent_ms=parent["measured_latency_ms"])
+    assert summary["chosen"] == expected["id"]
+    assert [r["id"] for r in records if r["chosen"]] == [expected["id"]]
+    parents[expected["id"]] = expected
+  assert len(lineage["generations"]) == 2
 
 
 def test_stops_when_target_met(parent_dir, tmp_path):
@@ -163,6 +280,13 @@ def test_other_flags_are_refused_naming_the_flag(parent_dir, tmp_path):
     evolution.evolve(parent_dir, run_dir,
                      evolve_config_lib.EvolutionConfig(generations=1, population=2, offspring_epochs=1,
                                                max_accuracy_drop=1.0), SYNTH, toy_data)
+  # The selection rule and the temperature of P(c) are part of a lineage's identity too.
+  with pytest.raises(ValueError, match=r"\(--select was 'top1', now 'top1_per_ms'\)"):
+    evolution.evolve(parent_dir, run_dir, dataclasses.replace(config, select="top1_per_ms"),
+                     SYNTH, toy_data)
+  with pytest.raises(ValueError, match=r"\(--survival_temperature was 1.0, now 2.0\)"):
+    evolution.evolve(parent_dir, run_dir, config,
+                     dataclasses.replace(SYNTH, survival_temperature=2.0), toy_data)
 
 
 def _assert_refused(tmp_path, match, parent, config=CONFIG, synth=SYNTH, data_fn=toy_data):
@@ -202,6 +326,10 @@ def test_config_validation():
     evolve_config_lib.EvolutionConfig(max_accuracy_drop=3)
   with pytest.raises(ValueError, match="--offspring_init must be 'inherit' or 'scratch'"):
     evolve_config_lib.EvolutionConfig(offspring_init="clone")
+  with pytest.raises(ValueError, match=r"--select must be one of \('top1', 'top1_per_ms'\), "
+                                       "got 'fastest'"):
+    evolve_config_lib.EvolutionConfig(select="fastest")
+  assert evolve_config_lib.EvolutionConfig().select == "top1"
 
 
 def test_worker_processes_give_the_same_lineage(parent_dir, tmp_path):

@@ -9,6 +9,7 @@ import toy
 
 from squish_tf import files as files_lib
 from squish_tf.bench import latency
+from squish_tf.bench import matching
 from squish_tf.bench import latency_table as latency_table_lib
 from squish_tf.evolve import config as evolve_config_lib
 from squish_tf.evolve import encoding as synthesis
@@ -16,6 +17,7 @@ from squish_tf.evolve import environment as environment_lib
 from squish_tf.evolve import evolution
 from squish_tf.net import spec as spec_lib
 from squish_tf.net import wiring as wiring_lib
+from squish_tf.train import baselines as baselines_lib
 
 TINY = toy.TINY
 
@@ -296,3 +298,107 @@ def test_evolution_aims_at_speed_and_records_predicted_and_measured(toy_parent_d
   text = sections_lib.latency_section({"latency_model": summary,  # pylint: disable=protected-access
                                   "candidates": lineage["candidates"]})
   assert "### Latency model" in text and "2.00x (1.90-2.10)" in text
+
+
+class _MacsTable:
+  """A latency model priced by MACs alone: what the matching sees of a table."""
+
+  def __init__(self, ms_per_mac=1e-6):
+    self.ms_per_mac = ms_per_mac
+
+  def predict(self, spec):
+    return self.ms_per_mac * spec.macs()
+
+
+def test_the_latency_matched_multiplier_is_found_from_the_table_exactly():
+  base = spec_lib.squishednet_base(num_classes=10, input_shape=(64, 64, 3))
+  table = _MacsTable()
+  for width in (0.3, 0.55, 0.8):
+    expected = spec_lib.scale_width(base, width)
+    found = matching.multiplier_for_latency(base, table.predict(expected), table)
+    assert spec_lib.scale_width(base, found).architecture_key() == expected.architecture_key()
+  # The table's real form too: a fake table of exact bilinear layers.
+  fake, _ = fake_table()
+  target = spec_lib.scale_width(TINY, 0.5)
+  found = matching.multiplier_for_latency(TINY, fake.predict(target), fake)
+  assert fake.predict(spec_lib.scale_width(TINY, found)) == pytest.approx(fake.predict(target))
+
+
+def _timed(true_ms):
+  """measure_against over fake 'files' (the specs themselves), with the latency `true_ms`."""
+  calls = []
+
+  def measure(models, reference, threads=2):
+    calls.append(sorted(models))
+    ref = true_ms(models[reference])
+    return {name: {"latency_ms": true_ms(spec), "speedup": ref / true_ms(spec),
+                   "speedup_min": 0.98 * ref / true_ms(spec),
+                   "speedup_max": 1.02 * ref / true_ms(spec)} for name, spec in models.items()}
+  return measure, calls
+
+
+def test_match_latency_confirms_by_measurement_and_corrects_the_tables_error():
+  base = spec_lib.squishednet_base(num_classes=10, input_shape=(64, 64, 3))
+  table = _MacsTable()
+  subject = spec_lib.scale_width(base, 0.6).replace(
+      fires=tuple(dataclasses.replace(f, squeeze=max(2, f.squeeze // 3)) for f in
+                  spec_lib.scale_width(base, 0.6).fires))
+  convert = lambda spec, fmt: spec  # pylint: disable=unnecessary-lambda-assignment
+  # The table right: one session, within 5%, and the size-matched multiplier timed beside it.
+  measure, calls = _timed(table.predict)
+  size = spec_lib.multiplier_for(base, subject.params(), spec_lib.NetSpec.params)
+  match = matching.match_latency(subject, base, table, size_multiplier=size, measure=measure,
+                                 convert=convert, log=lambda line: None)
+  assert len(calls) == 1 and calls[0] == ["candidate", "size_matched", "subject"]
+  assert match["within_tolerance"] and abs(match["ratio"] - 1) <= 0.05
+  assert match["ratio_min"] < match["ratio"] < match["ratio_max"]
+  assert match["size_ratio"] == pytest.approx(table.predict(subject) /
+                                              table.predict(spec_lib.scale_width(base, size)))
+  # The table 30% too optimistic about uniform widths (they run slower than predicted): the
+  # first session misses, the correction lands within 5%.
+  slow = lambda spec: table.predict(spec) * (1.0 if spec is subject else 1.3)  # noqa: E731
+  measure, calls = _timed(slow)
+  match = matching.match_latency(subject, base, table, measure=measure, convert=convert,
+                                 log=lambda line: None)
+  assert len(match["sessions"]) >= 2 and abs(match["sessions"][0]["ratio"] - 1) > 0.2
+  assert match["within_tolerance"] and "size_ratio" not in match
+  assert slow(spec_lib.scale_width(base, match["width_multiplier"])) == pytest.approx(
+      slow(subject), rel=0.05)
+
+
+def test_the_job_matches_once_and_leaves_out_a_latency_baseline_the_size_one_answers(
+    tmp_path, monkeypatch):
+  import types  # pylint: disable=g-import-not-at-top
+
+  from squish_tf.job import context  # pylint: disable=g-import-not-at-top
+  from squish_tf.job import run as job  # pylint: disable=g-import-not-at-top
+  from squish_tf.net import model_io  # pylint: disable=g-import-not-at-top
+
+  base = spec_lib.squishednet_base(num_classes=10, input_shape=(64, 64, 3))
+  winner = spec_lib.scale_width(base, 0.5)  # uniform: the size match is the latency match
+  winner_dir = tmp_path / "gen_001" / "cand_00"
+  winner_dir.mkdir(parents=True)
+  (winner_dir / model_io.SPEC_FILE).write_text(winner.to_json())
+  tables = []
+  monkeypatch.setattr(latency, "load_or_measure",
+                      lambda *args, **kwargs: tables.append(args) or _MacsTable())
+  monkeypatch.setattr(latency, "spec_tflite", lambda spec, fmt: spec)
+  measure, calls = _timed(_MacsTable().predict)
+  monkeypatch.setattr(latency, "measure_against", measure)
+  config = types.SimpleNamespace(run_dir=str(tmp_path), baselines=baselines_lib.DEFAULT_BASELINES)
+  run = types.SimpleNamespace(config=config, run_dir=str(tmp_path), spec=base, log=lambda line: None,
+                              evolution_config=evolve_config_lib.EvolutionConfig())
+  result = types.SimpleNamespace(winner_dir=str(winner_dir))
+  budget = baselines_lib.BaselineBudget(target_params=winner.params(), total_epochs=2,
+                                        fine_tune_epochs=1)
+  matched = job.with_match(run, result, budget)
+  assert matched.latency_multiplier == pytest.approx(0.5, abs=0.01)
+  assert matched.latency_match["size_within_tolerance"] and not matched.latency_match["trained"]
+  assert len(tables) == 1 and len(calls) == 1
+  assert job.with_match(run, result, budget) == matched  # read back, not measured again
+  assert len(tables) == 1 and len(calls) == 1
+  dirs = context.Run.baseline_dirs.fget(run)
+  assert list(dirs) == ["width_scaled"]
+  # Not asked for: nothing is measured.
+  config.baselines = ("width_scaled",)
+  assert job.with_match(run, result, budget) is budget

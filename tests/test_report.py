@@ -337,7 +337,8 @@ def test_paper_reference_reproduce_and_time(written):
 
 def test_pareto_png_is_a_real_image_and_writes_are_atomic(written):
   run_dir, _, png_path = written
-  assert sorted(os.listdir(run_dir)) == ["pareto.png", "report.md"]  # no temporaries left
+  # No temporaries left; frontier.png is tests/test_frontier.py's.
+  assert sorted(os.listdir(run_dir)) == ["frontier.png", "pareto.png", "report.md"]
   with open(png_path, "rb") as handle:
     assert handle.read(8) == PNG_MAGIC
   assert os.path.getsize(png_path) > 20_000

@@ -68,6 +68,8 @@ def test_config_defaults_are_valid_and_documented_values():
     ("cost", "flops"), ("gamma", -1.0), ("target_gamma", -0.5), ("f_min", 0.0), ("f_min", 2.0),
     ("min_filters", 0), ("min_filters", 1.5), ("min_filters", True),
     ("min_fraction", 1.0), ("min_fraction", -0.1), ("channel_multiple", 0),
+    ("survival_temperature", 0.0), ("survival_temperature", -1.0),
+    ("survival_temperature", float("inf")),
 ])
 def test_config_rejects_bad_values_naming_flag_and_value(field, value):
   with pytest.raises(ValueError) as error:
@@ -102,6 +104,88 @@ def test_cluster_probabilities_formula_and_zero_layer_guard():
   np.testing.assert_array_equal(syn.cluster_probabilities(np.zeros(5)), np.ones(5))
   with pytest.raises(ValueError, match="finite and >= 0"):
     syn.cluster_probabilities(np.array([1.0, -1.0]))
+
+
+def _old_sample_survivors(spec, strengths, factors, rng, config):
+  """sample_survivors as it was before the temperature: P(c) = exp(s_c / z_l - 1)."""
+  survivors = {}
+  for name, filters in spec.prunable_layers():
+    values = np.asarray(strengths[name], dtype=np.float64)
+    p = float(factors[name]) * np.exp(values / values.max() - 1.0)
+    keep = rng.random(filters) < p
+    drawn = int(keep.sum())
+    wanted = int(syn.final_counts(drawn, filters, syn.min_survivors(filters, config),
+                                  config.channel_multiple))
+    if wanted > drawn:
+      strongest_first = np.argsort(-values, kind="stable")
+      keep[strongest_first[~keep[strongest_first]][:wanted - drawn]] = True
+    survivors[name] = np.flatnonzero(keep)
+  return survivors
+
+
+def test_survival_temperature_one_is_the_old_formula_bit_for_bit():
+  strengths = random_strengths(BASE, seed=8, spread=0.7)
+  factors = {name: 0.3 + 0.7 * i / 30 for i, (name, _) in enumerate(BASE.prunable_layers())}
+  config = syn.SynthesisConfig(survival_temperature=1.0, min_fraction=0.2)
+  assert syn.SynthesisConfig().survival_temperature == 1.0
+  for given in (None, config):
+    probabilities = syn.layer_probabilities(BASE, strengths, given)
+    survival = syn.survival_probabilities(BASE, strengths, factors, given)
+    for name, values in strengths.items():
+      old = np.exp(values / values.max() - 1.0)
+      assert np.array_equal(probabilities[name], old), name
+      assert np.array_equal(survival[name], factors[name] * old), name
+  for seed in range(5):
+    new = syn.sample_survivors(BASE, strengths, factors, np.random.default_rng(seed), config)
+    old = _old_sample_survivors(BASE, strengths, factors, np.random.default_rng(seed), config)
+    assert new.keys() == old.keys()
+    assert all(np.array_equal(new[name], old[name]) for name in old)
+
+
+def test_survival_temperature_softens_or_sharpens_p():
+  strengths = np.array([0.0, 1.0, 2.0, 4.0])
+  for temperature in (0.5, 3.0):
+    p = syn.cluster_probabilities(strengths, temperature)
+    np.testing.assert_allclose(p, np.exp((strengths / 4.0 - 1.0) / temperature), rtol=1e-15)
+    assert p[-1] == 1.0 and p[0] == pytest.approx(math.exp(-1.0 / temperature))
+  np.testing.assert_array_equal(syn.cluster_probabilities(np.zeros(3), 3.0), np.ones(3))
+  with pytest.raises(ValueError, match="--survival_temperature must be > 0, got 0"):
+    syn.cluster_probabilities(strengths, 0)
+  # Threaded through every draw: the masks are Bernoulli(F * P_T(c)) with the T of the config.
+  warm = syn.SynthesisConfig(survival_temperature=3.0)
+  base_strengths = random_strengths(BASE, seed=2)
+  factors = constant(BASE, 0.9)
+  assert all(np.array_equal(a, b) for a, b in zip(
+      syn.layer_probabilities(BASE, base_strengths, warm).values(),
+      [syn.cluster_probabilities(v, 3.0) for v in base_strengths.values()]))
+  rng = np.random.default_rng(4)
+  survivors = syn.sample_survivors(BASE, base_strengths, factors, rng, warm)
+  rng = np.random.default_rng(4)
+  for name, n in BASE.prunable_layers():
+    keep = rng.random(n) < 0.9 * syn.cluster_probabilities(base_strengths[name], 3.0)
+    if keep.sum() >= syn.min_survivors(n, warm):  # floors not binding: the draw itself
+      np.testing.assert_array_equal(survivors[name], np.flatnonzero(keep))
+
+
+def test_higher_temperature_makes_gentler_generations():
+  strengths = random_strengths(BASE, seed=6)
+  everything = constant(BASE, 1.0)
+
+  def fraction(temperature):
+    config = syn.SynthesisConfig(survival_temperature=temperature)
+    return environment_lib.expected_child_cost(BASE, strengths, everything,
+                                               config).params / BASE.params()
+
+  harsh, paper, gentle = fraction(0.5), fraction(1.0), fraction(3.0)
+  assert harsh < paper < gentle
+  # F = 1 keeps twice the parameters at T = 3 (0.68x against 0.32x: these strengths spread
+  # widely, so at T = 1 most filters are far below their layer's strongest).
+  assert gentle > 2 * paper and 1.0 - gentle < 0.5 * (1.0 - paper)
+  # Target mode reaches a fraction that T = 1 cannot (it would warn and use F_l = 1).
+  config = syn.SynthesisConfig(env_mode="target", target_fraction=0.6, survival_temperature=3.0)
+  factors = environment_lib.environment_factors(BASE, config, strengths)
+  expected = environment_lib.expected_child_cost(BASE, strengths, factors, config)
+  assert paper < 0.6 and expected.params == pytest.approx(0.6 * BASE.params(), rel=1e-6)
 
 
 def test_strengths_of_wrong_shape_are_refused_with_the_fix():

@@ -9,4 +9,5 @@ Modules:
   comparisons    which of a run's models are compared, at which resolutions.
   latency_table  `LatencyTable`: per-convolution latency on a grid, interpolated (numpy).
   latency        measuring a latency table for a spec on this machine.
+  matching       `match_latency`: the width multiplier of a network's measured latency.
 """

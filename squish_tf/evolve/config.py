@@ -12,6 +12,8 @@ from squish_tf.train import trainer as train_lib
 
 # How the winner becomes the SquishedNet (`squish_tf.evolve.polish`).
 FINAL_INITS = ("scratch", "inherit")
+# How a generation's candidate is chosen (`squish_tf.evolve.evolution.select`).
+SELECTIONS = ("top1", "top1_per_ms")
 
 
 # A size target is aimed at this fraction of itself (see _generation_synthesis).
@@ -60,6 +62,12 @@ class EvolutionConfig:
       ancestor, as a fraction (0.05 = 5 points). It gates offspring after
       their short fine-tunes, before the polish recovers the winner (measured:
       offspring 2-4 points down recovered to within 0.5 of the ancestor).
+    select: how a generation's candidate is chosen among those within
+      max_accuracy_drop. "top1": the highest validation top-1 (ties: fewer
+      parameters). "top1_per_ms": the least validation top-1 lost per
+      millisecond of measured LiteRT latency saved over its parent,
+      (parent_top1 - top1) / (parent_ms - ms); a candidate that saves no time
+      ranks last, one that gains accuracy while saving time first.
     max_retries: fresh draws allowed per candidate whose loss diverges.
     seed: the run's seed; every draw's seed derives from (seed, g, candidate, attempt).
     target_fraction: env_mode=target's expected child/parent size per
@@ -128,6 +136,11 @@ class EvolutionConfig:
   max_accuracy_drop: float = dataclasses.field(default=0.05, metadata=dict(help=(
       "Largest allowed drop of validation top-1 from the ancestor, as a fraction (0.03 = 3 "
       "points); offspring beyond it are never chosen.")))
+  select: str = dataclasses.field(default="top1", metadata=dict(enum_values=SELECTIONS, help=(
+      "How a generation's candidate is chosen among those within --max_accuracy_drop. top1: the "
+      "highest validation top-1 (ties: fewer params). top1_per_ms: the least validation top-1 "
+      "lost per ms of measured LiteRT latency (fp32, batch 1) saved over its parent; a "
+      "candidate that saves no time ranks last.")))
   max_retries: int = dataclasses.field(default=2, metadata=dict(
       help="Fresh draws allowed per candidate whose loss diverges (NaN).", lower_bound=0))
   seed: int = 0
@@ -176,6 +189,8 @@ class EvolutionConfig:
     if self.latency_format not in latency_table_lib.FORMATS:
       raise ValueError(f"--latency_format must be one of {latency_table_lib.FORMATS}, got "
                        f"{self.latency_format!r}.")
+    if self.select not in SELECTIONS:
+      raise ValueError(f"--select must be one of {SELECTIONS}, got {self.select!r}.")
     if not 0 <= self.max_accuracy_drop <= 1:
       raise ValueError(f"--max_accuracy_drop is a fraction in [0, 1] (0.03 = 3 points), "
                        f"got {self.max_accuracy_drop}.")

@@ -82,8 +82,9 @@ class SynthesisConfig:
       reach 0.19x (0.56 MB from the 10-class ancestor's 2.91 MB). F = 1 in
       every layer still removes about a third of each trained layer's
       filters (P(c) < 1 for all but the strongest), so a generation cannot
-      shrink the network by less than ~0.55x; deeper cuts are where
-      target_gamma can shape the child.
+      shrink the network by less than ~0.55x at survival_temperature 1
+      (a higher temperature reaches gentler fractions); deeper cuts are
+      where target_gamma can shape the child.
     target_gamma: for env_mode="target", how the pressure is shared between
       modules (conv1, each fire): F_l = min(1, F * (mean_cost / module_cost_l)
       ^ target_gamma) with F solved for the target, where module_cost_l is
@@ -110,6 +111,12 @@ class SynthesisConfig:
       parent's n_l filters, in [0, 1).
     channel_multiple: survivor counts are rounded UP to a multiple of this
       (never above n_l), for hardware-friendly widths; 1 turns it off.
+    survival_temperature: T > 0 in P(c) = exp((s_c / z_l - 1) / T). 1 (the
+      default) is the paper's P(c) in [1/e, 1], exactly as before the
+      temperature existed; T > 1 flattens it to [exp(-1/T), 1], so F = 1
+      removes fewer filters and a generation can be gentler than ~0.55x
+      (target mode then reaches larger --target_fraction values); T < 1
+      sharpens it, pruning weak filters harder.
   """
 
   # A field with `help` metadata is a flag of the mains and an option of squish_tf.run
@@ -139,6 +146,10 @@ class SynthesisConfig:
       "Round survivor counts up to a multiple of this (1 = off, the default: rounding up to 4 or "
       "8 measured no faster in LiteRT here, and up to 19% slower where it adds filters; "
       "benchmarks/channel_multiple.py).")))
+  survival_temperature: float = dataclasses.field(default=1.0, metadata=dict(help=(
+      "Temperature T > 0 of the cluster probability P(c) = exp((s_c / z_l - 1) / T): 1 is the "
+      "paper's (P(c) in [1/e, 1]); T > 1 keeps weak filters more often (P(c) >= exp(-1/T)), so "
+      "generations can be gentler; T < 1 prunes weak filters harder.")))
 
   def __post_init__(self):
     if self.env_mode not in ENV_MODES:
@@ -175,6 +186,10 @@ class SynthesisConfig:
     if not _is_int(self.channel_multiple) or self.channel_multiple < 1:
       raise ValueError(f"--channel_multiple must be an integer >= 1 (1 = off), got "
                        f"{self.channel_multiple!r}.")
+    _check_real("survival_temperature", self.survival_temperature)
+    if not self.survival_temperature > 0:
+      raise ValueError(f"--survival_temperature must be > 0, got {self.survival_temperature!r}; "
+                       "1 is the paper's P(c), larger values prune more gently.")
 
 
 def _is_int(value: Any) -> bool:
@@ -207,8 +222,11 @@ def filter_strengths(kernel: np.ndarray) -> np.ndarray:
   return strengths
 
 
-def cluster_probabilities(strengths: np.ndarray) -> np.ndarray:
-  """P(c) = exp(s_c / z_l - 1), z_l = max_c s_c; values in [1/e, 1].
+def cluster_probabilities(strengths: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+  """P(c) = exp((s_c / z_l - 1) / T), z_l = max_c s_c; values in [exp(-1/T), 1].
+
+  T = 1 (the paper's, values in [1/e, 1]) computes exactly the expression it
+  always did, so its floats, and every mask drawn from them, are unchanged.
 
   A layer whose filters are all zero (z_l = 0) gets P = 1 for every filter:
   it is the limit of a layer of equally strong filters, each of which is its
@@ -221,14 +239,21 @@ def cluster_probabilities(strengths: np.ndarray) -> np.ndarray:
   if not np.all(np.isfinite(strengths)) or np.any(strengths < 0):
     raise ValueError("strengths must be finite and >= 0 (L1 norms of filters); got "
                      f"min {strengths.min()!r}, max {strengths.max()!r}.")
+  if not temperature > 0:
+    raise ValueError(f"--survival_temperature must be > 0, got {temperature!r}.")
   z = strengths.max()
   if z == 0:
     return np.ones_like(strengths)
-  return np.exp(strengths / z - 1.0)
+  if temperature == 1:
+    return np.exp(strengths / z - 1.0)
+  return np.exp((strengths / z - 1.0) / temperature)
 
 
-def layer_probabilities(spec: spec_lib.NetSpec,
-                         strengths: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
+def layer_probabilities(spec: spec_lib.NetSpec, strengths: Mapping[str, np.ndarray],
+                        config: Optional[SynthesisConfig] = None) -> Dict[str, np.ndarray]:
+  """P(c) for every filter of every prunable layer, at `config`'s survival_temperature (1
+  without a config)."""
+  temperature = 1.0 if config is None else config.survival_temperature
   _check_keys("strengths", strengths, spec)
   out = {}
   for name, filters in spec.prunable_layers():
@@ -238,14 +263,16 @@ def layer_probabilities(spec: spec_lib.NetSpec,
           f"strengths[{name!r}] has shape {values.shape}, but the spec's layer has {filters} "
           "filters; strengths must come from the model built from this spec "
           "(squish_tf.evolve.surgery.layer_strengths(model, spec)).")
-    out[name] = cluster_probabilities(values)
+    out[name] = cluster_probabilities(values, temperature)
   return out
 
 
 def survival_probabilities(spec: spec_lib.NetSpec, strengths: Mapping[str, np.ndarray],
-                           factors: Mapping[str, float]) -> Dict[str, np.ndarray]:
-  """F_l * P(c) for every filter of every prunable layer (before floors)."""
-  probabilities = layer_probabilities(spec, strengths)
+                           factors: Mapping[str, float],
+                           config: Optional[SynthesisConfig] = None) -> Dict[str, np.ndarray]:
+  """F_l * P(c) for every filter of every prunable layer (before floors), P(c) at `config`'s
+  survival_temperature."""
+  probabilities = layer_probabilities(spec, strengths, config)
   check_factors(spec, factors)
   return {name: float(factors[name]) * p for name, p in probabilities.items()}
 
@@ -272,8 +299,9 @@ def sample_survivors(spec: spec_lib.NetSpec, strengths: Mapping[str, np.ndarray]
                      config: Optional[SynthesisConfig] = None) -> Dict[str, np.ndarray]:
   """Draws which filters of every prunable layer survive.
 
-  keep_c ~ Bernoulli(F_l P(c)) independently, one `rng.random(n_l)` per layer
-  in build order (so a seed reproduces the masks). Then the floors: when
+  keep_c ~ Bernoulli(F_l P(c)) independently (P(c) at config.survival_temperature),
+  one `rng.random(n_l)` per layer in build order (so a seed reproduces the
+  masks). Then the floors: when
   fewer than `min_survivors(n_l)` survive, or the count is not a multiple of
   channel_multiple, the strongest non-survivors are added back (ties: lower
   index first).
@@ -292,7 +320,7 @@ def sample_survivors(spec: spec_lib.NetSpec, strengths: Mapping[str, np.ndarray]
   if not isinstance(rng, np.random.Generator):
     raise ValueError(f"rng must be a numpy Generator (np.random.default_rng(seed)), got "
                      f"{type(rng).__name__}.")
-  probabilities = survival_probabilities(spec, strengths, factors)
+  probabilities = survival_probabilities(spec, strengths, factors, config)
   survivors = {}
   for name, filters in spec.prunable_layers():
     keep = rng.random(filters) < probabilities[name]

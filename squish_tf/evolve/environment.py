@@ -250,7 +250,7 @@ def expected_child_cost(spec: spec_lib.NetSpec, strengths: Mapping[str, np.ndarr
       where the table is bilinear and layers are drawn independently).
   """
   config = config or SynthesisConfig()
-  probabilities = layer_probabilities(spec, strengths)
+  probabilities = layer_probabilities(spec, strengths, config)
   check_factors(spec, factors)
   counts = _expected_counts(spec, probabilities, factors, config)
   params, macs = _CostModel(spec).cost(counts)
@@ -318,7 +318,7 @@ def target_env_factor(spec: spec_lib.NetSpec, strengths: Mapping[str, np.ndarray
     ValueError: the target is below the smallest child the floors allow;
       the message states that size in params and MB.
   """
-  probabilities = layer_probabilities(spec, strengths)
+  probabilities = layer_probabilities(spec, strengths, config)
   model = _CostModel(spec, _require_latency(config.cost, latency))
   names = [name for name, _ in spec.prunable_layers()]
   parent = model.parent(config.cost)
@@ -351,7 +351,9 @@ def target_env_factor(spec: spec_lib.NetSpec, strengths: Mapping[str, np.ndarray
     logging.getLogger(__name__).warning(
         "--target_fraction=%s is above what the encoding can keep: even F_l = 1 in every "
         "layer gives an expected child of %.3f of the parent's %s (weak filters have "
-        "P(c) < 1). Using F_l = 1.", config.target_fraction, at_most / parent, config.cost)
+        "P(c) < 1 at --survival_temperature=%s; a higher temperature keeps more). Using "
+        "F_l = 1.", config.target_fraction, at_most / parent, config.cost,
+        config.survival_temperature)
     return f_max
   # Regula falsi with the Illinois fix: E(F) is smooth and monotone, so this
   # keeps the root bracketed like bisection but needs ~6-10 evaluations

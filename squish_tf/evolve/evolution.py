@@ -3,9 +3,11 @@
 for g in 1..G: draw `population` offspring from the current parent (seeds
 derived from (seed, g, candidate, attempt)), re-estimate their batch-norm
 statistics, fine-tune each (distilled from the teacher, on a data stream of
-its own), evaluate it on the validation split, and select the fittest: the
-highest validation top-1 among candidates within the accuracy budget (drop
-from the ancestor <= `max_accuracy_drop`; ties go to fewer parameters). Stop
+its own), evaluate it on the validation split, time its LiteRT model
+interleaved with the ancestor's, and select the fittest among candidates
+within the accuracy budget (drop from the ancestor <= `max_accuracy_drop`):
+the highest validation top-1 (ties go to fewer parameters), or with
+--select=top1_per_ms the least top-1 lost per millisecond saved. Stop
 when the size/MAC target is met, G is reached, or no candidate stays within
 the budget (the result is then the last parent that did). `polish` then
 fine-tunes the winner for `final_epochs` (distilled) into `<run_dir>/
@@ -33,7 +35,12 @@ from squish_tf.evolve import encoding as synthesis
 from squish_tf.evolve import environment as environment_lib
 from squish_tf.evolve import surgery
 from squish_tf.evolve.candidates import GenerationTask, Runner
-from squish_tf.evolve.config import LATENCY_THREADS, TARGET_MARGIN, EvolutionConfig
+from squish_tf.evolve.config import (
+  LATENCY_THREADS,
+  SELECTIONS,
+  TARGET_MARGIN,
+  EvolutionConfig,
+)
 from squish_tf.evolve.lineage import (
   ANCESTOR_ID,
   LINEAGE_FILE,
@@ -234,11 +241,19 @@ def _run_generations(run_dir, config, synth, data_fn, listeners, verbose, lineag
         if record["status"] != "diverged" or record["attempt"] >= config.max_retries:
           break
         record = runner.submit(task, candidate, record["attempt"] + 1, parent_model).result()
-    if table is not None:
-      _measure_latency(run_dir, records, lineage, ancestor_dir, ancestor_model, ancestor_spec,
-                       config.latency_format, verbose)
+    # Every run times its candidates (a few seconds a generation), before selection:
+    # --select=top1_per_ms reads the measurements.
+    parent = (lineage["ancestor"] if parent_id == ANCESTOR_ID
+              else next(r for r in lineage["candidates"]
+                        if r["id"] == parent_id and r["status"] == "ok"))
+    # A parent recorded before every run measured (a resumed older lineage) is timed too.
+    unmeasured_parent = ([parent] if parent_id != ANCESTOR_ID
+                         and "measured_latency_ms" not in parent else [])
+    _measure_latency(run_dir, records + unmeasured_parent, lineage, ancestor_dir,
+                     ancestor_model, ancestor_spec, config.latency_format, verbose)
 
-    chosen = select(records, ancestor_top1, config.max_accuracy_drop)
+    chosen = select(records, ancestor_top1, config.max_accuracy_drop, config.select,
+                    parent_top1=parent["top1"], parent_ms=parent.get("measured_latency_ms"))
     stop_reason = None
     if chosen is None:
       stop_reason = "accuracy_drop"
@@ -261,7 +276,7 @@ def _run_generations(run_dir, config, synth, data_fn, listeners, verbose, lineag
     parent_id = chosen["id"]
 
 
-_ANCESTOR_TFLITE: Dict[Tuple[str, str], bytes] = {}
+_ANCESTOR_TFLITE: Dict[Tuple[str, str, int, int], bytes] = {}
 
 
 def _measure_latency(run_dir: str, records: List[Dict[str, Any]], lineage: Dict[str, Any],
@@ -269,15 +284,20 @@ def _measure_latency(run_dir: str, records: List[Dict[str, Any]], lineage: Dict[
                      fmt: str, verbose: Any) -> None:
   """Times each new candidate's LiteRT model interleaved with the ancestor's; records it.
 
-  Runs in this process once a generation's fine-tunes are done (the workers
-  idle), so the timing does not share the cores with training. Records keep
-  `measured_latency_ms` and `measured_speedup` (median per-round ratio over
-  the ancestor, with min-max) beside the table's `predicted_latency_ms`.
+  Runs in every run, in this process once a generation's fine-tunes are done
+  (the workers idle), so the timing does not share the cores with training.
+  Every ok record gets `measured_latency_ms` and `measured_speedup` (median
+  per-round ratio over the ancestor, with min-max), and the ancestor its
+  `measured_latency_ms` of this session; with a latency table, records also
+  get `predicted_speedup`, `latency_error` and `speedup_error` beside the
+  table's `predicted_latency_ms`.
   """
   todo = [r for r in records if r["status"] == "ok" and "measured_latency_ms" not in r]
   if not todo:
     return
-  key = (os.path.abspath(ancestor_dir), fmt)
+  # The ancestor's model file too: a parent retrained in place is converted again.
+  stat = os.stat(os.path.join(ancestor_dir, model_io.MODEL_FILE))
+  key = (os.path.abspath(ancestor_dir), fmt, stat.st_mtime_ns, stat.st_size)
   if key not in _ANCESTOR_TFLITE:
     _ANCESTOR_TFLITE[key] = latency_lib.network_tflite(ancestor_model, ancestor_spec, fmt)
   models = {ANCESTOR_ID: _ANCESTOR_TFLITE[key]}
@@ -300,21 +320,64 @@ def _measure_latency(run_dir: str, records: List[Dict[str, Any]], lineage: Dict[
       # now compared with when the table was measured.
       record["speedup_error"] = record["predicted_speedup"] / result["speedup"] - 1.0
     if verbose:
+      predicted = ("" if "predicted_speedup" not in record else
+                   f" ({record['predicted_latency_ms']:.3f} ms, "
+                   f"{record['predicted_speedup']:.2f}x predicted)")
       print(f"{record['id']}: {fmt} LiteRT {result['latency_ms']:.3f} ms measured, "
-            f"{record.get('predicted_latency_ms', float('nan')):.3f} ms predicted; "
-            f"{result['speedup']:.2f}x the ancestor measured, "
-            f"{record.get('predicted_speedup', float('nan')):.2f}x predicted", flush=True)
+            f"{result['speedup']:.2f}x the ancestor{predicted}", flush=True)
   files_lib.write_json(os.path.join(run_dir, LINEAGE_FILE), lineage)
 
 
 def select(records: Sequence[Dict[str, Any]], ancestor_top1: float,
-           max_accuracy_drop: float) -> Optional[Dict[str, Any]]:
-  """The fittest record: highest top-1 within the accuracy budget, ties to fewer params."""
+           max_accuracy_drop: float, how: str = "top1", parent_top1: Optional[float] = None,
+           parent_ms: Optional[float] = None) -> Optional[Dict[str, Any]]:
+  """The fittest record among the ok ones within the accuracy budget (None if none is).
+
+  Args:
+    records: a generation's candidate records.
+    ancestor_top1: the ancestor's validation top-1 (the budget's reference).
+    max_accuracy_drop: the budget, a fraction.
+    how: "top1": the highest validation top-1, ties to fewer params.
+      "top1_per_ms": the least validation top-1 lost per millisecond of
+      measured latency saved over the parent, (parent_top1 - top1) /
+      (parent_ms - measured_latency_ms). Candidates that save time and lose
+      nothing (or gain) come first, the one saving the most ms first (on a
+      negative ratio "smaller" would favour the least saving: a gain of 0.1
+      points for 0.001 ms would beat 2 points for 1 ms); then those that lose
+      accuracy, by the ratio; last those that save no time, by top-1. Ties go
+      to the higher top-1, then fewer params.
+    parent_top1, parent_ms: the parent's validation top-1 and measured
+      latency (the ancestor's for generation 1); "top1_per_ms" only.
+  """
   eligible = [r for r in records if r["status"] == "ok"
               and ancestor_top1 - r["top1"] <= max_accuracy_drop + 1e-12]
   if not eligible:
     return None
-  return min(eligible, key=lambda r: (-r["top1"], r["params"], r["candidate"]))
+  if how == "top1":
+    return min(eligible, key=lambda r: (-r["top1"], r["params"], r["candidate"]))
+  if how != "top1_per_ms":
+    raise ValueError(f"--select must be one of {SELECTIONS}, got {how!r}.")
+  if parent_top1 is None or parent_ms is None:
+    raise ValueError("--select=top1_per_ms needs the parent's validation top-1 and measured "
+                     f"latency, got top1={parent_top1!r}, measured_latency_ms={parent_ms!r}.")
+  unmeasured = [r["id"] if "id" in r else r["candidate"] for r in eligible
+                if r.get("measured_latency_ms") is None]
+  if unmeasured:
+    raise ValueError(f"--select=top1_per_ms needs every candidate's measured latency; "
+                     f"{unmeasured} have none.")
+
+  def rank(record):
+    saved = parent_ms - record["measured_latency_ms"]
+    lost = parent_top1 - record["top1"]
+    if not saved > 0:
+      group, value = 2, 0.0
+    elif lost <= 0:
+      group, value = 0, -saved
+    else:
+      group, value = 1, lost / saved
+    return (group, value, -record["top1"], record["params"], record["candidate"])
+
+  return min(eligible, key=rank)
 
 
 def targets_met(record: Dict[str, Any], config: EvolutionConfig,

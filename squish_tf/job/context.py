@@ -17,7 +17,7 @@ from squish_tf.evolve import config as evolve_config_lib
 from squish_tf.evolve import encoding as synthesis
 from squish_tf.evolve import lineage as lineage_lib
 from squish_tf.job.config import JobConfig, StageHook
-from squish_tf.layout import ANCESTOR_DIR, STAGE_TIMES_FILE
+from squish_tf.layout import ANCESTOR_DIR, LATENCY_MATCH_FILE, STAGE_TIMES_FILE
 from squish_tf.net import spec as spec_lib
 from squish_tf.train import trainer as train_lib
 
@@ -101,7 +101,12 @@ class Run:
 
   @property
   def baseline_dirs(self) -> Dict[str, str]:
-    return {name: os.path.join(self.run_dir, "baselines", name) for name in self.config.baselines}
+    """The baselines asked for, less `width_scaled_latency` when its match found the
+    size-matched one within tolerance in latency (`run.latency_match`)."""
+    match = files_lib.optional_read_json(
+        os.path.join(self.run_dir, "baselines", LATENCY_MATCH_FILE)) or {}
+    return {name: os.path.join(self.run_dir, "baselines", name) for name in self.config.baselines
+            if not (name == "width_scaled_latency" and match.get("trained") is False)}
 
   @property
   def in_workers(self) -> bool:

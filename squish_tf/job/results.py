@@ -18,6 +18,7 @@ from squish_tf.job.config import JobConfig
 from squish_tf.net import metrics as metrics_lib
 from squish_tf.net import model_io
 from squish_tf.net import spec as spec_lib
+from squish_tf.report import frontier as frontier_lib
 from squish_tf.train import baselines as baselines_lib
 
 
@@ -172,7 +173,12 @@ def build_results(config: JobConfig, info: data_config_lib.DatasetInfo, data_con
   Accuracies (`top1`, `top5`) are on the test split (evaluation.json and the
   benchmark's per-format passes); what selection read is kept apart as
   `validation_top1`. Sizes are deployed sizes (batch norm folded);
-  `keras_params` is Keras' count of the training model.
+  `keras_params` is Keras' count of the training model. `frontier` puts every
+  network with a measured batch-1 speed-up over the ancestor (the exported
+  models from the benchmark, the candidates from their `measured_speedup`) on
+  one latency axis: latency_ms = the ancestor's benchmark latency (1000 /
+  its fp32 batch-1 images/s) / the network's interleaved speed-up
+  (`squish_tf.report.frontier.frontier_points`).
   """
   evolution_config = evolution_config or evolve_config_lib.EvolutionConfig()
   speed = litert_fields(benchmark, artefact="tflite_fp32", reference="ancestor",
@@ -189,6 +195,9 @@ def build_results(config: JobConfig, info: data_config_lib.DatasetInfo, data_con
     out = {key: metrics.get(key) for key in ("params", "keras_params", "size_mb", "macs",
                                              "nonzero_params", "sparsity", "alpha",
                                              "train_epochs", "train_images")}
+    # A width-scaled baseline says what it was matched on (deployed size or latency).
+    out.update({key: metrics[key] for key in ("matched_on", "width_multiplier",
+                                              "latency_match") if key in metrics})
     if out["keras_params"] is None and model_dir and os.path.isfile(
         os.path.join(model_dir, model_io.SPEC_FILE)):
       out["keras_params"] = model_io.read_spec(model_dir).keras_params()
@@ -267,6 +276,8 @@ def build_results(config: JobConfig, info: data_config_lib.DatasetInfo, data_con
       "models": models,
       "candidates": candidates,
       "latency_model": latency_summary(lineage),
+      # Test top-1 against latency (ancestor_ms / speed-up; squish_tf.report.frontier).
+      "frontier": frontier_lib.frontier_points(models, candidates),
       "generations": lineage["generations"],
       "winner": lineage["winner"],
       "polished": bool(polished),

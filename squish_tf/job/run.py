@@ -19,6 +19,7 @@ context (`context.Run`, its data read through `context.RunData`) and the stage
 mechanics (`context.Stages`).
 """
 
+import dataclasses
 import functools
 import os
 from typing import Any, Callable, Dict, Optional, Sequence, Tuple
@@ -31,6 +32,9 @@ from squish_tf import layout as layout_lib
 from squish_tf import lock as lock_lib
 from squish_tf.bench import benchmark as benchmark_lib
 from squish_tf.bench import comparisons as comparisons_lib
+from squish_tf.bench import latency as latency_lib
+from squish_tf.bench import latency_table as latency_table_lib
+from squish_tf.bench import matching as matching_lib
 from squish_tf.data import config as data_config_lib
 from squish_tf.data import images as images_lib
 from squish_tf.evolve import config as evolve_config_lib
@@ -225,12 +229,58 @@ def polish_stage(run: Run, stage: Stages, result: lineage_lib.EvolutionResult,
   train = functools.partial(polish_lib.polish, run.run_dir, result, config, run.data.load,
                             run.train_config, verbose=run.verbose)
   if not done and config.final_init == "scratch" and run.in_workers and not baselines_done(run):
-    budget = planned_budget(result, config, run.train_config, seed)
+    budget = with_match(run, result, planned_budget(result, config, run.train_config, seed))
     stage("polish", False, lambda: train_baselines(run, budget, beside=[(train, (), {})]),
           note=" (the SquishedNet from scratch, beside the baselines in worker processes)")
     return budget
   stage("polish", done, lambda: train(strategy=run.strategy))
-  return baseline_budget(squishednet_dir, result, config, run.train_config, seed)
+  return with_match(run, result,
+                    baseline_budget(squishednet_dir, result, config, run.train_config, seed))
+
+
+def latency_match(run: Run, result: lineage_lib.EvolutionResult,
+                  target_params: int) -> Optional[Dict[str, Any]]:
+  """The width multiplier of the SquishedNet's measured latency (`width_scaled_latency`).
+
+  Found once, before the baselines train (the SquishedNet's widths are the
+  winner's, and speed depends on widths only), with the run's latency table
+  (measured now when evolution did not need one) and confirmed by timing
+  interleaved (`bench.matching.match_latency`); kept in
+  baselines/latency_match.json, so a resumed run trains the same baseline.
+  When the size-matched multiplier is already within the tolerance in
+  latency, `width_scaled` answers both questions and this one is not trained
+  ("trained": false; `Run.baseline_dirs` leaves it out).
+  """
+  if "width_scaled_latency" not in run.config.baselines:
+    return None
+  path = os.path.join(run.run_dir, "baselines", layout_lib.LATENCY_MATCH_FILE)
+  match = files_lib.optional_read_json(path)
+  if match is None:
+    fmt = run.evolution_config.latency_format
+    table = latency_lib.load_or_measure(
+        os.path.join(run.run_dir, latency_table_lib.table_file(fmt)), run.spec, fmt,
+        evolve_config_lib.LATENCY_THREADS, progress=run.log)
+    size_multiplier = spec_lib.multiplier_for(run.spec, target_params, spec_lib.NetSpec.params)
+    match = matching_lib.match_latency(model_io.read_spec(result.winner_dir), run.spec, table,
+                                       size_multiplier, fmt, evolve_config_lib.LATENCY_THREADS,
+                                       log=run.log)
+    match["trained"] = not match["size_within_tolerance"]
+    if not match["trained"]:
+      run.log(f"latency match: the size-matched width_scaled runs {match['size_ratio']:.3f}x "
+              "the SquishedNet's speed, within the tolerance: it answers both comparisons, "
+              "width_scaled_latency is not trained.")
+    files_lib.write_json(path, match)
+  return match
+
+
+def with_match(run: Run, result: lineage_lib.EvolutionResult,
+               budget: baselines_lib.BaselineBudget) -> baselines_lib.BaselineBudget:
+  """`budget` with the multiplier of the SquishedNet's latency (`latency_match`), if asked for."""
+  match = latency_match(run, result, budget.target_params)
+  if match is None:
+    return budget
+  return dataclasses.replace(budget, latency_multiplier=match["width_multiplier"],
+                             latency_match=match)
 
 
 def baselines_stage(run: Run, stage: Stages, budget: baselines_lib.BaselineBudget) -> None:

@@ -22,7 +22,7 @@ import dataclasses
 import json
 import math
 import numbers
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Sequence, Tuple
 
 FAMILY = "squeezenet"
 SPEC_VERSION = 1
@@ -450,23 +450,37 @@ def scale_width(spec: NetSpec, multiplier: float, min_filters: int = 1) -> NetSp
                       name=f"{spec.name}_width{multiplier:.3f}")
 
 
+def multiplier_for(spec: NetSpec, target: float, cost: Callable[[NetSpec], float],
+                   min_filters: int = 1) -> float:
+  """The uniform width multiplier whose `scale_width` copy has the cost nearest `target`.
+
+  `cost` is any function of a spec that grows with its widths (parameters, a
+  latency table's prediction); a bisection in log space over [1e-3, 4], keeping
+  the best multiplier it visits (widths are rounded, so the cost is a step
+  function of the multiplier and may never equal the target).
+  """
+  if not target > 0:
+    raise ValueError(f"the target cost must be > 0, got {target}.")
+  best, best_gap = 1.0, math.inf
+  low, high = 1e-3, 4.0
+  for _ in range(60):  # bisection on a monotone function of the multiplier
+    middle = math.sqrt(low * high)
+    value = cost(scale_width(spec, middle, min_filters))
+    if abs(value - target) < best_gap:
+      best, best_gap = middle, abs(value - target)
+    if value < target:
+      low = middle
+    else:
+      high = middle
+  return best
+
+
 def width_for_params(spec: NetSpec, target_params: int, min_filters: int = 1) -> NetSpec:
   """The uniformly width-scaled spec whose parameter count is closest to `target_params`."""
   if target_params < 1:
     raise ValueError(f"target_params must be >= 1, got {target_params}.")
-  best: Optional[NetSpec] = None
-  low, high = 1e-3, 4.0
-  for _ in range(60):  # bisection on a monotone function of the multiplier
-    middle = math.sqrt(low * high)
-    candidate = scale_width(spec, middle, min_filters)
-    if best is None or abs(candidate.params() - target_params) < abs(best.params() - target_params):
-      best = candidate
-    if candidate.params() < target_params:
-      low = middle
-    else:
-      high = middle
-  assert best is not None
-  return best
+  multiplier = multiplier_for(spec, target_params, NetSpec.params, min_filters)
+  return scale_width(spec, multiplier, min_filters)
 
 
 def load_spec(path: str) -> NetSpec:

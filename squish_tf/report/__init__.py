@@ -7,5 +7,8 @@ Modules:
   markdown  `write_report`: report.md (and the figure beside it), its summary and models.
   sections  the evolution and measurement sections of report.md.
   pareto    pareto.png: test top-1 against deployed size.
+  frontier  the latency frontier (results.json's "frontier"), the width ladder's top-1 at the
+            SquishedNet's latency and the verdict against the width multiplier.
+  frontier_figure  frontier.png: test top-1 against LiteRT latency.
   console   what the console prints: candidates, generations, tables, the summary.
 """

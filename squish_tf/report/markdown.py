@@ -1,4 +1,4 @@
-"""A run's story: `report.md` and `pareto.png`, rendered from its results dict.
+"""A run's story: `report.md`, `pareto.png` and `frontier.png`, rendered from its results dict.
 
 Pure rendering: nothing here trains, loads or times a model. The input is the
 dict the main job writes to `results.json` (see `write_report`); any value in
@@ -16,7 +16,7 @@ What the figures mean (squish_tf.job.build_results is the source):
 - `train_images` counts every image processed in training; for the
   SquishedNet it includes every candidate evolution trained and the final stage.
 
-The figure is drawn on a standalone Agg canvas (no pyplot, no display, no
+The figures are drawn on a standalone Agg canvas (no pyplot, no display, no
 global backend switch), so rendering works on a headless server and does not
 disturb a notebook that imports this module.
 """
@@ -41,6 +41,8 @@ from squish_tf.report.format import (
   join_words,
   markdown_table,
 )
+from squish_tf.report.frontier import frontier_caption, verdict_sentence
+from squish_tf.report.frontier_figure import frontier_figure
 from squish_tf.report.pareto import DPI, pareto_figure
 from squish_tf.report.results import (
   RIVALS,
@@ -74,10 +76,12 @@ from squish_tf.report.sections import (
 
 REPORT_FILE = "report.md"
 PARETO_FILE = "pareto.png"
+FRONTIER_FILE = "frontier.png"
 
 
 def write_report(run_dir: str, results: Mapping[str, Any]) -> Tuple[str, str]:
-  """Writes `<run_dir>/report.md` and `<run_dir>/pareto.png`, each atomically.
+  """Writes `<run_dir>/report.md`, `<run_dir>/pareto.png` and `<run_dir>/frontier.png`, each
+  atomically.
 
   Args:
     run_dir: the run directory; created if missing.
@@ -88,10 +92,12 @@ def write_report(run_dir: str, results: Mapping[str, Any]) -> Tuple[str, str]:
       train_epochs, train_images, tflite_fp32_bytes, tflite_int8_bytes,
       litert_images_per_sec, speedup_vs_ancestor, ...}}, candidates,
       generations, winner, polished, final_init, stop_reason, paper, reference,
-      machine, wall_seconds.
+      machine, wall_seconds, frontier and the optional ladder
+      (squish_tf.report.frontier).
 
   Returns:
-    (report_path, png_path).
+    (report_path, png_path): report.md and pareto.png (frontier.png is
+    FRONTIER_FILE beside them).
   """
   if not isinstance(results, Mapping):
     raise ValueError(f"results must be a dict (the contents of results.json), got "
@@ -99,14 +105,17 @@ def write_report(run_dir: str, results: Mapping[str, Any]) -> Tuple[str, str]:
   os.makedirs(run_dir, exist_ok=True)
   png_path = os.path.join(run_dir, PARETO_FILE)
   report_path = os.path.join(run_dir, REPORT_FILE)
-  figure = pareto_figure(results)
-  with files_lib.atomic_path(png_path, suffix=".png") as temp:
-    figure.savefig(temp, format="png", dpi=DPI)
+  for path, draw in ((png_path, pareto_figure),
+                     (os.path.join(run_dir, FRONTIER_FILE), frontier_figure)):
+    figure = draw(results)
+    with files_lib.atomic_path(path, suffix=".png") as temp:
+      figure.savefig(temp, format="png", dpi=DPI)
   files_lib.write_text(report_path, render_markdown(results, png_name=PARETO_FILE))
   return report_path, png_path
 
 
-def render_markdown(results: Mapping[str, Any], png_name: str = PARETO_FILE) -> str:
+def render_markdown(results: Mapping[str, Any], png_name: str = PARETO_FILE,
+                    frontier_name: str = FRONTIER_FILE) -> str:
   """The whole report.md as a string."""
   models = ordered_models(results)
   dataset = results.get("dataset") or {}
@@ -115,6 +124,7 @@ def render_markdown(results: Mapping[str, Any], png_name: str = PARETO_FILE) -> 
   sections = [
       f"# SquishedNets run `{run_name}`",
       summary_paragraph(results),
+      verdict_sentence(results),
       _data_line(dataset),
       _accuracy_note(results),
       "## Models compared",
@@ -129,6 +139,11 @@ def render_markdown(results: Mapping[str, Any], png_name: str = PARETO_FILE) -> 
       f"![Model size (MB, log scale) against {split} top-1: every candidate, the chosen "
       f"lineage, the SquishedNet, baselines and the paper's points]({png_name})",
       figure_caption(results),
+      "## Latency vs accuracy",
+      (f"![LiteRT fp32 latency at batch 1 (ms, log scale) against {split} top-1: the "
+       "ancestor, every timed candidate, the chosen lineage, the SquishedNet and the "
+       f"baselines, with the spread of their speed-ups]({frontier_name})"),
+      frontier_caption(results, split),
       "## Reference: the SquishedNets paper (not directly comparable)",
       paper_section(results, dataset),
       "## Time",

@@ -23,8 +23,9 @@ _LEAD_MODELS = ("ancestor", "squishednet")
 
 
 # Short names for the figure's point annotations (the legend has the labels).
-_SHORT_NAMES = {
+SHORT_NAMES = {
     "width_scaled": "width-scaled",
+    "width_scaled_latency": "width-scaled (latency)",
     "width_scaled_distilled": "width-scaled, distilled",
     "magnitude_pruned": "magnitude-pruned",
     "mobilenet_v3_small": "MobileNetV3Small",
@@ -99,7 +100,7 @@ def pareto_figure(results: Mapping[str, Any]):
     ax.scatter(*where, s=60, marker=markers[index % len(markers)], color=colour,
                edgecolor="black", linewidth=0.5, zorder=4, label=label)
     # Alternate below / above: the two width-scaled baselines share a size.
-    ax.annotate(_SHORT_NAMES.get(name, label), where, textcoords="offset points",
+    ax.annotate(SHORT_NAMES.get(name, label), where, textcoords="offset points",
                 xytext=(6, -10 if index % 2 == 0 else 5), fontsize=7, color=colour)
 
   paper = [p for p in (point(p) for p in results.get("paper") or [] if isinstance(p, Mapping))

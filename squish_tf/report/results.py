@@ -5,13 +5,14 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from squish_tf.report.format import DASH, finite_number, fmt_ratio
 
-MODEL_ORDER = ("ancestor", "squishednet", "width_scaled", "width_scaled_distilled",
-               "magnitude_pruned", "mobilenet_v3_small")
+MODEL_ORDER = ("ancestor", "squishednet", "width_scaled", "width_scaled_latency",
+               "width_scaled_distilled", "magnitude_pruned", "mobilenet_v3_small")
 # Labels for entries that carry none (the job writes its own).
 _DEFAULT_LABELS = {
     "ancestor": "Ancestor",
     "squishednet": "SquishedNet",
     "width_scaled": "Uniform width-scaled SqueezeNet",
+    "width_scaled_latency": "Uniform width-scaled SqueezeNet, matched on latency",
     "width_scaled_distilled": "Uniform width-scaled SqueezeNet, distilled from the ancestor",
     "magnitude_pruned": "tfmot magnitude pruning of the ancestor",
     "mobilenet_v3_small": "MobileNetV3Small (minimalistic)",

@@ -5,6 +5,10 @@
   total epochs (ancestor epochs + the chosen offspring's fine-tuning epochs +
   the polish), with the same recipe (optimizer, schedule, weight decay,
   warm-up: the training flags).
+- `width_scaled_latency`: the same recipe and budget at the uniform width
+  multiplier of the SquishedNet's measured LiteRT latency (found by the job
+  with `squish_tf.bench.matching.match_latency` and passed in the budget as
+  `latency_multiplier`): the comparison at equal milliseconds.
 - `width_scaled_distilled`: the same network, trained the same way but
   distilled from the same ancestor as the SquishedNet, so the table separates
   what the evolved widths bring from what distillation brings.
@@ -48,13 +52,14 @@ from squish_tf.runtime import workers as workers_lib
 from squish_tf.train import distill as distill_lib
 from squish_tf.train import trainer as train_lib
 
-BASELINES = ("width_scaled", "width_scaled_distilled", "magnitude_pruned", "mobilenet_v3_small")
+BASELINES = ("width_scaled", "width_scaled_latency", "width_scaled_distilled", "magnitude_pruned", "mobilenet_v3_small")
 # What the main job trains unless told otherwise: the comparison a SquishedNet
 # must win, at the demo's budget (`--baselines=all` adds the others;
 # benchmarks/evolution_vs_width.py trains every baseline).
-DEFAULT_BASELINES = ("width_scaled",)
+DEFAULT_BASELINES = ("width_scaled", "width_scaled_latency")
 LABELS = {
     "width_scaled": "Uniform width-scaled SqueezeNet",
+    "width_scaled_latency": "Uniform width-scaled SqueezeNet of the SquishedNet's latency",
     "width_scaled_distilled": "Uniform width-scaled SqueezeNet, distilled from the ancestor",
     "magnitude_pruned": "tfmot magnitude pruning of the ancestor",
     "mobilenet_v3_small": "MobileNetV3Small (minimalistic)",
@@ -82,6 +87,10 @@ class BaselineBudget:
     fine_tune_warmup_epochs: its warm-up.
     distill: alpha and temperature of `width_scaled_distilled`.
     seed: initial weights and data order.
+    latency_multiplier: the width multiplier of the SquishedNet's measured
+      latency (`width_scaled_latency`; None when it is not trained).
+    latency_match: how that multiplier was found and timed (recorded in its
+      metrics.json).
   """
 
   target_params: int
@@ -92,6 +101,8 @@ class BaselineBudget:
   fine_tune_warmup_epochs: float = 0.25
   distill: distill_lib.DistillConfig = distill_lib.DistillConfig()
   seed: int = 0
+  latency_multiplier: Optional[float] = None
+  latency_match: Optional[Dict[str, Any]] = None
 
   def scratch_config(self) -> train_lib.TrainConfig:
     return dataclasses.replace(self.train_config, epochs=self.total_epochs)
@@ -212,6 +223,10 @@ def run_baselines(run_dir: str,
   out = {name: os.path.join(run_dir, "baselines", name) for name in names}
   todo = [name for name in names
           if not os.path.isfile(os.path.join(out[name], model_io.METRICS_FILE))]
+  if "width_scaled_latency" in todo and budget.latency_multiplier is None:
+    raise ValueError("width_scaled_latency needs the multiplier of the SquishedNet's latency "
+                     "(BaselineBudget.latency_multiplier, found by "
+                     "squish_tf.bench.matching.match_latency); the main job finds it.")
   # A strategy cannot leave this process; no more workers than baselines left
   # (each worker's share of the cores is cores / workers).
   jobs = len(todo) + len(beside)
@@ -260,9 +275,14 @@ def width_scaled_spec(ancestor_spec: spec_lib.NetSpec, target_params: int,
 
 
 def _train_width_scaled(ancestor_dir, budget, train_ds, info, strategy, verbose, work_dir,
-                        distilled: bool = False):
-  name = "width_scaled_distilled" if distilled else "width_scaled"
-  spec = width_scaled_spec(model_io.read_spec(ancestor_dir), budget.target_params, name)
+                        distilled: bool = False, latency: bool = False):
+  name = ("width_scaled_distilled" if distilled else
+          "width_scaled_latency" if latency else "width_scaled")
+  ancestor_spec = model_io.read_spec(ancestor_dir)
+  if latency:
+    spec = spec_lib.scale_width(ancestor_spec, budget.latency_multiplier).replace(name=name)
+  else:
+    spec = width_scaled_spec(ancestor_spec, budget.target_params, name)
   keras.utils.set_random_seed(budget.seed)
   teacher_fn = None
   if distilled:
@@ -273,12 +293,23 @@ def _train_width_scaled(ancestor_dir, budget, train_ds, info, strategy, verbose,
                          config, strategy=strategy, work_dir=work_dir,
                          images_per_epoch=info.train_count, verbose=verbose,
                          teacher_fn=teacher_fn, distill=budget.distill, label=name)
-  extra = {"width_multiplier_params_target": budget.target_params, "train_epochs": config.epochs,
+  extra = {"train_epochs": config.epochs,
            "train_images": config.epochs * train_lib.images_per_epoch(train_ds, info)}
+  if latency:
+    extra.update({"matched_on": "latency", "width_multiplier": budget.latency_multiplier,
+                  "latency_match": budget.latency_match})
+  else:
+    extra.update({"matched_on": "size", "width_multiplier_params_target": budget.target_params})
   if distilled:
     extra.update({"teacher": "ancestor", "distill_alpha": budget.distill.alpha,
                   "distill_temperature": budget.distill.temperature})
   return result.model, spec, extra
+
+
+def _train_width_scaled_latency(ancestor_dir, budget, train_ds, info, strategy, verbose,
+                                work_dir):
+  return _train_width_scaled(ancestor_dir, budget, train_ds, info, strategy, verbose, work_dir,
+                             latency=True)
 
 
 def _train_width_scaled_distilled(ancestor_dir, budget, train_ds, info, strategy, verbose,
@@ -383,6 +414,7 @@ def _tf_keras_progress(tf_keras, label: str, verbose) -> list:
 
 _TRAINERS = {
     "width_scaled": _train_width_scaled,
+    "width_scaled_latency": _train_width_scaled_latency,
     "width_scaled_distilled": _train_width_scaled_distilled,
     "magnitude_pruned": _train_pruned,
     "mobilenet_v3_small": _train_mobilenet,

@@ -1,0 +1,284 @@
+"""The latency frontier: test top-1 against LiteRT latency for every measured network, the
+width ladder's top-1 at the SquishedNet's latency, and the verdict against the width
+multiplier.
+
+Latency here is comparable across points although no two were timed in one
+session: every network (the candidates during evolution, the exported models in
+the benchmark, a ladder's widths in its script) was timed interleaved with the
+ancestor in its own session, and its speed-up over the ancestor there is what
+survives the machine's load. Each point's latency is therefore
+
+    latency_ms = ancestor_ms / speed-up (median of the interleaved rounds),
+
+ancestor_ms being the ancestor's fp32 batch-1 latency the benchmark measured,
+1000 / models["ancestor"]["litert_images_per_sec"]["1"]: every point is on the
+benchmark's clock. The speed-up's min-max over the rounds becomes the latency's
+spread. All figures are LiteRT fp32, batch 1, at the run's resolution.
+"""
+
+import itertools
+from typing import Any, Dict, List, Mapping, Optional, Sequence
+
+from squish_tf.report.format import finite_number, join_words
+
+KINDS = ("ancestor", "candidate", "squishednet", "baseline", "ladder")
+# The two uniform width multipliers the SquishedNet is judged against: matched on deployed
+# size, and matched on measured latency (absent when within LATENCY_TOLERANCE of the first).
+SIZE_MATCH, LATENCY_MATCH = "width_scaled", "width_scaled_latency"
+LATENCY_TOLERANCE = 0.05
+
+
+def ancestor_latency_ms(models: Mapping[str, Any]) -> Optional[float]:
+  """The ancestor's fp32 batch-1 latency (ms) as the benchmark measured it, or None."""
+  speed = finite_number(((models.get("ancestor") or {}).get("litert_images_per_sec") or {})
+                        .get("1"))
+  return 1000.0 / speed if speed and speed > 0 else None
+
+
+def _point(name: str, kind: str, top1: Any, size_mb: Any, speedup: Any, low: Any, high: Any,
+           ancestor_ms: float, chosen: Optional[bool] = None) -> Optional[Dict[str, Any]]:
+  """A frontier point, or None when the speed-up was not measured."""
+  speedup = finite_number(speedup)
+  if speedup is None or speedup <= 0:
+    return None
+  return {"name": name, "kind": kind, "top1": finite_number(top1),
+          "latency_ms": ancestor_ms / speedup, "speedup": speedup,
+          "speedup_min": finite_number(low), "speedup_max": finite_number(high),
+          "size_mb": finite_number(size_mb), "chosen": chosen}
+
+
+def frontier_points(models: Mapping[str, Any], candidates: Sequence[Mapping[str, Any]]
+                    ) -> List[Dict[str, Any]]:
+  """results.json's "frontier": every network with a measured speed-up over the ancestor.
+
+  Args:
+    models: results.json's "models" (the ancestor's `litert_images_per_sec`
+      gives ancestor_ms; every model's `speedup_vs_ancestor["1"]` and
+      `speedup_vs_ancestor_range["1"]` its point).
+    candidates: the candidate records (results.json's "candidates", or the
+      lineage's with `top1` replaced by the test figure); those without
+      `measured_speedup` ({"median", "min", "max"} over the ancestor, LiteRT
+      fp32 batch 1) are left out.
+
+  Returns:
+    [{"name", "kind" (KINDS), "top1" (test), "latency_ms" (ancestor_ms /
+      speed-up, see the module's docstring), "speedup" (median over the
+      ancestor), "speedup_min", "speedup_max", "size_mb", "chosen" (candidates;
+      None for models), and for candidates "generation"}]: the ancestor,
+    the exported models, then the candidates; [] without the ancestor's latency.
+  """
+  ancestor_ms = ancestor_latency_ms(models)
+  if ancestor_ms is None:
+    return []
+  points = []
+  for name, entry in models.items():
+    entry = entry or {}
+    spread = (entry.get("speedup_vs_ancestor_range") or {}).get("1") or {}
+    kind = entry.get("kind") if entry.get("kind") in KINDS else (
+        name if name in ("ancestor", "squishednet") else "baseline")
+    point = _point(name, kind, entry.get("top1"), entry.get("size_mb"),
+                   (entry.get("speedup_vs_ancestor") or {}).get("1"), spread.get("min"),
+                   spread.get("max"), ancestor_ms)
+    if point:
+      points.append(point)
+  points.sort(key=lambda p: p["kind"] != "ancestor")  # the ancestor first: the reference
+  for record in candidates:
+    measured = record.get("measured_speedup")
+    if isinstance(measured, Mapping):
+      median, low, high = measured.get("median"), measured.get("min"), measured.get("max")
+    else:  # a bare median
+      median, low, high = measured, None, None
+    point = _point(str(record.get("id")), "candidate", record.get("top1"),
+                   record.get("size_mb"), median, low, high, ancestor_ms,
+                   chosen=bool(record.get("chosen")))
+    if point and record.get("status", "ok") == "ok":
+      point["generation"] = record.get("generation")
+      points.append(point)
+  return points
+
+
+def frontier_of(results: Mapping[str, Any]) -> List[Dict[str, Any]]:
+  """The run's frontier: results.json's "frontier", or for results written before it
+  existed, the same points built from its models and candidates."""
+  recorded = results.get("frontier")
+  if isinstance(recorded, list):
+    return [dict(p) for p in recorded if isinstance(p, Mapping)]
+  candidates = [c for c in results.get("candidates") or [] if isinstance(c, Mapping)]
+  return frontier_points(results.get("models") or {}, candidates)
+
+
+def ladder_of(results: Mapping[str, Any]) -> List[Dict[str, Any]]:
+  """The width ladder's points with a latency (ms), by latency; [] without a ladder.
+
+  results.json's optional "ladder" (a benchmark script adds it; the job does
+  not): points like the frontier's, kind "ladder", with "width_multiplier". A
+  point without `latency_ms` gets one from its speed-up, as the frontier's.
+  """
+  ancestor_ms = ancestor_latency_ms(results.get("models") or {})
+  out = []
+  for point in results.get("ladder") or []:
+    if not isinstance(point, Mapping):
+      continue
+    point = dict(point, kind="ladder")
+    latency = finite_number(point.get("latency_ms"))
+    speedup = finite_number(point.get("speedup"))
+    if latency is None and speedup and ancestor_ms:
+      latency = ancestor_ms / speedup
+    if latency is not None and latency > 0:
+      point["latency_ms"] = latency
+      out.append(point)
+  return sorted(out, key=lambda p: p["latency_ms"])
+
+
+def interpolate_top1(ladder: Sequence[Mapping[str, Any]], latency_ms: Any) -> Optional[float]:
+  """The ladder's test top-1 at `latency_ms`, linear in latency between the two ladder points
+  that bracket it; None outside the ladder's range (no extrapolation) or without two points.
+
+  A latency equal to a ladder point's is that point's top-1. Points without a
+  finite latency or top-1 are skipped.
+  """
+  latency = finite_number(latency_ms)
+  if latency is None:
+    return None
+  known = sorted((x, y) for x, y in ((finite_number(p.get("latency_ms")),
+                                      finite_number(p.get("top1"))) for p in ladder)
+                 if x is not None and y is not None)
+  for x, y in known:
+    if x == latency:
+      return y
+  for (x0, y0), (x1, y1) in itertools.pairwise(known):
+    if x0 < latency < x1:
+      return y0 + (y1 - y0) * (latency - x0) / (x1 - x0)
+  return None
+
+
+def _ratio(squished: Mapping[str, Any], rival: Mapping[str, Any]) -> Optional[float]:
+  """The SquishedNet's batch-1 speed over the rival's: the ratio of their speed-ups over the
+  ancestor (each measured interleaved with the ancestor)."""
+  own = finite_number((squished.get("speedup_vs_ancestor") or {}).get("1"))
+  theirs = finite_number((rival.get("speedup_vs_ancestor") or {}).get("1"))
+  return own / theirs if own and theirs else None
+
+
+def _points_text(squished: Mapping[str, Any], rival: Mapping[str, Any]) -> str:
+  own, theirs = finite_number(squished.get("top1")), finite_number(rival.get("top1"))
+  if own is None or theirs is None:
+    return "not comparable on top-1 (one of them has none)"
+  points = 100 * (own - theirs)
+  if round(points, 2) == 0:
+    return "as accurate (+0.00 points)"
+  return f"+{points:.2f} points more accurate" if points > 0 else (
+      f"{-points:.2f} points less accurate")
+
+
+def _outcome(squished: Mapping[str, Any], rival: Mapping[str, Any]) -> Optional[str]:
+  own, theirs = finite_number(squished.get("top1")), finite_number(rival.get("top1"))
+  if own is None or theirs is None:
+    return None
+  points = round(100 * (own - theirs), 2)
+  return "wins" if points > 0 else "loses" if points < 0 else "ties"
+
+
+def _rival_name(name: str, rival: Mapping[str, Any]) -> str:
+  size = finite_number(rival.get("size_mb"))
+  return f"{name}, {size:.3f} MB" if size is not None else name
+
+
+def verdict_sentence(results: Mapping[str, Any]) -> Optional[str]:
+  """One sentence: the SquishedNet against the uniform width multiplier at equal size
+  (width_scaled) and at equal latency (width_scaled_latency), with who wins and by how much.
+
+  At equal size it gives the test top-1 difference in points and the speed
+  ratio SquishedNet / width_scaled (their batch-1 speed-ups over the
+  ancestor); at equal latency the top-1 difference. Without
+  width_scaled_latency, width_scaled answers both when it runs within
+  LATENCY_TOLERANCE of the SquishedNet's speed (the job then trains no second
+  baseline); if the measured ratio says otherwise the sentence says so.
+
+  Returns:
+    The sentence, or None without a SquishedNet or either baseline.
+  """
+  models = results.get("models") or {}
+  squished = models.get("squishednet")
+  size_rival, latency_rival = models.get(SIZE_MATCH), models.get(LATENCY_MATCH)
+  if not isinstance(squished, Mapping) or not (size_rival or latency_rival):
+    return None
+  clauses, outcomes = [], []
+  if isinstance(size_rival, Mapping):
+    ratio = _ratio(squished, size_rival)
+    speed = f" and {ratio:.2f}x as fast" if ratio is not None else ""
+    clauses.append(f"at equal size ({_rival_name(SIZE_MATCH, size_rival)}) the SquishedNet is "
+                   f"{_points_text(squished, size_rival)}{speed}")
+    outcomes.append(("at equal size", _outcome(squished, size_rival)))
+  if isinstance(latency_rival, Mapping):
+    subject = "it" if clauses else "the SquishedNet"
+    clauses.append(f"at equal latency ({_rival_name(LATENCY_MATCH, latency_rival)}) {subject} "
+                   f"is {_points_text(squished, latency_rival)}")
+    outcomes.append(("at equal latency", _outcome(squished, latency_rival)))
+  else:
+    ratio = _ratio(squished, size_rival)
+    if ratio is not None and abs(ratio - 1) > LATENCY_TOLERANCE:
+      clauses.append(f"at equal latency these results hold no latency-matched baseline "
+                     f"({LATENCY_MATCH} absent, and {SIZE_MATCH} runs at {1 / ratio:.2f}x "
+                     "the SquishedNet's speed)")
+    else:
+      clauses.append(f"at equal latency {SIZE_MATCH} is within "
+                     f"{100 * LATENCY_TOLERANCE:.0f}% of the SquishedNet's latency too, so it "
+                     "answers both")
+      outcomes.append(("at equal latency", _outcome(squished, size_rival)))
+  verbs = {"wins": [], "loses": [], "ties": []}
+  for where, outcome in outcomes:
+    if outcome:
+      verbs[outcome].append(where)
+  said = [f"{verb} {' and '.join(wheres)}" for verb, wheres in verbs.items() if wheres]
+  score = f", the SquishedNet {join_words(said)}" if said else ""
+  return f"Against the width multiplier{score}: " + "; ".join(clauses) + "."
+
+
+def ladder_comparison(results: Mapping[str, Any]) -> Optional[Dict[str, Any]]:
+  """The width ladder at the SquishedNet's latency: {"latency_ms", "top1" (the SquishedNet's),
+  "ladder_top1" (interpolated; None outside the ladder's range), "points" (ladder size)};
+  None without a ladder or a SquishedNet latency."""
+  ladder = ladder_of(results)
+  squished = next((p for p in frontier_of(results) if p.get("kind") == "squishednet"), None)
+  latency = finite_number((squished or {}).get("latency_ms"))
+  if not ladder or latency is None:
+    return None
+  return {"latency_ms": latency, "top1": finite_number(squished.get("top1")),
+          "ladder_top1": interpolate_top1(ladder, latency), "points": len(ladder)}
+
+
+def frontier_caption(results: Mapping[str, Any], split: str = "test") -> str:
+  """report.md's words under frontier.png: what a latency is, and the ladder's top-1 at the
+  SquishedNet's latency when results.json has a ladder."""
+  frontier = frontier_of(results)
+  if not frontier:
+    return ("No network has a measured latency in these results (the benchmark did not time "
+            "the ancestor at batch 1), so the frontier is empty.")
+  ancestor_ms = next((p["latency_ms"] for p in frontier if p.get("kind") == "ancestor"), None)
+  measured = sum(1 for p in frontier if p.get("kind") == "candidate")
+  lines = [f"LiteRT fp32 latency at batch 1 and the run's resolution against {split} top-1. "
+           "Every network was timed interleaved with the ancestor in its own session (the "
+           "candidates during evolution, the exported models in the benchmark), so a latency "
+           "here is the ancestor's benchmark latency"
+           + (f" ({ancestor_ms:.3f} ms)" if ancestor_ms else "")
+           + " divided by the network's median speed-up over the ancestor, and the error bars "
+           "are the min–max of its per-round speed-ups: every point is on the benchmark's "
+           "clock. " + (f"{measured} candidate{'s' if measured != 1 else ''} measured; the "
+                        "line joins the chosen lineage from the ancestor." if measured else
+                        "No candidate was timed during evolution in these results.")]
+  ladder = ladder_comparison(results)
+  if ladder:
+    where = f"at the SquishedNet's {ladder['latency_ms']:.3f} ms"
+    if ladder["ladder_top1"] is None:
+      lines.append(f"The uniform width ladder ({ladder['points']} multipliers) does not "
+                   f"bracket the SquishedNet's latency ({ladder['latency_ms']:.3f} ms), so it "
+                   "gives no top-1 there.")
+    else:
+      own = ladder["top1"]
+      versus = (f"; the SquishedNet has {100 * own:.2f}% "
+                f"({100 * (own - ladder['ladder_top1']):+.2f} points)" if own is not None else "")
+      lines.append(f"The uniform width ladder ({ladder['points']} multipliers), interpolated "
+                   f"linearly in latency, reaches {100 * ladder['ladder_top1']:.2f}% {split} "
+                   f"top-1 {where}{versus}.")
+  return " ".join(lines)
