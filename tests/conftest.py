@@ -25,6 +25,23 @@ tf.config.set_logical_device_configuration(
     _cpus[0], [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()])
 
 
+@pytest.fixture(autouse=True)
+def fast_latency(request, monkeypatch):
+  """Every run times its candidates in LiteRT (~1.3 s of conversion each): tests time them by
+  their MACs instead (`toy.fake_latency`). A test that asks for `real_latency` converts and
+  times for real; the session's readme_run (the README's example, end to end) does too."""
+  if "real_latency" in request.fixturenames:
+    return
+  import toy  # pylint: disable=g-import-not-at-top
+
+  toy.fake_latency(monkeypatch)
+
+
+@pytest.fixture
+def real_latency():
+  """Opts a test out of `fast_latency`."""
+
+
 @pytest.fixture(scope="session")
 def toy_parent_dir(tmp_path_factory):
   """A model dir of toy.TINY trained on toy.data to 100% (a parent for evolution and baselines)."""

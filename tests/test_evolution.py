@@ -7,6 +7,7 @@ import os
 import numpy as np
 import pytest
 import toy
+from toy import fake_ms
 
 from squish_tf.bench import latency as latency_lib
 from squish_tf.evolve import candidates as candidates_lib
@@ -24,36 +25,6 @@ toy_data = toy.data
 @pytest.fixture
 def parent_dir(toy_parent_dir):
   return toy_parent_dir
-
-
-def fake_ms(spec):
-  """The fake LiteRT latency of a spec: its MACs in millions (deterministic, smaller is faster)."""
-  return spec.macs() / 1e6
-
-
-@pytest.fixture(autouse=True)
-def fast_latency(request, monkeypatch):
-  """Every run times its candidates; here a fake of the MACs instead of ~1.3 s of LiteRT
-  conversion per candidate. A test that asks for `real_latency` converts and times for real."""
-  if "real_latency" in request.fixturenames:
-    return
-  monkeypatch.setattr(evolution, "_ANCESTOR_TFLITE", {})
-  monkeypatch.setattr(latency_lib, "network_tflite",
-                      lambda model, spec, fmt, **_: spec.to_json().encode())
-
-  def measure_against(models, reference, threads=2, **_):
-    ms = {name: fake_ms(spec_lib.NetSpec.from_json(model.decode()))
-          for name, model in models.items()}
-    return {name: {"latency_ms": value, "speedup": ms[reference] / value,
-                   "speedup_min": ms[reference] / value, "speedup_max": ms[reference] / value}
-            for name, value in ms.items()}
-
-  monkeypatch.setattr(latency_lib, "measure_against", measure_against)
-
-
-@pytest.fixture
-def real_latency():
-  """Opts a test out of `fast_latency`."""
 
 
 CONFIG = evolve_config_lib.EvolutionConfig(generations=3, population=1, offspring_epochs=1,

@@ -225,7 +225,7 @@ def test_the_table_is_cached_and_measured_again_for_another_key(tmp_path, monkey
   assert len(calls) == 3
 
 
-def test_measure_table_converts_each_shared_grid_point_once(monkeypatch):
+def test_measure_table_converts_each_shared_grid_point_once(monkeypatch, real_latency):
   """The measuring plumbing with the clock taken out: fake milliseconds per model."""
   converted = []
   real = latency._conv_tflite  # pylint: disable=protected-access
@@ -252,7 +252,7 @@ def test_measure_table_converts_each_shared_grid_point_once(monkeypatch):
 
 
 def test_evolution_aims_at_speed_and_records_predicted_and_measured(toy_parent_dir, tmp_path,
-                                                                   monkeypatch):
+                                                                   monkeypatch, real_latency):
   """--cost=latency with --target_speedup on a fake table; the measurement faked too."""
   from squish_tf.job import results as job_results_lib  # pylint: disable=g-import-not-at-top
   from squish_tf.report import sections as sections_lib  # pylint: disable=g-import-not-at-top
@@ -387,7 +387,8 @@ def test_the_job_matches_once_and_leaves_out_a_latency_baseline_the_size_one_ans
   monkeypatch.setattr(latency, "measure_against", measure)
   config = types.SimpleNamespace(run_dir=str(tmp_path), baselines=baselines_lib.DEFAULT_BASELINES)
   run = types.SimpleNamespace(config=config, run_dir=str(tmp_path), spec=base, log=lambda line: None,
-                              evolution_config=evolve_config_lib.EvolutionConfig())
+                              evolution_config=evolve_config_lib.EvolutionConfig(),
+                              synth=synthesis.SynthesisConfig(cost="latency"))
   result = types.SimpleNamespace(winner_dir=str(winner_dir))
   budget = baselines_lib.BaselineBudget(target_params=winner.params(), total_epochs=2,
                                         fine_tune_epochs=1)
@@ -399,6 +400,14 @@ def test_the_job_matches_once_and_leaves_out_a_latency_baseline_the_size_one_ans
   assert len(tables) == 1 and len(calls) == 1
   dirs = context.Run.baseline_dirs.fget(run)
   assert list(dirs) == ["width_scaled"]
+  assert matched.latency_match["model"] == "table"
+  # A run aimed at size has no table: MACs guess, the measurements correct, no table measured.
+  other = tmp_path / "other"
+  config.run_dir = run.run_dir = str(other)
+  run.synth = synthesis.SynthesisConfig(cost="params")
+  by_macs = job.with_match(run, result, budget)
+  assert by_macs.latency_match["model"] == "macs" and len(tables) == 1
+  assert by_macs.latency_match["within_tolerance"]
   # Not asked for: nothing is measured.
   config.baselines = ("width_scaled",)
   assert job.with_match(run, result, budget) is budget

@@ -5,9 +5,11 @@ SquishedNet keeps the early layers, where the milliseconds are, wide), so the
 size-matched `width_scaled` answers "at equal size" only. `match_latency`
 finds the multiplier of equal measured latency:
 
-1. the latency table predicts the SquishedNet's milliseconds, and
+1. a latency model predicts the SquishedNet's milliseconds, and
    `spec.multiplier_for` bisects the multiplier whose prediction is nearest
-   (exact, a pure function of the table);
+   (exact, a pure function of the model): the run's measured latency table
+   when it has one, else MACs (a run aimed at size measures no table, and
+   the measured correction below does the rest);
 2. the SquishedNet's widths and that multiplier's are converted to LiteRT
    (random weights: speed depends on widths only) and timed interleaved,
    together with the size-matched multiplier; when the measured ratio is off
@@ -28,7 +30,7 @@ from squish_tf.net import spec as spec_lib
 
 # Latency within this fraction counts as equal (the issue's 5%).
 TOLERANCE = 0.05
-TRIES = 3
+TRIES = 4
 SUBJECT, SIZE_MATCHED, CANDIDATE = "subject", "size_matched", "candidate"
 
 
@@ -38,7 +40,13 @@ def multiplier_for_latency(ancestor: spec_lib.NetSpec, target_ms: float,
   return spec_lib.multiplier_for(ancestor, target_ms, table.predict)
 
 
-def match_latency(subject: spec_lib.NetSpec, ancestor: spec_lib.NetSpec, table: LatencyTable,
+def macs_model(spec: spec_lib.NetSpec) -> float:
+  """The latency model of a run without a table: MACs (in millions, a unit of "ms")."""
+  return spec.macs() / 1e6
+
+
+def match_latency(subject: spec_lib.NetSpec, ancestor: spec_lib.NetSpec,
+                  table: Optional[LatencyTable],
                   size_multiplier: Optional[float] = None, fmt: str = "fp32", threads: int = 2,
                   tolerance: float = TOLERANCE, tries: int = TRIES,
                   measure: Optional[Callable[..., Dict[str, Dict[str, float]]]] = None,
@@ -49,7 +57,7 @@ def match_latency(subject: spec_lib.NetSpec, ancestor: spec_lib.NetSpec, table: 
   Args:
     subject: the SquishedNet's spec (its widths are all that is timed).
     ancestor: the spec the multiplier scales.
-    table: the run's latency table (same resolution).
+    table: the run's latency table (same resolution), or None: MACs predict.
     size_multiplier: the size-matched multiplier, timed in the same sessions so
       the result says how far it is from the subject in latency.
     fmt, threads: the LiteRT model and threads timed.
@@ -65,9 +73,10 @@ def match_latency(subject: spec_lib.NetSpec, ancestor: spec_lib.NetSpec, table: 
     "size_multiplier", "size_ratio" (and min/max): the size-matched one's
     speed over the subject's, "size_within_tolerance"}.
   """
+  predict = table.predict if table is not None else macs_model
   measure = measure or latency_lib.measure_against
   convert = convert or latency_lib.spec_tflite
-  subject_ms = table.predict(subject)
+  subject_ms = predict(subject)
   target_ms = subject_ms
   models = {SUBJECT: convert(subject, fmt)}
   if size_multiplier is not None:
@@ -75,7 +84,7 @@ def match_latency(subject: spec_lib.NetSpec, ancestor: spec_lib.NetSpec, table: 
   sessions = []
   tried = set()
   for _ in range(tries):
-    multiplier = multiplier_for_latency(ancestor, target_ms, table)
+    multiplier = spec_lib.multiplier_for(ancestor, target_ms, predict)
     candidate = spec_lib.scale_width(ancestor, multiplier)
     widths = (candidate.conv1_filters, candidate.fires)
     if widths in tried:  # the correction lands on widths already timed: nothing new to learn
@@ -84,7 +93,7 @@ def match_latency(subject: spec_lib.NetSpec, ancestor: spec_lib.NetSpec, table: 
     models[CANDIDATE] = convert(candidate, fmt)
     timed = measure(models, SUBJECT, threads=threads)
     result = timed[CANDIDATE]
-    session = {"width_multiplier": multiplier, "predicted_ms": table.predict(candidate),
+    session = {"width_multiplier": multiplier, "predicted_ms": predict(candidate),
                "target_ms": target_ms, "ratio": result["speedup"],
                "ratio_min": result["speedup_min"], "ratio_max": result["speedup_max"]}
     if SIZE_MATCHED in timed:
@@ -104,7 +113,8 @@ def match_latency(subject: spec_lib.NetSpec, ancestor: spec_lib.NetSpec, table: 
   best = min(sessions, key=lambda s: abs(s["ratio"] - 1.0))
   out = dict(best, subject_predicted_ms=subject_ms, tolerance=tolerance,
              within_tolerance=abs(best["ratio"] - 1.0) <= tolerance, sessions=sessions,
-             format=fmt, threads=threads, size_multiplier=size_multiplier)
+             format=fmt, threads=threads, size_multiplier=size_multiplier,
+             model="table" if table is not None else "macs")
   if size_multiplier is not None:
     ratios = [s["size_ratio"] for s in sessions]
     out["size_ratio"] = sorted(ratios)[len(ratios) // 2]

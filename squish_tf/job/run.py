@@ -244,8 +244,8 @@ def latency_match(run: Run, result: lineage_lib.EvolutionResult,
 
   Found once, before the baselines train (the SquishedNet's widths are the
   winner's, and speed depends on widths only), with the run's latency table
-  (measured now when evolution did not need one) and confirmed by timing
-  interleaved (`bench.matching.match_latency`); kept in
+  (a run aimed at speed has one; others start from MACs) and confirmed by
+  timing interleaved (`bench.matching.match_latency`); kept in
   baselines/latency_match.json, so a resumed run trains the same baseline.
   When the size-matched multiplier is already within the tolerance in
   latency, `width_scaled` answers both questions and this one is not trained
@@ -257,9 +257,13 @@ def latency_match(run: Run, result: lineage_lib.EvolutionResult,
   match = files_lib.optional_read_json(path)
   if match is None:
     fmt = run.evolution_config.latency_format
-    table = latency_lib.load_or_measure(
-        os.path.join(run.run_dir, latency_table_lib.table_file(fmt)), run.spec, fmt,
-        evolve_config_lib.LATENCY_THREADS, progress=run.log)
+    # The run's table when evolution measured one (a run aimed at speed); else MACs guess and
+    # the interleaved measurements correct (a table would cost ~50 s at 64 px).
+    table = None
+    if run.evolution_config.needs_latency(run.synth):
+      table = latency_lib.load_or_measure(
+          os.path.join(run.run_dir, latency_table_lib.table_file(fmt)), run.spec, fmt,
+          evolve_config_lib.LATENCY_THREADS, progress=run.log)
     size_multiplier = spec_lib.multiplier_for(run.spec, target_params, spec_lib.NetSpec.params)
     match = matching_lib.match_latency(model_io.read_spec(result.winner_dir), run.spec, table,
                                        size_multiplier, fmt, evolve_config_lib.LATENCY_THREADS,
