@@ -9,14 +9,12 @@ import pytest
 import toy
 from toy import fake_ms
 
-from squish_tf.bench import latency as latency_lib
 from squish_tf.evolve import candidates as candidates_lib
 from squish_tf.evolve import config as evolve_config_lib
 from squish_tf.evolve import encoding as synthesis
 from squish_tf.evolve import evolution, surgery
 from squish_tf.evolve import lineage as lineage_lib
 from squish_tf.net import model_io
-from squish_tf.net import spec as spec_lib
 
 TINY = toy.TINY
 toy_data = toy.data

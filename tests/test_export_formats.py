@@ -129,6 +129,25 @@ def test_all_formats_written_with_manifest(exported):
   assert not [n for n in os.listdir(os.path.dirname(export_dir)) if n.startswith(".")]
 
 
+def test_every_tflite_carries_classifier_metadata_with_the_runs_labels(exported):
+  from squish_tf.export import metadata  # pylint: disable=g-import-not-at-top
+
+  export_dir, manifest = exported
+  with open(os.path.join(export_dir, exporter.LABELS_FILE), encoding="utf-8") as handle:
+    labels_txt = handle.read()
+  assert labels_txt.splitlines() == list(CLASS_NAMES)
+  for name in exporter.TFLITE_FORMATS:
+    with open(os.path.join(export_dir, tflite_lib.FILES[name]), "rb") as handle:
+      content = handle.read()
+    assert metadata.read_labels(content) == list(CLASS_NAMES), name
+    assert metadata.associated_files(content) == {"labels.txt": labels_txt.encode()}, name
+    entry = manifest["formats"][name]["metadata"]
+    pixels = "uint8" if name in ("int8", "qat_int8") else "float32"
+    assert entry["input"] == {"name": "image", "type": pixels, "range": [0.0, 255.0],
+                              "normalization": {"mean": [0.0], "std": [1.0]}}, name
+    assert entry["output"]["type"] == pixels and entry["associated_files"] == ["labels.txt"]
+
+
 def test_parity_with_keras(exported):
   # Against the Keras model with its batch norms: the float formats are folded.
   formats = exported[1]["formats"]

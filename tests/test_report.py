@@ -7,6 +7,7 @@ from matplotlib import image as mpl_image
 import pytest
 
 from squish_tf.report import console as console_lib
+from squish_tf.report import details as details_lib
 from squish_tf.report import markdown as report_lib
 from squish_tf.report import pareto as pareto_lib
 from squish_tf.report import results as report_results_lib
@@ -120,6 +121,47 @@ def _table_after(markdown, heading):
   return header, {row[0]: dict(zip(header, row)) for row in rows}
 
 
+def _tables(markdown):
+  """Every Markdown table, as (header, rows) with rows a list of cell lists."""
+  tables, current = [], None
+  for line in markdown.splitlines():
+    if line.startswith("|"):
+      cells = [c.strip() for c in line.strip().strip("|").split("|")]
+      if current is None:
+        current = [cells]
+      else:
+        current.append(cells)
+    elif current is not None:
+      tables.append((current[0], current[2:]))
+      current = None
+  if current is not None:
+    tables.append((current[0], current[2:]))
+  return tables
+
+
+def _details(markdown):
+  """The detail tables under "## Models in detail", merged: (headers in order, {model label:
+  {column: cell}}), rows in the order they first appear."""
+  section = markdown[markdown.index("## Models in detail"):markdown.index("## Generations")]
+  headers, rows = [], {}
+  for header, body in _tables(section):
+    if header[0] != "Model":
+      continue
+    headers += [h for h in header if h not in headers]
+    for row in body:
+      rows.setdefault(row[0], {"Model": row[0]}).update(zip(header, row))
+  return headers, rows
+
+
+# Every column the single models table had before the report split it by concern.
+OLD_MODEL_COLUMNS = [
+    "Model", "Params (deployed)", "Keras params (BN unfolded)", "Size (MB, deployed)",
+    "TFLite fp32 (MB)", "TFLite int8 (MB)", "MACs (M)", "Test top-1", "Test top-5", "Val top-1",
+    "NetScore", "LiteRT img/s, batch 1", "LiteRT img/s, batch 8", "Speed-up, 64 px, batch 1",
+    "Speed-up, 64 px, batch 8", "Speed-up, 224 px, batch 1", "int8 speed-up, batch 1",
+    "int8 speed-up, batch 8", "Epochs", "Images trained", "Non-zero params", "gzip (MB)"]
+
+
 @pytest.fixture(scope="module")
 def written(tmp_path_factory):
   run_dir = str(tmp_path_factory.mktemp("run"))
@@ -185,20 +227,21 @@ def test_data_line_and_accuracy_note(written):
   assert "held-out test split, 2,000 images, which nothing was selected or tuned on" in markdown
   assert ("Selection among candidates and the accuracy budget (`max_accuracy_drop`) used the "
           "validation split") in markdown
-  # Near the top: before the first table.
-  assert markdown.index("Accuracies are test-split") < markdown.index("## Models compared")
+  # The data line opens the report; the split's note explains the accuracy table.
+  assert markdown.index("Data: **shapes10**") < markdown.index("## What to ship")
+  accuracy = markdown[markdown.index("### Accuracy\n"):markdown.index("### Training budget")]
+  assert "**Accuracies are test-split top-1**" in accuracy
 
 
-def test_models_table_holds_the_numbers(written):
+def test_detail_tables_hold_the_numbers(written):
   _, markdown, _ = written
-  header = _row(markdown, "Model")
-  assert header == ["Model", "Params (deployed)", "Keras params (BN unfolded)",
-                    "Size (MB, deployed)", "TFLite fp32 (MB)", "TFLite int8 (MB)", "MACs (M)",
-                    "Test top-1", "Test top-5", "Val top-1", "NetScore",
-                    "LiteRT img/s, batch 1", "LiteRT img/s, batch 8", "Speed-up, batch 1",
-                    "Speed-up, batch 8", "Epochs", "Images trained", "Non-zero params",
-                    "gzip (MB)"]
-  ancestor = dict(zip(header, _row(markdown, "Ancestor (SqueezeNet v1.1, 10 classes)")))
+  headers, rows = _details(markdown)
+  assert headers == ["Model", "LiteRT img/s, batch 1", "LiteRT img/s, batch 8",
+                     "Speed-up, batch 1", "Speed-up, batch 8", "Params (deployed)",
+                     "Keras params (BN unfolded)", "Size (MB, deployed)", "TFLite fp32 (MB)",
+                     "TFLite int8 (MB)", "MACs (M)", "NetScore", "Non-zero params", "gzip (MB)",
+                     "Test top-1", "Test top-5", "Val top-1", "Epochs", "Images trained"]
+  ancestor = rows["Ancestor (SqueezeNet v1.1, 10 classes)"]
   assert ancestor["Params (deployed)"] == "727,626"
   assert ancestor["Keras params (BN unfolded)"] == "738,890"
   assert ancestor["Size (MB, deployed)"] == "2.911"
@@ -210,30 +253,132 @@ def test_models_table_holds_the_numbers(written):
   assert ancestor["LiteRT img/s, batch 1"] == "812"
   assert ancestor["Speed-up, batch 8"] == "1.00×"
   assert ancestor["Epochs"] == "30" and ancestor["Images trained"] == "180.0 k"
-  squished = dict(zip(header, _row(markdown, "**SquishedNet (gen_003/cand_00, polished)**")))
+  squished = rows["**SquishedNet (gen_003/cand_00, polished)**"]
   assert squished["Test top-1"] == "91.00%" and squished["Val top-1"] == "92.10%"
   assert squished["Speed-up, batch 8"] == "2.80×"
   assert squished["LiteRT img/s, batch 8"] == "4,200"
   assert squished["Images trained"] == "1.23 M" and squished["Epochs"] == "38"
   assert squished["Keras params (BN unfolded)"] == "143,456"
-  width = dict(zip(header, _row(markdown, "Uniform width-scaled SqueezeNet")))
+  width = rows["Uniform width-scaled SqueezeNet"]
   # Speed-up computed from the speeds when not recorded; int8 not exported.
   assert width["Speed-up, batch 1"] == f"{1900.0 / 812.4:.2f}×"
   assert width["TFLite int8 (MB)"] == "–" and width["LiteRT img/s, batch 8"] == "–"
-  distilled = dict(zip(header, _row(
-      markdown, "Uniform width-scaled SqueezeNet, distilled from the ancestor")))
+  distilled = rows["Uniform width-scaled SqueezeNet, distilled from the ancestor"]
   assert distilled["Test top-1"] == "91.50%" and distilled["Images trained"] == "228.0 k"
-  pruned = dict(zip(header, _row(markdown, "tfmot magnitude pruning")))
+  pruned = rows["tfmot magnitude pruning"]
   assert pruned["Non-zero params"] == "145,525" and pruned["gzip (MB)"] == "1.235"
   assert pruned["Keras params (BN unfolded)"] == "–" and pruned["Images trained"] == "–"
-  mobilenet = _row(markdown, "MobileNetV3Small (minimalistic)")
-  assert set(mobilenet[1:]) == {"–"}
-  _, rows = _table_after(markdown, "## Models compared")
+  mobilenet = rows["MobileNetV3Small (minimalistic)"]
+  assert set(mobilenet.values()) == {"MobileNetV3Small (minimalistic)", "–"}
   assert list(rows) == [
       "Ancestor (SqueezeNet v1.1, 10 classes)", "**SquishedNet (gen_003/cand_00, polished)**",
       "Uniform width-scaled SqueezeNet",
       "Uniform width-scaled SqueezeNet, distilled from the ancestor", "tfmot magnitude pruning",
       "MobileNetV3Small (minimalistic)"]
+  # Split by concern, each table under its own heading, every model in every table.
+  section = markdown[markdown.index("## Models in detail"):markdown.index("## Generations")]
+  assert [line for line in section.splitlines() if line.startswith("#")] == [
+      "## Models in detail", "### Speed", "### Size and compute", "### Accuracy",
+      "### Training budget"]
+  assert [len(body) for _, body in _tables(section)] == [6, 6, 6, 6]
+  assert _table_after(markdown, "### Training budget")[0] == ["Model", "Epochs", "Images trained"]
+
+
+def test_what_to_ship_table(tmp_path):
+  results = _results()
+  models = results["models"]
+  models["squishednet"].update(
+      speedup_vs_ancestor_range={"1": {"min": 2.4, "max": 2.6, "rounds": 7}},
+      micro={"flash_bytes": 160500, "arena_bytes": 53504, "images": 4, "outputs_equal": True})
+  models["ancestor"]["micro"] = {"flash_bytes": 781234, "arena_bytes": 109120, "images": 4,
+                                 "outputs_equal": True}
+  models["width_scaled"]["micro"] = {"flash_bytes": 150000, "unsupported_op": "HARD_SWISH"}
+  models["magnitude_pruned"]["tflite_int8_bytes"] = 1234567  # from a megabyte on: MB
+  markdown = report_lib.render_markdown(results)
+  header, rows = _table_after(markdown, "## What to ship")
+  assert header == ["Network", "Size (MB, fp32)", "int8 file", "Test top-1",
+                    "Speed-up (64 px, batch 1)", "TFLM arena"]
+  # The SquishedNet first, then the ancestor and the baselines in table order.
+  assert list(rows) == ["**SquishedNet**", "Ancestor", "Width-scaled", "Width-scaled, distilled",
+                        "Magnitude-pruned", "MobileNetV3Small"]
+  squished = rows["**SquishedNet**"]
+  assert squished["Size (MB, fp32)"] == "0.560"
+  assert squished["int8 file"] == "157 KB"  # 160,500 / 1,024
+  assert squished["Test top-1"] == "91.00%"
+  assert squished["Speed-up (64 px, batch 1)"] == "2.50× [2.40–2.60]"
+  assert squished["TFLM arena"] == "52 KB"  # 53,504 / 1,024
+  ancestor = rows["Ancestor"]
+  assert ancestor["int8 file"] == "763 KB" and ancestor["TFLM arena"] == "107 KB"
+  assert ancestor["Speed-up (64 px, batch 1)"] == "1.00×"
+  width = rows["Width-scaled"]
+  assert width["int8 file"] == "–" and width["TFLM arena"] == "cannot run"
+  assert width["Speed-up (64 px, batch 1)"] == f"{1900.0 / 812.4:.2f}×"
+  assert rows["Magnitude-pruned"]["int8 file"] == "1.23 MB"
+  # No microcontroller check recorded: a dash, as every figure not measured.
+  assert rows["Width-scaled, distilled"]["TFLM arena"] == "–"
+  assert rows["Magnitude-pruned"]["TFLM arena"] == "–"
+  assert set(rows["MobileNetV3Small"].values()) == {"MobileNetV3Small", "–"}
+  assert "the median of 7 interleaved rounds' ratios [min–max]" in markdown
+  # One screen: summary, verdict, data line, then the table, each row within 100 characters.
+  lines = markdown.splitlines()
+  first = lines.index("| " + " | ".join(header) + " |")
+  table = lines[first:first + 2 + len(rows)]
+  assert first + len(table) <= 25
+  assert all(len(line) <= 100 for line in table)
+  assert [line for line in lines[:first] if line.startswith("#")] == [
+      "# SquishedNets run `demo`", "## What to ship"]
+  assert markdown.index("## What to ship") < markdown.index("## Models in detail")
+
+
+def test_what_to_ship_without_micro_or_speed_figures():
+  results = _results()
+  for entry in results["models"].values():
+    entry.pop("micro", None)
+  del results["dataset"]["image_size"]
+  markdown = report_lib.render_markdown(results)
+  header, rows = _table_after(markdown, "## What to ship")
+  assert header[4] == "Speed-up (batch 1)"
+  assert {row["TFLM arena"] for row in rows.values()} == {"–"}
+  assert report_lib.render_markdown({"run_name": "empty"}).count("## What to ship") == 0
+
+
+def test_split_tables_lose_no_column_of_the_old_table():
+  results = _results()
+  models = results["models"]
+  models["squishednet"].update(
+      speedup_at_resolution={"224": {"1": 3.4}},
+      int8_speedup_vs_ancestor={"1": 4.0, "8": 4.5})
+  markdown = report_lib.render_markdown(results)
+  headers = {cell for header, _ in _tables(markdown) for cell in header}
+  assert [c for c in OLD_MODEL_COLUMNS if c not in headers] == []
+  detail_headers, _ = _details(markdown)
+  assert sorted(detail_headers) == sorted(OLD_MODEL_COLUMNS)
+  # Speed-ups of a resolution and of int8 sit with the other speeds, not elsewhere.
+  speed, _ = _table_after(markdown, "### Speed")
+  assert speed[-3:] == ["Speed-up, 224 px, batch 1", "int8 speed-up, batch 1",
+                        "int8 speed-up, batch 8"]
+
+
+def test_accuracy_by_exported_file():
+  results = _results()
+  models = results["models"]
+  models["squishednet"]["formats"] = {
+      "tflite_int8": {"bytes": 160500, "top1": 0.9085, "agreement": 0.9915},
+      "keras": {"bytes": 600000, "top1": 0.91, "agreement": 1.0},
+      "tflite_custom": {"bytes": 1000, "top1": 0.5, "agreement": None}}
+  models["ancestor"]["formats"] = {"tflite_fp32": {"bytes": 2934512, "top1": 0.93,
+                                                   "agreement": 1.0}}
+  markdown = report_lib.render_markdown(results)
+  header, rows = _table_after(markdown, "### Accuracy by exported file")
+  # Only the models that recorded their files; files in the export's order, unknown ones last.
+  assert header == ["File", "Ancestor", "SquishedNet"]
+  assert list(rows) == ["Keras", "TFLite fp32", "TFLite int8", "tflite_custom"]
+  assert rows["TFLite int8"]["SquishedNet"] == "90.85% (99.15%)"
+  assert rows["TFLite int8"]["Ancestor"] == "–"
+  assert rows["TFLite fp32"]["Ancestor"] == "93.00% (100.00%)"
+  assert rows["tflite_custom"]["SquishedNet"] == "50.00%"
+  assert "Each exported file's test top-1" in markdown
+  assert "### Accuracy by exported file" not in report_lib.render_markdown(_results())
 
 
 def test_other_resolutions_sit_beside_the_runs_own(tmp_path):
@@ -246,17 +391,20 @@ def test_other_resolutions_sit_beside_the_runs_own(tmp_path):
   models["ancestor"]["speedup_at_resolution"] = {"224": {"1": 1.0}}
   models["width_scaled"]["speedup_at_resolution"] = {"224": {"1": None}}  # not rebuilt
   markdown = report_lib.render_markdown(results)
-  header = _row(markdown, "Model")
+  header, rows = _table_after(markdown, "### Speed")
   start = header.index("Speed-up, 64 px, batch 1")
   assert header[start:start + 3] == ["Speed-up, 64 px, batch 1", "Speed-up, 64 px, batch 8",
                                      "Speed-up, 224 px, batch 1"]
-  squished = dict(zip(header, _row(markdown, "**SquishedNet (gen_003/cand_00, polished)**")))
+  squished = rows["**SquishedNet (gen_003/cand_00, polished)**"]
   assert squished["Speed-up, 64 px, batch 1"] == "2.50× [2.40–2.60]"
   assert squished["Speed-up, 224 px, batch 1"] == "3.40× [3.10–3.60]"
-  width = dict(zip(header, _row(markdown, "Uniform width-scaled SqueezeNet")))
+  width = rows["Uniform width-scaled SqueezeNet"]
   assert width["Speed-up, 224 px, batch 1"] == "–"
-  ancestor = dict(zip(header, _row(markdown, "Ancestor (SqueezeNet v1.1, 10 classes)")))
+  ancestor = rows["Ancestor (SqueezeNet v1.1, 10 classes)"]
   assert ancestor["Speed-up, 224 px, batch 1"] == "1.00×"
+  # What to ship keeps the run's own resolution.
+  assert _table_after(markdown, "## What to ship")[1]["**SquishedNet**"][
+      "Speed-up (64 px, batch 1)"] == "2.50× [2.40–2.60]"
   assert ("runs **2.50× faster** than the ancestor with LiteRT at batch 1 and 64 px" in markdown)
   assert "**3.40×** at 224 px, the same weights on a 224×224 input (3.10–3.60× over 7" in markdown
   assert "also measured at 224 px beside the run's 64 px" in markdown
@@ -391,13 +539,15 @@ def test_missing_baselines_and_values_render_as_dashes(tmp_path):
   del results["paper"], results["wall_seconds"], results["reference"]
   _, png_path = report_lib.write_report(str(tmp_path), results)
   markdown = (tmp_path / "report.md").read_text(encoding="utf-8")
-  header = _row(markdown, "Model")
+  header, rows = _details(markdown)
   assert "Non-zero params" not in header  # no sparse baseline, no sparse columns
-  squished_row = dict(zip(header, _row(markdown, "**SquishedNet (gen_003/cand_00, polished)**")))
+  squished_row = rows["**SquishedNet (gen_003/cand_00, polished)**"]
   assert squished_row["TFLite int8 (MB)"] == "–"
   assert squished_row["LiteRT img/s, batch 1"] == "–"
   assert squished_row["Speed-up, batch 1"] == "–" and squished_row["Images trained"] == "–"
   assert squished_row["Val top-1"] == "–"
+  shipped = _table_after(markdown, "## What to ship")[1]["**SquishedNet**"]
+  assert shipped["int8 file"] == "–" and shipped["Speed-up (64 px, batch 1)"] == "–"
   _, generations = _table_after(markdown, "## Generations")
   assert "polish" not in generations  # not polished: no polish row
   assert generations["3"]["Test top-1"] == "–" and generations["3"]["Drop (test, pts)"] == "–"
@@ -489,8 +639,8 @@ def test_the_microcontroller_line_gives_flash_arena_and_the_unsupported_op():
             "squishednet": {"label": "SquishedNet", "micro": {
                 "flash_bytes": 192192, "unsupported_op": "HARD_SWISH", "error": "no kernel"}},
             "width_scaled": {"micro": None}}
-  line = report_lib.micro_line(models)
+  line = details_lib.micro_line(models)
   assert line.startswith("**Microcontrollers**")
   assert "813 KB of flash, a 50 KB tensor arena (outputs equal to LiteRT's reference" in line
   assert "SquishedNet: TFLM cannot run it (no kernel for HARD_SWISH)." in line
-  assert report_lib.micro_line({"ancestor": {}}) == ""
+  assert details_lib.micro_line({"ancestor": {}}) == ""

@@ -31,6 +31,10 @@ from squish_tf.net import spec as spec_lib
 # Latency within this fraction counts as equal (the 5%).
 TOLERANCE = 0.05
 TRIES = 4
+# Each session: more and longer rounds than a candidate's timing (`latency.NETWORK_ROUNDS`):
+# at 64 px one invoke takes ~0.1 ms and one round's ratio spreads by +-15%.
+ROUNDS = 21
+ROUND_SECONDS = 0.15
 SUBJECT, SIZE_MATCHED, CANDIDATE = "subject", "size_matched", "candidate"
 
 
@@ -91,7 +95,7 @@ def match_latency(subject: spec_lib.NetSpec, ancestor: spec_lib.NetSpec,
       break
     tried.add(widths)
     models[CANDIDATE] = convert(candidate, fmt)
-    timed = measure(models, SUBJECT, threads=threads)
+    timed = measure(models, SUBJECT, threads=threads, rounds=ROUNDS, round_seconds=ROUND_SECONDS)
     result = timed[CANDIDATE]
     session = {"width_multiplier": multiplier, "predicted_ms": predict(candidate),
                "target_ms": target_ms, "ratio": result["speedup"],

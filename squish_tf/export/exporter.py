@@ -38,6 +38,7 @@ from squish_tf.data import config as data_config_lib
 from squish_tf.data import images as images_lib
 from squish_tf.data import pipeline as data_lib
 from squish_tf.export import jetson as jetson_lib
+from squish_tf.export import metadata as metadata_lib
 from squish_tf.export import micro as micro_lib
 from squish_tf.export import qat as qat_lib  # tfmot itself is imported lazily, when used
 from squish_tf.export import saved_model as saved_model_lib
@@ -283,7 +284,8 @@ def export_all(model_dir: str,
 
   with files_lib.atomic_path(export_dir) as work:
     os.makedirs(work)
-    files_lib.write_text(os.path.join(work, LABELS_FILE), jetson_lib.labels_text(class_names))
+    labels_text = jetson_lib.labels_text(class_names)  # also in every .tflite (metadata)
+    files_lib.write_text(os.path.join(work, LABELS_FILE), labels_text)
     saved_dir = os.path.join(work, saved_model_lib.DIRECTORY)
     saved_model_lib.write_saved_model(deployed, deployed_spec, saved_dir)
     if "saved_model" in names:
@@ -293,6 +295,7 @@ def export_all(model_dir: str,
       if name in names:
         content = tflite_lib.convert_saved_model(
             saved_dir, name, _float(data.calibration_images) if data is not None else None)
+        content = metadata_lib.with_metadata(content, labels_text, name=spec.name)
         manifest["formats"][name] = _tflite_entry(work, name, content, eval_images, eval_labels,
                                                   keras_eval, len(parity_images), num_threads)
         if name == "int8":  # what a microcontroller needs, from TFLM itself
@@ -312,7 +315,8 @@ def export_all(model_dir: str,
       result = qat_result() if qat_result is not None else qat_lib.qat_int8_tflite(
           model, spec, data.train_ds, qat_epochs, _float(data.calibration_images),
           learning_rate=qat_learning_rate, verbose=verbose)
-      entry = _tflite_entry(work, "qat_int8", result["tflite"], eval_images, eval_labels,
+      content = metadata_lib.with_metadata(result["tflite"], labels_text, name=spec.name)
+      entry = _tflite_entry(work, "qat_int8", content, eval_images, eval_labels,
                             keras_eval, len(parity_images), num_threads)
       entry["qat"] = {"epochs": result["epochs"], "learning_rate": result["learning_rate"],
                       "history": result["history"]}
@@ -413,7 +417,8 @@ def _tflite_entry(work: str, name: str, content: bytes, eval_images: np.ndarray,
           "parity": parity(probabilities[:parity_count], keras_eval[:parity_count]),
           "agreement_all_eval_images": _agreement(probabilities, keras_eval),
           "accuracy": _accuracy(probabilities, eval_labels),
-          "io": runner.io_summary(), "ops": runner.op_counts()}
+          "io": runner.io_summary(), "ops": runner.op_counts(),
+          "metadata": metadata_lib.manifest_entry(content)}
 
 
 def _jetson_entry(work: str, model, spec: spec_lib.NetSpec, class_names: Sequence[str],

@@ -5,6 +5,7 @@ Modules:
   format    cell formatting and Markdown tables.
   results   reading results.json: models in order, labels, speed-ups, comparisons.
   markdown  `write_report`: report.md (and the figure beside it), its summary and models.
+  details   report.md's "Models in detail": the model tables split by concern.
   sections  the evolution and measurement sections of report.md.
   pareto    pareto.png: test top-1 against deployed size.
   frontier  the latency frontier (results.json's "frontier"), the width ladder's top-1 at the

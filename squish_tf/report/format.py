@@ -35,6 +35,15 @@ def fmt_bytes_mb(value: Any) -> str:
   return fmt_value(value, ".3f", 1e-6)
 
 
+def fmt_kb_mb(value: Any) -> str:
+  """A file's or buffer's bytes: "205 KB" (KB = 1,024 bytes, as TFLM counts) below 10^6 bytes,
+  "1.23 MB" (10^6 bytes, as every MB column) from there."""
+  value = finite_number(value)
+  if value is None:
+    return DASH
+  return f"{value / 1024:,.0f} KB" if abs(value) < 1e6 else f"{value / 1e6:,.2f} MB"
+
+
 def fmt_macs_m(value: Any) -> str:
   return fmt_value(value, ",.2f", 1e-6)
 

@@ -1,5 +1,11 @@
 """A run's story: `report.md`, `pareto.png` and `frontier.png`, rendered from its results dict.
 
+report.md reads in one screen: the summary paragraph, the verdict against the width
+multiplier, the data line and "What to ship" (one narrow row per model: size, int8 file,
+top-1, speed-up, TFLM arena). "Models in detail" follows, split by concern (speed, size and
+compute, accuracy per model and per exported file, training budget), then evolution, the
+figures, the paper, stage times and the command.
+
 Pure rendering: nothing here trains, loads or times a model. The input is the
 dict the main job writes to `results.json` (see `write_report`); any value in
 it may be None or absent (a baseline that was not run, a format that was not
@@ -25,21 +31,15 @@ import os
 from typing import Any, List, Mapping, Tuple
 
 from squish_tf import files as files_lib
+from squish_tf.report.details import details_section
 from squish_tf.report.format import (
   DASH,
   finite_number,
-  fmt_bytes_mb,
   fmt_count,
   fmt_images,
-  fmt_macs_m,
-  fmt_mb,
-  fmt_percent,
   fmt_reason,
-  fmt_speed,
   fmt_text,
-  fmt_value,
   join_words,
-  markdown_table,
 )
 from squish_tf.report.frontier import frontier_caption, verdict_sentence
 from squish_tf.report.frontier_figure import frontier_figure
@@ -47,22 +47,16 @@ from squish_tf.report.pareto import DPI, pareto_figure
 from squish_tf.report.results import (
   RIVALS,
   accuracy_split,
-  batch_sizes,
   comparison_phrase,
   comparisons,
-  is_on_test,
   is_polished,
   measured_speedup,
-  model_label,
   ordered_models,
-  resolution_cell,
   resolution_speedup,
   retrained,
   run_pixels_text,
   speed_resolutions,
-  speedup_cell,
   speedup_range,
-  top1_header,
 )
 from squish_tf.report.sections import (
   candidates_section,
@@ -70,6 +64,7 @@ from squish_tf.report.sections import (
   generations_table,
   latency_section,
   paper_section,
+  ship_section,
   stop_line,
   time_table,
 )
@@ -126,10 +121,8 @@ def render_markdown(results: Mapping[str, Any], png_name: str = PARETO_FILE,
       summary_paragraph(results),
       verdict_sentence(results),
       _data_line(dataset),
-      _accuracy_note(results),
-      "## Models compared",
-      _models_table(results, models),
-      _models_notes(results, models),
+      ship_section(results),
+      details_section(results, models),
       "## Generations",
       generations_table(results),
       stop_line(results),
@@ -278,167 +271,3 @@ def _data_line(dataset: Mapping[str, Any]) -> str:
   if classes:
     parts.append(f"{len(classes)} classes")
   return ", ".join(parts) + "."
-
-
-def _accuracy_note(results: Mapping[str, Any]) -> str:
-  """Which split the accuracies are on, and which split the decisions read."""
-  test_count = finite_number((results.get("dataset") or {}).get("test_count"))
-  if is_on_test(results):
-    images = f", {test_count:,.0f} images" if test_count else ""
-    return ("**Accuracies are test-split top-1** (top-5 and NetScore too): measured on the "
-            f"held-out test split{images}, which nothing was selected or tuned on. Selection "
-            "among candidates and the accuracy budget (`max_accuracy_drop`) used the "
-            "validation split; its figures are the \"Val top-1\" columns.")
-  split = accuracy_split(results)
-  return (f"Accuracies are on the {split} split, the same split selection and the accuracy "
-          "budget used: these results hold no held-out test figures.")
-
-
-def _models_table(results: Mapping[str, Any], models: Mapping[str, Mapping[str, Any]]) -> str:
-  if not models:
-    return "No models in these results."
-  ancestor = models.get("ancestor") or {}
-  sizes = batch_sizes(models)
-  has_keras = any(finite_number(m.get("keras_params")) is not None
-                  and finite_number(m.get("keras_params")) != finite_number(m.get("params"))
-                  for m in models.values())
-  has_top5 = any(finite_number(m.get("top5")) is not None for m in models.values())
-  has_val = is_on_test(results) and any(finite_number(m.get("validation_top1")) is not None
-                                      for m in models.values())
-  has_sparse = any(m.get("nonzero_params") is not None or m.get("gzip_bytes") is not None
-                   for m in models.values())
-  header = ["Model", "Params (deployed)"]
-  header += ["Keras params (BN unfolded)"] if has_keras else []
-  header += ["Size (MB, deployed)", "TFLite fp32 (MB)", "TFLite int8 (MB)", "MACs (M)",
-             top1_header(results)]
-  header += [top1_header(results, "top-5")] if has_top5 else []
-  header += ["Val top-1"] if has_val else []
-  header += ["NetScore"]
-  header += [f"LiteRT img/s, batch {s}" for s in sizes]
-  # Other resolutions' speed-ups sit beside the run's own, each column naming its size.
-  resolutions = speed_resolutions(models)
-  run_pixels = run_pixels_text(results) if resolutions else None
-  header += [f"Speed-up, {run_pixels}, batch {s}" if run_pixels else f"Speed-up, batch {s}"
-             for s in sizes]
-  header += [f"Speed-up, {image} px, batch {s}" for image, s in resolutions]
-  int8_sizes = [s for s in sizes if any(measured_speedup(m, ancestor, s, "int8_speedup_vs_ancestor")
-                                        is not None for m in models.values())]
-  header += [f"int8 speed-up, batch {s}" for s in int8_sizes]
-  header += ["Epochs", "Images trained"]
-  header += ["Non-zero params", "gzip (MB)"] if has_sparse else []
-  rows = []
-  for name, entry in models.items():
-    label = fmt_text(model_label(name, entry))
-    if name == "squishednet":
-      label = f"**{label}**"
-    row = [label, fmt_count(entry.get("params"))]
-    row += [fmt_count(entry.get("keras_params"))] if has_keras else []
-    row += [fmt_mb(entry.get("size_mb")), fmt_bytes_mb(entry.get("tflite_fp32_bytes")),
-            fmt_bytes_mb(entry.get("tflite_int8_bytes")), fmt_macs_m(entry.get("macs")),
-            fmt_percent(entry.get("top1"))]
-    row += [fmt_percent(entry.get("top5"))] if has_top5 else []
-    row += [fmt_percent(entry.get("validation_top1"))] if has_val else []
-    row += [fmt_value(entry.get("netscore"), ".2f")]
-    row += [fmt_speed((entry.get("litert_images_per_sec") or {}).get(s)) for s in sizes]
-    row += [speedup_cell(entry, ancestor, s) for s in sizes]
-    row += [resolution_cell(entry, image, s) for image, s in resolutions]
-    row += [speedup_cell(entry, ancestor, s, "int8_speedup_vs_ancestor") for s in int8_sizes]
-    row += [fmt_count(entry.get("train_epochs")), fmt_images(entry.get("train_images"))]
-    if has_sparse:
-      row += [fmt_count(entry.get("nonzero_params")), fmt_bytes_mb(entry.get("gzip_bytes"))]
-    rows.append(row)
-  return markdown_table(header, rows)
-
-
-def micro_line(models: Mapping[str, Any]) -> str:
-  """The microcontroller check of the int8 files (TFLM), one sentence per model; '' if none."""
-  parts = []
-  for name, entry in models.items():
-    micro = entry.get("micro") if isinstance(entry, Mapping) else None
-    if not isinstance(micro, Mapping):
-      continue
-    label = model_label(name, entry)
-    if micro.get("arena_bytes") is None:
-      op = micro.get("unsupported_op")
-      why = f"no kernel for {op}" if op else micro.get("error")
-      parts.append(f"{label}: TFLM cannot run it ({why}).")
-      continue
-    equal = ("outputs equal to LiteRT's reference kernels" if micro.get("outputs_equal")
-             else f"outputs within {micro.get('max_abs_diff')} steps of LiteRT's reference kernels")
-    parts.append(f"{label}: {micro['flash_bytes'] / 1024:,.0f} KB of flash, a "
-                 f"{micro['arena_bytes'] / 1024:,.0f} KB tensor arena ({equal} on "
-                 f"{micro.get('images')} test images).")
-  if not parts:
-    return ""
-  return ("**Microcontrollers** (the int8 files run by TensorFlow Lite for Microcontrollers): "
-          + " ".join(parts))
-
-
-def _models_notes(results: Mapping[str, Any], models: Mapping[str, Any]) -> str:
-  split = accuracy_split(results)
-  accuracy = (f"{split.capitalize()} top-1/top-5 and NetScore on the {split} split"
-              + ("; Val top-1 is the same model on the validation split, the split that "
-                 "selection and the accuracy budget read." if is_on_test(results) else "."))
-  notes = ["Params and size are **deployed** figures: batch norm folded into the convolutions "
-           "(kernel + one bias per filter), size = params × 4 bytes (float32), as the paper "
-           "counts it. TFLite columns are the exported files' bytes. " + accuracy +
-           " NetScore = 20 log10(a² / (√p √m)), a = top-1 in %, p = deployed params in "
-           "millions, m = MACs in billions. LiteRT images/s on this machine's CPU; speed-up is "
-           f"over the ancestor at the same batch size. {DASH} = not measured."]
-  rounds = sorted({spread[2] for m in models.values() for key in ("speedup_vs_ancestor",
-                                                                   "int8_speedup_vs_ancestor")
-                   for size in (m.get(f"{key}_range") or {})
-                   for spread in [speedup_range(m, size, key)] if spread and spread[2]})
-  if rounds:
-    notes.append("Speed-ups are measured, not divided: each model's .tflite file and the "
-                 "ancestor's fp32 file ran interleaved in one process with the same threads "
-                 f"({'/'.join(str(r) for r in rounds)} rounds, each file in turn every round), "
-                 "and a speed-up is the median of the per-round ratios, with their min–max in "
-                 "brackets; int8 speed-up is the model's int8 file over the ancestor's fp32 "
-                 "file. The images/s columns are each file timed on its own, so their ratios "
-                 "carry the machine's drift and can differ from the speed-ups.")
-  resolutions = speed_resolutions(models)
-  if resolutions:
-    sizes = sorted({image for image, _ in resolutions}, key=lambda s: (not s.isdigit(), s))
-    run = run_pixels_text(results) or "the run's size"
-    notes.append(f"The networks are fully convolutional, so the speed-ups are also measured at "
-                 f"{' and '.join(s + ' px' for s in sizes)} beside the run's {run}: every model "
-                 "is rebuilt at that input size with the same (deployed) weights, converted to "
-                 "fp32 TFLite as the export does, and its file timed interleaved against the "
-                 "ancestor's rebuilt file, batch 1, as above. Larger inputs shift time towards "
-                 "the late, wide layers, so the speed-up changes with the camera's resolution.")
-  unfolded = [(name, m) for name, m in models.items()
-              if finite_number(m.get("keras_params")) is not None
-              and finite_number(m.get("keras_params")) != finite_number(m.get("params"))]
-  if unfolded:
-    examples = "; ".join(f"{model_label(name, m)}: {fmt_count(m.get('keras_params'))} in Keras vs "
-                         f"{fmt_count(m.get('params'))} deployed" for name, m in unfolded[:2])
-    notes.append("Keras params is Keras' `count_params()` of the training model, with batch "
-                 "norm unfolded (four vectors per filter: γ, β and the moving mean and "
-                 f"variance), e.g. {examples}.")
-  if retrained(results):
-    notes.append("Epochs and images trained: what training processed. For the SquishedNet, "
-                 "epochs are the lineage's budget (the ancestor's epochs, the chosen "
-                 "offspring's and --final_epochs), for which its widths trained from scratch "
-                 "and every baseline trains; images trained count the ancestor, every "
-                 "candidate evolution fine-tuned (discarded ones included) and that final "
-                 "training.")
-  else:
-    notes.append("Epochs and images trained: what training processed. For the SquishedNet, "
-                 "epochs count the ancestor's training, the chosen offspring's fine-tuning and "
-                 "the polish (the budget every baseline trains for); images trained also count "
-                 "every candidate evolution fine-tuned, discarded ones included.")
-  if any(m.get("gzip_bytes") is not None for m in models.values()):
-    notes.append("Magnitude pruning zeroes weights without shrinking the dense file: its "
-                 "saving shows in the gzip column and in non-zero params, not in size or speed.")
-  micro = micro_line(models)
-  if micro:
-    notes.append(micro)
-  machine = results.get("machine")
-  if isinstance(machine, Mapping) and machine:
-    cpu = machine.get("processor") or machine.get("machine") or "CPU"
-    count = machine.get("cpu_count")
-    threads = machine.get("num_threads")
-    notes.append(f"Timed on {cpu}" + (f" ({count} CPUs)" if count else "")
-                 + (f", {threads} LiteRT threads." if threads else "."))
-  return "\n\n".join(notes)

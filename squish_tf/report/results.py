@@ -17,6 +17,27 @@ _DEFAULT_LABELS = {
     "magnitude_pruned": "tfmot magnitude pruning of the ancestor",
     "mobilenet_v3_small": "MobileNetV3Small (minimalistic)",
 }
+# Short names for narrow tables (the what-to-ship table, columns of the format table).
+_SHORT_LABELS = {
+    "ancestor": "Ancestor",
+    "squishednet": "SquishedNet",
+    "width_scaled": "Width-scaled",
+    "width_scaled_latency": "Width-scaled, latency-matched",
+    "width_scaled_distilled": "Width-scaled, distilled",
+    "magnitude_pruned": "Magnitude-pruned",
+    "mobilenet_v3_small": "MobileNetV3Small",
+}
+# Exported files in the order the format table lists them (the benchmark's artefact names),
+# and what a reader calls them; others follow as given, by their own name.
+FORMAT_LABELS = {
+    "keras": "Keras",
+    "saved_model": "SavedModel",
+    "tflite_fp32": "TFLite fp32",
+    "tflite_fp16": "TFLite fp16",
+    "tflite_dynamic": "TFLite dynamic range",
+    "tflite_int8": "TFLite int8",
+    "tflite_qat_int8": "TFLite QAT int8",
+}
 # The baselines the SquishedNet is measured against in the summary, and how a
 # sentence names them.
 RIVALS = (("width_scaled", "the width-scaled SqueezeNet trained from scratch"),
@@ -48,6 +69,28 @@ def ordered_models(results: Mapping[str, Any]) -> Dict[str, Dict[str, Any]]:
 
 def model_label(name: str, entry: Mapping[str, Any]) -> str:
   return entry.get("label") or _DEFAULT_LABELS.get(name) or name
+
+
+def short_label(name: str, entry: Mapping[str, Any]) -> str:
+  """ "SquishedNet", "Width-scaled, distilled": a model's name in a narrow table."""
+  return _SHORT_LABELS.get(name) or model_label(name, entry)
+
+
+def ship_order(models: Mapping[str, Mapping[str, Any]]) -> List[str]:
+  """The what-to-ship table's rows: the SquishedNet, the ancestor, then the rest in table order."""
+  first = [name for name in ("squishednet", "ancestor") if name in models]
+  return first + [name for name in models if name not in first]
+
+
+def exported_formats(models: Mapping[str, Mapping[str, Any]]) -> List[str]:
+  """Every format some model's `formats` records, in FORMAT_LABELS' order, then as given."""
+  found: List[str] = []
+  for entry in models.values():
+    for name in entry.get("formats") or {}:
+      if name not in found:
+        found.append(name)
+  known = [name for name in FORMAT_LABELS if name in found]
+  return known + [name for name in found if name not in known]
 
 
 def batch_sizes(models: Mapping[str, Mapping[str, Any]]) -> List[str]:

@@ -1,5 +1,5 @@
-"""The report's evolution and measurement sections: generations, candidates, why evolution
-stopped, the latency model, the figure's caption, the paper's figures and stage times."""
+"""The report's sections: what to ship, generations, candidates, why evolution stopped, the
+latency model, the figure's caption, the paper's figures and stage times."""
 
 from typing import Any, Dict, List, Mapping
 
@@ -10,6 +10,7 @@ from squish_tf.report.format import (
   fmt_count,
   fmt_duration,
   fmt_images,
+  fmt_kb_mb,
   fmt_macs_m,
   fmt_mb,
   fmt_percent,
@@ -27,9 +28,65 @@ from squish_tf.report.results import (
   final_word,
   is_on_test,
   is_polished,
+  ordered_models,
   retrained,
+  run_pixels_text,
+  ship_order,
+  short_label,
+  speedup_cell,
+  speedup_range,
   top1_header,
 )
+
+SHIP_HEADING = "## What to ship"
+SHIP_SPEEDUP_BATCH = "1"
+
+
+def arena_cell(entry: Mapping[str, Any]) -> str:
+  """The TFLM tensor arena the int8 file needs: "52 KB"; "cannot run" when TFLM could not run
+  it; "–" when the microcontroller check was not made."""
+  micro = entry.get("micro")
+  if not isinstance(micro, Mapping) or not micro:
+    return DASH
+  arena = finite_number(micro.get("arena_bytes"))
+  if arena is not None:
+    return fmt_kb_mb(arena)
+  return "cannot run" if micro.get("unsupported_op") or micro.get("error") else DASH
+
+
+def ship_section(results: Mapping[str, Any]) -> str:
+  """A heading and one narrow row per model: what a deployment needs to decide, nothing else.
+
+  The SquishedNet first, then the ancestor and the baselines: deployed fp32 size, the int8
+  .tflite's bytes, top-1, the measured fp32 speed-up over the ancestor at batch 1 and the
+  run's resolution (median [min–max] of the interleaved rounds), and the TFLM arena.
+  """
+  models = ordered_models(results)
+  if not models:
+    return ""
+  ancestor = models.get("ancestor") or {}
+  pixels = run_pixels_text(results)
+  batch = SHIP_SPEEDUP_BATCH
+  speed = f"Speed-up ({pixels}, batch {batch})" if pixels else f"Speed-up (batch {batch})"
+  header = ["Network", "Size (MB, fp32)", "int8 file", top1_header(results), speed,
+            "TFLM arena"]
+  rows = []
+  for name in ship_order(models):
+    entry = models[name]
+    label = fmt_text(short_label(name, entry))
+    rows.append([f"**{label}**" if name == "squishednet" else label, fmt_mb(entry.get("size_mb")),
+                 fmt_kb_mb(entry.get("tflite_int8_bytes")), fmt_percent(entry.get("top1")),
+                 speedup_cell(entry, ancestor, batch), arena_cell(entry)])
+  rounds = sorted({spread[2] for entry in models.values()
+                   for spread in [speedup_range(entry, batch)] if spread and spread[2]})
+  how = (f"the median of {'/'.join(str(r) for r in rounds)} interleaved rounds' ratios "
+         "[min–max]" if rounds else "measured on this machine's CPU")
+  note = ("Size: deployed float32 weights (params × 4 bytes). int8 file: the int8 .tflite "
+          "(KB = 1,024 bytes). Speed-up: the model's fp32 .tflite over the ancestor's with "
+          f"LiteRT at batch {batch}, {how}. TFLM arena: the tensor arena TensorFlow Lite for "
+          f"Microcontrollers needs to run the int8 file. {DASH} = not measured; the tables "
+          "below hold the rest.")
+  return "\n\n".join([SHIP_HEADING, markdown_table(header, rows), note])
 
 
 def _generations(results: Mapping[str, Any]) -> List[Dict[str, Any]]:
