@@ -243,7 +243,14 @@ def main(argv):
   if not FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)
   start = time.time()
-  per_seed = {int(s): run_seed(int(s)) for s in FLAGS.seeds}
+  per_seed = {}
+  for seed in FLAGS.seeds:
+    per_seed[int(seed)] = run_seed(int(seed))
+    _report(per_seed, start)
+
+
+def _report(per_seed, start):
+  """Prints the seeds done so far and writes summary.json (after every seed)."""
   print(f"\nspeed_frontier: --targets={','.join(FLAGS.targets)} --generations="
         f"{FLAGS.generations} --extra={','.join(FLAGS.extra)}; LiteRT fp32, batch 1, "
         f"{THREADS} threads, {FLAGS.rounds} interleaved rounds")

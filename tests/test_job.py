@@ -186,7 +186,8 @@ def test_the_budget_rule_keeps_the_demos_steps_and_scales_small_data():
   recipe = makefile[makefile.index("\ndemo:"):].splitlines()[2].split()
   assert recipe[0] == "$(BIN)/squish"
   demo = api.plan(check_ancestor=False, **{
-      arg[2:].split("=")[0]: int(arg.split("=")[1]) for arg in recipe[1:]})
+      arg[2:].split("=")[0]: arg.split("=")[1] for arg in recipe[1:]})
+  assert demo.synthesis.cost == "latency" and demo.evolution.target_speedup == 2
   steps = -(-demo.data.shapes10_train_size // demo.data.batch_size)  # the demo's batches
   kept = budget_lib.scale_budgets(demo.train, demo.evolution, steps, demo.job.min_train_steps)
   assert kept.scale == 1 and kept.train_config == demo.train
