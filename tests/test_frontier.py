@@ -185,6 +185,16 @@ def test_verdict_with_both_width_multipliers():
       "0.10 points less accurate.")
 
 
+def test_verdict_says_when_the_latency_match_missed():
+  results = _results()
+  results["models"]["width_scaled_latency"]["latency_match"] = {"ratio": 0.92}
+  assert frontier_lib.verdict_sentence(results).endswith(
+      "0.10 points less accurate (the closest match ran 0.92x the SquishedNet's speed, outside "
+      "5%).")
+  results["models"]["width_scaled_latency"]["latency_match"] = {"ratio": 1.03}
+  assert frontier_lib.verdict_sentence(results).endswith("0.10 points less accurate.")
+
+
 def test_verdict_when_width_scaled_answers_both():
   results = _results()
   del results["models"]["width_scaled_latency"]

@@ -213,7 +213,7 @@ def verdict_sentence(results: Mapping[str, Any]) -> Optional[str]:
   if isinstance(latency_rival, Mapping):
     subject = "it" if clauses else "the SquishedNet"
     clauses.append(f"at equal latency ({_rival_name(LATENCY_MATCH, latency_rival)}) {subject} "
-                   f"is {_points_text(squished, latency_rival)}")
+                   f"is {_points_text(squished, latency_rival)}{_match_text(latency_rival)}")
     outcomes.append(("at equal latency", _outcome(squished, latency_rival)))
   else:
     ratio = _ratio(squished, size_rival)
@@ -233,6 +233,17 @@ def verdict_sentence(results: Mapping[str, Any]) -> Optional[str]:
   said = [f"{verb} {' and '.join(wheres)}" for verb, wheres in verbs.items() if wheres]
   score = f", the SquishedNet {join_words(said)}" if said else ""
   return f"Against the width multiplier{score}: " + "; ".join(clauses) + "."
+
+
+def _match_text(rival: Mapping[str, Any]) -> str:
+  """How close the latency match came, when it missed the tolerance: the reader must know the
+  baseline was not quite of equal latency (and which way)."""
+  match = rival.get("latency_match") or {}
+  ratio = finite_number(match.get("ratio"))
+  if ratio is None or abs(ratio - 1) <= LATENCY_TOLERANCE:
+    return ""
+  return (f" (the closest match ran {ratio:.2f}x the SquishedNet's speed, outside "
+          f"{100 * LATENCY_TOLERANCE:.0f}%)")
 
 
 def ladder_comparison(results: Mapping[str, Any]) -> Optional[Dict[str, Any]]:
