@@ -16,6 +16,8 @@ from squish_tf.evolve import evolution, surgery
 from squish_tf.evolve import lineage as lineage_lib
 from squish_tf.net import model_io
 
+# Candidates are timed by their MACs (conftest.fast_latency), not converted and timed.
+pytestmark = pytest.mark.usefixtures("fast_latency")
 TINY = toy.TINY
 toy_data = toy.data
 

@@ -21,6 +21,7 @@ from squish_tf.data import images as images_lib
 from squish_tf.data import pipeline as data_lib
 from squish_tf.data import shapes10
 from squish_tf.export import exporter
+from squish_tf.export import metadata as metadata_lib
 from squish_tf.export import saved_model as saved_model_lib
 from squish_tf.export import tflite as tflite_lib
 from squish_tf.net import model_io, models
@@ -342,8 +343,12 @@ def test_qat_made_elsewhere_is_the_file_the_export_ships(trained_model_dir, tmp_
                                  data_config=config, calibration_images=100,
                                  qat_result=lambda: taken.append(1) or made)
   assert taken == [1]
+  # The file the worker made, with the run's labels as metadata (as every .tflite ships).
+  with open(tmp_path / "export" / "labels.txt", encoding="utf-8") as f:
+    labels = f.read()
   with open(tmp_path / "export" / "model_qat_int8.tflite", "rb") as f:
-    assert f.read() == made["tflite"]
+    assert f.read() == metadata_lib.with_metadata(
+        made["tflite"], labels, name=model_io.read_spec(trained_model_dir).name)
   assert manifest["formats"]["qat_int8"]["qat"]["epochs"] == 1
   assert manifest["formats"]["qat_int8"]["accuracy"] is not None
   with pytest.raises(ValueError, match="qat_epochs >= 1"):

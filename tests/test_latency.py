@@ -19,6 +19,8 @@ from squish_tf.net import spec as spec_lib
 from squish_tf.net import wiring as wiring_lib
 from squish_tf.train import baselines as baselines_lib
 
+# Candidates are timed by their MACs (conftest.fast_latency), not converted and timed.
+pytestmark = pytest.mark.usefixtures("fast_latency")
 TINY = toy.TINY
 
 

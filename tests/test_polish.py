@@ -20,6 +20,8 @@ from squish_tf.net import model_io, models
 from squish_tf.train import baselines as baselines_lib
 from squish_tf.train import trainer as train_lib
 
+# Candidates are timed by their MACs (conftest.fast_latency), not converted and timed.
+pytestmark = pytest.mark.usefixtures("fast_latency")
 BN_TINY = toy.TINY.replace(batch_norm=True, name="tiny_bn")
 CONFIG = evolve_config_lib.EvolutionConfig(generations=1, population=2, offspring_epochs=1,
                                    max_accuracy_drop=1.0, final_init="inherit", final_epochs=3,

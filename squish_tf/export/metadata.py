@@ -168,9 +168,11 @@ def read_labels(content: Union[bytes, bytearray]) -> List[str]:
   return associated_files(content)[names[0]].decode("utf-8").splitlines()
 
 
-def manifest_entry(content: Union[bytes, bytearray]) -> Dict[str, Any]:
-  """What export.json records of a file's metadata."""
+def manifest_entry(content: Union[bytes, bytearray]) -> Optional[Dict[str, Any]]:
+  """What export.json records of a file's metadata (None: the file has none)."""
   summary = read_metadata(content)
+  if summary is None:
+    return None
   tensor_in, tensor_out = summary["input"][0], summary["output"][0]
   return {"schema": "tflite_support image classifier",
           "min_parser_version": summary["min_parser_version"],
