@@ -38,9 +38,10 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from absl import app, flags, logging  # noqa: E402
+from absl import app, flags  # noqa: E402
 import numpy as np  # noqa: E402
 
+from benchmarks import summary  # noqa: E402
 import pipelines  # noqa: E402,F401  (imports TensorFlow without its start-up noise)
 
 FLAGS = flags.FLAGS
@@ -64,10 +65,7 @@ def _options(seed: int, target: str, run_dir: str) -> dict:
                  target_speedup=float(target), generations=FLAGS.generations,
                  baselines="width_scaled,width_scaled_latency", formats="fp32",
                  pair_resolutions="run", batch_sizes="1", min_train_steps=0)
-  for item in FLAGS.extra:
-    name, _, value = item.partition("=")
-    options[name] = value
-  return options
+  return summary.extra_options(options, FLAGS.extra)
 
 
 def _share_ancestor(source: str, run_dir: str) -> None:
@@ -111,34 +109,11 @@ def _train_ladder(seed: int, first_run: str, root: str) -> dict:
   return out, data
 
 
-def _time_together(files: dict) -> dict:
-  """One interleaved session over every .tflite: {name: seconds per invoke, per round}."""
-  from squish_tf.runtime import litert, timing  # pylint: disable=g-import-not-at-top
-
-  calls = {}
-  for name, model in files.items():
-    runner = litert.LiteRTRunner(model, num_threads=THREADS)
-    runner.set_input(np.random.default_rng(0).uniform(
-        0, 255, (1,) + tuple(runner.input_shape)).astype(np.float32))
-    calls[name] = runner.invoke
-  invokes = timing.calibrate_invokes(calls, round_seconds=FLAGS.round_seconds)
-  return timing.time_interleaved(calls, rounds=FLAGS.rounds, invokes=invokes)
-
-
 def _ratio(result, subject, reference) -> dict:
   from squish_tf.runtime import timing  # pylint: disable=g-import-not-at-top
 
   stats = timing.ratio_stats(result, subject, reference)
   return {"median": stats["ratio_median"], "min": stats["ratio_min"], "max": stats["ratio_max"]}
-
-
-def interpolate(points, latency_ms):
-  """Linear interpolation of top-1 in latency between the two ladder points around it."""
-  points = sorted(points)
-  for (x0, y0), (x1, y1) in zip(points, points[1:]):
-    if x0 <= latency_ms <= x1:
-      return y0 + (y1 - y0) * (latency_ms - x0) / (x1 - x0) if x1 > x0 else y0
-  return None
 
 
 def run_seed(seed: int) -> dict:
@@ -148,6 +123,7 @@ def run_seed(seed: int) -> dict:
   from squish_tf.bench import latency  # pylint: disable=g-import-not-at-top
   from squish_tf.job import run as job  # pylint: disable=g-import-not-at-top
   from squish_tf.net import model_io  # pylint: disable=g-import-not-at-top
+  from squish_tf.report import frontier  # pylint: disable=g-import-not-at-top
   from squish_tf.report import markdown  # pylint: disable=g-import-not-at-top
 
   start = time.time()
@@ -177,7 +153,8 @@ def run_seed(seed: int) -> dict:
   for multiplier, directory in ladder_dirs.items():
     model, spec, _ = model_io.load_model_dir(directory)
     files[f"w{multiplier:g}"] = latency.network_tflite(model, spec, "fp32")
-  timed = _time_together(files)
+  # One interleaved session over every file: {name: seconds per invoke, per round}.
+  timed = latency.time_models(files, THREADS, FLAGS.rounds, FLAGS.round_seconds)
   out = {"targets": {}, "ladder": [], "wall_seconds": None}
   for multiplier, directory in ladder_dirs.items():
     metrics = files_lib.read_json(os.path.join(directory, "metrics.json"))
@@ -185,7 +162,8 @@ def run_seed(seed: int) -> dict:
     out["ladder"].append({"width_multiplier": multiplier, "top1": test[f"w{multiplier:g}"]["top1"],
                           "size_mb": metrics.get("size_mb"), "speedup": speed["median"],
                           "speedup_min": speed["min"], "speedup_max": speed["max"]})
-  ladder_curve = [(1.0 / p["speedup"], p["top1"]) for p in out["ladder"]]  # ancestor = 1
+  # The ladder in latency relative to the ancestor's (the ancestor's = 1).
+  ladder_curve = [{"latency_ms": 1.0 / p["speedup"], "top1": p["top1"]} for p in out["ladder"]]
   for target, run_dir in runs.items():
     models = results[target]["models"]
     row = {"winner": results[target].get("winner"),
@@ -203,10 +181,10 @@ def run_seed(seed: int) -> dict:
     row["latency_match"] = match and {k: match.get(k) for k in (
         "width_multiplier", "ratio", "ratio_min", "ratio_max", "size_ratio", "trained")}
     relative_ms = 1.0 / row["squishednet"]["speedup"]["median"]
-    row["ladder_top1_at_latency"] = interpolate(ladder_curve, relative_ms)
+    row["ladder_top1_at_latency"] = frontier.interpolate_top1(ladder_curve, relative_ms)
     out["targets"][target] = row
     # The ladder into the run's results.json: the frontier figure draws it as a curve.
-    ancestor_run_ms = _ancestor_ms(models)
+    ancestor_run_ms = frontier.ancestor_latency_ms(models)
     results[target]["ladder"] = [
         {"name": f"width {p['width_multiplier']:g}", "kind": "ladder",
          "width_multiplier": p["width_multiplier"], "top1": p["top1"], "size_mb": p["size_mb"],
@@ -220,11 +198,6 @@ def run_seed(seed: int) -> dict:
   return out
 
 
-def _ancestor_ms(models):
-  ips = ((models.get("ancestor") or {}).get("litert_images_per_sec") or {}).get("1")
-  return 1e3 / ips if ips else None
-
-
 def _read(path: str) -> bytes:
   with open(path, "rb") as f:
     return f.read()
@@ -235,13 +208,12 @@ def _pct(value) -> str:
 
 
 def _speed(stats) -> str:
-  return f"{stats['median']:.2f}x [{stats['min']:.2f}-{stats['max']:.2f}]"
+  return summary.speed(stats["median"], stats["min"], stats["max"])
 
 
 def main(argv):
   del argv
-  if not FLAGS["verbosity"].present:
-    logging.set_verbosity(logging.WARNING)
+  summary.quiet_logging()
   start = time.time()
   per_seed = {}
   for seed in FLAGS.seeds:
@@ -279,14 +251,9 @@ def _report(per_seed, start):
             f"{100 * np.mean(values):+.2f} points [{100 * min(values):+.2f} to "
             f"{100 * max(values):+.2f}] over {len(values)} seed(s)")
   print(f"wall time {(time.time() - start) / 60:.1f} min")
-  path = os.path.join(FLAGS.run_dir, "summary.json")
-  os.makedirs(FLAGS.run_dir, exist_ok=True)
-  with open(path + ".tmp", "w") as f:
-    json.dump({"flags": {"targets": FLAGS.targets, "ladder": FLAGS.ladder,
-                         "generations": FLAGS.generations, "extra": FLAGS.extra},
-               "per_seed": per_seed}, f, indent=2)
-  os.replace(path + ".tmp", path)
-  print(f"wrote {path}")
+  summary.write_summary(FLAGS.run_dir, {"targets": FLAGS.targets, "ladder": FLAGS.ladder,
+                                        "generations": FLAGS.generations, "extra": FLAGS.extra},
+                        per_seed)
 
 
 if __name__ == "__main__":

@@ -25,9 +25,10 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from absl import app, flags, logging  # noqa: E402
+from absl import app, flags  # noqa: E402
 import numpy as np  # noqa: E402
 
+from benchmarks import summary  # noqa: E402
 import pipelines  # noqa: E402,F401  (imports TensorFlow without its start-up noise)
 
 FLAGS = flags.FLAGS
@@ -51,10 +52,7 @@ def _options(seed: int) -> dict:
                  seed=seed, cost="latency", target_speedup=FLAGS.target_speedup,
                  generations=FLAGS.generations, latency_format=FLAGS.latency_format,
                  baselines=",".join(FLAGS.baselines) or "none")
-  for item in FLAGS.extra:
-    name, _, value = item.partition("=")
-    options[name] = value
-  return options
+  return summary.extra_options(options, FLAGS.extra)
 
 
 def run_seed(seed: int) -> dict:
@@ -84,13 +82,12 @@ def run_seed(seed: int) -> dict:
 def _ratio(stats) -> str:
   if not stats:
     return "not measured"
-  return f"{stats['ratio_median']:.2f}x [{stats['ratio_min']:.2f}-{stats['ratio_max']:.2f}]"
+  return summary.speed(stats["ratio_median"], stats["ratio_min"], stats["ratio_max"])
 
 
 def main(argv):
   del argv
-  if not FLAGS["verbosity"].present:  # the converter's INFO lines, as the mains keep them off
-    logging.set_verbosity(logging.WARNING)
+  summary.quiet_logging()
   per_seed = {int(s): run_seed(int(s)) for s in FLAGS.seeds}
   print(f"\n--cost=latency --target_speedup={FLAGS.target_speedup} "
         f"--generations={FLAGS.generations} --latency_format={FLAGS.latency_format}")
@@ -116,15 +113,10 @@ def main(argv):
   if len(per_seed) > 1:
     drops = [100 * (r["squishednet_top1"] - r["ancestor_top1"]) for r in per_seed.values()]
     print(f"mean drop {np.mean(drops):+.2f} points [{min(drops):+.2f} to {max(drops):+.2f}]")
-  path = os.path.join(FLAGS.run_dir, "summary.json")
-  os.makedirs(FLAGS.run_dir, exist_ok=True)
-  with open(path + ".tmp", "w") as f:
-    json.dump({"flags": {"target_speedup": FLAGS.target_speedup,
-                         "generations": FLAGS.generations,
-                         "latency_format": FLAGS.latency_format, "extra": FLAGS.extra},
-               "per_seed": per_seed}, f, indent=2)
-  os.replace(path + ".tmp", path)
-  print(f"wrote {path}")
+  summary.write_summary(FLAGS.run_dir, {"target_speedup": FLAGS.target_speedup,
+                                        "generations": FLAGS.generations,
+                                        "latency_format": FLAGS.latency_format,
+                                        "extra": FLAGS.extra}, per_seed)
 
 
 if __name__ == "__main__":

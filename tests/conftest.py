@@ -29,9 +29,9 @@ tf.config.set_logical_device_configuration(
 def fast_latency(request, monkeypatch):
   """Every run times its candidates in LiteRT (~1.3 s of conversion each): the modules that
   evolve (`pytestmark = pytest.mark.usefixtures("fast_latency")`) time them by their MACs
-  instead (`toy.fake_latency`; it fakes `latency.network_tflite`, so never in a module that
-  converts for real). A test there that asks for `real_latency` converts and times for real;
-  the session's readme_run (the README's example, end to end) does too."""
+  instead (`toy.fake_latency`: evolve's default `measure` seam, nothing else). A test there
+  that asks for `real_latency` converts and times for real; the session's readme_run (the
+  README's example, end to end) does too."""
   if "real_latency" in request.fixturenames:
     return
   import toy  # pylint: disable=g-import-not-at-top

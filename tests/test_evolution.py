@@ -115,14 +115,27 @@ def test_select_prefers_accuracy_then_fewer_params_within_budget():
   assert evolution.select(records, ancestor_top1=0.95, max_accuracy_drop=0.03) is None
 
 
-def _timed(c, top1, ms, params=100, status="ok"):
-  return {"id": f"gen_001/cand_{c:02d}", "candidate": c, "top1": top1, "params": params,
-          "status": status, "measured_latency_ms": ms}
+ANCESTOR_MS = 10.0  # the ancestor's latency in the timing session of `_timed`'s records
 
 
-def _per_ms(records, ancestor_top1=0.90, drop=0.05, parent_top1=0.90, parent_ms=10.0):
+def _timed(c, top1, ms, params=100, status="ok", speedup=None, ancestor_ms=ANCESTOR_MS):
+  """A record timed `ms` in a session where the ancestor took `ancestor_ms` (or at `speedup`)."""
+  record = {"id": f"gen_001/cand_{c:02d}", "candidate": c, "top1": top1, "params": params,
+            "status": status, "measured_latency_ms": ms}
+  if ms is not None or speedup is not None:
+    median = speedup if speedup is not None else ancestor_ms / ms
+    record["measured_speedup"] = {"median": median, "min": median, "max": median}
+  return record
+
+
+def _per_ms(records, ancestor_top1=0.90, drop=0.05, parent_top1=0.90, parent_ms=ANCESTOR_MS,
+            parent_speedup=None):
+  """The candidate `top1_per_ms` chooses, the parent timed `parent_ms` in `_timed`'s session
+  (or at `parent_speedup`)."""
+  if parent_speedup is None and parent_ms is not None:
+    parent_speedup = ANCESTOR_MS / parent_ms
   chosen = evolution.select(records, ancestor_top1, drop, "top1_per_ms", parent_top1=parent_top1,
-                            parent_ms=parent_ms)
+                            parent_speedup=parent_speedup)
   return None if chosen is None else chosen["candidate"]
 
 
@@ -147,10 +160,12 @@ def test_select_top1_per_ms_pays_for_time():
            _timed(3, 0.90, 7.0)]
   assert _per_ms(gains) == 3
   assert _per_ms(gains[:3]) == 2
-  # Ties (0.125 per ms, exact in floats) go to the higher top-1, then fewer params.
-  ties = [_timed(0, 0.5, 6.0, params=40), _timed(1, 0.5, 6.0, params=30),
-          _timed(2, 0.75, 8.0, params=50)]
-  exact = {"ancestor_top1": 1.0, "drop": 1.0, "parent_top1": 1.0, "parent_ms": 10.0}
+  # Ties (1 point per point of the ancestor's latency, exact in floats) go to the higher top-1,
+  # then fewer params: 0.75 lost for 3/4 of the time saved, 0.5 for half of it.
+  ties = [_timed(0, 0.25, None, params=40, speedup=4.0),
+          _timed(1, 0.25, None, params=30, speedup=4.0),
+          _timed(2, 0.5, None, params=50, speedup=2.0)]
+  exact = {"ancestor_top1": 1.0, "drop": 1.0, "parent_top1": 1.0, "parent_speedup": 1.0}
   assert _per_ms(ties, **exact) == 2
   assert _per_ms(ties[:2], **exact) == 1
   # Against the parent, not the ancestor: a parent at 0.85 and 5 ms.
@@ -158,32 +173,59 @@ def test_select_top1_per_ms_pays_for_time():
                  parent_ms=5.0) == 1
 
 
+def test_select_top1_per_ms_compares_the_parent_on_the_ancestors_clock():
+  """A parent timed in an earlier session (5 ms, 2x the ancestor's speed) and candidates timed
+  now, the machine less busy (the ancestor 8 ms, not 10): the milliseconds of two sessions do
+  not compare, their speed-ups over the ancestor do. At 4.44 ms candidate 0 looks 0.56 ms
+  faster than the parent and as accurate, but runs at 1.8x the ancestor's speed: slower than
+  the parent; candidate 1 (2.5x) is the one that saves time."""
+  now = 8.0
+  records = [_timed(0, 0.87, now / 1.8, ancestor_ms=now),
+             _timed(1, 0.86, now / 2.5, ancestor_ms=now)]
+  assert _per_ms(records, parent_top1=0.87, parent_speedup=2.0) == 1
+  # A slower parent (1.6x): candidate 0 saves time too, and loses nothing.
+  assert _per_ms(records, parent_top1=0.87, parent_speedup=1.6) == 0
+
+
 def test_select_top1_per_ms_needs_measurements():
   with pytest.raises(ValueError, match="needs the parent's validation top-1 and measured"):
     _per_ms([_timed(0, 0.89, 9.0)], parent_ms=None)
-  with pytest.raises(ValueError, match=r"measured latency; \['gen_001/cand_01'\] have none"):
+  with pytest.raises(ValueError, match=r"measured speed-up; \['gen_001/cand_01'\] have none"):
     _per_ms([_timed(0, 0.89, 9.0), _timed(1, 0.89, None)])
   with pytest.raises(ValueError, match="--select must be one of"):
     evolution.select([_timed(0, 0.89, 9.0)], 0.9, 0.05, "fastest")
 
 
 def test_select_top1_per_ms_chooses_by_measured_time_each_generation(parent_dir, tmp_path):
+  """Each generation's session on a clock of its own (the machine twice as fast in the second):
+  the choice follows the speed-ups over the ancestor, timed by evolve's `measure`."""
+  sessions = []
+
+  def measure(model_dirs, reference, fmt, threads):
+    sessions.append(sorted(model_dirs))
+    clock = 1.0 / len(sessions)
+    return {name: dict(timed, latency_ms=timed["latency_ms"] * clock)
+            for name, timed in toy.fake_measure(model_dirs, reference, fmt, threads).items()}
+
   config = evolve_config_lib.EvolutionConfig(generations=2, population=2, offspring_epochs=1,
                                              max_accuracy_drop=1.0, seed=3, select="top1_per_ms")
-  result = evolution.evolve(parent_dir, str(tmp_path / "run"), config, SYNTH, toy_data)
+  result = evolution.evolve(parent_dir, str(tmp_path / "run"), config, SYNTH, toy_data,
+                            measure=measure)
   lineage = result.lineage
+  assert len(sessions) == 2 and all(names[0] == "ancestor" for names in sessions)
   ancestor = lineage["ancestor"]
-  assert ancestor["measured_latency_ms"] == pytest.approx(fake_ms(TINY))
-  parents = {"ancestor": ancestor}
+  assert ancestor["measured_latency_ms"] == pytest.approx(fake_ms(TINY) / 2)  # the last session
+  parents = {"ancestor": dict(ancestor, measured_speedup={"median": 1.0})}
   for summary in lineage["generations"]:
     records = [r for r in lineage["candidates"] if r["generation"] == summary["generation"]]
     for record in records:
       spec = model_io.read_spec(os.path.join(result.run_dir, record["dir"]))
-      assert record["measured_latency_ms"] == pytest.approx(fake_ms(spec))
+      assert record["measured_latency_ms"] == pytest.approx(fake_ms(spec) / summary["generation"])
+      assert record["measured_speedup"]["median"] == pytest.approx(fake_ms(TINY) / fake_ms(spec))
     parent = parents[summary["parent"]]
     expected = evolution.select(records, ancestor["top1"], 1.0, "top1_per_ms",
                                 parent_top1=parent["top1"],
-                                parent_ms=parent["measured_latency_ms"])
+                                parent_speedup=parent["measured_speedup"]["median"])
     assert summary["chosen"] == expected["id"]
     assert [r["id"] for r in records if r["chosen"]] == [expected["id"]]
     parents[expected["id"]] = expected

@@ -253,6 +253,29 @@ def test_measure_table_converts_each_shared_grid_point_once(monkeypatch, real_la
             spec if point["width"] == 1 else latency.scaled_spec(spec, point["width"])))
 
 
+def test_measure_against_reads_one_interleaved_session(monkeypatch):
+  """`measure_against` is `time_models` (one session over every model) read as latencies and
+  median per-round speed-ups over the reference."""
+  sessions = []
+
+  def time_models(models, threads=2, rounds=11, round_seconds=0.1):
+    sessions.append((sorted(models), threads, rounds, round_seconds))
+    # Seconds per round (1 invoke each): b runs twice as fast as a, then 4x, then 3x.
+    return {"seconds": {"a": [2.0, 4.0, 3.0], "b": [1.0, 1.0, 1.0]},
+            "invokes": {"a": 1, "b": 1}}
+
+  monkeypatch.setattr(latency, "time_models", time_models)
+  measured = latency.measure_against({"a": b"A", "b": b"B"}, "a", threads=1, rounds=3,
+                                     round_seconds=0.5)
+  assert sessions == [(["a", "b"], 1, 3, 0.5)]
+  assert measured["a"] == {"latency_ms": 3000.0, "speedup": 1.0, "speedup_min": 1.0,
+                           "speedup_max": 1.0}
+  assert measured["b"] == {"latency_ms": 1000.0, "speedup": 3.0, "speedup_min": 2.0,
+                           "speedup_max": 4.0}
+  with pytest.raises(ValueError, match="reference 'c' is not among"):
+    latency.measure_against({"a": b"A"}, "c")
+
+
 def test_evolution_aims_at_speed_and_records_predicted_and_measured(toy_parent_dir, tmp_path,
                                                                    monkeypatch, real_latency):
   """--cost=latency with --target_speedup on a fake table; the measurement faked too."""
@@ -372,6 +395,8 @@ def test_the_job_matches_once_and_leaves_out_a_latency_baseline_the_size_one_ans
     tmp_path, monkeypatch):
   import types  # pylint: disable=g-import-not-at-top
 
+  from squish_tf import layout  # pylint: disable=g-import-not-at-top
+  from squish_tf.job import config as job_config_lib  # pylint: disable=g-import-not-at-top
   from squish_tf.job import context  # pylint: disable=g-import-not-at-top
   from squish_tf.job import run as job  # pylint: disable=g-import-not-at-top
   from squish_tf.net import model_io  # pylint: disable=g-import-not-at-top
@@ -387,10 +412,16 @@ def test_the_job_matches_once_and_leaves_out_a_latency_baseline_the_size_one_ans
   monkeypatch.setattr(latency, "spec_tflite", lambda spec, fmt: spec)
   measure, calls = _timed(_MacsTable().predict)
   monkeypatch.setattr(latency, "measure_against", measure)
-  config = types.SimpleNamespace(run_dir=str(tmp_path), baselines=baselines_lib.DEFAULT_BASELINES)
-  run = types.SimpleNamespace(config=config, run_dir=str(tmp_path), spec=base, log=lambda line: None,
-                              evolution_config=evolve_config_lib.EvolutionConfig(),
-                              synth=synthesis.SynthesisConfig(cost="latency"))
+
+  def job_run(run_dir=tmp_path, cost="latency", baselines=baselines_lib.DEFAULT_BASELINES):
+    """The job's Run, with what the match reads."""
+    return context.Run(config=job_config_lib.JobConfig(run_dir=str(run_dir),
+                                                       baselines=baselines),
+                       data=None, info=None, spec=base, train_config=None,
+                       evolution_config=evolve_config_lib.EvolutionConfig(),
+                       synth=synthesis.SynthesisConfig(cost=cost), log=lambda line: None)
+
+  run = job_run()
   result = types.SimpleNamespace(winner_dir=str(winner_dir))
   budget = baselines_lib.BaselineBudget(target_params=winner.params(), total_epochs=2,
                                         fine_tune_epochs=1)
@@ -399,17 +430,30 @@ def test_the_job_matches_once_and_leaves_out_a_latency_baseline_the_size_one_ans
   assert matched.latency_match["size_within_tolerance"] and not matched.latency_match["trained"]
   assert len(tables) == 1 and len(calls) == 1
   assert job.with_match(run, result, budget) == matched  # read back, not measured again
+  assert job.with_match(job_run(), result, budget) == matched  # resumed: read back too
   assert len(tables) == 1 and len(calls) == 1
-  dirs = context.Run.baseline_dirs.fget(run)
-  assert list(dirs) == ["width_scaled"]
+  assert list(run.baseline_dirs) == ["width_scaled"]
   assert matched.latency_match["model"] == "table"
+  # Read once: a Run does not see the file change ...
+  read = job_run()
+  assert list(read.baseline_dirs) == ["width_scaled"]
+  match_file = tmp_path / "baselines" / layout.LATENCY_MATCH_FILE
+  match_file.write_text(json.dumps(dict(matched.latency_match, trained=True)))
+  assert list(read.baseline_dirs) == ["width_scaled"]
+  assert read.latency_match == matched.latency_match
+  assert list(job_run().baseline_dirs) == ["width_scaled", "width_scaled_latency"]
+  # ... and a match handed over (`set_latency_match`, as the job keeps the one it made) is not
+  # read at all.
+  match_file.unlink()
+  handed = job_run()
+  assert handed.latency_match is None  # none yet: read again once there is one
+  handed.set_latency_match(matched.latency_match)
+  assert list(handed.baseline_dirs) == ["width_scaled"]
   # A run aimed at size has no table: MACs guess, the measurements correct, no table measured.
   other = tmp_path / "other"
-  config.run_dir = run.run_dir = str(other)
-  run.synth = synthesis.SynthesisConfig(cost="params")
-  by_macs = job.with_match(run, result, budget)
+  by_macs = job.with_match(job_run(other, cost="params"), result, budget)
   assert by_macs.latency_match["model"] == "macs" and len(tables) == 1
   assert by_macs.latency_match["within_tolerance"]
   # Not asked for: nothing is measured.
-  config.baselines = ("width_scaled",)
-  assert job.with_match(run, result, budget) is budget
+  assert job.with_match(job_run(other, cost="params", baselines=("width_scaled",)), result,
+                        budget) is budget

@@ -6,17 +6,9 @@ import subprocess
 import sys
 
 import pytest
+import toy
 
 from squish_tf import lock as lock_lib
-
-
-def _tree(directory):
-  """Every path under `directory`, files with their mtime (a directory's changes with its entries)."""
-  return sorted([(os.path.relpath(os.path.join(root, name), directory),
-                  os.path.getmtime(os.path.join(root, name)))
-                 for root, _, files in os.walk(directory) for name in files]
-                + [(os.path.relpath(os.path.join(root, name), directory), None)
-                   for root, dirs, _ in os.walk(directory) for name in dirs], key=str)
 
 
 def _plant(directory, pid, host=None):
@@ -47,12 +39,12 @@ def test_a_second_writer_is_refused_and_writes_nothing(tmp_path):
   with lock_lib.RunLock(run_dir, command="first"):
     with open(os.path.join(run_dir, "flags.txt"), "w") as handle:
       handle.write("--run_name=run\n")
-    before = _tree(run_dir)
+    before = toy.tree(run_dir)
     with pytest.raises(lock_lib.RunDirInUse, match=f"pid {os.getpid()} on .* \\(first\\)") as err:
       with lock_lib.RunLock(run_dir, command="second"):
         raise AssertionError("the second run must not get here")
     assert "\n" not in str(err.value) and isinstance(err.value, FileExistsError)
-    assert _tree(run_dir) == before
+    assert toy.tree(run_dir) == before
     assert lock_lib.read_holder(os.path.join(run_dir, lock_lib.LOCK_FILE)).command == "first"
 
 
@@ -79,7 +71,7 @@ def test_a_refusal_leaves_the_run_dir_as_it_found_it(tmp_path):
   os.makedirs(os.path.join(existing, "data_cache"))
   with open(os.path.join(existing, "data_cache", "old.json"), "w") as handle:
     handle.write("{}")
-  before = _tree(existing)
+  before = toy.tree(existing)
   for run_dir in (fresh, existing):
     with pytest.raises(ValueError, match="bad image"):
       with lock_lib.RunLock(run_dir) as held:
@@ -91,7 +83,7 @@ def test_a_refusal_leaves_the_run_dir_as_it_found_it(tmp_path):
             handle.write("--x\n")
           raise ValueError("1 bad image")
   assert not os.path.exists(fresh)
-  assert _tree(existing) == before
+  assert toy.tree(existing) == before
   # Work after the checks is kept when a later stage fails.
   with pytest.raises(RuntimeError):
     with lock_lib.RunLock(existing) as held:

@@ -5,6 +5,8 @@ that learns at all gets them right, so tests can tell learning from chance in
 a few seconds; shapes10 is for measuring, this is for testing plumbing.
 """
 
+import os
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -103,22 +105,38 @@ def fake_ms(spec):
   return spec.macs() / 1e6
 
 
+def fake_measure(model_dirs, reference, fmt="fp32", threads=2):
+  """`evolution.measure_model_dirs` by `fake_ms`: no conversion (~1.3 s of LiteRT per model),
+  the latency of a model dir read off its spec."""
+  from squish_tf.net import model_io  # pylint: disable=g-import-not-at-top
+
+  del fmt, threads
+  ms = {name: fake_ms(model_io.read_spec(directory)) for name, directory in model_dirs.items()}
+  return {name: {"latency_ms": value, "speedup": ms[reference] / value,
+                 "speedup_min": ms[reference] / value, "speedup_max": ms[reference] / value}
+          for name, value in ms.items()}
+
+
 def fake_latency(monkeypatch):
-  """Times candidates by `fake_ms` instead of ~1.3 s of LiteRT conversion per candidate: the
-  'tflite' of a network is its spec's JSON, and measure_against reads the MACs off it."""
-  from squish_tf.bench import latency as latency_lib  # pylint: disable=g-import-not-at-top
+  """Times candidates by `fake_ms`: `evolve`'s default `measure` (the seam every evolve call
+  without its own `measure=` goes through, the main job's too) becomes `fake_measure`.
+  Nothing else is faked: what converts or times anything else does it for real."""
   from squish_tf.evolve import evolution  # pylint: disable=g-import-not-at-top
-  from squish_tf.net import spec as spec_lib  # pylint: disable=g-import-not-at-top
 
-  monkeypatch.setattr(evolution, "_ANCESTOR_TFLITE", {})
-  monkeypatch.setattr(latency_lib, "network_tflite",
-                      lambda model, spec, fmt, **_: spec.to_json().encode())
+  monkeypatch.setattr(evolution, "measure_model_dirs", fake_measure)
 
-  def measure_against(models, reference, threads=2, **_):
-    ms = {name: fake_ms(spec_lib.NetSpec.from_json(model.decode()))
-          for name, model in models.items()}
-    return {name: {"latency_ms": value, "speedup": ms[reference] / value,
-                   "speedup_min": ms[reference] / value, "speedup_max": ms[reference] / value}
-            for name, value in ms.items()}
 
-  monkeypatch.setattr(latency_lib, "measure_against", measure_against)
+def tree(directory):
+  """Every path under `directory`, sorted: a file with its mtime and bytes, a directory with
+  None (a directory's changes show in its entries); None when `directory` does not exist."""
+  if not os.path.exists(directory):
+    return None
+  found = []
+  for root, dirs, files in os.walk(directory):
+    for name in dirs:
+      found.append((os.path.relpath(os.path.join(root, name), directory), None))
+    for name in files:
+      path = os.path.join(root, name)
+      with open(path, "rb") as handle:
+        found.append((os.path.relpath(path, directory), (os.path.getmtime(path), handle.read())))
+  return sorted(found, key=lambda entry: entry[0])

@@ -8,6 +8,7 @@ Modules:
   pairs          speed-ups of .tflite files over each other, measured interleaved.
   comparisons    which of a run's models are compared, at which resolutions.
   latency_table  `LatencyTable`: per-convolution latency on a grid, interpolated (numpy).
-  latency        measuring a latency table for a spec on this machine.
+  latency        measuring a latency table for a spec on this machine; `time_models` and
+                 `measure_against`: .tflite files timed interleaved in one session.
   matching       `match_latency`: the width multiplier of a network's measured latency.
 """

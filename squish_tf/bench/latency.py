@@ -203,12 +203,21 @@ def _runner_call(model: bytes, threads: int) -> Callable[[], Any]:
   return runner.invoke
 
 
+def _time_calls(calls: Mapping[str, Callable[[], Any]], rounds: int,
+                round_seconds: float) -> Dict[str, Any]:
+  """One interleaved session over `calls`, each call's invokes per round calibrated to take
+  ~round_seconds: `timing.time_interleaved`'s result."""
+  from squish_tf.runtime import timing  # pylint: disable=g-import-not-at-top
+
+  invokes = timing.calibrate_invokes(calls, round_seconds=round_seconds)
+  return timing.time_interleaved(calls, rounds=rounds, invokes=invokes)
+
+
 def _median_ms(calls: Mapping[str, Callable[[], Any]], rounds: int,
                round_seconds: float) -> Dict[str, float]:
   from squish_tf.runtime import timing  # pylint: disable=g-import-not-at-top
 
-  invokes = timing.calibrate_invokes(calls, round_seconds=round_seconds)
-  result = timing.time_interleaved(calls, rounds=rounds, invokes=invokes)
+  result = _time_calls(calls, rounds, round_seconds)
   return {name: float(np.median(timing.seconds_per_invoke(result, name)) * 1e3)
           for name in calls}
 
@@ -280,10 +289,26 @@ def measure_table(spec: spec_lib.NetSpec, fmt: str = "fp32", threads: int = 2,
   return table
 
 
+def time_models(models: Mapping[str, bytes], threads: int = 2, rounds: int = NETWORK_ROUNDS,
+                round_seconds: float = NETWORK_ROUND_SECONDS) -> Dict[str, Any]:
+  """One interleaved timing session (A B C ... A B C ..., `rounds` rounds) of .tflite `models`.
+
+  Each model runs in its own LiteRT interpreter on `threads` threads, its
+  input set once (random images); its invokes per round take ~round_seconds.
+
+  Returns:
+    `squish_tf.runtime.timing.time_interleaved`'s result, {name: ...} per
+    round: read it with `timing.seconds_per_invoke` and `timing.ratio_stats`.
+  """
+  calls = {name: _runner_call(model, threads) for name, model in models.items()}
+  return _time_calls(calls, rounds, round_seconds)
+
+
 def measure_against(models: Mapping[str, bytes], reference: str, threads: int = 2,
                     rounds: int = NETWORK_ROUNDS,
                     round_seconds: float = NETWORK_ROUND_SECONDS) -> Dict[str, Dict[str, float]]:
-  """Each model's latency and its speed-up over `reference`, timed interleaved together.
+  """Each model's latency and its speed-up over `reference`, timed interleaved together
+  (one `time_models` session).
 
   Returns:
     {name: {"latency_ms": median, "speedup": median per-round ratio,
@@ -293,9 +318,7 @@ def measure_against(models: Mapping[str, bytes], reference: str, threads: int = 
 
   if reference not in models:
     raise ValueError(f"reference {reference!r} is not among the models {sorted(models)}.")
-  calls = {name: _runner_call(model, threads) for name, model in models.items()}
-  invokes = timing.calibrate_invokes(calls, round_seconds=round_seconds)
-  result = timing.time_interleaved(calls, rounds=rounds, invokes=invokes)
+  result = time_models(models, threads, rounds, round_seconds)
   out = {}
   for name in models:
     stats = timing.ratio_stats(result, name, reference)

@@ -7,7 +7,9 @@ its own), evaluate it on the validation split, time its LiteRT model
 interleaved with the ancestor's, and select the fittest among candidates
 within the accuracy budget (drop from the ancestor <= `max_accuracy_drop`):
 the highest validation top-1 (ties go to fewer parameters), or with
---select=top1_per_ms the least top-1 lost per millisecond saved. Stop
+--select=top1_per_ms the least top-1 lost per millisecond saved (on the
+ancestor's clock: latencies relative to the ancestor's in the same timing
+session, so generations timed at different times compare). Stop
 when the size/MAC target is met, G is reached, or no candidate stays within
 the budget (the result is then the last parent that did). `polish` then
 fine-tunes the winner for `final_epochs` (distilled) into `<run_dir>/
@@ -24,7 +26,7 @@ finished candidate and reproduces an uninterrupted run.
 
 import dataclasses
 import os
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import tensorflow as tf
 
@@ -59,6 +61,10 @@ from squish_tf.net import model_io
 from squish_tf.net import spec as spec_lib
 from squish_tf.train import trainer as train_lib
 from squish_tf.train.baselines import DataFn
+
+# Times model dirs interleaved: (model_dirs {name: dir}, reference name, format, threads) ->
+# {name: {"latency_ms", "speedup" (over the reference), "speedup_min", "speedup_max"}}.
+Measure = Callable[[Mapping[str, str], str, str, int], Dict[str, Dict[str, float]]]
 
 
 def check_targets(ancestor: spec_lib.NetSpec, config: EvolutionConfig,
@@ -99,7 +105,8 @@ def evolve(parent_dir: str,
            listeners: Sequence[Callable[[Dict[str, Any]], None]] = (),
            verbose: Any = 0,
            train_config: Optional[train_lib.TrainConfig] = None,
-           targets_checked: bool = False) -> EvolutionResult:
+           targets_checked: bool = False,
+           measure: Optional[Measure] = None) -> EvolutionResult:
   """Runs (or resumes) deep evolutionary synthesis from a trained parent.
 
   Args:
@@ -125,6 +132,9 @@ def evolve(parent_dir: str,
       wrote anything, as the main job does before it trains the parent: they
       are not checked again here. A latency target is checked here either
       way, once the latency table can predict it.
+    measure: times a generation's candidates interleaved with the ancestor
+      (`Measure`); None: `measure_model_dirs` (LiteRT, as the module names it
+      when evolve is called, so tests may replace that default).
 
   Returns:
     The winner (the last parent within the accuracy budget) and the lineage.
@@ -174,7 +184,7 @@ def evolve(parent_dir: str,
   try:
     _run_generations(run_dir, config, synth, data_fn, listeners, verbose, lineage,
                      ancestor_model, ancestor_spec, ancestor_top1, runner, train_config,
-                     parent_dir, table)
+                     parent_dir, table, measure or measure_model_dirs)
   finally:
     runner.close()
 
@@ -188,7 +198,7 @@ def evolve(parent_dir: str,
 
 def _run_generations(run_dir, config, synth, data_fn, listeners, verbose, lineage,
                      ancestor_model, ancestor_spec, ancestor_top1, runner, train_config,
-                     ancestor_dir, table=None) -> None:
+                     ancestor_dir, table=None, measure: Optional[Measure] = None) -> None:
   """The loop over generations; appends to `lineage` and writes it after every candidate."""
   parent_id = ANCESTOR_ID
   loaded = (ANCESTOR_ID, ancestor_model, ancestor_spec)  # the parent in memory, loaded when due
@@ -250,10 +260,10 @@ def _run_generations(run_dir, config, synth, data_fn, listeners, verbose, lineag
     unmeasured_parent = ([parent] if parent_id != ANCESTOR_ID
                          and "measured_latency_ms" not in parent else [])
     _measure_latency(run_dir, records + unmeasured_parent, lineage, ancestor_dir,
-                     ancestor_model, ancestor_spec, config.latency_format, verbose)
+                     config.latency_format, verbose, measure or measure_model_dirs)
 
     chosen = select(records, ancestor_top1, config.max_accuracy_drop, config.select,
-                    parent_top1=parent["top1"], parent_ms=parent.get("measured_latency_ms"))
+                    parent_top1=parent["top1"], parent_speedup=_speedup_of(parent, parent_id))
     stop_reason = None
     if chosen is None:
       stop_reason = "accuracy_drop"
@@ -276,13 +286,44 @@ def _run_generations(run_dir, config, synth, data_fn, listeners, verbose, lineag
     parent_id = chosen["id"]
 
 
-_ANCESTOR_TFLITE: Dict[Tuple[str, str, int, int], bytes] = {}
+def _speedup_of(parent: Dict[str, Any], parent_id: str) -> Optional[float]:
+  """The parent's measured speed-up over the ancestor (the ancestor's own: 1), or None."""
+  if parent_id == ANCESTOR_ID:
+    return 1.0
+  return (parent.get("measured_speedup") or {}).get("median")
+
+
+# A reference's .tflite per (model dir, format, its model file's mtime and size): the ancestor
+# is timed with every generation, converted once per process.
+_REFERENCE_TFLITE: Dict[Tuple[str, str, int, int], bytes] = {}
+
+
+def measure_model_dirs(model_dirs: Mapping[str, str], reference: str, fmt: str,
+                       threads: int = LATENCY_THREADS) -> Dict[str, Dict[str, float]]:
+  """`evolve`'s default `measure`: each model dir converted as the export converts
+  (`latency.network_tflite`) and timed interleaved with the others
+  (`latency.measure_against`, speed-ups over `reference`)."""
+  models = {}
+  for name, directory in model_dirs.items():
+    key = None
+    if name == reference:
+      # The model file too: a parent retrained in place is converted again.
+      stat = os.stat(os.path.join(directory, model_io.MODEL_FILE))
+      key = (os.path.abspath(directory), fmt, stat.st_mtime_ns, stat.st_size)
+      if key in _REFERENCE_TFLITE:
+        models[name] = _REFERENCE_TFLITE[key]
+        continue
+    model, spec, _ = model_io.load_model_dir(directory)
+    models[name] = latency_lib.network_tflite(model, spec, fmt)
+    if key is not None:
+      _REFERENCE_TFLITE[key] = models[name]
+  return latency_lib.measure_against(models, reference, threads=threads)
 
 
 def _measure_latency(run_dir: str, records: List[Dict[str, Any]], lineage: Dict[str, Any],
-                     ancestor_dir: str, ancestor_model, ancestor_spec: spec_lib.NetSpec,
-                     fmt: str, verbose: Any) -> None:
-  """Times each new candidate's LiteRT model interleaved with the ancestor's; records it.
+                     ancestor_dir: str, fmt: str, verbose: Any, measure: Measure) -> None:
+  """Times each new candidate's LiteRT model interleaved with the ancestor's (`measure`);
+  records it.
 
   Runs in every run, in this process once a generation's fine-tunes are done
   (the workers idle), so the timing does not share the cores with training.
@@ -295,16 +336,9 @@ def _measure_latency(run_dir: str, records: List[Dict[str, Any]], lineage: Dict[
   todo = [r for r in records if r["status"] == "ok" and "measured_latency_ms" not in r]
   if not todo:
     return
-  # The ancestor's model file too: a parent retrained in place is converted again.
-  stat = os.stat(os.path.join(ancestor_dir, model_io.MODEL_FILE))
-  key = (os.path.abspath(ancestor_dir), fmt, stat.st_mtime_ns, stat.st_size)
-  if key not in _ANCESTOR_TFLITE:
-    _ANCESTOR_TFLITE[key] = latency_lib.network_tflite(ancestor_model, ancestor_spec, fmt)
-  models = {ANCESTOR_ID: _ANCESTOR_TFLITE[key]}
-  for record in todo:
-    model, spec, _ = model_io.load_model_dir(os.path.join(run_dir, record["dir"]))
-    models[record["id"]] = latency_lib.network_tflite(model, spec, fmt)
-  measured = latency_lib.measure_against(models, ANCESTOR_ID, threads=LATENCY_THREADS)
+  model_dirs = {ANCESTOR_ID: ancestor_dir}
+  model_dirs.update((record["id"], os.path.join(run_dir, record["dir"])) for record in todo)
+  measured = measure(model_dirs, ANCESTOR_ID, fmt, LATENCY_THREADS)
   predicted_ancestor = lineage["ancestor"].get("predicted_latency_ms")
   lineage["ancestor"]["measured_latency_ms"] = measured[ANCESTOR_ID]["latency_ms"]
   for record in todo:
@@ -330,7 +364,7 @@ def _measure_latency(run_dir: str, records: List[Dict[str, Any]], lineage: Dict[
 
 def select(records: Sequence[Dict[str, Any]], ancestor_top1: float,
            max_accuracy_drop: float, how: str = "top1", parent_top1: Optional[float] = None,
-           parent_ms: Optional[float] = None) -> Optional[Dict[str, Any]]:
+           parent_speedup: Optional[float] = None) -> Optional[Dict[str, Any]]:
   """The fittest record among the ok ones within the accuracy budget (None if none is).
 
   Args:
@@ -339,15 +373,20 @@ def select(records: Sequence[Dict[str, Any]], ancestor_top1: float,
     max_accuracy_drop: the budget, a fraction.
     how: "top1": the highest validation top-1, ties to fewer params.
       "top1_per_ms": the least validation top-1 lost per millisecond of
-      measured latency saved over the parent, (parent_top1 - top1) /
-      (parent_ms - measured_latency_ms). Candidates that save time and lose
-      nothing (or gain) come first, the one saving the most ms first (on a
+      measured latency saved over the parent, the milliseconds on the
+      ancestor's clock: a latency is 1 / its measured speed-up over the
+      ancestor (`measured_speedup`, a ratio within one timing session), so
+      a candidate and a parent timed in another session (another generation,
+      the machine busier or not) compare; (parent_top1 - top1) /
+      (1 / parent_speedup - 1 / speedup). Candidates that save time and lose
+      nothing (or gain) come first, the one saving the most time first (on a
       negative ratio "smaller" would favour the least saving: a gain of 0.1
-      points for 0.001 ms would beat 2 points for 1 ms); then those that lose
-      accuracy, by the ratio; last those that save no time, by top-1. Ties go
-      to the higher top-1, then fewer params.
-    parent_top1, parent_ms: the parent's validation top-1 and measured
-      latency (the ancestor's for generation 1); "top1_per_ms" only.
+      points for 0.01% of the time would beat 2 points for 10%); then those
+      that lose accuracy, by the ratio; last those that save no time, by
+      top-1. Ties go to the higher top-1, then fewer params.
+    parent_top1, parent_speedup: the parent's validation top-1 and its
+      measured speed-up over the ancestor (the ancestor's own, 1, for
+      generation 1); "top1_per_ms" only.
   """
   eligible = [r for r in records if r["status"] == "ok"
               and ancestor_top1 - r["top1"] <= max_accuracy_drop + 1e-12]
@@ -357,17 +396,18 @@ def select(records: Sequence[Dict[str, Any]], ancestor_top1: float,
     return min(eligible, key=lambda r: (-r["top1"], r["params"], r["candidate"]))
   if how != "top1_per_ms":
     raise ValueError(f"--select must be one of {SELECTIONS}, got {how!r}.")
-  if parent_top1 is None or parent_ms is None:
+  if parent_top1 is None or parent_speedup is None:
     raise ValueError("--select=top1_per_ms needs the parent's validation top-1 and measured "
-                     f"latency, got top1={parent_top1!r}, measured_latency_ms={parent_ms!r}.")
+                     f"speed-up, got top1={parent_top1!r}, measured_speedup={parent_speedup!r}.")
   unmeasured = [r["id"] if "id" in r else r["candidate"] for r in eligible
-                if r.get("measured_latency_ms") is None]
+                if (r.get("measured_speedup") or {}).get("median") is None]
   if unmeasured:
-    raise ValueError(f"--select=top1_per_ms needs every candidate's measured latency; "
+    raise ValueError(f"--select=top1_per_ms needs every candidate's measured speed-up; "
                      f"{unmeasured} have none.")
 
   def rank(record):
-    saved = parent_ms - record["measured_latency_ms"]
+    # The ancestor's latency in the candidate's session is 1.
+    saved = 1.0 / parent_speedup - 1.0 / record["measured_speedup"]["median"]
     lost = parent_top1 - record["top1"]
     if not saved > 0:
       group, value = 2, 0.0

@@ -72,6 +72,8 @@ class Run:
     command: the command line the report quotes.
     log: where the stage lines and the stages' own lines go.
     verbose: Keras verbosity of every fit.
+    latency_match: baselines/latency_match.json (`run.latency_match`), read
+      once (a property; `set_latency_match` keeps the one the job makes).
   """
 
   config: JobConfig
@@ -86,6 +88,9 @@ class Run:
   command: Optional[str] = None
   log: Callable[[str], None] = print
   verbose: Any = "auto"
+  # What the run read or made once: {"latency_match": ...} (the dataclass is frozen, this is not).
+  _kept: Dict[str, Any] = dataclasses.field(default_factory=dict, init=False, repr=False,
+                                            compare=False)
 
   @property
   def run_dir(self) -> str:
@@ -100,11 +105,28 @@ class Run:
     return self.data.config
 
   @property
+  def latency_match(self) -> Optional[Dict[str, Any]]:
+    """How width_scaled_latency's multiplier was matched (`run.latency_match`), None before it
+    is: baselines/latency_match.json, read once it exists (the run's only writer of it, the
+    job, hands it over with `set_latency_match`)."""
+    if "latency_match" not in self._kept:
+      match = files_lib.optional_read_json(
+          os.path.join(self.run_dir, "baselines", LATENCY_MATCH_FILE))
+      if match is None:
+        return None  # not made yet: read again when next asked
+      self._kept["latency_match"] = match
+    return self._kept["latency_match"]
+
+  def set_latency_match(self, match: Dict[str, Any]) -> None:
+    """Keeps the match the job just made (and wrote): `latency_match` reads no file then."""
+    self._kept["latency_match"] = match
+
+  @property
   def baseline_dirs(self) -> Dict[str, str]:
     """The baselines asked for, less `width_scaled_latency` when its match found the
     size-matched one within tolerance in latency (`run.latency_match`)."""
-    match = files_lib.optional_read_json(
-        os.path.join(self.run_dir, "baselines", LATENCY_MATCH_FILE)) or {}
+    match = (self.latency_match if "width_scaled_latency" in self.config.baselines
+             else None) or {}
     return {name: os.path.join(self.run_dir, "baselines", name) for name in self.config.baselines
             if not (name == "width_scaled_latency" and match.get("trained") is False)}
 

@@ -1,0 +1,43 @@
+"""What the seed-by-seed benchmark scripts share (speed_frontier.py, speed_target.py): the
+job options given as --extra=name=value, their quiet logging, the ratio they print and the
+summary.json they write after their seeds. Not a benchmark itself.
+"""
+
+import json
+import os
+from typing import Any, Dict, Iterable, Mapping
+
+from absl import flags, logging
+
+
+def extra_options(options: Dict[str, Any], extra: Iterable[str]) -> Dict[str, Any]:
+  """`options` with each name=value of `extra` (--extra) added, a value as its text."""
+  for item in extra:
+    name, _, value = item.partition("=")
+    options[name] = value
+  return options
+
+
+def quiet_logging() -> None:
+  """absl's WARNING level unless --verbosity was given (the converter's INFO lines off, as the
+  mains keep them)."""
+  if not flags.FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)
+
+
+def speed(median: float, low: float, high: float) -> str:
+  """A median ratio with its min-max: '2.00x [1.90-2.10]'."""
+  return f"{median:.2f}x [{low:.2f}-{high:.2f}]"
+
+
+def write_summary(run_dir: str, flag_values: Mapping[str, Any],
+                  per_seed: Mapping[int, Any]) -> str:
+  """Writes `<run_dir>/summary.json` ({"flags", "per_seed"}) atomically, says so, returns its
+  path."""
+  path = os.path.join(run_dir, "summary.json")
+  os.makedirs(run_dir, exist_ok=True)
+  with open(path + ".tmp", "w") as f:
+    json.dump({"flags": dict(flag_values), "per_seed": per_seed}, f, indent=2)
+  os.replace(path + ".tmp", path)
+  print(f"wrote {path}")
+  return path
