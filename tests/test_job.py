@@ -6,6 +6,7 @@ import os
 
 import numpy as np
 import pytest
+import toy
 
 import squish_tf
 from squish_tf import api
@@ -126,18 +127,27 @@ def test_results_agree_with_lineage_and_benchmark(readme_run):
   assert results["models"]["ancestor"]["params"] == lineage["ancestor"]["params"]
   assert [c["id"] for c in results["candidates"]] == [c["id"] for c in lineage["candidates"]]
   # The budget: the ancestor's epochs, the chosen offspring's and --final_epochs, for which
-  # the winner's widths trained from scratch (the default --final_init); images count the
-  # ancestor, every candidate trained and that final training.
+  # the winner's widths trained from scratch and, beside, its inherited weights were polished
+  # for --final_epochs (the default --final_init=best); the better on validation was kept.
+  # Images count the ancestor, every candidate trained and both final trainings.
   train, loop, batch = plan.train, plan.evolution, plan.data.batch_size
   budget = train.epochs + loop.offspring_epochs + loop.final_epochs
-  assert loop.final_init == "scratch" and results["final_init"] == "scratch"
-  assert squished["train_epochs"] == budget
-  assert (polished["final_init"], polished["train_epochs"]) == ("scratch", budget)
-  assert polished["teacher"] is None
+  assert loop.final_init == "best"
+  choice = results["final_choice"]
+  finals = {init: read("final", init, "metrics.json") for init in ("scratch", "inherit")}
+  assert choice == polished["final_choice"] and choice["validation_top1"] == {
+      init: metrics["top1"] for init, metrics in finals.items()}
+  kept = choice["kept"]
+  assert results["final_init"] == polished["final_init"] == kept
+  assert polished["top1"] == max(m["top1"] for m in finals.values())
+  assert squished["train_epochs"] == budget  # whichever is kept
+  assert (finals["scratch"]["train_epochs"], finals["inherit"]["train_epochs"]) == (
+      budget, loop.final_epochs)
+  assert (finals["scratch"]["teacher"], finals["inherit"]["teacher"]) == (None, "ancestor")
   images = plan.data.shapes10_train_size // batch * batch  # full batches
   assert squished["train_images"] == images * (
-      train.epochs + loop.population * loop.offspring_epochs + budget)
-  assert "widths, retrained" in squished["label"]
+      train.epochs + loop.population * loop.offspring_epochs + budget + loop.final_epochs)
+  assert ("widths, retrained" if kept == "scratch" else "polished") in squished["label"]
   batch_sizes = [str(size) for size in plan.job.benchmark.batch_sizes]
   for name in ("ancestor", "squishednet"):
     fp32 = bench["models"][name]["artefacts"]["tflite_fp32"]
@@ -212,15 +222,6 @@ def test_the_budget_rule_keeps_the_demos_steps_and_scales_small_data():
     budget_lib.scale_budgets(default.train, default.evolution, 0, 4000)
 
 
-def _tree(directory):
-  """Every path under `directory`, files with their bytes (None: it does not exist)."""
-  if not os.path.exists(directory):
-    return None
-  return sorted((os.path.relpath(os.path.join(root, name), directory),
-                 open(os.path.join(root, name), "rb").read() if name in files else None)
-                for root, dirs, files in os.walk(directory) for name in dirs + files)
-
-
 def test_a_bad_test_image_stops_the_job_before_training_and_leaves_the_run_dir(tmp_path,
                                                                               monkeypatch):
   """A corrupt file in the folder's test split: refused before the ancestor's first step."""
@@ -242,12 +243,12 @@ def test_a_bad_test_image_stops_the_job_before_training_and_leaves_the_run_dir(t
   (existing / "notes").mkdir(parents=True)
   (existing / "notes" / "keep.txt").write_text("mine")
   for run_dir in (str(tmp_path / "fresh"), str(existing)):
-    before = _tree(run_dir)
+    before = toy.tree(run_dir)
     config = job_config_lib.JobConfig(run_dir=run_dir, baselines=(), check_ancestor=False)
     with pytest.raises(ValueError, match="(?s)1 image file.*test/bee/broken.png"):
       job.run_job(config, data_config, TRAIN, EVOLUTION, SYNTH, flags_text="--x\n",
                   log=lambda line: None)
-    assert _tree(run_dir) == before and not trained
+    assert toy.tree(run_dir) == before and not trained
 
 
 def test_a_second_run_on_a_locked_run_dir_exits_2_and_writes_nothing(tmp_path):
@@ -259,7 +260,7 @@ def test_a_second_run_on_a_locked_run_dir_exits_2_and_writes_nothing(tmp_path):
 
   run_dir = str(tmp_path / "busy")
   with lock_lib.RunLock(run_dir, command="squish --run_name=busy"):
-    before = _tree(run_dir)
+    before = toy.tree(run_dir)
     done = subprocess.run(
         [sys.executable, "-m", "pipelines.run", f"--run_dir={run_dir}", "--image_size=32",
          "--shapes10_train_size=64", "--shapes10_validation_size=32", "--shapes10_test_size=32",
@@ -271,12 +272,11 @@ def test_a_second_run_on_a_locked_run_dir_exits_2_and_writes_nothing(tmp_path):
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and f"pid {os.getpid()}" in errors[0], done.stderr[-2000:]
     assert "squish --run_name=busy" in errors[0]
-    assert _tree(run_dir) == before
+    assert toy.tree(run_dir) == before
 
 
 def test_with_workers_the_ancestor_trains_in_a_process_of_its_own(tmp_path, monkeypatch):
   """The main process then holds no training's memory while the workers fine-tune."""
-  import toy  # pylint: disable=g-import-not-at-top
 
   from squish_tf.runtime import workers  # pylint: disable=g-import-not-at-top
 
@@ -307,8 +307,6 @@ def test_a_finished_lineage_is_read_back_as_evolve_returns_it(toy_parent_dir, tm
   """A skipped synthesis stage reads lineage.json itself, and checks the ancestor as evolve()
   does; evolve() leaves the size and MAC targets to the job, which refused them before."""
   import shutil  # pylint: disable=g-import-not-at-top
-
-  import toy  # pylint: disable=g-import-not-at-top
 
   from squish_tf.evolve import evolution  # pylint: disable=g-import-not-at-top
   from squish_tf.job import context  # pylint: disable=g-import-not-at-top
@@ -365,7 +363,6 @@ def test_changing_the_test_labels_changes_no_choice(tmp_path, monkeypatch):
   labels true in one and permuted in the other, stopped once everything is
   trained (the export, the first to read the test split, adds nothing here).
   """
-  import toy  # pylint: disable=g-import-not-at-top
   names = ("red", "green", "blue")
   images, labels = toy.arrays(160, seed=7)
   train_config = train_lib.TrainConfig(epochs=2, learning_rate=1e-2)
@@ -469,3 +466,43 @@ def test_exports_with_workers_run_qat_and_comparisons_in_the_pool(monkeypatch, w
                      ("an", in_worker, None), ("ws", in_worker, None)]
   else:  # one after the other, on the data drawn once; the SquishedNet runs its own QAT
     assert calls == [("sq", in_main, None), ("an", in_main, None), ("ws", in_main, None)]
+
+
+@pytest.mark.parametrize("final_init", ["scratch", "best"])
+def test_with_workers_the_final_trainings_go_beside_the_baselines(tmp_path, monkeypatch,
+                                                                  final_init):
+  """Known before they train, the final stage's budgets let its trainings share the baselines'
+  pool; with --final_init=best the main process then keeps the better of the two."""
+
+  from squish_tf.evolve import lineage as lineage_lib  # pylint: disable=g-import-not-at-top
+  from squish_tf.evolve import polish as polish_lib  # pylint: disable=g-import-not-at-top
+  from squish_tf.job import context  # pylint: disable=g-import-not-at-top
+
+  calls = []
+  monkeypatch.setattr(job, "planned_budget", lambda *args: "budget")
+  monkeypatch.setattr(job, "with_match", lambda run, result, budget: budget)
+
+  def train_baselines(run, budget, beside=()):
+    calls.append(("baselines", budget))
+    for function, args, kwargs in beside:
+      function(*args, **kwargs)
+
+  monkeypatch.setattr(job, "train_baselines", train_baselines)
+  monkeypatch.setattr(polish_lib, "polish",
+                      lambda *args, only=None, **kwargs: calls.append(("final", only)))
+  run_dir = str(tmp_path / "run")
+  data = context.RunData(data_config_lib.DataConfig(image_size=32), calibration_images=8)
+  run = context.Run(config=job_config_lib.JobConfig(run_dir=run_dir, baselines=("width_scaled",)),
+                    data=data, info=toy.data()[2], spec=toy.TINY, train_config=TRAIN,
+                    evolution_config=dataclasses.replace(EVOLUTION, workers=2,
+                                                         final_init=final_init),
+                    synth=SYNTH, verbose=0)
+  result = lineage_lib.EvolutionResult(run_dir, "gen_001/cand_00", str(tmp_path / "winner"),
+                                       "target", {})
+  stage = context.Stages(run_dir, log=lambda line: None)
+  assert job.polish_stage(run, stage, result, polish_lib.polish_dir(run_dir)) == "budget"
+  if final_init == "scratch":
+    assert calls == [("baselines", "budget"), ("final", None)]
+  else:
+    assert calls == [("baselines", "budget"), ("final", "scratch"), ("final", "inherit"),
+                     ("final", None)]

@@ -2,6 +2,7 @@
 
 import dataclasses
 import os
+import shutil
 
 import keras
 import numpy as np
@@ -27,6 +28,7 @@ CONFIG = evolve_config_lib.EvolutionConfig(generations=1, population=2, offsprin
                                    max_accuracy_drop=1.0, final_init="inherit", final_epochs=3,
                                    seed=2)
 SCRATCH = dataclasses.replace(CONFIG, final_init="scratch")
+BEST = dataclasses.replace(CONFIG, final_init="best")
 PARENT_EPOCHS = 6
 SYNTH = synthesis.SynthesisConfig(env_mode="target", target_fraction=0.6)
 
@@ -176,6 +178,76 @@ def test_scratch_trains_the_winners_widths_afresh_for_the_lineages_budget(bn_run
     polish.polish(run_dir, result, CONFIG, toy.data, recipe)
 
 
+def test_choose_final_keeps_the_higher_validation_top1_and_scratch_on_a_tie():
+  kept = polish.choose_final({"scratch": 0.90, "inherit": 0.925})
+  assert kept["kept"] == "inherit" and kept["validation_top1"] == {"scratch": 0.90,
+                                                                   "inherit": 0.925}
+  assert "92.50%" in kept["reason"] and "2.50 points above" in kept["reason"]
+  assert polish.choose_final({"scratch": 0.93, "inherit": 0.925})["kept"] == "scratch"
+  tie = polish.choose_final({"scratch": 0.5, "inherit": 0.5})
+  assert tie["kept"] == "scratch" and "tie" in tie["reason"]
+
+
+def test_best_trains_both_keeps_the_better_on_validation_and_budgets_alike(bn_run, tmp_path,
+                                                                        monkeypatch):
+  result = bn_run["result"]
+  recipe = train_lib.TrainConfig(epochs=PARENT_EPOCHS, learning_rate=1e-2, warmup_epochs=0)
+  run_dir = str(tmp_path / "best_run")
+  original, fits = train_lib.fit, []
+
+  def fit_counted(*args, **kwargs):
+    fits.append(kwargs.get("label"))
+    return original(*args, **kwargs)
+
+  monkeypatch.setattr(train_lib, "fit", fit_counted)
+  # A worker's share: one candidate, no choice yet.
+  scratch_dir = polish.polish(run_dir, result, BEST, toy.data, recipe, verbose=0, only="scratch")
+  assert scratch_dir == polish.final_candidate_dir(run_dir, "scratch")
+  assert model_io.is_complete(scratch_dir) and not polish.is_complete(run_dir)
+  with pytest.raises(ValueError, match="only must be one of"):
+    polish.polish(run_dir, result, BEST, toy.data, recipe, only="both")
+  # The main call trains what is left (the polish only) and keeps the better.
+  out = polish.polish(run_dir, result, BEST, toy.data, recipe, verbose=0)
+  assert fits == ["squishednet", "polish"] and out == polish.polish_dir(run_dir)
+  candidates = {init: files_lib.read_json(os.path.join(polish.final_candidate_dir(run_dir, init),
+                                                       model_io.METRICS_FILE))
+                for init in polish.FINAL_CANDIDATES}
+  assert candidates["scratch"]["final_init"] == "scratch"
+  assert candidates["inherit"]["final_init"] == "inherit"
+  metrics = files_lib.read_json(os.path.join(out, model_io.METRICS_FILE))
+  choice = metrics["final_choice"]
+  expected = polish.choose_final({k: m["top1"] for k, m in candidates.items()})
+  assert choice == expected and metrics["final_init"] == choice["kept"]
+  other = "inherit" if choice["kept"] == "scratch" else "scratch"
+  assert metrics["discarded_train_images"] == candidates[other]["train_images"]
+  _assert_same_weights(out, polish.final_candidate_dir(run_dir, choice["kept"]))
+  # Either way the lineage's budget is the same, and known before either trained.
+  scratch_budget = budget_lib.baseline_budget(out, result, BEST, recipe, 0)
+  assert scratch_budget == budget_lib.planned_budget(result, BEST, recipe, 0)
+  # Had the polish scored higher on validation, it would be the SquishedNet, same budget.
+  inherit_metrics = dict(candidates["inherit"], top1=candidates["scratch"]["top1"] + 0.01)
+  files_lib.write_json(os.path.join(polish.final_candidate_dir(run_dir, "inherit"),
+                                    model_io.METRICS_FILE), inherit_metrics)
+  shutil.rmtree(out)
+  monkeypatch.setattr(train_lib, "fit", None)  # both are trained: nothing trains again
+  out = polish.polish(run_dir, result, BEST, toy.data, recipe, verbose=0)
+  metrics = files_lib.read_json(os.path.join(out, model_io.METRICS_FILE))
+  assert metrics["final_choice"]["kept"] == metrics["final_init"] == "inherit"
+  assert metrics["train_epochs"] == BEST.final_epochs
+  _assert_same_weights(out, polish.final_candidate_dir(run_dir, "inherit"))
+  assert budget_lib.baseline_budget(out, result, BEST, recipe, 0) == scratch_budget
+  # Done: a re-run keeps it; another --final_init is refused.
+  assert polish.polish(run_dir, result, BEST, toy.data, recipe) == out
+  with pytest.raises(ValueError, match=r"was made with --final_init=best --final_epochs=3"):
+    polish.polish(run_dir, result, CONFIG, toy.data, recipe)
+
+
+def _assert_same_weights(dir_a, dir_b):
+  a = keras.models.load_model(os.path.join(dir_a, model_io.MODEL_FILE)).get_weights()
+  b = keras.models.load_model(os.path.join(dir_b, model_io.MODEL_FILE)).get_weights()
+  assert len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
 def test_nothing_to_polish_when_the_ancestor_wins_or_final_epochs_is_0(bn_run):
   result = bn_run["result"]
   ancestor_won = lineage_lib.EvolutionResult(result.run_dir, lineage_lib.ANCESTOR_ID,
@@ -198,7 +270,7 @@ def test_fine_tunes_follow_the_training_recipe():
   assert scratch.warmup_epochs == 1.0  # newborns warm up like the ancestor
   with pytest.raises(ValueError, match="--teacher must be one of"):
     evolve_config_lib.EvolutionConfig(teacher="oracle")
-  with pytest.raises(ValueError, match="--final_init must be 'scratch' or 'inherit', got 'warm'"):
+  with pytest.raises(ValueError, match="--final_init must be 'scratch', 'inherit' or 'best', got 'warm'"):
     evolve_config_lib.EvolutionConfig(final_init="warm")
   with pytest.raises(ValueError, match="--final_epochs must be an integer >= 0"):
     evolve_config_lib.EvolutionConfig(final_epochs=-1)

@@ -633,6 +633,19 @@ def test_a_squishednet_retrained_from_scratch_is_called_so():
   assert "winner gen_003/cand_00 (retrained)" in console_lib.format_results_summary(results)
 
 
+def test_best_says_which_final_training_was_kept_and_on_what():
+  results = _results()
+  assert "--final_init=best" not in report_lib.render_markdown(results)
+  results["final_init"] = "inherit"
+  results["final_choice"] = {"kept": "inherit", "reason": "...",
+                             "validation_top1": {"scratch": 0.9425, "inherit": 0.9675}}
+  markdown = report_lib.render_markdown(results)
+  assert ("`--final_init=best` trained both and kept the polished inherited weights (96.75% "
+          "validation top-1, against 94.25% for the widths retrained from scratch): the choice "
+          "reads the validation split only." in markdown)
+  assert "distilled fine-tune (the polish)" in markdown
+
+
 def test_the_microcontroller_line_gives_flash_arena_and_the_unsupported_op():
   models = {"ancestor": {"micro": {"flash_bytes": 832176, "arena_bytes": 50752, "images": 4,
                                    "outputs_equal": True, "max_abs_diff": 0}},

@@ -11,7 +11,7 @@ from squish_tf.train import distill as distill_lib
 from squish_tf.train import trainer as train_lib
 
 # How the winner becomes the SquishedNet (`squish_tf.evolve.polish`).
-FINAL_INITS = ("scratch", "inherit")
+FINAL_INITS = ("scratch", "inherit", "best")
 # How a generation's candidate is chosen (`squish_tf.evolve.evolution.select`).
 SELECTIONS = ("top1", "top1_per_ms")
 
@@ -40,7 +40,8 @@ class EvolutionConfig:
     final_init: how the winner becomes the SquishedNet (`squish_tf.evolve.polish`):
       "scratch" trains its widths from fresh weights for the lineage's budget
       (ancestor + chosen offspring + final_epochs) as the baselines train;
-      "inherit" fine-tunes its inherited weights for final_epochs (the polish).
+      "inherit" fine-tunes its inherited weights for final_epochs (the polish);
+      "best" does both and keeps the better on the validation split.
     final_epochs: the final stage's share of the lineage's budget: the
       polish's epochs, or what scratch training adds to the lineage's epochs
       (0 skips the stage and ships the winner as evolved).
@@ -65,9 +66,12 @@ class EvolutionConfig:
     select: how a generation's candidate is chosen among those within
       max_accuracy_drop. "top1": the highest validation top-1 (ties: fewer
       parameters). "top1_per_ms": the least validation top-1 lost per
-      millisecond of measured LiteRT latency saved over its parent,
-      (parent_top1 - top1) / (parent_ms - ms); a candidate that saves no time
-      ranks last, one that gains accuracy while saving time first.
+      millisecond of measured LiteRT latency saved over its parent, on the
+      ancestor's clock (each latency relative to the ancestor's in the same
+      timing session: 1 / measured speed-up),
+      (parent_top1 - top1) / (1/parent_speedup - 1/speedup); a candidate
+      that saves no time ranks last, one that gains accuracy while saving
+      time first.
     max_retries: fresh draws allowed per candidate whose loss diverges.
     seed: the run's seed; every draw's seed derives from (seed, g, candidate, attempt).
     target_fraction: env_mode=target's expected child/parent size per
@@ -96,12 +100,13 @@ class EvolutionConfig:
       enum_values=surgery.OFFSPRING_INITS, help=(
           "inherit: offspring start from the parent's surviving weights; scratch: fresh "
           "initialisation (the Darwin paper's newborns), warmed up like the ancestor.")))
-  final_init: str = dataclasses.field(default="scratch", metadata=dict(
+  final_init: str = dataclasses.field(default="best", metadata=dict(
       enum_values=FINAL_INITS, help=(
           "How the evolved winner becomes the SquishedNet. scratch: its widths train from fresh "
           "weights for the lineage's budget (the ancestor's epochs + each chosen offspring's + "
           "--final_epochs), with the recipe and seed the baselines get; inherit: its inherited "
-          "weights fine-tune for --final_epochs, distilled (the polish).")))
+          "weights fine-tune for --final_epochs, distilled (the polish); best: both, and the "
+          "higher validation top-1 is kept (the report says which and why).")))
   final_epochs: int = dataclasses.field(default=4, metadata=dict(help=(
       "The final stage's share of the lineage's budget: the polish's epochs "
       "(--final_init=inherit), or the epochs scratch training adds to the lineage's; 0 ships the "
@@ -139,8 +144,9 @@ class EvolutionConfig:
   select: str = dataclasses.field(default="top1", metadata=dict(enum_values=SELECTIONS, help=(
       "How a generation's candidate is chosen among those within --max_accuracy_drop. top1: the "
       "highest validation top-1 (ties: fewer params). top1_per_ms: the least validation top-1 "
-      "lost per ms of measured LiteRT latency (fp32, batch 1) saved over its parent; a "
-      "candidate that saves no time ranks last.")))
+      "lost per ms of measured LiteRT latency (fp32, batch 1) saved over its parent, latencies "
+      "relative to the ancestor's timed in the same session; a candidate that saves no time "
+      "ranks last.")))
   max_retries: int = dataclasses.field(default=2, metadata=dict(
       help="Fresh draws allowed per candidate whose loss diverges (NaN).", lower_bound=0))
   seed: int = 0
@@ -172,7 +178,7 @@ class EvolutionConfig:
       raise ValueError(f"--teacher must be one of {distill_lib.TEACHERS}, got {self.teacher!r}.")
     self.distill_config()  # validates alpha and temperature
     if self.final_init not in FINAL_INITS:
-      allowed = " or ".join(repr(init) for init in FINAL_INITS)
+      allowed = ", ".join(repr(init) for init in FINAL_INITS[:-1]) + f" or {FINAL_INITS[-1]!r}"
       raise ValueError(f"--final_init must be {allowed}, got {self.final_init!r}.")
     if self.offspring_init not in surgery.OFFSPRING_INITS:
       allowed = " or ".join(repr(init) for init in surgery.OFFSPRING_INITS)

@@ -86,10 +86,12 @@ def baseline_budget(squishednet_dir: str, result: lineage_lib.EvolutionResult,
 
 def planned_budget(result: lineage_lib.EvolutionResult, config: evolve_config_lib.EvolutionConfig,
                    train_config: train_lib.TrainConfig, seed: int) -> baselines_lib.BaselineBudget:
-  """`baseline_budget` before a --final_init=scratch SquishedNet has trained: it has the
-  winner's widths, and the lineage's epochs are known."""
-  if config.final_init != "scratch":
-    raise ValueError("Only a SquishedNet trained from scratch has its budget before it trains.")
+  """`baseline_budget` before a --final_init=scratch (or best) SquishedNet has trained: it
+  has the winner's widths, and the lineage's epochs are known (the final stage's share is
+  --final_epochs whichever `best` keeps)."""
+  if config.final_init not in ("scratch", "best"):
+    raise ValueError("Only a SquishedNet trained from scratch (or the better of both) has its "
+                     "budget before it trains.")
   return _budget(model_io.read_spec(result.winner_dir).params(),
                  polish_lib.scratch_fine_tune_epochs(result, config), config, train_config, seed)
 

@@ -243,7 +243,8 @@ def build_results(config: JobConfig, info: data_config_lib.DatasetInfo, data_con
   evolution_images = sum(int(r.get("train_images") or 0) for r in lineage["candidates"])
   models["squishednet"]["train_images"] = (
       int(ancestor_metrics.get("train_images") or 0) + evolution_images
-      + int(squished_metrics.get("train_images") or 0 if polished else 0))
+      + int(squished_metrics.get("train_images") or 0 if polished else 0)
+      + int(squished_metrics.get("discarded_train_images") or 0 if polished else 0))
   # Epochs: the lineage's budget (ancestor + chosen offspring + the final stage's share),
   # which every baseline trains for; from scratch the SquishedNet's own training is that long.
   models["squishednet"]["train_epochs"] = (
@@ -282,6 +283,8 @@ def build_results(config: JobConfig, info: data_config_lib.DatasetInfo, data_con
       "winner": lineage["winner"],
       "polished": bool(polished),
       "final_init": squished_metrics.get("final_init", "inherit") if polished else None,
+      # --final_init=best: which of scratch and inherit was kept, both validation figures, why.
+      "final_choice": squished_metrics.get("final_choice") if polished else None,
       "stop_reason": lineage["stop_reason"],
       "paper": [dict(p) for p in PAPER],
       "reference": {"squeezenet_v1_1_size_mb": SQUEEZENET_V1_1_SIZE_MB},

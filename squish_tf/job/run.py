@@ -219,19 +219,32 @@ def polish_stage(run: Run, stage: Stages, result: lineage_lib.EvolutionResult,
   """Stage 3, the final stage ("polish"): the SquishedNet; returns the baselines' budget.
 
   The winner's widths trained from scratch, or its inherited weights
-  fine-tuned (--final_init), are the SquishedNet; the baselines train at its
-  size and epochs. Trained from scratch, those are known before it trains,
-  so with worker processes it trains beside the baselines (small networks
-  leave a core idle): this stage then trains both.
+  fine-tuned, or the better of both on validation (--final_init), are the
+  SquishedNet; the baselines train at its size and epochs. Trained from
+  scratch (or both), those are known before it trains, so with worker
+  processes it trains beside the baselines (small networks leave a core
+  idle): this stage then trains them all.
   """
   config, seed = run.evolution_config, run.data_config.seed
   done = not polish_lib.needs_polish(result, config) or polish_lib.is_complete(run.run_dir)
   train = functools.partial(polish_lib.polish, run.run_dir, result, config, run.data.load,
                             run.train_config, verbose=run.verbose)
-  if not done and config.final_init == "scratch" and run.in_workers and not baselines_done(run):
+  if (not done and config.final_init in ("scratch", "best") and run.in_workers
+      and not baselines_done(run)):
     budget = with_match(run, result, planned_budget(result, config, run.train_config, seed))
-    stage("polish", False, lambda: train_baselines(run, budget, beside=[(train, (), {})]),
-          note=" (the SquishedNet from scratch, beside the baselines in worker processes)")
+    if config.final_init == "scratch":
+      stage("polish", False, lambda: train_baselines(run, budget, beside=[(train, (), {})]),
+            note=" (the SquishedNet from scratch, beside the baselines in worker processes)")
+      return budget
+    beside = [(train, (), {"only": init}) for init in polish_lib.FINAL_CANDIDATES]
+
+    def train_both_then_keep():
+      train_baselines(run, budget, beside=beside)
+      train(strategy=run.strategy)  # both are trained: keeps the better
+
+    stage("polish", False, train_both_then_keep,
+          note=" (scratch and inherited, beside the baselines in worker processes; the better "
+               "on validation is kept)")
     return budget
   stage("polish", done, lambda: train(strategy=run.strategy))
   return with_match(run, result,
@@ -254,7 +267,7 @@ def latency_match(run: Run, result: lineage_lib.EvolutionResult,
   if "width_scaled_latency" not in run.config.baselines:
     return None
   path = os.path.join(run.run_dir, "baselines", layout_lib.LATENCY_MATCH_FILE)
-  match = files_lib.optional_read_json(path)
+  match = run.latency_match
   if match is None:
     fmt = run.evolution_config.latency_format
     # The run's table when evolution measured one (a run aimed at speed); else MACs guess and
@@ -274,6 +287,7 @@ def latency_match(run: Run, result: lineage_lib.EvolutionResult,
               "the SquishedNet's speed, within the tolerance: it answers both comparisons, "
               "width_scaled_latency is not trained.")
     files_lib.write_json(path, match)
+    run.set_latency_match(match)
   return match
 
 

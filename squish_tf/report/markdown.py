@@ -49,6 +49,7 @@ from squish_tf.report.results import (
   accuracy_split,
   comparison_phrase,
   comparisons,
+  final_choice_sentence,
   is_polished,
   measured_speedup,
   ordered_models,
@@ -223,6 +224,8 @@ def summary_paragraph(results: Mapping[str, Any]) -> str:
   elif is_polished(results) and results.get("winner"):
     sentences.append(f"It is the evolved winner `{results['winner']}` after a final, distilled "
                      "fine-tune (the polish).")
+  if final_choice_sentence(results):
+    sentences.append(final_choice_sentence(results))
   rivals = comparisons(results)
   if rivals:
     sentences.append(f"On {split} top-1 it "

@@ -203,6 +203,25 @@ def final_word(results: Mapping[str, Any]) -> str:
   return "retrained" if retrained(results) else "polished"
 
 
+def final_choice_sentence(results: Mapping[str, Any]) -> str:
+  """With --final_init=best, which final training was kept and why; "" otherwise."""
+  choice = results.get("final_choice") if is_polished(results) else None
+  if not isinstance(choice, Mapping) or choice.get("kept") not in ("scratch", "inherit"):
+    return ""
+  figures = choice.get("validation_top1") or {}
+  other = "inherit" if choice["kept"] == "scratch" else "scratch"
+  words = {"scratch": "the widths retrained from scratch",
+           "inherit": "the polished inherited weights"}
+
+  def pct(init):
+    value = figures.get(init)
+    return f"{100 * float(value):.2f}%" if isinstance(value, (int, float)) else "n/a"
+
+  return (f"`--final_init=best` trained both and kept {words[choice['kept']]} "
+          f"({pct(choice['kept'])} validation top-1, against {pct(other)} for "
+          f"{words[other]}): the choice reads the validation split only.")
+
+
 def lineage(results: Mapping[str, Any]) -> List[Dict[str, Any]]:
   """The chosen path: the ancestor, then each generation's chosen candidate, in order.
 
