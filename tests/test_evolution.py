@@ -97,6 +97,7 @@ def test_lineage_records_everything(parent_dir, tmp_path, real_latency):
     speedup = record["measured_speedup"]
     assert set(speedup) == {"median", "min", "max"}
     assert 0 < speedup["min"] <= speedup["median"] <= speedup["max"]
+    assert record["measured_format"] == "fp32"  # --latency_format
     assert not {"predicted_latency_ms", "predicted_speedup", "latency_error",
                 "speedup_error"} & set(record)
   assert lineage["ancestor"]["measured_latency_ms"] > 0

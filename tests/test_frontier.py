@@ -80,6 +80,15 @@ def test_frontier_points_are_on_the_benchmarks_clock():
   json.dumps(results["frontier"])  # results.json holds it as is
 
 
+def test_candidates_timed_as_int8_stay_off_the_fp32_frontier():
+  results = _results()
+  for record in results["candidates"]:
+    record["measured_format"] = "int8" if record["id"] == "gen_001/cand_01" else "fp32"
+  names = {p["name"] for p in frontier_lib.frontier_points(results["models"],
+                                                           results["candidates"])}
+  assert "gen_001/cand_01" not in names and {"gen_001/cand_00", "gen_002/cand_00"} <= names
+
+
 def test_no_ancestor_latency_means_no_frontier():
   results = _results()
   results["models"]["ancestor"]["litert_images_per_sec"] = {"1": None}

@@ -328,7 +328,8 @@ def _measure_latency(run_dir: str, records: List[Dict[str, Any]], lineage: Dict[
   Runs in every run, in this process once a generation's fine-tunes are done
   (the workers idle), so the timing does not share the cores with training.
   Every ok record gets `measured_latency_ms` and `measured_speedup` (median
-  per-round ratio over the ancestor, with min-max), and the ancestor its
+  per-round ratio over the ancestor, with min-max) in `measured_format`
+  (--latency_format), and the ancestor its
   `measured_latency_ms` of this session; with a latency table, records also
   get `predicted_speedup`, `latency_error` and `speedup_error` beside the
   table's `predicted_latency_ms`.
@@ -346,6 +347,7 @@ def _measure_latency(run_dir: str, records: List[Dict[str, Any]], lineage: Dict[
     record["measured_latency_ms"] = result["latency_ms"]
     record["measured_speedup"] = {"median": result["speedup"], "min": result["speedup_min"],
                                   "max": result["speedup_max"]}
+    record["measured_format"] = fmt  # the LiteRT model timed (--latency_format)
     if predicted_ancestor and record.get("predicted_latency_ms"):
       record["predicted_speedup"] = predicted_ancestor / record["predicted_latency_ms"]
       record["latency_error"] = (record["predicted_latency_ms"] / result["latency_ms"] - 1.0)

@@ -58,7 +58,9 @@ def frontier_points(models: Mapping[str, Any], candidates: Sequence[Mapping[str,
     candidates: the candidate records (results.json's "candidates", or the
       lineage's with `top1` replaced by the test figure); those without
       `measured_speedup` ({"median", "min", "max"} over the ancestor, LiteRT
-      fp32 batch 1) are left out.
+      fp32 batch 1) are left out, and so are those timed in another
+      `measured_format` (--latency_format=int8), which the fp32 models'
+      speed-ups would not compare with.
 
   Returns:
     [{"name", "kind" (KINDS), "top1" (test), "latency_ms" (ancestor_ms /
@@ -83,6 +85,8 @@ def frontier_points(models: Mapping[str, Any], candidates: Sequence[Mapping[str,
       points.append(point)
   points.sort(key=lambda p: p["kind"] != "ancestor")  # the ancestor first: the reference
   for record in candidates:
+    if record.get("measured_format", "fp32") != "fp32":
+      continue  # timed as int8 (--latency_format=int8): not on the fp32 models' clock
     measured = record.get("measured_speedup")
     if isinstance(measured, Mapping):
       median, low, high = measured.get("median"), measured.get("min"), measured.get("max")
