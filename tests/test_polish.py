@@ -240,6 +240,11 @@ def test_best_trains_both_keeps_the_better_on_validation_and_budgets_alike(bn_ru
   assert polish.polish(run_dir, result, BEST, toy.data, recipe) == out
   with pytest.raises(ValueError, match=r"was made with --final_init=best --final_epochs=3"):
     polish.polish(run_dir, result, CONFIG, toy.data, recipe)
+  # Nor is a finished training of another --final_epochs taken for this one's.
+  shutil.rmtree(out)
+  with pytest.raises(ValueError, match=r"final/scratch was made with --final_init=scratch "
+                                       r"--final_epochs=3, not --final_init=best --final_epochs=5"):
+    polish.polish(run_dir, result, dataclasses.replace(BEST, final_epochs=5), toy.data, recipe)
 
 
 def _assert_same_weights(dir_a, dir_b):

@@ -146,14 +146,16 @@ _INIT_WORDS = {"scratch": "the widths retrained from scratch",
                "inherit": "the polished inherited weights"}
 
 
-def _check_done(out: str, config: evolve_config_lib.EvolutionConfig) -> None:
-  """Refuses a finished SquishedNet that another --final_init or --final_epochs made."""
+def _check_done(out: str, config: evolve_config_lib.EvolutionConfig,
+                init: Optional[str] = None) -> None:
+  """Refuses a finished SquishedNet (or, with `init`, one of --final_init=best's two
+  trainings) that another --final_init or --final_epochs made."""
   metrics = files_lib.read_json(os.path.join(out, model_io.METRICS_FILE))
   asked = "best" if metrics.get("final_choice") is not None else metrics.get("final_init",
                                                                               "inherit")
   made = (asked, int(metrics.get("final_epochs", metrics.get(
       "train_epochs", config.final_epochs))))
-  if made != (config.final_init, config.final_epochs):
+  if made != (init or config.final_init, config.final_epochs):
     raise ValueError(f"{out} was made with --final_init={made[0]} --final_epochs={made[1]}, "
                      f"not --final_init={config.final_init} --final_epochs={config.final_epochs}."
                      " Delete it to make the SquishedNet again with these flags, or pass the "
@@ -200,7 +202,9 @@ def polish(run_dir: str,
     raise ValueError(f"only must be one of {FINAL_CANDIDATES}, got {only!r}.")
   for init in FINAL_CANDIDATES if only is None else (only,):
     directory = final_candidate_dir(run_dir, init)
-    if not model_io.is_complete(directory):
+    if model_io.is_complete(directory):
+      _check_done(directory, config, init)
+    else:
       _train(init, directory, result, config, data_fn, train_config, strategy, verbose)
   if only is not None:
     return final_candidate_dir(run_dir, only)
