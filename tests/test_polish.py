@@ -191,7 +191,8 @@ def test_choose_final_keeps_the_higher_validation_top1_and_scratch_on_a_tie():
 def test_best_trains_both_keeps_the_better_on_validation_and_budgets_alike(bn_run, tmp_path,
                                                                         monkeypatch):
   result = bn_run["result"]
-  recipe = train_lib.TrainConfig(epochs=PARENT_EPOCHS, learning_rate=1e-2, warmup_epochs=0)
+  # One epoch for the ancestor's share: the budget is known, not long (1 + 1 + 3 epochs).
+  recipe = train_lib.TrainConfig(epochs=1, learning_rate=1e-2, warmup_epochs=0)
   run_dir = str(tmp_path / "best_run")
   original, fits = train_lib.fit, []
 
