@@ -644,6 +644,8 @@ def test_best_says_which_final_training_was_kept_and_on_what():
           "validation top-1, against 94.25% for the widths retrained from scratch): the choice "
           "reads the validation split only." in markdown)
   assert "distilled fine-tune (the polish)" in markdown
+  assert ("winner gen_003/cand_00 (polished, the better on validation)"
+          in console_lib.format_results_summary(results))
 
 
 def test_the_microcontroller_line_gives_flash_arena_and_the_unsupported_op():

@@ -124,7 +124,10 @@ def format_results_summary(results: Mapping[str, Any]) -> str:
   ancestor = models.get("ancestor") or {}
   dataset = results.get("dataset") or {}
   split = accuracy_split(results)
-  polished = f" ({final_word(results)})" if is_polished(results) else ""
+  polished = ""
+  if is_polished(results):  # with --final_init=best, the better of both on validation
+    kept = ", the better on validation" if results.get("final_choice") else ""
+    polished = f" ({final_word(results)}{kept})"
   lines = [f"run {results.get('run_name') or DASH} ({dataset.get('name') or DASH}): winner "
            f"{results.get('winner') or DASH}{polished}, "
            f"{len(results.get('generations') or [])} generations, "
