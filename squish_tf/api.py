@@ -127,7 +127,11 @@ class RunPlan:
 def plan(check_ancestor: bool = True, **options) -> RunPlan:
   """Options (the `squish` flag names) -> the configs, as pipelines/run.py and flag_defs map them.
 
-  Pure: reads and writes no file and builds no TensorFlow object.
+  Pure: reads and writes no file and builds no TensorFlow object. So the
+  epoch budgets are the flags' values: the job scales them up to
+  --min_train_steps once it knows the data's size (`job.budget.scale_budgets`,
+  logged as "budget: ..."), and each model's metrics.json records what it
+  trained.
 
   Args:
     check_ancestor: stop when the trained ancestor's validation top-1 is at
