@@ -7,8 +7,9 @@ Each generation draws --population offspring whose fire-module filters survive
 with probability F * P(c), fine-tunes them (distilled from the teacher), and
 keeps the fittest on the validation split as the next parent. The winner then
 becomes the SquishedNet in <run_dir>/squishednet/: its widths trained from
-scratch for the lineage's budget (--final_init=scratch, the default), or its
-weights polished for --final_epochs (--final_init=inherit). Writes
+scratch for the lineage's budget and its weights polished for --final_epochs,
+the better on validation kept (--final_init=best, the default); or only one
+of them (--final_init=scratch or inherit). Writes
 generations/gen_NNN/cand_MM/, lineage.json and squishednet/ into --run_dir;
 re-running the same command resumes after the last finished candidate (or
 epoch of the final stage).
@@ -69,6 +70,8 @@ def main(argv):
     how = ("trained from scratch" if final.get("final_init") == "scratch" else "polished")
     print(f"{how} for {final['train_epochs']} epochs: validation top-1 {final['top1']:.4f}; "
           f"{final_dir}")
+    if final.get("final_choice"):
+      print(f"kept by --final_init=best: {final['final_choice']['reason']}")
 
 
 def run():

@@ -12,7 +12,7 @@ Modules:
   candidates   one offspring: sample, inherit, fine-tune (here or in a worker).
   lineage      lineage.json, candidate ids and the run identity a resume checks.
   evolution    `evolve`: the generation loop, selection and resume.
-  polish       the final stage (`--final_init`): the winner's polish or its widths from scratch.
+  polish       the final stage (`--final_init`): the winner's polish, its widths from scratch, or the better of both.
 
 Importing this package, `encoding` or `environment` imports no TensorFlow.
 """

@@ -4,7 +4,7 @@ Each generation fine-tunes its offspring briefly (selection needs many
 candidates, not long ones). The winner then trains once more, into
 `<run_dir>/squishednet/`, the model the report calls the SquishedNet:
 
-- `--final_init=scratch` (the default): the winner's evolved widths train from
+- `--final_init=scratch`: the winner's evolved widths train from
   fresh weights for the lineage's budget, the ancestor's epochs + each chosen
   offspring's + `--final_epochs`, with the training recipe and seed the
   width-scaled baseline gets, on the labels. The SquishedNet and the
@@ -17,7 +17,7 @@ candidates, not long ones). The winner then trains once more, into
   winner's inherited weights, distilled from the ancestor, on a data stream
   of its own; its epochs count in the lineage's budget that the baselines
   get too.
-- `--final_init=best`: both, into `<run_dir>/final/scratch/` and
+- `--final_init=best` (the default): both, into `<run_dir>/final/scratch/` and
   `<run_dir>/final/inherit/`; the one with the higher validation top-1
   becomes the SquishedNet (a tie keeps scratch, the baselines' recipe), and
   its metrics.json says which was kept and both figures (`final_choice`).
