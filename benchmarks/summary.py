@@ -3,11 +3,12 @@ job options given as --extra=name=value, their quiet logging, the ratio they pri
 summary.json they write after their seeds. Not a benchmark itself.
 """
 
-import json
 import os
 from typing import Any, Dict, Iterable, Mapping
 
 from absl import flags, logging
+
+from squish_tf import files as files_lib
 
 
 def extra_options(options: Dict[str, Any], extra: Iterable[str]) -> Dict[str, Any]:
@@ -35,9 +36,6 @@ def write_summary(run_dir: str, flag_values: Mapping[str, Any],
   """Writes `<run_dir>/summary.json` ({"flags", "per_seed"}) atomically, says so, returns its
   path."""
   path = os.path.join(run_dir, "summary.json")
-  os.makedirs(run_dir, exist_ok=True)
-  with open(path + ".tmp", "w") as f:
-    json.dump({"flags": dict(flag_values), "per_seed": per_seed}, f, indent=2)
-  os.replace(path + ".tmp", path)
+  files_lib.write_json(path, {"flags": dict(flag_values), "per_seed": per_seed})
   print(f"wrote {path}")
   return path

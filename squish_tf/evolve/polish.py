@@ -51,6 +51,7 @@ from squish_tf.layout import WORK_SUFFIX
 from squish_tf.net import metrics as metrics_lib
 from squish_tf.net import model_io, models
 from squish_tf.net import spec as spec_lib
+from squish_tf.report.results import FINAL_WORDS
 from squish_tf.train import distill as distill_lib
 from squish_tf.train import trainer as train_lib
 from squish_tf.train.baselines import DataFn
@@ -136,14 +137,11 @@ def choose_final(validation_top1: Mapping[str, float]) -> Dict[str, Any]:
     reason = (f"a tie on the validation split ({100 * scratch:.2f}% each) keeps scratch, "
               "trained with the baselines' recipe")
   else:
-    reason = (f"{_INIT_WORDS[kept]} scored {100 * max(scratch, inherit):.2f}% on the validation "
-              f"split, {margin:.2f} points above {_INIT_WORDS[other]}")
+    reason = (f"{FINAL_WORDS[kept]} scored {100 * max(scratch, inherit):.2f}% on the validation "
+              f"split, {margin:.2f} points above {FINAL_WORDS[other]}")
   return {"kept": kept, "validation_top1": {"scratch": scratch, "inherit": inherit},
           "reason": reason}
 
-
-_INIT_WORDS = {"scratch": "the widths retrained from scratch",
-               "inherit": "the polished inherited weights"}
 
 
 def _check_done(out: str, config: evolve_config_lib.EvolutionConfig,

@@ -203,6 +203,11 @@ def final_word(results: Mapping[str, Any]) -> str:
   return "retrained" if retrained(results) else "polished"
 
 
+# How the report and --final_init=best's reason name the two final trainings.
+FINAL_WORDS = {"scratch": "the widths retrained from scratch",
+               "inherit": "the polished inherited weights"}
+
+
 def final_choice_sentence(results: Mapping[str, Any]) -> str:
   """With --final_init=best, which final training was kept and why; "" otherwise."""
   choice = results.get("final_choice") if is_polished(results) else None
@@ -210,8 +215,7 @@ def final_choice_sentence(results: Mapping[str, Any]) -> str:
     return ""
   figures = choice.get("validation_top1") or {}
   other = "inherit" if choice["kept"] == "scratch" else "scratch"
-  words = {"scratch": "the widths retrained from scratch",
-           "inherit": "the polished inherited weights"}
+  words = FINAL_WORDS
 
   def pct(init):
     value = figures.get(init)
