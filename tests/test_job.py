@@ -501,8 +501,8 @@ def test_with_workers_the_final_trainings_go_beside_the_baselines(tmp_path, monk
                                        "target", {})
   stage = context.Stages(run_dir, log=lambda line: None)
   assert job.polish_stage(run, stage, result, polish_lib.polish_dir(run_dir)) == "budget"
-  if final_init == "scratch":
-    assert calls == [("baselines", "budget"), ("final", None)]
+  if final_init == "scratch":  # trained in a worker; the main process reads it
+    assert calls == [("baselines", "budget"), ("final", "scratch"), ("final", None)]
   else:
     assert calls == [("baselines", "budget"), ("final", "scratch"), ("final", "inherit"),
                      ("final", None)]

@@ -180,8 +180,8 @@ def test_scratch_trains_the_winners_widths_afresh_for_the_lineages_budget(bn_run
 
 def test_choose_final_keeps_the_higher_validation_top1_and_scratch_on_a_tie():
   kept = polish.choose_final({"scratch": 0.90, "inherit": 0.925})
-  assert kept["kept"] == "inherit" and kept["validation_top1"] == {"scratch": 0.90,
-                                                                   "inherit": 0.925}
+  assert kept["kept"] == "inherit" and kept["other"] == "scratch"
+  assert kept["validation_top1"] == {"scratch": 0.90, "inherit": 0.925}
   assert "92.50%" in kept["reason"] and "2.50 points above" in kept["reason"]
   assert polish.choose_final({"scratch": 0.93, "inherit": 0.925})["kept"] == "scratch"
   tie = polish.choose_final({"scratch": 0.5, "inherit": 0.5})
@@ -207,6 +207,9 @@ def test_best_trains_both_keeps_the_better_on_validation_and_budgets_alike(bn_ru
   assert model_io.is_complete(scratch_dir) and not polish.is_complete(run_dir)
   with pytest.raises(ValueError, match="only must be one of"):
     polish.polish(run_dir, result, BEST, toy.data, recipe, only="both")
+  with pytest.raises(ValueError, match="only must be one of"):  # scratch makes no polish
+    polish.polish(run_dir, result, dataclasses.replace(BEST, final_init="scratch"), toy.data,
+                  recipe, only="inherit")
   # The main call trains what is left (the polish only) and keeps the better.
   out = polish.polish(run_dir, result, BEST, toy.data, recipe, verbose=0)
   assert fits == ["squishednet", "polish"] and out == polish.polish_dir(run_dir)
@@ -219,8 +222,7 @@ def test_best_trains_both_keeps_the_better_on_validation_and_budgets_alike(bn_ru
   choice = metrics["final_choice"]
   expected = polish.choose_final({k: m["top1"] for k, m in candidates.items()})
   assert choice == expected and metrics["final_init"] == choice["kept"]
-  other = "inherit" if choice["kept"] == "scratch" else "scratch"
-  assert metrics["discarded_train_images"] == candidates[other]["train_images"]
+  assert metrics["discarded_train_images"] == candidates[choice["other"]]["train_images"]
   _assert_same_weights(out, polish.final_candidate_dir(run_dir, choice["kept"]))
   # Either way the lineage's budget is the same, and known before either trained.
   scratch_budget = budget_lib.baseline_budget(out, result, BEST, recipe, 0)

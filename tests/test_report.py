@@ -637,7 +637,7 @@ def test_best_says_which_final_training_was_kept_and_on_what():
   results = _results()
   assert "--final_init=best" not in report_lib.render_markdown(results)
   results["final_init"] = "inherit"
-  results["final_choice"] = {"kept": "inherit", "reason": "...",
+  results["final_choice"] = {"kept": "inherit", "other": "scratch", "reason": "...",
                              "validation_top1": {"scratch": 0.9425, "inherit": 0.9675}}
   markdown = report_lib.render_markdown(results)
   assert ("`--final_init=best` trained both and kept the polished inherited weights (96.75% "

@@ -38,7 +38,7 @@ import dataclasses
 import os
 import shutil
 import time
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 import keras
 import tensorflow as tf
@@ -139,8 +139,8 @@ def choose_final(validation_top1: Mapping[str, float]) -> Dict[str, Any]:
   else:
     reason = (f"{FINAL_WORDS[kept]} scored {100 * max(scratch, inherit):.2f}% on the validation "
               f"split, {margin:.2f} points above {FINAL_WORDS[other]}")
-  return {"kept": kept, "validation_top1": {"scratch": scratch, "inherit": inherit},
-          "reason": reason}
+  return {"kept": kept, "other": other,
+          "validation_top1": {"scratch": scratch, "inherit": inherit}, "reason": reason}
 
 
 
@@ -179,9 +179,9 @@ def polish(run_dir: str,
     train_config: the training flags' recipe (optimizer, schedule, decay).
     strategy: tf.distribute strategy.
     verbose: Keras verbosity ("auto": labelled progress).
-    only: with --final_init=best, train only this candidate ("scratch" or
-      "inherit", e.g. in a worker process beside the baselines) and return
-      its dir; the choice waits for a call without it.
+    only: train only this one of `final_inits(config)` (e.g. in a worker
+      process beside the baselines) and return its dir; with
+      --final_init=best the choice waits for a call without it.
 
   Returns:
     The SquishedNet's model dir (the winner's own when nothing is polished).
@@ -193,11 +193,12 @@ def polish(run_dir: str,
     _check_done(out, config)
     return out
   train_config = train_config or train_lib.TrainConfig()
+  if only is not None and only not in final_inits(config):
+    raise ValueError(f"only must be one of {final_inits(config)} with --final_init="
+                     f"{config.final_init}, got {only!r}.")
   if config.final_init != "best":
     return _train(config.final_init, out, result, config, data_fn, train_config, strategy,
                   verbose)
-  if only is not None and only not in FINAL_CANDIDATES:
-    raise ValueError(f"only must be one of {FINAL_CANDIDATES}, got {only!r}.")
   for init in FINAL_CANDIDATES if only is None else (only,):
     directory = final_candidate_dir(run_dir, init)
     if model_io.is_complete(directory):
@@ -207,6 +208,11 @@ def polish(run_dir: str,
   if only is not None:
     return final_candidate_dir(run_dir, only)
   return _keep_better(run_dir, out)
+
+
+def final_inits(config: evolve_config_lib.EvolutionConfig) -> Tuple[str, ...]:
+  """The final trainings --final_init asks for: both of FINAL_CANDIDATES with best, else one."""
+  return FINAL_CANDIDATES if config.final_init == "best" else (config.final_init,)
 
 
 def _train(init: str, out: str, result: lineage_lib.EvolutionResult,
@@ -225,11 +231,10 @@ def _keep_better(run_dir: str, out: str) -> str:
                                                     model_io.METRICS_FILE))
              for init in FINAL_CANDIDATES}
   choice = choose_final({init: m["top1"] for init, m in metrics.items()})
-  kept, other = choice["kept"], "inherit" if choice["kept"] == "scratch" else "scratch"
-  kept_metrics = dict(metrics[kept], final_choice=choice,
-                      discarded_train_images=int(metrics[other].get("train_images") or 0))
+  kept_metrics = dict(metrics[choice["kept"]], final_choice=choice, discarded_train_images=int(
+      metrics[choice["other"]].get("train_images") or 0))
   with files_lib.atomic_path(out) as temp:
-    shutil.copytree(final_candidate_dir(run_dir, kept), temp)
+    shutil.copytree(final_candidate_dir(run_dir, choice["kept"]), temp)
     files_lib.write_json(os.path.join(temp, model_io.METRICS_FILE), kept_metrics)
   return out
 

@@ -214,6 +214,12 @@ def check_lineage_parent(run: Run) -> None:
   lineage_lib.check_or_write_identity(run.run_dir, identity)
 
 
+_BESIDE_NOTES = {
+    "scratch": " (the SquishedNet from scratch, beside the baselines in worker processes)",
+    "best": (" (scratch and inherited, beside the baselines in worker processes; the better on "
+             "validation is kept)")}
+
+
 def polish_stage(run: Run, stage: Stages, result: lineage_lib.EvolutionResult,
                  squishednet_dir: str) -> baselines_lib.BaselineBudget:
   """Stage 3, the final stage ("polish"): the SquishedNet; returns the baselines' budget.
@@ -232,19 +238,13 @@ def polish_stage(run: Run, stage: Stages, result: lineage_lib.EvolutionResult,
   if (not done and config.final_init in ("scratch", "best") and run.in_workers
       and not baselines_done(run)):
     budget = with_match(run, result, planned_budget(result, config, run.train_config, seed))
-    if config.final_init == "scratch":
-      stage("polish", False, lambda: train_baselines(run, budget, beside=[(train, (), {})]),
-            note=" (the SquishedNet from scratch, beside the baselines in worker processes)")
-      return budget
-    beside = [(train, (), {"only": init}) for init in polish_lib.FINAL_CANDIDATES]
+    beside = [(train, (), {"only": init}) for init in polish_lib.final_inits(config)]
 
-    def train_both_then_keep():
+    def train_beside_the_baselines():
       train_baselines(run, budget, beside=beside)
-      train(strategy=run.strategy)  # both are trained: keeps the better
+      train(strategy=run.strategy)  # scratch: reads what trained; best: keeps the better
 
-    stage("polish", False, train_both_then_keep,
-          note=" (scratch and inherited, beside the baselines in worker processes; the better "
-               "on validation is kept)")
+    stage("polish", False, train_beside_the_baselines, note=_BESIDE_NOTES[config.final_init])
     return budget
   stage("polish", done, lambda: train(strategy=run.strategy))
   return with_match(run, result,

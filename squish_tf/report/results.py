@@ -211,11 +211,11 @@ FINAL_WORDS = {"scratch": "the widths retrained from scratch",
 def final_choice_sentence(results: Mapping[str, Any]) -> str:
   """With --final_init=best, which final training was kept and why; "" otherwise."""
   choice = results.get("final_choice") if is_polished(results) else None
-  if not isinstance(choice, Mapping) or choice.get("kept") not in ("scratch", "inherit"):
+  if not isinstance(choice, Mapping) or {choice.get("kept"), choice.get("other")} != set(
+      FINAL_WORDS):
     return ""
   figures = choice.get("validation_top1") or {}
-  other = "inherit" if choice["kept"] == "scratch" else "scratch"
-  words = FINAL_WORDS
+  other, words = choice["other"], FINAL_WORDS
 
   def pct(init):
     value = figures.get(init)
