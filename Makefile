@@ -19,7 +19,7 @@ $(STAMP): setup.cfg pyproject.toml
 
 # The main job on the built-in offline dataset (shapes10, 64 px): saved_models/demo/.
 # --min_train_steps=0 keeps the demo's short budgets (6 ancestor epochs, 375 steps);
-# `squish` alone trains at least 4000 steps (job.budget.scale_budgets).
+# `squish` alone trains at least 12000 steps (job.budget.scale_budgets).
 # --cost=latency --target_speedup=2: the demo aims at milliseconds, so its SquishedNet runs
 # at least as fast as the width multiplier of its size (RESULTS.md, speed_frontier.py).
 demo: $(STAMP)

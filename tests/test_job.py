@@ -187,7 +187,7 @@ def test_bad_data_is_refused_before_writing(tmp_path):
 
 
 def test_the_budget_rule_keeps_the_demos_steps_and_scales_small_data():
-  """`make demo`'s flags keep its epochs; a small dataset trains 4000+ steps, all budgets alike."""
+  """`make demo`'s flags keep its epochs; a small dataset trains 12000+ steps, all budgets alike."""
   from squish_tf.job import budget as budget_lib  # pylint: disable=g-import-not-at-top
 
   with open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -204,19 +204,20 @@ def test_the_budget_rule_keeps_the_demos_steps_and_scales_small_data():
   assert kept.evolution_config == demo.evolution
   assert (kept.train_config.epochs, kept.evolution_config.offspring_epochs,
           kept.evolution_config.final_epochs) == (6, 2, 4)
-  # The command's default on 1,197 digits at batch 32 (27 steps per epoch): every budget x24.7.
+  # The command's default on 1,197 digits at batch 32 (27 steps per epoch): every budget x74.1.
   default = api.plan(check_ancestor=False)
-  assert default.job.min_train_steps == 4000 and default.train.epochs == 6
+  assert default.job.min_train_steps == 12000 and default.train.epochs == 6
   small = budget_lib.scale_budgets(default.train, default.evolution, 27,
                                    default.job.min_train_steps)
   assert (small.train_config.epochs, small.evolution_config.offspring_epochs,
-          small.evolution_config.final_epochs) == (149, 50, 99)
-  assert small.train_config.epochs * 27 >= 4000 > (small.train_config.epochs - 1) * 27
+          small.evolution_config.final_epochs) == (445, 149, 297)
+  assert small.train_config.epochs * 27 >= 12000 > (small.train_config.epochs - 1) * 27
   assert small.train_config.learning_rate == default.train.learning_rate
   assert small.train_config.warmup_epochs == default.train.warmup_epochs
-  assert "x24.69" in small.describe() and "train_epochs 149" in small.describe()
+  assert "x74.07" in small.describe() and "train_epochs 445" in small.describe()
   # Enough steps already: nothing changes.
-  large = budget_lib.scale_budgets(default.train, default.evolution, 1000, 4000)
+  large = budget_lib.scale_budgets(default.train, default.evolution, 2000,
+                                   default.job.min_train_steps)
   assert large.scale == 1 and large.train_config.epochs == 6
   with pytest.raises(ValueError, match="steps_per_epoch"):
     budget_lib.scale_budgets(default.train, default.evolution, 0, 4000)

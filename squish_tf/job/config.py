@@ -10,7 +10,7 @@ from squish_tf.net import spec as spec_lib
 from squish_tf.train import baselines as baselines_lib
 
 # The floor of optimizer steps the command's budgets scale up to (job.budget.scale_budgets).
-DEFAULT_MIN_TRAIN_STEPS = 4000
+DEFAULT_MIN_TRAIN_STEPS = 12000
 # The comparison models only need what the report compares: fp32 and int8 TFLite.
 COMPARISON_FORMATS = ("fp32", "int8")
 COMPARISON_ARTEFACTS = {"ancestor": ("keras", "tflite_fp32", "tflite_int8")}
