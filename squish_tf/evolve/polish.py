@@ -143,7 +143,6 @@ def choose_final(validation_top1: Mapping[str, float]) -> Dict[str, Any]:
           "validation_top1": {"scratch": scratch, "inherit": inherit}, "reason": reason}
 
 
-
 def _check_done(out: str, config: evolve_config_lib.EvolutionConfig,
                 init: Optional[str] = None) -> None:
   """Refuses a finished SquishedNet (or, with `init`, one of --final_init=best's two
@@ -199,7 +198,7 @@ def polish(run_dir: str,
   if config.final_init != "best":
     return _train(config.final_init, out, result, config, data_fn, train_config, strategy,
                   verbose)
-  for init in FINAL_CANDIDATES if only is None else (only,):
+  for init in final_inits(config) if only is None else (only,):
     directory = final_candidate_dir(run_dir, init)
     if model_io.is_complete(directory):
       _check_done(directory, config, init)

@@ -215,15 +215,15 @@ def final_choice_sentence(results: Mapping[str, Any]) -> str:
       FINAL_WORDS):
     return ""
   figures = choice.get("validation_top1") or {}
-  other, words = choice["other"], FINAL_WORDS
+  other = choice["other"]
 
   def pct(init):
     value = figures.get(init)
     return f"{100 * float(value):.2f}%" if isinstance(value, (int, float)) else "n/a"
 
-  return (f"`--final_init=best` trained both and kept {words[choice['kept']]} "
+  return (f"`--final_init=best` trained both and kept {FINAL_WORDS[choice['kept']]} "
           f"({pct(choice['kept'])} validation top-1, against {pct(other)} for "
-          f"{words[other]}): the choice reads the validation split only.")
+          f"{FINAL_WORDS[other]}): the choice reads the validation split only.")
 
 
 def lineage(results: Mapping[str, Any]) -> List[Dict[str, Any]]:
