@@ -27,6 +27,7 @@ from squish_tf.bench import config as bench_config_lib
 from squish_tf.data import images as images_lib
 from squish_tf.data import pipeline as data_lib
 from squish_tf.job import flags as flag_defs
+from squish_tf.job import preflight
 from squish_tf.report import console as console_lib
 
 FLAGS = flags.FLAGS
@@ -72,6 +73,8 @@ def main(argv):
   elif FLAGS.image_size != height or FLAGS.image_size != width:
     raise ValueError(f"--image_size={FLAGS.image_size} but {FLAGS.model_dir!r} takes "
                      f"{height}x{width} images; omit --image_size or pass {height}.")
+  preflight.check_options(data_config)
+  artefacts_lib.find_artefacts(FLAGS.model_dir, export_dir, config.formats)  # --formats match
   _, val_ds, info = data_lib.load(data_config)
   if info.num_classes != model["num_classes"]:
     raise ValueError(f"--dataset={data_config.dataset} has {info.num_classes} classes but "

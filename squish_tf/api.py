@@ -127,7 +127,9 @@ class RunPlan:
 def plan(check_ancestor: bool = True, **options) -> RunPlan:
   """Options (the `squish` flag names) -> the configs, as pipelines/run.py and flag_defs map them.
 
-  Pure: reads and writes no file and builds no TensorFlow object. So the
+  Pure: reads and writes no file and builds no TensorFlow object. The
+  values a later stage reads (export formats, the dataset's name, image
+  sizes the ancestor takes) are checked here (`job.preflight`). The
   epoch budgets are the flags' values: the job scales them up to
   --min_train_steps once it knows the data's size (`job.budget.scale_budgets`,
   logged as "budget: ..."), and each model's metrics.json records what it
@@ -144,7 +146,10 @@ def plan(check_ancestor: bool = True, **options) -> RunPlan:
     ValueError: an unknown option (the message suggests the nearest and lists
       every valid one) or a value the CLI would refuse.
   """
-  from squish_tf.job import flags as flag_defs  # pylint: disable=g-import-not-at-top
+  # pylint: disable=g-import-not-at-top
+  from squish_tf.job import flags as flag_defs
+  from squish_tf.job import preflight
+  # pylint: enable=g-import-not-at-top
 
   registry = _flag_values()
   names = option_names()
@@ -162,6 +167,7 @@ def plan(check_ancestor: bool = True, **options) -> RunPlan:
   train = flag_defs.train_config_from_flags(values=v)
   loop = flag_defs.evolution_config_from_flags(v)
   encoding = flag_defs.synthesis_config_from_flags(v)
+  preflight.check_job(job_config, data)  # what a later stage reads: formats, sizes, names
   # flag_defs.flags_text(pipelines.run.MAIN_FLAGS): the same lines, CLI order.
   lines = [registry[name].serialize() for name in names if registry[name].value is not None]
   return RunPlan(

@@ -131,9 +131,19 @@ def job_config_from_flags(values=None, check_ancestor: bool = True):
   from squish_tf.job import config as job_config_lib  # pylint: disable=g-import-not-at-top
 
   v = _values(values)
+  name_run_after_its_dir(v)
   fields = _fields_from_flags(job_config_lib.JobConfig, v, run_dir=run_dir_from_flags(v),
                               check_ancestor=check_ancestor)
   return job_config_lib.JobConfig(**fields, benchmark=benchmark_config_from_flags(values=v))
+
+
+def name_run_after_its_dir(values=None) -> None:
+  """With --run_dir and no --run_name, --run_name becomes the run dir's name (flags.txt too)."""
+  import os  # pylint: disable=g-import-not-at-top
+
+  v = _values(values)
+  if v.run_dir and not v["run_name"].present:
+    v.run_name = os.path.basename(os.path.normpath(os.path.expanduser(v.run_dir))) or v.run_name
 
 
 def run_dir_from_flags(values=None) -> str:
