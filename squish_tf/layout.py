@@ -8,6 +8,7 @@ EVALUATION_FILE = "evaluation.json"
 LATENCY_MATCH_FILE = "latency_match.json"
 STAGE_TIMES_FILE = "stage_times.json"
 ANCESTOR_DIR = "ancestor"
+SQUISHEDNET_DIR = "squishednet"  # the final stage's model dir (squish_tf.evolve.polish)
 EXPORT_DIR = "export"
 # A training's Keras backup and TensorBoard logs sit beside the model dir it will become,
 # named as the dir plus this (a fine-tune's adds ".attempt<k>" before it).
