@@ -85,7 +85,7 @@ def main(argv):
   name = os.path.basename(os.path.normpath(FLAGS.model_dir))
   result = benchmark_lib.benchmark_models(
       {name: {"model_dir": FLAGS.model_dir, "export_dir": export_dir}}, images, labels, config,
-      log=print)
+      listener=console_lib.benchmark_listener(print))
   result["settings"]["dataset"] = info.name
   output = FLAGS.output or os.path.join(export_dir or FLAGS.model_dir,
                                         benchmark_lib.BENCHMARK_FILE)

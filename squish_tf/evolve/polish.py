@@ -47,16 +47,15 @@ from squish_tf import files as files_lib
 from squish_tf.evolve import candidates as candidates_lib
 from squish_tf.evolve import config as evolve_config_lib
 from squish_tf.evolve import lineage as lineage_lib
-from squish_tf.layout import WORK_SUFFIX
+from squish_tf.layout import SQUISHEDNET_DIR, WORK_SUFFIX
 from squish_tf.net import metrics as metrics_lib
 from squish_tf.net import model_io, models
 from squish_tf.net import spec as spec_lib
-from squish_tf.report.results import FINAL_WORDS
 from squish_tf.train import distill as distill_lib
 from squish_tf.train import trainer as train_lib
 from squish_tf.train.baselines import DataFn
 
-POLISH_DIR = "squishednet"
+POLISH_DIR = SQUISHEDNET_DIR
 POLISH_ID = "squishednet"
 # --final_init=best trains both of these under <run_dir>/final/ and keeps the better.
 FINAL_DIR = "final"
@@ -137,8 +136,8 @@ def choose_final(validation_top1: Mapping[str, float]) -> Dict[str, Any]:
     reason = (f"a tie on the validation split ({100 * scratch:.2f}% each) keeps scratch, "
               "trained with the baselines' recipe")
   else:
-    reason = (f"{FINAL_WORDS[kept]} scored {100 * max(scratch, inherit):.2f}% on the validation "
-              f"split, {margin:.2f} points above {FINAL_WORDS[other]}")
+    reason = (f"{kept} scored {100 * max(scratch, inherit):.2f}% on the validation split, "
+              f"{margin:.2f} points above {other}")
   return {"kept": kept, "other": other,
           "validation_top1": {"scratch": scratch, "inherit": inherit}, "reason": reason}
 

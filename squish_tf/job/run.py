@@ -398,8 +398,8 @@ def benchmark_stage(run: Run, stage: Stages, exports: Exports) -> None:
     # timed interleaved in one session per batch size.
     pairs = functools.partial(comparisons_lib.comparison_pairs, reference="ancestor")
     benchmark_lib.write_benchmark(path, benchmark_lib.benchmark_models(
-        models, images, labels, run.config.benchmark, log=run.log, pairs=pairs,
-        run_settings=settings))
+        models, images, labels, run.config.benchmark,
+        listener=console_lib.benchmark_listener(run.log), pairs=pairs, run_settings=settings))
 
   existing = files_lib.optional_read_json(path)
   stage("benchmark", existing is not None and set(models) <= set(existing.get("models", {}))
