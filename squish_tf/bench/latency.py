@@ -72,6 +72,7 @@ from squish_tf.bench.latency_table import (
   smooth_layer,
 )
 from squish_tf.net import spec as spec_lib
+from squish_tf.runtime import native_log
 
 # Interleaved rounds and seconds per model per round when measuring.
 TABLE_ROUNDS = 7
@@ -144,7 +145,8 @@ def _conv_tflite(signature: Tuple[Any, ...], fmt: str, seed: int = 0) -> bytes:
                                                               module)
   if fmt == "int8":
     _full_integer(converter, rng.uniform(0, 1, (8, height, width, in_channels)))
-  return converter.convert()
+  with native_log.captured():  # the quantizer's settings line goes to the run's log
+    return converter.convert()
 
 
 def _full_integer(converter, images: np.ndarray) -> None:

@@ -36,6 +36,7 @@ import numpy as np
 import tensorflow as tf
 
 from squish_tf.runtime import litert as litert_lib
+from squish_tf.runtime import native_log
 
 # Format name -> file name.
 FILES = {
@@ -93,7 +94,13 @@ def convert_saved_model(saved_model_dir: str, quantization: str,
       raise ValueError("Full-integer (int8) conversion needs representative training images; "
                        "pass the data flags (--dataset ...) so they can be drawn.")
     set_full_integer(converter, representative_images)
-  return converter.convert()
+  return convert(converter)
+
+
+def convert(converter: tf.lite.TFLiteConverter) -> bytes:
+  """`converter.convert()`, its C++ lines (the quantizer's settings) in the run's log."""
+  with native_log.captured():
+    return converter.convert()
 
 
 def set_full_integer(converter, representative_images: np.ndarray) -> None:
