@@ -1,7 +1,7 @@
 """The main job: train -> evolve -> polish -> baselines -> export -> evaluate -> benchmark -> report.
 
 One call turns a dataset into a SquishedNet on disk with the evidence to trust
-it, in `saved_models/<run_name>/` (see ARCHITECTURE.md). Every stage leaves a
+it, in `saved_models/<run_name>/` (see docs/architecture.md). Every stage leaves a
 completion marker written last and atomically (`ancestor/metrics.json`,
 `lineage.json` with `complete`, `squishednet/metrics.json`,
 `export/export.json`, `baselines/<name>/metrics.json`, `evaluation.json`,
@@ -273,7 +273,7 @@ def latency_match(run: Run, result: lineage_lib.EvolutionResult,
   if match is None:
     fmt = run.evolution_config.latency_format
     # The run's table when evolution measured one (a run aimed at speed); else MACs guess and
-    # the interleaved measurements correct (a table would cost ~50 s at 64 px).
+    # the interleaved measurements correct (a table costs longer than the match).
     table = None
     if run.evolution_config.needs_latency(run.synth):
       table = latency_lib.load_or_measure(
