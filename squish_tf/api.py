@@ -36,6 +36,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional
 from absl import flags
 
 from squish_tf import files as files_lib
+from squish_tf.job import flags as flag_defs
 from squish_tf.job import options as options_lib
 from squish_tf.net import model_io
 from squish_tf.report import console as console_lib
@@ -144,8 +145,6 @@ def plan(check_ancestor: bool = True, **options) -> RunPlan:
     ValueError: an unknown option (the message suggests the nearest and lists
       every valid one) or a value the CLI would refuse.
   """
-  from squish_tf.job import flags as flag_defs  # pylint: disable=g-import-not-at-top
-
   registry = _flag_values()
   names = option_names()
   unknown = set(options) - set(names)
