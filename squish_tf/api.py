@@ -36,7 +36,9 @@ from typing import Any, Callable, Dict, List, Mapping, Optional
 from absl import flags
 
 from squish_tf import files as files_lib
+from squish_tf.job import flags as flag_defs
 from squish_tf.job import options as options_lib
+from squish_tf.job import preflight
 from squish_tf.net import model_io
 from squish_tf.report import console as console_lib
 from squish_tf.report import markdown as report_lib
@@ -146,11 +148,6 @@ def plan(check_ancestor: bool = True, **options) -> RunPlan:
     ValueError: an unknown option (the message suggests the nearest and lists
       every valid one) or a value the CLI would refuse.
   """
-  # pylint: disable=g-import-not-at-top
-  from squish_tf.job import flags as flag_defs
-  from squish_tf.job import preflight
-  # pylint: enable=g-import-not-at-top
-
   registry = _flag_values()
   names = option_names()
   unknown = set(options) - set(names)

@@ -141,7 +141,7 @@ def test_other_options_map_like_the_flags(run_main, monkeypatch, tmp_path):
           for k, v in OTHERS.items() if not isinstance(v, bool) and v is not None]
   argv += ["--nodistill", "--nobatch_norm"]
   _assert_same_as_cli(plan, _cli(run_main, argv, monkeypatch))
-  assert plan.job.run_dir == "some/where" and plan.job.export_formats is None
+  assert plan.job.run_dir == "some/where" and plan.job.export.formats is None
   assert plan.job.baselines == ("width_scaled",) and plan.job.benchmark.batch_sizes == (1, 4)
   assert "--run_dir=some/where" in plan.flags_text.splitlines()
   assert "--formats" not in plan.flags_text  # None: not written, like the CLI

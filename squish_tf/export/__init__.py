@@ -23,14 +23,32 @@ convolution's kernel and bias, spec `batch_norm` false), and QAT keeps the
 batch norms in training so that the converter folds them into the int8
 convolutions. No exported file has batch-norm ops (`op_counts` lists a
 .tflite file's); parity is measured against the trained Keras model.
+
+Importing the package (or its `config`) loads no TensorFlow: the rest is imported when
+first used.
 """
 
-from squish_tf.export.exporter import (DATA_FORMATS, FORMATS, MANIFEST_FILE, SPEC_FORMATS,
-                                       ExportData, available_formats, export_all, gzip_size,
-                                       is_complete, load_export_data, parse_formats, parity,
-                                       qat_int8_artefact, summary_table)
-from squish_tf.export.tflite import FILES as TFLITE_FILES
-from squish_tf.export.tflite import op_counts, run_tflite
+import importlib
+
+from squish_tf.export.config import FORMATS
+
+# Names of the package -> the module that defines them (imported on first use).
+_LAZY = {
+    **dict.fromkeys(("DATA_FORMATS", "MANIFEST_FILE", "SPEC_FORMATS", "ExportData",
+                     "available_formats", "export_all", "gzip_size", "is_complete",
+                     "load_export_data", "parse_formats", "parity", "qat_int8_artefact",
+                     "summary_table"), "squish_tf.export.exporter"),
+    **dict.fromkeys(("op_counts", "run_tflite"), "squish_tf.export.tflite"),
+}
+
+
+def __getattr__(name):
+  if name == "TFLITE_FILES":
+    return importlib.import_module("squish_tf.export.tflite").FILES
+  if name in _LAZY:
+    return getattr(importlib.import_module(_LAZY[name]), name)
+  raise AttributeError(f"module 'squish_tf.export' has no attribute {name!r}")
+
 
 __all__ = [
     "DATA_FORMATS", "FORMATS", "MANIFEST_FILE", "SPEC_FORMATS", "TFLITE_FILES", "ExportData",
