@@ -25,16 +25,23 @@ convolutions. No exported file has batch-norm ops (`op_counts` lists a
 .tflite file's); parity is measured against the trained Keras model.
 """
 
-from squish_tf.export.exporter import (DATA_FORMATS, FORMATS, MANIFEST_FILE, SPEC_FORMATS,
-                                       ExportData, available_formats, export_all, gzip_size,
-                                       is_complete, load_export_data, parse_formats, parity,
-                                       qat_int8_artefact, summary_table)
-from squish_tf.export.tflite import FILES as TFLITE_FILES
-from squish_tf.export.tflite import TFLiteRunner, op_counts, run_tflite
+# The names below load on first use (PEP 562): importing a module of this package, such
+# as the TensorFlow-free `formats` registry the report reads, does not load TensorFlow.
+_EXPORTER = ("DATA_FORMATS", "FORMATS", "MANIFEST_FILE", "SPEC_FORMATS", "ExportData",
+             "ExportOptions", "available_formats", "export_all", "gzip_size", "is_complete",
+             "load_export_data", "parse_formats", "parity", "qat_int8_artefact",
+             "summary_table")
+_TFLITE = {"TFLITE_FILES": "FILES", "TFLiteRunner": "TFLiteRunner", "op_counts": "op_counts",
+           "run_tflite": "run_tflite"}
 
-__all__ = [
-    "DATA_FORMATS", "FORMATS", "MANIFEST_FILE", "SPEC_FORMATS", "TFLITE_FILES", "ExportData",
-    "TFLiteRunner", "available_formats", "export_all", "gzip_size", "is_complete",
-    "load_export_data", "op_counts", "parse_formats", "parity", "qat_int8_artefact", "run_tflite",
-    "summary_table",
-]
+__all__ = sorted(_EXPORTER + tuple(_TFLITE))
+
+
+def __getattr__(name):
+  if name in _EXPORTER:
+    from squish_tf.export import exporter  # pylint: disable=g-import-not-at-top
+    return getattr(exporter, name)
+  if name in _TFLITE:
+    from squish_tf.export import tflite  # pylint: disable=g-import-not-at-top
+    return getattr(tflite, _TFLITE[name])
+  raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
