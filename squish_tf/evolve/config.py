@@ -6,14 +6,16 @@ from typing import Optional
 
 from squish_tf.bench import latency_table as latency_table_lib
 from squish_tf.evolve import encoding as synthesis
+from squish_tf.evolve import registries
 from squish_tf.evolve import surgery
 from squish_tf.train import distill as distill_lib
 from squish_tf.train import trainer as train_lib
 
 # How the winner becomes the SquishedNet (`squish_tf.evolve.polish`).
 FINAL_INITS = ("scratch", "inherit", "best")
-# How a generation's candidate is chosen (`squish_tf.evolve.evolution.select`).
-SELECTIONS = ("top1", "top1_per_ms")
+# How a generation's candidate is chosen (`squish_tf.evolve.evolution.select`): the
+# registered selection rules.
+SELECTIONS = registries.selections.names()
 
 
 # A size target is aimed at this fraction of itself (see _generation_synthesis).
