@@ -158,7 +158,7 @@ def test_json_round_trip_and_table(result, tmp_path):
   path = str(tmp_path / "benchmark.json")
   benchmark_lib.write_benchmark(path, result)
   assert os.listdir(tmp_path) == ["benchmark.json"]  # no temporary left behind
-  loaded = benchmark_lib.read_benchmark(path)
+  loaded = files_lib.read_json(path)
   assert loaded == json.loads(json.dumps(result))
   settings = loaded["settings"]
   assert settings["batch_sizes"] == [1, 4] and settings["eval_images"] == N_IMAGES

@@ -1,8 +1,11 @@
-"""The house by stage: imports run only downward, no circle, no private name crosses a module."""
+"""The house by stage: imports run only downward, no circle, no private name crosses a module,
+and every doc the code names exists."""
 
 import ast
 import collections
+import glob
 import os
+import re
 
 import pytest
 
@@ -140,6 +143,46 @@ def test_modules_are_small_or_say_why():
       long.append(f"{module}: {lines} lines")
   assert not long, (f"modules over {MAX_LINES} lines whose docstring does not say why the "
                     f"module {WHOLE}: {long}")
+
+
+# Markdown files the code names (in docstrings, comments, help and paths), e.g. docs/method.md.
+NAMED_DOC = re.compile(r"[\w./<>-]*\w\.md\b")
+# What a run writes (not a file of the repository).
+RUN_OUTPUTS = ("report.md",)
+# Where the code is: every file here may name a doc.
+CODE = ("squish_tf/**/*.py", "pipelines/*.py", "benchmarks/*.py", "tests/**/*.py", "docs/*.py",
+        "Makefile", "BUILD", "setup.cfg", "pyproject.toml")
+
+
+def named_docs(text):
+  """The *.md paths `text` names, run outputs aside."""
+  return sorted({name for name in NAMED_DOC.findall(text)
+                 if os.path.basename(name) not in RUN_OUTPUTS})
+
+
+def _doc_exists(name, where):
+  """A named doc exists: from the repository's root, docs/, or the naming file's folder."""
+  return any(os.path.isfile(os.path.join(base, name))
+             for base in (ROOT, os.path.join(ROOT, "docs"), os.path.dirname(where)))
+
+
+def test_every_doc_the_code_names_exists():
+  missing = []
+  for pattern in CODE:
+    for path in sorted(glob.glob(os.path.join(ROOT, pattern), recursive=True)):
+      with open(path, encoding="utf-8") as handle:
+        text = handle.read()
+      missing += [f"{os.path.relpath(path, ROOT)} names {name}" for name in named_docs(text)
+                  if not _doc_exists(name, path)]
+  assert not missing, "docs the code names that are not in the repository:\n" + "\n".join(missing)
+
+
+def test_the_doc_checker_sees_a_missing_doc():
+  gone = "design/SYNTHESIS" + ".md"  # split, so this file does not name it
+  text = f"See {gone} and docs/method.md; writes <run_dir>/report.md."
+  assert named_docs(text) == [gone, "docs/method.md"]
+  here = os.path.join(ROOT, "squish_tf", "api.py")
+  assert not _doc_exists(gone, here) and _doc_exists("docs/method.md", here)
 
 
 def test_the_checker_sees_a_private_import(tmp_path):

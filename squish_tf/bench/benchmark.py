@@ -27,7 +27,8 @@ thread pool cannot be resized once its runtime has started; the pipeline main
 sets it before anything else, and `settings` records what TensorFlow used.
 
 Speed-ups are measured, not divided. The per-artefact figures above are each
-timed alone, and on a shared CPU two of them drift apart by 30% or more; so
+timed alone, and on a shared CPU two of them drift apart by more than the
+differences worth measuring; so
 the .tflite files that are compared (`comparison_pairs`: every model's fp32
 and int8 file against the reference model's fp32 file) are timed again
 together, interleaved (`squish_tf.runtime.timing.time_interleaved`: A B C A B C ...,
@@ -58,7 +59,7 @@ cameras' size): every model in an fp32-vs-fp32 pair is rebuilt at that size
 with the same weights and converted to fp32 TFLite as the export does
 (`speed_pairs.tflite_at_size`, in memory: nothing is written to the export),
 and those files are timed interleaved at batch 1 as above (a 224 px invoke
-takes ~12x a 64 px one, so each round holds fewer invokes: the same
+takes many times a 64 px one, so each round holds fewer invokes: the same
 `pair_round_seconds`). They sit under "resolutions", one entry per size:
 
   "resolutions": {"224": {"image_size": 224, "batch_sizes": [1],
@@ -302,5 +303,3 @@ def write_benchmark(path: str, result: Mapping[str, Any]) -> None:
   files_lib.write_json(path, result)
 
 
-def read_benchmark(path: str) -> Dict[str, Any]:
-  return files_lib.read_json(path)

@@ -6,15 +6,17 @@
   probabilities = export.run_tflite("…/export/model_int8.tflite", images, num_threads=2)
 
 Modules: `saved_model` (uint8 `serving_default` + float32 `serving_float`),
-`tflite` (conversion; its `TFLiteRunner`, `run_tflite` and `op_counts` are
-`squish_tf.runtime.litert`'s, the one LiteRT runner that export, benchmark and the
+`tflite` (conversion; its `run_tflite` and `op_counts` are
+`squish_tf.runtime.litert`'s, beside `LiteRTRunner`, the one LiteRT runner that export, benchmark and the
 latency model share), `qat` (tfmot fine-tuning; imports tfmot lazily because
 that flips `tf.keras` to tf_keras process-wide), `metadata` (the image-classifier
-metadata and labels.txt every .tflite file carries, for the app SDKs; its schema's
-generated Python is vendored as `metadata_schema_py_generated`),
+metadata and labels.txt every .tflite file carries, for the app SDKs; its schema and
+the schema's generated Python are vendored in `third_party/tflite_support/`),
 `jetson` (the frozen-graph bundle for TF 2.7 on JetPack 4.6), `jetson_trt`
 (the on-device script, Python 3.6), `tftrt` (TF-TRT where TensorFlow has
-TensorRT), `exporter` (all of it, atomically, with the export.json manifest).
+TensorRT), `formats` (the registry of export formats: one record each, its name, label and
+writer), `writers` (what one export works from, and each built-in format's writer),
+`exporter` (all of it, atomically, with the export.json manifest).
 
 Every export of a SqueezeNet-family model is BN-folded: the SavedModel, the
 TFLite files and the Jetson graph are written from
@@ -31,8 +33,7 @@ _EXPORTER = ("DATA_FORMATS", "FORMATS", "MANIFEST_FILE", "SPEC_FORMATS", "Export
              "ExportOptions", "available_formats", "export_all", "gzip_size", "is_complete",
              "load_export_data", "parse_formats", "parity", "qat_int8_artefact",
              "summary_table")
-_TFLITE = {"TFLITE_FILES": "FILES", "TFLiteRunner": "TFLiteRunner", "op_counts": "op_counts",
-           "run_tflite": "run_tflite"}
+_TFLITE = {"TFLITE_FILES": "FILES", "op_counts": "op_counts", "run_tflite": "run_tflite"}
 
 __all__ = sorted(_EXPORTER + tuple(_TFLITE))
 

@@ -54,7 +54,7 @@ def define_distribution_flags() -> None:
 
 
 def define_synthesis_flags() -> None:
-  """The generation loop's and the genetic encoding's flags (see SYNTHESIS.md)."""
+  """The generation loop's and the genetic encoding's flags (see docs/method.md)."""
   _define("synthesis")
 
 

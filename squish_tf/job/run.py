@@ -1,7 +1,7 @@
 """The main job: train -> evolve -> polish -> baselines -> export -> evaluate -> benchmark -> report.
 
 One call turns a dataset into a SquishedNet on disk with the evidence to trust
-it, in `saved_models/<run_name>/` (see ARCHITECTURE.md). Every stage leaves a
+it, in `saved_models/<run_name>/` (see docs/architecture.md). Every stage leaves a
 completion marker written last and atomically (`ancestor/metrics.json`,
 `lineage.json` with `complete`, `squishednet/metrics.json`,
 `export/export.json`, `baselines/<name>/metrics.json`, `evaluation.json`,
@@ -53,11 +53,12 @@ from squish_tf.job.config import (
 )
 from squish_tf.job.context import Run, RunData, Stages
 from squish_tf.job.results import build_results
-from squish_tf.layout import EVALUATION_FILE, EXPORT_DIR, RESULTS_FILE
+from squish_tf.layout import EVALUATION_FILE, EXPORT_DIR, NATIVE_LOG_FILE, RESULTS_FILE
 from squish_tf.net import model_io
 from squish_tf.net import spec as spec_lib
 from squish_tf.report import console as console_lib
 from squish_tf.report import markdown as report_lib
+from squish_tf.runtime import native_log
 from squish_tf.runtime import workers as workers_lib
 from squish_tf.train import baselines as baselines_lib
 from squish_tf.train import trainer as train_lib
@@ -88,7 +89,8 @@ def run_job(config: JobConfig,
   before the first stage (every image decodes, the targets, the identity of a
   resumed run) leave the run dir as they found it when they refuse the run.
   """
-  with lock_lib.RunLock(config.run_dir, command=command, warn=log) as held:
+  with lock_lib.RunLock(config.run_dir, command=command, warn=log) as held, \
+      native_log.logging_to(os.path.join(config.run_dir, NATIVE_LOG_FILE)):
     with held.refusal():
       # The data's indexes and disk caches live in the run; its processes share the memory
       # budget.
@@ -271,7 +273,7 @@ def latency_match(run: Run, result: lineage_lib.EvolutionResult,
   if match is None:
     fmt = run.evolution_config.latency_format
     # The run's table when evolution measured one (a run aimed at speed); else MACs guess and
-    # the interleaved measurements correct (a table would cost ~50 s at 64 px).
+    # the interleaved measurements correct (a table costs longer than the match).
     table = None
     if run.evolution_config.needs_latency(run.synth):
       table = latency_lib.load_or_measure(

@@ -12,8 +12,8 @@ own layers in place.
 
 The teacher is frozen (`trainable = False`) and runs in inference mode:
 otherwise its weights would be trainable variables of the wrapper and the KL
-term would pull the teacher towards the student (measured: a width-scaled
-student fell from 79.8% to 58.2% that way).
+term would pull the teacher towards the student, and the student down with
+it.
 
 With alpha = 0 the teacher is never called and the loss is exactly the
 hard-label cross-entropy a plain `fit` of the student computes (the same op
@@ -38,11 +38,9 @@ class DistillConfig:
 
   Attributes:
     alpha: weight of the distillation term in [0, 1]; 0 is plain hard-label
-      training. 0.5 by default: measured on shapes10 (64 px), an 8-epoch
-      polish of the same evolved network reached 96.90% test top-1 with
-      alpha 0.5 and T 4, 96.15% with TAS's alpha 0.9, 96.60% with T 2 and
-      96.45% without distillation; a one-shot offspring's 2-epoch recovery
-      reached 95.1% with alpha 0.5 against 93.3% with 0.9.
+      training. 0.5 by default: on shapes10 it did better than TAS's 0.9,
+      both in a polish of an evolved network and in an offspring's short
+      recovery (RESULTS.md, "Why the defaults").
     temperature: softening temperature T >= 1 (4, as in TAS).
   """
 
