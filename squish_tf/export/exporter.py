@@ -169,16 +169,14 @@ def export_all(model_dir: str,
     model_dir: a model directory (model.keras, spec.json, metrics.json).
     export_dir: where the export goes; default `<model_dir>/export`.
     formats: comma-separated names or a sequence of registered formats
-      (`formats.names()`); None means everything this machine can produce
-      (`available_formats`).
+      (`formats.names()`); None: all this machine makes (`available_formats`).
     data_config: the data flags; None or dataset "none" means no data, which
       rules out int8 and qat_int8 and makes parity use random pixels.
     overwrite: replace an existing export_dir; otherwise it is refused.
     data: images already at hand (tests, the main job); overrides data_config.
     qat_result: returns `qat_int8_artefact`'s result for this model, made
-      elsewhere (the main job runs QAT in a worker process while this one
-      converts the other formats); called when qat_int8's turn comes. None
-      runs QAT here.
+      elsewhere (the main job runs QAT in a worker while this process converts
+      the other formats); called when qat_int8's turn comes. None: QAT here.
     **options: `ExportOptions` fields by keyword: qat_epochs, qat_learning_rate,
       calibration_images, max_eval_images, num_threads, verbose.
 

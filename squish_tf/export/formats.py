@@ -82,7 +82,7 @@ register(ExportFormat("int8", "TFLite int8", f"{WRITERS}:write_tflite_int8",
 register(ExportFormat("qat_int8", "TFLite QAT int8", f"{WRITERS}:write_qat_int8",
                       artefact="tflite_qat_int8", needs_data=True, needs_spec=True, tflite=True,
                       last=True))
-register(ExportFormat("jetson", "Jetson bundle (TF 1.x frozen graph)", f"{WRITERS}:write_jetson",
+register(ExportFormat("jetson", "Jetson bundle (frozen graph)", f"{WRITERS}:write_jetson",
                       needs_spec=True))
 register(ExportFormat("tftrt", "TF-TRT FP16 SavedModel", f"{WRITERS}:write_tftrt",
                       unavailable=f"{WRITERS}:tftrt_unavailable"))

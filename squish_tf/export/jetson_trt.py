@@ -342,9 +342,18 @@ def paired_stats(subject_seconds, reference_seconds, batch_size):
           "rounds": int(len(ratios))}
 
 
-def compare(tf, subject, reference, batch_sizes, input_shape, warmup_runs, runs, rounds,
-            clock=time.perf_counter, seed=0):
-  """Times two serving functions interleaved per batch size: one row per size."""
+def compare(tf, subject, reference, batch_sizes, input_shape, **timing):
+  """Times two serving functions interleaved per batch size: one row per size.
+
+  `timing`: warmup_runs and runs (per batch size), rounds (the runs split into
+  that many A B rounds), and optionally clock (default time.perf_counter) and
+  seed (of the random pixels, default 0).
+  """
+  unknown = sorted(set(timing) - {"warmup_runs", "runs", "rounds", "clock", "seed"})
+  if unknown:
+    raise TypeError("compare() got unexpected timing arguments {}".format(unknown))
+  warmup_runs, runs, rounds = timing["warmup_runs"], timing["runs"], timing["rounds"]
+  clock, seed = timing.get("clock", time.perf_counter), timing.get("seed", 0)
   rng = np.random.RandomState(seed)
   invokes = max(1, int(np.ceil(runs / float(rounds))))
   rows = []
@@ -460,7 +469,8 @@ def main(argv=None):
         "saved_model": os.path.abspath(other_dir),
         "reference": reference_check(tf, other_function, args.reference_bundle_dir, other[0])}
     results["comparison"] = compare(tf, function, other_function, args.batch_sizes, input_shape,
-                                    args.warmup_runs, args.runs, args.rounds)
+                                    warmup_runs=args.warmup_runs, runs=args.runs,
+                                    rounds=args.rounds)
   print_results(tf, results, args, device)
   write_json(results, args.output_json)
   return 0
