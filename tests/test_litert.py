@@ -11,7 +11,7 @@ from squish_tf.bench import benchmark as benchmark_lib
 from squish_tf.bench import config as bench_config_lib
 from squish_tf.bench import pairs as speed_pairs
 from squish_tf.bench import runners as runners_lib
-from squish_tf.export import exporter
+from squish_tf.export import writers as writers_lib
 from squish_tf.export import tflite as tflite_lib
 from squish_tf.net import models
 from squish_tf.net import spec as spec_lib
@@ -183,7 +183,7 @@ def test_export_parity_benchmark_and_pairs_construct_the_shared_runner(files, pi
   monkeypatch.setattr(litert, "LiteRTRunner", Recording)
   content = open(files["fp32"], "rb").read()
   keras_eval = np.asarray(files["model"](pixels.astype(np.float32)))
-  entry = exporter._tflite_entry(  # pylint: disable=protected-access
+  entry = writers_lib.tflite_entry(
       str(tmp_path), "fp32", content, pixels, None, keras_eval, 4, 2)
   assert built == ["model_fp32.tflite"] and entry["parity"]["max_abs_diff"] < 1e-4
   config = bench_config_lib.BenchmarkConfig(batch_sizes=(1,), min_seconds=0.0, min_runs=1,

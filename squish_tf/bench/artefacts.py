@@ -5,6 +5,7 @@ import fnmatch
 import os
 from typing import Any, Dict, Optional, Sequence
 
+from squish_tf.export import formats as formats_lib
 from squish_tf.net import metrics as metrics_lib
 from squish_tf.net import model_io
 from squish_tf.runtime import litert as litert_lib
@@ -12,10 +13,10 @@ from squish_tf.runtime import litert as litert_lib
 SAVED_MODEL_DIR = "saved_model"
 
 
-# The export's standard artefacts, in the order tables list them. Any other
-# `<name>.tflite` in an export dir is benchmarked too, as `tflite_<name>`.
-ARTEFACT_ORDER = ("keras", "saved_model", "tflite_fp32", "tflite_fp16", "tflite_dynamic",
-                  "tflite_int8", "tflite_qat_int8")
+# The export's standard artefacts, in the order tables list them (the Keras model, then
+# each built-in export format's file: `formats.artefact_order()` adds any registered
+# since). Any other `<name>.tflite` in an export dir is benchmarked too, as `tflite_<name>`.
+ARTEFACT_ORDER = formats_lib.artefact_order()
 
 
 def artefact_name(tflite_file: str) -> str:
@@ -67,7 +68,7 @@ def find_artefacts(model_dir: Optional[str],
                      f"{model_io.MODEL_FILE}, and no export directory was given. Pass a model dir "
                      "the job wrote (ancestor/, squishednet/, baselines/<name>/, ...) or an "
                      "--export_dir with .tflite files.")
-  ordered = {name: found[name] for name in ARTEFACT_ORDER if name in found}
+  ordered = {name: found[name] for name in formats_lib.artefact_order() if name in found}
   ordered.update({name: path for name, path in found.items() if name not in ordered})
   if formats is None:
     return ordered

@@ -7,14 +7,16 @@ from typing import Optional
 from squish_tf import fields as fields_lib
 from squish_tf.bench import latency_table as latency_table_lib
 from squish_tf.evolve import encoding as synthesis
+from squish_tf.evolve import registries
 from squish_tf.train import config as train_config_lib
 
 # How offspring start: from the parent's surviving weights, or fresh (`squish_tf.evolve.surgery`).
 OFFSPRING_INITS = ("inherit", "scratch")
 # How the winner becomes the SquishedNet (`squish_tf.evolve.polish`).
 FINAL_INITS = ("scratch", "inherit", "best")
-# How a generation's candidate is chosen (`squish_tf.evolve.evolution.select`).
-SELECTIONS = ("top1", "top1_per_ms")
+# How a generation's candidate is chosen (`squish_tf.evolve.evolution.select`): the
+# registered selection rules.
+SELECTIONS = registries.selections.names()
 
 
 # A size target is aimed at this fraction of itself (see _generation_synthesis).

@@ -27,11 +27,13 @@ from typing import Any, Dict, List, Mapping, Optional
 import numpy as np
 
 from squish_tf import fields as fields_lib
+from squish_tf.evolve import registries
 from squish_tf.net import spec as spec_lib
 from squish_tf.net.wiring import channel_sources, spec_with_counts
 
-ENV_MODES = ("constant", "target", "cost_weighted")
-COSTS = ("params", "macs", "latency")
+# The options' allowed values: the registries' members (`squish_tf.evolve.registries`).
+ENV_MODES = registries.env_modes.names()
+COSTS = registries.costs.names()
 
 
 # A fraction times a filter count is compared with this slack before `ceil`, so

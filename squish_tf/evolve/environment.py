@@ -4,13 +4,13 @@ child, the factor that reaches a size or speed target, and `sample_offspring`. n
 
 import dataclasses
 import logging
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 import numpy as np
 
 from squish_tf.bench.latency_table import LatencyTable
+from squish_tf.evolve import registries
 from squish_tf.evolve.encoding import (
-  COSTS,
   MAX_ROOT_STEPS,
   MIN_FACTOR,
   TARGET_TOLERANCE,
@@ -83,11 +83,8 @@ class _CostModel:
     return params, macs
 
   def measure(self, counts: Mapping[str, float], cost: str) -> float:
-    """One cost of `counts`: params, MACs or predicted latency (ms)."""
-    if cost == "latency":
-      return _require_latency(cost, self.latency).predict_counts(self.spec, counts)
-    params, macs = self.cost(counts)
-    return params if cost == "params" else macs
+    """One cost of `counts` (`registries.costs`): params, MACs or predicted latency (ms)."""
+    return registries.costs.lookup(cost).count(self, counts)
 
   def parent(self, cost: str) -> float:
     """The parent's own cost."""
@@ -101,6 +98,21 @@ def _require_latency(cost: str, latency: Optional[Any]):
   return latency
 
 
+def params_of_counts(model: "_CostModel", counts: Mapping[str, float]) -> float:
+  """--cost=params of a child with `counts` filters per prunable layer."""
+  return model.cost(counts)[0]
+
+
+def macs_of_counts(model: "_CostModel", counts: Mapping[str, float]) -> float:
+  """--cost=macs of a child with `counts` filters per prunable layer."""
+  return model.cost(counts)[1]
+
+
+def latency_of_counts(model: "_CostModel", counts: Mapping[str, float]) -> float:
+  """--cost=latency: the table's predicted ms of a child with `counts` filters per layer."""
+  return _require_latency("latency", model.latency).predict_counts(model.spec, counts)
+
+
 def filter_costs(spec: spec_lib.NetSpec, cost: str = "params",
                  latency: Optional[Any] = None) -> Dict[str, float]:
   """What one filter of each prunable layer costs, in params, MACs or predicted ms.
@@ -111,24 +123,39 @@ def filter_costs(spec: spec_lib.NetSpec, cost: str = "params",
   same spec with one filter fewer in that layer (for latency, the table's
   prediction minus the same, `squish_tf.bench.latency.filter_latency`).
   """
-  if cost not in COSTS:
-    raise ValueError(f"cost must be one of {COSTS}, got {cost!r}.")
-  if cost == "latency":
-    pass  # MOVER: import dropped  # pylint: disable=g-import-not-at-top
+  return registries.costs.lookup(cost).filter_costs(spec, latency)
 
-    return filter_latency(_require_latency(cost, latency), spec)
+
+def params_per_filter(spec: spec_lib.NetSpec, latency: Optional[Any] = None) -> Dict[str, float]:
+  """--cost=params of one filter per prunable layer (`filter_costs`)."""
+  del latency
+  return _per_filter(spec, lambda layer: 1, bias=1)
+
+
+def macs_per_filter(spec: spec_lib.NetSpec, latency: Optional[Any] = None) -> Dict[str, float]:
+  """--cost=macs of one filter per prunable layer (`filter_costs`)."""
+  del latency
+  return _per_filter(spec, lambda layer: layer.out_height * layer.out_width, bias=0)
+
+
+def latency_per_filter(spec: spec_lib.NetSpec, latency: Optional[Any] = None
+                       ) -> Dict[str, float]:
+  """--cost=latency of one filter per prunable layer (`filter_costs`)."""
+  return filter_latency(_require_latency("latency", latency), spec)
+
+
+def _per_filter(spec: spec_lib.NetSpec, pixels: Callable[[Any], int],
+                bias: int) -> Dict[str, float]:
+  """Its kernel (and bias) and the slice it feeds in every consumer, each weight times the
+  output pixels it runs at (`pixels(layer)`: 1 for params)."""
   shapes = {layer.name: layer for layer in spec.layer_shapes()}
   readers = consumers(spec)
   out = {}
   for name, _ in spec.prunable_layers():
     own = shapes[name]
-    if cost == "params":
-      value = own.kernel_size**2 * own.in_channels + 1
-      value += sum(shapes[c].kernel_size**2 * shapes[c].filters for c in readers[name])
-    else:
-      value = own.out_height * own.out_width * own.kernel_size**2 * own.in_channels
-      value += sum(shapes[c].out_height * shapes[c].out_width * shapes[c].kernel_size**2 *
-                   shapes[c].filters for c in readers[name])
+    value = pixels(own) * own.kernel_size**2 * own.in_channels + bias
+    value += sum(pixels(shapes[c]) * shapes[c].kernel_size**2 * shapes[c].filters
+                 for c in readers[name])
     out[name] = value
   return out
 
@@ -272,15 +299,36 @@ def environment_factors(spec: spec_lib.NetSpec, config: SynthesisConfig,
   Raises:
     ValueError: "target" without strengths, or a target below the floors.
   """
+  return registries.env_modes.lookup(config.env_mode).factors_of(spec, config, strengths,
+                                                                  latency)
+
+
+def constant_factors(spec: spec_lib.NetSpec, config: SynthesisConfig,
+                     strengths: Optional[Mapping[str, np.ndarray]] = None,
+                     latency: Optional[Any] = None) -> Dict[str, float]:
+  """--env_mode=constant: F_l = env_factor for every layer (the paper)."""
+  del strengths, latency
+  return {name: float(config.env_factor) for name, _ in spec.prunable_layers()}
+
+
+def target_factors(spec: spec_lib.NetSpec, config: SynthesisConfig,
+                   strengths: Optional[Mapping[str, np.ndarray]] = None,
+                   latency: Optional[Any] = None) -> Dict[str, float]:
+  """--env_mode=target: F solved so that the expected child cost is target_fraction of the
+  parent's, shared between modules by their cost (`target_env_factor`)."""
+  if strengths is None:
+    raise ValueError("--env_mode=target needs the parent's filter strengths to compute the "
+                     "expected child size; pass strengths=layer_strengths(model, spec).")
+  factor = target_env_factor(spec, strengths, config, latency)
+  return _target_factors(spec, config, factor, latency)
+
+
+def cost_weighted_factors(spec: spec_lib.NetSpec, config: SynthesisConfig,
+                          strengths: Optional[Mapping[str, np.ndarray]] = None,
+                          latency: Optional[Any] = None) -> Dict[str, float]:
+  """--env_mode=cost_weighted: F_l = clip(env_factor * (mean_cost / cost_l)^gamma, f_min, 1)."""
+  del strengths
   names = [name for name, _ in spec.prunable_layers()]
-  if config.env_mode == "constant":
-    return {name: float(config.env_factor) for name in names}
-  if config.env_mode == "target":
-    if strengths is None:
-      raise ValueError("--env_mode=target needs the parent's filter strengths to compute the "
-                       "expected child size; pass strengths=layer_strengths(model, spec).")
-    factor = target_env_factor(spec, strengths, config, latency)
-    return _target_factors(spec, config, factor, latency)
   costs = filter_costs(spec, config.cost, latency)
   filters = dict(spec.prunable_layers())
   # The average filter (weighted by filter count) faces exactly env_factor.
@@ -336,9 +384,7 @@ def target_env_factor(spec: spec_lib.NetSpec, strengths: Mapping[str, np.ndarray
   smallest = expected(0.0)  # F -> 0: every layer at its floor, deterministically
   if target < smallest * (1.0 - 1e-12):
     floor_spec = smallest_child_spec(spec, config)
-    what = {"params": f"{target:,.0f} params ({target * 4 / 1e6:.3f} MB)",
-            "macs": f"{target:,.0f} MACs",
-            "latency": f"{target:.4f} ms (predicted)"}[config.cost]
+    what = registries.costs.lookup(config.cost).amount(target)
     raise ValueError(
         f"--target_fraction={config.target_fraction} asks for an expected child of {what}, "
         f"but the floors (--min_filters={config.min_filters}, --min_fraction="

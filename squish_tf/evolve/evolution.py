@@ -37,11 +37,11 @@ from squish_tf.bench import latency as latency_lib
 from squish_tf.bench import latency_table as latency_table_lib
 from squish_tf.evolve import encoding as synthesis
 from squish_tf.evolve import environment as environment_lib
+from squish_tf.evolve import registries
 from squish_tf.evolve import surgery
 from squish_tf.evolve.candidates import GenerationTask, Runner
 from squish_tf.evolve.config import (
   LATENCY_THREADS,
-  SELECTIONS,
   TARGET_MARGIN,
   EvolutionConfig,
 )
@@ -376,53 +376,19 @@ def select(records: Sequence[Dict[str, Any]], ancestor_top1: float,
     records: a generation's candidate records.
     ancestor_top1: the ancestor's validation top-1 (the budget's reference).
     max_accuracy_drop: the budget, a fraction.
-    how: "top1": the highest validation top-1, ties to fewer params.
-      "top1_per_ms": the least validation top-1 lost per millisecond of
-      measured latency saved over the parent, the milliseconds on the
-      ancestor's clock: a latency is 1 / its measured speed-up over the
-      ancestor (`measured_speedup`, a ratio within one timing session), so
-      a candidate and a parent timed in another session (another generation,
-      the machine busier or not) compare; (parent_top1 - top1) /
-      (1 / parent_speedup - 1 / speedup). Candidates that save time and lose
-      nothing (or gain) come first, the one saving the most time first (on a
-      negative ratio "smaller" would favour the least saving: a gain of 0.1
-      points for 0.01% of the time would beat 2 points for 10%); then those
-      that lose accuracy, by the ratio; last those that save no time, by
-      top-1. Ties go to the higher top-1, then fewer params.
+    how: the selection rule (`registries.selections`: "top1", "top1_per_ms";
+      `squish_tf.evolve.selection` says how each ranks).
     parent_top1, parent_speedup: the parent's validation top-1 and its
       measured speed-up over the ancestor (the ancestor's own, 1, for
-      generation 1); "top1_per_ms" only.
+      generation 1); for rules that weigh accuracy against time.
   """
+  if how not in registries.selections:
+    raise ValueError(f"--select must be one of {registries.selections.names()}, got {how!r}.")
   eligible = [r for r in records if r["status"] == "ok"
               and ancestor_top1 - r["top1"] <= max_accuracy_drop + 1e-12]
   if not eligible:
     return None
-  if how == "top1":
-    return min(eligible, key=lambda r: (-r["top1"], r["params"], r["candidate"]))
-  if how != "top1_per_ms":
-    raise ValueError(f"--select must be one of {SELECTIONS}, got {how!r}.")
-  if parent_top1 is None or parent_speedup is None:
-    raise ValueError("--select=top1_per_ms needs the parent's validation top-1 and measured "
-                     f"speed-up, got top1={parent_top1!r}, measured_speedup={parent_speedup!r}.")
-  unmeasured = [r["id"] if "id" in r else r["candidate"] for r in eligible
-                if (r.get("measured_speedup") or {}).get("median") is None]
-  if unmeasured:
-    raise ValueError(f"--select=top1_per_ms needs every candidate's measured speed-up; "
-                     f"{unmeasured} have none.")
-
-  def rank(record):
-    # The ancestor's latency in the candidate's session is 1.
-    saved = 1.0 / parent_speedup - 1.0 / record["measured_speedup"]["median"]
-    lost = parent_top1 - record["top1"]
-    if not saved > 0:
-      group, value = 2, 0.0
-    elif lost <= 0:
-      group, value = 0, -saved
-    else:
-      group, value = 1, lost / saved
-    return (group, value, -record["top1"], record["params"], record["candidate"])
-
-  return min(eligible, key=rank)
+  return registries.selections.lookup(how).chosen(eligible, parent_top1, parent_speedup)
 
 
 def targets_met(record: Dict[str, Any], config: EvolutionConfig,

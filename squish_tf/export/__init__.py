@@ -14,7 +14,9 @@ metadata and labels.txt every .tflite file carries, for the app SDKs; its schema
 the schema's generated Python are vendored in `third_party/tflite_support/`),
 `jetson` (the frozen-graph bundle for TF 2.7 on JetPack 4.6), `jetson_trt`
 (the on-device script, Python 3.6), `tftrt` (TF-TRT where TensorFlow has
-TensorRT), `exporter` (all of it, atomically, with the export.json manifest).
+TensorRT), `formats` (the registry of export formats: one record each, its name, label and
+writer), `writers` (what one export works from, and each built-in format's writer),
+`exporter` (all of it, atomically, with the export.json manifest).
 
 Every export of a SqueezeNet-family model is BN-folded: the SavedModel, the
 TFLite files and the Jetson graph are written from
@@ -28,31 +30,22 @@ Importing the package (or its `config`) loads no TensorFlow: the rest is importe
 first used.
 """
 
-import importlib
+# The names below load on first use (PEP 562): importing a module of this package, such
+# as the TensorFlow-free `formats` registry the report reads, does not load TensorFlow.
+_EXPORTER = ("DATA_FORMATS", "FORMATS", "MANIFEST_FILE", "SPEC_FORMATS", "ExportData",
+             "ExportOptions", "available_formats", "export_all", "gzip_size", "is_complete",
+             "load_export_data", "parse_formats", "parity", "qat_int8_artefact",
+             "summary_table")
+_TFLITE = {"TFLITE_FILES": "FILES", "op_counts": "op_counts", "run_tflite": "run_tflite"}
 
-from squish_tf.export.config import FORMATS
-
-# Names of the package -> the module that defines them (imported on first use).
-_LAZY = {
-    **dict.fromkeys(("DATA_FORMATS", "MANIFEST_FILE", "SPEC_FORMATS", "ExportData",
-                     "available_formats", "export_all", "gzip_size", "is_complete",
-                     "load_export_data", "parse_formats", "parity", "qat_int8_artefact",
-                     "summary_table"), "squish_tf.export.exporter"),
-    **dict.fromkeys(("op_counts", "run_tflite"), "squish_tf.export.tflite"),
-}
+__all__ = sorted(_EXPORTER + tuple(_TFLITE))
 
 
 def __getattr__(name):
-  if name == "TFLITE_FILES":
-    return importlib.import_module("squish_tf.export.tflite").FILES
-  if name in _LAZY:
-    return getattr(importlib.import_module(_LAZY[name]), name)
-  raise AttributeError(f"module 'squish_tf.export' has no attribute {name!r}")
-
-
-__all__ = [
-    "DATA_FORMATS", "FORMATS", "MANIFEST_FILE", "SPEC_FORMATS", "TFLITE_FILES", "ExportData",
-    "available_formats", "export_all", "gzip_size", "is_complete",
-    "load_export_data", "op_counts", "parse_formats", "parity", "qat_int8_artefact", "run_tflite",
-    "summary_table",
-]
+  if name in _EXPORTER:
+    from squish_tf.export import exporter  # pylint: disable=g-import-not-at-top
+    return getattr(exporter, name)
+  if name in _TFLITE:
+    from squish_tf.export import tflite  # pylint: disable=g-import-not-at-top
+    return getattr(tflite, _TFLITE[name])
+  raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

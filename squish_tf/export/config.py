@@ -7,8 +7,9 @@ import dataclasses
 from typing import Optional, Sequence
 
 from squish_tf import fields as fields_lib
+from squish_tf.export import formats as formats_lib
 
-FORMATS = ("saved_model", "fp32", "fp16", "dynamic", "int8", "qat_int8", "jetson", "tftrt")
+FORMATS = formats_lib.names()  # the registered export formats
 # Training images (no augmentation) that calibrate full-int8.
 CALIBRATION_IMAGES = 200
 # Small: QAT should adapt the weights to quantization, not keep training the model.

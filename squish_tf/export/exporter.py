@@ -37,56 +37,36 @@ from squish_tf import files as files_lib
 from squish_tf.data import config as data_config_lib
 from squish_tf.data import images as images_lib
 from squish_tf.data import pipeline as data_lib
+from squish_tf.export import formats as formats_lib
 from squish_tf.export import jetson as jetson_lib
-from squish_tf.export import metadata as metadata_lib
-from squish_tf.export import micro as micro_lib
 from squish_tf.export import qat as qat_lib  # tfmot itself is imported lazily, when used
 from squish_tf.export import saved_model as saved_model_lib
-from squish_tf.export import tflite as tflite_lib
-from squish_tf.export import tftrt as tftrt_lib
-from squish_tf.export.config import CALIBRATION_IMAGES, FORMATS
+from squish_tf.export.writers import (
+  CALIBRATION_IMAGES,
+  MAX_EVAL_IMAGES,
+  PARITY_IMAGES,
+  Export,
+  ExportData,
+  ExportOptions,
+  as_float,
+  parity,
+  walk_files,
+)
+from squish_tf.export.writers import accuracy as accuracy_of
 from squish_tf.net import batch_norm, model_io
 from squish_tf.net import spec as spec_lib
 from squish_tf.net.describe import spec_or_foreign
-from squish_tf.runtime import litert as litert_lib
 
-DATA_FORMATS = ("int8", "qat_int8")  # need training images
-SPEC_FORMATS = ("qat_int8", "jetson")  # need a SqueezeNet spec (tf_keras twin, layer names)
-TFLITE_FORMATS = ("fp32", "fp16", "dynamic", "int8", "qat_int8")
+# The package's own formats, as the registry lists them (`formats.names()` adds any
+# registered since; the registry is what every check below reads).
+FORMATS = formats_lib.names()
+DATA_FORMATS = tuple(f.name for f in formats_lib.REGISTRY if f.needs_data)  # training images
+SPEC_FORMATS = tuple(f.name for f in formats_lib.REGISTRY if f.needs_spec)  # a SqueezeNet spec
+TFLITE_FORMATS = tuple(f.name for f in formats_lib.REGISTRY if f.tflite)
 NO_DATA = ("", "none")  # --dataset values meaning "no data"
 MANIFEST_FILE = "export.json"
 LABELS_FILE = "labels.txt"
 MANIFEST_VERSION = 1
-PARITY_IMAGES = 64
-MAX_EVAL_IMAGES = 2000
-REFERENCE_IMAGES = 8  # shipped in the Jetson bundle
-
-
-@dataclasses.dataclass
-class ExportData:
-  """What an export needs from a dataset.
-
-  Attributes:
-    calibration_images: uint8 [N, H, W, 3] training images without
-      augmentation (the int8 converters' representative dataset).
-    train_ds: batched (float32 pixels, int32 labels) training pipeline for
-      QAT fine-tuning (augmented or not, as the data flags say).
-    eval_images: uint8 [M, H, W, 3] held-out images (parity and accuracy).
-    eval_labels: int32 [M] their labels.
-    class_names: the dataset's class names.
-    description: what was loaded, for the manifest.
-    eval_split: which split the eval images are from ("test" or
-      "validation"); the manifest's `parity_source` and
-      `data.accuracy_split`.
-  """
-
-  calibration_images: np.ndarray
-  train_ds: Optional[tf.data.Dataset]
-  eval_images: np.ndarray
-  eval_labels: np.ndarray
-  class_names: Tuple[str, ...] = ()
-  description: Dict[str, Any] = dataclasses.field(default_factory=dict)
-  eval_split: str = "validation"
 
 
 def has_data(data_config: Optional[data_config_lib.DataConfig]) -> bool:
@@ -95,35 +75,37 @@ def has_data(data_config: Optional[data_config_lib.DataConfig]) -> bool:
 
 def available_formats(with_data: bool = True) -> List[str]:
   """The formats this machine can produce (TF-TRT only where TensorFlow has TensorRT)."""
-  return [name for name in FORMATS
-          if (name != "tftrt" or tftrt_lib.tensorrt_available())
-          and (with_data or name not in DATA_FORMATS)]
+  return [f.name for f in formats_lib.REGISTRY
+          if f.unavailable_reason() is None and (with_data or not f.needs_data)]
 
 
 def parse_formats(formats: Union[None, str, Sequence[str]], with_data: bool) -> List[str]:
   """Validates a format list ("fp32,int8" or a sequence); None or "" means the default.
 
-  The default is every format this machine can produce, without int8 and
-  qat_int8 when there is no data.
+  The default is every format this machine can produce, without the ones that need
+  training images (int8, qat_int8) when there is no data.
   """
   names = formats.split(",") if isinstance(formats, str) else list(formats or ())
   names = [name.strip().lower() for name in names if name.strip()]
   if not names:
     return available_formats(with_data)
-  unknown = [name for name in names if name not in FORMATS]
+  known = formats_lib.names()
+  unknown = [name for name in names if name not in known]
   if unknown:
-    raise ValueError(f"Unknown export format(s) {unknown}; known formats are {', '.join(FORMATS)} "
+    raise ValueError(f"Unknown export format(s) {unknown}; known formats are {', '.join(known)} "
                      "(comma-separated, e.g. --formats=saved_model,int8).")
   if not with_data:
-    needs_data = [name for name in names if name in DATA_FORMATS]
+    needs_data = [name for name in names if formats_lib.lookup(name).needs_data]
     if needs_data:
       raise ValueError(f"Formats {needs_data} need training images (int8 calibration, QAT "
                        "fine-tuning), but no data was given; pass the data flags "
                        "(e.g. --dataset=shapes10 --image_size=<the model's>), or leave these "
                        "formats out.")
-  if "tftrt" in names and not tftrt_lib.tensorrt_available():
-    raise ValueError(f"Format 'tftrt': {tftrt_lib.unavailable_reason()}")
-  return list(dict.fromkeys(name for name in FORMATS if name in names))
+  for name in dict.fromkeys(names):
+    reason = formats_lib.lookup(name).unavailable_reason()
+    if reason is not None:
+      raise ValueError(f"Format {name!r}: {reason}")
+  return [name for name in known if name in names]
 
 
 def load_export_data(config: data_config_lib.DataConfig,
@@ -177,36 +159,26 @@ def export_all(model_dir: str,
                export_dir: Optional[str] = None,
                formats: Union[None, str, Sequence[str]] = None,
                data_config: Optional[data_config_lib.DataConfig] = None,
-               qat_epochs: int = 1,
                overwrite: bool = False,
                data: Optional[ExportData] = None,
-               qat_learning_rate: float = qat_lib.DEFAULT_LEARNING_RATE,
-               calibration_images: int = CALIBRATION_IMAGES,
-               max_eval_images: int = MAX_EVAL_IMAGES,
-               num_threads: int = tflite_lib.DEFAULT_NUM_THREADS,
-               verbose: Any = 0,
-               qat_result: Optional[Callable[[], Dict[str, Any]]] = None) -> Dict[str, Any]:
+               qat_result: Optional[Callable[[], Dict[str, Any]]] = None,
+               **options: Any) -> Dict[str, Any]:
   """Exports a trained or evolved model directory to every requested format.
 
   Args:
     model_dir: a model directory (model.keras, spec.json, metrics.json).
     export_dir: where the export goes; default `<model_dir>/export`.
-    formats: comma-separated names or a sequence from `FORMATS`; None means
-      everything this machine can produce (`available_formats`).
+    formats: comma-separated names or a sequence of registered formats
+      (`formats.names()`); None: all this machine makes (`available_formats`).
     data_config: the data flags; None or dataset "none" means no data, which
       rules out int8 and qat_int8 and makes parity use random pixels.
-    qat_epochs: QAT fine-tuning epochs (>= 1 when qat_int8 is exported).
     overwrite: replace an existing export_dir; otherwise it is refused.
     data: images already at hand (tests, the main job); overrides data_config.
-    qat_learning_rate: Adam learning rate of QAT fine-tuning.
-    calibration_images: representative training images for int8.
-    max_eval_images: validation images for the accuracy figures.
-    num_threads: LiteRT threads when measuring parity and accuracy.
-    verbose: Keras verbosity of QAT fine-tuning.
     qat_result: returns `qat_int8_artefact`'s result for this model, made
-      elsewhere (the main job runs QAT in a worker process while this one
-      converts the other formats); called when qat_int8's turn comes. None
-      runs QAT here.
+      elsewhere (the main job runs QAT in a worker while this process converts
+      the other formats); called when qat_int8's turn comes. None: QAT here.
+    **options: `ExportOptions` fields by keyword: qat_epochs, qat_learning_rate,
+      calibration_images, max_eval_images, num_threads, verbose.
 
   Returns:
     The manifest written to `<export_dir>/export.json`.
@@ -215,52 +187,88 @@ def export_all(model_dir: str,
     ValueError: unknown format, no model in model_dir, int8/qat_int8 without
       data, an existing export_dir without overwrite, data whose image size is
       not the model's, TF-TRT on a TensorFlow without TensorRT.
+    TypeError: an option ExportOptions does not have.
   """
+  settings = ExportOptions(**options)
   with_data = data is not None or has_data(data_config)
   names = parse_formats(formats, with_data)
   spec = spec_or_foreign(model_dir)
+  export_dir = export_dir or os.path.join(model_dir, "export")
+  _check_request(model_dir, export_dir, names, spec, overwrite, settings.qat_epochs)
+  if data is None and with_data:
+    _check_image_size(data_config.image_size, spec, "--image_size")
+    data = load_export_data(data_config, settings.calibration_images, settings.max_eval_images)
+  if data is not None:
+    _check_image_size(int(data.eval_images.shape[1]), spec, "the data's image size")
+    if "qat_int8" in names and data.train_ds is None:
+      raise ValueError("qat_int8 fine-tunes on training data, but the ExportData given has no "
+                       "train_ds; add one or leave qat_int8 out.")
+  model, _, metrics = model_io.load_model_dir(model_dir, require_spec=False)
+  with files_lib.atomic_path(export_dir) as work:
+    os.makedirs(work)
+    export = _start_export(work, model, spec, _class_names(metrics, data, spec), data, settings,
+                           qat_result)
+    manifest = _manifest_head(model_dir, export_dir, export)
+    manifest["formats"] = _write_formats(export, names)
+    if "saved_model" not in names:
+      shutil.rmtree(export.saved_dir)  # only the converters' source
+    manifest["files"] = dict(walk_files(work))
+    files_lib.write_json(os.path.join(work, MANIFEST_FILE), manifest)
+  return manifest
+
+
+def _check_request(model_dir: str, export_dir: str, names: Sequence[str], spec,
+                   overwrite: bool, qat_epochs: int) -> None:
+  """Refuses, before anything is loaded or written, an export that cannot be made."""
   if not isinstance(spec, spec_lib.NetSpec):
-    needs_spec = [name for name in names if name in SPEC_FORMATS]
+    needs_spec = [name for name in names if formats_lib.lookup(name).needs_spec]
     if needs_spec:
+      others = [f.name for f in formats_lib.REGISTRY if not f.needs_spec]
       raise ValueError(f"Formats {needs_spec} need a SqueezeNet-family model (spec.json) but "
                        f"{model_dir!r} holds another Keras model; export it to "
-                       f"{', '.join(n for n in FORMATS if n not in SPEC_FORMATS)} only.")
+                       f"{', '.join(others)} only.")
   if not os.path.isfile(os.path.join(model_dir, model_io.MODEL_FILE)):
     raise ValueError(f"{model_dir!r} holds no {model_io.MODEL_FILE}: there is no model to "
                      "export. Pass the --model_dir of a finished training or evolution run.")
-  export_dir = export_dir or os.path.join(model_dir, "export")
   if os.path.exists(export_dir) and not overwrite:
     raise ValueError(f"Export directory {export_dir!r} already exists; pass --overwrite to "
                      "replace it, or choose another --export_dir.")
   if "qat_int8" in names and qat_epochs < 1:
     raise ValueError(f"qat_int8 needs --qat_epochs >= 1 (the quantizers' ranges are learned "
                      f"while fine-tuning), got {qat_epochs}.")
-  if data is None and with_data:
-    _check_image_size(data_config.image_size, spec, "--image_size")
-    data = load_export_data(data_config, calibration_images, max_eval_images)
-  if data is not None:
-    _check_image_size(int(data.eval_images.shape[1]), spec, "the data's image size")
-    if "qat_int8" in names and data.train_ds is None:
-      raise ValueError("qat_int8 fine-tunes on training data, but the ExportData given has no "
-                       "train_ds; add one or leave qat_int8 out.")
 
-  model, _, metrics = model_io.load_model_dir(model_dir, require_spec=False)
-  # What every format but QAT is made from: batch norm folded (foreign models as they are).
-  deployed, deployed_spec = batch_norm.for_export(model, spec)
-  class_names = _class_names(metrics, data, spec)
+
+def _start_export(work: str, model, spec, class_names: Tuple[str, ...],
+                  data: Optional[ExportData], options: ExportOptions,
+                  qat_result: Optional[Callable[[], Dict[str, Any]]]) -> Export:
+  """labels.txt and the BN-folded SavedModel under `work`, and the Keras model's outputs.
+
+  Parity and accuracy images: the data's held-out ones, or seeded random pixels.
+  """
   if data is not None and len(data.eval_images):
     eval_images, eval_labels = images_lib.as_pixels(data.eval_images), data.eval_labels
-    parity_source = data.eval_split
   else:
     eval_images = np.random.default_rng(0).integers(
         0, 256, (PARITY_IMAGES,) + spec.input_shape, dtype=np.uint8)
-    eval_labels, parity_source = None, "random_pixels"
-  parity_images = eval_images[:PARITY_IMAGES]
+    eval_labels = None
+  # What every format but QAT is made from: batch norm folded (foreign models as they are).
+  deployed, deployed_spec = batch_norm.for_export(model, spec)
   keras_eval = np.asarray(model.predict(eval_images.astype(np.float32), batch_size=64,
                                         verbose=0), np.float32)
-  keras_parity = keras_eval[:len(parity_images)]
+  labels_text = jetson_lib.labels_text(class_names)  # also in every .tflite (metadata)
+  files_lib.write_text(os.path.join(work, LABELS_FILE), labels_text)
+  saved_dir = os.path.join(work, saved_model_lib.DIRECTORY)
+  saved_model_lib.write_saved_model(deployed, deployed_spec, saved_dir)
+  return Export(work=work, model=model, spec=spec, saved_dir=saved_dir, labels_text=labels_text,
+                class_names=class_names, data=data, eval_images=eval_images,
+                eval_labels=eval_labels, keras_eval=keras_eval, options=options,
+                qat_result=qat_result)
 
-  manifest: Dict[str, Any] = {
+
+def _manifest_head(model_dir: str, export_dir: str, export: Export) -> Dict[str, Any]:
+  """export.json's description of the model, the data and the Keras model's accuracy."""
+  spec, data = export.spec, export.data
+  return {
       "version": MANIFEST_VERSION,
       "model_dir": os.path.abspath(model_dir),
       "export_dir": os.path.abspath(export_dir),
@@ -270,68 +278,34 @@ def export_all(model_dir: str,
                 "input_shape": list(spec.input_shape), "num_classes": spec.num_classes,
                 "keras_bytes": os.path.getsize(os.path.join(model_dir, model_io.MODEL_FILE)),
                 "batch_norm_folded": bool(getattr(spec, "batch_norm", False))},
-      "class_names": list(class_names),
+      "class_names": list(export.class_names),
       "data": None if data is None else {
           **data.description, "accuracy_split": data.eval_split,
           "calibration_images": int(len(data.calibration_images)),
-          "eval_images": int(len(eval_images))},
-      "parity_source": parity_source,
-      "parity_images": int(len(parity_images)),
-      "keras": {"accuracy": _accuracy(keras_eval, eval_labels)},
-      "formats": {},
+          "eval_images": int(len(export.eval_images))},
+      "parity_source": data.eval_split if data is not None and len(data.eval_images)
+                       else "random_pixels",
+      "parity_images": int(len(export.parity_images)),
+      "keras": {"accuracy": accuracy_of(export.keras_eval, export.eval_labels)},
   }
 
-  with files_lib.atomic_path(export_dir) as work:
-    os.makedirs(work)
-    labels_text = jetson_lib.labels_text(class_names)  # also in every .tflite (metadata)
-    files_lib.write_text(os.path.join(work, LABELS_FILE), labels_text)
-    saved_dir = os.path.join(work, saved_model_lib.DIRECTORY)
-    saved_model_lib.write_saved_model(deployed, deployed_spec, saved_dir)
-    if "saved_model" in names:
-      manifest["formats"]["saved_model"] = _saved_model_entry(work, saved_dir, parity_images,
-                                                              keras_parity)
-    for name in ("fp32", "fp16", "dynamic", "int8"):
-      if name in names:
-        content = tflite_lib.convert_saved_model(
-            saved_dir, name, _float(data.calibration_images) if data is not None else None)
-        content = metadata_lib.with_metadata(content, labels_text, name=spec.name)
-        manifest["formats"][name] = _tflite_entry(work, name, content, eval_images, eval_labels,
-                                                  keras_eval, len(parity_images), num_threads)
-        if name == "int8":  # what a microcontroller needs, from TFLM itself
-          manifest["formats"][name]["micro"] = micro_lib.micro_check(
-              os.path.join(work, tflite_lib.FILES[name]), images_lib.as_pixels(eval_images),
-              num_threads)
-    if "jetson" in names:
-      manifest["formats"]["jetson"] = _jetson_entry(work, model, spec, class_names,
-                                                    parity_images, keras_parity)
-    if "tftrt" in names:
-      output = os.path.join(work, tftrt_lib.DIRECTORY)
-      tftrt_lib.convert_saved_model(saved_dir, output, "FP16")
-      manifest["formats"]["tftrt"] = {"precision": "FP16", **_files_entry(work, [output])}
-    if "qat_int8" in names:
-      # Last: importing tfmot switches tf.keras to tf_keras for the whole process.
-      # The trained model, batch norm and all: tfmot quantizes conv + BN + ReLU as one.
-      result = qat_result() if qat_result is not None else qat_lib.qat_int8_tflite(
-          model, spec, data.train_ds, qat_epochs, _float(data.calibration_images),
-          learning_rate=qat_learning_rate, verbose=verbose)
-      content = metadata_lib.with_metadata(result["tflite"], labels_text, name=spec.name)
-      entry = _tflite_entry(work, "qat_int8", content, eval_images, eval_labels,
-                            keras_eval, len(parity_images), num_threads)
-      entry["qat"] = {"epochs": result["epochs"], "learning_rate": result["learning_rate"],
-                      "history": result["history"]}
-      manifest["formats"]["qat_int8"] = entry
-    if "saved_model" not in names:
-      shutil.rmtree(saved_dir)  # only the converters' source
-    manifest["formats"] = {name: manifest["formats"][name] for name in FORMATS
-                           if name in manifest["formats"]}
-    fp32 = manifest["formats"].get("fp32")
-    for name in TFLITE_FORMATS:
-      if fp32 and name in manifest["formats"]:
-        manifest["formats"][name]["bytes_vs_fp32"] = manifest["formats"][name]["bytes"] / fp32[
-            "bytes"]
-    manifest["files"] = {path: size for path, size in _walk_files(work)}
-    files_lib.write_json(os.path.join(work, MANIFEST_FILE), manifest)
-  return manifest
+
+def _write_formats(export: Export, names: Sequence[str]) -> Dict[str, Dict[str, Any]]:
+  """Each format's writer, in registration order with the `last` ones after the others.
+
+  Returns:
+    {format: manifest entry}, in registration order; a .tflite entry also gives its
+    bytes against fp32's when fp32 was written.
+  """
+  chosen = [formats_lib.lookup(name) for name in formats_lib.names() if name in names]
+  written = {f.name: f.writer()(export, f.name)
+             for f in sorted(chosen, key=lambda f: f.last)}  # stable: registration order
+  entries = {f.name: written[f.name] for f in chosen}
+  fp32 = entries.get("fp32")
+  for f in chosen:
+    if fp32 and f.tflite:
+      entries[f.name]["bytes_vs_fp32"] = entries[f.name]["bytes"] / fp32["bytes"]
+  return entries
 
 
 def qat_int8_artefact(model_dir: str,
@@ -358,7 +332,7 @@ def qat_int8_artefact(model_dir: str,
   _check_image_size(data_config.image_size, spec, "--image_size")
   data = load_export_data(data_config, calibration_images, max_eval_images=1)
   return qat_lib.qat_int8_tflite(model, spec, data.train_ds, qat_epochs,
-                                 _float(data.calibration_images),
+                                 as_float(data.calibration_images),
                                  learning_rate=qat_learning_rate, verbose=verbose)
 
 
@@ -392,64 +366,6 @@ def summary_table(manifest: Dict[str, Any]) -> str:
   return "\n".join(lines)
 
 
-def _saved_model_entry(work: str, saved_dir: str, images: np.ndarray,
-                       expected: np.ndarray) -> Dict[str, Any]:
-  signatures = {}
-  for signature in (saved_model_lib.SERVING_DEFAULT, saved_model_lib.SERVING_FLOAT):
-    predict = saved_model_lib.load_signature(saved_dir, signature)
-    pixels = images if signature == saved_model_lib.SERVING_DEFAULT else _float(images)
-    signatures[signature] = parity(predict(pixels), expected)
-  worst = max(signatures.values(), key=lambda p: p["max_abs_diff"])
-  return {**_files_entry(work, [saved_dir]), "parity": {**worst, "signatures": signatures},
-          "signatures": {saved_model_lib.SERVING_DEFAULT: "uint8",
-                         saved_model_lib.SERVING_FLOAT: "float32"}}
-
-
-def _tflite_entry(work: str, name: str, content: bytes, eval_images: np.ndarray,
-                  eval_labels: Optional[np.ndarray], keras_eval: np.ndarray, parity_count: int,
-                  num_threads: int) -> Dict[str, Any]:
-  path = os.path.join(work, tflite_lib.FILES[name])
-  files_lib.write_bytes(path, content)
-  runner = litert_lib.LiteRTRunner(path, num_threads=num_threads)  # the shared runner
-  probabilities = runner.predict(eval_images)
-  return {**_files_entry(work, [path]),
-          "parity": parity(probabilities[:parity_count], keras_eval[:parity_count]),
-          "agreement_all_eval_images": _agreement(probabilities, keras_eval),
-          "accuracy": _accuracy(probabilities, eval_labels),
-          "io": runner.io_summary(), "ops": runner.op_counts(),
-          "metadata": metadata_lib.manifest_entry(content)}
-
-
-def _jetson_entry(work: str, model, spec: spec_lib.NetSpec, class_names: Sequence[str],
-                  images: np.ndarray, expected: np.ndarray) -> Dict[str, Any]:
-  """The bundle (write_bundle folds batch norm; its references come from the trained model)."""
-  bundle = os.path.join(work, jetson_lib.BUNDLE_DIR)
-  result = jetson_lib.write_bundle(model, spec, class_names, bundle,
-                                   reference_images=images[:REFERENCE_IMAGES])
-  got = jetson_lib.run_graph_def(result["graph_def"], _float(images))
-  return {**_files_entry(work, [bundle]), "parity": parity(got, expected), "ops": result["ops"],
-          "input": result["input"]["input"], "output": result["input"]["output"]}
-
-
-def parity(got: np.ndarray, expected: np.ndarray) -> Dict[str, Any]:
-  """Max |difference| and top-1 agreement of two probability arrays."""
-  got, expected = np.asarray(got, np.float32), np.asarray(expected, np.float32)
-  if got.shape != expected.shape:
-    raise ValueError(f"Output shape {got.shape} differs from the Keras model's {expected.shape}.")
-  return {"max_abs_diff": float(np.abs(got - expected).max()) if got.size else 0.0,
-          "top1_agreement": _agreement(got, expected), "images": int(len(got))}
-
-
-def _agreement(got: np.ndarray, expected: np.ndarray) -> float:
-  return float(np.mean(np.argmax(got, 1) == np.argmax(expected, 1))) if len(got) else 0.0
-
-
-def _accuracy(probabilities: np.ndarray, labels: Optional[np.ndarray]) -> Optional[float]:
-  if labels is None or not len(labels):
-    return None
-  return float(np.mean(np.argmax(probabilities, 1) == np.asarray(labels)))
-
-
 def _check_image_size(size: int, spec: spec_lib.NetSpec, what: str) -> None:
   height, width, _ = spec.input_shape
   if (size, size) != (height, width):
@@ -463,30 +379,6 @@ def _class_names(metrics: Dict[str, Any], data: Optional[ExportData],
     if names and len(names) == spec.num_classes:
       return tuple(str(name) for name in names)
   return tuple(f"class_{i}" for i in range(spec.num_classes))
-
-
-def _float(images: np.ndarray) -> np.ndarray:
-  return np.asarray(images, np.float32)
-
-
-def _walk_files(root: str) -> List[Tuple[str, int]]:
-  found = []
-  for directory, _, files in os.walk(root):
-    for name in files:
-      path = os.path.join(directory, name)
-      found.append((os.path.relpath(path, root), os.path.getsize(path)))
-  return sorted(found)
-
-
-def _files_entry(work: str, paths: Sequence[str]) -> Dict[str, Any]:
-  files: Dict[str, int] = {}
-  for path in paths:
-    if os.path.isdir(path):
-      for relative, size in _walk_files(path):
-        files[os.path.join(os.path.relpath(path, work), relative)] = size
-    else:
-      files[os.path.relpath(path, work)] = os.path.getsize(path)
-  return {"files": files, "bytes": int(sum(files.values()))}
 
 
 def _fmt(value: Optional[float], spec: str = ".4f") -> str:

@@ -146,58 +146,11 @@ def clean_graph_def(graph_def, input_node: str, output_node: str,
     The cleaned GraphDef, topologically ordered, with only the nodes the
     output needs.
   """
-  nodes = {node.name: node for node in graph_def.node}
-  for name in (input_node, output_node):
-    if name not in nodes:
-      raise ValueError(f"Node {name!r} is not in the graph.")
-
-  def source(tensor: str) -> str:
-    """The producer of a data input, looking through Identity nodes."""
-    name, _, port = tensor.partition(":")
-    while nodes[name].op == "Identity" and name != input_node:
-      name, _, port = nodes[name].input[0].partition(":")
-    return name + (":" + port if port and port != "0" else "")
-
-  def data_inputs(node) -> List[str]:
-    return [source(t) for t in node.input if not t.startswith("^")]
-
-  # Reachable nodes from the output, in post-order (producers first).
-  order: List[str] = []
-  seen = set()
-  stack = [(source(output_node), False)]
-  while stack:
-    name, expanded = stack.pop()
-    if expanded:
-      order.append(name)
-      continue
-    if name in seen:
-      continue
-    seen.add(name)
-    stack.append((name, True))
-    for tensor in reversed(data_inputs(nodes[name])):
-      stack.append((tensor.split(":")[0], False))
-
-  constants: Dict[str, np.ndarray] = {}
-  out_nodes: Dict[str, Any] = {}  # insertion order is topological
-  for name in order:
-    original = nodes[name]
-    node = tf.compat.v1.NodeDef()
-    node.CopyFrom(original)
-    del node.input[:]
-    node.input.extend(data_inputs(original))
-    node.ClearField("device")
-    if node.op == "Const":
-      constants[name] = tf.make_ndarray(node.attr["value"].tensor)
-    elif node.op in ("Reshape", "Squeeze") and node.input[0] in constants:
-      node = _fold_constant(node, constants)
-      constants[name] = tf.make_ndarray(node.attr["value"].tensor)
-    elif node.op in ("AddV2", "Add"):
-      node = _add_to_sub(node, constants, out_nodes)
-    out_nodes[name] = node
-
+  graph = _FrozenGraph(graph_def, input_node, output_node)
+  out_nodes = _folded_nodes(graph, graph.post_order(output_node))
   # Drop constants that only fed folded nodes.
   used = {tensor.split(":")[0] for node in out_nodes.values() for tensor in node.input}
-  used.add(source(output_node))
+  used.add(graph.source(output_node))
   kept = [node for name, node in out_nodes.items() if name in used]
 
   renames = _clean_names(kept, input_node, set(scopes), set(layer_names))
@@ -214,9 +167,71 @@ def clean_graph_def(graph_def, input_node: str, output_node: str,
   output = result.node.add()
   output.name = OUTPUT_NODE
   output.op = "Identity"
-  output.input.append(renames[source(output_node)])
+  output.input.append(renames[graph.source(output_node)])
   output.attr["T"].type = tf.float32.as_datatype_enum
   return result
+
+
+class _FrozenGraph:
+  """A frozen GraphDef's nodes by name, read through Identity nodes."""
+
+  def __init__(self, graph_def, input_node: str, output_node: str):
+    self.nodes = {node.name: node for node in graph_def.node}
+    self.input_node = input_node
+    for name in (input_node, output_node):
+      if name not in self.nodes:
+        raise ValueError(f"Node {name!r} is not in the graph.")
+
+  def source(self, tensor: str) -> str:
+    """The producer of a data input, looking through Identity nodes."""
+    name, _, port = tensor.partition(":")
+    while self.nodes[name].op == "Identity" and name != self.input_node:
+      name, _, port = self.nodes[name].input[0].partition(":")
+    return name + (":" + port if port and port != "0" else "")
+
+  def data_inputs(self, node) -> List[str]:
+    return [self.source(t) for t in node.input if not t.startswith("^")]
+
+  def post_order(self, output_node: str) -> List[str]:
+    """The nodes the output needs, producers first."""
+    order: List[str] = []
+    seen = set()
+    stack = [(self.source(output_node), False)]
+    while stack:
+      name, expanded = stack.pop()
+      if expanded:
+        order.append(name)
+        continue
+      if name in seen:
+        continue
+      seen.add(name)
+      stack.append((name, True))
+      for tensor in reversed(self.data_inputs(self.nodes[name])):
+        stack.append((tensor.split(":")[0], False))
+    return order
+
+
+def _folded_nodes(graph: _FrozenGraph, order: List[str]) -> Dict[str, Any]:
+  """Copies of the nodes in `order` on their data inputs, with Reshape/Squeeze of constants
+  folded and AddV2 (not in the Jetson op list) as Sub; insertion order is topological."""
+  constants: Dict[str, np.ndarray] = {}
+  out_nodes: Dict[str, Any] = {}
+  for name in order:
+    original = graph.nodes[name]
+    node = tf.compat.v1.NodeDef()
+    node.CopyFrom(original)
+    del node.input[:]
+    node.input.extend(graph.data_inputs(original))
+    node.ClearField("device")
+    if node.op == "Const":
+      constants[name] = tf.make_ndarray(node.attr["value"].tensor)
+    elif node.op in ("Reshape", "Squeeze") and node.input[0] in constants:
+      node = _fold_constant(node, constants)
+      constants[name] = tf.make_ndarray(node.attr["value"].tensor)
+    elif node.op in ("AddV2", "Add"):
+      node = _add_to_sub(node, constants, out_nodes)
+    out_nodes[name] = node
+  return out_nodes
 
 
 def check_portable(graph_def) -> None:

@@ -55,6 +55,23 @@ EXIT_NO_TENSORRT = 3
 
 
 def parse_args(argv):
+  """The checked arguments, with the default paths filled in (argparse exits on bad ones)."""
+  parser = _parser()
+  args = parser.parse_args(argv)
+  _check_args(parser, args)
+  tag = args.precision.lower()
+  args.work_dir = args.work_dir or os.path.join(args.bundle_dir, "trt_" + tag)
+  args.reference_work_dir = ""
+  if args.reference_bundle_dir:
+    args.reference_work_dir = os.path.join(args.work_dir, "reference")
+  # A comparison does not overwrite this bundle's own benchmark file.
+  suffix = "_vs_reference.json" if args.reference_bundle_dir else ".json"
+  args.output_json = args.output_json or os.path.join(args.bundle_dir,
+                                                      "benchmark_" + tag + suffix)
+  return args
+
+
+def _parser():
   here = os.path.dirname(os.path.abspath(__file__))
   parser = argparse.ArgumentParser(
       description="Convert a squish_tf Jetson bundle with TF-TRT and benchmark it.")
@@ -87,7 +104,11 @@ def parse_args(argv):
   parser.add_argument("--rounds", type=int, default=7,
                       help="With --reference_bundle_dir: interleaved rounds per batch size, "
                            "each running --runs / --rounds calls of each model.")
-  args = parser.parse_args(argv)
+  return parser
+
+
+def _check_args(parser, args):
+  """Refuses (parser.error) what no run can do; --precision in its canonical spelling."""
   upper = {p.upper(): p for p in PRECISIONS}
   if args.precision.upper() not in upper:
     parser.error("--precision must be one of {}, got {!r}.".format(
@@ -108,16 +129,6 @@ def parse_args(argv):
   if args.precision == "INT8" and not args.calibration_dir:
     parser.error("--precision INT8 needs --calibration_dir, a folder of images like the ones "
                  "the model will see (a few hundred are plenty).")
-  tag = args.precision.lower()
-  args.work_dir = args.work_dir or os.path.join(args.bundle_dir, "trt_" + tag)
-  args.reference_work_dir = ""
-  if args.reference_bundle_dir:
-    args.reference_work_dir = os.path.join(args.work_dir, "reference")
-  # A comparison does not overwrite this bundle's own benchmark file.
-  suffix = "_vs_reference.json" if args.reference_bundle_dir else ".json"
-  args.output_json = args.output_json or os.path.join(args.bundle_dir,
-                                                      "benchmark_" + tag + suffix)
-  return args
 
 
 def build_function(tf, graph_bytes, info, input_shape, work_dir, args, calibration):
@@ -331,9 +342,18 @@ def paired_stats(subject_seconds, reference_seconds, batch_size):
           "rounds": int(len(ratios))}
 
 
-def compare(tf, subject, reference, batch_sizes, input_shape, warmup_runs, runs, rounds,
-            clock=time.perf_counter, seed=0):
-  """Times two serving functions interleaved per batch size: one row per size."""
+def compare(tf, subject, reference, batch_sizes, input_shape, **timing):
+  """Times two serving functions interleaved per batch size: one row per size.
+
+  `timing`: warmup_runs and runs (per batch size), rounds (the runs split into
+  that many A B rounds), and optionally clock (default time.perf_counter) and
+  seed (of the random pixels, default 0).
+  """
+  unknown = sorted(set(timing) - {"warmup_runs", "runs", "rounds", "clock", "seed"})
+  if unknown:
+    raise TypeError("compare() got unexpected timing arguments {}".format(unknown))
+  warmup_runs, runs, rounds = timing["warmup_runs"], timing["runs"], timing["rounds"]
+  clock, seed = timing.get("clock", time.perf_counter), timing.get("seed", 0)
   rng = np.random.RandomState(seed)
   invokes = max(1, int(np.ceil(runs / float(rounds))))
   rows = []
@@ -398,52 +418,29 @@ def print_table(results):
         latency["p90"], latency["p99"]))
 
 
+class Refused(Exception):
+  """A request this machine or these arguments cannot serve: the message and exit status."""
+
+  def __init__(self, message, status):
+    Exception.__init__(self, message)
+    self.status = status
+
+
 def main(argv=None):
   args = parse_args(sys.argv[1:] if argv is None else argv)
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   import tensorflow as tf  # after parsing: --help and usage errors need no TensorFlow
 
   try:
-    info, graph_bytes = load_bundle(args.bundle_dir)
-  except IOError as error:
-    return fail(str(error), EXIT_USAGE)
-  input_shape = [int(v) for v in info["input"]["shape"][1:]]
-  device = None
-  if args.precision != "none":
-    if not tensorrt_available(tf):
-      return fail("TensorFlow {} here was built without TensorRT (as are CPU wheels and every "
-                  "pip wheel from TF 2.18 on), so --precision {} cannot run; use the Jetson's "
-                  "NVIDIA TensorFlow, or --precision none for plain TensorFlow.".format(
-                      tf.__version__, args.precision), EXIT_NO_TENSORRT)
-    device = gpu_compute_capability(tf)
-    if device is None:
-      return fail("No CUDA GPU is visible to TensorFlow {}, and TF-TRT needs one; check the "
-                  "JetPack install (tf.config.list_physical_devices('GPU') is empty).".format(
-                      tf.__version__), EXIT_NO_TENSORRT)
-    if args.precision == "INT8" and device[1] < MIN_INT8_COMPUTE_CAPABILITY:
-      return fail("INT8 needs compute capability >= {}.{}, but {} is {}.{} (the Jetson TX1 is "
-                  "5.3: FP16 and FP32 only); use --precision FP16.".format(
-                      MIN_INT8_COMPUTE_CAPABILITY[0], MIN_INT8_COMPUTE_CAPABILITY[1], device[0],
-                      device[1][0], device[1][1]), EXIT_USAGE)
-  calibration = None
-  if args.precision == "INT8":
-    try:
-      calibration = read_images(tf, args.calibration_dir, input_shape, args.calibration_images)
-    except IOError as error:
-      return fail(str(error), EXIT_USAGE)
-
-  other = None
-  if args.reference_bundle_dir:
-    try:
-      other = load_bundle(args.reference_bundle_dir)
-    except IOError as error:
-      return fail(str(error).replace("--bundle_dir", "--reference_bundle_dir"), EXIT_USAGE)
-    other_shape = [int(v) for v in other[0]["input"]["shape"][1:]]
-    if other_shape != input_shape:
-      return fail("--reference_bundle_dir {} takes {} inputs but --bundle_dir {} takes {}; "
-                  "a speed-up compares the same input (pass the two bundles of one export)."
-                  .format(args.reference_bundle_dir, other_shape, args.bundle_dir,
-                          input_shape), EXIT_USAGE)
+    info, graph_bytes = _load(args.bundle_dir, "--bundle_dir")
+    input_shape = [int(v) for v in info["input"]["shape"][1:]]
+    device = check_device(tf, args.precision)
+    calibration = None
+    if args.precision == "INT8":
+      calibration = _calibration_images(tf, args, input_shape)
+    other = _reference_bundle(args, input_shape)
+  except Refused as refusal:
+    return fail(str(refusal), refusal.status)
 
   if os.path.isdir(args.work_dir):
     shutil.rmtree(args.work_dir)  # a previous run's engines may be for other batch sizes
@@ -472,32 +469,98 @@ def main(argv=None):
         "saved_model": os.path.abspath(other_dir),
         "reference": reference_check(tf, other_function, args.reference_bundle_dir, other[0])}
     results["comparison"] = compare(tf, function, other_function, args.batch_sizes, input_shape,
-                                    args.warmup_runs, args.runs, args.rounds)
+                                    warmup_runs=args.warmup_runs, runs=args.runs,
+                                    rounds=args.rounds)
+  print_results(tf, results, args, device)
+  write_json(results, args.output_json)
+  return 0
+
+
+def _load(bundle_dir, flag):
+  """`load_bundle`, refused with the flag that named the directory."""
+  try:
+    return load_bundle(bundle_dir)
+  except IOError as error:
+    raise Refused(str(error).replace("--bundle_dir", flag), EXIT_USAGE)
+
+
+def check_device(tf, precision):
+  """(GPU name, compute capability) TF-TRT runs on; None for --precision none.
+
+  Raises:
+    Refused: no TensorRT in this TensorFlow, no GPU, or INT8 on a GPU without it.
+  """
+  if precision == "none":
+    return None
+  if not tensorrt_available(tf):
+    raise Refused("TensorFlow {} here was built without TensorRT (as are CPU wheels and every "
+                  "pip wheel from TF 2.18 on), so --precision {} cannot run; use the Jetson's "
+                  "NVIDIA TensorFlow, or --precision none for plain TensorFlow.".format(
+                      tf.__version__, precision), EXIT_NO_TENSORRT)
+  device = gpu_compute_capability(tf)
+  if device is None:
+    raise Refused("No CUDA GPU is visible to TensorFlow {}, and TF-TRT needs one; check the "
+                  "JetPack install (tf.config.list_physical_devices('GPU') is empty).".format(
+                      tf.__version__), EXIT_NO_TENSORRT)
+  if precision == "INT8" and device[1] < MIN_INT8_COMPUTE_CAPABILITY:
+    raise Refused("INT8 needs compute capability >= {}.{}, but {} is {}.{} (the Jetson TX1 is "
+                  "5.3: FP16 and FP32 only); use --precision FP16.".format(
+                      MIN_INT8_COMPUTE_CAPABILITY[0], MIN_INT8_COMPUTE_CAPABILITY[1], device[0],
+                      device[1][0], device[1][1]), EXIT_USAGE)
+  return device
+
+
+def _calibration_images(tf, args, input_shape):
+  try:
+    return read_images(tf, args.calibration_dir, input_shape, args.calibration_images)
+  except IOError as error:
+    raise Refused(str(error), EXIT_USAGE)
+
+
+def _reference_bundle(args, input_shape):
+  """(info, graph bytes) of --reference_bundle_dir, or None without one."""
+  if not args.reference_bundle_dir:
+    return None
+  other = _load(args.reference_bundle_dir, "--reference_bundle_dir")
+  other_shape = [int(v) for v in other[0]["input"]["shape"][1:]]
+  if other_shape != input_shape:
+    raise Refused("--reference_bundle_dir {} takes {} inputs but --bundle_dir {} takes {}; "
+                  "a speed-up compares the same input (pass the two bundles of one export)."
+                  .format(args.reference_bundle_dir, other_shape, args.bundle_dir,
+                          input_shape), EXIT_USAGE)
+  return other
+
+
+def print_results(tf, results, args, device):
+  """The run's lines on stdout: the device, the reference checks and the table."""
   print("TensorFlow {}, precision {}, {}".format(
       tf.__version__, args.precision, "plain TensorFlow (no TensorRT)" if device is None
       else "{} (compute capability {}.{})".format(device[0], device[1][0], device[1][1])))
   if results["reference"]:
     print("reference check on {images} images: max |diff| {max_abs_diff:.2e}, top-1 "
           "agreement {top1_agreement:.3f}".format(**results["reference"]))
-  if other is None:
+  if "comparison" not in results:
     print_table(results)
-  else:
-    check = results["reference_bundle"]["reference"]
-    if check:
-      print("reference bundle's check on {images} images: max |diff| {max_abs_diff:.2e}, "
-            "top-1 agreement {top1_agreement:.3f}".format(**check))
-    print_comparison(results["comparison"], bundle_name(args.bundle_dir),
-                     bundle_name(args.reference_bundle_dir))
-  directory = os.path.dirname(os.path.abspath(args.output_json))
+    return
+  check = results["reference_bundle"]["reference"]
+  if check:
+    print("reference bundle's check on {images} images: max |diff| {max_abs_diff:.2e}, "
+          "top-1 agreement {top1_agreement:.3f}".format(**check))
+  print_comparison(results["comparison"], bundle_name(args.bundle_dir),
+                   bundle_name(args.reference_bundle_dir))
+
+
+def write_json(results, path):
+  """`results` as JSON at `path`, written whole (a temporary file renamed)."""
+  directory = os.path.dirname(os.path.abspath(path))
   if not os.path.isdir(directory):
     os.makedirs(directory)
-  temp = args.output_json + ".tmp"
+  temp = path + ".tmp"
   with open(temp, "w") as handle:
     json.dump(results, handle, indent=2, sort_keys=True)
     handle.write("\n")
-  os.replace(temp, args.output_json)
-  print("wrote " + args.output_json)
-  return 0
+  os.replace(temp, path)
+  print("wrote " + path)
 
 
 if __name__ == "__main__":

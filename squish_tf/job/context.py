@@ -19,6 +19,7 @@ from squish_tf.evolve import lineage as lineage_lib
 from squish_tf.job.config import JobConfig, StageHook
 from squish_tf.layout import ANCESTOR_DIR, LATENCY_MATCH_FILE, STAGE_TIMES_FILE
 from squish_tf.net import spec as spec_lib
+from squish_tf.train import baseline_registry
 from squish_tf.train import config as train_config_lib
 
 
@@ -123,12 +124,13 @@ class Run:
 
   @property
   def baseline_dirs(self) -> Dict[str, str]:
-    """The baselines asked for, less `width_scaled_latency` when its match found the
-    size-matched one within tolerance in latency (`run.latency_match`)."""
-    match = (self.latency_match if "width_scaled_latency" in self.config.baselines
-             else None) or {}
+    """The baselines asked for, less the latency-matched one (`width_scaled_latency`) when
+    its match found the size-matched one within tolerance in latency (`run.latency_match`)."""
+    matched = {name for name in self.config.baselines
+               if baseline_registry.lookup(name).latency_matched}
+    match = (self.latency_match if matched else None) or {}
     return {name: os.path.join(self.run_dir, "baselines", name) for name in self.config.baselines
-            if not (name == "width_scaled_latency" and match.get("trained") is False)}
+            if not (name in matched and match.get("trained") is False)}
 
   @property
   def in_workers(self) -> bool:

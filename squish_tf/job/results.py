@@ -19,7 +19,7 @@ from squish_tf.net import metrics as metrics_lib
 from squish_tf.net import model_io
 from squish_tf.net import spec as spec_lib
 from squish_tf.report import frontier as frontier_lib
-from squish_tf.train import baselines as baselines_lib
+from squish_tf.train import baseline_registry
 
 
 def litert_fields(result: Mapping[str, Any], artefact: str = "tflite_fp32",
@@ -221,7 +221,8 @@ def build_results(config: JobConfig, info: data_config_lib.DatasetInfo, data_con
         os.path.join(os.path.dirname(int8_path), export_lib.MANIFEST_FILE)) if int8_path else None
     out["micro"] = ((manifest or {}).get("formats", {}).get("int8") or {}).get("micro")
     fp32 = artefacts.get("tflite_fp32", {}).get("path")
-    if name == "magnitude_pruned" and fp32 and os.path.isfile(fp32):
+    if name in baseline_registry.REGISTRY and baseline_registry.lookup(name).sparse and (
+        fp32 and os.path.isfile(fp32)):
       out["gzip_bytes"] = export_lib.gzip_size(fp32)
     return out
 
@@ -254,7 +255,8 @@ def build_results(config: JobConfig, info: data_config_lib.DatasetInfo, data_con
   for name, directory in baseline_dirs.items():
     metrics = files_lib.optional_read_json(os.path.join(directory, model_io.METRICS_FILE))
     if metrics is not None:
-      models[name] = entry(name, baselines_lib.LABELS[name], "baseline", metrics, directory)
+      models[name] = entry(name, baseline_registry.lookup(name).label, "baseline", metrics,
+                           directory)
   candidates = []
   for r in lineage["candidates"]:
     row = {k: r.get(k) for k in ("id", "generation", "candidate", "attempt", "parent", "params",

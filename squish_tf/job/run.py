@@ -260,7 +260,7 @@ def latency_match(run: Run, result: lineage_lib.EvolutionResult,
   latency, `width_scaled` answers both questions and this one is not trained
   ("trained": false; `Run.baseline_dirs` leaves it out).
   """
-  if "width_scaled_latency" not in run.config.baselines:
+  if not any(baselines_lib.lookup(name).latency_matched for name in run.config.baselines):
     return None
   path = os.path.join(run.run_dir, "baselines", layout_lib.LATENCY_MATCH_FILE)
   match = run.latency_match

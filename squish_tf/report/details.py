@@ -19,10 +19,10 @@ from squish_tf.report.format import (
   markdown_table,
 )
 from squish_tf.report.results import (
-  FORMAT_LABELS,
   accuracy_split,
   batch_sizes,
   exported_formats,
+  file_label,
   is_on_test,
   measured_speedup,
   model_label,
@@ -161,7 +161,7 @@ def _formats_table(models: Mapping[str, Mapping[str, Any]]) -> str:
     agreement = finite_number(figures.get("agreement"))
     return top1 if agreement is None else f"{top1} ({fmt_percent(agreement)})"
   header = ["File"] + [fmt_text(short_label(name, models[name])) for name in names]
-  rows = [[fmt_text(FORMAT_LABELS.get(fmt) or fmt)] + [cell(models[name], fmt) for name in names]
+  rows = [[fmt_text(file_label(fmt))] + [cell(models[name], fmt) for name in names]
           for fmt in formats]
   return markdown_table(header, rows)
 

@@ -11,13 +11,14 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from squish_tf.report.format import finite_number
 from squish_tf.report.frontier import frontier_of, interpolate_top1, ladder_of
-from squish_tf.report.pareto import DPI, FIGURE_SIZE, SHORT_NAMES
+from squish_tf.report.pareto import DPI, FIGURE_SIZE
 from squish_tf.report.results import (
   accuracy_split,
   model_label,
   ordered_models,
   retrained,
   run_pixels_text,
+  short_label,
 )
 
 # Baseline colours: C0 is the lineage, C3 the SquishedNet (as on pareto.png).
@@ -154,7 +155,8 @@ def frontier_figure(results: Mapping[str, Any]):
     ax.scatter(point["x"], point["y"], s=60, marker=_MARKERS[index % len(_MARKERS)],
                color=colour, edgecolor="black", linewidth=0.5, zorder=4,
                label=model_label(point["name"], models.get(point["name"]) or {}))
-    ax.annotate(SHORT_NAMES.get(point["name"], point["name"]), (point["x"], point["y"]),
+    ax.annotate(short_label(point["name"], models.get(point["name"]) or {}),
+                (point["x"], point["y"]),
                 textcoords="offset points", xytext=(6, -10 if index % 2 == 0 else 5),
                 fontsize=7, color=colour)
 

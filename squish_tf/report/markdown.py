@@ -47,7 +47,6 @@ from squish_tf.report.frontier import frontier_caption, verdict_sentence
 from squish_tf.report.frontier_figure import frontier_figure
 from squish_tf.report.pareto import DPI, pareto_figure
 from squish_tf.report.results import (
-  RIVALS,
   accuracy_split,
   comparison_phrase,
   comparisons,
@@ -57,6 +56,7 @@ from squish_tf.report.results import (
   ordered_models,
   resolution_speedup,
   retrained,
+  rivals,
   run_pixels_text,
   speed_resolutions,
   speedup_range,
@@ -287,7 +287,7 @@ def _budget_sentence(results: Mapping[str, Any]) -> List[str]:
   models = results.get("models") or {}
   squished = models.get("squishednet") or {}
   own = finite_number(squished.get("train_images"))
-  for name, _ in RIVALS:
+  for name, _ in rivals():
     theirs = finite_number((models.get(name) or {}).get("train_images"))
     if own is not None and theirs is not None:
       return [f"Counting every candidate evolution trained, the SquishedNet's training "

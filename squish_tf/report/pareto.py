@@ -12,6 +12,7 @@ from squish_tf.report.results import (
   model_label,
   ordered_models,
   retrained,
+  short_label,
 )
 
 FIGURE_SIZE = (8.0, 5.0)  # inches
@@ -20,16 +21,6 @@ PAPER_NOTE = "paper, ImageNet-10, Jetson TX1"
 # Where the model table puts the compared models: the pair the run is about,
 # then the baselines in the order the job trains them, then anything else.
 _LEAD_MODELS = ("ancestor", "squishednet")
-
-
-# Short names for the figure's point annotations (the legend has the labels).
-SHORT_NAMES = {
-    "width_scaled": "width-scaled",
-    "width_scaled_latency": "width-scaled (latency)",
-    "width_scaled_distilled": "width-scaled, distilled",
-    "magnitude_pruned": "magnitude-pruned",
-    "mobilenet_v3_small": "MobileNetV3Small",
-}
 # Baseline colours on the figure: C0 is the lineage and C3 the SquishedNet.
 _BASELINE_COLOURS = ("C1", "C2", "C4", "C5", "C6", "C8", "C9")
 
@@ -100,7 +91,7 @@ def pareto_figure(results: Mapping[str, Any]):
     ax.scatter(*where, s=60, marker=markers[index % len(markers)], color=colour,
                edgecolor="black", linewidth=0.5, zorder=4, label=label)
     # Alternate below / above: the two width-scaled baselines share a size.
-    ax.annotate(SHORT_NAMES.get(name, label), where, textcoords="offset points",
+    ax.annotate(short_label(name, entry), where, textcoords="offset points",
                 xytext=(6, -10 if index % 2 == 0 else 5), fontsize=7, color=colour)
 
   paper = [p for p in (point(p) for p in results.get("paper") or [] if isinstance(p, Mapping))

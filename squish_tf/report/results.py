@@ -3,46 +3,13 @@ accuracy drops, the lineage and the comparisons the prose states."""
 
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
+from squish_tf.export import formats as formats_lib
 from squish_tf.report.format import DASH, finite_number, fmt_ratio
+from squish_tf.train import baseline_registry
 
-MODEL_ORDER = ("ancestor", "squishednet", "width_scaled", "width_scaled_latency",
-               "width_scaled_distilled", "magnitude_pruned", "mobilenet_v3_small")
-# Labels for entries that carry none (the job writes its own).
-_DEFAULT_LABELS = {
-    "ancestor": "Ancestor",
-    "squishednet": "SquishedNet",
-    "width_scaled": "Uniform width-scaled SqueezeNet",
-    "width_scaled_latency": "Uniform width-scaled SqueezeNet, matched on latency",
-    "width_scaled_distilled": "Uniform width-scaled SqueezeNet, distilled from the ancestor",
-    "magnitude_pruned": "tfmot magnitude pruning of the ancestor",
-    "mobilenet_v3_small": "MobileNetV3Small (minimalistic)",
-}
-# Short names for narrow tables (the what-to-ship table, columns of the format table).
-_SHORT_LABELS = {
-    "ancestor": "Ancestor",
-    "squishednet": "SquishedNet",
-    "width_scaled": "Width-scaled",
-    "width_scaled_latency": "Width-scaled, latency-matched",
-    "width_scaled_distilled": "Width-scaled, distilled",
-    "magnitude_pruned": "Magnitude-pruned",
-    "mobilenet_v3_small": "MobileNetV3Small",
-}
-# Exported files in the order the format table lists them (the benchmark's artefact names),
-# and what a reader calls them; others follow as given, by their own name.
-FORMAT_LABELS = {
-    "keras": "Keras",
-    "saved_model": "SavedModel",
-    "tflite_fp32": "TFLite fp32",
-    "tflite_fp16": "TFLite fp16",
-    "tflite_dynamic": "TFLite dynamic range",
-    "tflite_int8": "TFLite int8",
-    "tflite_qat_int8": "TFLite QAT int8",
-}
-# The baselines the SquishedNet is measured against in the summary, and how a
-# sentence names them.
-RIVALS = (("width_scaled", "the width-scaled SqueezeNet trained from scratch"),
-           ("width_scaled_distilled", "the same width-scaled SqueezeNet distilled from the "
-            "ancestor"))
+# The two models a run is about, first in every table; the baselines follow in their
+# registry's order (`squish_tf.train.baseline_registry`, which also names them).
+_LEAD_LABELS = {"ancestor": "Ancestor", "squishednet": "SquishedNet"}
 
 
 def accuracy_split(results: Mapping[str, Any]) -> str:
@@ -59,21 +26,35 @@ def top1_header(results: Mapping[str, Any], what: str = "top-1") -> str:
   return f"{accuracy_split(results).capitalize()} {what}"
 
 
+def model_order() -> Tuple[str, ...]:
+  """Table order: the ancestor, the SquishedNet, then every registered baseline."""
+  return tuple(_LEAD_LABELS) + baseline_registry.names()
+
+
 def ordered_models(results: Mapping[str, Any]) -> Dict[str, Dict[str, Any]]:
-  """The compared models in table order (MODEL_ORDER, then the rest as given)."""
+  """The compared models in table order (`model_order`, then the rest as given)."""
   models = {name: dict(entry or {}) for name, entry in (results.get("models") or {}).items()}
-  ordered = {name: models[name] for name in MODEL_ORDER if name in models}
+  ordered = {name: models[name] for name in model_order() if name in models}
   ordered.update({name: entry for name, entry in models.items() if name not in ordered})
   return ordered
 
 
 def model_label(name: str, entry: Mapping[str, Any]) -> str:
-  return entry.get("label") or _DEFAULT_LABELS.get(name) or name
+  """The entry's own label (the job writes one), else its registry's, else its name."""
+  return (entry.get("label") or _LEAD_LABELS.get(name) or baseline_registry.label(name)
+          or name)
 
 
 def short_label(name: str, entry: Mapping[str, Any]) -> str:
-  """ "SquishedNet", "Width-scaled, distilled": a model's name in a narrow table."""
-  return _SHORT_LABELS.get(name) or model_label(name, entry)
+  """ "SquishedNet", "Width-scaled, distilled": a model's name in a narrow table or a figure."""
+  return (_LEAD_LABELS.get(name) or baseline_registry.short_label(name)
+          or model_label(name, entry))
+
+
+def rivals() -> Tuple[Tuple[str, str], ...]:
+  """(name, how a sentence names it) of the baselines the summary weighs the SquishedNet
+  against, in order."""
+  return tuple((baseline.name, baseline.rival) for baseline in baseline_registry.rivals())
 
 
 def ship_order(models: Mapping[str, Mapping[str, Any]]) -> List[str]:
@@ -83,14 +64,20 @@ def ship_order(models: Mapping[str, Mapping[str, Any]]) -> List[str]:
 
 
 def exported_formats(models: Mapping[str, Mapping[str, Any]]) -> List[str]:
-  """Every format some model's `formats` records, in FORMAT_LABELS' order, then as given."""
+  """Every file some model's `formats` records: the registry's order (`formats.artefact_order`),
+  then the others as given."""
   found: List[str] = []
   for entry in models.values():
     for name in entry.get("formats") or {}:
       if name not in found:
         found.append(name)
-  known = [name for name in FORMAT_LABELS if name in found]
+  known = [name for name in formats_lib.artefact_order() if name in found]
   return known + [name for name in found if name not in known]
+
+
+def file_label(artefact: str) -> str:
+  """ "TFLite int8": what a reader calls an exported file (its format's label), else its name."""
+  return formats_lib.artefact_label(artefact)
 
 
 def batch_sizes(models: Mapping[str, Mapping[str, Any]]) -> List[str]:
@@ -261,7 +248,7 @@ def comparisons(results: Mapping[str, Any]) -> List[Dict[str, Any]]:
   models = results.get("models") or {}
   squished = models.get("squishednet") or {}
   out = []
-  for name, description in RIVALS:
+  for name, description in rivals():
     if name not in models:
       continue
     entry = models.get(name) or {}

@@ -6,4 +6,6 @@ Modules:
   distill    `Distiller`: Hinton distillation through Keras' own train step.
   progress   the progress lines that say what is training.
   baselines  width-scaled and other baselines, trained with the same recipe and epochs.
+  baseline_registry  the baselines there are (one `Baseline` record each: name, labels,
+             trainer); no TensorFlow.
 """

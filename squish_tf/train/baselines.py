@@ -24,6 +24,11 @@
 Every figure here is on the validation split (what the baseline was trained
 with); the main job's final evaluation adds the test split.
 
+Which baselines there are, what the report calls them and which function trains each:
+`squish_tf.train.baseline_registry` (one `Baseline` record each; `register` adds one).
+This module trains them: `run_baselines`, and each record's trainer, given a
+`BaselineInputs`.
+
 Each baseline is a model directory (`model.keras` + `metrics.json`, plus
 `spec.json` where it is a SqueezeNet) under `<run_dir>/baselines/<name>/`,
 written atomically; a complete one is not retrained.
@@ -52,20 +57,18 @@ from squish_tf.runtime import workers as workers_lib
 from squish_tf.train import config as train_config_lib
 from squish_tf.train import distill as distill_lib
 from squish_tf.train import trainer as train_lib
-from squish_tf.train.config import (  # noqa: F401 (parse_names: the --baselines parser)
+from squish_tf.train.baseline_registry import names as registered
+from squish_tf.train.config import DistillConfig
+from squish_tf.train.baseline_registry import (  # the registry's names, here as before
   BASELINES,
   DEFAULT_BASELINES,
-  DistillConfig,
+  Baseline,
+  lookup,
   parse_names,
+  register,
+  unregister,
 )
 
-LABELS = {
-    "width_scaled": "Uniform width-scaled SqueezeNet",
-    "width_scaled_latency": "Uniform width-scaled SqueezeNet of the SquishedNet's latency",
-    "width_scaled_distilled": "Uniform width-scaled SqueezeNet, distilled from the ancestor",
-    "magnitude_pruned": "tfmot magnitude pruning of the ancestor",
-    "mobilenet_v3_small": "MobileNetV3Small (minimalistic)",
-}
 # data_fn(stream=k): fresh (train_ds, val_ds, info); `stream` picks the training split's
 # shuffle and augmentation order (0, the default: the ancestor's), never the data.
 # Evolution's stages take the same.
@@ -203,14 +206,17 @@ def run_baselines(run_dir: str,
   Returns:
     {baseline name: model dir}.
   """
-  unknown = sorted(set(names) - set(BASELINES))
+  unknown = sorted(set(names) - set(registered()))
   if unknown:
-    raise ValueError(f"Unknown baselines {unknown}; known: {list(BASELINES)}.")
-  out = {name: os.path.join(run_dir, "baselines", name) for name in names}
-  todo = [name for name in names
-          if not os.path.isfile(os.path.join(out[name], model_io.METRICS_FILE))]
-  if "width_scaled_latency" in todo and budget.latency_multiplier is None:
-    raise ValueError("width_scaled_latency needs the multiplier of the SquishedNet's latency "
+    raise ValueError(f"Unknown baselines {unknown}; known: {list(registered())}.")
+  baselines = [lookup(name) for name in names]
+  out = {baseline.name: os.path.join(run_dir, "baselines", baseline.name)
+         for baseline in baselines}
+  todo = [baseline for baseline in baselines
+          if not os.path.isfile(os.path.join(out[baseline.name], model_io.METRICS_FILE))]
+  unmatched = [b.name for b in todo if b.latency_matched and budget.latency_multiplier is None]
+  if unmatched:
+    raise ValueError(f"{', '.join(unmatched)} needs the multiplier of the SquishedNet's latency "
                      "(BaselineBudget.latency_multiplier, found by "
                      "squish_tf.bench.matching.match_latency); the main job finds it.")
   # A strategy cannot leave this process; no more workers than baselines left
@@ -219,14 +225,43 @@ def run_baselines(run_dir: str,
   with workers_lib.WorkerPool(1 if strategy is not None else max(1, min(workers, jobs))
                               ) as pool:
     futures = [pool.submit(function, *args, **kwargs) for function, args, kwargs in beside]
-    futures += [pool.submit(_train_one, name, out[name], ancestor_dir, budget, data_fn,
-                            strategy if pool.in_process else None, verbose) for name in todo]
+    # The record itself goes to the worker: a baseline registered in this process only
+    # (a test's, a user's) trains there too.
+    futures += [pool.submit(_train_one, baseline, out[baseline.name], ancestor_dir, budget,
+                            data_fn, strategy if pool.in_process else None, verbose)
+                for baseline in todo]
     for future in futures:
       future.result()  # in process the baseline trains here; a worker's error re-raises here
   return out
 
 
-def _train_one(name: str, directory: str, ancestor_dir: str, budget: BaselineBudget,
+@dataclasses.dataclass(frozen=True)
+class BaselineInputs:
+  """What a baseline's trainer (`Baseline.train`) is given.
+
+  Attributes:
+    name: the baseline's name (its spec takes it).
+    ancestor_dir: the trained ancestor's model dir (its spec, input shape and classes;
+      pruning starts from its weights).
+    budget: the SquishedNet's size, epochs and recipe.
+    train_ds: the training pipeline, seeded with `budget.seed`.
+    info: the dataset's description (class names, image counts).
+    strategy: the tf.distribute strategy to build and train under, or None.
+    verbose: Keras verbosity.
+    work_dir: where every finished epoch is backed up (a killed baseline resumes there).
+  """
+
+  name: str
+  ancestor_dir: str
+  budget: BaselineBudget
+  train_ds: tf.data.Dataset
+  info: data_config_lib.DatasetInfo
+  strategy: Optional[tf.distribute.Strategy]
+  verbose: Any
+  work_dir: str
+
+
+def _train_one(baseline: Baseline, directory: str, ancestor_dir: str, budget: BaselineBudget,
                data_fn: DataFn, strategy, verbose) -> None:
   """Trains, evaluates and writes one baseline's model dir (atomically)."""
   start = time.time()
@@ -235,12 +270,13 @@ def _train_one(name: str, directory: str, ancestor_dir: str, budget: BaselineBud
   train_ds, val_ds, info = data_fn()
   # Every finished epoch is backed up here: a killed baseline resumes at the next epoch.
   work_dir = directory + WORK_SUFFIX
-  model, spec, extra = _TRAINERS[name](ancestor_dir, budget, train_ds, info, strategy, verbose,
-                                       work_dir)
+  model, spec, extra = baseline.trainer()(BaselineInputs(
+      baseline.name, ancestor_dir, budget, train_ds, info, strategy, verbose, work_dir))
   evaluation = train_lib.evaluate(model, val_ds)
   metrics = _metrics(model, spec, evaluation)
   metrics.update(extra)
-  metrics.update({"baseline": name, "label": LABELS[name], "wall_seconds": time.time() - start,
+  metrics.update({"baseline": baseline.name, "label": baseline.label,
+                  "wall_seconds": time.time() - start,
                   "total_epochs": budget.total_epochs,
                   "input_shape": [int(v) for v in model.input_shape[1:]],
                   "num_classes": int(model.output_shape[-1]),
@@ -260,11 +296,15 @@ def width_scaled_spec(ancestor_spec: spec_lib.NetSpec, target_params: int,
   return spec_lib.width_for_params(ancestor_spec, target_params).replace(name=name)
 
 
-def _train_width_scaled(ancestor_dir, budget, train_ds, info, strategy, verbose, work_dir,
-                        distilled: bool = False, latency: bool = False):
-  name = ("width_scaled_distilled" if distilled else
-          "width_scaled_latency" if latency else "width_scaled")
-  ancestor_spec = model_io.read_spec(ancestor_dir)
+def train_width_scaled(inputs: BaselineInputs, distilled: bool = False,
+                       latency: bool = False):
+  """`width_scaled`: the ancestor uniformly thinned to the SquishedNet's size, from scratch.
+
+  With `latency`, thinned to the width of the SquishedNet's measured latency instead
+  (`budget.latency_multiplier`); with `distilled`, distilled from the ancestor.
+  """
+  budget, name = inputs.budget, inputs.name
+  ancestor_spec = model_io.read_spec(inputs.ancestor_dir)
   if latency:
     spec = spec_lib.scale_width(ancestor_spec, budget.latency_multiplier).replace(name=name)
   else:
@@ -273,14 +313,15 @@ def _train_width_scaled(ancestor_dir, budget, train_ds, info, strategy, verbose,
   teacher_fn = None
   if distilled:
     # A fresh copy each time: the baselines keep no teacher loaded between trainings.
-    teacher_fn = lambda: distill_lib.load_teacher(ancestor_dir, cached=False)
+    teacher_fn = lambda: distill_lib.load_teacher(inputs.ancestor_dir, cached=False)
   config = budget.scratch_config()
-  result = train_lib.fit(lambda: models.build_model(spec, seed=budget.seed), train_ds, None,
-                         config, strategy=strategy, work_dir=work_dir,
-                         images_per_epoch=info.train_count, verbose=verbose,
+  result = train_lib.fit(lambda: models.build_model(spec, seed=budget.seed), inputs.train_ds,
+                         None, config, strategy=inputs.strategy, work_dir=inputs.work_dir,
+                         images_per_epoch=inputs.info.train_count, verbose=inputs.verbose,
                          teacher_fn=teacher_fn, distill=budget.distill, label=name)
   extra = {"train_epochs": config.epochs,
-           "train_images": config.epochs * train_lib.images_per_epoch(train_ds, info)}
+           "train_images": config.epochs * train_lib.images_per_epoch(inputs.train_ds,
+                                                                      inputs.info)}
   if latency:
     extra.update({"matched_on": "latency", "width_multiplier": budget.latency_multiplier,
                   "latency_match": budget.latency_match})
@@ -292,42 +333,44 @@ def _train_width_scaled(ancestor_dir, budget, train_ds, info, strategy, verbose,
   return result.model, spec, extra
 
 
-def _train_width_scaled_latency(ancestor_dir, budget, train_ds, info, strategy, verbose,
-                                work_dir):
-  return _train_width_scaled(ancestor_dir, budget, train_ds, info, strategy, verbose, work_dir,
-                             latency=True)
+def train_width_scaled_latency(inputs: BaselineInputs):
+  """`width_scaled_latency`: width-scaled to the SquishedNet's measured latency."""
+  return train_width_scaled(inputs, latency=True)
 
 
-def _train_width_scaled_distilled(ancestor_dir, budget, train_ds, info, strategy, verbose,
-                                  work_dir):
-  return _train_width_scaled(ancestor_dir, budget, train_ds, info, strategy, verbose, work_dir,
-                             distilled=True)
+def train_width_scaled_distilled(inputs: BaselineInputs):
+  """`width_scaled_distilled`: width-scaled to its size, distilled from the ancestor."""
+  return train_width_scaled(inputs, distilled=True)
 
 
-def _train_mobilenet(ancestor_dir, budget, train_ds, info, strategy, verbose, work_dir):
-  ancestor_spec = model_io.read_spec(ancestor_dir)
+def train_mobilenet(inputs: BaselineInputs):
+  """`mobilenet_v3_small`: MobileNetV3Small at the width nearest the SquishedNet's size."""
+  budget, train_ds, info = inputs.budget, inputs.train_ds, inputs.info
+  ancestor_spec = model_io.read_spec(inputs.ancestor_dir)
   alpha = mobilenet_alpha_for_params(ancestor_spec.input_shape, ancestor_spec.num_classes,
                                      budget.target_params)
   config = budget.scratch_config()
   result = train_lib.fit(
       lambda: mobilenet_v3_small(ancestor_spec.input_shape, ancestor_spec.num_classes, alpha,
                                  budget.seed),
-      train_ds, None, config, strategy=strategy, work_dir=work_dir,
-      images_per_epoch=info.train_count, verbose=verbose, label="mobilenet_v3_small")
+      train_ds, None, config, strategy=inputs.strategy, work_dir=inputs.work_dir,
+      images_per_epoch=info.train_count, verbose=inputs.verbose, label=inputs.name)
   # Its MACs (and params) are counted once, by `_metrics`, as a model without a spec.
   return result.model, None, {"alpha": alpha, "train_epochs": config.epochs,
                               "train_images": config.epochs * train_lib.images_per_epoch(
                                   train_ds, info)}
 
 
-def _train_pruned(ancestor_dir, budget, train_ds, info, strategy, verbose, work_dir):
+def train_pruned(inputs: BaselineInputs):
+  """`magnitude_pruned`: the ancestor pruned by tfmot to the SquishedNet's nonzero count."""
   # tfmot only accepts tf_keras models: prune a tf_keras twin, then copy the
   # stripped (zero-filled) weights back into a Keras 3 model by layer name.
   import tensorflow_model_optimization as tfmot  # pylint: disable=g-import-not-at-top
   import tf_keras  # pylint: disable=g-import-not-at-top
 
-  del strategy  # the tf_keras twin trains under the default strategy
-  ancestor, spec, ancestor_metrics = model_io.load_model_dir(ancestor_dir)
+  # The tf_keras twin trains under the default strategy (inputs.strategy is not used).
+  budget, train_ds, info, work_dir = inputs.budget, inputs.train_ds, inputs.info, inputs.work_dir
+  ancestor, spec, ancestor_metrics = model_io.load_model_dir(inputs.ancestor_dir)
   sparsity = pruning_sparsity(spec, budget.target_params)
   tf_keras.utils.set_random_seed(budget.seed)
   twin = models.build_model(spec, keras_module=tf_keras)
@@ -353,7 +396,7 @@ def _train_pruned(ancestor_dir, budget, train_ds, info, strategy, verbose, work_
   pruned.fit(train_ds, epochs=config.epochs, verbose=0,
              callbacks=[tfmot.sparsity.keras.UpdatePruningStep(),
                         tf_keras.callbacks.BackupAndRestore(os.path.join(work_dir, "backup"))]
-             + _tf_keras_progress(tf_keras, "magnitude_pruned", verbose))
+             + _tf_keras_progress(tf_keras, inputs.name, inputs.verbose))
   seconds = time.perf_counter() - start
   stripped = tfmot.sparsity.keras.strip_pruning(pruned)
   model = models.build_model(spec)
@@ -362,7 +405,7 @@ def _train_pruned(ancestor_dir, budget, train_ds, info, strategy, verbose, work_
   nonzero = int(sum(np.count_nonzero(k) + np.count_nonzero(b)
                     for k, b in bn_lib.folded_weights(model, spec).values()))
   ancestor_images = int(ancestor_metrics.get("train_images") or 0)
-  return model, spec.replace(name="magnitude_pruned"), {
+  return model, spec.replace(name=inputs.name), {
       "sparsity": sparsity, "nonzero_params": nonzero, "train_epochs": config.epochs,
       "train_images": ancestor_images + config.epochs * train_lib.images_per_epoch(train_ds, info),
       "fine_tune_images_per_sec": info.train_count * config.epochs / seconds}
@@ -396,15 +439,6 @@ def _tf_keras_progress(tf_keras, label: str, verbose) -> list:
     print(" - ".join(parts), flush=True)
 
   return [tf_keras.callbacks.LambdaCallback(on_epoch_end=line)]
-
-
-_TRAINERS = {
-    "width_scaled": _train_width_scaled,
-    "width_scaled_latency": _train_width_scaled_latency,
-    "width_scaled_distilled": _train_width_scaled_distilled,
-    "magnitude_pruned": _train_pruned,
-    "mobilenet_v3_small": _train_mobilenet,
-}
 
 
 def _metrics(model, spec: Optional[spec_lib.NetSpec],

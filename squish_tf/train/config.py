@@ -11,18 +11,16 @@ from typing import Tuple
 
 from squish_tf import fields as fields_lib
 from squish_tf.net import spec as spec_lib
+from squish_tf.train.baseline_registry import (  # noqa: F401 (the --baselines names)
+    BASELINES, DEFAULT_BASELINES, parse_names)
 
 DISTRIBUTION_STRATEGIES = ("off", "one_device", "mirrored", "multi_worker_mirrored", "tpu")
 OPTIMIZERS = ("adam", "sgd")
 LR_SCHEDULES = ("cosine", "constant")
 # Whom offspring distil from (EvolutionConfig.teacher).
 TEACHERS = ("ancestor", "parent")
-BASELINES = ("width_scaled", "width_scaled_latency", "width_scaled_distilled", "magnitude_pruned",
-             "mobilenet_v3_small")
-# What the main job trains unless told otherwise: the comparison a SquishedNet
-# must win, at the demo's budget (`--baselines=all` adds the others;
-# benchmarks/evolution_vs_width.py trains every baseline).
-DEFAULT_BASELINES = ("width_scaled", "width_scaled_latency")
+# The registered baselines (`squish_tf.train.baseline_registry`): names, defaults, the parser.
+
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,18 +122,3 @@ class DistillConfig:
       raise ValueError(f"--distill_temperature must be >= 1 (1 = unsoftened), got "
                        f"{self.temperature!r}.")
 
-
-def parse_names(names) -> Tuple[str, ...]:
-  """A --baselines value (list or comma-separated; 'all', 'none') -> baseline names, in order."""
-  if isinstance(names, str):
-    names = names.split(",")
-  names = [name.strip() for name in names if name.strip()]
-  if names == ["all"]:
-    return BASELINES
-  if names in ([], ["none"]):
-    return ()
-  unknown = sorted(set(names) - set(BASELINES))
-  if unknown:
-    raise ValueError(f"Unknown baselines {unknown}; --baselines takes names from "
-                     f"{', '.join(BASELINES)}, or 'all', or 'none'.")
-  return tuple(name for name in BASELINES if name in names)
