@@ -30,17 +30,17 @@ class TrainConfig:
   Attributes:
     epochs: passes over the training split.
     learning_rate: peak learning rate. 4e-3 by default: with batch norm the
-      ancestor trains at rates the BN-free network could not take (measured
-      on shapes10 at 64 px, 10 epochs, test top-1: 1e-3 90.2%, 2e-3 94.8%,
-      4e-3 97.1%, 8e-3 97.4%).
+      ancestor trains at rates the BN-free network could not take, and
+      higher rates scored higher on shapes10 up to about this one
+      (RESULTS.md, "Why the defaults").
     optimizer: "adam" or "sgd" (momentum 0.9).
     lr_schedule: "cosine" (decay to 0 over the run) or "constant".
     weight_decay: decoupled weight decay (AdamW / SGD); 0 disables.
     warmup_epochs: linear learning-rate warm-up from 0 at the start of the fit,
       in epochs (at most a quarter of the fit); 0 disables. The BN-free
       SqueezeNet trained from scratch can lose every ReLU to the first
-      full-size Adam steps: measured on shapes10 at 64 px, one data order sat
-      at chance (10.0%) without warm-up and reached 90.2% with 1 epoch of it.
+      full-size Adam steps (on shapes10 a data order sat at chance without
+      warm-up and trained normally with one epoch of it).
   """
 
   # A field with `help` metadata is a flag of the mains and an option of squish_tf.run
@@ -103,11 +103,9 @@ class DistillConfig:
 
   Attributes:
     alpha: weight of the distillation term in [0, 1]; 0 is plain hard-label
-      training. 0.5 by default: measured on shapes10 (64 px), an 8-epoch
-      polish of the same evolved network reached 96.90% test top-1 with
-      alpha 0.5 and T 4, 96.15% with TAS's alpha 0.9, 96.60% with T 2 and
-      96.45% without distillation; a one-shot offspring's 2-epoch recovery
-      reached 95.1% with alpha 0.5 against 93.3% with 0.9.
+      training. 0.5 by default: on shapes10 it did better than TAS's 0.9,
+      both in a polish of an evolved network and in an offspring's short
+      recovery (RESULTS.md, "Why the defaults").
     temperature: softening temperature T >= 1 (4, as in TAS).
   """
 
