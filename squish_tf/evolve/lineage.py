@@ -10,6 +10,7 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 import numpy as np
 
 from squish_tf import files as files_lib
+from squish_tf import records
 from squish_tf.evolve import encoding as synthesis
 from squish_tf.evolve.config import EvolutionConfig
 from squish_tf.net import metrics as metrics_lib
@@ -23,7 +24,7 @@ GENERATIONS_DIR = "generations"
 
 
 ANCESTOR_ID = "ancestor"
-LINEAGE_VERSION = 1
+LINEAGE_VERSION = records.LINEAGE_VERSION
 
 
 @dataclasses.dataclass

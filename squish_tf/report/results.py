@@ -3,6 +3,7 @@ accuracy drops, the lineage and the comparisons the prose states."""
 
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
+from squish_tf.records import CandidateResult, Results
 from squish_tf.report.format import DASH, finite_number, fmt_ratio
 
 MODEL_ORDER = ("ancestor", "squishednet", "width_scaled", "width_scaled_latency",
@@ -47,7 +48,7 @@ RIVALS = (("width_scaled", "the width-scaled SqueezeNet trained from scratch"),
 
 def accuracy_split(results: Mapping[str, Any]) -> str:
   """The split every reported accuracy is on: "test", or "validation" for older results."""
-  return str(results.get("accuracy_split") or "validation")
+  return str(Results.coerce(results).accuracy_split or "validation")
 
 
 def is_on_test(results: Mapping[str, Any]) -> bool:
@@ -171,13 +172,14 @@ def resolution_cell(entry: Mapping[str, Any], image_size: str, batch: str) -> st
 
 def run_pixels_text(results: Mapping[str, Any]) -> Optional[str]:
   """ "64 px": the run's image size, when known."""
-  size = finite_number((results.get("dataset") or {}).get("image_size"))
+  dataset = Results.coerce(results).dataset
+  size = finite_number(dataset.image_size if dataset else None)
   return None if size is None else f"{size:.0f} px"
 
 
-def drop_cell(entry: Mapping[str, Any], ancestor: Mapping[str, Any]) -> str:
-  """The ancestor's top-1 minus the entry's, in points (negative: a gain), as evolution measures."""
-  top1, base = finite_number(entry.get("top1")), finite_number((ancestor or {}).get("top1"))
+def drop_cell(top1: Any, ancestor_top1: Any) -> str:
+  """The ancestor's top-1 minus a model's, in points (negative: a gain), as evolution measures."""
+  top1, base = finite_number(top1), finite_number(ancestor_top1)
   if top1 is None or base is None:
     return DASH
   drop = 100 * (base - top1)
@@ -189,14 +191,21 @@ def candidates_by_id(results: Mapping[str, Any]) -> Dict[str, Dict[str, Any]]:
   return {c.get("id"): c for c in results.get("candidates") or [] if isinstance(c, Mapping)}
 
 
+def candidate_records(results: Mapping[str, Any]) -> Dict[str, CandidateResult]:
+  """`candidates_by_id` as records."""
+  return {c.id: c for c in Results.coerce(results).candidates}
+
+
 def is_polished(results: Mapping[str, Any]) -> bool:
   """Whether a final stage made the SquishedNet from the evolved winner."""
-  return bool(results.get("polished")) and bool((results.get("models") or {}).get("squishednet"))
+  record = Results.coerce(results)
+  squished = record.models.get("squishednet")
+  return bool(record.polished) and squished is not None and not squished.is_empty()
 
 
 def retrained(results: Mapping[str, Any]) -> bool:
   """Whether that final stage trained the winner's widths from scratch (--final_init=scratch)."""
-  return is_polished(results) and results.get("final_init") == "scratch"
+  return is_polished(results) and Results.coerce(results).final_init == "scratch"
 
 
 def final_word(results: Mapping[str, Any]) -> str:
@@ -210,7 +219,7 @@ FINAL_WORDS = {"scratch": "the widths retrained from scratch",
 
 def final_choice_sentence(results: Mapping[str, Any]) -> str:
   """With --final_init=best, which final training was kept and why; "" otherwise."""
-  choice = results.get("final_choice") if is_polished(results) else None
+  choice = Results.coerce(results).final_choice if is_polished(results) else None
   if not isinstance(choice, Mapping) or {choice.get("kept"), choice.get("other")} != set(
       FINAL_WORDS):
     return ""
@@ -258,17 +267,17 @@ def comparisons(results: Mapping[str, Any]) -> List[Dict[str, Any]]:
     top-1 fractions (either may be None) and `points`, the SquishedNet's
     top-1 minus the baseline's in points (None when either is missing).
   """
-  models = results.get("models") or {}
-  squished = models.get("squishednet") or {}
+  models = Results.coerce(results).models
+  squished = models.get("squishednet")
   out = []
   for name, description in RIVALS:
     if name not in models:
       continue
-    entry = models.get(name) or {}
-    own, theirs = finite_number(squished.get("top1")), finite_number(entry.get("top1"))
+    entry = models[name]
+    own, theirs = finite_number(squished and squished.top1), finite_number(entry.top1)
     points = None if own is None or theirs is None else 100 * (own - theirs)
     out.append({"name": name, "description": description, "top1": own, "baseline_top1": theirs,
-                "size_mb": finite_number(entry.get("size_mb")), "points": points})
+                "size_mb": finite_number(entry.size_mb), "points": points})
   return out
 
 
