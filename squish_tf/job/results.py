@@ -146,17 +146,18 @@ def latency_summary(lineage: Dict[str, Any]) -> Optional[Dict[str, Any]]:
   their absolute values, over the chosen offspring and over every measured
   candidate.
   """
-  if not lineage.get("latency_table"):
+  record = records.Lineage.coerce(lineage)
+  if not record.latency_table:
     return None
-  measured = [r for r in lineage["candidates"] if r.get("latency_error") is not None]
-  chosen = [r for r in measured if r.get("chosen")]
+  measured = [c for c in record.candidates if c.latency_error is not None]
+  chosen = [c for c in measured if c.chosen]
 
-  def median(records, key="latency_error"):
-    values = [abs(r[key]) for r in records if r.get(key) is not None]
+  def median(candidates, name="latency_error"):
+    values = [abs(getattr(c, name)) for c in candidates if getattr(c, name) is not None]
     return float(np.median(values)) if values else None
 
-  ancestor = lineage["ancestor"]
-  return {"table": lineage["latency_table"],
+  ancestor = record.ancestor or {}
+  return {"table": record.latency_table,
           "ancestor_predicted_ms": ancestor.get("predicted_latency_ms"),
           "ancestor_measured_ms": ancestor.get("measured_latency_ms"),
           "median_abs_error_chosen": median(chosen), "median_abs_error_all": median(measured),
@@ -267,7 +268,8 @@ def _micro(artefacts: Mapping[str, Any]) -> Optional[Dict[str, Any]]:
   return int8.micro if int8 else None
 
 
-def _squishednet(lineage: Dict[str, Any], squishednet_dir: str, ancestor_metrics: Mapping[str, Any],
+def _squishednet(lineage: Dict[str, Any], squishednet_dir: str,
+                 ancestor_metrics: Mapping[str, Any],
                  evolution_config: evolve_config_lib.EvolutionConfig,
                  measured: _Measured) -> Tuple[records.ModelResult, Mapping[str, Any]]:
   """The SquishedNet's entry, with what it took from the ancestor on; and its metrics.json."""
@@ -276,10 +278,11 @@ def _squishednet(lineage: Dict[str, Any], squishednet_dir: str, ancestor_metrics
   retrained = polished and squished_metrics.get("final_init") == "scratch"
   label = (f"SquishedNet ({polished}'s widths, retrained)" if retrained
            else f"SquishedNet ({polished}, polished)" if polished
-           else f"SquishedNet ({lineage['winner']})")
+           else f"SquishedNet ({records.Lineage.coerce(lineage).winner})")
   # What it took: the ancestor, every candidate evolution trained (discarded
   # ones included) and the polish.
-  evolution_images = sum(int(r.get("train_images") or 0) for r in lineage["candidates"])
+  evolution_images = sum(int(c.train_images or 0)
+                         for c in records.Lineage.coerce(lineage).candidates)
   train_images = (
       int(ancestor_metrics.get("train_images") or 0) + evolution_images
       + int(squished_metrics.get("train_images") or 0 if polished else 0)
@@ -293,17 +296,16 @@ def _squishednet(lineage: Dict[str, Any], squishednet_dir: str, ancestor_metrics
   return entry, squished_metrics
 
 
-def _candidate(record: Mapping[str, Any], tested: Mapping[str, Any]) -> records.CandidateResult:
+def _candidate(c: records.Candidate, tested: Mapping[str, Any]) -> records.CandidateResult:
   """A lineage.json candidate as results.json lists it, with its test top-1."""
-  top1 = tested.get(record["id"], {}).get("top1")
+  top1 = tested.get(c.id, {}).get("top1")
   return records.CandidateResult.make(
-      **{k: record.get(k) for k in ("id", "generation", "candidate", "attempt", "parent",
-                                    "params", "size_mb", "macs", "status", "chosen",
-                                    "env_factor", "wall_seconds", "train_images")},
-      **{k: record[k] for k in LATENCY_KEYS if k in record},
-      validation_top1=record.get("top1"), top1=top1,
-      netscore=(metrics_lib.netscore(top1, record["params"], record["macs"])
-                if top1 is not None else None))
+      id=c.id, generation=c.generation, candidate=c.candidate, attempt=c.attempt,
+      parent=c.parent, params=c.params, size_mb=c.size_mb, macs=c.macs, status=c.status,
+      chosen=c.chosen, env_factor=c.env_factor, wall_seconds=c.wall_seconds,
+      train_images=c.train_images, **{k: getattr(c, k) for k in LATENCY_KEYS if c.has(k)},
+      validation_top1=c.top1, top1=top1,
+      netscore=metrics_lib.netscore(top1, c.params, c.macs) if top1 is not None else None)
 
 
 def results_record(inputs: ResultsInputs) -> records.Results:
@@ -319,14 +321,14 @@ def results_record(inputs: ResultsInputs) -> records.Results:
   its fp32 batch-1 images/s) / the network's interleaved speed-up
   (`squish_tf.report.frontier.frontier_points`).
   """
-  lineage, info = inputs.lineage, inputs.info
+  lineage, info = records.Lineage.coerce(inputs.lineage), inputs.info
   evolution_config = inputs.evolution_config or evolve_config_lib.EvolutionConfig()
   measured = _Measured.of(inputs.benchmark, inputs.evaluation)
-  ancestor_dir = lineage["ancestor"]["dir"]
+  ancestor_dir = lineage.ancestor["dir"]
   ancestor_metrics = files_lib.read_json(os.path.join(ancestor_dir, model_io.METRICS_FILE))
-  ancestor_entry = dict(lineage["ancestor"], train_epochs=ancestor_metrics.get("train_epochs"),
+  ancestor_entry = dict(lineage.ancestor, train_epochs=ancestor_metrics.get("train_epochs"),
                         train_images=ancestor_metrics.get("train_images"))
-  squishednet, squished_metrics = _squishednet(lineage, inputs.squishednet_dir, ancestor_metrics,
+  squishednet, squished_metrics = _squishednet(inputs.lineage, inputs.squishednet_dir, ancestor_metrics,
                                                evolution_config, measured)
   models = {"ancestor": model_result("ancestor", "Ancestor (SqueezeNet v1.1, few-class)",
                                      "ancestor", ancestor_entry, ancestor_dir, measured),
@@ -336,7 +338,7 @@ def results_record(inputs: ResultsInputs) -> records.Results:
     if metrics is not None:
       models[name] = model_result(name, baselines_lib.LABELS[name], "baseline", metrics,
                                   directory, measured)
-  candidates = [_candidate(r, measured.tested) for r in lineage["candidates"]]
+  candidates = [_candidate(c, measured.tested) for c in lineage.candidates]
   polished = bool(squished_metrics.get("polished_from"))
   return records.Results(
       run_name=inputs.config.run_name, command=inputs.command,
@@ -346,17 +348,14 @@ def results_record(inputs: ResultsInputs) -> records.Results:
           class_names=list(info.class_names)),
       accuracy_split="test", models=models, candidates=candidates,
       latency_model=records.LatencyModel.coerce(latency_summary(lineage))
-      if lineage.get("latency_table") else None,
+      if lineage.latency_table else None,
       # Test top-1 against latency (ancestor_ms / speed-up; squish_tf.report.frontier).
-      frontier=frontier_lib.frontier_points(
-          {name: model.to_json() for name, model in models.items()},
-          [candidate.to_json() for candidate in candidates]),
-      generations=[records.Generation.from_json(g) for g in lineage["generations"]],
-      winner=lineage["winner"], polished=polished,
+      frontier=frontier_lib.frontier_points(models, candidates),
+      generations=lineage.generations, winner=lineage.winner, polished=polished,
       final_init=squished_metrics.get("final_init", "inherit") if polished else None,
       # --final_init=best: which of scratch and inherit was kept, both validation figures, why.
       final_choice=squished_metrics.get("final_choice") if polished else None,
-      stop_reason=lineage["stop_reason"], paper=[dict(p) for p in PAPER],
+      stop_reason=lineage.stop_reason, paper=[dict(p) for p in PAPER],
       reference={"squeezenet_v1_1_size_mb": SQUEEZENET_V1_1_SIZE_MB},
       machine=_machine(inputs.benchmark.get("settings", {})),
       wall_seconds=dict(inputs.times, total=sum(inputs.times.values())))

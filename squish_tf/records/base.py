@@ -168,6 +168,10 @@ class Record:
     out.update(gathered)
     return out
 
+  def has(self, name: str) -> bool:
+    """Whether the file holds field `name`'s key (an optional key may be absent)."""
+    return getattr(self, name) is not None or name in getattr(self, "_written", frozenset())
+
   def is_empty(self) -> bool:
     """Whether the record holds no value at all (read from an empty or malformed entry)."""
     return all(item in (None, {}, []) for key, item in self.to_json().items() if key != "version")
