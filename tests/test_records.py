@@ -155,3 +155,65 @@ def test_a_made_record_round_trips(record):
   made = record.from_json({})
   again = record.from_json(made.to_json())
   assert again.to_json() == made.to_json()
+
+
+# -- the writer writes what the code before the records wrote --------------------------
+
+# A tiny run of the code at dfc010b with every input of results.json kept: its model dirs'
+# metrics.json and spec.json, lineage.json, benchmark.json, evaluation.json, the int8 export's
+# manifest, and the results.json that code wrote from them.
+TINY = os.path.join(ROOT, "tests", "fixtures", "run_dfc010b_tiny")
+TINY_RUN_DIR = "/tmp/i29rec_oldrun"  # where it ran: the absolute paths its files hold
+
+
+def _copy_tiny_run(target):
+  """The tiny run's files under `target`, their absolute paths moved there too."""
+  for directory, _, names in os.walk(TINY):
+    for name in names:
+      source = os.path.join(directory, name)
+      destination = os.path.join(target, os.path.relpath(source, TINY))
+      os.makedirs(os.path.dirname(destination), exist_ok=True)
+      with open(source, encoding="utf-8") as handle:
+        text = handle.read()
+      if name in ("lineage.json", "benchmark.json"):
+        text = text.replace(TINY_RUN_DIR, str(target))
+      with open(destination, "w", encoding="utf-8") as handle:
+        handle.write(text)
+
+
+def _flag_options(path):
+  options = {}
+  for line in open(path, encoding="utf-8").read().split():
+    name, equals, text = line[2:].partition("=")
+    if equals:
+      options[name] = text
+    else:
+      options[name[2:] if name.startswith("no") else name] = not name.startswith("no")
+  return options
+
+
+@pytest.mark.skipif(not os.path.isdir(TINY), reason="fixture pending")
+def test_results_json_is_written_as_the_code_before_the_records_wrote_it(tmp_path):
+  from squish_tf import api  # pylint: disable=g-import-not-at-top
+  from squish_tf.data import config as data_config_lib  # pylint: disable=g-import-not-at-top
+  from squish_tf.job import results as job_results_lib  # pylint: disable=g-import-not-at-top
+
+  _copy_tiny_run(tmp_path)
+  old_text = open(os.path.join(TINY, "results.json"), encoding="utf-8").read()
+  old = json.loads(old_text)
+  options = _flag_options(os.path.join(TINY, "flags.txt"))
+  options["run_dir"] = str(tmp_path)
+  plan = api.plan(check_ancestor=False, **options)
+  dataset = old["dataset"]
+  info = data_config_lib.DatasetInfo(dataset["name"], tuple(dataset["class_names"]),
+                                     dataset["train_count"], dataset["validation_count"],
+                                     dataset["image_size"], test_count=dataset["test_count"])
+  baselines = {name: str(tmp_path / "baselines" / name) for name, entry in old["models"].items()
+               if entry["kind"] == "baseline"}
+  times = {stage: seconds for stage, seconds in old["wall_seconds"].items() if stage != "total"}
+  read = lambda name: files_lib.read_json(str(tmp_path / name))  # noqa: E731
+  written = job_results_lib.build_results(
+      plan.job, info, plan.data, read("lineage.json"), str(tmp_path / "squishednet"), baselines,
+      read("benchmark.json"), read("evaluation.json"), times, old["command"], plan.evolution)
+  assert written.pop("version") == records.RESULTS_VERSION
+  assert _file_text(written) == old_text

@@ -3,7 +3,7 @@ accuracy drops, the lineage and the comparisons the prose states."""
 
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
-from squish_tf.records import CandidateResult, Results
+from squish_tf.records import CandidateResult, ModelResult, Results
 from squish_tf.report.format import DASH, finite_number, fmt_ratio
 
 MODEL_ORDER = ("ancestor", "squishednet", "width_scaled", "width_scaled_latency",
@@ -69,7 +69,7 @@ def ordered_models(results: Mapping[str, Any]) -> Dict[str, Dict[str, Any]]:
 
 
 def model_label(name: str, entry: Mapping[str, Any]) -> str:
-  return entry.get("label") or _DEFAULT_LABELS.get(name) or name
+  return ModelResult.coerce(entry).label or _DEFAULT_LABELS.get(name) or name
 
 
 def short_label(name: str, entry: Mapping[str, Any]) -> str:
@@ -87,7 +87,7 @@ def exported_formats(models: Mapping[str, Mapping[str, Any]]) -> List[str]:
   """Every format some model's `formats` records, in FORMAT_LABELS' order, then as given."""
   found: List[str] = []
   for entry in models.values():
-    for name in entry.get("formats") or {}:
+    for name in ModelResult.coerce(entry).formats or {}:
       if name not in found:
         found.append(name)
   known = [name for name in FORMAT_LABELS if name in found]
@@ -96,9 +96,9 @@ def exported_formats(models: Mapping[str, Mapping[str, Any]]) -> List[str]:
 
 def batch_sizes(models: Mapping[str, Mapping[str, Any]]) -> List[str]:
   sizes = set()
-  for entry in models.values():
-    for key in ("litert_images_per_sec", "speedup_vs_ancestor"):
-      sizes.update(str(size) for size in (entry.get(key) or {}))
+  for model in (ModelResult.coerce(entry) for entry in models.values()):
+    for speeds in (model.litert_images_per_sec, model.speedup_vs_ancestor):
+      sizes.update(str(size) for size in (speeds or {}))
   return sorted(sizes, key=lambda s: (not s.isdigit(), int(s) if s.isdigit() else 0, s))
 
 
@@ -110,17 +110,24 @@ def measured_speedup(entry: Mapping[str, Any], ancestor: Mapping[str, Any], size
   pair that was not measured stays unknown. Only older results without the
   field fall back to the ratio of the two separately timed speeds.
   """
-  if isinstance(entry.get(key), Mapping) or key != "speedup_vs_ancestor":
-    return finite_number((entry.get(key) or {}).get(size))
-  own = finite_number((entry.get("litert_images_per_sec") or {}).get(size))
-  base = finite_number((ancestor.get("litert_images_per_sec") or {}).get(size))
+  model, size = ModelResult.coerce(entry), size_key(size)
+  speedups = getattr(model, key)
+  if isinstance(speedups, Mapping) or key != "speedup_vs_ancestor":
+    return finite_number((speedups or {}).get(size))
+  own = finite_number((model.litert_images_per_sec or {}).get(size))
+  base = finite_number((ModelResult.coerce(ancestor).litert_images_per_sec or {}).get(size))
   return own / base if own is not None and base else None
+
+
+def size_key(size: Any) -> Any:
+  """A batch or image size as the records key it (an int; "1" -> 1)."""
+  return int(size) if isinstance(size, str) and size.isdigit() else size
 
 
 def speedup_range(entry: Mapping[str, Any], size: str,
                    key: str = "speedup_vs_ancestor") -> Optional[Tuple[float, float, Any]]:
   """(min, max, rounds) of the per-round ratios behind a speed-up, when measured interleaved."""
-  return _range((entry.get(f"{key}_range") or {}).get(size))
+  return _range((getattr(ModelResult.coerce(entry), f"{key}_range") or {}).get(size_key(size)))
 
 
 def _range(spread: Any) -> Optional[Tuple[float, float, Any]]:
@@ -150,7 +157,7 @@ def speed_resolutions(models: Mapping[str, Mapping[str, Any]]) -> List[Tuple[str
   """(image size, batch size) of every speed-up measured at another resolution, in order."""
   found = set()
   for entry in models.values():
-    for image_size, by_batch in (entry.get("speedup_at_resolution") or {}).items():
+    for image_size, by_batch in (ModelResult.coerce(entry).speedup_at_resolution or {}).items():
       for batch, value in (by_batch or {}).items():
         if finite_number(value) is not None:
           found.add((str(image_size), str(batch)))
@@ -161,12 +168,14 @@ def speed_resolutions(models: Mapping[str, Mapping[str, Any]]) -> List[Tuple[str
 def resolution_speedup(entry: Mapping[str, Any], image_size: str, batch: str
                         ) -> Optional[float]:
   """The interleaved pair's median speed-up over the ancestor at another resolution."""
-  return finite_number(((entry.get("speedup_at_resolution") or {}).get(image_size) or {}).get(batch))
+  by_image = ModelResult.coerce(entry).speedup_at_resolution or {}
+  return finite_number((by_image.get(size_key(image_size)) or {}).get(size_key(batch)))
 
 
 def resolution_cell(entry: Mapping[str, Any], image_size: str, batch: str) -> str:
   """ "3.10× [2.95–3.30]" at another resolution, or "–"."""
-  spread = ((entry.get("speedup_at_resolution_range") or {}).get(image_size) or {}).get(batch)
+  by_image = ModelResult.coerce(entry).speedup_at_resolution_range or {}
+  spread = (by_image.get(size_key(image_size)) or {}).get(size_key(batch))
   return _ratio_cell(resolution_speedup(entry, image_size, batch), _range(spread))
 
 
