@@ -4,8 +4,8 @@ Everything evolution decides before TensorFlow is involved lives here: filter
 strengths and cluster probabilities, the environmental factor F_l of each
 layer, the Bernoulli draw of surviving filters with its floors, the exact
 expected size of a child, the child `NetSpec`, and the index map that tells
-surgery which input channels every convolution keeps (see
-design/SYNTHESIS.md for the method and the formulas).
+surgery which input channels every convolution keeps (see docs/method.md for
+the method and the formulas).
 
 The channel wiring of a SqueezeNet-family network (which layer's filters
 become which input channels of which convolution) is computed once, as data,
@@ -26,6 +26,7 @@ from typing import Any, Dict, List, Mapping, Optional
 
 import numpy as np
 
+from squish_tf import fields as fields_lib
 from squish_tf.net import spec as spec_lib
 from squish_tf.net.wiring import channel_sources, spec_with_counts
 
@@ -51,12 +52,11 @@ class SynthesisConfig:
 
   Attributes:
     env_mode: how the environmental factor F_l of each layer is set.
-      "target" is the default: measured on shapes10, the paper's single
-      constant F (0.8) removes ~45% of every layer's filters at once; the
-      children start at chance and 2 fine-tuning epochs bring them back only
-      to 9.5 and 20.8 points below the ancestor, so evolution stops at once.
-      Steps of a set size (0.65-0.75x per generation, 4 epochs each) went
-      from 2.9 MB to 0.57-0.72 MB within 3 points (BN-free ancestor).
+      "target" is the default: on shapes10 the paper's single constant F
+      removes so many of every layer's filters at once that the children
+      start at chance and short fine-tunes do not bring them back within the
+      accuracy budget, so evolution stops at once; steps of a set size
+      recover between generations.
       "constant": F_l = env_factor for every layer (the paper).
       "target": F solved per parent so that the EXPECTED child cost is
         `target_fraction` of the parent's; F_l = min(1, F * w_l), w_l from
@@ -71,18 +71,18 @@ class SynthesisConfig:
       F; 0.8 is the gentlest round value that still shrinks a network
       substantially in one generation: a filter survives with probability
       0.8 * P(c), between 0.29 (weakest) and 0.8 (strongest). With strengths as
-      at He initialisation (L1 norms within a few % of each other) the
-      expected child of squishednet_base has 0.55x its parameters (measured);
-      trained layers, whose strengths spread more, are pruned harder. At
-      that pace the 2.9 MB ten-class ancestor reaches the paper's ~1 MB
-      SquishedNets in about two generations. env_mode="target" sets the
+      at He initialisation (L1 norms close to each other) the expected child
+      of squishednet_base keeps a little over half its parameters; trained
+      layers, whose strengths spread more, are pruned harder. At that pace
+      the ten-class ancestor reaches the paper's SquishedNet sizes in about
+      two generations. env_mode="target" sets the
       pace exactly instead.
     target_fraction: for env_mode="target", the expected child cost as a
       fraction of the parent's, in (0, 1). 0.44 by default: two generations
-      reach 0.19x (0.56 MB from the 10-class ancestor's 2.91 MB). F = 1 in
+      reach 0.44^2 = 0.19x of the ancestor. F = 1 in
       every layer still removes about a third of each trained layer's
       filters (P(c) < 1 for all but the strongest), so a generation cannot
-      shrink the network by less than ~0.55x at survival_temperature 1
+      shrink a trained network gently at survival_temperature 1
       (a higher temperature reaches gentler fractions); deeper cuts are
       where target_gamma can shape the child.
     target_gamma: for env_mode="target", how the pressure is shared between
@@ -92,10 +92,9 @@ class SynthesisConfig:
       every layer the same F (the paper's single environment); the default
       0.5 presses harder on the late fires, whose filters hold the
       parameters, and spares conv1 and the early fires, which are cheap in
-      parameters but decide what the network sees. Measured on shapes10 at
-      64 px: at 124k deployed parameters, trained from scratch for the same
-      24 epochs, early layers at 0.67x and late fires at 0.33x width scored
-      97.35% test top-1 against 96.20% for a uniform 0.41x.
+      parameters but decide what the network sees (at equal deployed size,
+      wide early layers and thin late fires beat a uniform width on shapes10:
+      docs/method.md).
     cost: what "target" and "cost_weighted" measure: "params" (model size),
       "macs" (compute at the spec's input size) or "latency" (LiteRT ms
       predicted by a measured table, `squish_tf.bench.latency`; every cost function
@@ -114,19 +113,23 @@ class SynthesisConfig:
     survival_temperature: T > 0 in P(c) = exp((s_c / z_l - 1) / T). 1 (the
       default) is the paper's P(c) in [1/e, 1], exactly as before the
       temperature existed; T > 1 flattens it to [exp(-1/T), 1], so F = 1
-      removes fewer filters and a generation can be gentler than ~0.55x
+      removes fewer filters and a generation can be gentler
       (target mode then reaches larger --target_fraction values); T < 1
       sharpens it, pruning weak filters harder.
   """
 
   # A field with `help` metadata is a flag of the mains and an option of squish_tf.run
-  # (squish_tf/job/options.py). EvolutionConfig's --target_fraction sets `target_fraction`.
+  # (squish_tf/job/options.py).
   env_mode: str = dataclasses.field(default="target", metadata=dict(enum_values=ENV_MODES, help=(
       "Environmental factor: constant (one F, the paper), target (F bisected per generation to "
       "hit --target_fraction) or cost_weighted (costlier layers, more pressure).")))
   env_factor: float = dataclasses.field(default=0.8, metadata=dict(
-      help="F in (0, 1]: a filter survives with probability F * P(c)."))
-  target_fraction: float = 0.44
+      help="F in (0, 1]: a filter survives with probability F * P(c).", greater_than=0.0,
+      upper_bound=1.0))
+  # The encoding's own: set per generation by evolution (EvolutionConfig.target_fraction is the
+  # option).
+  target_fraction: float = dataclasses.field(default=0.44, metadata=dict(
+      greater_than=0.0, less_than=1.0))
   target_gamma: float = dataclasses.field(default=0.5, metadata=dict(help=(
       "env_mode=target: how pressure is shared between modules, F_l = min(1, F * (mean cost / "
       "module cost)^target_gamma); 0 = one F for every layer, larger values press harder on the "
@@ -135,71 +138,25 @@ class SynthesisConfig:
       "What env_mode=target and cost_weighted measure: params, macs or latency (LiteRT ms from a "
       "table measured once on this machine and cached in the run dir).")))
   gamma: float = dataclasses.field(default=1.0, metadata=dict(
-      help="cost_weighted exponent: F_l = clip(F * (mean_cost / cost_l)^gamma, f_min, 1)."))
+      help="cost_weighted exponent: F_l = clip(F * (mean_cost / cost_l)^gamma, f_min, 1).",
+      lower_bound=0.0))
   f_min: float = dataclasses.field(default=0.05, metadata=dict(
-      help="cost_weighted lower clip of F_l."))
+      help="cost_weighted lower clip of F_l.", greater_than=0.0, upper_bound=1.0))
   min_filters: int = dataclasses.field(default=2, metadata=dict(
-      help="Every layer keeps at least this many filters."))
+      help="Every layer keeps at least this many filters.", lower_bound=1))
   min_fraction: float = dataclasses.field(default=0.05, metadata=dict(
-      help="Every layer keeps at least this fraction of its parent's filters."))
+      help="Every layer keeps at least this fraction of its parent's filters.", lower_bound=0.0,
+      less_than=1.0))
   channel_multiple: int = dataclasses.field(default=1, metadata=dict(help=(
-      "Round survivor counts up to a multiple of this (1 = off, the default: rounding up to 4 or "
-      "8 measured no faster in LiteRT here, and up to 19% slower where it adds filters; "
-      "benchmarks/channel_multiple.py).")))
+      "Round survivor counts up to a multiple of this (1 = off, the default: rounding up adds "
+      "filters, and in LiteRT it ran no faster; benchmarks/channel_multiple.py)."), lower_bound=1))
   survival_temperature: float = dataclasses.field(default=1.0, metadata=dict(help=(
       "Temperature T > 0 of the cluster probability P(c) = exp((s_c / z_l - 1) / T): 1 is the "
       "paper's (P(c) in [1/e, 1]); T > 1 keeps weak filters more often (P(c) >= exp(-1/T)), so "
-      "generations can be gentler; T < 1 prunes weak filters harder.")))
+      "generations can be gentler; T < 1 prunes weak filters harder."), greater_than=0.0))
 
   def __post_init__(self):
-    if self.env_mode not in ENV_MODES:
-      raise ValueError(f"--env_mode must be one of {ENV_MODES}, got {self.env_mode!r}.")
-    _check_real("env_factor", self.env_factor)
-    if not 0.0 < self.env_factor <= 1.0:
-      raise ValueError(
-          f"--env_factor must be in (0, 1], got {self.env_factor!r}; it scales every filter's "
-          "survival probability, so 1 prunes least and values near 0 prune almost everything.")
-    _check_real("target_fraction", self.target_fraction)
-    if not 0.0 < self.target_fraction < 1.0:
-      raise ValueError(
-          f"--target_fraction must be in (0, 1), got {self.target_fraction!r}; it is the expected "
-          "child size as a fraction of its parent's (e.g. 0.7 for a 30% smaller child).")
-    if self.cost not in COSTS:
-      raise ValueError(f"--cost must be one of {COSTS}, got {self.cost!r}.")
-    _check_real("target_gamma", self.target_gamma)
-    if self.target_gamma < 0:
-      raise ValueError(f"--target_gamma must be >= 0, got {self.target_gamma!r}; 0 gives every "
-                       "layer the same factor, larger values press harder on costly modules.")
-    _check_real("gamma", self.gamma)
-    if self.gamma < 0:
-      raise ValueError(f"--gamma must be >= 0, got {self.gamma!r}; 0 gives every layer the same "
-                       "factor, larger values press harder on layers with costly filters.")
-    _check_real("f_min", self.f_min)
-    if not 0.0 < self.f_min <= 1.0:
-      raise ValueError(f"--f_min must be in (0, 1], got {self.f_min!r}.")
-    if not _is_int(self.min_filters) or self.min_filters < 1:
-      raise ValueError(f"--min_filters must be an integer >= 1, got {self.min_filters!r}; "
-                       "every layer needs at least one filter.")
-    _check_real("min_fraction", self.min_fraction)
-    if not 0.0 <= self.min_fraction < 1.0:
-      raise ValueError(f"--min_fraction must be in [0, 1), got {self.min_fraction!r}.")
-    if not _is_int(self.channel_multiple) or self.channel_multiple < 1:
-      raise ValueError(f"--channel_multiple must be an integer >= 1 (1 = off), got "
-                       f"{self.channel_multiple!r}.")
-    _check_real("survival_temperature", self.survival_temperature)
-    if not self.survival_temperature > 0:
-      raise ValueError(f"--survival_temperature must be > 0, got {self.survival_temperature!r}; "
-                       "1 is the paper's P(c), larger values prune more gently.")
-
-
-def _is_int(value: Any) -> bool:
-  return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _check_real(field: str, value: Any) -> None:
-  if (not isinstance(value, numbers.Real) or isinstance(value, bool) or
-      not math.isfinite(value)):
-    raise ValueError(f"--{field} must be a finite number, got {value!r}.")
+    fields_lib.check(self)  # every bound and choice declared above
 
 
 def filter_strengths(kernel: np.ndarray) -> np.ndarray:
@@ -416,7 +373,7 @@ def survivors_to_json(survivors: Mapping[str, Any]) -> Dict[str, List[int]]:
   return {name: [int(i) for i in np.asarray(values).ravel()] for name, values in survivors.items()}
 
 
-def survivors_from_json(data: Mapping[str, Any],
+def _survivors_from_json(data: Mapping[str, Any],
                         spec: Optional[spec_lib.NetSpec] = None) -> Dict[str, np.ndarray]:
   """Inverse of `survivors_to_json`; validated against `spec` when given."""
   if not isinstance(data, Mapping):

@@ -11,9 +11,11 @@ the highest validation top-1 (ties go to fewer parameters), or with
 ancestor's clock: latencies relative to the ancestor's in the same timing
 session, so generations timed at different times compare). Stop
 when the size/MAC target is met, G is reached, or no candidate stays within
-the budget (the result is then the last parent that did). `polish` then
-fine-tunes the winner for `final_epochs` (distilled) into `<run_dir>/
-squishednet/`: the model the report calls the SquishedNet.
+the budget (the result is then the last parent that did). The final stage
+(`squish_tf.evolve.polish`) then trains the winner into `<run_dir>/squishednet/`,
+the model the report calls the SquishedNet: by default (`--final_init=best`) its
+widths from scratch and its inherited weights fine-tuned, the better on
+validation kept.
 
 Nothing here reads the test split: selection and the accuracy budget read
 validation only, so the test figures the main job reports were not chosen on.
@@ -59,6 +61,7 @@ from squish_tf.evolve.lineage import (
 )
 from squish_tf.net import model_io
 from squish_tf.net import spec as spec_lib
+from squish_tf.train import config as train_config_lib
 from squish_tf.train import trainer as train_lib
 from squish_tf.train.baselines import DataFn
 
@@ -104,7 +107,7 @@ def evolve(parent_dir: str,
            run_flags: Optional[Dict[str, Any]] = None,
            listeners: Sequence[Callable[[Dict[str, Any]], None]] = (),
            verbose: Any = 0,
-           train_config: Optional[train_lib.TrainConfig] = None,
+           train_config: Optional[train_config_lib.TrainConfig] = None,
            targets_checked: bool = False,
            measure: Optional[Measure] = None) -> EvolutionResult:
   """Runs (or resumes) deep evolutionary synthesis from a trained parent.
@@ -139,7 +142,7 @@ def evolve(parent_dir: str,
   Returns:
     The winner (the last parent within the accuracy budget) and the lineage.
   """
-  train_config = train_config or train_lib.TrainConfig()
+  train_config = train_config or train_config_lib.TrainConfig()
   ancestor_model, ancestor_spec, ancestor_metrics = model_io.load_model_dir(parent_dir)
   train_ds, val_ds, info = data_fn()
   del train_ds
@@ -465,7 +468,7 @@ def _generation_synthesis(synth: synthesis.SynthesisConfig, config: EvolutionCon
   # In the units target mode measures (--cost). A target in the other unit is
   # the best guess there is (parameters and MACs shrink alike when every layer
   # does); with both, the one --cost measures. Aimed a little below: a draw's
-  # size spreads around its expectation (+-4% measured on shapes10), and one
+  # size spreads a few percent around its expectation, and one
   # above the target would not meet it.
   goal = TARGET_MARGIN * goals.get(synth.cost, min(goals.values()))
   left = config.generations - generation + 1

@@ -7,7 +7,7 @@ addressed by the stable names `squish_tf.net.models.build_model` gives them, so 
 parent ending in softmax or in logits, built here or loaded from a
 `.keras` file, works the same.
 
-Surgery is exact (design/SYNTHESIS.md): for any survivor mask the child
+Surgery is exact (docs/method.md): for any survivor mask the child
 computes what the parent computes with the removed filters' folded kernels and
 biases set to zero (`zero_removed`), because a zeroed filter's ReLU output
 is exactly 0 and contributes nothing to any consumer. With batch norm the
@@ -22,12 +22,10 @@ import keras
 import numpy as np
 
 from squish_tf.evolve import encoding as synthesis
+from squish_tf.evolve.config import OFFSPRING_INITS
 from squish_tf.net import batch_norm as bn_lib
 from squish_tf.net import models
 from squish_tf.net import spec as spec_lib
-
-OFFSPRING_INITS = ("inherit", "scratch")
-
 
 def layer_strengths(model, spec: spec_lib.NetSpec) -> Dict[str, np.ndarray]:
   """Filter strengths s_c = sum |W'_c| of every prunable layer of `model`.

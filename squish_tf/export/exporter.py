@@ -45,12 +45,12 @@ from squish_tf.export import qat as qat_lib  # tfmot itself is imported lazily, 
 from squish_tf.export import saved_model as saved_model_lib
 from squish_tf.export import tflite as tflite_lib
 from squish_tf.export import tftrt as tftrt_lib
+from squish_tf.export.config import CALIBRATION_IMAGES, FORMATS
 from squish_tf.net import batch_norm, model_io
 from squish_tf.net import spec as spec_lib
 from squish_tf.net.describe import spec_or_foreign
 from squish_tf.runtime import litert as litert_lib
 
-FORMATS = ("saved_model", "fp32", "fp16", "dynamic", "int8", "qat_int8", "jetson", "tftrt")
 DATA_FORMATS = ("int8", "qat_int8")  # need training images
 SPEC_FORMATS = ("qat_int8", "jetson")  # need a SqueezeNet spec (tf_keras twin, layer names)
 TFLITE_FORMATS = ("fp32", "fp16", "dynamic", "int8", "qat_int8")
@@ -59,7 +59,6 @@ MANIFEST_FILE = "export.json"
 LABELS_FILE = "labels.txt"
 MANIFEST_VERSION = records.MANIFEST_VERSION
 PARITY_IMAGES = 64
-CALIBRATION_IMAGES = 200
 MAX_EVAL_IMAGES = 2000
 REFERENCE_IMAGES = 8  # shipped in the Jetson bundle
 

@@ -30,11 +30,10 @@ import numpy as np
 import tensorflow as tf
 
 from squish_tf.export import tflite as tflite_lib
+from squish_tf.export.config import QAT_LEARNING_RATE as DEFAULT_LEARNING_RATE
 from squish_tf.net import models
 from squish_tf.net import spec as spec_lib
 
-# Small: QAT should adapt the weights to quantization, not keep training the model.
-DEFAULT_LEARNING_RATE = 1e-5
 INPUT_QUANTIZER = "quantize_layer"
 
 
@@ -172,7 +171,7 @@ def convert_int8(qat_model, representative_images: np.ndarray) -> bytes:
       tf.TensorSpec([None, height, width, channels], tf.float32, name="image"))
   converter = tflite_lib.converter_for(concrete)
   tflite_lib.set_full_integer(converter, representative_images)
-  return converter.convert()
+  return tflite_lib.convert(converter)
 
 
 def qat_int8_tflite(model, spec: spec_lib.NetSpec, train_ds: tf.data.Dataset, epochs: int,

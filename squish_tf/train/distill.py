@@ -12,15 +12,14 @@ own layers in place.
 
 The teacher is frozen (`trainable = False`) and runs in inference mode:
 otherwise its weights would be trainable variables of the wrapper and the KL
-term would pull the teacher towards the student (measured: a width-scaled
-student fell from 79.8% to 58.2% that way).
+term would pull the teacher towards the student, and the student down with
+it.
 
 With alpha = 0 the teacher is never called and the loss is exactly the
 hard-label cross-entropy a plain `fit` of the student computes (the same op
 on the same logits; tested).
 """
 
-import dataclasses
 import os
 from typing import Any, Callable, Dict, Optional
 
@@ -28,34 +27,7 @@ import keras
 
 from squish_tf.net import batch_norm as bn_lib
 from squish_tf.net import model_io, models
-
-TEACHERS = ("ancestor", "parent")
-
-
-@dataclasses.dataclass(frozen=True)
-class DistillConfig:
-  """How students learn from a teacher. Field names follow the flags.
-
-  Attributes:
-    alpha: weight of the distillation term in [0, 1]; 0 is plain hard-label
-      training. 0.5 by default: measured on shapes10 (64 px), an 8-epoch
-      polish of the same evolved network reached 96.90% test top-1 with
-      alpha 0.5 and T 4, 96.15% with TAS's alpha 0.9, 96.60% with T 2 and
-      96.45% without distillation; a one-shot offspring's 2-epoch recovery
-      reached 95.1% with alpha 0.5 against 93.3% with 0.9.
-    temperature: softening temperature T >= 1 (4, as in TAS).
-  """
-
-  alpha: float = 0.5
-  temperature: float = 4.0
-
-  def __post_init__(self):
-    if not 0.0 <= self.alpha <= 1.0:
-      raise ValueError(f"--distill_alpha must be in [0, 1] (0 = hard labels only), got "
-                       f"{self.alpha!r}.")
-    if not self.temperature >= 1.0:
-      raise ValueError(f"--distill_temperature must be >= 1 (1 = unsoftened), got "
-                       f"{self.temperature!r}.")
+from squish_tf.train.config import DistillConfig
 
 
 def logits_view(model):
