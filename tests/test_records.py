@@ -181,29 +181,16 @@ def _copy_tiny_run(target):
         handle.write(text)
 
 
-def _flag_options(path):
-  options = {}
-  for line in open(path, encoding="utf-8").read().split():
-    name, equals, text = line[2:].partition("=")
-    if equals:
-      options[name] = text
-    else:
-      options[name[2:] if name.startswith("no") else name] = not name.startswith("no")
-  return options
-
-
 @pytest.mark.skipif(not os.path.isdir(TINY), reason="fixture pending")
 def test_results_json_is_written_as_the_code_before_the_records_wrote_it(tmp_path):
-  from squish_tf import api  # pylint: disable=g-import-not-at-top
   from squish_tf.data import config as data_config_lib  # pylint: disable=g-import-not-at-top
+  from squish_tf.evolve import config as evolve_config_lib  # pylint: disable=g-import-not-at-top
+  from squish_tf.job import config as job_config_lib  # pylint: disable=g-import-not-at-top
   from squish_tf.job import results as job_results_lib  # pylint: disable=g-import-not-at-top
 
   _copy_tiny_run(tmp_path)
   old_text = open(os.path.join(TINY, "results.json"), encoding="utf-8").read()
   old = json.loads(old_text)
-  options = _flag_options(os.path.join(TINY, "flags.txt"))
-  options["run_dir"] = str(tmp_path)
-  plan = api.plan(check_ancestor=False, **options)
   dataset = old["dataset"]
   info = data_config_lib.DatasetInfo(dataset["name"], tuple(dataset["class_names"]),
                                      dataset["train_count"], dataset["validation_count"],
@@ -212,8 +199,12 @@ def test_results_json_is_written_as_the_code_before_the_records_wrote_it(tmp_pat
                if entry["kind"] == "baseline"}
   times = {stage: seconds for stage, seconds in old["wall_seconds"].items() if stage != "total"}
   read = lambda name: files_lib.read_json(str(tmp_path / name))  # noqa: E731
+  # Of the configs, results.json reads the run's name and image size (the evolution config
+  # only as the offspring epochs of candidates that do not record theirs).
   written = job_results_lib.build_results(
-      plan.job, info, plan.data, read("lineage.json"), str(tmp_path / "squishednet"), baselines,
-      read("benchmark.json"), read("evaluation.json"), times, old["command"], plan.evolution)
+      job_config_lib.JobConfig(run_dir=str(tmp_path), run_name=old["run_name"]), info,
+      data_config_lib.DataConfig(image_size=dataset["image_size"]), read("lineage.json"),
+      str(tmp_path / "squishednet"), baselines, read("benchmark.json"),
+      read("evaluation.json"), times, old["command"], evolve_config_lib.EvolutionConfig())
   assert written.pop("version") == records.RESULTS_VERSION
   assert _file_text(written) == old_text
