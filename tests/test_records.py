@@ -11,9 +11,13 @@ from squish_tf import files as files_lib
 from squish_tf import records
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# A demo run written by the code at dfc010b (before the records): results.json, lineage.json
-# and the SquishedNet's export manifest, as that code wrote them.
-FIXTURE = os.path.join(ROOT, "tests", "fixtures", "run_dfc010b")
+FIXTURES = os.path.join(ROOT, "tests", "fixtures")
+# Runs of the code at dfc010b (before the records), their files as that code wrote them: the
+# demo (run_dfc010b: results.json, lineage.json, the SquishedNet's export.json) and a tiny run
+# with every input of its results.json (run_dfc010b_tiny, below).
+RUNS = ("run_dfc010b", "run_dfc010b_tiny")
+TINY = os.path.join(FIXTURES, "run_dfc010b_tiny")
+TINY_RUN_DIR = "/tmp/i29rec_oldrun"  # where it ran: the absolute paths its files hold
 
 
 def _file_text(data):
@@ -22,21 +26,31 @@ def _file_text(data):
                     sort_keys=True, allow_nan=False) + "\n"
 
 
-def _fixture(name):
-  with open(os.path.join(FIXTURE, name), encoding="utf-8") as handle:
+def _fixtures(name):
+  """The fixture files called `name` (a run's results.json, lineage.json, export.json)."""
+  return [os.path.join(FIXTURES, run, name) for run in RUNS
+          if os.path.isfile(os.path.join(FIXTURES, run, name))]
+
+
+def _read(path):
+  with open(path, encoding="utf-8") as handle:
     return handle.read()
 
 
 # -- a run written before the records reads back byte for byte --------------------------
 
 
-_PENDING = pytest.mark.skipif(not os.path.isfile(os.path.join(FIXTURE, "results.json")),
-                              reason="fixture pending")
+def _manifests():
+  return _fixtures("export.json") + _fixtures(os.path.join("export", "export.json"))
 
 
-@_PENDING
-def test_results_json_of_the_old_code_round_trips():
-  text = _fixture("results.json")
+def test_every_file_has_a_fixture():
+  assert _fixtures("results.json") and _fixtures("lineage.json") and _manifests()
+
+
+@pytest.mark.parametrize("path", _fixtures("results.json"))
+def test_results_json_of_the_old_code_round_trips(path):
+  text = _read(path)
   results = records.Results.from_json(json.loads(text))
   assert isinstance(results.models["squishednet"], records.ModelResult)
   assert results.models["squishednet"].name == "squishednet"
@@ -50,9 +64,9 @@ def test_results_json_of_the_old_code_round_trips():
   assert _file_text(without_version) == text
 
 
-@_PENDING
-def test_results_fields_read_as_attributes():
-  raw = json.loads(_fixture("results.json"))
+@pytest.mark.parametrize("path", _fixtures("results.json"))
+def test_results_fields_read_as_attributes(path):
+  raw = json.loads(_read(path))
   results = records.Results.from_json(raw)
   squished = results.models["squishednet"]
   assert squished.top1 == raw["models"]["squishednet"]["top1"]
@@ -62,10 +76,12 @@ def test_results_fields_read_as_attributes():
   assert (results.winner, results.stop_reason, results.polished) == (
       raw["winner"], raw["stop_reason"], raw["polished"])
   assert [c.id for c in results.candidates] == [c["id"] for c in raw["candidates"]]
+  assert [g.chosen for g in results.generations] == [g["chosen"] for g in raw["generations"]]
 
 
-def test_lineage_json_of_the_old_code_round_trips():
-  text = _fixture("lineage.json")
+@pytest.mark.parametrize("path", _fixtures("lineage.json"))
+def test_lineage_json_of_the_old_code_round_trips(path):
+  text = _read(path)
   lineage = records.Lineage.from_json(json.loads(text))
   assert lineage.candidates and all(isinstance(c, records.Candidate) for c in lineage.candidates)
   assert not lineage.extra and all(not c.extra for c in lineage.candidates)
@@ -73,13 +89,14 @@ def test_lineage_json_of_the_old_code_round_trips():
   assert _file_text(lineage.to_json()) == text
 
 
-@_PENDING
-def test_export_manifest_of_the_old_code_round_trips():
-  text = _fixture("export.json")
+@pytest.mark.parametrize("path", _manifests())
+def test_export_manifest_of_the_old_code_round_trips(path):
+  text = _read(path)
   manifest = records.ExportManifest.from_json(json.loads(text))
   assert manifest.formats and all(isinstance(entry, records.FormatEntry)
                                   for entry in manifest.formats.values())
   assert all(entry.bytes > 0 for entry in manifest.formats.values())
+  assert not manifest.extra and all(not entry.extra for entry in manifest.formats.values())
   assert _file_text(manifest.to_json()) == text
 
 
@@ -159,11 +176,8 @@ def test_a_made_record_round_trips(record):
 
 # -- the writer writes what the code before the records wrote --------------------------
 
-# A tiny run of the code at dfc010b with every input of results.json kept: its model dirs'
-# metrics.json and spec.json, lineage.json, benchmark.json, evaluation.json, the int8 export's
-# manifest, and the results.json that code wrote from them.
-TINY = os.path.join(ROOT, "tests", "fixtures", "run_dfc010b_tiny")
-TINY_RUN_DIR = "/tmp/i29rec_oldrun"  # where it ran: the absolute paths its files hold
+# The tiny run keeps every input of its results.json: its model dirs' metrics.json and
+# spec.json, lineage.json, benchmark.json, evaluation.json and the int8 exports' manifests.
 
 
 def _copy_tiny_run(target):
@@ -181,7 +195,6 @@ def _copy_tiny_run(target):
         handle.write(text)
 
 
-@pytest.mark.skipif(not os.path.isdir(TINY), reason="fixture pending")
 def test_results_json_is_written_as_the_code_before_the_records_wrote_it(tmp_path):
   from squish_tf.data import config as data_config_lib  # pylint: disable=g-import-not-at-top
   from squish_tf.evolve import config as evolve_config_lib  # pylint: disable=g-import-not-at-top
