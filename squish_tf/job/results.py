@@ -328,8 +328,8 @@ def results_record(inputs: ResultsInputs) -> records.Results:
   ancestor_metrics = files_lib.read_json(os.path.join(ancestor_dir, model_io.METRICS_FILE))
   ancestor_entry = dict(lineage.ancestor, train_epochs=ancestor_metrics.get("train_epochs"),
                         train_images=ancestor_metrics.get("train_images"))
-  squishednet, squished_metrics = _squishednet(inputs.lineage, inputs.squishednet_dir, ancestor_metrics,
-                                               evolution_config, measured)
+  squishednet, squished_metrics = _squishednet(inputs.lineage, inputs.squishednet_dir,
+                                               ancestor_metrics, evolution_config, measured)
   models = {"ancestor": model_result("ancestor", "Ancestor (SqueezeNet v1.1, few-class)",
                                      "ancestor", ancestor_entry, ancestor_dir, measured),
             "squishednet": squishednet}
