@@ -152,17 +152,7 @@ def _make_candidate(task: GenerationTask, candidate: int, attempt: int, parent_m
                          verbose=task.verbose, teacher_fn=teacher_fn(task.teacher_dir, strategy),
                          distill=config.distill_config(), label=label)
   drawn = dict(
-      id=candidate_id(generation, candidate), generation=generation, candidate=candidate,
-      attempt=attempt, parent=task.parent_id, seed=entropy, env_mode=synth.env_mode,
-      env_factor=float(np.mean(list(offspring.factors.values()))),
-      layer_env_factors={k: float(v) for k, v in offspring.factors.items()},
-      survivors=synthesis.survivors_to_json(offspring.survivors),
-      expected_params=float(offspring.expected_params),
-      expected_macs=float(offspring.expected_macs),
-      **({} if offspring.expected_latency_ms is None else {
-          "expected_latency_ms": float(offspring.expected_latency_ms),
-          "predicted_latency_ms": float(offspring.predicted_latency_ms)}),
-      train_epochs=fit_config.epochs,
+      _drawn(task, candidate, attempt, entropy, offspring), train_epochs=fit_config.epochs,
       train_images=fit_config.epochs * images_per_epoch(train_ds, info),
       teacher=task.teacher_dir and (ANCESTOR_ID if task.teacher_dir == task.ancestor_dir
                                     else task.parent_id))
@@ -181,6 +171,23 @@ def _make_candidate(task: GenerationTask, candidate: int, attempt: int, parent_m
     model_io.write_model_dir(temp, result.model, offspring.spec, metrics)
   shutil.rmtree(work_dir, ignore_errors=True)
   return record
+
+
+def _drawn(task: GenerationTask, candidate: int, attempt: int, entropy: List[int],
+           offspring) -> Dict[str, Any]:
+  """A candidate's record fields of its draw: which it was, its seed and environmental
+  factors, the survivors and what the draw expected them to cost."""
+  return dict(
+      id=candidate_id(task.generation, candidate), generation=task.generation,
+      candidate=candidate, attempt=attempt, parent=task.parent_id, seed=entropy,
+      env_mode=task.synth.env_mode, env_factor=float(np.mean(list(offspring.factors.values()))),
+      layer_env_factors={k: float(v) for k, v in offspring.factors.items()},
+      survivors=synthesis.survivors_to_json(offspring.survivors),
+      expected_params=float(offspring.expected_params),
+      expected_macs=float(offspring.expected_macs),
+      **({} if offspring.expected_latency_ms is None else {
+          "expected_latency_ms": float(offspring.expected_latency_ms),
+          "predicted_latency_ms": float(offspring.predicted_latency_ms)}))
 
 
 def _weights_finite(model) -> bool:
