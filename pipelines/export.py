@@ -19,6 +19,7 @@ from absl import flags, logging
 
 from squish_tf import export
 from squish_tf import files as files_lib
+from squish_tf import records
 from squish_tf.job import flags as flag_defs
 from squish_tf.job import preflight
 from squish_tf.layout import NATIVE_LOG_FILE
@@ -58,14 +59,15 @@ def main(argv):
         overwrite=FLAGS.overwrite, qat_learning_rate=FLAGS.qat_learning_rate,
         calibration_images=FLAGS.calibration_images, verbose=2)
   print(export.summary_table(manifest))
-  if manifest["data"]:
-    split = manifest["data"].get("accuracy_split", manifest["parity_source"])
-    print(f"parity on {manifest['parity_images']} {manifest['parity_source']} images; accuracy "
-          f"on {manifest['data']['eval_images']} {split} images")
+  manifest = records.ExportManifest.from_json(manifest)
+  if manifest.data:
+    split = manifest.data.get("accuracy_split", manifest.parity_source)
+    print(f"parity on {manifest.parity_images} {manifest.parity_source} images; accuracy "
+          f"on {manifest.data['eval_images']} {split} images")
   else:
-    print(f"parity on {manifest['parity_images']} random-pixel images (no data, so no "
+    print(f"parity on {manifest.parity_images} random-pixel images (no data, so no "
           "accuracy and no int8 / qat_int8)")
-  print(f"wrote {manifest['export_dir']}/{export.MANIFEST_FILE}")
+  print(f"wrote {manifest.export_dir}/{export.MANIFEST_FILE}")
 
 
 def run():

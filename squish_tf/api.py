@@ -31,11 +31,13 @@ import contextlib
 import dataclasses
 import difflib
 import os
-from typing import Any, Callable, Dict, List, Mapping, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from absl import flags
 
 from squish_tf import files as files_lib
+from squish_tf import layout
+from squish_tf import records
 from squish_tf.job import flags as flag_defs
 from squish_tf.job import options as options_lib
 from squish_tf.job import preflight
@@ -43,7 +45,7 @@ from squish_tf.net import model_io
 from squish_tf.report import console as console_lib
 from squish_tf.report import markdown as report_lib
 
-RESULTS_FILE = "results.json"  # job.RESULTS_FILE (job imports TensorFlow)
+RESULTS_FILE = layout.RESULTS_FILE
 # Keyword arguments of `run` that are not flags of the `squish` command.
 RUN_KEYWORDS = ("verbose", "log", "check_ancestor")
 
@@ -177,45 +179,8 @@ def plan(check_ancestor: bool = True, **options) -> RunPlan:
       command=f"squish --flagfile={os.path.join(run_dir, model_io.FLAGS_FILE)}")
 
 
-@dataclasses.dataclass(frozen=True)
-class ModelResult:
-  """One model of a run (results.json's `models` entry); accuracies are on the test split.
-
-  Attributes:
-    name: its key ("ancestor", "squishednet", a baseline's name).
-    label, kind: the report's label; "ancestor", "squishednet" or "baseline".
-    params, keras_params, size_mb, macs: deployed size (batch norm folded) and
-      Keras' count of the training model.
-    top1, top5: test-split accuracy; validation_top1: what selection read.
-    train_epochs, train_images: what it took (the SquishedNet's include the
-      ancestor's and evolution's).
-    speedup_vs_ancestor: {batch size: LiteRT fp32 speed-up over the fp32
-      ancestor (interleaved pairs' median), None where not measured}.
-  """
-
-  name: str
-  label: Optional[str]
-  kind: Optional[str]
-  params: Optional[int]
-  keras_params: Optional[int]
-  size_mb: Optional[float]
-  macs: Optional[int]
-  top1: Optional[float]
-  top5: Optional[float]
-  validation_top1: Optional[float]
-  train_epochs: Optional[int]
-  train_images: Optional[int]
-  speedup_vs_ancestor: Dict[int, Optional[float]]
-
-  @classmethod
-  def from_entry(cls, name: str, entry: Mapping[str, Any]) -> "ModelResult":
-    speedups = entry.get("speedup_vs_ancestor") or {}
-    return cls(name=name, label=entry.get("label"), kind=entry.get("kind"),
-               params=entry.get("params"), keras_params=entry.get("keras_params"),
-               size_mb=entry.get("size_mb"), macs=entry.get("macs"), top1=entry.get("top1"),
-               top5=entry.get("top5"), validation_top1=entry.get("validation_top1"),
-               train_epochs=entry.get("train_epochs"), train_images=entry.get("train_images"),
-               speedup_vs_ancestor={int(size): value for size, value in speedups.items()})
+# One model of a run (results.json's `models` entry): the record the job writes.
+ModelResult = records.ModelResult
 
 
 @dataclasses.dataclass(frozen=True)
@@ -244,14 +209,13 @@ class RunResults:
 
   @classmethod
   def from_results(cls, run_dir: str, results: Dict[str, Any]) -> "RunResults":
+    record = records.Results.from_json(results)
     return cls(run_dir=run_dir, report_path=os.path.join(run_dir, report_lib.REPORT_FILE),
                pareto_path=os.path.join(run_dir, report_lib.PARETO_FILE),
                frontier_path=os.path.join(run_dir, report_lib.FRONTIER_FILE), results=results,
-               winner=results.get("winner"), polished=bool(results.get("polished")),
-               stop_reason=results.get("stop_reason"),
-               wall_seconds=dict(results.get("wall_seconds") or {}),
-               models={name: ModelResult.from_entry(name, entry)
-                       for name, entry in (results.get("models") or {}).items()})
+               winner=record.winner, polished=bool(record.polished),
+               stop_reason=record.stop_reason, wall_seconds=dict(record.wall_seconds or {}),
+               models=record.models)
 
   @classmethod
   def load(cls, run_dir: str) -> "RunResults":

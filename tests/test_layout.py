@@ -14,7 +14,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The rooms, ground floor first: a module may import its own room and the rooms below it.
 LEVELS = (
     ("squish_tf.fields", "squish_tf.files", "squish_tf.layout", "squish_tf.lock",
-     "squish_tf.registry"),
+     "squish_tf.records", "squish_tf.registry"),
     ("squish_tf.runtime",),
     ("squish_tf.net",),
     ("squish_tf.data",),

@@ -12,6 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from squish_tf import files as files_lib
+from squish_tf import records
 from squish_tf.bench import latency_table as latency_table_lib
 from squish_tf.evolve import encoding as synthesis
 from squish_tf.evolve import environment as environment_lib
@@ -150,45 +151,43 @@ def _make_candidate(task: GenerationTask, candidate: int, attempt: int, parent_m
                          work_dir=work_dir, images_per_epoch=info.train_count,
                          verbose=task.verbose, teacher_fn=teacher_fn(task.teacher_dir, strategy),
                          distill=config.distill_config(), label=label)
-  record: Dict[str, Any] = {
-      "id": candidate_id(generation, candidate),
-      "generation": generation,
-      "candidate": candidate,
-      "attempt": attempt,
-      "parent": task.parent_id,
-      "seed": entropy,
-      "env_mode": synth.env_mode,
-      "env_factor": float(np.mean(list(offspring.factors.values()))),
-      "layer_env_factors": {k: float(v) for k, v in offspring.factors.items()},
-      "survivors": synthesis.survivors_to_json(offspring.survivors),
-      "expected_params": float(offspring.expected_params),
-      "expected_macs": float(offspring.expected_macs),
-      **({} if offspring.expected_latency_ms is None else {
-          "expected_latency_ms": float(offspring.expected_latency_ms),
-          "predicted_latency_ms": float(offspring.predicted_latency_ms)}),
-      "train_epochs": fit_config.epochs,
-      "train_images": fit_config.epochs * images_per_epoch(train_ds, info),
-      "teacher": task.teacher_dir and (ANCESTOR_ID if task.teacher_dir == task.ancestor_dir
-                                       else task.parent_id),
-  }
+  drawn = dict(
+      _drawn(task, candidate, attempt, entropy, offspring), train_epochs=fit_config.epochs,
+      train_images=fit_config.epochs * images_per_epoch(train_ds, info),
+      teacher=task.teacher_dir and (ANCESTOR_ID if task.teacher_dir == task.ancestor_dir
+                                    else task.parent_id))
   if result.diverged or not _weights_finite(result.model):
     shutil.rmtree(work_dir, ignore_errors=True)
-    record.update(metrics_lib.spec_metrics(offspring.spec, ancestor_spec))
-    record.update({"status": "diverged", "chosen": False, "top1": None,
-                   "wall_seconds": time.time() - start, "dir": None})
-    return record
+    return records.Candidate.make(
+        **drawn, **metrics_lib.spec_metrics(offspring.spec, ancestor_spec), status="diverged",
+        chosen=False, top1=None, wall_seconds=time.time() - start, dir=None).to_json()
   evaluation = train_lib.evaluate(result.model, val_ds)
-  record.update(metrics_lib.model_metrics(offspring.spec, evaluation, ancestor_spec))
-  record["fine_tune_images_per_sec"] = result.train_images_per_sec
-  record["status"] = "ok"
-  record["chosen"] = False
-  record["dir"] = os.path.relpath(directory, run_dir)
-  record["wall_seconds"] = time.time() - start
+  record = records.Candidate.make(
+      **drawn, **metrics_lib.model_metrics(offspring.spec, evaluation, ancestor_spec),
+      fine_tune_images_per_sec=result.train_images_per_sec, status="ok", chosen=False,
+      dir=os.path.relpath(directory, run_dir), wall_seconds=time.time() - start).to_json()
   metrics = {k: v for k, v in record.items() if k != "survivors"}
   with files_lib.atomic_path(directory) as temp:
     model_io.write_model_dir(temp, result.model, offspring.spec, metrics)
   shutil.rmtree(work_dir, ignore_errors=True)
   return record
+
+
+def _drawn(task: GenerationTask, candidate: int, attempt: int, entropy: List[int],
+           offspring) -> Dict[str, Any]:
+  """A candidate's record fields of its draw: which it was, its seed and environmental
+  factors, the survivors and what the draw expected them to cost."""
+  return dict(
+      id=candidate_id(task.generation, candidate), generation=task.generation,
+      candidate=candidate, attempt=attempt, parent=task.parent_id, seed=entropy,
+      env_mode=task.synth.env_mode, env_factor=float(np.mean(list(offspring.factors.values()))),
+      layer_env_factors={k: float(v) for k, v in offspring.factors.items()},
+      survivors=synthesis.survivors_to_json(offspring.survivors),
+      expected_params=float(offspring.expected_params),
+      expected_macs=float(offspring.expected_macs),
+      **({} if offspring.expected_latency_ms is None else {
+          "expected_latency_ms": float(offspring.expected_latency_ms),
+          "predicted_latency_ms": float(offspring.predicted_latency_ms)}))
 
 
 def _weights_finite(model) -> bool:

@@ -10,6 +10,7 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 import numpy as np
 
 from squish_tf import files as files_lib
+from squish_tf import records
 from squish_tf.evolve import encoding as synthesis
 from squish_tf.evolve.config import EvolutionConfig
 from squish_tf.net import metrics as metrics_lib
@@ -23,7 +24,7 @@ GENERATIONS_DIR = "generations"
 
 
 ANCESTOR_ID = "ancestor"
-LINEAGE_VERSION = 1
+LINEAGE_VERSION = records.LINEAGE_VERSION
 
 
 @dataclasses.dataclass
@@ -66,9 +67,10 @@ def load_lineage(run_dir: str) -> Optional[Dict[str, Any]]:
   # A candidate recorded as finished whose directory vanished is redone from its
   # recorded seed. When it was a generation's chosen one, that generation is
   # selected again and every later one redone: they descend from it.
-  missing = {record["id"] for record in lineage["candidates"] if record["status"] == "ok"
-             and not model_io.is_complete(os.path.join(run_dir, record["dir"]))}
-  lost = [g["generation"] for g in lineage["generations"] if g["chosen"] in missing]
+  recorded = records.Lineage.from_json(lineage)
+  missing = {c.id for c in recorded.candidates if c.status == "ok"
+             and not model_io.is_complete(os.path.join(run_dir, c.dir))}
+  lost = [g.generation for g in recorded.generations if g.chosen in missing]
   if lost:
     first = min(lost)
     logging.getLogger(__name__).warning(
@@ -90,7 +92,7 @@ def generation_summary(lineage: Dict[str, Any], generation: int) -> Optional[Dic
 
 
 def last_chosen(lineage: Dict[str, Any]) -> str:
-  chosen = [g["chosen"] for g in lineage["generations"] if g["chosen"]]
+  chosen = [g.chosen for g in records.Lineage.coerce(lineage).generations if g.chosen]
   return chosen[-1] if chosen else ANCESTOR_ID
 
 

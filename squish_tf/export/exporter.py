@@ -34,6 +34,7 @@ import numpy as np
 import tensorflow as tf
 
 from squish_tf import files as files_lib
+from squish_tf import records
 from squish_tf.data import config as data_config_lib
 from squish_tf.data import images as images_lib
 from squish_tf.data import pipeline as data_lib
@@ -66,7 +67,7 @@ TFLITE_FORMATS = tuple(f.name for f in formats_lib.REGISTRY if f.tflite)
 NO_DATA = ("", "none")  # --dataset values meaning "no data"
 MANIFEST_FILE = "export.json"
 LABELS_FILE = "labels.txt"
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = records.MANIFEST_VERSION
 
 
 def has_data(data_config: Optional[data_config_lib.DataConfig]) -> bool:
@@ -352,17 +353,18 @@ def gzip_size(path: str) -> int:
     return len(gzip.compress(handle.read(), compresslevel=9))
 
 
-def summary_table(manifest: Dict[str, Any]) -> str:
+def summary_table(manifest: Union[Dict[str, Any], records.ExportManifest]) -> str:
   """One line per format: bytes, parity and accuracy (for the mains and reports)."""
+  manifest = records.ExportManifest.coerce(manifest)
   lines = [f"{'format':<12} {'bytes':>12} {'max|diff|':>10} {'top1 agree':>10} {'accuracy':>9}"]
-  keras_accuracy = manifest.get("keras", {}).get("accuracy")
-  lines.append(f"{'keras':<12} {manifest['model'].get('keras_bytes', 0):>12,} {'':>10} {'':>10} "
-               f"{_fmt(keras_accuracy):>9}")
-  for name, entry in manifest["formats"].items():
-    parity = entry.get("parity") or {}
-    lines.append(f"{name:<12} {entry.get('bytes', 0):>12,} "
+  keras_accuracy = (manifest.keras or {}).get("accuracy")
+  lines.append(f"{'keras':<12} {(manifest.model or {}).get('keras_bytes', 0):>12,} {'':>10} "
+               f"{'':>10} {_fmt(keras_accuracy):>9}")
+  for name, entry in manifest.formats.items():
+    parity = entry.parity or {}
+    lines.append(f"{name:<12} {entry.bytes or 0:>12,} "
                  f"{_fmt(parity.get('max_abs_diff'), '.1e'):>10} "
-                 f"{_fmt(parity.get('top1_agreement')):>10} {_fmt(entry.get('accuracy')):>9}")
+                 f"{_fmt(parity.get('top1_agreement')):>10} {_fmt(entry.accuracy):>9}")
   return "\n".join(lines)
 
 

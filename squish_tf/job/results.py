@@ -1,6 +1,7 @@
 """results.json: the run's figures assembled from the model dirs, lineage, evaluation and the
 benchmark, with the paper's figures beside ours."""
 
+import dataclasses
 import os
 from typing import Any, Dict, Mapping, Optional, Tuple
 
@@ -8,6 +9,7 @@ import numpy as np
 
 from squish_tf import export as export_lib
 from squish_tf import files as files_lib
+from squish_tf import records
 from squish_tf.bench import pairs as pairs_lib
 from squish_tf.bench.comparisons import REFERENCE_ARTEFACT
 from squish_tf.bench.config import RESOLUTION_BATCH_SIZES
@@ -144,17 +146,18 @@ def latency_summary(lineage: Dict[str, Any]) -> Optional[Dict[str, Any]]:
   their absolute values, over the chosen offspring and over every measured
   candidate.
   """
-  if not lineage.get("latency_table"):
+  record = records.Lineage.coerce(lineage)
+  if not record.latency_table:
     return None
-  measured = [r for r in lineage["candidates"] if r.get("latency_error") is not None]
-  chosen = [r for r in measured if r.get("chosen")]
+  measured = [c for c in record.candidates if c.latency_error is not None]
+  chosen = [c for c in measured if c.chosen]
 
-  def median(records, key="latency_error"):
-    values = [abs(r[key]) for r in records if r.get(key) is not None]
+  def median(candidates, name="latency_error"):
+    values = [abs(getattr(c, name)) for c in candidates if getattr(c, name) is not None]
     return float(np.median(values)) if values else None
 
-  ancestor = lineage["ancestor"]
-  return {"table": lineage["latency_table"],
+  ancestor = record.ancestor or {}
+  return {"table": record.latency_table,
           "ancestor_predicted_ms": ancestor.get("predicted_latency_ms"),
           "ancestor_measured_ms": ancestor.get("measured_latency_ms"),
           "median_abs_error_chosen": median(chosen), "median_abs_error_all": median(measured),
@@ -163,13 +166,150 @@ def latency_summary(lineage: Dict[str, Any]) -> Optional[Dict[str, Any]]:
           "measured_candidates": len(measured), "chosen_candidates": len(chosen)}
 
 
-def build_results(config: JobConfig, info: data_config_lib.DatasetInfo, data_config: data_config_lib.DataConfig,
-                  lineage: Dict[str, Any], squishednet_dir: str, baseline_dirs: Dict[str, str],
-                  benchmark: Dict[str, Any], evaluation: Dict[str, Any],
-                  times: Dict[str, float], command: Optional[str],
-                  evolution_config: Optional[evolve_config_lib.EvolutionConfig] = None
-                  ) -> Dict[str, Any]:
-  """The results.json dict: every figure the report shows.
+@dataclasses.dataclass(frozen=True)
+class ResultsInputs:
+  """What results.json is assembled from.
+
+  Attributes:
+    config, info, data_config: the job, its data and the data's config.
+    lineage: lineage.json.
+    squishednet_dir, baseline_dirs: the SquishedNet's model dir; {baseline: model dir}.
+    benchmark, evaluation: benchmark.json and evaluation.json.
+    times: {stage: wall seconds}.
+    command: the command that reproduces the run.
+    evolution_config: evolution's (the lineage's epoch budget), default if None.
+  """
+
+  config: JobConfig
+  info: data_config_lib.DatasetInfo
+  data_config: data_config_lib.DataConfig
+  lineage: Dict[str, Any]
+  squishednet_dir: str
+  baseline_dirs: Dict[str, str]
+  benchmark: Dict[str, Any]
+  evaluation: Dict[str, Any]
+  times: Dict[str, float]
+  command: Optional[str]
+  evolution_config: Optional[evolve_config_lib.EvolutionConfig] = None
+
+
+def build_results(*args, **kwargs) -> Dict[str, Any]:
+  """The results.json dict: `results_record(ResultsInputs(*args, **kwargs)).to_json()`."""
+  return results_record(ResultsInputs(*args, **kwargs)).to_json()
+
+
+@dataclasses.dataclass(frozen=True)
+class _Measured:
+  """What every model's entry reads besides its metrics.json: the test evaluation and the
+  benchmark (its per-model figures and the fp32 and int8 speed-ups)."""
+
+  tested: Mapping[str, Any]
+  benchmark: Mapping[str, Any]
+  speed: Mapping[str, Dict[str, Any]]
+  int8_speed: Mapping[str, Dict[str, Any]]
+
+  @classmethod
+  def of(cls, benchmark: Dict[str, Any], evaluation: Dict[str, Any]) -> "_Measured":
+    # Speed-ups are the interleaved pairs' medians (int8 over the fp32 ancestor).
+    return cls(tested=evaluation.get("models", {}), benchmark=benchmark,
+               speed=litert_fields(benchmark, artefact="tflite_fp32", reference="ancestor",
+                                   statistic="images_per_sec_p50"),
+               int8_speed=litert_fields(benchmark, artefact="tflite_int8",
+                                        reference="ancestor", statistic="images_per_sec_p50",
+                                        reference_artefact="tflite_fp32"))
+
+
+SIZE_KEYS = ("params", "keras_params", "size_mb", "macs", "nonzero_params", "sparsity", "alpha",
+             "train_epochs", "train_images")
+# A width-scaled baseline says what it was matched on (deployed size or latency).
+MATCH_KEYS = ("matched_on", "width_multiplier", "latency_match")
+
+
+def model_result(name: str, label: str, kind: str, metrics: Mapping[str, Any],
+                 model_dir: Optional[str], measured: _Measured,
+                 **figures) -> records.ModelResult:
+  """One model's entry from its metrics.json, evaluation and benchmark; `figures` override
+  its metrics' (the SquishedNet's whole-lineage budget)."""
+  sizes = {key: metrics.get(key) for key in SIZE_KEYS}
+  sizes.update(figures)
+  if sizes["keras_params"] is None and model_dir and os.path.isfile(
+      os.path.join(model_dir, model_io.SPEC_FILE)):
+    sizes["keras_params"] = model_io.read_spec(model_dir).keras_params()
+  test = measured.tested.get(name, {})
+  top1 = test.get("top1")
+  scored = top1 is not None and sizes["params"] and sizes["macs"]
+  int8 = measured.int8_speed.get(name, {})
+  artefacts = measured.benchmark.get("models", {}).get(name, {}).get("artefacts", {})
+  fp32 = artefacts.get("tflite_fp32", {}).get("path")
+  gzipped = name == "magnitude_pruned" and fp32 and os.path.isfile(fp32)
+  return records.ModelResult.make(
+      name=name, **sizes, **{key: metrics[key] for key in MATCH_KEYS if key in metrics},
+      top1=top1, top5=test.get("top5"), validation_top1=metrics.get("top1"),
+      **({"netscore": metrics_lib.netscore(top1, sizes["params"], sizes["macs"])}
+         if scored else {}),
+      label=label, kind=kind,
+      **records.ModelResult.decode(measured.speed.get(name, {})),
+      litert_int8_images_per_sec=records.BY_BATCH.decode(int8.get("litert_images_per_sec")),
+      int8_speedup_vs_ancestor=records.BY_BATCH.decode(int8.get("speedup_vs_ancestor")),
+      int8_speedup_vs_ancestor_range=records.BY_BATCH.decode(
+          int8.get("speedup_vs_ancestor_range")),
+      formats={fmt: {"bytes": a.get("bytes"), "top1": a.get("top1"),
+                     "agreement": a.get("agreement")} for fmt, a in artefacts.items()},
+      micro=_micro(artefacts),
+      **({"gzip_bytes": export_lib.gzip_size(fp32)} if gzipped else {}))
+
+
+def _micro(artefacts: Mapping[str, Any]) -> Optional[Dict[str, Any]]:
+  """The int8 file's TFLite-Micro check, from its export manifest."""
+  int8_path = artefacts.get("tflite_int8", {}).get("path")
+  manifest = files_lib.optional_read_json(
+      os.path.join(os.path.dirname(int8_path), export_lib.MANIFEST_FILE)) if int8_path else None
+  int8 = records.ExportManifest.coerce(manifest).formats.get("int8")
+  return int8.micro if int8 else None
+
+
+def _squishednet(lineage: Dict[str, Any], squishednet_dir: str,
+                 ancestor_metrics: Mapping[str, Any],
+                 evolution_config: evolve_config_lib.EvolutionConfig,
+                 measured: _Measured) -> Tuple[records.ModelResult, Mapping[str, Any]]:
+  """The SquishedNet's entry, with what it took from the ancestor on; and its metrics.json."""
+  squished_metrics = files_lib.read_json(os.path.join(squishednet_dir, model_io.METRICS_FILE))
+  polished = squished_metrics.get("polished_from")
+  retrained = polished and squished_metrics.get("final_init") == "scratch"
+  label = (f"SquishedNet ({polished}'s widths, retrained)" if retrained
+           else f"SquishedNet ({polished}, polished)" if polished
+           else f"SquishedNet ({records.Lineage.coerce(lineage).winner})")
+  # What it took: the ancestor, every candidate evolution trained (discarded
+  # ones included) and the polish.
+  evolution_images = sum(int(c.train_images or 0)
+                         for c in records.Lineage.coerce(lineage).candidates)
+  train_images = (
+      int(ancestor_metrics.get("train_images") or 0) + evolution_images
+      + int(squished_metrics.get("train_images") or 0 if polished else 0)
+      + int(squished_metrics.get("discarded_train_images") or 0 if polished else 0))
+  # Epochs: the lineage's budget (ancestor + chosen offspring + the final stage's share),
+  # which every baseline trains for; from scratch the SquishedNet's own training is that long.
+  train_epochs = (int(ancestor_metrics.get("train_epochs") or 0)
+                  + lineage_fine_tune_epochs(lineage, evolution_config, squished_metrics))
+  entry = model_result("squishednet", label, "squishednet", squished_metrics, squishednet_dir,
+                       measured, train_epochs=train_epochs, train_images=train_images)
+  return entry, squished_metrics
+
+
+def _candidate(c: records.Candidate, tested: Mapping[str, Any]) -> records.CandidateResult:
+  """A lineage.json candidate as results.json lists it, with its test top-1."""
+  top1 = tested.get(c.id, {}).get("top1")
+  return records.CandidateResult.make(
+      id=c.id, generation=c.generation, candidate=c.candidate, attempt=c.attempt,
+      parent=c.parent, params=c.params, size_mb=c.size_mb, macs=c.macs, status=c.status,
+      chosen=c.chosen, env_factor=c.env_factor, wall_seconds=c.wall_seconds,
+      train_images=c.train_images, **{k: getattr(c, k) for k in LATENCY_KEYS if c.has(k)},
+      validation_top1=c.top1, top1=top1,
+      netscore=metrics_lib.netscore(top1, c.params, c.macs) if top1 is not None else None)
+
+
+def results_record(inputs: ResultsInputs) -> records.Results:
+  """results.json: every figure the report shows.
 
   Accuracies (`top1`, `top5`) are on the test split (evaluation.json and the
   benchmark's per-format passes); what selection read is kept apart as
@@ -181,119 +321,44 @@ def build_results(config: JobConfig, info: data_config_lib.DatasetInfo, data_con
   its fp32 batch-1 images/s) / the network's interleaved speed-up
   (`squish_tf.report.frontier.frontier_points`).
   """
-  evolution_config = evolution_config or evolve_config_lib.EvolutionConfig()
-  speed = litert_fields(benchmark, artefact="tflite_fp32", reference="ancestor",
-                                      statistic="images_per_sec_p50")
-  # Speed-ups are the interleaved pairs' medians (int8 over the fp32 ancestor).
-  int8_speed = litert_fields(benchmark, artefact="tflite_int8",
-                                           reference="ancestor", statistic="images_per_sec_p50",
-                                           reference_artefact="tflite_fp32")
-  tested = evaluation.get("models", {})
-  models: Dict[str, Dict[str, Any]] = {}
-
-  def entry(name: str, label: str, kind: str, metrics: Dict[str, Any],
-            model_dir: Optional[str]) -> Dict[str, Any]:
-    out = {key: metrics.get(key) for key in ("params", "keras_params", "size_mb", "macs",
-                                             "nonzero_params", "sparsity", "alpha",
-                                             "train_epochs", "train_images")}
-    # A width-scaled baseline says what it was matched on (deployed size or latency).
-    out.update({key: metrics[key] for key in ("matched_on", "width_multiplier",
-                                              "latency_match") if key in metrics})
-    if out["keras_params"] is None and model_dir and os.path.isfile(
-        os.path.join(model_dir, model_io.SPEC_FILE)):
-      out["keras_params"] = model_io.read_spec(model_dir).keras_params()
-    test = tested.get(name, {})
-    out.update({"top1": test.get("top1"), "top5": test.get("top5"),
-                "validation_top1": metrics.get("top1")})
-    if out["top1"] is not None and out["params"] and out["macs"]:
-      out["netscore"] = metrics_lib.netscore(out["top1"], out["params"], out["macs"])
-    out.update({"label": label, "kind": kind})
-    out.update(speed.get(name, {}))
-    int8 = int8_speed.get(name, {})
-    out["litert_int8_images_per_sec"] = int8.get("litert_images_per_sec")
-    out["int8_speedup_vs_ancestor"] = int8.get("speedup_vs_ancestor")
-    out["int8_speedup_vs_ancestor_range"] = int8.get("speedup_vs_ancestor_range")
-    artefacts = benchmark.get("models", {}).get(name, {}).get("artefacts", {})
-    out["formats"] = {fmt: {"bytes": a.get("bytes"), "top1": a.get("top1"),
-                            "agreement": a.get("agreement")} for fmt, a in artefacts.items()}
-    int8_path = artefacts.get("tflite_int8", {}).get("path")
-    manifest = files_lib.optional_read_json(
-        os.path.join(os.path.dirname(int8_path), export_lib.MANIFEST_FILE)) if int8_path else None
-    out["micro"] = ((manifest or {}).get("formats", {}).get("int8") or {}).get("micro")
-    fp32 = artefacts.get("tflite_fp32", {}).get("path")
-    if name in baseline_registry.REGISTRY and baseline_registry.lookup(name).sparse and (
-        fp32 and os.path.isfile(fp32)):
-      out["gzip_bytes"] = export_lib.gzip_size(fp32)
-    return out
-
-  ancestor_metrics = files_lib.read_json(os.path.join(lineage["ancestor"]["dir"],
-                                                     model_io.METRICS_FILE))
-  ancestor_entry = dict(lineage["ancestor"], train_epochs=ancestor_metrics.get("train_epochs"),
+  lineage, info = records.Lineage.coerce(inputs.lineage), inputs.info
+  evolution_config = inputs.evolution_config or evolve_config_lib.EvolutionConfig()
+  measured = _Measured.of(inputs.benchmark, inputs.evaluation)
+  ancestor_dir = lineage.ancestor["dir"]
+  ancestor_metrics = files_lib.read_json(os.path.join(ancestor_dir, model_io.METRICS_FILE))
+  ancestor_entry = dict(lineage.ancestor, train_epochs=ancestor_metrics.get("train_epochs"),
                         train_images=ancestor_metrics.get("train_images"))
-  models["ancestor"] = entry("ancestor", "Ancestor (SqueezeNet v1.1, few-class)", "ancestor",
-                             ancestor_entry, lineage["ancestor"]["dir"])
-  squished_metrics = files_lib.read_json(os.path.join(squishednet_dir, model_io.METRICS_FILE))
-  polished = squished_metrics.get("polished_from")
-  retrained = polished and squished_metrics.get("final_init") == "scratch"
-  label = (f"SquishedNet ({polished}'s widths, retrained)" if retrained
-           else f"SquishedNet ({polished}, polished)" if polished
-           else f"SquishedNet ({lineage['winner']})")
-  models["squishednet"] = entry("squishednet", label, "squishednet", squished_metrics,
-                                squishednet_dir)
-  # What it took: the ancestor, every candidate evolution trained (discarded
-  # ones included) and the polish.
-  evolution_images = sum(int(r.get("train_images") or 0) for r in lineage["candidates"])
-  models["squishednet"]["train_images"] = (
-      int(ancestor_metrics.get("train_images") or 0) + evolution_images
-      + int(squished_metrics.get("train_images") or 0 if polished else 0)
-      + int(squished_metrics.get("discarded_train_images") or 0 if polished else 0))
-  # Epochs: the lineage's budget (ancestor + chosen offspring + the final stage's share),
-  # which every baseline trains for; from scratch the SquishedNet's own training is that long.
-  models["squishednet"]["train_epochs"] = (
-      int(ancestor_metrics.get("train_epochs") or 0)
-      + lineage_fine_tune_epochs(lineage, evolution_config, squished_metrics))
-  for name, directory in baseline_dirs.items():
+  squishednet, squished_metrics = _squishednet(inputs.lineage, inputs.squishednet_dir,
+                                               ancestor_metrics, evolution_config, measured)
+  models = {"ancestor": model_result("ancestor", "Ancestor (SqueezeNet v1.1, few-class)",
+                                     "ancestor", ancestor_entry, ancestor_dir, measured),
+            "squishednet": squishednet}
+  for name, directory in inputs.baseline_dirs.items():
     metrics = files_lib.optional_read_json(os.path.join(directory, model_io.METRICS_FILE))
     if metrics is not None:
-      models[name] = entry(name, baseline_registry.lookup(name).label, "baseline", metrics,
-                           directory)
-  candidates = []
-  for r in lineage["candidates"]:
-    row = {k: r.get(k) for k in ("id", "generation", "candidate", "attempt", "parent", "params",
-                                 "size_mb", "macs", "status", "chosen", "env_factor",
-                                 "wall_seconds", "train_images")}
-    row.update({k: r[k] for k in LATENCY_KEYS if k in r})
-    row["validation_top1"] = r.get("top1")
-    row["top1"] = tested.get(r["id"], {}).get("top1")
-    row["netscore"] = (metrics_lib.netscore(row["top1"], r["params"], r["macs"])
-                       if row["top1"] is not None else None)
-    candidates.append(row)
-  total = sum(times.values())
-  return {
-      "run_name": config.run_name,
-      "command": command,
-      "dataset": {"name": info.name, "image_size": data_config.image_size,
-                  "train_count": info.train_count, "validation_count": info.validation_count,
-                  "test_count": getattr(info, "test_count", None),
-                  "class_names": list(info.class_names)},
-      "accuracy_split": "test",
-      "models": models,
-      "candidates": candidates,
-      "latency_model": latency_summary(lineage),
+      models[name] = model_result(name, baseline_registry.lookup(name).label, "baseline", metrics,
+                                  directory, measured)
+  candidates = [_candidate(c, measured.tested) for c in lineage.candidates]
+  polished = bool(squished_metrics.get("polished_from"))
+  return records.Results(
+      run_name=inputs.config.run_name, command=inputs.command,
+      dataset=records.DatasetSummary(
+          name=info.name, image_size=inputs.data_config.image_size, train_count=info.train_count,
+          validation_count=info.validation_count, test_count=getattr(info, "test_count", None),
+          class_names=list(info.class_names)),
+      accuracy_split="test", models=models, candidates=candidates,
+      latency_model=records.LatencyModel.coerce(latency_summary(lineage))
+      if lineage.latency_table else None,
       # Test top-1 against latency (ancestor_ms / speed-up; squish_tf.report.frontier).
-      "frontier": frontier_lib.frontier_points(models, candidates),
-      "generations": lineage["generations"],
-      "winner": lineage["winner"],
-      "polished": bool(polished),
-      "final_init": squished_metrics.get("final_init", "inherit") if polished else None,
+      frontier=frontier_lib.frontier_points(models, candidates),
+      generations=lineage.generations, winner=lineage.winner, polished=polished,
+      final_init=squished_metrics.get("final_init", "inherit") if polished else None,
       # --final_init=best: which of scratch and inherit was kept, both validation figures, why.
-      "final_choice": squished_metrics.get("final_choice") if polished else None,
-      "stop_reason": lineage["stop_reason"],
-      "paper": [dict(p) for p in PAPER],
-      "reference": {"squeezenet_v1_1_size_mb": SQUEEZENET_V1_1_SIZE_MB},
-      "machine": _machine(benchmark.get("settings", {})),
-      "wall_seconds": dict(times, total=total),
-  }
+      final_choice=squished_metrics.get("final_choice") if polished else None,
+      stop_reason=lineage.stop_reason, paper=[dict(p) for p in PAPER],
+      reference={"squeezenet_v1_1_size_mb": SQUEEZENET_V1_1_SIZE_MB},
+      machine=_machine(inputs.benchmark.get("settings", {})),
+      wall_seconds=dict(inputs.times, total=sum(inputs.times.values())))
 
 
 def _machine(settings: Dict[str, Any]) -> Optional[Dict[str, Any]]:

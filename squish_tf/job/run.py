@@ -30,6 +30,7 @@ from squish_tf import export as export_lib
 from squish_tf import files as files_lib
 from squish_tf import layout as layout_lib
 from squish_tf import lock as lock_lib
+from squish_tf import records
 from squish_tf.bench import benchmark as benchmark_lib
 from squish_tf.bench import comparisons as comparisons_lib
 from squish_tf.bench import latency as latency_lib
@@ -465,8 +466,9 @@ def exported(export_dir: str, formats: Optional[Sequence[str]]) -> bool:
     return False
   if formats is None:
     return True
-  manifest = files_lib.read_json(os.path.join(export_dir, export_lib.MANIFEST_FILE))
-  return all(name in manifest.get("formats", {})
+  manifest = records.ExportManifest.from_json(
+      files_lib.read_json(os.path.join(export_dir, export_lib.MANIFEST_FILE)))
+  return all(name in manifest.formats
              for name in export_lib.parse_formats(formats, with_data=True))
 
 

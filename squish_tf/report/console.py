@@ -1,8 +1,9 @@
 """What the console prints: a candidate and a generation as evolution reports them, the
 benchmark's table, the speed pairs and the run's one-paragraph summary."""
 
-from typing import Any, Callable, Dict, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Union
 
+from squish_tf.records import Candidate, Generation, Results
 from squish_tf.report.format import (
   DASH,
   finite_number,
@@ -108,62 +109,66 @@ def console_listener(event: Dict[str, Any]) -> None:
           flush=True)
 
 
-def format_candidate(record: Dict[str, Any], ancestor_top1: float) -> str:
+def format_candidate(record: Union[Mapping[str, Any], Candidate], ancestor_top1: float) -> str:
   """One console line per candidate."""
-  retry = f" (retry {record['attempt']})" if record["attempt"] else ""
-  head = f"gen {record['generation']:3d} cand {record['candidate']:2d}{retry}: "
-  if record["status"] != "ok":
-    return head + (f"DIVERGED (loss NaN) at {record['params']:,} params; discarded, "
+  c = Candidate.coerce(record)
+  retry = f" (retry {c.attempt})" if c.attempt else ""
+  head = f"gen {c.generation:3d} cand {c.candidate:2d}{retry}: "
+  if c.status != "ok":
+    return head + (f"DIVERGED (loss NaN) at {c.params:,} params; discarded, "
                    "a fresh draw replaces it")
-  return head + (f"{record['params']:>9,} params {record['size_mb']:7.3f} MB "
-                 f"{record['macs'] / 1e6:8.2f} M MACs  top-1 {record['top1']:.4f} "
-                 f"({100 * (record['top1'] - ancestor_top1):+.2f} pts)  "
-                 f"F {record['env_factor']:.3f}  {record['wall_seconds']:.1f}s")
+  return head + (f"{c.params:>9,} params {c.size_mb:7.3f} MB "
+                 f"{c.macs / 1e6:8.2f} M MACs  top-1 {c.top1:.4f} "
+                 f"({100 * (c.top1 - ancestor_top1):+.2f} pts)  "
+                 f"F {c.env_factor:.3f}  {c.wall_seconds:.1f}s")
 
 
-def format_generation(summary: Dict[str, Any], records: Sequence[Dict[str, Any]],
+def format_generation(summary: Union[Mapping[str, Any], Generation],
+                      records: Sequence[Union[Mapping[str, Any], Candidate]],
                       ancestor_top1: float) -> str:
   """A summary table of one generation."""
-  lines = [f"generation {summary['generation']} (parent {summary['parent']}):",
+  g = Generation.coerce(summary)
+  lines = [f"generation {g.generation} (parent {g.parent}):",
            f"  {'candidate':<16} {'params':>10} {'size MB':>8} {'M MACs':>8} {'top-1':>7} "
            f"{'drop':>7}  status"]
-  for r in records:
-    if r["status"] != "ok":
-      lines.append(f"  {r['id']:<16} {r['params']:>10,} {r['size_mb']:>8.3f} "
-                   f"{r['macs'] / 1e6:>8.2f} {'-':>7} {'-':>7}  diverged")
+  for r in (Candidate.coerce(record) for record in records):
+    if r.status != "ok":
+      lines.append(f"  {r.id:<16} {r.params:>10,} {r.size_mb:>8.3f} "
+                   f"{r.macs / 1e6:>8.2f} {'-':>7} {'-':>7}  diverged")
       continue
-    mark = "chosen" if r["id"] == summary["chosen"] else ""
-    lines.append(f"  {r['id']:<16} {r['params']:>10,} {r['size_mb']:>8.3f} "
-                 f"{r['macs'] / 1e6:>8.2f} {r['top1']:>7.4f} "
-                 f"{100 * (ancestor_top1 - r['top1']):>6.2f}p  {mark}")
-  if summary["stop_reason"]:
-    lines.append(f"  stop: {summary['stop_reason']}")
+    mark = "chosen" if r.id == g.chosen else ""
+    lines.append(f"  {r.id:<16} {r.params:>10,} {r.size_mb:>8.3f} "
+                 f"{r.macs / 1e6:>8.2f} {r.top1:>7.4f} "
+                 f"{100 * (ancestor_top1 - r.top1):>6.2f}p  {mark}")
+  if g.stop_reason:
+    lines.append(f"  stop: {g.stop_reason}")
   return "\n".join(lines)
 
 
 def format_results_summary(results: Mapping[str, Any]) -> str:
   """A few lines for the console at the end of a run."""
+  record = Results.coerce(results)
   models = ordered_models(results)
   ancestor = models.get("ancestor") or {}
-  dataset = results.get("dataset") or {}
-  split = accuracy_split(results)
+  base_model = record.models.get("ancestor")
+  split = accuracy_split(record)
   polished = ""
-  if is_polished(results):  # with --final_init=best, the better of both on validation
-    kept = ", the better on validation" if results.get("final_choice") else ""
-    polished = f" ({final_word(results)}{kept})"
-  lines = [f"run {results.get('run_name') or DASH} ({dataset.get('name') or DASH}): winner "
-           f"{results.get('winner') or DASH}{polished}, "
-           f"{len(results.get('generations') or [])} generations, "
-           f"stop: {fmt_reason(results.get('stop_reason'))}; accuracies are {split}-split top-1"]
+  if is_polished(record):  # with --final_init=best, the better of both on validation
+    kept = ", the better on validation" if record.final_choice else ""
+    polished = f" ({final_word(record)}{kept})"
+  lines = [f"run {record.run_name or DASH} ({(record.dataset and record.dataset.name) or DASH}): "
+           f"winner {record.winner or DASH}{polished}, {len(record.generations)} generations, "
+           f"stop: {fmt_reason(record.stop_reason)}; accuracies are {split}-split top-1"]
   width = max([len(name) for name in models] + [8])
   for name, entry in models.items():
-    line = (f"  {name:<{width}} {fmt_count(entry.get('params')):>10} params "
-            f"{fmt_mb(entry.get('size_mb')):>7} MB  {split} top-1 {fmt_percent(entry.get('top1')):>7}"
-            f"  LiteRT b1 {fmt_speed((entry.get('litert_images_per_sec') or {}).get('1')):>7} "
+    model = record.models[name]
+    line = (f"  {name:<{width}} {fmt_count(model.params):>10} params "
+            f"{fmt_mb(model.size_mb):>7} MB  {split} top-1 {fmt_percent(model.top1):>7}"
+            f"  LiteRT b1 {fmt_speed((model.litert_images_per_sec or {}).get(1)):>7} "
             "img/s")
     if name != "ancestor" and ancestor:
-      size, base = finite_number(entry.get("size_mb")), finite_number(ancestor.get("size_mb"))
-      top1, base_top1 = finite_number(entry.get("top1")), finite_number(ancestor.get("top1"))
+      size, base = finite_number(model.size_mb), finite_number(base_model.size_mb)
+      top1, base_top1 = finite_number(model.top1), finite_number(base_model.top1)
       extras = []
       if size and base:
         extras.append(f"{base / size:.2f}× smaller")

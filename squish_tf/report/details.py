@@ -2,8 +2,9 @@
 size and compute, accuracy per model and per exported file, training budget), each with the
 notes that explain it, and the microcontroller line. Pure rendering from the results dict."""
 
-from typing import Any, List, Mapping
+from typing import Any, Dict, List, Mapping
 
+from squish_tf.records import ModelResult, Results
 from squish_tf.report.format import (
   DASH,
   finite_number,
@@ -30,6 +31,7 @@ from squish_tf.report.results import (
   retrained,
   run_pixels_text,
   short_label,
+  size_key,
   speed_resolutions,
   speedup_cell,
   speedup_range,
@@ -39,7 +41,8 @@ from squish_tf.report.results import (
 
 def _accuracy_note(results: Mapping[str, Any]) -> str:
   """Which split the accuracies are on, and which split the decisions read."""
-  test_count = finite_number((results.get("dataset") or {}).get("test_count"))
+  dataset = Results.coerce(results).dataset
+  test_count = finite_number(dataset.test_count if dataset else None)
   if is_on_test(results):
     images = f", {test_count:,.0f} images" if test_count else ""
     return ("**Accuracies are test-split top-1** (top-5 and NetScore too): measured on the "
@@ -59,6 +62,7 @@ def details_section(results: Mapping[str, Any], models: Mapping[str, Mapping[str
   model and per exported file) and training budget, each table with its own notes."""
   if not models:
     return DETAILS_HEADING + "\n\nNo models in these results."
+  models = {name: ModelResult.coerce(entry) for name, entry in models.items()}
   blocks = [DETAILS_HEADING]
   for heading, table, notes in (
       ("### Speed", _speed_table(results, models), _speed_notes(results, models)),
@@ -71,19 +75,19 @@ def details_section(results: Mapping[str, Any], models: Mapping[str, Mapping[str
   return "\n\n".join(block for block in blocks if block)
 
 
-def _label_cell(name: str, entry: Mapping[str, Any]) -> str:
+def _label_cell(name: str, entry: ModelResult) -> str:
   label = fmt_text(model_label(name, entry))
   return f"**{label}**" if name == "squishednet" else label
 
 
-def _table(models: Mapping[str, Mapping[str, Any]], header: List[str], cells) -> str:
+def _table(models: Dict[str, ModelResult], header: List[str], cells) -> str:
   """One row per model: its label, then `cells(entry)`."""
   return markdown_table(header, [[_label_cell(name, entry)] + cells(entry)
                                  for name, entry in models.items()])
 
 
-def _speed_table(results: Mapping[str, Any], models: Mapping[str, Mapping[str, Any]]) -> str:
-  ancestor = models.get("ancestor") or {}
+def _speed_table(results: Mapping[str, Any], models: Dict[str, ModelResult]) -> str:
+  ancestor = models.get("ancestor") or ModelResult()
   sizes = batch_sizes(models)
   # Other resolutions' speed-ups sit beside the run's own, each column naming its size.
   resolutions = speed_resolutions(models)
@@ -98,19 +102,17 @@ def _speed_table(results: Mapping[str, Any], models: Mapping[str, Mapping[str, A
   if len(header) == 1:
     return ""
 
-  def cells(entry: Mapping[str, Any]) -> List[str]:
-    return ([fmt_speed((entry.get("litert_images_per_sec") or {}).get(s)) for s in sizes]
+  def cells(entry: ModelResult) -> List[str]:
+    return ([fmt_speed((entry.litert_images_per_sec or {}).get(size_key(s))) for s in sizes]
             + [speedup_cell(entry, ancestor, s) for s in sizes]
             + [resolution_cell(entry, image, s) for image, s in resolutions]
             + [speedup_cell(entry, ancestor, s, "int8_speedup_vs_ancestor") for s in int8_sizes])
   return _table(models, header, cells)
 
 
-def _size_table(models: Mapping[str, Mapping[str, Any]]) -> str:
-  has_keras = any(finite_number(m.get("keras_params")) is not None
-                  and finite_number(m.get("keras_params")) != finite_number(m.get("params"))
-                  for m in models.values())
-  has_sparse = any(m.get("nonzero_params") is not None or m.get("gzip_bytes") is not None
+def _size_table(models: Dict[str, ModelResult]) -> str:
+  has_keras = any(_unfolded(m) for m in models.values())
+  has_sparse = any(m.nonzero_params is not None or m.gzip_bytes is not None
                    for m in models.values())
   header = ["Model", "Params (deployed)"]
   header += ["Keras params (BN unfolded)"] if has_keras else []
@@ -118,43 +120,49 @@ def _size_table(models: Mapping[str, Mapping[str, Any]]) -> str:
              "NetScore"]
   header += ["Non-zero params", "gzip (MB)"] if has_sparse else []
 
-  def cells(entry: Mapping[str, Any]) -> List[str]:
-    out = [fmt_count(entry.get("params"))]
-    out += [fmt_count(entry.get("keras_params"))] if has_keras else []
-    out += [fmt_mb(entry.get("size_mb")), fmt_bytes_mb(entry.get("tflite_fp32_bytes")),
-            fmt_bytes_mb(entry.get("tflite_int8_bytes")), fmt_macs_m(entry.get("macs")),
-            fmt_value(entry.get("netscore"), ".2f")]
+  def cells(entry: ModelResult) -> List[str]:
+    out = [fmt_count(entry.params)]
+    out += [fmt_count(entry.keras_params)] if has_keras else []
+    out += [fmt_mb(entry.size_mb), fmt_bytes_mb(entry.tflite_fp32_bytes),
+            fmt_bytes_mb(entry.tflite_int8_bytes), fmt_macs_m(entry.macs),
+            fmt_value(entry.netscore, ".2f")]
     if has_sparse:
-      out += [fmt_count(entry.get("nonzero_params")), fmt_bytes_mb(entry.get("gzip_bytes"))]
+      out += [fmt_count(entry.nonzero_params), fmt_bytes_mb(entry.gzip_bytes)]
     return out
   return _table(models, header, cells)
 
 
-def _accuracy_table(results: Mapping[str, Any], models: Mapping[str, Mapping[str, Any]]) -> str:
-  has_top5 = any(finite_number(m.get("top5")) is not None for m in models.values())
-  has_val = is_on_test(results) and any(finite_number(m.get("validation_top1")) is not None
+def _unfolded(model: ModelResult) -> bool:
+  """Whether Keras counts the model's params otherwise than deployed (batch norm unfolded)."""
+  keras = finite_number(model.keras_params)
+  return keras is not None and keras != finite_number(model.params)
+
+
+def _accuracy_table(results: Mapping[str, Any], models: Dict[str, ModelResult]) -> str:
+  has_top5 = any(finite_number(m.top5) is not None for m in models.values())
+  has_val = is_on_test(results) and any(finite_number(m.validation_top1) is not None
                                       for m in models.values())
   header = ["Model", top1_header(results)]
   header += [top1_header(results, "top-5")] if has_top5 else []
   header += ["Val top-1"] if has_val else []
 
-  def cells(entry: Mapping[str, Any]) -> List[str]:
-    out = [fmt_percent(entry.get("top1"))]
-    out += [fmt_percent(entry.get("top5"))] if has_top5 else []
-    out += [fmt_percent(entry.get("validation_top1"))] if has_val else []
+  def cells(entry: ModelResult) -> List[str]:
+    out = [fmt_percent(entry.top1)]
+    out += [fmt_percent(entry.top5)] if has_top5 else []
+    out += [fmt_percent(entry.validation_top1)] if has_val else []
     return out
   return _table(models, header, cells)
 
 
-def _formats_table(models: Mapping[str, Mapping[str, Any]]) -> str:
+def _formats_table(models: Dict[str, ModelResult]) -> str:
   """One row per exported file, one column per model that recorded its files: top-1 (agreement)."""
-  names = [name for name, entry in models.items() if entry.get("formats")]
+  names = [name for name, entry in models.items() if entry.formats]
   formats = exported_formats(models)
   if not names or not formats:
     return ""
 
-  def cell(entry: Mapping[str, Any], fmt: str) -> str:
-    figures = (entry.get("formats") or {}).get(fmt)
+  def cell(entry: ModelResult, fmt: str) -> str:
+    figures = (entry.formats or {}).get(fmt)
     if not isinstance(figures, Mapping):
       return DASH
     top1 = fmt_percent(figures.get("top1"))
@@ -173,16 +181,17 @@ def _formats_note(results: Mapping[str, Any]) -> str:
           f"model's class. {DASH} = not exported or not measured.")
 
 
-def _budget_table(models: Mapping[str, Mapping[str, Any]]) -> str:
+def _budget_table(models: Dict[str, ModelResult]) -> str:
   return _table(models, ["Model", "Epochs", "Images trained"], lambda entry: [
-      fmt_count(entry.get("train_epochs")), fmt_images(entry.get("train_images"))])
+      fmt_count(entry.train_epochs), fmt_images(entry.train_images)])
 
 
 def micro_line(models: Mapping[str, Any]) -> str:
   """The microcontroller check of the int8 files (TFLM), one sentence per model; '' if none."""
   parts = []
   for name, entry in models.items():
-    micro = entry.get("micro") if isinstance(entry, Mapping) else None
+    micro = entry.micro if isinstance(entry, ModelResult) else (
+        entry.get("micro") if isinstance(entry, Mapping) else None)
     if not isinstance(micro, Mapping):
       continue
     label = model_label(name, entry)
@@ -207,7 +216,7 @@ def _speed_notes(results: Mapping[str, Any], models: Mapping[str, Any]) -> str:
            f"batch size. {DASH} = not measured."]
   rounds = sorted({spread[2] for m in models.values() for key in ("speedup_vs_ancestor",
                                                                    "int8_speedup_vs_ancestor")
-                   for size in (m.get(f"{key}_range") or {})
+                   for size in (getattr(m, f"{key}_range") or {})
                    for spread in [speedup_range(m, size, key)] if spread and spread[2]})
   if rounds:
     notes.append("Speed-ups are measured, not divided: each model's .tflite file and the "
@@ -227,7 +236,7 @@ def _speed_notes(results: Mapping[str, Any], models: Mapping[str, Any]) -> str:
                  "fp32 TFLite as the export does, and its file timed interleaved against the "
                  "ancestor's rebuilt file, batch 1, as above. Larger inputs shift time towards "
                  "the late, wide layers, so the speed-up changes with the camera's resolution.")
-  machine = results.get("machine")
+  machine = Results.coerce(results).machine
   if isinstance(machine, Mapping) and machine:
     cpu = machine.get("processor") or machine.get("machine") or "CPU"
     count = machine.get("cpu_count")
@@ -244,16 +253,14 @@ def _size_notes(results: Mapping[str, Any], models: Mapping[str, Any]) -> str:
            "counts it. TFLite columns are the exported files' bytes. NetScore = 20 log10(a² / "
            f"(√p √m)), a = {split} top-1 in %, p = deployed params in millions, m = MACs in "
            "billions."]
-  unfolded = [(name, m) for name, m in models.items()
-              if finite_number(m.get("keras_params")) is not None
-              and finite_number(m.get("keras_params")) != finite_number(m.get("params"))]
+  unfolded = [(name, m) for name, m in models.items() if _unfolded(m)]
   if unfolded:
-    examples = "; ".join(f"{model_label(name, m)}: {fmt_count(m.get('keras_params'))} in Keras vs "
-                         f"{fmt_count(m.get('params'))} deployed" for name, m in unfolded[:2])
+    examples = "; ".join(f"{model_label(name, m)}: {fmt_count(m.keras_params)} in Keras vs "
+                         f"{fmt_count(m.params)} deployed" for name, m in unfolded[:2])
     notes.append("Keras params is Keras' `count_params()` of the training model, with batch "
                  "norm unfolded (four vectors per filter: γ, β and the moving mean and "
                  f"variance), e.g. {examples}.")
-  if any(m.get("gzip_bytes") is not None for m in models.values()):
+  if any(m.gzip_bytes is not None for m in models.values()):
     notes.append("Magnitude pruning zeroes weights without shrinking the dense file: its "
                  "saving shows in the gzip column and in non-zero params, not in size or speed.")
   micro = micro_line(models)

@@ -17,8 +17,9 @@ spread. All figures are LiteRT fp32, batch 1, at the run's resolution.
 """
 
 import itertools
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
+from squish_tf.records import CandidateResult, ModelResult
 from squish_tf.report.format import finite_number, join_words
 
 KINDS = ("ancestor", "candidate", "squishednet", "baseline", "ladder")
@@ -28,10 +29,11 @@ SIZE_MATCH, LATENCY_MATCH = "width_scaled", "width_scaled_latency"
 LATENCY_TOLERANCE = 0.05
 
 
-def ancestor_latency_ms(models: Mapping[str, Any]) -> Optional[float]:
+def ancestor_latency_ms(models: Mapping[str, Union[ModelResult, Mapping[str, Any]]]
+                        ) -> Optional[float]:
   """The ancestor's fp32 batch-1 latency (ms) as the benchmark measured it, or None."""
-  speed = finite_number(((models.get("ancestor") or {}).get("litert_images_per_sec") or {})
-                        .get("1"))
+  ancestor = ModelResult.coerce(models.get("ancestor"))
+  speed = finite_number((ancestor.litert_images_per_sec or {}).get(1))
   return 1000.0 / speed if speed and speed > 0 else None
 
 
@@ -47,7 +49,8 @@ def _point(name: str, kind: str, top1: Any, size_mb: Any, speedup: Any, low: Any
           "size_mb": finite_number(size_mb), "chosen": chosen}
 
 
-def frontier_points(models: Mapping[str, Any], candidates: Sequence[Mapping[str, Any]]
+def frontier_points(models: Mapping[str, Union[ModelResult, Mapping[str, Any]]],
+                    candidates: Sequence[Union[CandidateResult, Mapping[str, Any]]]
                     ) -> List[Dict[str, Any]]:
   """results.json's "frontier": every network with a measured speed-up over the ancestor.
 
@@ -74,29 +77,28 @@ def frontier_points(models: Mapping[str, Any], candidates: Sequence[Mapping[str,
     return []
   points = []
   for name, entry in models.items():
-    entry = entry or {}
-    spread = (entry.get("speedup_vs_ancestor_range") or {}).get("1") or {}
-    kind = entry.get("kind") if entry.get("kind") in KINDS else (
+    model = ModelResult.coerce(entry)
+    spread = (model.speedup_vs_ancestor_range or {}).get(1) or {}
+    kind = model.kind if model.kind in KINDS else (
         name if name in ("ancestor", "squishednet") else "baseline")
-    point = _point(name, kind, entry.get("top1"), entry.get("size_mb"),
-                   (entry.get("speedup_vs_ancestor") or {}).get("1"), spread.get("min"),
+    point = _point(name, kind, model.top1, model.size_mb,
+                   (model.speedup_vs_ancestor or {}).get(1), spread.get("min"),
                    spread.get("max"), ancestor_ms)
     if point:
       points.append(point)
   points.sort(key=lambda p: p["kind"] != "ancestor")  # the ancestor first: the reference
-  for record in candidates:
-    if record.get("measured_format", "fp32") != "fp32":
+  for c in (CandidateResult.coerce(record) for record in candidates):
+    if c.has("measured_format") and c.measured_format != "fp32":
       continue  # timed as int8 (--latency_format=int8): not on the fp32 models' clock
-    measured = record.get("measured_speedup")
+    measured = c.measured_speedup
     if isinstance(measured, Mapping):
       median, low, high = measured.get("median"), measured.get("min"), measured.get("max")
     else:  # a bare median
       median, low, high = measured, None, None
-    point = _point(str(record.get("id")), "candidate", record.get("top1"),
-                   record.get("size_mb"), median, low, high, ancestor_ms,
-                   chosen=bool(record.get("chosen")))
-    if point and record.get("status", "ok") == "ok":
-      point["generation"] = record.get("generation")
+    point = _point(str(c.id), "candidate", c.top1, c.size_mb, median, low, high, ancestor_ms,
+                   chosen=bool(c.chosen))
+    if point and (c.status == "ok" or not c.has("status")):
+      point["generation"] = c.generation
       points.append(point)
   return points
 

@@ -4,6 +4,7 @@ accuracy drops, the lineage and the comparisons the prose states."""
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from squish_tf.export import formats as formats_lib
+from squish_tf.records import CandidateResult, ModelResult, Results
 from squish_tf.report.format import DASH, finite_number, fmt_ratio
 from squish_tf.train import baseline_registry
 
@@ -14,7 +15,7 @@ _LEAD_LABELS = {"ancestor": "Ancestor", "squishednet": "SquishedNet"}
 
 def accuracy_split(results: Mapping[str, Any]) -> str:
   """The split every reported accuracy is on: "test", or "validation" for older results."""
-  return str(results.get("accuracy_split") or "validation")
+  return str(Results.coerce(results).accuracy_split or "validation")
 
 
 def is_on_test(results: Mapping[str, Any]) -> bool:
@@ -40,9 +41,8 @@ def ordered_models(results: Mapping[str, Any]) -> Dict[str, Dict[str, Any]]:
 
 
 def model_label(name: str, entry: Mapping[str, Any]) -> str:
-  """The entry's own label (the job writes one), else its registry's, else its name."""
-  return (entry.get("label") or _LEAD_LABELS.get(name) or baseline_registry.label(name)
-          or name)
+  return (ModelResult.coerce(entry).label or _LEAD_LABELS.get(name)
+          or baseline_registry.label(name) or name)
 
 
 def short_label(name: str, entry: Mapping[str, Any]) -> str:
@@ -68,7 +68,7 @@ def exported_formats(models: Mapping[str, Mapping[str, Any]]) -> List[str]:
   then the others as given."""
   found: List[str] = []
   for entry in models.values():
-    for name in entry.get("formats") or {}:
+    for name in ModelResult.coerce(entry).formats or {}:
       if name not in found:
         found.append(name)
   known = [name for name in formats_lib.artefact_order() if name in found]
@@ -82,9 +82,9 @@ def file_label(artefact: str) -> str:
 
 def batch_sizes(models: Mapping[str, Mapping[str, Any]]) -> List[str]:
   sizes = set()
-  for entry in models.values():
-    for key in ("litert_images_per_sec", "speedup_vs_ancestor"):
-      sizes.update(str(size) for size in (entry.get(key) or {}))
+  for model in (ModelResult.coerce(entry) for entry in models.values()):
+    for speeds in (model.litert_images_per_sec, model.speedup_vs_ancestor):
+      sizes.update(str(size) for size in (speeds or {}))
   return sorted(sizes, key=lambda s: (not s.isdigit(), int(s) if s.isdigit() else 0, s))
 
 
@@ -96,17 +96,24 @@ def measured_speedup(entry: Mapping[str, Any], ancestor: Mapping[str, Any], size
   pair that was not measured stays unknown. Only older results without the
   field fall back to the ratio of the two separately timed speeds.
   """
-  if isinstance(entry.get(key), Mapping) or key != "speedup_vs_ancestor":
-    return finite_number((entry.get(key) or {}).get(size))
-  own = finite_number((entry.get("litert_images_per_sec") or {}).get(size))
-  base = finite_number((ancestor.get("litert_images_per_sec") or {}).get(size))
+  model, size = ModelResult.coerce(entry), size_key(size)
+  speedups = getattr(model, key)
+  if isinstance(speedups, Mapping) or key != "speedup_vs_ancestor":
+    return finite_number((speedups or {}).get(size))
+  own = finite_number((model.litert_images_per_sec or {}).get(size))
+  base = finite_number((ModelResult.coerce(ancestor).litert_images_per_sec or {}).get(size))
   return own / base if own is not None and base else None
+
+
+def size_key(size: Any) -> Any:
+  """A batch or image size as the records key it (an int; "1" -> 1)."""
+  return int(size) if isinstance(size, str) and size.isdigit() else size
 
 
 def speedup_range(entry: Mapping[str, Any], size: str,
                    key: str = "speedup_vs_ancestor") -> Optional[Tuple[float, float, Any]]:
   """(min, max, rounds) of the per-round ratios behind a speed-up, when measured interleaved."""
-  return _range((entry.get(f"{key}_range") or {}).get(size))
+  return _range((getattr(ModelResult.coerce(entry), f"{key}_range") or {}).get(size_key(size)))
 
 
 def _range(spread: Any) -> Optional[Tuple[float, float, Any]]:
@@ -136,7 +143,7 @@ def speed_resolutions(models: Mapping[str, Mapping[str, Any]]) -> List[Tuple[str
   """(image size, batch size) of every speed-up measured at another resolution, in order."""
   found = set()
   for entry in models.values():
-    for image_size, by_batch in (entry.get("speedup_at_resolution") or {}).items():
+    for image_size, by_batch in (ModelResult.coerce(entry).speedup_at_resolution or {}).items():
       for batch, value in (by_batch or {}).items():
         if finite_number(value) is not None:
           found.add((str(image_size), str(batch)))
@@ -147,24 +154,27 @@ def speed_resolutions(models: Mapping[str, Mapping[str, Any]]) -> List[Tuple[str
 def resolution_speedup(entry: Mapping[str, Any], image_size: str, batch: str
                         ) -> Optional[float]:
   """The interleaved pair's median speed-up over the ancestor at another resolution."""
-  return finite_number(((entry.get("speedup_at_resolution") or {}).get(image_size) or {}).get(batch))
+  by_image = ModelResult.coerce(entry).speedup_at_resolution or {}
+  return finite_number((by_image.get(size_key(image_size)) or {}).get(size_key(batch)))
 
 
 def resolution_cell(entry: Mapping[str, Any], image_size: str, batch: str) -> str:
   """ "3.10× [2.95–3.30]" at another resolution, or "–"."""
-  spread = ((entry.get("speedup_at_resolution_range") or {}).get(image_size) or {}).get(batch)
+  by_image = ModelResult.coerce(entry).speedup_at_resolution_range or {}
+  spread = (by_image.get(size_key(image_size)) or {}).get(size_key(batch))
   return _ratio_cell(resolution_speedup(entry, image_size, batch), _range(spread))
 
 
 def run_pixels_text(results: Mapping[str, Any]) -> Optional[str]:
   """ "64 px": the run's image size, when known."""
-  size = finite_number((results.get("dataset") or {}).get("image_size"))
+  dataset = Results.coerce(results).dataset
+  size = finite_number(dataset.image_size if dataset else None)
   return None if size is None else f"{size:.0f} px"
 
 
-def drop_cell(entry: Mapping[str, Any], ancestor: Mapping[str, Any]) -> str:
-  """The ancestor's top-1 minus the entry's, in points (negative: a gain), as evolution measures."""
-  top1, base = finite_number(entry.get("top1")), finite_number((ancestor or {}).get("top1"))
+def drop_cell(top1: Any, ancestor_top1: Any) -> str:
+  """The ancestor's top-1 minus a model's, in points (negative: a gain), as evolution measures."""
+  top1, base = finite_number(top1), finite_number(ancestor_top1)
   if top1 is None or base is None:
     return DASH
   drop = 100 * (base - top1)
@@ -176,14 +186,21 @@ def candidates_by_id(results: Mapping[str, Any]) -> Dict[str, Dict[str, Any]]:
   return {c.get("id"): c for c in results.get("candidates") or [] if isinstance(c, Mapping)}
 
 
+def candidate_records(results: Mapping[str, Any]) -> Dict[str, CandidateResult]:
+  """`candidates_by_id` as records."""
+  return {c.id: c for c in Results.coerce(results).candidates}
+
+
 def is_polished(results: Mapping[str, Any]) -> bool:
   """Whether a final stage made the SquishedNet from the evolved winner."""
-  return bool(results.get("polished")) and bool((results.get("models") or {}).get("squishednet"))
+  record = Results.coerce(results)
+  squished = record.models.get("squishednet")
+  return bool(record.polished) and squished is not None and not squished.is_empty()
 
 
 def retrained(results: Mapping[str, Any]) -> bool:
   """Whether that final stage trained the winner's widths from scratch (--final_init=scratch)."""
-  return is_polished(results) and results.get("final_init") == "scratch"
+  return is_polished(results) and Results.coerce(results).final_init == "scratch"
 
 
 def final_word(results: Mapping[str, Any]) -> str:
@@ -197,7 +214,7 @@ FINAL_WORDS = {"scratch": "the widths retrained from scratch",
 
 def final_choice_sentence(results: Mapping[str, Any]) -> str:
   """With --final_init=best, which final training was kept and why; "" otherwise."""
-  choice = results.get("final_choice") if is_polished(results) else None
+  choice = Results.coerce(results).final_choice if is_polished(results) else None
   if not isinstance(choice, Mapping) or {choice.get("kept"), choice.get("other")} != set(
       FINAL_WORDS):
     return ""
@@ -245,17 +262,17 @@ def comparisons(results: Mapping[str, Any]) -> List[Dict[str, Any]]:
     top-1 fractions (either may be None) and `points`, the SquishedNet's
     top-1 minus the baseline's in points (None when either is missing).
   """
-  models = results.get("models") or {}
-  squished = models.get("squishednet") or {}
+  models = Results.coerce(results).models
+  squished = models.get("squishednet")
   out = []
   for name, description in rivals():
     if name not in models:
       continue
-    entry = models.get(name) or {}
-    own, theirs = finite_number(squished.get("top1")), finite_number(entry.get("top1"))
+    entry = models[name]
+    own, theirs = finite_number(squished and squished.top1), finite_number(entry.top1)
     points = None if own is None or theirs is None else 100 * (own - theirs)
     out.append({"name": name, "description": description, "top1": own, "baseline_top1": theirs,
-                "size_mb": finite_number(entry.get("size_mb")), "points": points})
+                "size_mb": finite_number(entry.size_mb), "points": points})
   return out
 
 

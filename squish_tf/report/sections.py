@@ -1,9 +1,10 @@
 """The report's sections: what to ship, generations, candidates, why evolution stopped, the
 latency model, the figure's caption, the paper's figures and stage times."""
 
-from typing import Any, Dict, List, Mapping
+from typing import Any, List, Mapping, Union
 
 from squish_tf.layout import STAGES
+from squish_tf.records import CandidateResult, Generation, ModelResult, Results
 from squish_tf.report.format import (
   DASH,
   finite_number,
@@ -23,7 +24,7 @@ from squish_tf.report.format import (
 from squish_tf.report.pareto import PAPER_NOTE
 from squish_tf.report.results import (
   accuracy_split,
-  candidates_by_id,
+  candidate_records,
   drop_cell,
   final_word,
   is_on_test,
@@ -89,24 +90,24 @@ def ship_section(results: Mapping[str, Any]) -> str:
   return "\n\n".join([SHIP_HEADING, markdown_table(header, rows), note])
 
 
-def _generations(results: Mapping[str, Any]) -> List[Dict[str, Any]]:
+def _generations(record: Results) -> List[Generation]:
   """The generation summaries in order; reconstructed from the candidates for older results."""
-  generations = [g for g in results.get("generations") or [] if isinstance(g, Mapping)]
+  generations = record.generations
   if not generations:
-    candidates = [c for c in results.get("candidates") or [] if isinstance(c, Mapping)]
-    numbers = sorted({c.get("generation") for c in candidates if c.get("generation") is not None})
-    generations = [{"generation": g, "chosen": next(
-        (c.get("id") for c in candidates if c.get("generation") == g and c.get("chosen")), None)}
-                   for g in numbers]
-  return sorted(generations, key=lambda g: finite_number(g.get("generation")) or 0)
+    candidates = record.candidates
+    numbers = sorted({c.generation for c in candidates if c.generation is not None})
+    generations = [Generation(generation=g, chosen=next(
+        (c.id for c in candidates if c.generation == g and c.chosen), None)) for g in numbers]
+  return sorted(generations, key=lambda g: finite_number(g.generation) or 0)
 
 
 def generations_table(results: Mapping[str, Any]) -> str:
-  candidates = [c for c in results.get("candidates") or [] if isinstance(c, Mapping)]
-  generations = _generations(results)
+  record = Results.coerce(results)
+  candidates = record.candidates
+  generations = _generations(record)
   if not generations and not candidates:
     return "No generations in these results."
-  by_id = candidates_by_id(results)
+  by_id = candidate_records(record)
   on_test = is_on_test(results)
   split = accuracy_split(results)
   header = ["Gen", "Parent", "Candidates", "Chosen", "Params (deployed)", "Size (MB)",
@@ -115,35 +116,36 @@ def generations_table(results: Mapping[str, Any]) -> str:
   header += [top1_header(results), f"Drop ({split}, pts)", "NetScore", "Stop reason"]
   align = ["r", "l", "r", "l", "r", "r", "r"] + ["r"] * (4 if on_test else 3) + ["l"]
 
-  def figures(entry: Mapping[str, Any]) -> List[str]:
-    out = [fmt_count(entry.get("params")), fmt_mb(entry.get("size_mb")), fmt_macs_m(entry.get("macs"))]
-    out += [fmt_percent(entry.get("validation_top1"))] if on_test else []
-    out += [fmt_percent(entry.get("top1"))]
+  def figures(entry: Union[ModelResult, CandidateResult]) -> List[str]:
+    out = [fmt_count(entry.params), fmt_mb(entry.size_mb), fmt_macs_m(entry.macs)]
+    out += [fmt_percent(entry.validation_top1)] if on_test else []
+    out += [fmt_percent(entry.top1)]
     return out
 
   rows = []
-  models = results.get("models") or {}
-  ancestor = models.get("ancestor") or {}
-  if ancestor:
+  ancestor = record.models.get("ancestor") or ModelResult()
+  if not ancestor.is_empty():
     rows.append(["0", DASH, DASH, "ancestor"] + figures(ancestor)
-                + [DASH, fmt_value(ancestor.get("netscore"), ".2f"), DASH])
+                + [DASH, fmt_value(ancestor.netscore, ".2f"), DASH])
   for generation in generations:
-    number = generation.get("generation")
-    tried = [c for c in candidates if c.get("generation") == number]
-    diverged = sum(1 for c in tried if c.get("status") == "diverged")
+    number = generation.generation
+    tried = [c for c in candidates if c.generation == number]
+    diverged = sum(1 for c in tried if c.status == "diverged")
     tried_text = str(len(tried)) + (f" ({diverged} diverged)" if diverged else "")
-    chosen_id = generation.get("chosen")
-    chosen = by_id.get(chosen_id) or {}
-    rows.append([fmt_text(number), fmt_text(generation.get("parent") or chosen.get("parent")),
-                 tried_text if tried else DASH, fmt_text(chosen_id)] + figures(chosen)
-                + [drop_cell(chosen, ancestor) if chosen else DASH,
-                   fmt_value(chosen.get("netscore"), ".2f"), fmt_reason(generation.get("stop_reason"))])
-  if is_polished(results):
-    squished = models.get("squishednet") or {}
-    rows.append(["polish", fmt_text(results.get("winner")), DASH,
-                 f"**SquishedNet ({final_word(results)})**"]
+    chosen = by_id.get(generation.chosen)
+    rows.append([fmt_text(number), fmt_text(generation.parent or (chosen and chosen.parent)),
+                 tried_text if tried else DASH, fmt_text(generation.chosen)]
+                + figures(chosen or CandidateResult())
+                + [drop_cell(chosen.top1, ancestor.top1) if chosen else DASH,
+                   fmt_value(chosen and chosen.netscore, ".2f"),
+                   fmt_reason(generation.stop_reason)])
+  if is_polished(record):
+    squished = record.models["squishednet"]
+    rows.append(["polish", fmt_text(record.winner), DASH,
+                 f"**SquishedNet ({final_word(record)})**"]
                 + figures(squished)
-                + [drop_cell(squished, ancestor), fmt_value(squished.get("netscore"), ".2f"), DASH])
+                + [drop_cell(squished.top1, ancestor.top1), fmt_value(squished.netscore, ".2f"),
+                   DASH])
   table = markdown_table(header, rows, align=align)
   notes = [f"Drop = the ancestor's {split} top-1 minus the model's, in points (negative: a "
            "gain)"]
@@ -152,23 +154,24 @@ def generations_table(results: Mapping[str, Any]) -> str:
                  "Selection and the accuracy budget read the validation column.")
   else:
     notes[0] += "."
-  if retrained(results):
+  if retrained(record):
     notes.append("The **polish** row is the SquishedNet: the last generation's winner's widths "
                  "trained from fresh weights for the lineage's budget, as the baselines train.")
-  elif is_polished(results):
+  elif is_polished(record):
     notes.append("The **polish** row is the SquishedNet: the last generation's winner after a "
                  "final, longer fine-tune distilled from the ancestor.")
   return table + "\n\n" + " ".join(notes)
 
 
 def stop_line(results: Mapping[str, Any]) -> str:
-  winner, reason = results.get("winner"), results.get("stop_reason")
+  record = Results.coerce(results)
+  winner, reason = record.winner, record.stop_reason
   if not winner and not reason:
     return ""
   polish = ""
-  if retrained(results):
+  if retrained(record):
     polish = ", its widths then trained from scratch into the SquishedNet"
-  elif is_polished(results):
+  elif is_polished(record):
     polish = ", then polished into the SquishedNet"
   return (f"Winner: `{winner or DASH}`{polish}. Stop reason: {fmt_reason(reason)}. Every candidate, "
           "chosen or not, is listed below and in `lineage.json`.")
@@ -176,27 +179,28 @@ def stop_line(results: Mapping[str, Any]) -> str:
 
 def candidates_section(results: Mapping[str, Any]) -> str:
   """Every candidate evolution trained, with both the selection and the reported accuracy."""
-  candidates = [c for c in results.get("candidates") or [] if isinstance(c, Mapping)]
+  record = Results.coerce(results)
+  candidates = record.candidates
   if not candidates:
     return ""
-  ancestor = (results.get("models") or {}).get("ancestor") or {}
-  on_test = is_on_test(results)
+  ancestor = record.models.get("ancestor") or ModelResult()
+  on_test = is_on_test(record)
   split = accuracy_split(results)
   header = ["Candidate", "Parent", "Params (deployed)", "Size (MB)", "MACs (M)", "F"]
   header += ["Val top-1 (selection)"] if on_test else []
   header += [top1_header(results), f"Drop ({split}, pts)", "Images trained", "Time", "Status"]
   rows = []
-  for c in sorted(candidates, key=lambda c: (finite_number(c.get("generation")) or 0,
-                                             finite_number(c.get("candidate")) or 0,
-                                             finite_number(c.get("attempt")) or 0)):
-    attempt = finite_number(c.get("attempt"))
-    name = fmt_text(c.get("id")) + (f" (retry {attempt:.0f})" if attempt else "")
-    status = "**chosen**" if c.get("chosen") else fmt_text(c.get("status"))
-    row = [name, fmt_text(c.get("parent")), fmt_count(c.get("params")), fmt_mb(c.get("size_mb")),
-           fmt_macs_m(c.get("macs")), fmt_value(c.get("env_factor"), ".3f")]
-    row += [fmt_percent(c.get("validation_top1"))] if on_test else []
-    row += [fmt_percent(c.get("top1")), drop_cell(c, ancestor), fmt_images(c.get("train_images")),
-            fmt_duration(c.get("wall_seconds")), status]
+  for c in sorted(candidates, key=lambda c: (finite_number(c.generation) or 0,
+                                             finite_number(c.candidate) or 0,
+                                             finite_number(c.attempt) or 0)):
+    attempt = finite_number(c.attempt)
+    name = fmt_text(c.id) + (f" (retry {attempt:.0f})" if attempt else "")
+    status = "**chosen**" if c.chosen else fmt_text(c.status)
+    row = [name, fmt_text(c.parent), fmt_count(c.params), fmt_mb(c.size_mb),
+           fmt_macs_m(c.macs), fmt_value(c.env_factor, ".3f")]
+    row += [fmt_percent(c.validation_top1)] if on_test else []
+    row += [fmt_percent(c.top1), drop_cell(c.top1, ancestor.top1), fmt_images(c.train_images),
+            fmt_duration(c.wall_seconds), status]
     rows.append(row)
   align = ["l", "l"] + ["r"] * (len(header) - 3) + ["l"]
   return "### Every candidate\n\n" + markdown_table(header, rows, align=align) + (
@@ -207,38 +211,38 @@ def candidates_section(results: Mapping[str, Any]) -> str:
 
 def latency_section(results: Mapping[str, Any]) -> str:
   """The latency model's predictions against each candidate's interleaved measurement."""
-  summary = results.get("latency_model")
-  if not isinstance(summary, Mapping):
+  record = Results.coerce(results)
+  summary = record.latency_model
+  if summary is None:
     return ""
   rows = []
-  for c in results.get("candidates") or []:
-    if not isinstance(c, Mapping) or c.get("predicted_latency_ms") is None:
+  for c in record.candidates:
+    if c.predicted_latency_ms is None:
       continue
-    measured = c.get("measured_speedup") or {}
-    rows.append([fmt_text(c.get("id")) + (" (chosen)" if c.get("chosen") else ""),
-                 fmt_value(c.get("expected_latency_ms"), ".3f"),
-                 fmt_value(c.get("predicted_latency_ms"), ".3f"),
-                 fmt_value(c.get("measured_latency_ms"), ".3f"),
-                 fmt_value(c.get("latency_error"), "+.1f", 100.0, "%"),
-                 fmt_value(c.get("predicted_speedup"), ".2f", suffix="x"),
-                 _ratio_range(measured),
-                 fmt_value(c.get("speedup_error"), "+.1f", 100.0, "%")])
+    rows.append([fmt_text(c.id) + (" (chosen)" if c.chosen else ""),
+                 fmt_value(c.expected_latency_ms, ".3f"),
+                 fmt_value(c.predicted_latency_ms, ".3f"),
+                 fmt_value(c.measured_latency_ms, ".3f"),
+                 fmt_value(c.latency_error, "+.1f", 100.0, "%"),
+                 fmt_value(c.predicted_speedup, ".2f", suffix="x"),
+                 _ratio_range(c.measured_speedup or {}),
+                 fmt_value(c.speedup_error, "+.1f", 100.0, "%")])
   header = ["Candidate", "Expected (ms)", "Predicted (ms)", "Measured (ms)", "Error",
             "Predicted speed-up", "Measured speed-up (min-max)", "Speed-up error"]
   text = ("### Latency model\n\n"
           f"LiteRT latency at batch 1 predicted from the table measured on this machine "
-          f"(`{fmt_text(summary.get('table'))}`) and measured with each candidate timed "
+          f"(`{fmt_text(summary.table)}`) and measured with each candidate timed "
           "interleaved with the ancestor once its generation was trained. The ancestor: "
-          f"{fmt_value(summary.get('ancestor_predicted_ms'), '.3f')} ms predicted, "
-          f"{fmt_value(summary.get('ancestor_measured_ms'), '.3f')} ms measured. Median |error| of "
+          f"{fmt_value(summary.ancestor_predicted_ms, '.3f')} ms predicted, "
+          f"{fmt_value(summary.ancestor_measured_ms, '.3f')} ms measured. Median |error| of "
           "the latency: "
-          f"{fmt_value(summary.get('median_abs_error_chosen'), '.1f', 100.0, '%')} on the chosen "
-          f"offspring, {fmt_value(summary.get('median_abs_error_all'), '.1f', 100.0, '%')} on all "
-          f"{fmt_count(summary.get('measured_candidates'))} measured; of the speed-up over the "
+          f"{fmt_value(summary.median_abs_error_chosen, '.1f', 100.0, '%')} on the chosen "
+          f"offspring, {fmt_value(summary.median_abs_error_all, '.1f', 100.0, '%')} on all "
+          f"{fmt_count(summary.measured_candidates)} measured; of the speed-up over the "
           "ancestor (the same error relative to the ancestor's, which does not depend on how "
           "busy the machine was at the two moments): "
-          f"{fmt_value(summary.get('median_abs_speedup_error_chosen'), '.1f', 100.0, '%')} and "
-          f"{fmt_value(summary.get('median_abs_speedup_error_all'), '.1f', 100.0, '%')}.")
+          f"{fmt_value(summary.median_abs_speedup_error_chosen, '.1f', 100.0, '%')} and "
+          f"{fmt_value(summary.median_abs_speedup_error_all, '.1f', 100.0, '%')}.")
   if rows:
     text += "\n\n" + markdown_table(header, rows, align=["l"] + ["r"] * (len(header) - 1))
   return text
@@ -267,8 +271,9 @@ def figure_caption(results: Mapping[str, Any]) -> str:
 
 
 def paper_section(results: Mapping[str, Any], dataset: Mapping[str, Any]) -> str:
-  paper = [p for p in results.get("paper") or [] if isinstance(p, Mapping)]
-  reference = finite_number((results.get("reference") or {}).get("squeezenet_v1_1_size_mb"))
+  record = Results.coerce(results)
+  paper = [p for p in record.paper or [] if isinstance(p, Mapping)]
+  reference = finite_number((record.reference or {}).get("squeezenet_v1_1_size_mb"))
   ours = dataset.get("name") or "this run's dataset"
   size = finite_number(dataset.get("image_size"))
   ours_px = f" at {size:.0f}×{size:.0f} px" if size else ""
@@ -288,7 +293,7 @@ def paper_section(results: Mapping[str, Any], dataset: Mapping[str, Any]) -> str
 
 
 def time_table(results: Mapping[str, Any]) -> str:
-  wall = results.get("wall_seconds") or {}
+  wall = Results.coerce(results).wall_seconds or {}
   if not wall:
     return "Stage times were not recorded."
   stages = [s for s in STAGES if s in wall] + sorted(
