@@ -435,17 +435,18 @@ def export_models(todo: Exports,
   Returns:
     The SquishedNet's manifest, or None when it was not in `todo`.
   """
-  common = dict(qat_epochs=config.qat_epochs, qat_learning_rate=config.qat_learning_rate,
+  export = config.export
+  common = dict(qat_epochs=export.qat_epochs, qat_learning_rate=export.qat_learning_rate,
                 overwrite=True)
   if pool.in_process:
     common["data"] = export_data()
   else:
-    common.update(data_config=data_config, calibration_images=config.export.calibration_images)
+    common.update(data_config=data_config, calibration_images=export.calibration_images)
   qat = None
   if ("squishednet" in todo and not pool.in_process
       and "qat_int8" in export_lib.parse_formats(todo["squishednet"][2], with_data=True)):
     qat = pool.submit(export_lib.qat_int8_artefact, todo["squishednet"][0], data_config,
-                      config.qat_epochs, config.qat_learning_rate, config.export.calibration_images)
+                      export.qat_epochs, export.qat_learning_rate, export.calibration_images)
   others = [pool.submit(export_lib.export_all, model_dir, export_dir, formats=formats, **common)
             for name, (model_dir, export_dir, formats) in todo.items() if name != "squishednet"]
   manifest = None
@@ -453,7 +454,7 @@ def export_models(todo: Exports,
     model_dir, export_dir, formats = todo["squishednet"]
     manifest = export_lib.export_all(
         model_dir, export_dir, formats=formats, data=export_data(),
-        qat_epochs=config.qat_epochs, qat_learning_rate=config.qat_learning_rate,
+        qat_epochs=export.qat_epochs, qat_learning_rate=export.qat_learning_rate,
         overwrite=True, qat_result=qat.result if qat is not None else None)
   for future in others:
     future.result()  # re-raises a worker's error
