@@ -59,6 +59,7 @@ from squish_tf.data import pipeline as data  # noqa: E402
 from squish_tf.data import shapes10  # noqa: E402
 from squish_tf.net import models  # noqa: E402
 from squish_tf.net import spec as spec_lib  # noqa: E402
+from squish_tf.train import config as train_config_lib  # noqa: E402
 from squish_tf.train import trainer as train  # noqa: E402
 
 _WORK_DIR = flags.DEFINE_string("work_dir", "/tmp/data_scale",
@@ -234,7 +235,7 @@ def measure_throughput(root: str, cache_dir: str) -> None:
   keras.utils.set_random_seed(0)
   spec = spec_lib.squishednet_base(info.num_classes, (size, size, 3))
   model = models.build_model(spec, seed=0)
-  train.compile_model(model, train.TrainConfig(), steps_per_epoch=len(train_ds))
+  train.compile_model(model, train_config_lib.TrainConfig(), steps_per_epoch=len(train_ds))
   feeds = {"pipeline": cached, "memory": memory, "uncached": uncached}
   rates: Dict[str, List[float]] = {name: [] for name in feeds}
   for _ in range(_ROUNDS.value):

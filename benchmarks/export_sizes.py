@@ -82,13 +82,14 @@ def _ancestor(work_dir: str) -> str:
   if _RANDOM_WEIGHTS.value:
     model_io.write_model_dir(directory, models.build_model(spec, seed=0), spec, {})
     return directory
+  from squish_tf.train import config as train_config_lib  # pylint: disable=g-import-not-at-top
   from squish_tf.train import trainer as train_lib  # pylint: disable=g-import-not-at-top
 
   config = _data_config(size)
   train_ds, val_ds, info = data_lib.load(config)
   train_lib.train_model_dir(directory, spec, config,
-                            train_lib.TrainConfig(epochs=_TRAIN_EPOCHS.value), train_ds, val_ds,
-                            info, verbose=2)
+                            train_config_lib.TrainConfig(epochs=_TRAIN_EPOCHS.value), train_ds,
+                            val_ds, info, verbose=2)
   return directory
 
 

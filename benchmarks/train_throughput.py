@@ -30,6 +30,7 @@ from squish_tf.data import config as data_config_lib  # noqa: E402
 from squish_tf.data import pipeline as data  # noqa: E402
 from squish_tf.net import models  # noqa: E402
 from squish_tf.net import spec as spec_lib  # noqa: E402
+from squish_tf.train import config as train_config_lib  # noqa: E402
 from squish_tf.train import trainer as train  # noqa: E402
 
 _IMAGE_SIZES = flags.DEFINE_list("image_sizes", ["64", "128"], "Square image sizes to measure.")
@@ -102,7 +103,7 @@ def _measure(size: int) -> None:
   keras.utils.set_random_seed(0)
   spec = spec_lib.squishednet_base(info.num_classes, (size, size, 3))
   model = models.build_model(spec, seed=0)
-  train.compile_model(model, train.TrainConfig(), steps_per_epoch=len(train_ds))
+  train.compile_model(model, train_config_lib.TrainConfig(), steps_per_epoch=len(train_ds))
   rates = {"pipeline": [], "memory": []}
   for _ in range(_ROUNDS.value):
     rates["pipeline"].append(_images_per_sec(model, pipeline, steps, batch_size))

@@ -35,15 +35,20 @@ flags.adopt_module_key_flags(flag_defs)
 
 def main(argv):
   del argv
-  from squish_tf.job import run as job  # pylint: disable=g-import-not-at-top
+  # pylint: disable=g-import-not-at-top
+  from squish_tf.job import preflight
+  from squish_tf.job import run as job
+  # pylint: enable=g-import-not-at-top
 
   if not FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # SavedModel writers log every asset at INFO
   config = flag_defs.job_config_from_flags()
+  data_config = flag_defs.data_config_from_flags()
+  preflight.check_job(config, data_config)  # before the lock, flags.txt or any data
   run_dir = config.run_dir
   run_flags = flag_defs.flag_values(flag_defs.DATA_IDENTITY_FLAGS)
   results = job.run_job(
-      config, flag_defs.data_config_from_flags(), flag_defs.train_config_from_flags(),
+      config, data_config, flag_defs.train_config_from_flags(),
       flag_defs.evolution_config_from_flags(), flag_defs.synthesis_config_from_flags(),
       strategy=flag_defs.strategy_from_flags(),
       flags_text=flag_defs.flags_text(MAIN_FLAGS),

@@ -14,7 +14,7 @@ from absl import flags
 from squish_tf.data import config as data_config_lib
 from squish_tf.data import pipeline as data_lib
 from squish_tf.job import flags as flag_defs
-from squish_tf.net import spec as spec_lib
+from squish_tf.job import preflight
 from squish_tf.train import trainer as train_lib
 
 FLAGS = flags.FLAGS
@@ -30,14 +30,12 @@ def main(argv):
   del argv
   # The data's indexes and disk caches live beside the model (--cache=disk works here too).
   data_config = data_config_lib.in_run(flag_defs.data_config_from_flags(), FLAGS.model_dir)
+  preflight.check_options(data_config, min_image_size=preflight.ancestor_min_image_size())
   train_config = flag_defs.train_config_from_flags()
   strategy = flag_defs.strategy_from_flags()
   train_ds, val_ds, info = data_lib.load(data_config)
-  spec = spec_lib.squishednet_base(
-      num_classes=info.num_classes,
-      input_shape=(data_config.image_size, data_config.image_size, 3),
-      dropout_rate=FLAGS.dropout_rate, classifier_activation=FLAGS.classifier_activation,
-      batch_norm=FLAGS.batch_norm)
+  spec = flag_defs.model_config_from_flags().ancestor_spec(info.num_classes,
+                                                            data_config.image_size)
   metrics = train_lib.train_model_dir(
       FLAGS.model_dir, spec, data_config, train_config, train_ds, val_ds, info,
       strategy=strategy, seed=FLAGS.seed, flags_text=flag_defs.flags_text(["model_dir"]))

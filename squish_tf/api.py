@@ -36,7 +36,9 @@ from typing import Any, Callable, Dict, List, Mapping, Optional
 from absl import flags
 
 from squish_tf import files as files_lib
+from squish_tf.job import flags as flag_defs
 from squish_tf.job import options as options_lib
+from squish_tf.job import preflight
 from squish_tf.net import model_io
 from squish_tf.report import console as console_lib
 from squish_tf.report import markdown as report_lib
@@ -127,7 +129,9 @@ class RunPlan:
 def plan(check_ancestor: bool = True, **options) -> RunPlan:
   """Options (the `squish` flag names) -> the configs, as pipelines/run.py and flag_defs map them.
 
-  Pure: reads and writes no file and builds no TensorFlow object. So the
+  Pure: reads and writes no file and builds no TensorFlow object. The
+  values a later stage reads (export formats, the dataset's name, image
+  sizes the ancestor takes) are checked here (`job.preflight`). The
   epoch budgets are the flags' values: the job scales them up to
   --min_train_steps once it knows the data's size (`job.budget.scale_budgets`,
   logged as "budget: ..."), and each model's metrics.json records what it
@@ -144,8 +148,6 @@ def plan(check_ancestor: bool = True, **options) -> RunPlan:
     ValueError: an unknown option (the message suggests the nearest and lists
       every valid one) or a value the CLI would refuse.
   """
-  from squish_tf.job import flags as flag_defs  # pylint: disable=g-import-not-at-top
-
   registry = _flag_values()
   names = option_names()
   unknown = set(options) - set(names)
@@ -162,6 +164,7 @@ def plan(check_ancestor: bool = True, **options) -> RunPlan:
   train = flag_defs.train_config_from_flags(values=v)
   loop = flag_defs.evolution_config_from_flags(v)
   encoding = flag_defs.synthesis_config_from_flags(v)
+  preflight.check_job(job_config, data)  # what a later stage reads: formats, sizes, names
   # flag_defs.flags_text(pipelines.run.MAIN_FLAGS): the same lines, CLI order.
   lines = [registry[name].serialize() for name in names if registry[name].value is not None]
   return RunPlan(

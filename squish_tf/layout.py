@@ -11,6 +11,7 @@ STAGE_TIMES_FILE = "stage_times.json"
 # models (squish_tf.runtime.native_log), kept off the console.
 NATIVE_LOG_FILE = "native.log"
 ANCESTOR_DIR = "ancestor"
+SQUISHEDNET_DIR = "squishednet"  # the final stage's model dir (squish_tf.evolve.polish)
 EXPORT_DIR = "export"
 # A training's Keras backup and TensorBoard logs sit beside the model dir it will become,
 # named as the dir plus this (a fine-tune's adds ".attempt<k>" before it).

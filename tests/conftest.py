@@ -50,13 +50,14 @@ def toy_parent_dir(tmp_path_factory):
   import toy  # pylint: disable=g-import-not-at-top
 
   from squish_tf.data import config as data_config_lib  # pylint: disable=g-import-not-at-top
+  from squish_tf.train import config as train_config_lib  # pylint: disable=g-import-not-at-top
   from squish_tf.train import trainer as train_lib  # pylint: disable=g-import-not-at-top
 
   directory = str(tmp_path_factory.mktemp("toy_parent") / "ancestor")
   train, val, info = toy.data()
   metrics = train_lib.train_model_dir(
       directory, toy.TINY, data_config_lib.DataConfig(image_size=32),
-      train_lib.TrainConfig(epochs=8, learning_rate=1e-2, warmup_epochs=0), train, val, info,
+      train_config_lib.TrainConfig(epochs=8, learning_rate=1e-2, warmup_epochs=0), train, val, info,
       seed=0, verbose=0)
   # Tests downstream assume a parent that learned (pruning keeps its accuracy, say). The
   # data order is fixed (toy.data), but without a warm-up one order in eight left a class's

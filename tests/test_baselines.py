@@ -11,6 +11,7 @@ from squish_tf.net import describe as describe_lib
 from squish_tf.net import model_io, models
 from squish_tf.net import spec as spec_lib
 from squish_tf.train import baselines
+from squish_tf.train import config as train_config_lib
 from squish_tf.train import trainer as train_lib
 
 
@@ -45,7 +46,7 @@ def test_deployed_params_fold_batch_norm():
 
 def test_pruning_fine_tune_follows_the_recipe():
   import tf_keras  # pylint: disable=g-import-not-at-top
-  recipe = train_lib.TrainConfig(epochs=10, learning_rate=4e-3, weight_decay=1e-4)
+  recipe = train_config_lib.TrainConfig(epochs=10, learning_rate=4e-3, weight_decay=1e-4)
   budget = baselines.BaselineBudget(target_params=1000, total_epochs=16, fine_tune_epochs=6,
                                     train_config=recipe, fine_tune_learning_rate=1e-3,
                                     fine_tune_warmup_epochs=1.0)
@@ -63,7 +64,7 @@ def test_run_baselines_trains_each_at_the_budget_and_skips_when_done(toy_parent_
   # Half the parent's weights: pruning keeps the toy parent's 100% at every data order tried
   # (6 of 6), where two thirds of them left 36-81% after this short fine-tune.
   target = toy.TINY.params() // 2
-  recipe = train_lib.TrainConfig(epochs=8, learning_rate=1e-2, warmup_epochs=0.25)
+  recipe = train_config_lib.TrainConfig(epochs=8, learning_rate=1e-2, warmup_epochs=0.25)
   match = {"width_multiplier": 0.7, "ratio": 1.01}
   budget = baselines.BaselineBudget(target_params=target, total_epochs=2, fine_tune_epochs=2,
                                     train_config=recipe, fine_tune_learning_rate=1e-3,

@@ -9,6 +9,7 @@ import toy
 
 from squish_tf.net import batch_norm, models
 from squish_tf.net import spec as spec_lib
+from squish_tf.train import config as train_config_lib
 from squish_tf.train import distill, progress
 from squish_tf.train import trainer as train_lib
 
@@ -17,7 +18,7 @@ STUDENT = spec_lib.NetSpec(input_shape=(32, 32, 3), num_classes=3, conv1_filters
                            pool_after=(1, 2), dropout_rate=0.0, classifier_activation="linear",
                            kernel_initializer="he_uniform", classifier_initializer="normal_0.01",
                            batch_norm=True)
-CONFIG = train_lib.TrainConfig(epochs=2, learning_rate=3e-3, warmup_epochs=0.5)
+CONFIG = train_config_lib.TrainConfig(epochs=2, learning_rate=3e-3, warmup_epochs=0.5)
 
 
 def _data():
@@ -104,7 +105,7 @@ def test_distilled_fit_resumes_with_backup_and_restore(teacher, tmp_path):
       if epoch == 0:
         raise Stop()
 
-  config = train_lib.TrainConfig(epochs=3, learning_rate=3e-3, warmup_epochs=0)
+  config = train_config_lib.TrainConfig(epochs=3, learning_rate=3e-3, warmup_epochs=0)
   with pytest.raises(Stop):
     train_lib.fit(lambda: models.build_model(STUDENT, seed=0), _data(), None, config,
                   work_dir=work, verbose=0, teacher_fn=lambda: teacher,

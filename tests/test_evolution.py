@@ -338,7 +338,7 @@ def test_config_validation():
     evolve_config_lib.EvolutionConfig(population=0)
   with pytest.raises(ValueError, match=r"--max_accuracy_drop is a fraction"):
     evolve_config_lib.EvolutionConfig(max_accuracy_drop=3)
-  with pytest.raises(ValueError, match="--offspring_init must be 'inherit' or 'scratch'"):
+  with pytest.raises(ValueError, match=r"--offspring_init must be one of \('inherit', 'scratch'\), got 'clone'"):
     evolve_config_lib.EvolutionConfig(offspring_init="clone")
   with pytest.raises(ValueError, match=r"--select must be one of \('top1', 'top1_per_ms'\), "
                                        "got 'fastest'"):

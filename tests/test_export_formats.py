@@ -27,6 +27,7 @@ from squish_tf.export import tflite as tflite_lib
 from squish_tf.net import model_io, models
 from squish_tf.net import spec as spec_lib
 from squish_tf.runtime import litert
+from squish_tf.train import config as train_config_lib
 from squish_tf.train import trainer as train_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -73,7 +74,7 @@ def trained_model_dir(tmp_path_factory):
   info = data_config_lib.DatasetInfo("patches10", CLASS_NAMES, 1500, 300, SIZE)
   spec = spec_lib.squishednet_base(num_classes=10, input_shape=(SIZE, SIZE, 3), batch_norm=True)
   train_lib.train_model_dir(directory, spec, data_config_lib.DataConfig(image_size=SIZE),
-                            train_lib.TrainConfig(epochs=8, learning_rate=1e-3),
+                            train_config_lib.TrainConfig(epochs=8, learning_rate=1e-3),
                             _pipeline(train_images, train_labels, True),
                             _pipeline(val_images, val_labels, False), info, seed=0, verbose=0)
   return directory
@@ -486,7 +487,7 @@ def bn_free_trained_dir(tmp_path_factory):
   train, val, info = toy.data()
   train_lib.train_model_dir(directory, toy.TINY.replace(batch_norm=False),
                             data_config_lib.DataConfig(image_size=32),
-                            train_lib.TrainConfig(epochs=8, learning_rate=1e-2, warmup_epochs=0),
+                            train_config_lib.TrainConfig(epochs=8, learning_rate=1e-2, warmup_epochs=0),
                             train, val, info, seed=0, verbose=0)
   return directory
 

@@ -16,9 +16,9 @@ from squish_tf.evolve import config as evolve_config_lib
 from squish_tf.evolve import encoding as synthesis
 from squish_tf.job import config as job_config_lib
 from squish_tf.job import run as job
-from squish_tf.train import trainer as train_lib
+from squish_tf.train import config as train_config_lib
 
-TRAIN = train_lib.TrainConfig(epochs=1)
+TRAIN = train_config_lib.TrainConfig(epochs=1)
 EVOLUTION = evolve_config_lib.EvolutionConfig(generations=1, population=2, offspring_epochs=1,
                                       max_accuracy_drop=1.0, final_epochs=1)
 SYNTH = synthesis.SynthesisConfig(env_mode="target", target_fraction=0.5)
@@ -66,7 +66,7 @@ def test_the_test_split_is_read_only_once_everything_is_trained(readme_run):
 
 def test_every_file_is_there(readme_run):
   plan = api.plan(**readme_run["options"])  # no baselines, fp32 only, one candidate
-  assert (tuple(plan.job.baselines), tuple(plan.job.export_formats),
+  assert (tuple(plan.job.baselines), tuple(plan.job.export.formats),
           plan.evolution.population) == ((), ("fp32",), 1)
   expected = [
       "flags.txt", "lineage.json", "benchmark.json", "report.md", "pareto.png", "results.json",
@@ -366,7 +366,7 @@ def test_changing_the_test_labels_changes_no_choice(tmp_path, monkeypatch):
   """
   names = ("red", "green", "blue")
   images, labels = toy.arrays(160, seed=7)
-  train_config = train_lib.TrainConfig(epochs=2, learning_rate=1e-2)
+  train_config = train_config_lib.TrainConfig(epochs=2, learning_rate=1e-2)
   test_reads = []
   original_load_test = data_lib.load_test
 

@@ -13,15 +13,15 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # The rooms, ground floor first: a module may import its own room and the rooms below it.
 LEVELS = (
-    ("squish_tf.files", "squish_tf.layout", "squish_tf.lock", "squish_tf.registry"),
+    ("squish_tf.fields", "squish_tf.files", "squish_tf.layout", "squish_tf.lock", "squish_tf.registry"),
     ("squish_tf.runtime",),
     ("squish_tf.net",),
     ("squish_tf.data",),
     ("squish_tf.train",),
     ("squish_tf.export",),
-    ("squish_tf.report",),
     ("squish_tf.bench",),
     ("squish_tf.evolve",),
+    ("squish_tf.report",),  # words what the rooms below measure and record
     ("squish_tf.job",),
     ("squish_tf.api", "squish_tf"),
 )
@@ -193,3 +193,100 @@ def test_the_checker_sees_a_private_import(tmp_path):
                      "spec_lib._positive('x', 1)\n")
   _, private = imports_of("planted", str(planted))
   assert [line for line, _ in private] == [2, 3]
+
+
+def test_the_report_sits_above_what_it_words():
+  """Core rooms return numbers and records; report/ words them, so it imports them, not back."""
+  for room in ("squish_tf.bench", "squish_tf.evolve", "squish_tf.train", "squish_tf.export"):
+    assert _level("squish_tf.report") > _level(room), room
+  assert _level("squish_tf.job") > _level("squish_tf.report")
+# The modules of the config dataclasses (the options): none may import TensorFlow or Keras,
+# directly or through the squish_tf modules (and packages) it imports.
+CONFIG_MODULES = ("squish_tf.data.config", "squish_tf.train.config", "squish_tf.evolve.config",
+                  "squish_tf.evolve.encoding", "squish_tf.export.config",
+                  "squish_tf.bench.config", "squish_tf.job.config", "squish_tf.job.options")
+TENSORFLOW = ("tensorflow", "keras", "tf_keras", "tensorflow_model_optimization")
+
+
+def _run_on_import(tree):
+  """The nodes of `tree` that run when the module is imported (function bodies do not)."""
+  todo = list(ast.iter_child_nodes(tree))
+  while todo:
+    node = todo.pop()
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+      todo.extend(node.decorator_list if not isinstance(node, ast.Lambda) else ())
+      continue
+    yield node
+    todo.extend(ast.iter_child_nodes(node))
+
+
+def _imports_on_import(path, everywhere):
+  """{imported module name: line} of `path`'s import statements that run on import (all of
+  them when `everywhere`)."""
+  tree = _tree(path)
+  found = {}
+  for node in (ast.walk(tree) if everywhere else _run_on_import(tree)):
+    if isinstance(node, ast.Import):
+      names = [alias.name for alias in node.names]
+    elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+      names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+    else:
+      continue
+    for name in names:
+      found.setdefault(name, node.lineno)
+  return found
+
+
+def _packages_of(module):
+  """The packages Python imports before `module` (their __init__ runs first)."""
+  parts = module.split(".")
+  return [".".join(parts[:i]) for i in range(1, len(parts)) if ".".join(parts[:i]) in LIBRARY]
+
+
+def tensorflow_reached(module):
+  """The chains from `module` to TensorFlow or Keras through the squish_tf modules that
+  importing it imports: every import statement of `module` itself counts (a config's method
+  may not import TensorFlow either), of the others those that run on import."""
+  chains, seen, todo = [], set(), [(module, (module,))]
+  while todo:
+    current, chain = todo.pop()
+    if current in seen:
+      continue
+    seen.add(current)
+    imported = _imports_on_import(LIBRARY[current], everywhere=current == module)
+    for name, line in imported.items():
+      if name.split(".")[0] in TENSORFLOW:
+        chains.append(" -> ".join(chain) + f" -> {name} (line {line})")
+    targets = [name for name in imported if name in LIBRARY and name != current]
+    for target in targets + _packages_of(current):
+      todo.append((target, chain + (target,)))
+  return chains
+
+
+@pytest.mark.parametrize("module", CONFIG_MODULES)
+def test_config_modules_import_no_tensorflow(module):
+  """Checked statically on every import statement, at module level or not."""
+  chains = tensorflow_reached(module)
+  assert not chains, f"{module} reaches TensorFlow:\n" + "\n".join(chains)
+
+
+def test_config_modules_load_no_tensorflow():
+  """And dynamically: a fresh interpreter imports them all without loading TensorFlow."""
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+
+  code = (f"import sys; import {', '.join(CONFIG_MODULES)}; "
+          f"print(sorted({{m.split('.')[0] for m in sys.modules}} & {set(TENSORFLOW)!r}))")
+  env = dict(os.environ, PYTHONPATH=ROOT)
+  out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, check=True,
+                       capture_output=True, text=True).stdout
+  assert out.strip() == "[]"
+
+
+def test_the_checker_sees_tensorflow_through_an_import(tmp_path, monkeypatch):
+  """The static check can fail: a planted config that imports the trainer is caught."""
+  planted = tmp_path / "planted_config.py"
+  planted.write_text("from squish_tf.train import trainer as train_lib\n")
+  monkeypatch.setitem(LIBRARY, "planted_config", str(planted))
+  chains = tensorflow_reached("planted_config")
+  assert chains and chains[0].startswith("planted_config -> squish_tf.train.trainer")

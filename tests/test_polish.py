@@ -19,6 +19,7 @@ from squish_tf.evolve import lineage as lineage_lib
 from squish_tf.job import budget as budget_lib
 from squish_tf.net import model_io, models
 from squish_tf.train import baselines as baselines_lib
+from squish_tf.train import config as train_config_lib
 from squish_tf.train import trainer as train_lib
 
 # Candidates are timed by their MACs (conftest.fast_latency), not converted and timed.
@@ -40,7 +41,7 @@ def bn_run(tmp_path_factory):
   parent = str(root / "ancestor")
   train, val, info = toy.data()
   train_lib.train_model_dir(parent, BN_TINY, data_config_lib.DataConfig(image_size=32),
-                            train_lib.TrainConfig(epochs=PARENT_EPOCHS, learning_rate=1e-2,
+                            train_config_lib.TrainConfig(epochs=PARENT_EPOCHS, learning_rate=1e-2,
                                                   warmup_epochs=0),
                             train, val, info, seed=0, verbose=0)
   streams = []
@@ -121,7 +122,7 @@ def test_polish_fine_tunes_the_winner_and_resumes_after_a_kill(bn_run, monkeypat
 def test_scratch_trains_the_winners_widths_afresh_for_the_lineages_budget(bn_run, tmp_path,
                                                                          monkeypatch):
   result = bn_run["result"]
-  recipe = train_lib.TrainConfig(epochs=PARENT_EPOCHS, learning_rate=1e-2, warmup_epochs=0)
+  recipe = train_config_lib.TrainConfig(epochs=PARENT_EPOCHS, learning_rate=1e-2, warmup_epochs=0)
   budget = PARENT_EPOCHS + CONFIG.offspring_epochs + SCRATCH.final_epochs  # one generation
   assert polish.scratch_epochs(result, SCRATCH, recipe) == budget
   winner_spec = model_io.read_spec(result.winner_dir)
@@ -192,7 +193,7 @@ def test_best_trains_both_keeps_the_better_on_validation_and_budgets_alike(bn_ru
                                                                         monkeypatch):
   result = bn_run["result"]
   # One epoch for the ancestor's share: the budget is known, not long (1 + 1 + 3 epochs).
-  recipe = train_lib.TrainConfig(epochs=1, learning_rate=1e-2, warmup_epochs=0)
+  recipe = train_config_lib.TrainConfig(epochs=1, learning_rate=1e-2, warmup_epochs=0)
   run_dir = str(tmp_path / "best_run")
   original, fits = train_lib.fit, []
 
@@ -267,7 +268,7 @@ def test_nothing_to_polish_when_the_ancestor_wins_or_final_epochs_is_0(bn_run):
 
 
 def test_fine_tunes_follow_the_training_recipe():
-  recipe = train_lib.TrainConfig(epochs=12, learning_rate=4e-3, optimizer="sgd",
+  recipe = train_config_lib.TrainConfig(epochs=12, learning_rate=4e-3, optimizer="sgd",
                                  lr_schedule="constant", weight_decay=1e-4, warmup_epochs=1.0)
   config = evolve_config_lib.EvolutionConfig(offspring_epochs=3, offspring_learning_rate=2e-3,
                                      offspring_warmup_epochs=0.5)
@@ -278,7 +279,7 @@ def test_fine_tunes_follow_the_training_recipe():
   assert scratch.warmup_epochs == 1.0  # newborns warm up like the ancestor
   with pytest.raises(ValueError, match="--teacher must be one of"):
     evolve_config_lib.EvolutionConfig(teacher="oracle")
-  with pytest.raises(ValueError, match="--final_init must be 'scratch', 'inherit' or 'best', got 'warm'"):
+  with pytest.raises(ValueError, match=r"--final_init must be one of \('scratch', 'inherit', 'best'\), got 'warm'"):
     evolve_config_lib.EvolutionConfig(final_init="warm")
   with pytest.raises(ValueError, match="--final_epochs must be an integer >= 0"):
     evolve_config_lib.EvolutionConfig(final_epochs=-1)

@@ -14,6 +14,7 @@ from squish_tf.data import config as data_config_lib
 from squish_tf.data import pipeline as data_lib
 from squish_tf.net import model_io, models
 from squish_tf.net import spec as spec_lib
+from squish_tf.train import config as train_config_lib
 from squish_tf.train import trainer as train_lib
 
 TINY = spec_lib.NetSpec(input_shape=(32, 32, 3), num_classes=3, conv1_filters=8,
@@ -43,7 +44,7 @@ def test_mirrored_strategy_trains_on_two_logical_cpus():
   assert strategy.num_replicas_in_sync == 2  # conftest splits the CPU in two
   ds, info = _toy_data()
   result = train_lib.fit(lambda: models.build_model(TINY, seed=0), ds, ds,
-                         train_lib.TrainConfig(epochs=3, learning_rate=3e-3), strategy=strategy,
+                         train_config_lib.TrainConfig(epochs=3, learning_rate=3e-3), strategy=strategy,
                          images_per_epoch=info.train_count, verbose=0)
   assert not result.diverged
   assert result.history["val_top1"][-1] > 0.6
@@ -53,7 +54,7 @@ def test_mirrored_strategy_trains_on_two_logical_cpus():
 def test_train_model_dir_writes_files_and_skips_when_complete(tmp_path):
   ds, info = _toy_data()
   model_dir = str(tmp_path / "ancestor")
-  config = train_lib.TrainConfig(epochs=2, learning_rate=3e-3)
+  config = train_config_lib.TrainConfig(epochs=2, learning_rate=3e-3)
   metrics = train_lib.train_model_dir(model_dir, TINY, data_config_lib.DataConfig(image_size=32), config,
                                       ds, ds, info, seed=1, flags_text="--seed=1\n", verbose=0)
   for name in ("model.keras", "spec.json", "metrics.json", "flags.txt"):
@@ -88,7 +89,7 @@ def test_model_dir_of_another_spec_is_refused_before_writing(tmp_path):
   before = sorted(os.listdir(model_dir))
   with pytest.raises(ValueError, match=r"holds a model of another spec \(conv1_filters: 8 there, 16 asked\)"):
     train_lib.train_model_dir(model_dir, other, data_config_lib.DataConfig(image_size=32),
-                              train_lib.TrainConfig(epochs=1), ds, ds, info, verbose=0)
+                              train_config_lib.TrainConfig(epochs=1), ds, ds, info, verbose=0)
   assert sorted(os.listdir(model_dir)) == before
 
 
@@ -105,7 +106,7 @@ class _KillAfterEpoch(keras.callbacks.Callback):
 def test_killed_fit_resumes_from_last_epoch(tmp_path):
   ds, info = _toy_data()
   work = str(tmp_path / "work")
-  config = train_lib.TrainConfig(epochs=4, learning_rate=3e-3)
+  config = train_config_lib.TrainConfig(epochs=4, learning_rate=3e-3)
   epochs_seen = []
 
   class Record(keras.callbacks.Callback):
@@ -124,18 +125,18 @@ def test_killed_fit_resumes_from_last_epoch(tmp_path):
 
 
 def test_train_config_validation():
-  with pytest.raises(ValueError, match="epochs must be >= 1, got 0"):
-    train_lib.TrainConfig(epochs=0)
+  with pytest.raises(ValueError, match="--train_epochs must be an integer >= 1, got 0"):
+    train_config_lib.TrainConfig(epochs=0)
   with pytest.raises(ValueError, match="optimizer must be one of"):
-    train_lib.TrainConfig(optimizer="lbfgs")
+    train_config_lib.TrainConfig(optimizer="lbfgs")
   with pytest.raises(ValueError, match="warmup_epochs must be >= 0, got -1"):
-    train_lib.TrainConfig(warmup_epochs=-1)
+    train_config_lib.TrainConfig(warmup_epochs=-1)
 
 
 @pytest.mark.parametrize("schedule", ["cosine", "constant"])
 def test_learning_rate_warms_up_linearly_then_follows_the_schedule(schedule):
   model = models.build_model(TINY)
-  train_lib.compile_model(model, train_lib.TrainConfig(epochs=8, learning_rate=1e-3,
+  train_lib.compile_model(model, train_config_lib.TrainConfig(epochs=8, learning_rate=1e-3,
                                                        lr_schedule=schedule, warmup_epochs=1),
                           steps_per_epoch=10)
   rate = model.optimizer._learning_rate  # pylint: disable=protected-access  (the schedule)
@@ -147,7 +148,7 @@ def test_learning_rate_warms_up_linearly_then_follows_the_schedule(schedule):
     assert at(45) == pytest.approx(1e-3) and at(80) == pytest.approx(1e-3)
   # At most a quarter of the fit: 1 epoch of a 2-epoch fit warms up for 5 of 20 steps.
   short = models.build_model(TINY)
-  train_lib.compile_model(short, train_lib.TrainConfig(epochs=2, learning_rate=1e-3,
+  train_lib.compile_model(short, train_config_lib.TrainConfig(epochs=2, learning_rate=1e-3,
                                                        warmup_epochs=1),
                           steps_per_epoch=10)
   short_rate = short.optimizer._learning_rate  # pylint: disable=protected-access
@@ -169,5 +170,5 @@ def test_tiny_shapes10_ancestor_beats_chance_by_a_wide_margin():
   keras.utils.set_random_seed(0)
   spec = spec_lib.squishednet_base(10, (32, 32, 3))
   result = train_lib.fit(lambda: models.build_model(spec, seed=0), train_ds, None,
-                         train_lib.TrainConfig(epochs=6), verbose=0)
+                         train_config_lib.TrainConfig(epochs=6), verbose=0)
   assert train_lib.evaluate(result.model, val_ds)["top1"] > 0.25  # chance is 0.10

@@ -6,6 +6,7 @@ from typing import Optional, Tuple
 
 import numpy as np
 
+from squish_tf import fields as fields_lib
 from squish_tf.bench.artefacts import ARTEFACT_ORDER
 from squish_tf.runtime import timing as timing_lib
 
@@ -21,6 +22,7 @@ class BenchmarkConfig:
 
   Attributes:
     batch_sizes: batch sizes to time, each >= 1.
+    eval_images: images the accuracy pass reads (the main job's: the test split's first).
     num_threads: LiteRT interpreter threads.
     min_seconds: keep timing a batch size until this much time has passed...
     min_runs: ...and at least this many timed runs were made.
@@ -43,6 +45,8 @@ class BenchmarkConfig:
   # (squish_tf/job/options.py).
   batch_sizes: Tuple[int, ...] = dataclasses.field(default=(1, 8), metadata=dict(
       kind="list", help="Batch sizes to time, comma-separated."))
+  eval_images: int = dataclasses.field(default=2000, metadata=dict(
+      help="Test images to measure top-1 on (the same for every artefact).", lower_bound=1))
   num_threads: int = dataclasses.field(default=2, metadata=dict(
       help="CPU threads for LiteRT and for TensorFlow (Keras, SavedModel).", lower_bound=1))
   min_seconds: float = dataclasses.field(default=0.5, metadata=dict(
@@ -64,6 +68,7 @@ class BenchmarkConfig:
           "with the same weights and timed at batch 1 (e.g. run,224; run alone for none).")))
 
   def __post_init__(self):
+    fields_lib.check(self)  # the declared bounds; the rest below
     object.__setattr__(self, "batch_sizes", tuple(self.batch_sizes))
     object.__setattr__(self, "pair_resolutions", tuple(self.pair_resolutions))
     for size in self.pair_resolutions:
@@ -83,14 +88,12 @@ class BenchmarkConfig:
     if len(set(self.batch_sizes)) != len(self.batch_sizes):
       raise ValueError(f"batch_sizes lists a size twice: {self.batch_sizes!r}.")
     object.__setattr__(self, "batch_sizes", tuple(int(b) for b in self.batch_sizes))
-    for field, minimum in (("num_threads", 1), ("min_runs", 1), ("warmup_runs", 0),
+    for field, minimum in (("warmup_runs", 0),
                            ("eval_batch_size", 1), ("pair_rounds", 0), ("pair_min_invokes", 1),
                            ("pair_max_invokes", 1)):
       value = getattr(self, field)
       if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
         raise ValueError(f"{field} must be an integer >= {minimum}, got {value!r}.")
-    if not self.min_seconds >= 0:
-      raise ValueError(f"min_seconds must be >= 0, got {self.min_seconds!r}.")
     if not self.pair_round_seconds > 0:
       raise ValueError(f"pair_round_seconds must be > 0, got {self.pair_round_seconds!r}.")
     if self.pair_min_invokes > self.pair_max_invokes:

@@ -4,10 +4,9 @@
 
 import dataclasses
 import os
-from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
-import tensorflow as tf
 
 TRAIN, VALIDATION, TEST = "train", "validation", "test"
 
@@ -262,9 +261,9 @@ class Split:
       that is in memory already (shapes10's arrays), which is never cached.
   """
 
-  items: tf.data.Dataset
+  items: Any  # a tf.data.Dataset (this module needs no TensorFlow)
   count: int
-  decode: Optional[Callable[..., Tuple[tf.Tensor, tf.Tensor]]] = None
+  decode: Optional[Callable[..., Tuple[Any, Any]]] = None
   cache_key: Optional[str] = None
 
 

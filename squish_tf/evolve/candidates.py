@@ -24,6 +24,7 @@ from squish_tf.net import metrics as metrics_lib
 from squish_tf.net import model_io
 from squish_tf.net import spec as spec_lib
 from squish_tf.runtime import workers as workers_lib
+from squish_tf.train import config as train_config_lib
 from squish_tf.train import trainer as train_lib
 from squish_tf.train.baselines import DataFn
 from squish_tf.train.distill import teacher_fn
@@ -56,7 +57,7 @@ class GenerationTask:
   factors: Dict[str, float]
   data_fn: DataFn
   verbose: Any
-  train_config: train_lib.TrainConfig
+  train_config: train_config_lib.TrainConfig
   ancestor_dir: str
   latency: Optional[latency_table_lib.LatencyTable] = None
 

@@ -4,13 +4,14 @@ when built."""
 import dataclasses
 from typing import Optional
 
+from squish_tf import fields as fields_lib
 from squish_tf.bench import latency_table as latency_table_lib
 from squish_tf.evolve import encoding as synthesis
 from squish_tf.evolve import registries
-from squish_tf.evolve import surgery
-from squish_tf.train import distill as distill_lib
-from squish_tf.train import trainer as train_lib
+from squish_tf.train import config as train_config_lib
 
+# How offspring start: from the parent's surviving weights, or fresh (`squish_tf.evolve.surgery`).
+OFFSPRING_INITS = ("inherit", "scratch")
 # How the winner becomes the SquishedNet (`squish_tf.evolve.polish`).
 FINAL_INITS = ("scratch", "inherit", "best")
 # How a generation's candidate is chosen (`squish_tf.evolve.evolution.select`): the
@@ -94,12 +95,12 @@ class EvolutionConfig:
       help="Fine-tuning epochs per offspring.", lower_bound=1))
   offspring_learning_rate: float = dataclasses.field(default=3e-3, metadata=dict(help=(
       "Peak learning rate of every fine-tune (offspring, the final polish, pruning's baseline); "
-      "optimizer, schedule and weight decay are the training flags'."), lower_bound=0.0))
+      "optimizer, schedule and weight decay are the training flags'."), greater_than=0.0))
   offspring_warmup_epochs: float = dataclasses.field(default=0.25, metadata=dict(
       help="Linear learning-rate warm-up at the start of every fine-tune, in epochs.",
       lower_bound=0.0))
   offspring_init: str = dataclasses.field(default="inherit", metadata=dict(
-      enum_values=surgery.OFFSPRING_INITS, help=(
+      enum_values=OFFSPRING_INITS, help=(
           "inherit: offspring start from the parent's surviving weights; scratch: fresh "
           "initialisation (the Darwin paper's newborns), warmed up like the ancestor.")))
   final_init: str = dataclasses.field(default="best", metadata=dict(
@@ -116,26 +117,28 @@ class EvolutionConfig:
   distill: bool = dataclasses.field(default=True, metadata=dict(help=(
       "Offspring fine-tunes and the polish learn from the teacher's softened predictions as well "
       "as the labels (knowledge distillation).")))
-  distill_alpha: float = dataclasses.field(default=distill_lib.DistillConfig.alpha, metadata=dict(
+  distill_alpha: float = dataclasses.field(
+      default=train_config_lib.DistillConfig.alpha, metadata=dict(
       help="Weight of the distillation term: loss = (1 - alpha) CE + alpha T^2 KL; 0 = labels "
       "only.", lower_bound=0.0, upper_bound=1.0))
   distill_temperature: float = dataclasses.field(
-      default=distill_lib.DistillConfig.temperature, metadata=dict(
+      default=train_config_lib.DistillConfig.temperature, metadata=dict(
           help="Distillation temperature T (softens both models' predictions).",
           lower_bound=1.0))
   teacher: str = dataclasses.field(default="ancestor", metadata=dict(
-      enum_values=distill_lib.TEACHERS,
+      enum_values=train_config_lib.TEACHERS,
       help="Whom offspring distil from: the ancestor, or their own parent."))
   target_size_mb: Optional[float] = dataclasses.field(default=None, metadata=dict(
-      help="Stop once the chosen offspring is at most this many MB (float32 weights)."))
+      help="Stop once the chosen offspring is at most this many MB (float32 weights).",
+      greater_than=0.0))
   target_macs: Optional[int] = dataclasses.field(default=None, metadata=dict(
-      help="Stop once the chosen offspring has at most this many MACs."))
+      help="Stop once the chosen offspring has at most this many MACs.", greater_than=0))
   target_latency_ms: Optional[float] = dataclasses.field(default=None, metadata=dict(help=(
       "Stop once the chosen offspring's LiteRT latency at batch 1, as predicted by the latency "
-      "table measured on this machine, is at most this many ms.")))
+      "table measured on this machine, is at most this many ms."), greater_than=0.0))
   target_speedup: Optional[float] = dataclasses.field(default=None, metadata=dict(help=(
       "Stop once the chosen offspring is predicted this many times faster than the ancestor "
-      "(LiteRT, batch 1, the measured latency table).")))
+      "(LiteRT, batch 1, the measured latency table)."), greater_than=1.0))
   latency_format: str = dataclasses.field(default="fp32", metadata=dict(
       enum_values=latency_table_lib.FORMATS, help=(
           "The LiteRT model the latency table times (--cost=latency, latency targets): fp32, or "
@@ -155,7 +158,7 @@ class EvolutionConfig:
   target_fraction: Optional[float] = dataclasses.field(default=None, metadata=dict(help=(
       "env_mode=target: expected child size as a fraction of its parent's. Unset: shrink evenly "
       "towards --target_size_mb over the generations left (else "
-      f"{synthesis.SynthesisConfig.target_fraction}).")))
+      f"{synthesis.SynthesisConfig.target_fraction})."), greater_than=0.0, less_than=1.0))
   # The command runs 2 workers (2 cores); a library caller asks for them.
   workers: int = dataclasses.field(default=1, metadata=dict(flag_default=2, help=(
       "Processes that fine-tune a generation's offspring (and train the baselines) at once; 1 "
@@ -164,47 +167,10 @@ class EvolutionConfig:
       "1."), lower_bound=1))
 
   def __post_init__(self):
-    _at_least("generations", self.generations, 1)
-    _at_least("population", self.population, 1)
-    _at_least("offspring_epochs", self.offspring_epochs, 1)
-    _at_least("max_retries", self.max_retries, 0)
-    _at_least("workers", self.workers, 1)
-    if not self.offspring_learning_rate > 0:
-      raise ValueError("--offspring_learning_rate must be > 0, "
-                       f"got {self.offspring_learning_rate}.")
-    _at_least("final_epochs", self.final_epochs, 0)
-    if not self.offspring_warmup_epochs >= 0:
-      raise ValueError(f"--offspring_warmup_epochs must be >= 0, got "
-                       f"{self.offspring_warmup_epochs}.")
-    if self.teacher not in distill_lib.TEACHERS:
-      raise ValueError(f"--teacher must be one of {distill_lib.TEACHERS}, got {self.teacher!r}.")
-    self.distill_config()  # validates alpha and temperature
-    if self.final_init not in FINAL_INITS:
-      allowed = ", ".join(repr(init) for init in FINAL_INITS[:-1]) + f" or {FINAL_INITS[-1]!r}"
-      raise ValueError(f"--final_init must be {allowed}, got {self.final_init!r}.")
-    if self.offspring_init not in surgery.OFFSPRING_INITS:
-      allowed = " or ".join(repr(init) for init in surgery.OFFSPRING_INITS)
-      raise ValueError(f"--offspring_init must be {allowed}, got {self.offspring_init!r}.")
-    if self.target_size_mb is not None and not self.target_size_mb > 0:
-      raise ValueError(f"--target_size_mb must be > 0, got {self.target_size_mb}.")
-    if self.target_macs is not None and not self.target_macs > 0:
-      raise ValueError(f"--target_macs must be > 0, got {self.target_macs}.")
-    if self.target_latency_ms is not None and not self.target_latency_ms > 0:
-      raise ValueError(f"--target_latency_ms must be > 0, got {self.target_latency_ms}.")
-    if self.target_speedup is not None and not self.target_speedup > 1:
-      raise ValueError(f"--target_speedup is how many times faster than the ancestor, > 1; got "
-                       f"{self.target_speedup}.")
-    if self.latency_format not in latency_table_lib.FORMATS:
-      raise ValueError(f"--latency_format must be one of {latency_table_lib.FORMATS}, got "
-                       f"{self.latency_format!r}.")
-    if self.select not in SELECTIONS:
-      raise ValueError(f"--select must be one of {SELECTIONS}, got {self.select!r}.")
+    fields_lib.check(self)  # every bound and choice declared above
     if not 0 <= self.max_accuracy_drop <= 1:
       raise ValueError(f"--max_accuracy_drop is a fraction in [0, 1] (0.03 = 3 points), "
                        f"got {self.max_accuracy_drop}.")
-    if self.target_fraction is not None and not 0 < self.target_fraction < 1:
-      raise ValueError(f"--target_fraction must be in (0, 1), got {self.target_fraction}.")
-
 
   @property
   def latency_target_set(self) -> bool:
@@ -223,12 +189,12 @@ class EvolutionConfig:
       targets.append(ancestor_ms / self.target_speedup)
     return min(targets) if targets else None
 
-  def distill_config(self) -> distill_lib.DistillConfig:
-    return distill_lib.DistillConfig(alpha=self.distill_alpha,
+  def distill_config(self) -> train_config_lib.DistillConfig:
+    return train_config_lib.DistillConfig(alpha=self.distill_alpha,
                                      temperature=self.distill_temperature)
 
-  def fine_tune_config(self, train_config: train_lib.TrainConfig,
-                       epochs: Optional[int] = None) -> train_lib.TrainConfig:
+  def fine_tune_config(self, train_config: train_config_lib.TrainConfig,
+                       epochs: Optional[int] = None) -> train_config_lib.TrainConfig:
     """The training flags' recipe at the fine-tuning rate, length and warm-up.
 
     `--offspring_init=scratch` children start from fresh weights, so they warm
@@ -238,8 +204,3 @@ class EvolutionConfig:
               else self.offspring_warmup_epochs)
     return train_config.fine_tune(epochs or self.offspring_epochs, self.offspring_learning_rate,
                                   warmup)
-
-
-def _at_least(name: str, value: int, minimum: int) -> None:
-  if not isinstance(value, int) or value < minimum:
-    raise ValueError(f"--{name} must be an integer >= {minimum}, got {value!r}.")

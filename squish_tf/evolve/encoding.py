@@ -26,6 +26,7 @@ from typing import Any, Dict, List, Mapping, Optional
 
 import numpy as np
 
+from squish_tf import fields as fields_lib
 from squish_tf.evolve import registries
 from squish_tf.net import spec as spec_lib
 from squish_tf.net.wiring import channel_sources, spec_with_counts
@@ -120,13 +121,17 @@ class SynthesisConfig:
   """
 
   # A field with `help` metadata is a flag of the mains and an option of squish_tf.run
-  # (squish_tf/job/options.py). EvolutionConfig's --target_fraction sets `target_fraction`.
+  # (squish_tf/job/options.py).
   env_mode: str = dataclasses.field(default="target", metadata=dict(enum_values=ENV_MODES, help=(
       "Environmental factor: constant (one F, the paper), target (F bisected per generation to "
       "hit --target_fraction) or cost_weighted (costlier layers, more pressure).")))
   env_factor: float = dataclasses.field(default=0.8, metadata=dict(
-      help="F in (0, 1]: a filter survives with probability F * P(c)."))
-  target_fraction: float = 0.44
+      help="F in (0, 1]: a filter survives with probability F * P(c).", greater_than=0.0,
+      upper_bound=1.0))
+  # The encoding's own: set per generation by evolution (EvolutionConfig.target_fraction is the
+  # option).
+  target_fraction: float = dataclasses.field(default=0.44, metadata=dict(
+      greater_than=0.0, less_than=1.0))
   target_gamma: float = dataclasses.field(default=0.5, metadata=dict(help=(
       "env_mode=target: how pressure is shared between modules, F_l = min(1, F * (mean cost / "
       "module cost)^target_gamma); 0 = one F for every layer, larger values press harder on the "
@@ -135,70 +140,25 @@ class SynthesisConfig:
       "What env_mode=target and cost_weighted measure: params, macs or latency (LiteRT ms from a "
       "table measured once on this machine and cached in the run dir).")))
   gamma: float = dataclasses.field(default=1.0, metadata=dict(
-      help="cost_weighted exponent: F_l = clip(F * (mean_cost / cost_l)^gamma, f_min, 1)."))
+      help="cost_weighted exponent: F_l = clip(F * (mean_cost / cost_l)^gamma, f_min, 1).",
+      lower_bound=0.0))
   f_min: float = dataclasses.field(default=0.05, metadata=dict(
-      help="cost_weighted lower clip of F_l."))
+      help="cost_weighted lower clip of F_l.", greater_than=0.0, upper_bound=1.0))
   min_filters: int = dataclasses.field(default=2, metadata=dict(
-      help="Every layer keeps at least this many filters."))
+      help="Every layer keeps at least this many filters.", lower_bound=1))
   min_fraction: float = dataclasses.field(default=0.05, metadata=dict(
-      help="Every layer keeps at least this fraction of its parent's filters."))
+      help="Every layer keeps at least this fraction of its parent's filters.", lower_bound=0.0,
+      less_than=1.0))
   channel_multiple: int = dataclasses.field(default=1, metadata=dict(help=(
       "Round survivor counts up to a multiple of this (1 = off, the default: rounding up adds "
-      "filters, and in LiteRT it ran no faster; benchmarks/channel_multiple.py).")))
+      "filters, and in LiteRT it ran no faster; benchmarks/channel_multiple.py)."), lower_bound=1))
   survival_temperature: float = dataclasses.field(default=1.0, metadata=dict(help=(
       "Temperature T > 0 of the cluster probability P(c) = exp((s_c / z_l - 1) / T): 1 is the "
       "paper's (P(c) in [1/e, 1]); T > 1 keeps weak filters more often (P(c) >= exp(-1/T)), so "
-      "generations can be gentler; T < 1 prunes weak filters harder.")))
+      "generations can be gentler; T < 1 prunes weak filters harder."), greater_than=0.0))
 
   def __post_init__(self):
-    if self.env_mode not in ENV_MODES:
-      raise ValueError(f"--env_mode must be one of {ENV_MODES}, got {self.env_mode!r}.")
-    _check_real("env_factor", self.env_factor)
-    if not 0.0 < self.env_factor <= 1.0:
-      raise ValueError(
-          f"--env_factor must be in (0, 1], got {self.env_factor!r}; it scales every filter's "
-          "survival probability, so 1 prunes least and values near 0 prune almost everything.")
-    _check_real("target_fraction", self.target_fraction)
-    if not 0.0 < self.target_fraction < 1.0:
-      raise ValueError(
-          f"--target_fraction must be in (0, 1), got {self.target_fraction!r}; it is the expected "
-          "child size as a fraction of its parent's (e.g. 0.7 for a 30% smaller child).")
-    if self.cost not in COSTS:
-      raise ValueError(f"--cost must be one of {COSTS}, got {self.cost!r}.")
-    _check_real("target_gamma", self.target_gamma)
-    if self.target_gamma < 0:
-      raise ValueError(f"--target_gamma must be >= 0, got {self.target_gamma!r}; 0 gives every "
-                       "layer the same factor, larger values press harder on costly modules.")
-    _check_real("gamma", self.gamma)
-    if self.gamma < 0:
-      raise ValueError(f"--gamma must be >= 0, got {self.gamma!r}; 0 gives every layer the same "
-                       "factor, larger values press harder on layers with costly filters.")
-    _check_real("f_min", self.f_min)
-    if not 0.0 < self.f_min <= 1.0:
-      raise ValueError(f"--f_min must be in (0, 1], got {self.f_min!r}.")
-    if not _is_int(self.min_filters) or self.min_filters < 1:
-      raise ValueError(f"--min_filters must be an integer >= 1, got {self.min_filters!r}; "
-                       "every layer needs at least one filter.")
-    _check_real("min_fraction", self.min_fraction)
-    if not 0.0 <= self.min_fraction < 1.0:
-      raise ValueError(f"--min_fraction must be in [0, 1), got {self.min_fraction!r}.")
-    if not _is_int(self.channel_multiple) or self.channel_multiple < 1:
-      raise ValueError(f"--channel_multiple must be an integer >= 1 (1 = off), got "
-                       f"{self.channel_multiple!r}.")
-    _check_real("survival_temperature", self.survival_temperature)
-    if not self.survival_temperature > 0:
-      raise ValueError(f"--survival_temperature must be > 0, got {self.survival_temperature!r}; "
-                       "1 is the paper's P(c), larger values prune more gently.")
-
-
-def _is_int(value: Any) -> bool:
-  return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _check_real(field: str, value: Any) -> None:
-  if (not isinstance(value, numbers.Real) or isinstance(value, bool) or
-      not math.isfinite(value)):
-    raise ValueError(f"--{field} must be a finite number, got {value!r}.")
+    fields_lib.check(self)  # every bound and choice declared above
 
 
 def filter_strengths(kernel: np.ndarray) -> np.ndarray:

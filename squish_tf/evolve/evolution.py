@@ -61,6 +61,7 @@ from squish_tf.evolve.lineage import (
 )
 from squish_tf.net import model_io
 from squish_tf.net import spec as spec_lib
+from squish_tf.train import config as train_config_lib
 from squish_tf.train import trainer as train_lib
 from squish_tf.train.baselines import DataFn
 
@@ -106,7 +107,7 @@ def evolve(parent_dir: str,
            run_flags: Optional[Dict[str, Any]] = None,
            listeners: Sequence[Callable[[Dict[str, Any]], None]] = (),
            verbose: Any = 0,
-           train_config: Optional[train_lib.TrainConfig] = None,
+           train_config: Optional[train_config_lib.TrainConfig] = None,
            targets_checked: bool = False,
            measure: Optional[Measure] = None) -> EvolutionResult:
   """Runs (or resumes) deep evolutionary synthesis from a trained parent.
@@ -141,7 +142,7 @@ def evolve(parent_dir: str,
   Returns:
     The winner (the last parent within the accuracy budget) and the lineage.
   """
-  train_config = train_config or train_lib.TrainConfig()
+  train_config = train_config or train_config_lib.TrainConfig()
   ancestor_model, ancestor_spec, ancestor_metrics = model_io.load_model_dir(parent_dir)
   train_ds, val_ds, info = data_fn()
   del train_ds

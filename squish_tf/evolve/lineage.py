@@ -15,7 +15,7 @@ from squish_tf.evolve.config import EvolutionConfig
 from squish_tf.net import metrics as metrics_lib
 from squish_tf.net import model_io
 from squish_tf.net import spec as spec_lib
-from squish_tf.train import trainer as train_lib
+from squish_tf.train import config as train_config_lib
 
 LINEAGE_FILE = "lineage.json"
 CONFIG_FILE = "evolution_config.json"
@@ -107,13 +107,13 @@ def _parse_id(identifier: str) -> Tuple[int, int]:
 
 def run_identity(parent_dir: str, config: EvolutionConfig, synth: synthesis.SynthesisConfig,
                  run_flags: Optional[Dict[str, Any]] = None,
-                 train_config: Optional[train_lib.TrainConfig] = None) -> Dict[str, Any]:
+                 train_config: Optional[train_config_lib.TrainConfig] = None) -> Dict[str, Any]:
   """What a run dir's lineage depends on, flag by flag (evolution_config.json).
 
   Not in it: --workers (results do not depend on it), --final_init and
   --final_epochs (the final stage comes after the lineage). `parent_identity` adds the parent itself.
   """
-  train_config = train_config or train_lib.TrainConfig()
+  train_config = train_config or train_config_lib.TrainConfig()
   identity = dict(run_flags or {})
   identity.update({f"--{k}": v for k, v in dataclasses.asdict(config).items()
                    if k not in ("workers", "final_init", "final_epochs")})
@@ -121,6 +121,10 @@ def run_identity(parent_dir: str, config: EvolutionConfig, synth: synthesis.Synt
                    if k not in ("epochs", "learning_rate", "warmup_epochs")})
   identity.update({(f"--{k}" if k != "target_fraction" else "synthesis.target_fraction"): v
                    for k, v in dataclasses.asdict(synth).items()})
+  # The fraction target mode falls back on: --target_fraction when given (what the options
+  # once copied into the encoding's config), else the encoding's.
+  if config.target_fraction is not None:
+    identity["synthesis.target_fraction"] = config.target_fraction
   identity["--parent_dir"] = os.path.abspath(parent_dir)
   return identity
 

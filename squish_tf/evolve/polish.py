@@ -46,16 +46,16 @@ from squish_tf import files as files_lib
 from squish_tf.evolve import candidates as candidates_lib
 from squish_tf.evolve import config as evolve_config_lib
 from squish_tf.evolve import lineage as lineage_lib
-from squish_tf.layout import WORK_SUFFIX
+from squish_tf.layout import SQUISHEDNET_DIR, WORK_SUFFIX
 from squish_tf.net import metrics as metrics_lib
 from squish_tf.net import model_io, models
 from squish_tf.net import spec as spec_lib
-from squish_tf.report.results import FINAL_WORDS
+from squish_tf.train import config as train_config_lib
 from squish_tf.train import distill as distill_lib
 from squish_tf.train import trainer as train_lib
 from squish_tf.train.baselines import DataFn
 
-POLISH_DIR = "squishednet"
+POLISH_DIR = SQUISHEDNET_DIR
 POLISH_ID = "squishednet"
 # --final_init=best trains both of these under <run_dir>/final/ and keeps the better.
 FINAL_DIR = "final"
@@ -106,7 +106,7 @@ def scratch_fine_tune_epochs(result: lineage_lib.EvolutionResult,
 
 
 def scratch_epochs(result: lineage_lib.EvolutionResult, config: evolve_config_lib.EvolutionConfig,
-                   train_config: train_lib.TrainConfig) -> int:
+                   train_config: train_config_lib.TrainConfig) -> int:
   """`--final_init=scratch`'s epochs: --train_epochs (the ancestor's) + each chosen
   offspring's + final_epochs, the baselines' `total_epochs`."""
   return train_config.epochs + scratch_fine_tune_epochs(result, config)
@@ -136,8 +136,8 @@ def choose_final(validation_top1: Mapping[str, float]) -> Dict[str, Any]:
     reason = (f"a tie on the validation split ({100 * scratch:.2f}% each) keeps scratch, "
               "trained with the baselines' recipe")
   else:
-    reason = (f"{FINAL_WORDS[kept]} scored {100 * max(scratch, inherit):.2f}% on the validation "
-              f"split, {margin:.2f} points above {FINAL_WORDS[other]}")
+    reason = (f"{kept} scored {100 * max(scratch, inherit):.2f}% on the validation split, "
+              f"{margin:.2f} points above {other}")
   return {"kept": kept, "other": other,
           "validation_top1": {"scratch": scratch, "inherit": inherit}, "reason": reason}
 
@@ -162,7 +162,7 @@ def polish(run_dir: str,
            result: lineage_lib.EvolutionResult,
            config: evolve_config_lib.EvolutionConfig,
            data_fn: DataFn,
-           train_config: Optional[train_lib.TrainConfig] = None,
+           train_config: Optional[train_config_lib.TrainConfig] = None,
            strategy: Optional[tf.distribute.Strategy] = None,
            verbose: Any = "auto",
            only: Optional[str] = None) -> str:
@@ -190,7 +190,7 @@ def polish(run_dir: str,
   if model_io.is_complete(out):
     _check_done(out, config)
     return out
-  train_config = train_config or train_lib.TrainConfig()
+  train_config = train_config or train_config_lib.TrainConfig()
   if only is not None and only not in final_inits(config):
     raise ValueError(f"only must be one of {final_inits(config)} with --final_init="
                      f"{config.final_init}, got {only!r}.")
@@ -215,7 +215,7 @@ def final_inits(config: evolve_config_lib.EvolutionConfig) -> Tuple[str, ...]:
 
 def _train(init: str, out: str, result: lineage_lib.EvolutionResult,
            config: evolve_config_lib.EvolutionConfig, data_fn: DataFn,
-           train_config: train_lib.TrainConfig, strategy: Optional[tf.distribute.Strategy],
+           train_config: train_config_lib.TrainConfig, strategy: Optional[tf.distribute.Strategy],
            verbose: Any) -> str:
   """The final stage made one way (`init`: "scratch" or "inherit") into `out`."""
   if init == "scratch":
@@ -239,7 +239,7 @@ def _keep_better(run_dir: str, out: str) -> str:
 
 def _polish_inherited(out: str, result: lineage_lib.EvolutionResult,
                       config: evolve_config_lib.EvolutionConfig, data_fn: DataFn,
-                      train_config: train_lib.TrainConfig,
+                      train_config: train_config_lib.TrainConfig,
                       strategy: Optional[tf.distribute.Strategy], verbose: Any) -> str:
   """The winner's inherited weights fine-tuned for --final_epochs, distilled (the polish)."""
   start = time.time()
@@ -271,7 +271,7 @@ def _polish_inherited(out: str, result: lineage_lib.EvolutionResult,
 
 def _train_from_scratch(out: str, result: lineage_lib.EvolutionResult,
                         config: evolve_config_lib.EvolutionConfig, data_fn: DataFn,
-                        train_config: train_lib.TrainConfig,
+                        train_config: train_config_lib.TrainConfig,
                         strategy: Optional[tf.distribute.Strategy], verbose: Any) -> str:
   """The winner's widths from fresh weights, trained as the width-scaled baseline is."""
   start = time.time()
@@ -293,7 +293,7 @@ def _train_from_scratch(out: str, result: lineage_lib.EvolutionResult,
 
 
 def _write(out: str, result: lineage_lib.EvolutionResult, winner_spec: spec_lib.NetSpec,
-           config: evolve_config_lib.EvolutionConfig, fit, fit_config: train_lib.TrainConfig,
+           config: evolve_config_lib.EvolutionConfig, fit, fit_config: train_config_lib.TrainConfig,
            val_ds, train_ds, info, start: float, teacher: Optional[str], speed_key: str,
            final_init: str) -> str:
   """Evaluates the final stage's model on validation and writes `out` atomically (either way),

@@ -22,12 +22,10 @@ import keras
 import numpy as np
 
 from squish_tf.evolve import encoding as synthesis
+from squish_tf.evolve.config import OFFSPRING_INITS
 from squish_tf.net import batch_norm as bn_lib
 from squish_tf.net import models
 from squish_tf.net import spec as spec_lib
-
-OFFSPRING_INITS = ("inherit", "scratch")
-
 
 def layer_strengths(model, spec: spec_lib.NetSpec) -> Dict[str, np.ndarray]:
   """Filter strengths s_c = sum |W'_c| of every prunable layer of `model`.

@@ -30,11 +30,10 @@ import numpy as np
 import tensorflow as tf
 
 from squish_tf.export import tflite as tflite_lib
+from squish_tf.export.config import QAT_LEARNING_RATE as DEFAULT_LEARNING_RATE
 from squish_tf.net import models
 from squish_tf.net import spec as spec_lib
 
-# Small: QAT should adapt the weights to quantization, not keep training the model.
-DEFAULT_LEARNING_RATE = 1e-5
 INPUT_QUANTIZER = "quantize_layer"
 
 

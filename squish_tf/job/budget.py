@@ -13,14 +13,14 @@ from squish_tf.evolve import lineage as lineage_lib
 from squish_tf.evolve import polish as polish_lib
 from squish_tf.net import model_io
 from squish_tf.train import baselines as baselines_lib
-from squish_tf.train import trainer as train_lib
+from squish_tf.train import config as train_config_lib
 
 
 @dataclasses.dataclass(frozen=True)
 class Budgets:
   """The epoch budgets a run trains with, after `scale_budgets`."""
 
-  train_config: train_lib.TrainConfig
+  train_config: train_config_lib.TrainConfig
   evolution_config: evolve_config_lib.EvolutionConfig
   steps_per_epoch: int
   scale: float  # 1: the epochs as given
@@ -37,7 +37,7 @@ class Budgets:
             f"{self.evolution_config.final_epochs}")
 
 
-def scale_budgets(train_config: train_lib.TrainConfig,
+def scale_budgets(train_config: train_config_lib.TrainConfig,
                   evolution_config: evolve_config_lib.EvolutionConfig,
                   steps_per_epoch: int, min_train_steps: int) -> Budgets:
   """Epochs with a floor of optimizer steps, the same factor for every budget.
@@ -76,8 +76,9 @@ def lineage_fine_tune_epochs(lineage: Dict[str, Any], config: evolve_config_lib.
 
 
 def baseline_budget(squishednet_dir: str, result: lineage_lib.EvolutionResult,
-                    config: evolve_config_lib.EvolutionConfig, train_config: train_lib.TrainConfig,
-                    seed: int) -> baselines_lib.BaselineBudget:
+                    config: evolve_config_lib.EvolutionConfig,
+                    train_config: train_config_lib.TrainConfig,
+                   seed: int) -> baselines_lib.BaselineBudget:
   """The SquishedNet's size and training epochs, and the recipe every baseline trains with."""
   metrics = files_lib.read_json(os.path.join(squishednet_dir, model_io.METRICS_FILE))
   return _budget(int(metrics["params"]), lineage_fine_tune_epochs(result.lineage, config, metrics),
@@ -85,7 +86,8 @@ def baseline_budget(squishednet_dir: str, result: lineage_lib.EvolutionResult,
 
 
 def planned_budget(result: lineage_lib.EvolutionResult, config: evolve_config_lib.EvolutionConfig,
-                   train_config: train_lib.TrainConfig, seed: int) -> baselines_lib.BaselineBudget:
+                   train_config: train_config_lib.TrainConfig,
+                   seed: int) -> baselines_lib.BaselineBudget:
   """`baseline_budget` before a --final_init=scratch (or best) SquishedNet has trained: it
   has the winner's widths, and the lineage's epochs are known (the final stage's share is
   --final_epochs whichever `best` keeps)."""
@@ -97,7 +99,7 @@ def planned_budget(result: lineage_lib.EvolutionResult, config: evolve_config_li
 
 
 def _budget(target_params: int, fine_tune: int, config: evolve_config_lib.EvolutionConfig,
-            train_config: train_lib.TrainConfig, seed: int) -> baselines_lib.BaselineBudget:
+            train_config: train_config_lib.TrainConfig, seed: int) -> baselines_lib.BaselineBudget:
   return baselines_lib.BaselineBudget(
       target_params=target_params, total_epochs=train_config.epochs + fine_tune,
       fine_tune_epochs=max(1, fine_tune), train_config=train_config,

@@ -20,7 +20,7 @@ from squish_tf.job.config import JobConfig, StageHook
 from squish_tf.layout import ANCESTOR_DIR, LATENCY_MATCH_FILE, STAGE_TIMES_FILE
 from squish_tf.net import spec as spec_lib
 from squish_tf.train import baseline_registry
-from squish_tf.train import trainer as train_lib
+from squish_tf.train import config as train_config_lib
 
 
 class RunData:
@@ -81,7 +81,7 @@ class Run:
   data: RunData
   info: data_config_lib.DatasetInfo
   spec: spec_lib.NetSpec
-  train_config: train_lib.TrainConfig
+  train_config: train_config_lib.TrainConfig
   evolution_config: evolve_config_lib.EvolutionConfig
   synth: synthesis.SynthesisConfig
   strategy: Optional[tf.distribute.Strategy] = None

@@ -9,14 +9,23 @@ flags that matter into `flags.txt`, re-runnable with `--flagfile`.
 stay thin.
 """
 
+import os
 import sys
 import traceback
 from typing import Any, Callable, Dict, List, Sequence, Tuple
 
 from absl import app, flags, logging
 
+from squish_tf import files as files_lib
+from squish_tf.bench import config as bench_config_lib
 from squish_tf.data import config as data_config_lib
+from squish_tf.evolve import config as evolve_config_lib
+from squish_tf.evolve import encoding as synthesis
+from squish_tf.export import config as export_config_lib
+from squish_tf.job import config as job_config_lib
 from squish_tf.job import options as options_lib
+from squish_tf.net import model_io
+from squish_tf.train import config as train_config_lib
 
 FLAGS = flags.FLAGS
 _DEFINED: List[str] = []
@@ -29,7 +38,7 @@ DATA_IDENTITY_FLAGS = ("dataset", "data_dir", "image_size", "batch_size", "valid
 
 
 def _define(group: str) -> None:
-  """Defines the flags of one group of options (options_lib.LAYOUT) that are not defined yet."""
+  """Defines the flags of one group of options (options_lib.GROUPS) that are not defined yet."""
   for option in options_lib.group(group):
     if option.name in FLAGS:
       continue
@@ -79,10 +88,8 @@ def _fields_from_flags(config: type, values, **given) -> Dict[str, Any]:
   return fields
 
 
-def benchmark_config_from_flags(formats=None, values=None):
+def benchmark_config_from_flags(formats=None, values=None) -> bench_config_lib.BenchmarkConfig:
   """The benchmark flags' BenchmarkConfig, benchmarking `formats` (None: every artefact)."""
-  from squish_tf.bench import config as bench_config_lib  # pylint: disable=g-import-not-at-top
-
   config = bench_config_lib.BenchmarkConfig
   return config(**_fields_from_flags(config, _values(values), formats=formats))
 
@@ -112,9 +119,7 @@ def pair_resolutions_from_flag(values) -> Tuple[int, ...]:
 
 def _baselines(values) -> Tuple[str, ...]:
   """--baselines -> baseline names ('all' and 'none' expanded)."""
-  from squish_tf.train import baselines as baselines_lib  # pylint: disable=g-import-not-at-top
-
-  return baselines_lib.parse_names(values)
+  return train_config_lib.parse_names(values)
 
 
 # The flags whose values the config fields take in another form: flag -> the field's value.
@@ -126,41 +131,56 @@ _FIELD_FROM_FLAG = {
 }
 
 
-def job_config_from_flags(values=None, check_ancestor: bool = True):
-  """The main job's JobConfig (`squish`'s flags): run dir, exports, baselines, benchmark."""
-  from squish_tf.job import config as job_config_lib  # pylint: disable=g-import-not-at-top
-
+def job_config_from_flags(values=None, check_ancestor: bool = True) -> job_config_lib.JobConfig:
+  """The main job's JobConfig (`squish`'s flags): run dir, ancestor, exports, baselines,
+  benchmark."""
   v = _values(values)
+  name_run_after_its_dir(v)
   fields = _fields_from_flags(job_config_lib.JobConfig, v, run_dir=run_dir_from_flags(v),
                               check_ancestor=check_ancestor)
-  return job_config_lib.JobConfig(**fields, benchmark=benchmark_config_from_flags(values=v))
+  return job_config_lib.JobConfig(**fields, model=model_config_from_flags(v),
+                                  export=export_config_from_flags(v),
+                                  benchmark=benchmark_config_from_flags(values=v))
+
+
+def model_config_from_flags(values=None) -> train_config_lib.ModelConfig:
+  """The ancestor's architecture flags' ModelConfig."""
+  config = train_config_lib.ModelConfig
+  return config(**_fields_from_flags(config, _values(values)))
+
+
+def export_config_from_flags(values=None) -> export_config_lib.ExportConfig:
+  """The export flags' ExportConfig."""
+  config = export_config_lib.ExportConfig
+  return config(**_fields_from_flags(config, _values(values)))
+
+
+def name_run_after_its_dir(values=None) -> None:
+  """With --run_dir and no --run_name, --run_name becomes the run dir's name (flags.txt too)."""
+  import os  # pylint: disable=g-import-not-at-top
+
+  v = _values(values)
+  if v.run_dir and not v["run_name"].present:
+    v.run_name = os.path.basename(os.path.normpath(os.path.expanduser(v.run_dir))) or v.run_name
 
 
 def run_dir_from_flags(values=None) -> str:
   """--run_dir, or saved_models/<--run_name>."""
-  import os  # pylint: disable=g-import-not-at-top
-
   v = _values(values)
   return v.run_dir or os.path.join("saved_models", v.run_name)
 
 
-def evolution_config_from_flags(values=None):
+def evolution_config_from_flags(values=None) -> evolve_config_lib.EvolutionConfig:
   """The synthesis flags' EvolutionConfig; the data's --seed seeds evolution too."""
-  from squish_tf.evolve import config as evolve_config_lib  # pylint: disable=g-import-not-at-top
-
   v = _values(values)
   config = evolve_config_lib.EvolutionConfig
   return config(**_fields_from_flags(config, v, seed=v.seed))
 
 
-def synthesis_config_from_flags(values=None):
-  """The synthesis flags' SynthesisConfig; --target_fraction, when set, is its target_fraction."""
-  from squish_tf.evolve import encoding as synthesis  # pylint: disable=g-import-not-at-top
-
-  v = _values(values)
-  given = {} if v.target_fraction is None else {"target_fraction": v.target_fraction}
+def synthesis_config_from_flags(values=None) -> synthesis.SynthesisConfig:
+  """The synthesis flags' SynthesisConfig."""
   config = synthesis.SynthesisConfig
-  return config(**_fields_from_flags(config, v, **given))
+  return config(**_fields_from_flags(config, _values(values)))
 
 
 def flag_values(names: Sequence[str]) -> dict:
@@ -174,12 +194,11 @@ def data_config_from_flags(values=None) -> data_config_lib.DataConfig:
   return config(**_fields_from_flags(config, _values(values)))
 
 
-def train_config_from_flags(epochs_flag: str = "train_epochs", values=None):
+def train_config_from_flags(epochs_flag: str = "train_epochs",
+                            values=None) -> train_config_lib.TrainConfig:
   """The training flags' TrainConfig, training for --`epochs_flag` epochs."""
-  from squish_tf.train import trainer as train_lib  # pylint: disable=g-import-not-at-top
-
   v = _values(values)
-  config = train_lib.TrainConfig
+  config = train_config_lib.TrainConfig
   return config(**_fields_from_flags(config, v, epochs=getattr(v, epochs_flag)))
 
 
@@ -215,11 +234,6 @@ def flags_text(extra: Sequence[str] = ()) -> str:
 
 def write_flags_file(directory: str, extra: Sequence[str] = ()) -> None:
   """Writes flags.txt (atomically) into `directory`."""
-  import os  # pylint: disable=g-import-not-at-top
-
-  from squish_tf import files as files_lib  # pylint: disable=g-import-not-at-top
-  from squish_tf.net import model_io  # pylint: disable=g-import-not-at-top
-
   files_lib.write_text(os.path.join(directory, model_io.FLAGS_FILE), flags_text(extra))
 
 

@@ -10,18 +10,20 @@ It is the flag --image_size of every main that defines the data flags and the ke
   flag:          the option's name where it is not the field's (--train_epochs: `epochs`);
   kind:          an absl DEFINE_<kind> where the field's type says none ("list");
   flag_default:  the command's default where it is not the library's (--workers);
-  lower_bound, upper_bound:  for integers and floats;
+  lower_bound, upper_bound:  for integers and floats (absl checks them too);
+  greater_than, less_than:   strict bounds (the config checks them: absl has none);
   enum_values:   the values of an enum.
+Every config checks its fields against these in one place (`squish_tf.fields.check`).
 A list option's default is its field's items as strings. The config modules import nothing for
-this (squish_tf.evolve.encoding stays free of TensorFlow). Flags that set no config field
-(--distribution_strategy, --tpu) are declared in `_flag_only` below.
+this, and no TensorFlow (tests/test_layout.py checks it). Flags that set no config field
+(--distribution_strategy, --tpu) are declared in `_FLAG_ONLY` below.
 
-`LAYOUT` places every option in a group, one `job.flags.define_<group>_flags()` each, in the
-order --help, flags.txt and `squish_tf.api.option_names()` list them; an option declared but not
-placed (or placed but not declared) is an error as soon as a group is asked for. job/flags.py
-defines the flags and builds the configs from them; squish_tf.api takes the same options.
+An option's group is its config's: `GROUPS` orders the groups, one
+`job.flags.define_<group>_flags()` each, in the order --help, flags.txt and
+`squish_tf.api.option_names()` list them. job/flags.py defines the flags and builds the
+configs from them; squish_tf.api takes the same options.
 
-Importing this module loads no TensorFlow: the configs are imported when a group is asked for.
+Importing this module loads no TensorFlow.
 """
 
 import dataclasses
@@ -32,36 +34,32 @@ from typing import Any, Dict, Iterable, Optional, Tuple
 
 from absl import flags
 
+from squish_tf.bench import config as bench_config_lib
+from squish_tf.data import config as data_config_lib
+from squish_tf.evolve import config as evolve_config_lib
+from squish_tf.evolve import encoding
+from squish_tf.export import config as export_config_lib
+from squish_tf.job import config as job_config_lib
+from squish_tf.train import config as train_config_lib
+
 # Flags registered through `define` belong to the module that calls it (squish_tf.job.flags for
 # the shared groups, pipelines/run.py for its own), for --help and --helpfull.
 flags.disclaim_key_flags()
 
-# The groups of the main job's options, in its order; each name is declared once, on a config
-# field or in `_flag_only`.
-LAYOUT = (
-    ("data", ("dataset", "data_dir", "image_size", "batch_size", "validation_split",
-              "test_split", "augment", "skip_bad_images", "cache", "shapes10_train_size",
-              "shapes10_validation_size", "shapes10_test_size", "seed")),
-    ("train", ("train_epochs", "learning_rate", "optimizer", "lr_schedule", "weight_decay",
-               "warmup_epochs", "classifier_activation", "dropout_rate", "batch_norm")),
-    ("distribution", ("distribution_strategy", "tpu")),
-    ("synthesis", ("generations", "population", "offspring_epochs", "offspring_learning_rate",
-                   "offspring_warmup_epochs", "offspring_init", "final_init", "final_epochs",
-                   "distill", "distill_alpha", "distill_temperature", "teacher",
-                   "target_size_mb", "target_macs", "target_latency_ms", "target_speedup",
-                   "latency_format", "max_accuracy_drop", "max_retries", "target_fraction",
-                   "target_gamma", "env_mode", "env_factor", "cost", "gamma", "f_min",
-                   "min_filters", "min_fraction", "channel_multiple", "workers",
-                   "select",
-                   "survival_temperature")),
-    ("export", ("formats", "qat_epochs", "qat_learning_rate", "calibration_images")),
-    ("benchmark", ("batch_sizes", "num_threads", "eval_images", "min_seconds", "min_runs",
-                   "pair_resolutions")),
-    ("job", ("run_name", "run_dir", "baselines", "min_train_steps")),
+# The groups of the main job's options, in its order: a group's options are the fields of its
+# configs that declare one, in field order (and, for "distribution", the flags that set no field).
+GROUPS = (
+    ("data", (data_config_lib.DataConfig,)),
+    ("train", (train_config_lib.TrainConfig, train_config_lib.ModelConfig)),
+    ("distribution", ()),
+    ("synthesis", (evolve_config_lib.EvolutionConfig, encoding.SynthesisConfig)),
+    ("export", (export_config_lib.ExportConfig,)),
+    ("benchmark", (bench_config_lib.BenchmarkConfig,)),
+    ("job", (job_config_lib.JobConfig,)),
 )
 KINDS = ("string", "integer", "float", "boolean", "enum", "list")
 _METADATA_KEYS = ("help", "flag", "kind", "flag_default", "lower_bound", "upper_bound",
-                  "enum_values")
+                  "greater_than", "less_than", "enum_values")
 _KIND_OF_TYPE = {bool: "boolean", int: "integer", float: "float", str: "string"}
 
 
@@ -144,60 +142,39 @@ def _kind_of(annotation: Any, where: str) -> str:
 
 def configs() -> Tuple[type, ...]:
   """The config dataclasses whose fields declare options."""
-  # pylint: disable=g-import-not-at-top
-  from squish_tf.bench import config as bench_config_lib
-  from squish_tf.data import config as data_config_lib
-  from squish_tf.evolve import config as evolve_config_lib
-  from squish_tf.evolve import encoding
-  from squish_tf.job import config as job_config_lib
-  from squish_tf.train import trainer as train_lib
-  # pylint: enable=g-import-not-at-top
-
-  return (data_config_lib.DataConfig, train_lib.TrainConfig, evolve_config_lib.EvolutionConfig,
-          encoding.SynthesisConfig, bench_config_lib.BenchmarkConfig, job_config_lib.JobConfig)
+  return tuple(config for _, group_configs in GROUPS for config in group_configs)
 
 
-def _flag_only() -> Tuple[Option, ...]:
-  """The options that set no config field: the strategy is built from them when a main runs."""
-  from squish_tf.train import trainer as train_lib  # pylint: disable=g-import-not-at-top
-
-  return (
-      Option("distribution_strategy", "enum", "off",
-             "tf.distribute strategy: off, one_device, mirrored, multi_worker_mirrored "
-             "(cluster from TF_CONFIG) or tpu.",
-             enum_values=tuple(train_lib.DISTRIBUTION_STRATEGIES)),
-      Option("tpu", "string", "", "TPU name or address for --distribution_strategy=tpu."),
-  )
+# The options that set no config field: the strategy is built from them when a main runs.
+_FLAG_ONLY = {"distribution": (
+    Option("distribution_strategy", "enum", "off",
+           "tf.distribute strategy: off, one_device, mirrored, multi_worker_mirrored "
+           "(cluster from TF_CONFIG) or tpu.",
+           enum_values=train_config_lib.DISTRIBUTION_STRATEGIES),
+    Option("tpu", "string", "", "TPU name or address for --distribution_strategy=tpu."),
+)}
 
 
 @functools.lru_cache(maxsize=None)
-def _by_name() -> Dict[str, Option]:
-  """Every declared option by name, checked against LAYOUT."""
-  found: Dict[str, Option] = {}
-  for option in [option for config in configs() for option in declared(config)] + list(
-      _flag_only()):
-    if option.name in found:
-      raise ValueError(f"Option {option.name} is declared twice.")
-    found[option.name] = option
-  placed = [name for _, names in LAYOUT for name in names]
-  twice = sorted({name for name in placed if placed.count(name) > 1})
-  unplaced = [name for name in found if name not in placed]
-  undeclared = [name for name in placed if name not in found]
-  if twice or unplaced or undeclared:
-    raise ValueError(f"squish_tf.job.options.LAYOUT must place every declared option once: "
-                     f"placed twice {twice}, not placed {unplaced}, not declared {undeclared}.")
+def _groups() -> Dict[str, Tuple[Option, ...]]:
+  """Every group's options, each name declared once."""
+  found = {name: tuple(option for config in group_configs for option in declared(config))
+           + _FLAG_ONLY.get(name, ()) for name, group_configs in GROUPS}
+  names = [option.name for options in found.values() for option in options]
+  twice = sorted({name for name in names if names.count(name) > 1})
+  if twice:
+    raise ValueError(f"Options declared twice: {twice}.")
   return found
 
 
 def group(name: str) -> Tuple[Option, ...]:
-  """The options of one group of LAYOUT ("data", "train", ...), in their order."""
-  by_name = _by_name()
-  return tuple(by_name[option] for option in dict(LAYOUT)[name])
+  """The options of one group of GROUPS ("data", "train", ...), in their order."""
+  return _groups()[name]
 
 
 def squish_options() -> Tuple[Option, ...]:
   """Every option of the main job (`squish`, `squish_tf.run`), in its command-line order."""
-  return tuple(option for name, _ in LAYOUT for option in group(name))
+  return tuple(option for name, _ in GROUPS for option in group(name))
 
 
 def define(options: Iterable[Option], flag_values: flags.FlagValues = flags.FLAGS) -> None:

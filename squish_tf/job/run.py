@@ -44,6 +44,7 @@ from squish_tf.evolve import lineage as lineage_lib
 from squish_tf.evolve import polish as polish_lib
 from squish_tf.export import jetson as jetson_lib
 from squish_tf.job.budget import baseline_budget, planned_budget, scale_budgets
+from squish_tf.export.config import ExportConfig
 from squish_tf.job.config import (
   BASELINE_ARTEFACTS,
   COMPARISON_ARTEFACTS,
@@ -61,6 +62,7 @@ from squish_tf.report import markdown as report_lib
 from squish_tf.runtime import native_log
 from squish_tf.runtime import workers as workers_lib
 from squish_tf.train import baselines as baselines_lib
+from squish_tf.train import config as train_config_lib
 from squish_tf.train import trainer as train_lib
 
 STAGES = layout_lib.STAGES
@@ -72,7 +74,7 @@ Exports = Dict[str, Tuple[str, str, Any]]
 
 def run_job(config: JobConfig,
             data_config: data_config_lib.DataConfig,
-            train_config: train_lib.TrainConfig,
+            train_config: train_config_lib.TrainConfig,
             evolution_config: evolve_config_lib.EvolutionConfig,
             synth: synthesis.SynthesisConfig,
             strategy: Optional[tf.distribute.Strategy] = None,
@@ -96,7 +98,7 @@ def run_job(config: JobConfig,
       # budget.
       data = RunData(data_config_lib.in_run(data_config, config.run_dir,
                                             evolution_config.workers),
-                     config.calibration_images)
+                     config.export.calibration_images)
       train_ds, val_ds, info = data.load()  # every image decode-checked, nothing trained yet
       # Budgets follow the data: small data trains for more epochs (--min_train_steps).
       budgets = scale_budgets(train_config, evolution_config, int(train_ds.cardinality()),
@@ -105,7 +107,8 @@ def run_job(config: JobConfig,
       if budgets.scale != 1:
         log(budgets.describe())
       run = Run(config=config, data=data, info=info,
-                spec=ancestor_spec(config, data.config, info), train_config=train_config,
+                spec=config.model.ancestor_spec(info.num_classes, data.config.image_size),
+                train_config=train_config,
                 evolution_config=evolution_config, synth=synth, strategy=strategy,
                 run_flags=run_flags, command=command, log=log, verbose=verbose)
       check_before_writing(run)
@@ -124,15 +127,6 @@ def run_job(config: JobConfig,
     evaluation_stage(run, stage, result, squishednet_dir)
     benchmark_stage(run, stage, exports)
     return report_stage(run, stage, result, squishednet_dir)
-
-
-def ancestor_spec(config: JobConfig, data_config: data_config_lib.DataConfig,
-                  info: data_config_lib.DatasetInfo) -> spec_lib.NetSpec:
-  """The ancestor's spec: SqueezeNet's base widths at the data's classes and image size."""
-  return spec_lib.squishednet_base(
-      num_classes=info.num_classes, input_shape=(data_config.image_size,) * 2 + (3,),
-      dropout_rate=config.dropout_rate, classifier_activation=config.classifier_activation,
-      batch_norm=config.batch_norm)
 
 
 def check_before_writing(run: Run) -> None:
@@ -325,7 +319,7 @@ def train_baselines(run: Run, budget: baselines_lib.BaselineBudget,
 
 def ships_jetson(config: JobConfig) -> bool:
   """The SquishedNet's export includes a Jetson bundle (the ancestor's then ships beside it)."""
-  return "jetson" in export_lib.parse_formats(config.export_formats, with_data=True)
+  return "jetson" in export_lib.parse_formats(config.export.formats, with_data=True)
 
 
 def models_to_export(run: Run, squishednet_dir: str) -> Exports:
@@ -337,7 +331,7 @@ def models_to_export(run: Run, squishednet_dir: str) -> Exports:
   ancestor_formats = COMPARISON_FORMATS + (("jetson",) if ships_jetson(run.config) else ())
   exports = {
       "squishednet": (squishednet_dir, os.path.join(run.run_dir, EXPORT_DIR),
-                      run.config.export_formats),
+                      run.config.export.formats),
       "ancestor": (run.ancestor_dir, os.path.join(run.ancestor_dir, EXPORT_DIR), ancestor_formats),
   }
   exports.update({name: (directory, os.path.join(directory, EXPORT_DIR), COMPARISON_FORMATS)
@@ -358,7 +352,8 @@ def export_stage(run: Run, stage: Stages, exports: Exports) -> None:
     todo = {name: e for name, e in exports.items() if not exported(e[1], e[2])}
     pool_size = 1 if run.strategy is not None else min(run.evolution_config.workers, len(todo))
     with workers_lib.WorkerPool(max(1, pool_size)) as pool:
-      manifest = export_models(todo, pool, run.data_config, run.data.export_data, run.config)
+      manifest = export_models(todo, pool, run.data_config, run.data.export_data,
+                               run.config.export)
     if manifest is not None:
       run.log(export_lib.summary_table(manifest))
     if jetson:
@@ -393,15 +388,15 @@ def benchmark_stage(run: Run, stage: Stages, exports: Exports) -> None:
             for name, (model_dir, export_dir, _) in exports.items()}
 
   def measure():
-    images, labels = images_lib.take_images(run.data.test(), run.config.eval_images)
+    images, labels = images_lib.take_images(run.data.test(), run.config.benchmark.eval_images)
     settings = dict(benchmark_lib.settings(run.config.benchmark, eval_images=len(images)),
                     eval_split="test")
     # The speed-ups: every model's fp32 and int8 file against the ancestor's fp32 file,
     # timed interleaved in one session per batch size.
     pairs = functools.partial(comparisons_lib.comparison_pairs, reference="ancestor")
     benchmark_lib.write_benchmark(path, benchmark_lib.benchmark_models(
-        models, images, labels, run.config.benchmark, log=run.log, pairs=pairs,
-        run_settings=settings))
+        models, images, labels, run.config.benchmark,
+        listener=console_lib.benchmark_listener(run.log), pairs=pairs, run_settings=settings))
 
   existing = files_lib.optional_read_json(path)
   stage("benchmark", existing is not None and set(models) <= set(existing.get("models", {}))
@@ -426,7 +421,7 @@ def export_models(todo: Exports,
                   pool: workers_lib.WorkerPool,
                   data_config: data_config_lib.DataConfig,
                   export_data: Callable[[], export_lib.ExportData],
-                  config: JobConfig) -> Optional[Dict[str, Any]]:
+                  config: ExportConfig) -> Optional[Dict[str, Any]]:
   """Exports every model of `todo` ({name: (model_dir, export_dir, formats)}).
 
   With a pool of processes the exports run side by side (each conversion
@@ -444,12 +439,12 @@ def export_models(todo: Exports,
   if pool.in_process:
     common["data"] = export_data()
   else:
-    common.update(data_config=data_config, calibration_images=config.calibration_images)
+    common.update(data_config=data_config, calibration_images=config.export.calibration_images)
   qat = None
   if ("squishednet" in todo and not pool.in_process
       and "qat_int8" in export_lib.parse_formats(todo["squishednet"][2], with_data=True)):
     qat = pool.submit(export_lib.qat_int8_artefact, todo["squishednet"][0], data_config,
-                      config.qat_epochs, config.qat_learning_rate, config.calibration_images)
+                      config.qat_epochs, config.qat_learning_rate, config.export.calibration_images)
   others = [pool.submit(export_lib.export_all, model_dir, export_dir, formats=formats, **common)
             for name, (model_dir, export_dir, formats) in todo.items() if name != "squishednet"]
   manifest = None
@@ -476,7 +471,8 @@ def exported(export_dir: str, formats: Optional[Sequence[str]]) -> bool:
 
 
 def train_ancestor_dir(ancestor_dir: str, spec: spec_lib.NetSpec, data_fn: Callable[..., Any],
-                       data_config: data_config_lib.DataConfig, train_config: train_lib.TrainConfig,
+                       data_config: data_config_lib.DataConfig,
+                       train_config: train_config_lib.TrainConfig,
                        verbose: Any = "auto") -> None:
   """Trains the ancestor on fresh pipelines from `data_fn` (picklable: runs in a worker)."""
   train_ds, val_ds, info = data_fn()

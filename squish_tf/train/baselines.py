@@ -54,6 +54,7 @@ from squish_tf.net import model_io, models
 from squish_tf.net import spec as spec_lib
 from squish_tf.net.describe import deployed_params, keras_macs
 from squish_tf.runtime import workers as workers_lib
+from squish_tf.train import config as train_config_lib
 from squish_tf.train import distill as distill_lib
 from squish_tf.train import trainer as train_lib
 from squish_tf.train.baseline_registry import names as registered
@@ -66,6 +67,7 @@ from squish_tf.train.baseline_registry import (  # the registry's names, here as
   register,
   unregister,
 )
+from squish_tf.train.config import DistillConfig
 
 # data_fn(stream=k): fresh (train_ds, val_ds, info); `stream` picks the training split's
 # shuffle and augmentation order (0, the default: the ancestor's), never the data.
@@ -99,18 +101,18 @@ class BaselineBudget:
   target_params: int
   total_epochs: int
   fine_tune_epochs: int
-  train_config: train_lib.TrainConfig = train_lib.TrainConfig()
+  train_config: train_config_lib.TrainConfig = train_config_lib.TrainConfig()
   fine_tune_learning_rate: float = 1e-3
   fine_tune_warmup_epochs: float = 0.25
-  distill: distill_lib.DistillConfig = distill_lib.DistillConfig()
+  distill: DistillConfig = DistillConfig()
   seed: int = 0
   latency_multiplier: Optional[float] = None
   latency_match: Optional[Dict[str, Any]] = None
 
-  def scratch_config(self) -> train_lib.TrainConfig:
+  def scratch_config(self) -> train_config_lib.TrainConfig:
     return dataclasses.replace(self.train_config, epochs=self.total_epochs)
 
-  def fine_tune_config(self) -> train_lib.TrainConfig:
+  def fine_tune_config(self) -> train_config_lib.TrainConfig:
     return self.train_config.fine_tune(self.fine_tune_epochs, self.fine_tune_learning_rate,
                                        self.fine_tune_warmup_epochs)
 
@@ -409,7 +411,7 @@ def train_pruned(inputs: BaselineInputs):
       "fine_tune_images_per_sec": info.train_count * config.epochs / seconds}
 
 
-def _tf_keras_optimizer(tf_keras, config: train_lib.TrainConfig, steps_per_epoch: int):
+def _tf_keras_optimizer(tf_keras, config: train_config_lib.TrainConfig, steps_per_epoch: int):
   """The training recipe (train.compile_model's) in tf_keras, for tfmot's twin."""
   total = steps_per_epoch * config.epochs
   warmup = min(int(round(config.warmup_epochs * steps_per_epoch)), total // 4)

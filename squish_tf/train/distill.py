@@ -20,7 +20,6 @@ hard-label cross-entropy a plain `fit` of the student computes (the same op
 on the same logits; tested).
 """
 
-import dataclasses
 import os
 from typing import Any, Callable, Dict, Optional
 
@@ -28,32 +27,7 @@ import keras
 
 from squish_tf.net import batch_norm as bn_lib
 from squish_tf.net import model_io, models
-
-TEACHERS = ("ancestor", "parent")
-
-
-@dataclasses.dataclass(frozen=True)
-class DistillConfig:
-  """How students learn from a teacher. Field names follow the flags.
-
-  Attributes:
-    alpha: weight of the distillation term in [0, 1]; 0 is plain hard-label
-      training. 0.5 by default: on shapes10 it did better than TAS's 0.9,
-      both in a polish of an evolved network and in an offspring's short
-      recovery (RESULTS.md, "Why the defaults").
-    temperature: softening temperature T >= 1 (4, as in TAS).
-  """
-
-  alpha: float = 0.5
-  temperature: float = 4.0
-
-  def __post_init__(self):
-    if not 0.0 <= self.alpha <= 1.0:
-      raise ValueError(f"--distill_alpha must be in [0, 1] (0 = hard labels only), got "
-                       f"{self.alpha!r}.")
-    if not self.temperature >= 1.0:
-      raise ValueError(f"--distill_temperature must be >= 1 (1 = unsoftened), got "
-                       f"{self.temperature!r}.")
+from squish_tf.train.config import DistillConfig
 
 
 def logits_view(model):

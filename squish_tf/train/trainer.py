@@ -26,6 +26,7 @@ from squish_tf.net import model_io, models
 from squish_tf.net import spec as spec_lib
 from squish_tf.train import distill as distill_lib
 from squish_tf.train import progress as progress_lib
+from squish_tf.train.config import DISTRIBUTION_STRATEGIES, DistillConfig, TrainConfig
 
 
 def images_per_epoch(train_ds: tf.data.Dataset, info: data_config_lib.DatasetInfo) -> int:
@@ -41,71 +42,10 @@ def _epoch_images(train_ds: tf.data.Dataset, otherwise: Optional[int]) -> Option
   return steps * int(batch) if steps and batch else otherwise
 
 
-DISTRIBUTION_STRATEGIES = ("off", "one_device", "mirrored", "multi_worker_mirrored", "tpu")
-OPTIMIZERS = ("adam", "sgd")
 BACKUP_DIR = "backup"
 LOG_DIR = "logs"
 # Training batches that re-estimate batch-norm statistics at the end of a fit.
 RECALIBRATION_BATCHES = 16
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainConfig:
-  """How to fit; mirrors the training flags.
-
-  Attributes:
-    epochs: passes over the training split.
-    learning_rate: peak learning rate. 4e-3 by default: with batch norm the
-      ancestor trains at rates the BN-free network could not take, and
-      higher rates scored higher on shapes10 up to about this one.
-    optimizer: "adam" or "sgd" (momentum 0.9).
-    lr_schedule: "cosine" (decay to 0 over the run) or "constant".
-    weight_decay: decoupled weight decay (AdamW / SGD); 0 disables.
-    warmup_epochs: linear learning-rate warm-up from 0 at the start of the fit,
-      in epochs (at most a quarter of the fit); 0 disables. The BN-free
-      SqueezeNet trained from scratch can lose every ReLU to the first
-      full-size Adam steps (on shapes10 a data order sat at chance without
-      warm-up and trained normally with one epoch of it).
-  """
-
-  # A field with `help` metadata is a flag of the mains and an option of squish_tf.run
-  # (squish_tf/job/options.py).
-  epochs: int = dataclasses.field(default=6, metadata=dict(
-      flag="train_epochs", help="Epochs of training from scratch.", lower_bound=1))
-  learning_rate: float = dataclasses.field(default=4e-3, metadata=dict(
-      help="Peak learning rate.", lower_bound=0.0))
-  optimizer: str = dataclasses.field(default="adam", metadata=dict(
-      enum_values=OPTIMIZERS, help="Optimizer."))
-  lr_schedule: str = dataclasses.field(default="cosine", metadata=dict(
-      enum_values=("cosine", "constant"), help="Learning-rate schedule over each fit."))
-  weight_decay: float = dataclasses.field(default=0.0, metadata=dict(
-      help="Decoupled weight decay; 0 disables.", lower_bound=0.0))
-  warmup_epochs: float = dataclasses.field(default=1.0, metadata=dict(help=(
-      "Linear learning-rate warm-up at the start of training from scratch (at most a quarter of "
-      "the run); 0 disables."), lower_bound=0.0))
-
-  def __post_init__(self):
-    if self.epochs < 1:
-      raise ValueError(f"train epochs must be >= 1, got {self.epochs}.")
-    if not self.learning_rate > 0:
-      raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}.")
-    if self.optimizer not in OPTIMIZERS:
-      raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}.")
-    if self.lr_schedule not in ("cosine", "constant"):
-      raise ValueError(f"lr_schedule must be 'cosine' or 'constant', got {self.lr_schedule!r}.")
-    if not self.warmup_epochs >= 0:
-      raise ValueError(f"warmup_epochs must be >= 0, got {self.warmup_epochs}.")
-    if not self.weight_decay >= 0:
-      raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}.")
-
-  def fine_tune(self, epochs: int, learning_rate: float, warmup_epochs: float) -> "TrainConfig":
-    """The same recipe (optimizer, schedule, weight decay) for a fine-tune of `epochs`.
-
-    Offspring, the final polish and the baselines all train with the user's
-    training flags; only the length, the peak rate and the warm-up differ.
-    """
-    return dataclasses.replace(self, epochs=epochs, learning_rate=learning_rate,
-                               warmup_epochs=warmup_epochs)
 
 
 @dataclasses.dataclass
@@ -207,7 +147,7 @@ def fit(model_fn: Callable[[], Any],
         callbacks: Sequence[keras.callbacks.Callback] = (),
         verbose: Any = "auto",
         teacher_fn: Optional[Callable[[], Any]] = None,
-        distill: distill_lib.DistillConfig = distill_lib.DistillConfig(),
+        distill: DistillConfig = DistillConfig(),
         label: Optional[str] = None) -> FitResult:
   """Builds (under the strategy's scope), compiles and fits a model.
 
