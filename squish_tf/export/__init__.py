@@ -30,22 +30,23 @@ Importing the package (or its `config`) loads no TensorFlow: the rest is importe
 first used.
 """
 
-# The names below load on first use (PEP 562): importing a module of this package, such
-# as the TensorFlow-free `formats` registry the report reads, does not load TensorFlow.
-_EXPORTER = ("DATA_FORMATS", "FORMATS", "MANIFEST_FILE", "SPEC_FORMATS", "ExportData",
-             "ExportOptions", "available_formats", "export_all", "gzip_size", "is_complete",
-             "load_export_data", "parse_formats", "parity", "qat_int8_artefact",
-             "summary_table")
-_TFLITE = {"TFLITE_FILES": "FILES", "op_counts": "op_counts", "run_tflite": "run_tflite"}
+import importlib
 
-__all__ = sorted(_EXPORTER + tuple(_TFLITE))
+from squish_tf.export.config import FORMATS
+
+# Names of the package -> the module that defines them (imported on first use).
+_LAZY = {
+    **dict.fromkeys(("DATA_FORMATS", "MANIFEST_FILE", "SPEC_FORMATS", "ExportData",
+                     "ExportOptions", "available_formats", "export_all", "gzip_size", "is_complete",
+                     "load_export_data", "parse_formats", "parity", "qat_int8_artefact",
+                     "summary_table"), "squish_tf.export.exporter"),
+    **dict.fromkeys(("op_counts", "run_tflite"), "squish_tf.export.tflite"),
+}
 
 
 def __getattr__(name):
-  if name in _EXPORTER:
-    from squish_tf.export import exporter  # pylint: disable=g-import-not-at-top
-    return getattr(exporter, name)
-  if name in _TFLITE:
-    from squish_tf.export import tflite  # pylint: disable=g-import-not-at-top
-    return getattr(tflite, _TFLITE[name])
-  raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+  if name == "TFLITE_FILES":
+    return importlib.import_module("squish_tf.export.tflite").FILES
+  if name in _LAZY:
+    return getattr(importlib.import_module(_LAZY[name]), name)
+  raise AttributeError(f"module 'squish_tf.export' has no attribute {name!r}")

@@ -9,7 +9,8 @@ from typing import Optional, Sequence
 from squish_tf import fields as fields_lib
 from squish_tf.export import formats as formats_lib
 
-FORMATS = formats_lib.names()  # the registered export formats
+# The export formats' names: their registry (TensorFlow-free).
+FORMATS = formats_lib.names()
 # Training images (no augmentation) that calibrate full-int8.
 CALIBRATION_IMAGES = 200
 # Small: QAT should adapt the weights to quantization, not keep training the model.

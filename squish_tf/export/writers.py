@@ -24,6 +24,7 @@ from squish_tf.export import qat as qat_lib  # tfmot itself is imported lazily, 
 from squish_tf.export import saved_model as saved_model_lib
 from squish_tf.export import tflite as tflite_lib
 from squish_tf.export import tftrt as tftrt_lib
+from squish_tf.export.config import CALIBRATION_IMAGES
 from squish_tf.runtime import litert as litert_lib
 
 PARITY_IMAGES = 64

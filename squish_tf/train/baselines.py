@@ -68,6 +68,7 @@ from squish_tf.train.baseline_registry import (  # the registry's names, here as
   register,
   unregister,
 )
+from squish_tf.train.config import DistillConfig
 
 # data_fn(stream=k): fresh (train_ds, val_ds, info); `stream` picks the training split's
 # shuffle and augmentation order (0, the default: the ancestor's), never the data.

@@ -11,16 +11,18 @@ from typing import Tuple
 
 from squish_tf import fields as fields_lib
 from squish_tf.net import spec as spec_lib
-from squish_tf.train.baseline_registry import (  # noqa: F401 (the --baselines names)
-    BASELINES, DEFAULT_BASELINES, parse_names)
+# The --baselines names and parser: the baselines' registry (TensorFlow-free).
+from squish_tf.train.baseline_registry import (  # noqa: F401
+  BASELINES,
+  DEFAULT_BASELINES,
+  parse_names,
+)
 
 DISTRIBUTION_STRATEGIES = ("off", "one_device", "mirrored", "multi_worker_mirrored", "tpu")
 OPTIMIZERS = ("adam", "sgd")
 LR_SCHEDULES = ("cosine", "constant")
 # Whom offspring distil from (EvolutionConfig.teacher).
 TEACHERS = ("ancestor", "parent")
-# The registered baselines (`squish_tf.train.baseline_registry`): names, defaults, the parser.
-
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,4 +121,3 @@ class DistillConfig:
     if not self.temperature >= 1.0:
       raise ValueError(f"--distill_temperature must be >= 1 (1 = unsoftened), got "
                        f"{self.temperature!r}.")
-
