@@ -152,11 +152,13 @@ def test_the_checker_sees_a_private_import(tmp_path):
   assert [line for line, _ in private] == [2, 3]
 
 
-# The modules of the config dataclasses (the options): none may import TensorFlow or Keras,
-# directly or through the squish_tf modules (and packages) it imports.
+# The modules of the config dataclasses (the options) and of the targets they resolve to: none
+# may import TensorFlow or Keras, directly or through the squish_tf modules (and packages) it
+# imports.
 CONFIG_MODULES = ("squish_tf.data.config", "squish_tf.train.config", "squish_tf.evolve.config",
                   "squish_tf.evolve.encoding", "squish_tf.export.config",
-                  "squish_tf.bench.config", "squish_tf.job.config", "squish_tf.job.options")
+                  "squish_tf.bench.config", "squish_tf.job.config", "squish_tf.job.options",
+                  "squish_tf.evolve.targets")
 TENSORFLOW = ("tensorflow", "keras", "tf_keras", "tensorflow_model_optimization")
 
 

@@ -150,27 +150,9 @@ def _make_candidate(task: GenerationTask, candidate: int, attempt: int, parent_m
                          work_dir=work_dir, images_per_epoch=info.train_count,
                          verbose=task.verbose, teacher_fn=teacher_fn(task.teacher_dir, strategy),
                          distill=config.distill_config(), label=label)
-  record: Dict[str, Any] = {
-      "id": candidate_id(generation, candidate),
-      "generation": generation,
-      "candidate": candidate,
-      "attempt": attempt,
-      "parent": task.parent_id,
-      "seed": entropy,
-      "env_mode": synth.env_mode,
-      "env_factor": float(np.mean(list(offspring.factors.values()))),
-      "layer_env_factors": {k: float(v) for k, v in offspring.factors.items()},
-      "survivors": synthesis.survivors_to_json(offspring.survivors),
-      "expected_params": float(offspring.expected_params),
-      "expected_macs": float(offspring.expected_macs),
-      **({} if offspring.expected_latency_ms is None else {
-          "expected_latency_ms": float(offspring.expected_latency_ms),
-          "predicted_latency_ms": float(offspring.predicted_latency_ms)}),
-      "train_epochs": fit_config.epochs,
-      "train_images": fit_config.epochs * images_per_epoch(train_ds, info),
-      "teacher": task.teacher_dir and (ANCESTOR_ID if task.teacher_dir == task.ancestor_dir
-                                       else task.parent_id),
-  }
+  record = _draw_record(task, candidate, attempt, entropy, offspring)
+  record.update({"train_epochs": fit_config.epochs,
+                 "train_images": fit_config.epochs * images_per_epoch(train_ds, info)})
   if result.diverged or not _weights_finite(result.model):
     shutil.rmtree(work_dir, ignore_errors=True)
     record.update(metrics_lib.spec_metrics(offspring.spec, ancestor_spec))
@@ -189,6 +171,31 @@ def _make_candidate(task: GenerationTask, candidate: int, attempt: int, parent_m
     model_io.write_model_dir(temp, result.model, offspring.spec, metrics)
   shutil.rmtree(work_dir, ignore_errors=True)
   return record
+
+
+def _draw_record(task: GenerationTask, candidate: int, attempt: int, entropy: int,
+                 offspring: Any) -> Dict[str, Any]:
+  """What a candidate's record says of its draw: who, from which parent and seed, the
+  environment it met, its survivors and expected costs, and its teacher."""
+  return {
+      "id": candidate_id(task.generation, candidate),
+      "generation": task.generation,
+      "candidate": candidate,
+      "attempt": attempt,
+      "parent": task.parent_id,
+      "seed": entropy,
+      "env_mode": task.synth.env_mode,
+      "env_factor": float(np.mean(list(offspring.factors.values()))),
+      "layer_env_factors": {k: float(v) for k, v in offspring.factors.items()},
+      "survivors": synthesis.survivors_to_json(offspring.survivors),
+      "expected_params": float(offspring.expected_params),
+      "expected_macs": float(offspring.expected_macs),
+      **({} if offspring.expected_latency_ms is None else {
+          "expected_latency_ms": float(offspring.expected_latency_ms),
+          "predicted_latency_ms": float(offspring.predicted_latency_ms)}),
+      "teacher": task.teacher_dir and (ANCESTOR_ID if task.teacher_dir == task.ancestor_dir
+                                       else task.parent_id),
+  }
 
 
 def _weights_finite(model) -> bool:
