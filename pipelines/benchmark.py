@@ -27,7 +27,10 @@ from squish_tf.bench import config as bench_config_lib
 from squish_tf.data import images as images_lib
 from squish_tf.data import pipeline as data_lib
 from squish_tf.job import flags as flag_defs
+from squish_tf.job import preflight
+from squish_tf.layout import NATIVE_LOG_FILE
 from squish_tf.report import console as console_lib
+from squish_tf.runtime import native_log
 
 FLAGS = flags.FLAGS
 
@@ -72,6 +75,8 @@ def main(argv):
   elif FLAGS.image_size != height or FLAGS.image_size != width:
     raise ValueError(f"--image_size={FLAGS.image_size} but {FLAGS.model_dir!r} takes "
                      f"{height}x{width} images; omit --image_size or pass {height}.")
+  preflight.check_options(data_config)
+  artefacts_lib.find_artefacts(FLAGS.model_dir, export_dir, config.formats)  # --formats match
   _, val_ds, info = data_lib.load(data_config)
   if info.num_classes != model["num_classes"]:
     raise ValueError(f"--dataset={data_config.dataset} has {info.num_classes} classes but "
@@ -80,9 +85,10 @@ def main(argv):
   images, labels = images_lib.take_images(val_ds, FLAGS.eval_images)
 
   name = os.path.basename(os.path.normpath(FLAGS.model_dir))
-  result = benchmark_lib.benchmark_models(
-      {name: {"model_dir": FLAGS.model_dir, "export_dir": export_dir}}, images, labels, config,
-      log=print)
+  with native_log.logging_to(os.path.join(FLAGS.model_dir, NATIVE_LOG_FILE)):
+    result = benchmark_lib.benchmark_models(
+        {name: {"model_dir": FLAGS.model_dir, "export_dir": export_dir}}, images, labels,
+        config, listener=console_lib.benchmark_listener(print))
   result["settings"]["dataset"] = info.name
   output = FLAGS.output or os.path.join(export_dir or FLAGS.model_dir,
                                         benchmark_lib.BENCHMARK_FILE)

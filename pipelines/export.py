@@ -20,7 +20,10 @@ from absl import flags, logging
 from squish_tf import export
 from squish_tf import files as files_lib
 from squish_tf.job import flags as flag_defs
+from squish_tf.job import preflight
+from squish_tf.layout import NATIVE_LOG_FILE
 from squish_tf.net import model_io
+from squish_tf.runtime import native_log
 
 FLAGS = flags.FLAGS
 
@@ -45,11 +48,15 @@ def main(argv):
       os.path.join(FLAGS.model_dir, model_io.METRICS_FILE)) or {}
   if not FLAGS["dataset"].present and metrics.get("dataset"):
     FLAGS.dataset = metrics["dataset"]
-  manifest = export.export_all(
-      FLAGS.model_dir, export_dir=FLAGS.export_dir, formats=FLAGS.formats,
-      data_config=flag_defs.data_config_from_flags(), qat_epochs=FLAGS.qat_epochs,
-      overwrite=FLAGS.overwrite, qat_learning_rate=FLAGS.qat_learning_rate,
-      calibration_images=FLAGS.calibration_images, verbose=2)
+  data_config = flag_defs.data_config_from_flags()
+  preflight.check_options(data_config, formats=FLAGS.formats or (),
+                          min_image_size=spec.min_input_size())
+  with native_log.logging_to(os.path.join(FLAGS.model_dir, NATIVE_LOG_FILE)):
+    manifest = export.export_all(
+        FLAGS.model_dir, export_dir=FLAGS.export_dir, formats=FLAGS.formats,
+        data_config=data_config, qat_epochs=FLAGS.qat_epochs,
+        overwrite=FLAGS.overwrite, qat_learning_rate=FLAGS.qat_learning_rate,
+        calibration_images=FLAGS.calibration_images, verbose=2)
   print(export.summary_table(manifest))
   if manifest["data"]:
     split = manifest["data"].get("accuracy_split", manifest["parity_source"])

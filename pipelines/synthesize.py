@@ -25,6 +25,7 @@ from squish_tf.data import config as data_config_lib
 from squish_tf.data import pipeline as data_lib
 from squish_tf.evolve import evolution, polish
 from squish_tf.job import flags as flag_defs
+from squish_tf.job import preflight
 from squish_tf.net import model_io
 from squish_tf.report import console as console_lib
 
@@ -49,6 +50,7 @@ def main(argv):
   # The data's indexes and disk caches live in the run, shared by its worker processes.
   data_config = data_config_lib.in_run(flag_defs.data_config_from_flags(), FLAGS.run_dir, config.workers)
   synth = flag_defs.synthesis_config_from_flags()
+  preflight.check_options(data_config, min_image_size=parent_spec.min_input_size())
   strategy = flag_defs.strategy_from_flags()
   run_flags = flag_defs.flag_values(flag_defs.DATA_IDENTITY_FLAGS)
   data_fn = functools.partial(data_lib.load, data_config)

@@ -14,6 +14,7 @@ from absl import flags
 from squish_tf.data import config as data_config_lib
 from squish_tf.data import pipeline as data_lib
 from squish_tf.job import flags as flag_defs
+from squish_tf.job import preflight
 from squish_tf.train import trainer as train_lib
 
 FLAGS = flags.FLAGS
@@ -29,6 +30,7 @@ def main(argv):
   del argv
   # The data's indexes and disk caches live beside the model (--cache=disk works here too).
   data_config = data_config_lib.in_run(flag_defs.data_config_from_flags(), FLAGS.model_dir)
+  preflight.check_options(data_config, min_image_size=preflight.ancestor_min_image_size())
   train_config = flag_defs.train_config_from_flags()
   strategy = flag_defs.strategy_from_flags()
   train_ds, val_ds, info = data_lib.load(data_config)

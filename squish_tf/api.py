@@ -23,8 +23,9 @@ serializers, registered in a private `FlagValues` (never the global
 and `run` assemble a run the same way: `plan_from_flags` (the CLI's FLAGS, or
 that registry) then `execute`.
 
-Importing this module loads no TensorFlow, nor do `plan`, `defaults`,
-`option_names` and `RunResults.load`; `run` does (the job).
+Importing this module loads no TensorFlow, nor do `defaults`, `option_names` and
+`RunResults.load`; `plan` does (its checks ask which export formats this machine can
+produce), and `run`.
 """
 
 import contextlib
@@ -128,7 +129,9 @@ class RunPlan:
 def plan(check_ancestor: bool = True, **options) -> RunPlan:
   """Options (the `squish` flag names) -> the configs, as the `squish` command maps its flags.
 
-  Pure: reads and writes no file and builds no TensorFlow object. So the
+  Pure: reads and writes no file and builds no TensorFlow object. The
+  values a later stage reads (export formats, the dataset's name, image
+  sizes the ancestor takes) are checked here (`job.preflight`). The
   epoch budgets are the flags' values: the job scales them up to
   --min_train_steps once it knows the data's size (`job.budget.scale_budgets`,
   logged as "budget: ..."), and each model's metrics.json records what it
@@ -158,15 +161,22 @@ def plan(check_ancestor: bool = True, **options) -> RunPlan:
 def plan_from_flags(values: flags.FlagValues, check_ancestor: bool = True) -> RunPlan:
   """The run that parsed flags ask for: the CLI's `FLAGS` (`squish`) or `plan`'s registry.
 
-  The same functions build the configs either way (`job.flags.*_config_from_flags`).
+  The same functions build the configs either way (`job.flags.*_config_from_flags`), and
+  the values a later stage reads are checked before the lock, flags.txt or any data
+  (`job.preflight`).
   """
+  # The formats this machine can export are TensorFlow's to say.
+  from squish_tf.job import preflight  # pylint: disable=g-import-not-at-top
+
   names = option_names()
   job_config = flag_defs.job_config_from_flags(values, check_ancestor=check_ancestor)
+  data = flag_defs.data_config_from_flags(values)
+  preflight.check_job(job_config, data)  # what a later stage reads: formats, sizes, names
   # flags.txt: the options that are set, in the CLI's order (`--flagfile` reads it back).
   lines = [values[name].serialize() for name in names if values[name].value is not None]
   return RunPlan(
       options={name: _copy(values[name].value) for name in names},
-      job=job_config, data=flag_defs.data_config_from_flags(values),
+      job=job_config, data=data,
       train=flag_defs.train_config_from_flags(values=values),
       evolution=flag_defs.evolution_config_from_flags(values),
       synthesis=flag_defs.synthesis_config_from_flags(values),

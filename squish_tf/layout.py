@@ -7,7 +7,11 @@ EVALUATION_FILE = "evaluation.json"
 # Under baselines/: how width_scaled_latency's multiplier was matched (job.run.latency_match).
 LATENCY_MATCH_FILE = "latency_match.json"
 STAGE_TIMES_FILE = "stage_times.json"
+# What native libraries (the TFLite converter, LiteRT) print while a run converts and times
+# models (squish_tf.runtime.native_log), kept off the console.
+NATIVE_LOG_FILE = "native.log"
 ANCESTOR_DIR = "ancestor"
+SQUISHEDNET_DIR = "squishednet"  # the final stage's model dir (squish_tf.evolve.polish)
 EXPORT_DIR = "export"
 # A training's Keras backup and TensorBoard logs sit beside the model dir it will become,
 # named as the dir plus this (a fine-tune's adds ".attempt<k>" before it).

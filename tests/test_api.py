@@ -4,6 +4,7 @@ import dataclasses
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -185,12 +186,27 @@ def test_unknown_option_names_it_suggests_and_lists_the_valid_ones():
     (dict(batch_sizes="1,x"), ["--batch_sizes", "1,x"]),
     (dict(baselines="resnet"), ["resnet", "width_scaled"]),
     (dict(env_factor=1.5), ["--env_factor", "1.5"]),
+    # Values only a later stage reads are refused before anything runs (job.preflight).
+    (dict(formats="fp32,fp33"), ["fp33", "saved_model", "qat_int8"]),
+    (dict(image_size=7), ["--image_size=7", "31 px"]),
+    (dict(dataset="cifar11"), ["cifar11", "shapes10", "imagenet10"]),
+    (dict(pair_resolutions="run,16"), ["--pair_resolutions=16", "31 px"]),
 ])
 def test_bad_values_are_refused_like_the_cli(options, words):
   with pytest.raises(ValueError) as error:
     api.plan(**options)
   for word in words:
     assert word in str(error.value)
+
+
+def test_a_run_dir_without_a_run_name_names_the_run(run_main, monkeypatch):
+  plan = api.plan(run_dir="some/where/win")
+  assert plan.job.run_name == "win" and plan.job.run_dir == "some/where/win"
+  assert "--run_name=win" in plan.flags_text.splitlines()  # --flagfile names it the same
+  _assert_same_as_cli(plan, _cli(run_main, ["--run_dir=some/where/win"], monkeypatch))
+  assert api.plan(run_dir="some/where/win/").job.run_name == "win"
+  assert api.plan(run_dir="some/where/win", run_name="photos").job.run_name == "photos"
+  assert api.plan().job.run_name == "demo"
 
 
 def test_values_parse_like_the_command_line(tmp_path):
@@ -290,6 +306,20 @@ def test_flags_txt_reruns_the_same_job_and_command(tiny_run):
   assert text == plan.flags_text
   command = f"squish --flagfile={os.path.join('saved_models', 'tiny', 'flags.txt')}"
   assert results.results["command"] == command == plan.command
+
+
+def test_a_run_dir_alone_names_the_report_and_results_json(tiny_run, tmp_path):
+  """The README's run moved to another directory and resumed with run_dir alone."""
+  moved = tmp_path / "elsewhere" / "win"
+  shutil.copytree(tiny_run["abs_run_dir"], moved)
+  for path in moved.rglob("*.json"):  # the records name their run dir: moved with it
+    path.write_text(path.read_text().replace(tiny_run["abs_run_dir"], str(moved)))
+  options = {k: v for k, v in tiny_run["options"].items() if k != "run_name"}
+  results = squish_tf.run(run_dir=str(moved), log=lambda line: None, **options)
+  assert results.results["run_name"] == "win"
+  assert json.loads((moved / "results.json").read_text())["run_name"] == "win"
+  assert (moved / "report.md").read_text().splitlines()[0] == "# SquishedNets run `win`"
+  assert "--run_name=win" in (moved / "flags.txt").read_text().splitlines()
 
 
 def test_load_gives_an_equal_object(tiny_run):

@@ -158,7 +158,7 @@ def test_json_round_trip_and_table(result, tmp_path):
   path = str(tmp_path / "benchmark.json")
   benchmark_lib.write_benchmark(path, result)
   assert os.listdir(tmp_path) == ["benchmark.json"]  # no temporary left behind
-  loaded = benchmark_lib.read_benchmark(path)
+  loaded = files_lib.read_json(path)
   assert loaded == json.loads(json.dumps(result))
   settings = loaded["settings"]
   assert settings["batch_sizes"] == [1, 4] and settings["eval_images"] == N_IMAGES
@@ -710,3 +710,37 @@ def test_pair_resolutions_config_and_flag():
   assert flag_defs.pair_resolutions_from_flag(["run"]) == ()
   with pytest.raises(ValueError, match=r"--pair_resolutions takes 'run' and positive image sizes"):
     flag_defs.pair_resolutions_from_flag(["run", "big"])
+
+
+def test_the_benchmark_tells_a_listener_and_the_console_words_it(model_and_export, images):
+  """bench/ returns records as it goes; report/console turns them into the lines."""
+  model_dir, export_dir = model_and_export
+  events = []
+  config = bench_config_lib.BenchmarkConfig(
+      batch_sizes=(1,), min_seconds=0.0, min_runs=1, warmup_runs=0, pair_rounds=2,
+      pair_round_seconds=0.002, pair_max_invokes=5, pair_resolutions=(),
+      formats=("tflite_fp32", "tflite_int8"))
+  result = benchmark_lib.benchmark_models(
+      {"ancestor": {"model_dir": model_dir, "export_dir": export_dir}}, *images, config,
+      listener=events.append)
+  assert [event["event"] for event in events] == ["model", "artefact", "artefact", "pairs",
+                                                   "pair"]
+  assert events[1]["result"] is result["models"]["ancestor"]["artefacts"]["tflite_fp32"]
+  name = "ancestor/tflite_int8 vs ancestor/tflite_fp32"
+  assert (events[4]["batch_size"], events[4]["pair"]) == ("1", name)
+  assert events[4]["stats"] is result["pairs"][name]["1"]
+  lines = []
+  words = console_lib.benchmark_listener(lines.append)
+  for event in events + [{"event": "pairs", "image_size": 224, "rounds": 7, "num_threads": 2},
+                         {"event": "rebuild_error", "model": "mobilenet_v3_small",
+                          "image_size": 224, "error": "fixed input"}]:
+    words(event)
+  assert lines == [
+      "ancestor:",
+      console_lib.artefact_line("tflite_fp32", events[1]["result"]),
+      console_lib.artefact_line("tflite_int8", events[2]["result"]),
+      "speed-ups, interleaved (2 rounds, 2 threads):",
+      f"  b1 {name}: {console_lib.format_ratio(events[4]['stats'])}",
+      "speed-ups at 224 px, fp32 rebuilt with the same weights, interleaved (7 rounds, 2 "
+      "threads):",
+      "  mobilenet_v3_small at 224 px: fixed input"]

@@ -51,7 +51,8 @@ def test_library_lists_every_module(targets):
   libraries = [t for t in targets if t["kind"] == "py_library" and t["name"] == "squish_tf"]
   assert len(libraries) == 1, "BUILD needs one py_library named squish_tf (the top)"
   listed = [src for t in targets if t["kind"] == "py_library" for src in t["srcs"]]
-  missing = [f for f in _files("squish_tf/**/*.py") if f not in listed]
+  missing = [f for f in _files("squish_tf/**/*.py") + _files("third_party/**/*.py")
+             if f not in listed]
   assert not missing, f"modules missing from the py_library of their room in BUILD: {missing}"
   twice = sorted({f for f in listed if listed.count(f) > 1})
   assert not twice, f"modules listed by two libraries in BUILD: {twice}"
@@ -65,7 +66,7 @@ def test_room_deps_mirror_the_imports(targets):
                 for t in targets if t["kind"] == "py_library" for src in t["srcs"]
                 if src.startswith("squish_tf/")}
   declared = {t["name"]: {d for d in t.get("deps", []) if isinstance(d, str) and
-                          d.startswith(":")} for t in targets
+                          d.startswith(":squish_tf")} for t in targets
               if t["kind"] == "py_library" and t["name"] in library_of.values()}
   needed = {name: set() for name in set(library_of.values())}
   for module, path in test_layout.LIBRARY.items():

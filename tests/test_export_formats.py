@@ -26,6 +26,7 @@ from squish_tf.export import saved_model as saved_model_lib
 from squish_tf.export import tflite as tflite_lib
 from squish_tf.net import model_io, models
 from squish_tf.net import spec as spec_lib
+from squish_tf.runtime import litert
 from squish_tf.train import config as train_config_lib
 from squish_tf.train import trainer as train_lib
 
@@ -203,7 +204,7 @@ def test_runner_accepts_uint8_and_float_pixels(exported, export_data, keras_mode
     np.testing.assert_array_equal(from_uint8, from_float)
     assert from_uint8.shape == (10, 10) and from_uint8.dtype == np.float32
     np.testing.assert_allclose(from_uint8.sum(1), 1.0, atol=0.03)
-  runner = tflite_lib.TFLiteRunner(os.path.join(export_dir, "model_fp32.tflite"))
+  runner = litert.LiteRTRunner(os.path.join(export_dir, "model_fp32.tflite"))
   runner.set_batch(pixels[:3])
   runner.invoke()
   np.testing.assert_allclose(runner.output(), np.asarray(keras_model(pixels[:3].astype("float32"))),

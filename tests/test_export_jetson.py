@@ -247,7 +247,7 @@ def test_bn_bundle_matches_the_keras_model_with_batch_norm(bn_model, bn_bundle):
   assert 0.35 < expected.max(1).mean() < 0.95
   # The unfolded conv + BN would differ: folding really moved the weights.
   plain = models.build_model(SMALL, seed=3)
-  for name in models.conv_layer_names(SMALL):
+  for name in [layer.name for layer in SMALL.layer_shapes()]:
     kernel = bn_model.get_layer(name).get_weights()[0]
     bias = (np.zeros(kernel.shape[-1], np.float32) if name != "conv10"
             else bn_model.get_layer(name).get_weights()[1])

@@ -341,12 +341,12 @@ def test_the_latency_matched_multiplier_is_found_from_the_table_exactly():
   table = _MacsTable()
   for width in (0.3, 0.55, 0.8):
     expected = spec_lib.scale_width(base, width)
-    found = matching.multiplier_for_latency(base, table.predict(expected), table)
+    found = spec_lib.multiplier_for(base, table.predict(expected), table.predict)
     assert spec_lib.scale_width(base, found).architecture_key() == expected.architecture_key()
   # The table's real form too: a fake table of exact bilinear layers.
   fake, _ = fake_table()
   target = spec_lib.scale_width(TINY, 0.5)
-  found = matching.multiplier_for_latency(TINY, fake.predict(target), fake)
+  found = spec_lib.multiplier_for(TINY, fake.predict(target), fake.predict)
   assert fake.predict(spec_lib.scale_width(TINY, found)) == pytest.approx(fake.predict(target))
 
 

@@ -1,8 +1,11 @@
-"""The house by stage: imports run only downward, no circle, no private name crosses a module."""
+"""The house by stage: imports run only downward, no circle, no private name crosses a module,
+and every doc the code names exists."""
 
 import ast
 import collections
+import glob
 import os
+import re
 
 import pytest
 
@@ -16,9 +19,9 @@ LEVELS = (
     ("squish_tf.data",),
     ("squish_tf.train",),
     ("squish_tf.export",),
-    ("squish_tf.report",),
     ("squish_tf.bench",),
     ("squish_tf.evolve",),
+    ("squish_tf.report",),  # words what the rooms below measure and record
     ("squish_tf.job",),
     ("squish_tf.api", "squish_tf"),
 )
@@ -142,6 +145,46 @@ def test_modules_are_small_or_say_why():
                     f"module {WHOLE}: {long}")
 
 
+# Markdown files the code names (in docstrings, comments, help and paths), e.g. docs/method.md.
+NAMED_DOC = re.compile(r"[\w./<>-]*\w\.md\b")
+# What a run writes (not a file of the repository).
+RUN_OUTPUTS = ("report.md",)
+# Where the code is: every file here may name a doc.
+CODE = ("squish_tf/**/*.py", "pipelines/*.py", "benchmarks/*.py", "tests/**/*.py", "docs/*.py",
+        "Makefile", "BUILD", "setup.cfg", "pyproject.toml")
+
+
+def named_docs(text):
+  """The *.md paths `text` names, run outputs aside."""
+  return sorted({name for name in NAMED_DOC.findall(text)
+                 if os.path.basename(name) not in RUN_OUTPUTS})
+
+
+def _doc_exists(name, where):
+  """A named doc exists: from the repository's root, docs/, or the naming file's folder."""
+  return any(os.path.isfile(os.path.join(base, name))
+             for base in (ROOT, os.path.join(ROOT, "docs"), os.path.dirname(where)))
+
+
+def test_every_doc_the_code_names_exists():
+  missing = []
+  for pattern in CODE:
+    for path in sorted(glob.glob(os.path.join(ROOT, pattern), recursive=True)):
+      with open(path, encoding="utf-8") as handle:
+        text = handle.read()
+      missing += [f"{os.path.relpath(path, ROOT)} names {name}" for name in named_docs(text)
+                  if not _doc_exists(name, path)]
+  assert not missing, "docs the code names that are not in the repository:\n" + "\n".join(missing)
+
+
+def test_the_doc_checker_sees_a_missing_doc():
+  gone = "design/SYNTHESIS" + ".md"  # split, so this file does not name it
+  text = f"See {gone} and docs/method.md; writes <run_dir>/report.md."
+  assert named_docs(text) == [gone, "docs/method.md"]
+  here = os.path.join(ROOT, "squish_tf", "api.py")
+  assert not _doc_exists(gone, here) and _doc_exists("docs/method.md", here)
+
+
 def test_the_checker_sees_a_private_import(tmp_path):
   """The checks above can fail: a planted private import and attribute are found."""
   planted = tmp_path / "planted.py"
@@ -150,6 +193,13 @@ def test_the_checker_sees_a_private_import(tmp_path):
                      "spec_lib._positive('x', 1)\n")
   _, private = imports_of("planted", str(planted))
   assert [line for line, _ in private] == [2, 3]
+
+
+def test_the_report_sits_above_what_it_words():
+  """Core rooms return numbers and records; report/ words them, so it imports them, not back."""
+  for room in ("squish_tf.bench", "squish_tf.evolve", "squish_tf.train", "squish_tf.export"):
+    assert _level("squish_tf.report") > _level(room), room
+  assert _level("squish_tf.job") > _level("squish_tf.report")
 
 
 # The modules of the config dataclasses (the options) and of the targets they resolve to: none

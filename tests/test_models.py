@@ -51,7 +51,7 @@ def test_layer_names_are_stable():
                    "avgpool", "softmax", "preprocess"]:
     assert expected in names
   convs = [layer.name for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
-  assert convs == models.conv_layer_names(spec_lib.squeezenet_v1_1(10))
+  assert convs == [layer.name for layer in spec_lib.squeezenet_v1_1(10).layer_shapes()]
 
 
 def test_same_seed_same_weights_other_seed_other_weights():

@@ -86,6 +86,29 @@ def test_run_main_refuses_unknown_augmentations_and_baselines(tmp_path):
   assert not (tmp_path / "run").exists()
 
 
+def test_a_value_read_late_is_refused_before_anything_is_written(tmp_path, toy_parent_dir):
+  """A misspelt format or an image too small: exit 2 before the lock, flags.txt or the data."""
+  run_dir = tmp_path / "run"
+  result = _run("run", f"--run_dir={run_dir}", "--formats=fp32,fp33")
+  assert result.returncode == 2
+  line = _error_line(result)
+  assert "fp33" in line and "saved_model" in line and "qat_int8" in line
+  result = _run("run", f"--run_dir={run_dir}", "--image_size=7")
+  assert result.returncode == 2
+  assert "--image_size=7" in _error_line(result) and "31 px" in _error_line(result)
+  assert "budget" not in result.stdout
+  assert not run_dir.exists()
+  model_dir = tmp_path / "ancestor"
+  result = _run("train", f"--model_dir={model_dir}", "--image_size=7")
+  assert result.returncode == 2 and "--image_size=7" in _error_line(result)
+  assert not model_dir.exists()
+  export_dir = tmp_path / "export"
+  result = _run("export", f"--model_dir={toy_parent_dir}", f"--export_dir={export_dir}",
+                "--dataset=shapes10", "--formats=int8,fp33")
+  assert result.returncode == 2 and "fp33" in _error_line(result)
+  assert not export_dir.exists()
+
+
 def test_help_lists_the_shared_flags_with_defaults():
   result = _run("run", "--help")  # absl prints the help and exits with status 1
   for flag in ("--generations", "--offspring_epochs", "--final_epochs", "--distill_alpha",

@@ -122,3 +122,34 @@ def test_a_runs_squishednet_takes_the_ancestors_class_names(exported, tmp_path):
   (run / "ancestor").mkdir()
   (run / "ancestor" / "metrics.json").write_text('{"class_names": ["red", "green", "blue"]}')
   assert predict.resolve_model(str(run / "squishednet")).labels == ("red", "green", "blue")
+
+
+def test_a_run_dir_predicts_with_its_squishednet_and_says_which_file(exported, photos, tmp_path):
+  model_dir, export_dir = exported
+  run = tmp_path / "run"
+  (run / "ancestor").mkdir(parents=True)
+  (run / "ancestor" / "metrics.json").write_text('{"class_names": ["c0", "c1", "c2"]}')
+  (run / "export").mkdir()
+  with pytest.raises(ValueError, match="neither exported .*model_fp32.tflite.* nor trained "
+                                       ".*squishednet/model.keras"):
+    predict.resolve_model(str(run))
+  shutil.copytree(model_dir, run / "squishednet")  # trained, not exported yet: its Keras model
+  model = predict.resolve_model(str(run))
+  assert (model.kind, model.path) == ("keras", str(run / "squishednet" / "model.keras"))
+  assert model.labels == ("c0", "c1", "c2") and str(run) in model.note
+  for name in ("model_fp32.tflite", "labels.txt"):  # exported: the file the report timed
+    shutil.copy(os.path.join(export_dir, name), run / "export" / name)
+  model = predict.resolve_model(str(run))
+  assert (model.kind, model.path) == ("tflite", str(run / "export" / "model_fp32.tflite"))
+  assert model.labels == ("c0", "c1", "c2")
+  paths = predict.image_paths([photos])
+  direct = predict.resolve_model(os.path.join(export_dir, "model_fp32.tflite"))
+  assert predict.classify(model, paths) == predict.classify(direct, paths)
+  done = subprocess.run([sys.executable, "-m", "pipelines.predict", f"--model={run}", paths[0]],
+                        capture_output=True, text=True, timeout=300, cwd=REPO,
+                        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+  assert done.returncode == 0, done.stderr[-2000:]
+  assert f"model: {run / 'export' / 'model_fp32.tflite'} (the SquishedNet of run {run})" in (
+      done.stderr.splitlines())
+  assert len(done.stdout.strip().splitlines()) == 1
+  assert done.stdout.startswith(paths[0] + "  c")

@@ -2,6 +2,7 @@
 
 import copy
 import os
+import re
 
 from matplotlib import image as mpl_image
 import pytest
@@ -183,6 +184,42 @@ def test_summary_paragraph_states_the_headline(written):
                "stopped: target met"):
     assert text in markdown
   assert "validation (" not in markdown.split("\n\n")[1]
+
+
+# The report's opening: what was made and how small, how accurate, how fast; then the verdict
+# against the width multiplier and the data line, all read before "What to ship".
+OPENING_SENTENCES, OPENING_WORDS, WORDS_ABOVE_THE_TABLE = 3, 45, 120
+
+
+def test_the_report_opens_with_three_short_sentences(written):
+  _, markdown, _ = written
+  opening = markdown.split("\n\n")[1]
+  assert opening == ("This run made a **0.560 MB SquishedNet**, **5.20× smaller** than its "
+                     "ancestor. It scores **91.00%** test top-1, 2.00 points below the "
+                     "ancestor's 93.00%. It runs **2.50×** as fast as the ancestor (LiteRT fp32, "
+                     "batch 1, this machine).")
+  assert len(re.findall(r"[.!?](?: |$)", opening)) <= OPENING_SENTENCES
+  assert len(opening.split()) <= OPENING_WORDS
+  assert len(markdown[:markdown.index("## What to ship")].split()) <= WORDS_ABOVE_THE_TABLE
+  # The long account moved below the table, whole.
+  assert (markdown.index("## What to ship") < markdown.index("## The run in full")
+          < markdown.index(report_lib.summary_paragraph(_results())))
+
+
+def test_the_opening_follows_the_figures_it_has():
+  results = _results()
+  squished = results["models"]["squishednet"]
+  squished["top1"] = 0.935
+  opening = report_lib.opening_paragraph(results)
+  assert "**93.50%** test top-1, 0.50 points above the ancestor's 93.00%." in opening
+  squished["top1"] = 0.93
+  assert "**93.00%** test top-1, as the ancestor." in report_lib.opening_paragraph(results)
+  squished.update(speedup_vs_ancestor={}, size_mb=None)
+  opening = report_lib.opening_paragraph(results)
+  assert opening.startswith("This run made a SquishedNet. It scores") and "fast" not in opening
+  del results["models"]["squishednet"]
+  assert report_lib.opening_paragraph(results) == report_lib.summary_paragraph(results)
+  assert "## The run in full" not in report_lib.render_markdown(results)
 
 
 def test_summary_compares_with_both_width_scaled_baselines(written):

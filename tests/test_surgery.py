@@ -27,7 +27,7 @@ def random_parent(spec, seed, softmax=False):
   """
   model = models.build_model(spec, seed=seed, softmax=softmax)
   rng = np.random.default_rng(seed)
-  for name in models.conv_layer_names(spec):
+  for name in [layer.name for layer in spec.layer_shapes()]:
     layer = model.get_layer(name)
     weights = layer.get_weights()
     if len(weights) == 2:

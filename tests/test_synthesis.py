@@ -292,11 +292,11 @@ def test_survivors_json_round_trip():
   survivors = syn.sample_survivors(SMALL, random_strengths(SMALL), constant(SMALL, 0.5),
                                    np.random.default_rng(3))
   text = json.dumps(syn.survivors_to_json(survivors))
-  back = syn.survivors_from_json(json.loads(text), SMALL)
+  back = syn._survivors_from_json(json.loads(text), SMALL)  # pylint: disable=protected-access
   assert set(back) == set(survivors)
   assert all(np.array_equal(back[name], survivors[name]) for name in survivors)
   with pytest.raises(ValueError, match="integer filter indices"):
-    syn.survivors_from_json({"conv1": [0.5, 2.0]})
+    syn._survivors_from_json({"conv1": [0.5, 2.0]})  # pylint: disable=protected-access
 
 
 # -- sampling ---------------------------------------------------------------------------

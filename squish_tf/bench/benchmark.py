@@ -27,7 +27,8 @@ thread pool cannot be resized once its runtime has started; the pipeline main
 sets it before anything else, and `settings` records what TensorFlow used.
 
 Speed-ups are measured, not divided. The per-artefact figures above are each
-timed alone, and on a shared CPU two of them drift apart by 30% or more; so
+timed alone, and on a shared CPU two of them drift apart by more than the
+differences worth measuring; so
 the .tflite files that are compared (`comparison_pairs`: every model's fp32
 and int8 file against the reference model's fp32 file) are timed again
 together, interleaved (`squish_tf.runtime.timing.time_interleaved`: A B C A B C ...,
@@ -58,7 +59,7 @@ cameras' size): every model in an fp32-vs-fp32 pair is rebuilt at that size
 with the same weights and converted to fp32 TFLite as the export does
 (`speed_pairs.tflite_at_size`, in memory: nothing is written to the export),
 and those files are timed interleaved at batch 1 as above (a 224 px invoke
-takes ~12x a 64 px one, so each round holds fewer invokes: the same
+takes many times a 64 px one, so each round holds fewer invokes: the same
 `pair_round_seconds`). They sit under "resolutions", one entry per size:
 
   "resolutions": {"224": {"image_size": 224, "batch_sizes": [1],
@@ -90,7 +91,6 @@ from squish_tf.bench.comparisons import comparison_pairs, measure_model_pairs
 from squish_tf.bench.config import BenchmarkConfig
 from squish_tf.bench.runners import load_runner, predict_classes
 from squish_tf.data import images as images_lib
-from squish_tf.report.console import artefact_line
 from squish_tf.runtime import litert as litert_lib
 from squish_tf.runtime import timing as timing_lib
 from squish_tf.runtime.machine import machine_info
@@ -158,7 +158,7 @@ def benchmark_model(model_dir: Optional[str],
                     images: Optional[np.ndarray] = None,
                     labels: Optional[np.ndarray] = None,
                     config: BenchmarkConfig = BenchmarkConfig(),
-                    log: Optional[Callable[[str], None]] = None) -> Dict[str, Any]:
+                    listener: Optional[pairs_lib.Listener] = None) -> Dict[str, Any]:
   """Benchmarks every artefact of one model.
 
   Args:
@@ -173,7 +173,8 @@ def benchmark_model(model_dir: Optional[str],
       noise without accuracy.
     labels: int [N] labels of `images`, or None.
     config: how to measure.
-    log: called with one line per artefact as it finishes (e.g. print).
+    listener: called with {"event": "artefact", "name", "result"} as each artefact
+      finishes (`squish_tf.report.console.benchmark_listener(print)` prints a line).
 
   Returns:
     {"model_dir", "export_dir", "params", "size_mb", "macs", "image_size",
@@ -208,8 +209,8 @@ def benchmark_model(model_dir: Optional[str],
       reference = classes  # the first artefact (Keras when present) is the reference
       result["agreement"] = 1.0
     results[name] = result
-    if log is not None:
-      log(artefact_line(name, result))
+    if listener is not None:
+      listener({"event": "artefact", "name": name, "result": result})
   entry["reference_artefact"] = next(iter(results)) if pixels is not None else None
   entry["artefacts"] = results
   expected = ARTEFACT_ORDER if export_dir is not None else ("keras",)
@@ -223,7 +224,7 @@ def benchmark_models(model_dirs: Mapping[str, Union[str, Mapping[str, Any]]],
                      images: Optional[np.ndarray] = None,
                      labels: Optional[np.ndarray] = None,
                      config: BenchmarkConfig = BenchmarkConfig(),
-                     log: Optional[Callable[[str], None]] = None,
+                     listener: Optional[pairs_lib.Listener] = None,
                      pairs: Union[str, Sequence[Tuple[str, str]],
                                   Callable[[Dict[str, Any]], Sequence[Tuple[str, str]]],
                                   None] = "auto",
@@ -236,7 +237,9 @@ def benchmark_models(model_dirs: Mapping[str, Union[str, Mapping[str, Any]]],
       ..., "export_dir": ..., "formats": ...}}, e.g. {"ancestor": {...},
       "squishednet": {...}}; a model's "formats", when given, replaces
       `config.formats` for that model (None: every artefact).
-    images, labels, config, log: as in `benchmark_model`.
+    images, labels, config: as in `benchmark_model`.
+    listener: told as it goes: {"event": "model", "name"} before each model, then its
+      artefacts (`benchmark_model`), the pair sessions and pairs (`measure_model_pairs`).
     pairs: the .tflite files to time interleaved, as (subject, reference)
       keys ("squishednet/tflite_fp32", "ancestor/tflite_fp32"); "auto": every
       .tflite file against the first model's fp32 file (`comparison_pairs`);
@@ -267,10 +270,10 @@ def benchmark_models(model_dirs: Mapping[str, Union[str, Mapping[str, Any]]],
                        "export_dir and formats.")
     model_config = (dataclasses.replace(config, formats=where["formats"]) if "formats" in where
                     else config)
-    if log is not None:
-      log(f"{name}:")
+    if listener is not None:
+      listener({"event": "model", "name": name})
     models[name] = benchmark_model(where.get("model_dir"), where.get("export_dir"), images,
-                                   labels, model_config, log=log)
+                                   labels, model_config, listener=listener)
   result = {"version": BENCHMARK_VERSION, "settings": run_settings, "models": models}
   if isinstance(pairs, str):
     if pairs != "auto":
@@ -281,7 +284,7 @@ def benchmark_models(model_dirs: Mapping[str, Union[str, Mapping[str, Any]]],
     pairs = pairs(models)
   if pairs:
     pixels = images_lib.as_pixels(images) if images is not None else None
-    result.update(measure_model_pairs(models, pairs, pixels, config, log=log))
+    result.update(measure_model_pairs(models, pairs, pixels, config, listener=listener))
   if not given_settings and hasattr(os, "getloadavg"):
     run_settings["machine"]["load_average_1min_end"] = os.getloadavg()[0]
   return result
@@ -302,5 +305,3 @@ def write_benchmark(path: str, result: Mapping[str, Any]) -> None:
   files_lib.write_json(path, result)
 
 
-def read_benchmark(path: str) -> Dict[str, Any]:
-  return files_lib.read_json(path)

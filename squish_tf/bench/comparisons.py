@@ -55,7 +55,7 @@ def comparison_pairs(models: Mapping[str, Mapping[str, Any]], reference: str = "
 def measure_model_pairs(models: Mapping[str, Mapping[str, Any]],
                         pairs: Sequence[Tuple[str, str]], pixels: Optional[np.ndarray] = None,
                         config: BenchmarkConfig = BenchmarkConfig(),
-                        log: Optional[Callable[[str], None]] = None,
+                        listener: Optional[pairs_lib.Listener] = None,
                         convert: Callable[[str, int], bytes] = pairs_lib.tflite_at_size
                        ) -> Dict[str, Any]:
   """Times benchmarked .tflite files interleaved: "interleaved", "pairs" and "resolutions".
@@ -65,18 +65,18 @@ def measure_model_pairs(models: Mapping[str, Mapping[str, Any]],
     pairs: (subject, reference) keys, e.g. from `comparison_pairs`.
     pixels: uint8 images to time on (noise when None).
     config: num_threads, batch_sizes and the pair_* settings.
-    log: called with one line per pair and batch size.
+    listener: told of each session ("pairs") and pair ("pair"; `pairs.measure_pairs`).
     convert: (model_dir, image_size) -> fp32 .tflite bytes at that size, for
       `config.pair_resolutions` (`speed_pairs.tflite_at_size`; tests pass a
       stand-in).
   """
   if not pairs or config.pair_rounds == 0:
     return {}
-  result = _measure_files(models, pairs, pixels, config, log)
+  result = _measure_files(models, pairs, pixels, config, listener)
   result["interleaved"]["image_size"] = run_image_size(models, pairs[0][1])
   resolutions = {}
   for size in config.pair_resolutions:
-    measured = measure_pairs_at_size(models, pairs, size, config, log, convert)
+    measured = measure_pairs_at_size(models, pairs, size, config, listener, convert)
     if measured is not None:
       resolutions[str(size)] = measured
   if resolutions:
@@ -100,7 +100,7 @@ def run_image_size(models: Mapping[str, Mapping[str, Any]], key: str) -> Optiona
 def measure_pairs_at_size(models: Mapping[str, Mapping[str, Any]],
                           pairs: Sequence[Tuple[str, str]], image_size: int,
                           config: BenchmarkConfig = BenchmarkConfig(),
-                          log: Optional[Callable[[str], None]] = None,
+                          listener: Optional[pairs_lib.Listener] = None,
                           convert: Callable[[str, int], bytes] = pairs_lib.tflite_at_size
                          ) -> Optional[Dict[str, Any]]:
   """The fp32-vs-fp32 pairs again, every model rebuilt at image_size: one "resolutions" entry.
@@ -139,8 +139,9 @@ def measure_pairs_at_size(models: Mapping[str, Mapping[str, Any]],
       # graph fixes it) loses its pair, not the benchmark.
       errors[model] = str(error) if isinstance(error, ValueError) else (
           f"{type(error).__name__}: {error}")
-      if log is not None:
-        log(f"  {model} at {image_size} px: {error}")
+      if listener is not None:
+        listener({"event": "rebuild_error", "model": model, "image_size": int(image_size),
+                  "error": str(error)})
   entry: Dict[str, Any] = {
       "image_size": int(image_size), "batch_sizes": list(RESOLUTION_BATCH_SIZES),
       "files": {key: {"bytes": len(content)} for key, content in files.items()},
@@ -148,13 +149,13 @@ def measure_pairs_at_size(models: Mapping[str, Mapping[str, Any]],
   timed = [(s, r) for s, r in chosen if s in files and r in files]
   measured: Dict[str, Any] = {"interleaved": {}, "pairs": {}}
   if timed:
-    if log is not None:
-      log(f"speed-ups at {image_size} px, fp32 rebuilt with the same weights, interleaved "
-          f"({config.pair_rounds} rounds, {config.num_threads} threads):")
+    if listener is not None:
+      listener({"event": "pairs", "image_size": int(image_size), "rounds": config.pair_rounds,
+                "num_threads": config.num_threads})
     measured = pairs_lib.measure_pairs(
         files, timed, RESOLUTION_BATCH_SIZES, None, config.num_threads, config.pair_rounds,
         config.pair_round_seconds, config.pair_min_invokes, config.pair_max_invokes,
-        max(config.warmup_runs, 1), log=log)
+        max(config.warmup_runs, 1), listener=listener)
   for subject, reference in chosen:
     if (subject, reference) not in timed:
       failed = [errors[k.split("/", 1)[0]] for k in (subject, reference)
@@ -167,7 +168,7 @@ def measure_pairs_at_size(models: Mapping[str, Mapping[str, Any]],
 
 def _measure_files(models: Mapping[str, Mapping[str, Any]], pairs: Sequence[Tuple[str, str]],
                    pixels: Optional[np.ndarray], config: BenchmarkConfig,
-                   log: Optional[Callable[[str], None]]) -> Dict[str, Any]:
+                   listener: Optional[pairs_lib.Listener]) -> Dict[str, Any]:
   """The pairs of the benchmarked files themselves: "interleaved" and "pairs"."""
   known = {pairs_lib.artefact_key(model, artefact): art["path"]
            for model, entry in models.items()
@@ -179,9 +180,10 @@ def _measure_files(models: Mapping[str, Mapping[str, Any]], pairs: Sequence[Tupl
       raise ValueError(f"Pair member {key!r} is not a benchmarked .tflite file; expected one of "
                        f"{sorted(known)} ('<model>/tflite_<format>').")
     files[key] = known[key]
-  if log is not None:
-    log(f"speed-ups, interleaved ({config.pair_rounds} rounds, {config.num_threads} threads):")
+  if listener is not None:
+    listener({"event": "pairs", "image_size": None, "rounds": config.pair_rounds,
+              "num_threads": config.num_threads})
   return pairs_lib.measure_pairs(files, pairs, config.batch_sizes, pixels, config.num_threads,
                                  config.pair_rounds, config.pair_round_seconds,
                                  config.pair_min_invokes, config.pair_max_invokes,
-                                 max(config.warmup_runs, 1), log=log)
+                                 max(config.warmup_runs, 1), listener=listener)

@@ -24,11 +24,9 @@ latency is
 where pad(C) rounds C up to a multiple of `channel_multiple`: LiteRT's XNNPACK
 kernels compute in channel tiles, so 33 channels cost about what 40 do. The
 grid points are multiples of 4 or more of the ancestor's channels, so the
-table alone prices an offspring's odd counts at what aligned ones cost:
-measured on ten latency-drawn offspring of the 64 px ancestor (fp32, 2
-threads, AMD EPYC AVX-512), every one ran slower than predicted, by 12% in
-median (1.6-19%), and the predicted speed-ups were 20% too high; priced at
-multiples of 8 the median error was 7.6% and the speed-ups 6.6%. The multiple
+table alone prices an offspring's odd counts at what aligned ones cost, and
+offspring ran slower than predicted; priced at the padded counts the error
+drops (`benchmarks/latency_model.py`, RESULTS.md). The multiple
 is chosen per table, among MULTIPLES, as the one under which the calibration
 networks (uniform widths, which give aligned and odd counts) fit best.
 Expectations (`predict_counts`, synthesis's float filter counts) are priced
@@ -37,7 +35,7 @@ padded predictions (a filter's cost, `filter_latency`) would be a step.
 
 where the slope is fitted (least squares through the origin, so intercept_ms
 is 0; see `fit_network`) on whole networks timed together: the ancestor at
-widths 1, 0.7, 0.5, 0.35 and 0.25. It scales the layers timed alone to a
+widths of CALIBRATION_WIDTHS. It scales the layers timed alone to a
 network's milliseconds (pools, concatenations, the invoke); a predicted
 speed-up is the ratio of two layer sums.
 
@@ -72,6 +70,7 @@ from squish_tf.bench.latency_table import (
   smooth_layer,
 )
 from squish_tf.net import spec as spec_lib
+from squish_tf.runtime import native_log
 
 # Interleaved rounds and seconds per model per round when measuring.
 TABLE_ROUNDS = 7
@@ -144,7 +143,8 @@ def _conv_tflite(signature: Tuple[Any, ...], fmt: str, seed: int = 0) -> bytes:
                                                               module)
   if fmt == "int8":
     _full_integer(converter, rng.uniform(0, 1, (8, height, width, in_channels)))
-  return converter.convert()
+  with native_log.captured():  # the quantizer's settings line goes to the run's log
+    return converter.convert()
 
 
 def _full_integer(converter, images: np.ndarray) -> None:

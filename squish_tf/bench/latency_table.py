@@ -228,11 +228,10 @@ def fit_network(layers_ms: Sequence[float], measured_ms: Sequence[float]) -> Tup
   """(0, slope) of measured = slope * layers, by least squares through the origin.
 
   No intercept: a speed-up predicted by the table is then the ratio of two
-  layer sums, which the calibration networks' noise does not enter. Measured
-  on six random-width children of the 64 px ancestor: a fitted intercept
-  (negative, from five noisily timed uniform widths) put the predicted
-  speed-ups 13% (median) above the measured ones; the ratio of layer sums was
-  within 2.4%.
+  layer sums, which the calibration networks' noise does not enter. A fitted
+  intercept (negative, from a few noisily timed uniform widths) put the
+  predicted speed-ups of random-width children well above the measured ones;
+  the ratio of layer sums stayed close to them.
   """
   x = np.asarray(layers_ms, np.float64)
   y = np.asarray(measured_ms, np.float64)

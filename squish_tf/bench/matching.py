@@ -28,20 +28,16 @@ from squish_tf.bench import latency as latency_lib
 from squish_tf.bench.latency_table import LatencyTable
 from squish_tf.net import spec as spec_lib
 
-# Latency within this fraction counts as equal (the issue's 5%).
+# Latency within this fraction counts as equal.
 TOLERANCE = 0.05
 TRIES = 4
 # Each session: more and longer rounds than a candidate's timing (`latency.NETWORK_ROUNDS`):
-# at 64 px one invoke takes ~0.1 ms and one round's ratio spreads by +-15%.
+# at 64 px one invoke is short and one round's ratio spreads widely.
 ROUNDS = 21
 ROUND_SECONDS = 0.15
 SUBJECT, SIZE_MATCHED, CANDIDATE = "subject", "size_matched", "candidate"
 
 
-def multiplier_for_latency(ancestor: spec_lib.NetSpec, target_ms: float,
-                           table: LatencyTable) -> float:
-  """The uniform multiplier of `ancestor` whose predicted latency is nearest `target_ms`."""
-  return spec_lib.multiplier_for(ancestor, target_ms, table.predict)
 
 
 def macs_model(spec: spec_lib.NetSpec) -> float:

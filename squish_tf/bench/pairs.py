@@ -30,11 +30,13 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from squish_tf.report.console import format_ratio
 from squish_tf.runtime import litert as litert_lib
 from squish_tf.runtime import timing as timing_lib
 
 SEPARATOR = " vs "
+# Told of progress as it happens: an event dict, {"event": <kind>, ...fields} (the
+# benchmark's kinds: model, artefact, pairs, pair, rebuild_error).
+Listener = Callable[[Dict[str, Any]], None]
 
 
 def artefact_key(model: str, artefact: str) -> str:
@@ -68,7 +70,7 @@ def measure_pairs(files: Mapping[str, Any], pairs: Sequence[Tuple[str, str]],
                   round_seconds: float = timing_lib.DEFAULT_ROUND_SECONDS,
                   min_invokes: int = timing_lib.DEFAULT_MIN_INVOKES,
                   max_invokes: int = timing_lib.DEFAULT_MAX_INVOKES, warmup_invokes: int = 3,
-                  log: Optional[Callable[[str], None]] = None,
+                  listener: Optional[Listener] = None,
                   clock: timing_lib.Clock = time.perf_counter) -> Dict[str, Any]:
   """Times the files of `pairs` interleaved and returns each pair's speed-up.
 
@@ -84,7 +86,8 @@ def measure_pairs(files: Mapping[str, Any], pairs: Sequence[Tuple[str, str]],
     num_threads: LiteRT threads of every runner.
     rounds, round_seconds, min_invokes, max_invokes, warmup_invokes: see
       `squish_tf.runtime.timing.time_interleaved` and `calibrate_invokes`.
-    log: called with one line per pair and batch size.
+    listener: called with {"event": "pair", "batch_size", "pair", "stats"} as each pair
+      is measured (`squish_tf.report.console.benchmark_listener` words it).
     clock: the timer (tests pass a fake one).
 
   Returns:
@@ -136,8 +139,8 @@ def measure_pairs(files: Mapping[str, Any], pairs: Sequence[Tuple[str, str]],
         continue
       stats = timing_lib.ratio_stats(timing, subject, reference)
       out_pairs[name][size] = stats
-      if log is not None:
-        log(f"  b{size} {name}: {format_ratio(stats)}")
+      if listener is not None:
+        listener({"event": "pair", "batch_size": size, "pair": name, "stats": stats})
   return {"interleaved": interleaved, "pairs": out_pairs}
 
 

@@ -5,7 +5,9 @@
     print(predict.format_line(path, top))
 
 A model is a model directory (model.keras), a SavedModel directory
-(saved_model.pb) or a .tflite file, run by the benchmark's runners
+(saved_model.pb), a .tflite file or a run directory (its SquishedNet: the
+export's fp32 .tflite, else squishednet/model.keras; `Model.note` says so),
+run by the benchmark's runners
 (`squish_tf.bench.runners`: LiteRT for .tflite, with its input quantization).
 Its labels are the export's labels.txt beside it (an export directory holds
 both), else the class names in the model directory's metrics.json (or, in a
@@ -21,16 +23,18 @@ import numpy as np
 import tensorflow as tf
 
 from squish_tf import files as files_lib
+from squish_tf import layout as layout_lib
 from squish_tf.bench import runners as runners_lib
 from squish_tf.data import images as images_lib
 from squish_tf.data.config import IMAGE_EXTENSIONS
+from squish_tf.export import tflite as tflite_lib
 from squish_tf.net import model_io
 
 LABELS_FILE = "labels.txt"
 KERAS_FILE = "model.keras"
 SAVED_MODEL_PB = "saved_model.pb"
 _FORMS = ("a model directory (holding model.keras), a SavedModel directory (holding "
-          "saved_model.pb) or a .tflite file")
+          "saved_model.pb), a .tflite file or a run directory (its SquishedNet)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,6 +44,7 @@ class Model:
   kind: str  # "keras", "saved_model" or "tflite"
   path: str
   labels: Tuple[str, ...]
+  note: Optional[str] = None  # why this file, when --model named something else (a run dir)
 
 
 def resolve_model(path: str) -> Model:
@@ -57,8 +62,34 @@ def resolve_model(path: str) -> Model:
     return Model("keras", os.path.join(path, KERAS_FILE),
                  _labels(os.path.join(path, "export"), path,
                          os.path.join(os.path.dirname(os.path.normpath(path)), "ancestor")))
+  if is_run_dir(path):
+    return dataclasses.replace(resolve_model(run_squishednet(path)),
+                               note=f"the SquishedNet of run {path}")
   raise ValueError(f"--model {path!r} is a directory with neither {KERAS_FILE} nor "
                    f"{SAVED_MODEL_PB}; give {_FORMS}.")
+
+
+def is_run_dir(path: str) -> bool:
+  """A main job's run dir: its ancestor, and its SquishedNet's dir or export beside it."""
+  return os.path.isdir(os.path.join(path, layout_lib.ANCESTOR_DIR)) and any(
+      os.path.isdir(os.path.join(path, name))
+      for name in (layout_lib.SQUISHEDNET_DIR, layout_lib.EXPORT_DIR))
+
+
+def run_squishednet(run_dir: str) -> str:
+  """A run's SquishedNet, as `resolve_model` takes it: the fp32 .tflite of its export (what
+  the report times and scores, labels.txt beside it), else its trained model dir."""
+  exported = os.path.join(run_dir, layout_lib.EXPORT_DIR, tflite_lib.FILES["fp32"])
+  if os.path.isfile(exported):
+    return exported
+  trained = os.path.join(run_dir, layout_lib.SQUISHEDNET_DIR)
+  if os.path.isfile(os.path.join(trained, KERAS_FILE)):
+    return trained
+  raise ValueError(
+      f"--model {run_dir!r} is a run dir whose SquishedNet is neither exported "
+      f"({layout_lib.EXPORT_DIR}/{tflite_lib.FILES['fp32']}) nor trained "
+      f"({layout_lib.SQUISHEDNET_DIR}/{KERAS_FILE}) yet: finish the run (re-run its command), "
+      f"or give {_FORMS}.")
 
 
 def _labels(*directories: str) -> Tuple[str, ...]:

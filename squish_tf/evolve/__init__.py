@@ -2,7 +2,7 @@
 after generation, and the final stage that makes the SquishedNet.
 
 Modules:
-  encoding     filter strengths -> survival probabilities -> survivors (SYNTHESIS.md);
+  encoding     filter strengths -> survival probabilities -> survivors (docs/method.md);
                `SynthesisConfig`. numpy only.
   environment  filter costs, environmental factors, expected child cost, targets and
                `sample_offspring`. numpy only.

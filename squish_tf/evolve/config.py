@@ -62,8 +62,8 @@ class EvolutionConfig:
       "int8" when the deployment target is int8.
     max_accuracy_drop: largest allowed drop of validation top-1 from the
       ancestor, as a fraction (0.05 = 5 points). It gates offspring after
-      their short fine-tunes, before the polish recovers the winner (measured:
-      offspring 2-4 points down recovered to within 0.5 of the ancestor).
+      their short fine-tunes, before the final stage trains the winner longer
+      (an offspring a few points down after its short fine-tune is not lost).
     select: how a generation's candidate is chosen among those within
       max_accuracy_drop. "top1": the highest validation top-1 (ties: fewer
       parameters). "top1_per_ms": the least validation top-1 lost per

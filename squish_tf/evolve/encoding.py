@@ -4,8 +4,8 @@ Everything evolution decides before TensorFlow is involved lives here: filter
 strengths and cluster probabilities, the environmental factor F_l of each
 layer, the Bernoulli draw of surviving filters with its floors, the exact
 expected size of a child, the child `NetSpec`, and the index map that tells
-surgery which input channels every convolution keeps (see
-design/SYNTHESIS.md for the method and the formulas).
+surgery which input channels every convolution keeps (see docs/method.md for
+the method and the formulas).
 
 The channel wiring of a SqueezeNet-family network (which layer's filters
 become which input channels of which convolution) is computed once, as data,
@@ -52,12 +52,11 @@ class SynthesisConfig:
 
   Attributes:
     env_mode: how the environmental factor F_l of each layer is set.
-      "target" is the default: measured on shapes10, the paper's single
-      constant F (0.8) removes ~45% of every layer's filters at once; the
-      children start at chance and 2 fine-tuning epochs bring them back only
-      to 9.5 and 20.8 points below the ancestor, so evolution stops at once.
-      Steps of a set size (0.65-0.75x per generation, 4 epochs each) went
-      from 2.9 MB to 0.57-0.72 MB within 3 points (BN-free ancestor).
+      "target" is the default: on shapes10 the paper's single constant F
+      removes so many of every layer's filters at once that the children
+      start at chance and short fine-tunes do not bring them back within the
+      accuracy budget, so evolution stops at once; steps of a set size
+      recover between generations.
       "constant": F_l = env_factor for every layer (the paper).
       "target": F solved per parent so that the EXPECTED child cost is
         `target_fraction` of the parent's; F_l = min(1, F * w_l), w_l from
@@ -72,18 +71,18 @@ class SynthesisConfig:
       F; 0.8 is the gentlest round value that still shrinks a network
       substantially in one generation: a filter survives with probability
       0.8 * P(c), between 0.29 (weakest) and 0.8 (strongest). With strengths as
-      at He initialisation (L1 norms within a few % of each other) the
-      expected child of squishednet_base has 0.55x its parameters (measured);
-      trained layers, whose strengths spread more, are pruned harder. At
-      that pace the 2.9 MB ten-class ancestor reaches the paper's ~1 MB
-      SquishedNets in about two generations. env_mode="target" sets the
+      at He initialisation (L1 norms close to each other) the expected child
+      of squishednet_base keeps a little over half its parameters; trained
+      layers, whose strengths spread more, are pruned harder. At that pace
+      the ten-class ancestor reaches the paper's SquishedNet sizes in about
+      two generations. env_mode="target" sets the
       pace exactly instead.
     target_fraction: for env_mode="target", the expected child cost as a
       fraction of the parent's, in (0, 1). 0.44 by default: two generations
-      reach 0.19x (0.56 MB from the 10-class ancestor's 2.91 MB). F = 1 in
+      reach 0.44^2 = 0.19x of the ancestor. F = 1 in
       every layer still removes about a third of each trained layer's
       filters (P(c) < 1 for all but the strongest), so a generation cannot
-      shrink the network by less than ~0.55x at survival_temperature 1
+      shrink a trained network gently at survival_temperature 1
       (a higher temperature reaches gentler fractions); deeper cuts are
       where target_gamma can shape the child.
     target_gamma: for env_mode="target", how the pressure is shared between
@@ -93,10 +92,9 @@ class SynthesisConfig:
       every layer the same F (the paper's single environment); the default
       0.5 presses harder on the late fires, whose filters hold the
       parameters, and spares conv1 and the early fires, which are cheap in
-      parameters but decide what the network sees. Measured on shapes10 at
-      64 px: at 124k deployed parameters, trained from scratch for the same
-      24 epochs, early layers at 0.67x and late fires at 0.33x width scored
-      97.35% test top-1 against 96.20% for a uniform 0.41x.
+      parameters but decide what the network sees (at equal deployed size,
+      wide early layers and thin late fires beat a uniform width on shapes10:
+      docs/method.md).
     cost: what "target" and "cost_weighted" measure: "params" (model size),
       "macs" (compute at the spec's input size) or "latency" (LiteRT ms
       predicted by a measured table, `squish_tf.bench.latency`; every cost function
@@ -115,7 +113,7 @@ class SynthesisConfig:
     survival_temperature: T > 0 in P(c) = exp((s_c / z_l - 1) / T). 1 (the
       default) is the paper's P(c) in [1/e, 1], exactly as before the
       temperature existed; T > 1 flattens it to [exp(-1/T), 1], so F = 1
-      removes fewer filters and a generation can be gentler than ~0.55x
+      removes fewer filters and a generation can be gentler
       (target mode then reaches larger --target_fraction values); T < 1
       sharpens it, pruning weak filters harder.
   """
@@ -150,9 +148,8 @@ class SynthesisConfig:
       help="Every layer keeps at least this fraction of its parent's filters.", lower_bound=0.0,
       less_than=1.0))
   channel_multiple: int = dataclasses.field(default=1, metadata=dict(help=(
-      "Round survivor counts up to a multiple of this (1 = off, the default: rounding up to 4 or "
-      "8 measured no faster in LiteRT here, and up to 19% slower where it adds filters; "
-      "benchmarks/channel_multiple.py)."), lower_bound=1))
+      "Round survivor counts up to a multiple of this (1 = off, the default: rounding up adds "
+      "filters, and in LiteRT it ran no faster; benchmarks/channel_multiple.py)."), lower_bound=1))
   survival_temperature: float = dataclasses.field(default=1.0, metadata=dict(help=(
       "Temperature T > 0 of the cluster probability P(c) = exp((s_c / z_l - 1) / T): 1 is the "
       "paper's (P(c) in [1/e, 1]); T > 1 keeps weak filters more often (P(c) >= exp(-1/T)), so "
@@ -376,7 +373,7 @@ def survivors_to_json(survivors: Mapping[str, Any]) -> Dict[str, List[int]]:
   return {name: [int(i) for i in np.asarray(values).ravel()] for name, values in survivors.items()}
 
 
-def survivors_from_json(data: Mapping[str, Any],
+def _survivors_from_json(data: Mapping[str, Any],
                         spec: Optional[spec_lib.NetSpec] = None) -> Dict[str, np.ndarray]:
   """Inverse of `survivors_to_json`; validated against `spec` when given."""
   if not isinstance(data, Mapping):

@@ -434,7 +434,7 @@ def sample_offspring(parent_spec: spec_lib.NetSpec, strengths: Mapping[str, np.n
     rng: the candidate's seeded generator.
     factors: F_l per layer when already computed for this parent; they depend
       on the parent only, and in "target" mode finding them takes a root
-      search (~30-150 ms for SqueezeNet v1.1), so a generation computes them
+      search, so a generation computes them
       once with `environment_factors` and passes them to every candidate.
     name: the child's name (see `child_spec`).
     latency: a measured `squish_tf.bench.latency.LatencyTable` (required by

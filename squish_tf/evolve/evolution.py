@@ -11,9 +11,11 @@ the highest validation top-1 (ties go to fewer parameters), or with
 ancestor's clock: latencies relative to the ancestor's in the same timing
 session, so generations timed at different times compare). Stop
 when the size/MAC target is met, G is reached, or no candidate stays within
-the budget (the result is then the last parent that did). `polish` then
-fine-tunes the winner for `final_epochs` (distilled) into `<run_dir>/
-squishednet/`: the model the report calls the SquishedNet.
+the budget (the result is then the last parent that did). The final stage
+(`squish_tf.evolve.polish`) then trains the winner into `<run_dir>/squishednet/`,
+the model the report calls the SquishedNet: by default (`--final_init=best`) its
+widths from scratch and its inherited weights fine-tuned, the better on
+validation kept.
 
 Nothing here reads the test split: selection and the accuracy budget read
 validation only, so the test figures the main job reports were not chosen on.
@@ -461,7 +463,7 @@ def _generation_synthesis(synth: synthesis.SynthesisConfig, config: EvolutionCon
   # In the units target mode measures (--cost). A target in the other unit is
   # the best guess there is (parameters and MACs shrink alike when every layer
   # does); with both, the one --cost measures. Aimed a little below: a draw's
-  # size spreads around its expectation (+-4% measured on shapes10), and one
+  # size spreads a few percent around its expectation, and one
   # above the target would not meet it.
   goal = TARGET_MARGIN * goals.get(synth.cost, min(goals.values()))
   left = config.generations - generation + 1

@@ -7,7 +7,7 @@ addressed by the stable names `squish_tf.net.models.build_model` gives them, so 
 parent ending in softmax or in logits, built here or loaded from a
 `.keras` file, works the same.
 
-Surgery is exact (design/SYNTHESIS.md): for any survivor mask the child
+Surgery is exact (docs/method.md): for any survivor mask the child
 computes what the parent computes with the removed filters' folded kernels and
 biases set to zero (`zero_removed`), because a zeroed filter's ReLU output
 is exactly 0 and contributes nothing to any consumer. With batch norm the

@@ -6,12 +6,12 @@
   probabilities = export.run_tflite("…/export/model_int8.tflite", images, num_threads=2)
 
 Modules: `saved_model` (uint8 `serving_default` + float32 `serving_float`),
-`tflite` (conversion; its `TFLiteRunner`, `run_tflite` and `op_counts` are
-`squish_tf.runtime.litert`'s, the one LiteRT runner that export, benchmark and the
+`tflite` (conversion; its `run_tflite` and `op_counts` are
+`squish_tf.runtime.litert`'s, beside `LiteRTRunner`, the one LiteRT runner that export, benchmark and the
 latency model share), `qat` (tfmot fine-tuning; imports tfmot lazily because
 that flips `tf.keras` to tf_keras process-wide), `metadata` (the image-classifier
-metadata and labels.txt every .tflite file carries, for the app SDKs; its schema's
-generated Python is vendored as `metadata_schema_py_generated`),
+metadata and labels.txt every .tflite file carries, for the app SDKs; its schema and
+the schema's generated Python are vendored in `third_party/tflite_support/`),
 `jetson` (the frozen-graph bundle for TF 2.7 on JetPack 4.6), `jetson_trt`
 (the on-device script, Python 3.6), `tftrt` (TF-TRT where TensorFlow has
 TensorRT), `exporter` (all of it, atomically, with the export.json manifest).
@@ -38,7 +38,7 @@ _LAZY = {
                      "available_formats", "export_all", "gzip_size", "is_complete",
                      "load_export_data", "parse_formats", "parity", "qat_int8_artefact",
                      "summary_table"), "squish_tf.export.exporter"),
-    **dict.fromkeys(("TFLiteRunner", "op_counts", "run_tflite"), "squish_tf.export.tflite"),
+    **dict.fromkeys(("op_counts", "run_tflite"), "squish_tf.export.tflite"),
 }
 
 
@@ -52,7 +52,7 @@ def __getattr__(name):
 
 __all__ = [
     "DATA_FORMATS", "FORMATS", "MANIFEST_FILE", "SPEC_FORMATS", "TFLITE_FILES", "ExportData",
-    "TFLiteRunner", "available_formats", "export_all", "gzip_size", "is_complete",
+    "available_formats", "export_all", "gzip_size", "is_complete",
     "load_export_data", "op_counts", "parse_formats", "parity", "qat_int8_artefact", "run_tflite",
     "summary_table",
 ]

@@ -63,7 +63,7 @@ REFERENCE_OUTPUTS_FILE = "reference_probabilities.npy"
 INPUT_NODE = "image"
 OUTPUT_NODE = "probabilities"
 
-# Ops the TF 2.7 build on JetPack 4.6 runs and TF-TRT 8 converts (DEPLOY.md).
+# Ops the TF 2.7 build on JetPack 4.6 runs and TF-TRT 8 converts (docs/deploy.md).
 ALLOWED_OPS = frozenset({
     "Placeholder", "Const", "Conv2D", "BiasAdd", "Relu", "MaxPool", "ConcatV2", "Mean",
     "Softmax", "Identity", "Cast", "Mul", "Sub", "Reshape", "Squeeze",

@@ -22,8 +22,8 @@ read). It says what `tflite_support.metadata_writers.image_classifier`'s
 
 Written here, not by tflite-support: its 0.4.4 wheel pins protobuf < 4
 (TensorFlow 2.21 needs protobuf 7) and its metadata C extensions need the
-system's libusb-1.0. The schema's generated Python is vendored
-(`metadata_schema_py_generated`, pure Python on `flatbuffers`); the model is
+system's libusb-1.0. The schema and its generated Python are vendored in
+`third_party/tflite_support/` (pure Python on `flatbuffers`); the model is
 re-packed with TensorFlow's own TFLite schema (`schema_py_generated`), buffer
 data kept 16-byte aligned as the converter writes it. The interpreter ignores
 both the metadata and the archive: outputs are identical with and without.
@@ -37,7 +37,7 @@ import flatbuffers
 import numpy as np
 from tensorflow.lite.python import schema_py_generated as tflite_fb
 
-from squish_tf.export import metadata_schema_py_generated as metadata_fb
+from third_party.tflite_support import metadata_schema_py_generated as metadata_fb
 
 METADATA_NAME = "TFLITE_METADATA"  # the model's metadata entry the readers look for
 TFLITE_IDENTIFIER = b"TFL3"

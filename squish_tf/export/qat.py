@@ -171,7 +171,7 @@ def convert_int8(qat_model, representative_images: np.ndarray) -> bytes:
       tf.TensorSpec([None, height, width, channels], tf.float32, name="image"))
   converter = tflite_lib.converter_for(concrete)
   tflite_lib.set_full_integer(converter, representative_images)
-  return converter.convert()
+  return tflite_lib.convert(converter)
 
 
 def qat_int8_tflite(model, spec: spec_lib.NetSpec, train_ds: tf.data.Dataset, epochs: int,

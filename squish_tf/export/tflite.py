@@ -14,7 +14,7 @@ Full-integer models (`model_int8.tflite`, and `model_qat_int8.tflite` from
 
   input   uint8 pixels; real value = scale * (q - zero_point). Calibrated on
           training images that span [0, 255], this is scale 1, zero point 0:
-          camera bytes go straight in. `TFLiteRunner` quantizes whatever the
+          camera bytes go straight in. `LiteRTRunner` quantizes whatever the
           file says (`squish_tf.runtime.litert.quantize`: q = round(x / scale) +
           zero_point, clipped), so other calibrations work too.
   output  uint8 probabilities with TFLite's fixed softmax quantization,
@@ -23,8 +23,8 @@ Full-integer models (`model_int8.tflite`, and `model_qat_int8.tflite` from
 uint8 at both ends is what camera pipelines and the TFLite image-classifier
 tooling expect; inside, every op runs in int8.
 
-Run .tflite files with `TFLiteRunner` / `run_tflite`: names here for
-`squish_tf.runtime.litert.LiteRTRunner` / `run_tflite`, the one runner the export's
+Run .tflite files with `run_tflite` (`squish_tf.runtime.litert`'s, named here too)
+or `squish_tf.runtime.litert.LiteRTRunner`, the one runner the export's
 parity, the benchmark and the latency model share
 (`ai_edge_litert.interpreter.Interpreter`; `tf.lite.Interpreter` is
 deprecated).
@@ -36,6 +36,7 @@ import numpy as np
 import tensorflow as tf
 
 from squish_tf.runtime import litert as litert_lib
+from squish_tf.runtime import native_log
 
 # Format name -> file name.
 FILES = {
@@ -54,8 +55,8 @@ def converter_for(function) -> tf.lite.TFLiteConverter:
 
   The converter saves what it is given as a SavedModel on its way to TFLite.
   Given the function's whole model (a Keras model, a loaded SavedModel), that
-  save traces every layer's functions again: 14 of a QAT conversion's 17 s
-  here. A module holding just the variables converts to the same bytes.
+  save traces every layer's functions again, most of a QAT conversion's time.
+  A module holding just the variables converts to the same bytes.
   """
   holder = tf.Module()
   holder.captured = list(function.variables)  # kept alive: the function holds weak references
@@ -93,7 +94,13 @@ def convert_saved_model(saved_model_dir: str, quantization: str,
       raise ValueError("Full-integer (int8) conversion needs representative training images; "
                        "pass the data flags (--dataset ...) so they can be drawn.")
     set_full_integer(converter, representative_images)
-  return converter.convert()
+  return convert(converter)
+
+
+def convert(converter: tf.lite.TFLiteConverter) -> bytes:
+  """`converter.convert()`, its C++ lines (the quantizer's settings) in the run's log."""
+  with native_log.captured():
+    return converter.convert()
 
 
 def set_full_integer(converter, representative_images: np.ndarray) -> None:
@@ -118,6 +125,5 @@ def representative_dataset(images: np.ndarray) -> Callable[[], Iterator[List[np.
 
 # The one LiteRT runner lives in squish_tf.runtime.litert (export parity, the benchmark
 # and the latency model share it); these are its export-side names.
-TFLiteRunner = litert_lib.LiteRTRunner
 op_counts = litert_lib.op_counts
 run_tflite = litert_lib.run_tflite

@@ -23,7 +23,7 @@ class JobConfig:
 
   Attributes:
     run_dir: where everything goes (`saved_models/<run_name>`).
-    run_name: a label for the report.
+    run_name: the run's name in the report and results.json.
     min_train_steps: the floor of optimizer steps that scales every epoch
       budget up on small data (`job.budget.scale_budgets`; 0: epochs as given).
     baselines: which baselines to train (empty: none).
@@ -39,7 +39,8 @@ class JobConfig:
   run_dir: str = dataclasses.field(metadata=dict(
       help="Where the run goes; default saved_models/<run_name>."))
   run_name: str = dataclasses.field(default="demo", metadata=dict(
-      help="Name of the run: its directory is saved_models/<name>."))
+      help="Name of the run: its directory is saved_models/<name>. With --run_dir and no "
+      "--run_name, the run is named after its directory."))
   min_train_steps: int = dataclasses.field(default=0, metadata=dict(
       flag_default=DEFAULT_MIN_TRAIN_STEPS, lower_bound=0, help=(
           "The least optimizer steps the ancestor trains for: when --train_epochs of this "

@@ -63,7 +63,7 @@ def define_distribution_flags() -> None:
 
 
 def define_synthesis_flags() -> None:
-  """The generation loop's and the genetic encoding's flags (see SYNTHESIS.md)."""
+  """The generation loop's and the genetic encoding's flags (see docs/method.md)."""
   _define("synthesis")
 
 
@@ -135,6 +135,7 @@ def job_config_from_flags(values=None, check_ancestor: bool = True) -> job_confi
   """The main job's JobConfig (`squish`'s flags): run dir, ancestor, exports, baselines,
   benchmark."""
   v = _values(values)
+  name_run_after_its_dir(v)
   fields = _fields_from_flags(job_config_lib.JobConfig, v, run_dir=run_dir_from_flags(v),
                               check_ancestor=check_ancestor)
   return job_config_lib.JobConfig(**fields, model=model_config_from_flags(v),
@@ -152,6 +153,15 @@ def export_config_from_flags(values=None) -> export_config_lib.ExportConfig:
   """The export flags' ExportConfig."""
   config = export_config_lib.ExportConfig
   return config(**_fields_from_flags(config, _values(values)))
+
+
+def name_run_after_its_dir(values=None) -> None:
+  """With --run_dir and no --run_name, --run_name becomes the run dir's name (flags.txt too)."""
+  import os  # pylint: disable=g-import-not-at-top
+
+  v = _values(values)
+  if v.run_dir and not v["run_name"].present:
+    v.run_name = os.path.basename(os.path.normpath(os.path.expanduser(v.run_dir))) or v.run_name
 
 
 def run_dir_from_flags(values=None) -> str:

@@ -1,7 +1,7 @@
 """The main job: train -> evolve -> polish -> baselines -> export -> evaluate -> benchmark -> report.
 
 One call turns a dataset into a SquishedNet on disk with the evidence to trust
-it, in `saved_models/<run_name>/` (see ARCHITECTURE.md). Every stage leaves a
+it, in `saved_models/<run_name>/` (see docs/architecture.md). Every stage leaves a
 completion marker written last and atomically (`ancestor/metrics.json`,
 `lineage.json` with `complete`, `squishednet/metrics.json`,
 `export/export.json`, `baselines/<name>/metrics.json`, `evaluation.json`,
@@ -54,11 +54,12 @@ from squish_tf.job.config import (
 )
 from squish_tf.job.context import JobOptions, Run, RunData, Stages
 from squish_tf.job.results import build_results
-from squish_tf.layout import EVALUATION_FILE, EXPORT_DIR, RESULTS_FILE
+from squish_tf.layout import EVALUATION_FILE, EXPORT_DIR, NATIVE_LOG_FILE, RESULTS_FILE
 from squish_tf.net import model_io
 from squish_tf.net import spec as spec_lib
 from squish_tf.report import console as console_lib
 from squish_tf.report import markdown as report_lib
+from squish_tf.runtime import native_log
 from squish_tf.runtime import workers as workers_lib
 from squish_tf.train import baselines as baselines_lib
 from squish_tf.train import config as train_config_lib
@@ -84,7 +85,8 @@ def run_job(config: JobConfig, data_config: data_config_lib.DataConfig,
   fields of `JobOptions`.
   """
   o = JobOptions(**options)
-  with lock_lib.RunLock(config.run_dir, command=o.command, warn=o.log) as held:
+  with lock_lib.RunLock(config.run_dir, command=o.command, warn=o.log) as held, \
+      native_log.logging_to(os.path.join(config.run_dir, NATIVE_LOG_FILE)):
     with held.refusal():
       # The data's indexes and disk caches live in the run; its processes share the memory
       # budget.
@@ -273,7 +275,7 @@ def latency_match(run: Run, result: lineage_lib.EvolutionResult,
   if match is None:
     fmt = run.evolution_config.latency_format
     # The run's table when evolution measured one (a run aimed at speed); else MACs guess and
-    # the interleaved measurements correct (a table would cost ~50 s at 64 px).
+    # the interleaved measurements correct (a table costs longer than the match).
     table = latency_table(run)
     size_multiplier = spec_lib.multiplier_for(run.spec, target_params, spec_lib.NetSpec.params)
     match = matching_lib.match_latency(model_io.read_spec(result.winner_dir), run.spec, table,
@@ -397,8 +399,8 @@ def benchmark_stage(run: Run, stage: Stages, exports: Exports) -> None:
     # timed interleaved in one session per batch size.
     pairs = functools.partial(comparisons_lib.comparison_pairs, reference="ancestor")
     benchmark_lib.write_benchmark(path, benchmark_lib.benchmark_models(
-        models, images, labels, run.config.benchmark, log=run.log, pairs=pairs,
-        run_settings=settings))
+        models, images, labels, run.config.benchmark,
+        listener=console_lib.benchmark_listener(run.log), pairs=pairs, run_settings=settings))
 
   existing = files_lib.optional_read_json(path)
   stage("benchmark", existing is not None and set(models) <= set(existing.get("models", {}))

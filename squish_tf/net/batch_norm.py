@@ -14,7 +14,7 @@ batch-norm-free twin (`spec.replace(batch_norm=False)`) holding them, which is
 what every export writes: TFLite, the SavedModel and the Jetson graph carry
 plain Conv2D + bias + ReLU, and `spec.params()` counts exactly its weights.
 
-Filter strength (design/SYNTHESIS.md) is the L1 norm of the folded kernel,
+Filter strength (docs/method.md) is the L1 norm of the folded kernel,
 |g_c| * sum |W_c|: what the filter contributes once deployed. A filter whose
 gamma is near zero is weak however large its raw kernel.
 
@@ -109,10 +109,6 @@ def deployed_model(model, spec: spec_lib.NetSpec):
   for name, (kernel, bias) in folded_weights(model, spec).items():
     deployed.get_layer(name).set_weights([kernel, bias])
   return deployed
-
-
-def has_batch_norm(model) -> bool:
-  return any(isinstance(layer, keras.layers.BatchNormalization) for layer in model.layers)
 
 
 def recalibrate(model, batches: Iterable[Any], max_batches: int = 8) -> int:

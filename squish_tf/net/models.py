@@ -110,9 +110,6 @@ def conv_relu(x, filters: int, kernel_size: int, name: str, layers, kernel_init,
   return layers.ReLU(name=name + RELU_SUFFIX)(x)
 
 
-def conv_layer_names(spec: spec_lib.NetSpec):
-  """Names of the model's convolutions in build order (prunable ones and conv10)."""
-  return [layer.name for layer in spec.layer_shapes()]
 
 
 def copy_weights_by_name(source, target) -> int:

@@ -381,8 +381,8 @@ def squishednet_base(num_classes: int = 10,
      final conv, so training starts from near-uniform predictions.
   5. `batch_norm=True`: conv (no bias) -> BatchNormalization -> ReLU in conv1
      and every fire. Without it the ancestor trained slowly, its accuracy
-     swung by 4 points with thread scheduling, and pruned offspring recovered
-     poorly in a few epochs. Every export folds batch norm into the
+     swung with thread scheduling, and pruned offspring recovered poorly in a
+     few epochs. Every export folds batch norm into the
      convolutions, so the deployed network is the plain conv + bias + ReLU
      SqueezeNet (same `params()`, same ops on the Jetson).
 

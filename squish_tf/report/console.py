@@ -1,7 +1,7 @@
 """What the console prints: a candidate and a generation as evolution reports them, the
 benchmark's table, the speed pairs and the run's one-paragraph summary."""
 
-from typing import Any, Dict, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence
 
 from squish_tf.report.format import (
   DASH,
@@ -24,6 +24,29 @@ from squish_tf.report.results import (
   resolution_speedup,
   speed_resolutions,
 )
+
+
+def benchmark_listener(log: Callable[[str], None] = print) -> Callable[[Dict[str, Any]], None]:
+  """The benchmark's events (`squish_tf.bench.benchmark.benchmark_models`' listener) as lines
+  to `log`: a model's name, a line per artefact, each pair session and pair."""
+
+  def listener(event: Dict[str, Any]) -> None:
+    kind = event["event"]
+    if kind == "model":
+      log(f"{event['name']}:")
+    elif kind == "artefact":
+      log(artefact_line(event["name"], event["result"]))
+    elif kind == "pairs":
+      where = (f" at {event['image_size']} px, fp32 rebuilt with the same weights,"
+               if event.get("image_size") else ",")
+      log(f"speed-ups{where} interleaved ({event['rounds']} rounds, {event['num_threads']} "
+          "threads):")
+    elif kind == "pair":
+      log(f"  b{event['batch_size']} {event['pair']}: {format_ratio(event['stats'])}")
+    elif kind == "rebuild_error":
+      log(f"  {event['model']} at {event['image_size']} px: {event['error']}")
+
+  return listener
 
 
 def artefact_line(name: str, result: Mapping[str, Any]) -> str:

@@ -1,10 +1,12 @@
 """A run's story: `report.md`, `pareto.png` and `frontier.png`, rendered from its results dict.
 
-report.md reads in one screen: the summary paragraph, the verdict against the width
-multiplier, the data line and "What to ship" (one narrow row per model: size, int8 file,
-top-1, speed-up, TFLM arena). "Models in detail" follows, split by concern (speed, size and
-compute, accuracy per model and per exported file, training budget), then evolution, the
-figures, the paper, stage times and the command.
+report.md reads in one screen: three short sentences (what was made and how small, how
+accurate, how fast), the verdict against the width multiplier, the data line and "What to
+ship" (one narrow row per model: size, int8 file, top-1, speed-up, TFLM arena). "The run in
+full" follows (the summary paragraph: SqueezeNet v1.1, the baselines, the final choice, images
+processed, the split, why evolution stopped), then "Models in detail", split by concern
+(speed, size and compute, accuracy per model and per exported file, training budget), then
+evolution, the figures, the paper, stage times and the command.
 
 Pure rendering: nothing here trains, loads or times a model. The input is the
 dict the main job writes to `results.json` (see `write_report`); any value in
@@ -117,12 +119,16 @@ def render_markdown(results: Mapping[str, Any], png_name: str = PARETO_FILE,
   dataset = results.get("dataset") or {}
   run_name = results.get("run_name") or "run"
   split = accuracy_split(results)
+  opening, summary = opening_paragraph(results), summary_paragraph(results)
+  in_full = summary != opening  # without a SquishedNet the opening says it all
   sections = [
       f"# SquishedNets run `{run_name}`",
-      summary_paragraph(results),
+      opening,
       verdict_sentence(results),
       _data_line(dataset),
       ship_section(results),
+      "## The run in full" if in_full else "",
+      summary if in_full else "",
       details_section(results, models),
       "## Generations",
       generations_table(results),
@@ -146,6 +152,38 @@ def render_markdown(results: Mapping[str, Any], png_name: str = PARETO_FILE,
       "```sh\n" + (results.get("command") or DASH) + "\n```",
   ]
   return "\n\n".join(section for section in sections if section) + "\n"
+
+
+def opening_paragraph(results: Mapping[str, Any]) -> str:
+  """The report's first lines, read at a glance: what was made and how small, how accurate,
+  how fast (the verdict against the width multiplier follows it; `summary_paragraph` has the
+  rest, below "What to ship")."""
+  models = results.get("models") or {}
+  ancestor = models.get("ancestor") or {}
+  squished = models.get("squishednet") or {}
+  if not squished:
+    return summary_paragraph(results)
+  sentences = []
+  size, ancestor_size = finite_number(squished.get("size_mb")), finite_number(ancestor.get("size_mb"))
+  if size:
+    smaller = f", **{ancestor_size / size:.2f}× smaller** than its ancestor" if ancestor_size else ""
+    sentences.append(f"This run made a **{size:.3f} MB SquishedNet**{smaller}.")
+  else:
+    sentences.append("This run made a SquishedNet.")
+  top1, ancestor_top1 = finite_number(squished.get("top1")), finite_number(ancestor.get("top1"))
+  if top1 is not None:
+    versus = ""
+    if ancestor_top1 is not None:
+      points = 100 * (top1 - ancestor_top1)
+      versus = (", as the ancestor" if round(points, 2) == 0 else
+                f", {abs(points):.2f} points {'above' if points > 0 else 'below'} the "
+                f"ancestor's {100 * ancestor_top1:.2f}%")
+    sentences.append(f"It scores **{100 * top1:.2f}%** {accuracy_split(results)} top-1{versus}.")
+  speedup = measured_speedup(squished, ancestor, "1")
+  if speedup is not None:
+    sentences.append(f"It runs **{speedup:.2f}×** as fast as the ancestor (LiteRT fp32, batch 1, "
+                     "this machine).")
+  return " ".join(sentences)
 
 
 def summary_paragraph(results: Mapping[str, Any]) -> str:

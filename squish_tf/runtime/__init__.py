@@ -8,4 +8,6 @@ Modules:
   workers  `WorkerPool` and `call_in_fresh_process`: spawned processes with quiet
            TensorFlow start-up (`import_tensorflow_quietly`).
   machine  `machine_info()`: CPU model, cores and versions recorded beside a figure.
+  native_log  `logging_to(path)` and `captured()`: what native code (the TFLite converter,
+           LiteRT) prints goes to the run's log instead of the console.
 """

@@ -32,6 +32,8 @@ from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from squish_tf.runtime import native_log
+
 DEFAULT_NUM_THREADS = 2
 
 
@@ -101,12 +103,9 @@ class LiteRTRunner:
     options = {"num_threads": num_threads}
     if reference_kernels:
       options["experimental_op_resolver_type"] = litert.OpResolverType.BUILTIN_REF
-    if isinstance(model, (bytes, bytearray)):
-      self.name = "<bytes>"
-      self._interpreter = litert.Interpreter(model_content=bytes(model), **options)
-    else:
-      self.name = os.path.basename(str(model))
-      self._interpreter = litert.Interpreter(model_path=str(model), **options)
+    self.name = "<bytes>" if isinstance(model, (bytes, bytearray)) else os.path.basename(str(model))
+    with native_log.captured():  # LiteRT's delegate line goes to the run's log
+      self._interpreter = _interpreter(litert, model, **options)
     self._model = model
     self.num_threads = num_threads
     inputs = self._interpreter.get_input_details()
@@ -114,7 +113,8 @@ class LiteRTRunner:
     if len(inputs) != 1 or len(outputs) != 1:
       raise ValueError(f"{self.name} has {len(inputs)} inputs and {len(outputs)} outputs; an "
                        "image classifier has one of each.")
-    self._interpreter.allocate_tensors()
+    with native_log.captured():
+      self._interpreter.allocate_tensors()
     self._batch: Optional[int] = None
     self.input_details = inputs[0]
     self.output_details = outputs[0]
@@ -171,7 +171,8 @@ class LiteRTRunner:
     try:
       self._interpreter.resize_tensor_input(self.input_details["index"],
                                             [batch, *self.input_shape])
-      self._interpreter.allocate_tensors()
+      with native_log.captured():
+        self._interpreter.allocate_tensors()
     except (RuntimeError, ValueError) as error:
       self._batch = None
       raise UnsupportedBatch(f"{self.name} cannot run batch {batch}: {error}") from None
@@ -268,10 +269,8 @@ def op_counts(model: Model) -> Dict[str, int]:
   """
   from ai_edge_litert import interpreter as litert  # pylint: disable=g-import-not-at-top
 
-  if isinstance(model, (bytes, bytearray)):
-    interpreter = litert.Interpreter(model_content=bytes(model))
-  else:
-    interpreter = litert.Interpreter(model_path=str(model))
+  with native_log.captured():
+    interpreter = _interpreter(litert, model)
   counts: Dict[str, int] = {}
   for op in interpreter._get_ops_details():  # pylint: disable=protected-access
     counts[op["op_name"]] = counts.get(op["op_name"], 0) + 1
@@ -282,6 +281,13 @@ def run_tflite(model: Model, images: np.ndarray, num_threads: int = DEFAULT_NUM_
                batch_size: int = 64) -> np.ndarray:
   """Probabilities of `images` (float or uint8 pixels in [0, 255]) from a .tflite model."""
   return LiteRTRunner(model, num_threads=num_threads).predict(images, batch_size=batch_size)
+
+
+def _interpreter(litert, model: Model, **options):
+  """A LiteRT interpreter of a .tflite file's path or bytes."""
+  if isinstance(model, (bytes, bytearray)):
+    return litert.Interpreter(model_content=bytes(model), **options)
+  return litert.Interpreter(model_path=str(model), **options)
 
 
 def _tensor_summary(details: Dict[str, Any]) -> Dict[str, Any]:

@@ -1,7 +1,8 @@
 """Timing on a shared CPU: runs of one call, and comparisons measured interleaved.
 
-Timed alone, one model after another, the same machine drifts by 30% or more
-(DEPLOY.md, "Timing on shared CPUs"), so a ratio of two separately timed
+Timed alone, one model after another, the same machine drifts by more than
+most differences worth measuring (docs/deploy.md, "Timing on a shared CPU"), so a
+ratio of two separately timed
 throughputs mostly measures the drift. Models that are compared are timed
 interleaved instead:
 

@@ -12,8 +12,8 @@ own layers in place.
 
 The teacher is frozen (`trainable = False`) and runs in inference mode:
 otherwise its weights would be trainable variables of the wrapper and the KL
-term would pull the teacher towards the student (measured: a width-scaled
-student fell from 79.8% to 58.2% that way).
+term would pull the teacher towards the student, and the student down with
+it.
 
 With alpha = 0 the teacher is never called and the loss is exactly the
 hard-label cross-entropy a plain `fit` of the student computes (the same op

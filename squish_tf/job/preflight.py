@@ -1,0 +1,79 @@
+"""The options a later stage reads, checked as soon as they are parsed.
+
+A misspelt export format or dataset name, or an image size the network cannot take, would
+otherwise surface at the stage that reads it: after the run dir is locked, flags.txt written,
+the data loaded and the ancestor trained. Every main (and `squish_tf.run`) calls
+`check_options` right after building its configs, before it writes, locks or loads anything;
+a refused option is one `ValueError` naming what was given and what is known.
+"""
+
+import functools
+from typing import Optional, Sequence
+
+from squish_tf.data import config as data_config_lib
+from squish_tf.export import exporter as exporter_lib
+from squish_tf.net import spec as spec_lib
+
+# The dataset names that take no suffix; "tfds:NAME" takes any non-empty NAME.
+_PLAIN_DATASETS = tuple(name for name in data_config_lib.KNOWN_DATASETS if ":" not in name)
+_TFDS_PREFIX = "tfds:"
+
+
+@functools.lru_cache(maxsize=None)
+def ancestor_min_image_size() -> int:
+  """The smallest square input the ancestor (SqueezeNet v1.1's macroarchitecture) takes."""
+  return spec_lib.squishednet_base(num_classes=2).min_input_size()
+
+
+def check_dataset_name(name: str) -> None:
+  """Refuses a --dataset that names no source, listing the known ones."""
+  if name in _PLAIN_DATASETS or (name.startswith(_TFDS_PREFIX) and len(name) > len(_TFDS_PREFIX)):
+    return
+  raise ValueError(f"Unknown dataset {name!r}; known datasets are "
+                   f"{', '.join(data_config_lib.KNOWN_DATASETS)} (e.g. tfds:cifar10).")
+
+
+def check_image_size(flag: str, size: int, min_size: int, network: str = "the ancestor") -> None:
+  """Refuses an image size below `min_size`, the smallest input `network` takes."""
+  if size < min_size:
+    raise ValueError(f"--{flag}={size} is below {network}'s smallest input, {min_size} px "
+                     f"(conv1 and its max pools must leave at least 1x1); pass "
+                     f"--{flag}={min_size} or more.")
+
+
+def check_options(data: Optional[data_config_lib.DataConfig] = None,
+                  formats: Optional[Sequence[str]] = None,
+                  min_image_size: Optional[int] = None,
+                  pair_resolutions: Sequence[int] = ()) -> None:
+  """Refuses, before anything is written, locked or loaded, what a later stage would refuse.
+
+  Args:
+    data: the data flags' config: its values (`data_config.check_config`) and its dataset
+      name are checked; None (or --dataset=none, the export's "no data") when the main loads
+      no data.
+    formats: the export formats asked for (`--formats`; empty: the default), checked against
+      `exporter.FORMATS` and what this machine and the data can make (int8 and qat_int8 need
+      training images); None when the main exports nothing.
+    min_image_size: the smallest input of the network the data feeds (None: not checked).
+    pair_resolutions: other sizes the benchmark rebuilds the networks at.
+
+  Raises:
+    ValueError: the first option refused, with the known values.
+  """
+  with_data = exporter_lib.has_data(data)
+  if with_data:
+    data_config_lib.check_config(data)
+    check_dataset_name(data.dataset)
+    if min_image_size is not None:
+      check_image_size("image_size", data.image_size, min_image_size)
+  if formats is not None:
+    exporter_lib.parse_formats(list(formats), with_data=with_data)
+  if min_image_size is not None:
+    for size in pair_resolutions:
+      check_image_size("pair_resolutions", size, min_image_size)
+
+
+def check_job(job, data: data_config_lib.DataConfig) -> None:
+  """`check_options` for the main job (`squish`, `squish_tf.run`): its `JobConfig` and data."""
+  check_options(data, formats=job.export_formats or (), min_image_size=ancestor_min_image_size(),
+                pair_resolutions=job.benchmark.pair_resolutions)
