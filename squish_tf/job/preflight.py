@@ -75,5 +75,5 @@ def check_options(data: Optional[data_config_lib.DataConfig] = None,
 
 def check_job(job, data: data_config_lib.DataConfig) -> None:
   """`check_options` for the main job (`squish`, `squish_tf.run`): its `JobConfig` and data."""
-  check_options(data, formats=job.export_formats or (), min_image_size=ancestor_min_image_size(),
+  check_options(data, formats=job.export.formats or (), min_image_size=ancestor_min_image_size(),
                 pair_resolutions=job.benchmark.pair_resolutions)

@@ -443,12 +443,12 @@ def export_models(todo: Exports,
   if pool.in_process:
     common["data"] = export_data()
   else:
-    common.update(data_config=data_config, calibration_images=config.export.calibration_images)
+    common.update(data_config=data_config, calibration_images=config.calibration_images)
   qat = None
   if ("squishednet" in todo and not pool.in_process
       and "qat_int8" in export_lib.parse_formats(todo["squishednet"][2], with_data=True)):
     qat = pool.submit(export_lib.qat_int8_artefact, todo["squishednet"][0], data_config,
-                      config.qat_epochs, config.qat_learning_rate, config.export.calibration_images)
+                      config.qat_epochs, config.qat_learning_rate, config.calibration_images)
   others = [pool.submit(export_lib.export_all, model_dir, export_dir, formats=formats, **common)
             for name, (model_dir, export_dir, formats) in todo.items() if name != "squishednet"]
   manifest = None
