@@ -157,8 +157,6 @@ def export_config_from_flags(values=None) -> export_config_lib.ExportConfig:
 
 def name_run_after_its_dir(values=None) -> None:
   """With --run_dir and no --run_name, --run_name becomes the run dir's name (flags.txt too)."""
-  import os  # pylint: disable=g-import-not-at-top
-
   v = _values(values)
   if v.run_dir and not v["run_name"].present:
     v.run_name = os.path.basename(os.path.normpath(os.path.expanduser(v.run_dir))) or v.run_name
