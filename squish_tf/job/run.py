@@ -44,7 +44,6 @@ from squish_tf.evolve import lineage as lineage_lib
 from squish_tf.evolve import polish as polish_lib
 from squish_tf.export import jetson as jetson_lib
 from squish_tf.job.budget import baseline_budget, planned_budget, scale_budgets
-from squish_tf.export.config import ExportConfig
 from squish_tf.job.config import (
   BASELINE_ARTEFACTS,
   COMPARISON_ARTEFACTS,
@@ -356,8 +355,7 @@ def export_stage(run: Run, stage: Stages, exports: Exports) -> None:
     todo = {name: e for name, e in exports.items() if not exported(e[1], e[2])}
     pool_size = 1 if run.strategy is not None else min(run.evolution_config.workers, len(todo))
     with workers_lib.WorkerPool(max(1, pool_size)) as pool:
-      manifest = export_models(todo, pool, run.data_config, run.data.export_data,
-                               run.config.export)
+      manifest = export_models(todo, pool, run.data_config, run.data.export_data, run.config)
     if manifest is not None:
       run.log(export_lib.summary_table(manifest))
     if jetson:
@@ -425,7 +423,7 @@ def export_models(todo: Exports,
                   pool: workers_lib.WorkerPool,
                   data_config: data_config_lib.DataConfig,
                   export_data: Callable[[], export_lib.ExportData],
-                  config: ExportConfig) -> Optional[Dict[str, Any]]:
+                  config: JobConfig) -> Optional[Dict[str, Any]]:
   """Exports every model of `todo` ({name: (model_dir, export_dir, formats)}).
 
   With a pool of processes the exports run side by side (each conversion
@@ -438,17 +436,18 @@ def export_models(todo: Exports,
   Returns:
     The SquishedNet's manifest, or None when it was not in `todo`.
   """
-  common = dict(qat_epochs=config.qat_epochs, qat_learning_rate=config.qat_learning_rate,
+  export = config.export
+  common = dict(qat_epochs=export.qat_epochs, qat_learning_rate=export.qat_learning_rate,
                 overwrite=True)
   if pool.in_process:
     common["data"] = export_data()
   else:
-    common.update(data_config=data_config, calibration_images=config.calibration_images)
+    common.update(data_config=data_config, calibration_images=export.calibration_images)
   qat = None
   if ("squishednet" in todo and not pool.in_process
       and "qat_int8" in export_lib.parse_formats(todo["squishednet"][2], with_data=True)):
     qat = pool.submit(export_lib.qat_int8_artefact, todo["squishednet"][0], data_config,
-                      config.qat_epochs, config.qat_learning_rate, config.calibration_images)
+                      export.qat_epochs, export.qat_learning_rate, export.calibration_images)
   others = [pool.submit(export_lib.export_all, model_dir, export_dir, formats=formats, **common)
             for name, (model_dir, export_dir, formats) in todo.items() if name != "squishednet"]
   manifest = None
@@ -456,7 +455,7 @@ def export_models(todo: Exports,
     model_dir, export_dir, formats = todo["squishednet"]
     manifest = export_lib.export_all(
         model_dir, export_dir, formats=formats, data=export_data(),
-        qat_epochs=config.qat_epochs, qat_learning_rate=config.qat_learning_rate,
+        qat_epochs=export.qat_epochs, qat_learning_rate=export.qat_learning_rate,
         overwrite=True, qat_result=qat.result if qat is not None else None)
   for future in others:
     future.result()  # re-raises a worker's error
