@@ -12,10 +12,9 @@ pareto.png, frontier.png and results.json into saved_models/<run_name>/. Re-runn
 command resumes: every finished stage is skipped.
 """
 
-import os
+from absl import flags
 
-from absl import flags, logging
-
+from squish_tf import api
 from squish_tf.job import flags as flag_defs
 from squish_tf.job import options as options_lib
 
@@ -35,28 +34,7 @@ flags.adopt_module_key_flags(flag_defs)
 
 def main(argv):
   del argv
-  # pylint: disable=g-import-not-at-top
-  from squish_tf.job import preflight
-  from squish_tf.job import run as job
-  # pylint: enable=g-import-not-at-top
-
-  if not FLAGS["verbosity"].present:
-    logging.set_verbosity(logging.WARNING)  # SavedModel writers log every asset at INFO
-  config = flag_defs.job_config_from_flags()
-  data_config = flag_defs.data_config_from_flags()
-  preflight.check_job(config, data_config)  # before the lock, flags.txt or any data
-  run_dir = config.run_dir
-  run_flags = flag_defs.flag_values(flag_defs.DATA_IDENTITY_FLAGS)
-  results = job.run_job(
-      config, data_config, flag_defs.train_config_from_flags(),
-      flag_defs.evolution_config_from_flags(), flag_defs.synthesis_config_from_flags(),
-      strategy=flag_defs.strategy_from_flags(),
-      flags_text=flag_defs.flags_text(MAIN_FLAGS),
-      command=f"squish --flagfile={os.path.join(run_dir, 'flags.txt')}",
-      run_flags=run_flags)
-  from squish_tf.report import console as console_lib  # pylint: disable=g-import-not-at-top
-  print(console_lib.format_results_summary(results))
-  print(f"\nreport: {os.path.join(run_dir, 'report.md')}")
+  api.execute(api.plan_from_flags(FLAGS))  # as squish_tf.run does
 
 
 def run():

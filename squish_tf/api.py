@@ -15,16 +15,17 @@ re-run of the same call resumes where it stopped. The result is a
 `RunResults` built from the run's results.json; `RunResults.load(run_dir)`
 reads a finished run's.
 
-`plan(**options)` is the pure part: options -> the library's config objects,
-exactly as `pipelines/run.py` builds them from the flags
-(`flag_defs.*_config_from_flags`). The options are the command's flags, from
-the same declarations (`squish_tf.job.options`); they are parsed by absl's own
-flag parsers and serializers, registered in a private `FlagValues` (never the
-global `absl.flags.FLAGS`, which a notebook does not parse).
+`plan(**options)` is the pure part: options -> the library's config objects.
+The options are the command's flags, from the same declarations
+(`squish_tf.job.options`); they are parsed by absl's own flag parsers and
+serializers, registered in a private `FlagValues` (never the global
+`absl.flags.FLAGS`, which a notebook does not parse). `squish` (pipelines/run.py)
+and `run` assemble a run the same way: `plan_from_flags` (the CLI's FLAGS, or
+that registry) then `execute`.
 
-Importing this module loads no TensorFlow, and `RunResults.load` needs none;
-`plan`, `run`, `defaults` and `option_names` import it (the options are
-declared on the config dataclasses).
+Importing this module loads no TensorFlow, nor do `defaults`, `option_names` and
+`RunResults.load`; `plan` does (its checks ask which export formats this machine can
+produce), and `run`.
 """
 
 import contextlib
@@ -33,14 +34,13 @@ import difflib
 import os
 from typing import Any, Callable, Dict, List, Optional
 
-from absl import flags
+from absl import flags, logging
 
 from squish_tf import files as files_lib
 from squish_tf import layout
 from squish_tf import records
 from squish_tf.job import flags as flag_defs
 from squish_tf.job import options as options_lib
-from squish_tf.job import preflight
 from squish_tf.net import model_io
 from squish_tf.report import console as console_lib
 from squish_tf.report import markdown as report_lib
@@ -129,7 +129,7 @@ class RunPlan:
 
 
 def plan(check_ancestor: bool = True, **options) -> RunPlan:
-  """Options (the `squish` flag names) -> the configs, as pipelines/run.py and flag_defs map them.
+  """Options (the `squish` flag names) -> the configs, as the `squish` command maps its flags.
 
   Pure: reads and writes no file and builds no TensorFlow object. The
   values a later stage reads (export formats, the dataset's name, image
@@ -157,26 +157,57 @@ def plan(check_ancestor: bool = True, **options) -> RunPlan:
     raise _unknown(unknown, names + list(RUN_KEYWORDS))
   for name, value in options.items():
     _set(registry[name], value)
-  v = registry  # attribute access reads like FLAGS.<name> in flag_defs
+  return plan_from_flags(registry, check_ancestor=check_ancestor)
 
-  # The same functions the CLI's mains call, reading this registry instead of FLAGS.
-  job_config = flag_defs.job_config_from_flags(v, check_ancestor=check_ancestor)
-  run_dir = job_config.run_dir
-  data = flag_defs.data_config_from_flags(v)
-  train = flag_defs.train_config_from_flags(values=v)
-  loop = flag_defs.evolution_config_from_flags(v)
-  encoding = flag_defs.synthesis_config_from_flags(v)
+
+def plan_from_flags(values: flags.FlagValues, check_ancestor: bool = True) -> RunPlan:
+  """The run that parsed flags ask for: the CLI's `FLAGS` (`squish`) or `plan`'s registry.
+
+  The same functions build the configs either way (`job.flags.*_config_from_flags`), and
+  the values a later stage reads are checked before the lock, flags.txt or any data
+  (`job.preflight`).
+  """
+  # The formats this machine can export are TensorFlow's to say.
+  from squish_tf.job import preflight  # pylint: disable=g-import-not-at-top
+
+  names = option_names()
+  job_config = flag_defs.job_config_from_flags(values, check_ancestor=check_ancestor)
+  data = flag_defs.data_config_from_flags(values)
   preflight.check_job(job_config, data)  # what a later stage reads: formats, sizes, names
-  # flag_defs.flags_text(pipelines.run.MAIN_FLAGS): the same lines, CLI order.
-  lines = [registry[name].serialize() for name in names if registry[name].value is not None]
+  # flags.txt: the options that are set, in the CLI's order (`--flagfile` reads it back).
+  lines = [values[name].serialize() for name in names if values[name].value is not None]
   return RunPlan(
-      options={name: _copy(registry[name].value) for name in names},
-      job=job_config, data=data, train=train, evolution=loop, synthesis=encoding,
-      distribution_strategy=v.distribution_strategy, tpu=v.tpu,
-      run_flags={f"--{name}": _copy(registry[name].value)
+      options={name: _copy(values[name].value) for name in names},
+      job=job_config, data=data,
+      train=flag_defs.train_config_from_flags(values=values),
+      evolution=flag_defs.evolution_config_from_flags(values),
+      synthesis=flag_defs.synthesis_config_from_flags(values),
+      distribution_strategy=values.distribution_strategy, tpu=values.tpu,
+      run_flags={f"--{name}": _copy(values[name].value)
                  for name in flag_defs.DATA_IDENTITY_FLAGS},
       flags_text="\n".join(lines) + "\n",
-      command=f"squish --flagfile={os.path.join(run_dir, model_io.FLAGS_FILE)}")
+      command=f"squish --flagfile={os.path.join(job_config.run_dir, model_io.FLAGS_FILE)}")
+
+
+def execute(spec: RunPlan, log: Callable[[str], None] = print,
+            verbose: Any = "auto") -> "RunResults":
+  """Runs (or resumes) a planned run: how `run` and the `squish` command both run the job.
+
+  Builds the distribution strategy, runs every stage (`job.run.run_job`), logs the console
+  summary and where the report is, and returns the run's results (read back from its
+  results.json).
+  """
+  from squish_tf.job import run as job  # pylint: disable=g-import-not-at-top  (TensorFlow)
+
+  with _quiet_absl_logging():
+    job.run_job(spec.job, spec.data, spec.train, spec.evolution, spec.synthesis,
+                strategy=flag_defs.strategy(spec.distribution_strategy, spec.tpu),
+                flags_text=spec.flags_text, command=spec.command, run_flags=spec.run_flags,
+                log=log, verbose=verbose)
+  results = RunResults.load(spec.job.run_dir)
+  log(str(results))
+  log(f"\nreport: {results.report_path}")
+  return results
 
 
 # One model of a run (results.json's `models` entry): the record the job writes.
@@ -245,9 +276,6 @@ class RunResults:
 @contextlib.contextmanager
 def _quiet_absl_logging():
   """Like the CLI: absl logging at WARNING unless the user chose a verbosity."""
-  # pylint: disable=g-import-not-at-top
-  from absl import logging
-  # pylint: enable=g-import-not-at-top
   if not flags.FLAGS["verbosity"].using_default_value:
     yield
     return
@@ -282,19 +310,4 @@ def run(*, verbose: Any = "auto", log: Callable[[str], None] = print,
     ValueError: an unknown option or a value the CLI would refuse; anything
       the CLI reports as `error: ...` (missing data, a refused re-run, ...).
   """
-  spec = plan(check_ancestor=check_ancestor, **options)
-  # pylint: disable=g-import-not-at-top
-  from squish_tf.job import run as job
-  from squish_tf.train import trainer as train_lib
-  # pylint: enable=g-import-not-at-top
-
-  strategy = (None if spec.distribution_strategy == "off"  # flag_defs.strategy_from_flags()
-              else train_lib.get_distribution_strategy(spec.distribution_strategy, spec.tpu))
-  with _quiet_absl_logging():
-    job.run_job(spec.job, spec.data, spec.train, spec.evolution, spec.synthesis,
-                strategy=strategy, flags_text=spec.flags_text, command=spec.command,
-                run_flags=spec.run_flags, log=log, verbose=verbose)
-  results = RunResults.load(spec.job.run_dir)
-  log(str(results))
-  log(f"\nreport: {results.report_path}")
-  return results
+  return execute(plan(check_ancestor=check_ancestor, **options), log=log, verbose=verbose)

@@ -17,6 +17,7 @@ from squish_tf.evolve import encoding as synthesis
 from squish_tf.job import config as job_config_lib
 from squish_tf.job import run as job
 from squish_tf.train import config as train_config_lib
+from squish_tf.train import trainer as train_lib
 
 TRAIN = train_config_lib.TrainConfig(epochs=1)
 EVOLUTION = evolve_config_lib.EvolutionConfig(generations=1, population=2, offspring_epochs=1,

@@ -15,6 +15,7 @@ from squish_tf.evolve import config as evolve_config_lib
 from squish_tf.evolve import encoding as synthesis
 from squish_tf.evolve import environment as environment_lib
 from squish_tf.evolve import evolution
+from squish_tf.evolve import targets as targets_lib
 from squish_tf.net import spec as spec_lib
 from squish_tf.net import wiring as wiring_lib
 from squish_tf.train import baselines as baselines_lib
@@ -457,3 +458,53 @@ def test_the_job_matches_once_and_leaves_out_a_latency_baseline_the_size_one_ans
   # Not asked for: nothing is measured.
   assert job.with_match(job_run(other, cost="params", baselines=("width_scaled",)), result,
                         budget) is budget
+
+
+# -- Targets: the targets resolved once ------------------------------------------
+
+
+def test_a_speedup_becomes_predicted_ms_once_and_the_tighter_target_wins():
+  table, _ = fake_table()
+  ancestor_ms = table.predict(TINY)
+  config = evolve_config_lib.EvolutionConfig(target_speedup=2.0, target_size_mb=0.5,
+                                             target_macs=10**6)
+  targets = targets_lib.check_targets(TINY, config, synthesis.SynthesisConfig(cost="latency"),
+                                      table)
+  assert targets == targets_lib.Targets(size_mb=0.5, macs=10**6, latency_ms=ancestor_ms / 2,
+                                        ancestor_ms=ancestor_ms)
+  both = dataclasses.replace(config, target_latency_ms=ancestor_ms / 3)
+  assert targets_lib.Targets.of(both, ancestor_ms).latency_ms == ancestor_ms / 3
+  # Without a table there is no ancestor time: a speed-up alone names no milliseconds.
+  assert targets_lib.Targets.of(config).latency_ms is None
+
+
+def test_targets_are_met_only_when_every_one_set_is():
+  targets = targets_lib.Targets(size_mb=0.5, macs=1000, latency_ms=2.0)
+  record = {"size_mb": 0.5, "macs": 1000, "predicted_latency_ms": 2.0}
+  assert targets.met(record)
+  assert not targets.met(dict(record, macs=1001))
+  assert not targets.met(dict(record, predicted_latency_ms=None))
+  assert not targets_lib.Targets().met(record)  # none set: never met
+  assert targets_lib.Targets(size_mb=1.0).met({"size_mb": 0.9, "macs": 10**9})
+
+
+def test_goals_are_fractions_of_the_parent_in_each_unit():
+  table, _ = fake_table()
+  targets = targets_lib.Targets(size_mb=TINY.size_mb() / 2, macs=TINY.macs() // 4,
+                                latency_ms=table.predict(TINY) / 3)
+  goals = targets.goals(TINY, table)
+  assert goals["params"] == pytest.approx(0.5)
+  assert goals["macs"] == pytest.approx(0.25, rel=1e-3)
+  assert goals["latency"] == pytest.approx(1 / 3)
+  assert "latency" not in targets.goals(TINY)  # no table: no latency goal
+
+
+def test_evolution_steers_with_the_targets_it_receives():
+  """The generation's fraction from a Targets value equals the one from the config's."""
+  table, _ = fake_table()
+  synth = synthesis.SynthesisConfig(cost="latency")
+  config = evolve_config_lib.EvolutionConfig(generations=2, target_speedup=1.6)
+  targets = targets_lib.check_targets(TINY, config, synth, table)
+  given = evolution._generation_synthesis(synth, config, TINY, 1, table, TINY, targets)  # pylint: disable=protected-access
+  derived = evolution._generation_synthesis(synth, config, TINY, 1, table, TINY)  # pylint: disable=protected-access
+  assert given.target_fraction == derived.target_fraction != synth.target_fraction

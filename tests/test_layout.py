@@ -201,11 +201,15 @@ def test_the_report_sits_above_what_it_words():
   for room in ("squish_tf.bench", "squish_tf.evolve", "squish_tf.train", "squish_tf.export"):
     assert _level("squish_tf.report") > _level(room), room
   assert _level("squish_tf.job") > _level("squish_tf.report")
-# The modules of the config dataclasses (the options): none may import TensorFlow or Keras,
-# directly or through the squish_tf modules (and packages) it imports.
+
+
+# The modules of the config dataclasses (the options) and of the targets they resolve to: none
+# may import TensorFlow or Keras, directly or through the squish_tf modules (and packages) it
+# imports.
 CONFIG_MODULES = ("squish_tf.data.config", "squish_tf.train.config", "squish_tf.evolve.config",
                   "squish_tf.evolve.encoding", "squish_tf.export.config",
-                  "squish_tf.bench.config", "squish_tf.job.config", "squish_tf.job.options")
+                  "squish_tf.bench.config", "squish_tf.job.config", "squish_tf.job.options",
+                  "squish_tf.evolve.targets")
 TENSORFLOW = ("tensorflow", "keras", "tf_keras", "tensorflow_model_optimization")
 
 

@@ -45,6 +45,7 @@ from squish_tf.evolve.config import (
   TARGET_MARGIN,
   EvolutionConfig,
 )
+from squish_tf.evolve.targets import Targets, check_targets
 from squish_tf.evolve.lineage import (
   ANCESTOR_ID,
   LINEAGE_FILE,
@@ -70,46 +71,41 @@ from squish_tf.train.baselines import DataFn
 Measure = Callable[[Mapping[str, str], str, str, int], Dict[str, Dict[str, float]]]
 
 
-def check_targets(ancestor: spec_lib.NetSpec, config: EvolutionConfig,
-                  synth: synthesis.SynthesisConfig,
-                  latency: Optional[latency_table_lib.LatencyTable] = None) -> None:
-  """Refuses size, MAC or latency targets below what the floors let synthesis reach."""
-  smallest = synthesis.smallest_child_spec(ancestor, synth)
-  floors = (f"every layer at its floor: --min_filters={synth.min_filters}, "
-            f"--min_fraction={synth.min_fraction}, --channel_multiple={synth.channel_multiple}")
-  if config.target_size_mb is not None and smallest.size_mb() > config.target_size_mb:
-    raise ValueError(
-        f"--target_size_mb={config.target_size_mb} is below the smallest reachable size "
-        f"{smallest.size_mb():.4f} MB ({smallest.params():,} params, {floors}). Raise the target "
-        "or lower the floors.")
-  if config.target_macs is not None and smallest.macs() > config.target_macs:
-    raise ValueError(
-        f"--target_macs={config.target_macs:,} is below the smallest reachable "
-        f"{smallest.macs():,} MACs ({floors}). Raise the target or lower the floors.")
-  if latency is not None and config.latency_target_set:
-    ancestor_ms = latency.predict(ancestor)
-    target = config.latency_target_ms(ancestor_ms)
-    fastest = latency.predict(smallest)
-    if fastest > target:
-      raise ValueError(
-          f"The latency target ({target:.4f} ms, {ancestor_ms / target:.2f}x the ancestor's "
-          f"predicted {ancestor_ms:.4f} ms) is below the fastest reachable child: "
-          f"{fastest:.4f} ms predicted ({ancestor_ms / fastest:.2f}x, {floors}). Raise "
-          "--target_latency_ms, lower --target_speedup or lower the floors.")
+@dataclasses.dataclass(frozen=True)
+class Options:
+  """`evolve`'s keyword options.
+
+  Attributes:
+    strategy: tf.distribute strategy for fine-tuning.
+    run_flags: everything that identifies the run (flag name -> value); a
+      run_dir made with other values is refused, naming the differing flag.
+    listeners: called with an event dict after each candidate
+      ({"event": "candidate", "record": ...}) and generation
+      ({"event": "generation", ...}); console output and tests hook in here.
+    verbose: Keras verbosity of fine-tuning ("auto": labelled progress).
+    train_config: the training flags (optimizer, schedule, weight decay,
+      warm-up) whose recipe every fine-tune follows at the fine-tuning rate.
+    targets: the run's targets as the caller resolved and checked them
+      (`targets.check_targets`, with the latency table when one is needed)
+      before it wrote anything, as the main job does before it trains the
+      parent. None: evolve resolves and checks them itself, once the table is
+      known, before it writes anything else.
+    measure: times a generation's candidates interleaved with the ancestor
+      (`Measure`); None: `measure_model_dirs` (LiteRT, as the module names it
+      when evolve is called, so tests may replace that default).
+  """
+
+  strategy: Optional[tf.distribute.Strategy] = None
+  run_flags: Optional[Dict[str, Any]] = None
+  listeners: Sequence[Callable[[Dict[str, Any]], None]] = ()
+  verbose: Any = 0
+  train_config: Optional[train_config_lib.TrainConfig] = None
+  targets: Optional[Targets] = None
+  measure: Optional[Measure] = None
 
 
-def evolve(parent_dir: str,
-           run_dir: str,
-           config: EvolutionConfig,
-           synth: synthesis.SynthesisConfig,
-           data_fn: DataFn,
-           strategy: Optional[tf.distribute.Strategy] = None,
-           run_flags: Optional[Dict[str, Any]] = None,
-           listeners: Sequence[Callable[[Dict[str, Any]], None]] = (),
-           verbose: Any = 0,
-           train_config: Optional[train_config_lib.TrainConfig] = None,
-           targets_checked: bool = False,
-           measure: Optional[Measure] = None) -> EvolutionResult:
+def evolve(parent_dir: str, run_dir: str, config: EvolutionConfig,
+           synth: synthesis.SynthesisConfig, data_fn: DataFn, **options: Any) -> EvolutionResult:
   """Runs (or resumes) deep evolutionary synthesis from a trained parent.
 
   Args:
@@ -121,76 +117,21 @@ def evolve(parent_dir: str,
       candidate with `stream=` that candidate's data stream (from its draw
       seed), so every fine-tune sees its own shuffling and augmentation,
       whether or not the run was interrupted, and none replays another's.
-    strategy: tf.distribute strategy for fine-tuning.
-    run_flags: everything that identifies the run (flag name -> value); a
-      run_dir made with other values is refused, naming the differing flag.
-    listeners: called with an event dict after each candidate
-      ({"event": "candidate", "record": ...}) and generation
-      ({"event": "generation", ...}); console output and tests hook in here.
-    verbose: Keras verbosity of fine-tuning ("auto": labelled progress).
-    train_config: the training flags (optimizer, schedule, weight decay,
-      warm-up) whose recipe every fine-tune follows at the fine-tuning rate.
-    targets_checked: the caller has refused size and MAC targets below what
-      the floors reach (`check_targets` without a latency table) before it
-      wrote anything, as the main job does before it trains the parent: they
-      are not checked again here. A latency target is checked here either
-      way, once the latency table can predict it.
-    measure: times a generation's candidates interleaved with the ancestor
-      (`Measure`); None: `measure_model_dirs` (LiteRT, as the module names it
-      when evolve is called, so tests may replace that default).
+    **options: the fields of `Options` (strategy, run_flags, listeners,
+      verbose, train_config, targets, measure).
 
   Returns:
     The winner (the last parent within the accuracy budget) and the lineage.
   """
-  train_config = train_config or train_config_lib.TrainConfig()
-  ancestor_model, ancestor_spec, ancestor_metrics = model_io.load_model_dir(parent_dir)
-  train_ds, val_ds, info = data_fn()
-  del train_ds
-  if info.num_classes != ancestor_spec.num_classes:
-    raise ValueError(f"The dataset {info.name!r} has {info.num_classes} classes but the parent in "
-                     f"{parent_dir!r} was trained for {ancestor_spec.num_classes}; evolve on the "
-                     "data the parent was trained on.")
-  if info.image_size != ancestor_spec.input_shape[0]:
-    raise ValueError(f"--image_size={info.image_size} differs from the parent's input size "
-                     f"{ancestor_spec.input_shape[0]}; pass --image_size="
-                     f"{ancestor_spec.input_shape[0]}.")
-  if not targets_checked:
-    check_targets(ancestor_spec, config, synth)  # before anything is written
-  identity = run_identity(parent_dir, config, synth, run_flags, train_config)
-  identity.update(parent_identity(ancestor_model, ancestor_spec))
-  check_or_write_identity(run_dir, identity)
-  table = None
-  if config.needs_latency(synth):
-    # Measured once per run dir (cached; measured again only on another
-    # machine, format or architecture), before any candidate is drawn.
-    table = latency_lib.load_or_measure(
-        os.path.join(run_dir, latency_table_lib.table_file(config.latency_format)), ancestor_spec,
-        config.latency_format, LATENCY_THREADS, progress=print if verbose else None)
-    if config.latency_target_set:
-      # Only the table predicts the fastest child (the call repeats the cheap size and MAC
-      # checks: check_targets checks every target it is given).
-      check_targets(ancestor_spec, config, synth, table)
-
-  lineage = load_lineage(run_dir)
-  if lineage is None:
-    if "top1" not in ancestor_metrics:
-      ancestor_metrics = dict(ancestor_metrics, **train_lib.evaluate(ancestor_model, val_ds))
-    lineage = new_lineage(parent_dir, ancestor_spec, ancestor_metrics)
-  if table is not None:
-    lineage["ancestor"]["predicted_latency_ms"] = table.predict(ancestor_spec)
-    lineage["latency_table"] = latency_table_lib.table_file(config.latency_format)
+  run = _Evolution(parent_dir, run_dir, config, synth, data_fn, Options(**options))
+  lineage = run.start()
   if lineage.get("complete"):
     return evolution_result(run_dir, lineage)
-  ancestor_top1 = lineage["ancestor"]["top1"]
-
-  runner = Runner(config.workers, strategy)
+  runner = Runner(config.workers, run.options.strategy)
   try:
-    _run_generations(run_dir, config, synth, data_fn, listeners, verbose, lineage,
-                     ancestor_model, ancestor_spec, ancestor_top1, runner, train_config,
-                     parent_dir, table, measure or measure_model_dirs)
+    run.generations(runner)
   finally:
     runner.close()
-
   last = lineage["generations"][-1] if lineage["generations"] else None
   lineage["winner"] = last_chosen(lineage)
   lineage["stop_reason"] = (last or {}).get("stop_reason") or "generations"
@@ -199,43 +140,122 @@ def evolve(parent_dir: str,
   return evolution_result(run_dir, lineage)
 
 
-def _run_generations(run_dir, config, synth, data_fn, listeners, verbose, lineage,
-                     ancestor_model, ancestor_spec, ancestor_top1, runner, train_config,
-                     ancestor_dir, table=None, measure: Optional[Measure] = None) -> None:
-  """The loop over generations; appends to `lineage` and writes it after every candidate."""
-  parent_id = ANCESTOR_ID
-  loaded = (ANCESTOR_ID, ancestor_model, ancestor_spec)  # the parent in memory, loaded when due
-  for generation in range(1, config.generations + 1):
-    records = [r for r in lineage["candidates"] if r["generation"] == generation]
-    summary = generation_summary(lineage, generation)
-    if summary is not None:  # finished before an interruption: follow its choice
-      if summary["chosen"] is None or summary["stop_reason"]:
-        break
-      parent_id = summary["chosen"]
-      continue
-    if loaded[0] != parent_id:
-      model, spec, _ = model_io.load_model_dir(model_dir_of(run_dir, parent_id, lineage))
-      loaded = (parent_id, model, spec)
-    _, parent_model, parent_spec = loaded
+class _Evolution:
+  """One run of `evolve`: its settings, the ancestor, the targets, the table and the lineage."""
 
-    gen_synth = _generation_synthesis(synth, config, parent_spec, generation, table,
-                                      ancestor_spec)
+  def __init__(self, parent_dir: str, run_dir: str, config: EvolutionConfig,
+               synth: synthesis.SynthesisConfig, data_fn: DataFn, options: Options):
+    self.parent_dir, self.run_dir, self.config, self.synth = parent_dir, run_dir, config, synth
+    self.data_fn, self.options = data_fn, options
+    self.train_config = options.train_config or train_config_lib.TrainConfig()
+    self.measure = options.measure or measure_model_dirs
+    self.ancestor_model, self.ancestor_spec, self.ancestor_metrics = model_io.load_model_dir(
+        parent_dir)
+    self.table: Optional[latency_table_lib.LatencyTable] = None
+    self.targets = options.targets
+    self.lineage: Dict[str, Any] = {}
+
+  def start(self) -> Dict[str, Any]:
+    """Checks the data, the targets and the run's identity; loads or starts the lineage."""
+    _, val_ds, info = self.data_fn()
+    spec, parent_dir = self.ancestor_spec, self.parent_dir
+    if info.num_classes != spec.num_classes:
+      raise ValueError(f"The dataset {info.name!r} has {info.num_classes} classes but the parent "
+                       f"in {parent_dir!r} was trained for {spec.num_classes}; evolve on the "
+                       "data the parent was trained on.")
+    if info.image_size != spec.input_shape[0]:
+      raise ValueError(f"--image_size={info.image_size} differs from the parent's input size "
+                       f"{spec.input_shape[0]}; pass --image_size={spec.input_shape[0]}.")
+    if self.config.needs_latency(self.synth):
+      # Measured once per run dir (cached; measured again only on another machine, format or
+      # architecture), before any candidate is drawn.
+      fmt = self.config.latency_format
+      self.table = latency_lib.load_or_measure(
+          os.path.join(self.run_dir, latency_table_lib.table_file(fmt)), spec, fmt,
+          LATENCY_THREADS, progress=print if self.options.verbose else None)
+    if self.targets is None:
+      self.targets = check_targets(spec, self.config, self.synth, self.table)
+    identity = run_identity(parent_dir, self.config, self.synth, self.options.run_flags,
+                            self.train_config)
+    identity.update(parent_identity(self.ancestor_model, spec))
+    check_or_write_identity(self.run_dir, identity)
+    lineage = load_lineage(self.run_dir)
+    if lineage is None:
+      metrics = self.ancestor_metrics
+      if "top1" not in metrics:
+        metrics = dict(metrics, **train_lib.evaluate(self.ancestor_model, val_ds))
+      lineage = new_lineage(parent_dir, spec, metrics)
+    if self.table is not None:
+      lineage["ancestor"]["predicted_latency_ms"] = self.table.predict(spec)
+      lineage["latency_table"] = latency_table_lib.table_file(self.config.latency_format)
+    self.lineage = lineage
+    return lineage
+
+  def _notify(self, event: Dict[str, Any]) -> None:
+    for listener in self.options.listeners:
+      listener(dict(event, ancestor_top1=self.lineage["ancestor"]["top1"]))
+
+  def _write(self) -> None:
+    files_lib.write_json(os.path.join(self.run_dir, LINEAGE_FILE), self.lineage)
+
+  def generations(self, runner: Runner) -> None:
+    """The loop over generations; appends to the lineage and writes it after every candidate."""
+    parent_id = ANCESTOR_ID
+    loaded = (ANCESTOR_ID, self.ancestor_model, self.ancestor_spec)  # the parent in memory
+    for generation in range(1, self.config.generations + 1):
+      summary = generation_summary(self.lineage, generation)
+      if summary is not None:  # finished before an interruption: follow its choice
+        if summary["chosen"] is None or summary["stop_reason"]:
+          break
+        parent_id = summary["chosen"]
+        continue
+      if loaded[0] != parent_id:
+        model, spec, _ = model_io.load_model_dir(model_dir_of(self.run_dir, parent_id,
+                                                              self.lineage))
+        loaded = (parent_id, model, spec)
+      chosen = self.generation(generation, parent_id, loaded[1], loaded[2], runner)
+      if chosen is None:
+        break
+      parent_id = chosen
+
+  def generation(self, generation: int, parent_id: str, parent_model: Any,
+                 parent_spec: spec_lib.NetSpec, runner: Runner) -> Optional[str]:
+    """Draws, fine-tunes, times and selects one generation; the next parent's id, or None to
+    stop."""
+    synth = _generation_synthesis(self.synth, self.config, parent_spec, generation, self.table,
+                                  self.ancestor_spec, self.targets)
     strengths = surgery.layer_strengths(parent_model, parent_spec)
     # F_l depends on the parent only (target mode root-searches it): once per generation.
-    factors = environment_lib.environment_factors(parent_spec, gen_synth, strengths, table)
-    task = GenerationTask(run_dir=run_dir, generation=generation, config=config,
-                           synth=gen_synth, parent_id=parent_id,
-                           parent_dir=model_dir_of(run_dir, parent_id, lineage),
-                           parent_spec=parent_spec, ancestor_spec=ancestor_spec,
-                           strengths=strengths, factors=factors, data_fn=data_fn,
-                           verbose=verbose, train_config=train_config,
-                           ancestor_dir=os.path.abspath(ancestor_dir), latency=table)
+    factors = environment_lib.environment_factors(parent_spec, synth, strengths, self.table)
+    task = GenerationTask(run_dir=self.run_dir, generation=generation, config=self.config,
+                          synth=synth, parent_id=parent_id,
+                          parent_dir=model_dir_of(self.run_dir, parent_id, self.lineage),
+                          parent_spec=parent_spec, ancestor_spec=self.ancestor_spec,
+                          strengths=strengths, factors=factors, data_fn=self.data_fn,
+                          verbose=self.options.verbose, train_config=self.train_config,
+                          ancestor_dir=os.path.abspath(self.parent_dir), latency=self.table)
+    records = self._draw(task, generation, parent_model, runner)
+    chosen, stop_reason = self._choose(records, generation, parent_id)
+    summary = {"generation": generation, "parent": parent_id,
+               "chosen": chosen["id"] if chosen else None, "stop_reason": stop_reason,
+               "target_fraction": synth.target_fraction if self.synth.env_mode == "target"
+               else None}
+    self.lineage["generations"].append(summary)
+    self._write()
+    self._notify({"event": "generation", "summary": summary, "records": records})
+    return None if chosen is None or stop_reason else chosen["id"]
+
+  def _draw(self, task: GenerationTask, generation: int, parent_model: Any,
+            runner: Runner) -> List[Dict[str, Any]]:
+    """The generation's candidates: those recorded before an interruption, then the rest
+    drawn (each diverged draw retried up to --max_retries), recorded as they finish."""
+    records = [r for r in self.lineage["candidates"] if r["generation"] == generation]
     todo = []
-    for candidate in range(config.population):
+    for candidate in range(self.config.population):
       if any(r["candidate"] == candidate and r["status"] == "ok" for r in records):
         continue
       attempts = [r for r in records if r["candidate"] == candidate]
-      if len(attempts) > config.max_retries:
+      if len(attempts) > self.config.max_retries:
         continue  # every allowed draw diverged; recorded already
       todo.append((candidate, len(attempts)))
     if todo:
@@ -246,14 +266,19 @@ def _run_generations(run_dir, config, synth, data_fn, listeners, verbose, lineag
     for candidate, _ in todo:
       record = futures[candidate].result()
       while True:
-        lineage["candidates"].append(record)
+        self.lineage["candidates"].append(record)
         records.append(record)
-        files_lib.write_json(os.path.join(run_dir, LINEAGE_FILE), lineage)
-        for listener in listeners:
-          listener({"event": "candidate", "record": record, "ancestor_top1": ancestor_top1})
-        if record["status"] != "diverged" or record["attempt"] >= config.max_retries:
+        self._write()
+        self._notify({"event": "candidate", "record": record})
+        if record["status"] != "diverged" or record["attempt"] >= self.config.max_retries:
           break
         record = runner.submit(task, candidate, record["attempt"] + 1, parent_model).result()
+    return records
+
+  def _choose(self, records: List[Dict[str, Any]], generation: int,
+              parent_id: str) -> Tuple[Optional[Dict[str, Any]], Optional[str]]:
+    """Times the new candidates, selects one (marked chosen) and says why to stop, if so."""
+    lineage, config = self.lineage, self.config
     # Every run times its candidates (a few seconds a generation), before selection:
     # --select=top1_per_ms reads the measurements.
     parent = (lineage["ancestor"] if parent_id == ANCESTOR_ID
@@ -262,31 +287,17 @@ def _run_generations(run_dir, config, synth, data_fn, listeners, verbose, lineag
     # A parent recorded before every run measured (a resumed older lineage) is timed too.
     unmeasured_parent = ([parent] if parent_id != ANCESTOR_ID
                          and "measured_latency_ms" not in parent else [])
-    _measure_latency(run_dir, records + unmeasured_parent, lineage, ancestor_dir,
-                     config.latency_format, verbose, measure or measure_model_dirs)
-
-    chosen = select(records, ancestor_top1, config.max_accuracy_drop, config.select,
-                    parent_top1=parent["top1"], parent_speedup=_speedup_of(parent, parent_id))
-    stop_reason = None
+    _measure_latency(self.run_dir, records + unmeasured_parent, lineage, self.parent_dir,
+                     config.latency_format, self.options.verbose, self.measure)
+    chosen = select(records, lineage["ancestor"]["top1"], config.max_accuracy_drop,
+                    config.select, parent_top1=parent["top1"],
+                    parent_speedup=_speedup_of(parent, parent_id))
     if chosen is None:
-      stop_reason = "accuracy_drop"
-    else:
-      chosen["chosen"] = True
-      if targets_met(chosen, config, lineage["ancestor"].get("predicted_latency_ms")):
-        stop_reason = "target_met"
-      elif generation == config.generations:
-        stop_reason = "generations"
-    summary = {"generation": generation, "parent": parent_id,
-               "chosen": chosen["id"] if chosen else None, "stop_reason": stop_reason,
-               "target_fraction": gen_synth.target_fraction if synth.env_mode == "target" else None}
-    lineage["generations"].append(summary)
-    files_lib.write_json(os.path.join(run_dir, LINEAGE_FILE), lineage)
-    for listener in listeners:
-      listener({"event": "generation", "summary": summary, "records": records,
-                "ancestor_top1": ancestor_top1})
-    if chosen is None or stop_reason:
-      break
-    parent_id = chosen["id"]
+      return None, "accuracy_drop"
+    chosen["chosen"] = True
+    if self.targets.met(chosen):
+      return chosen, "target_met"
+    return chosen, "generations" if generation == config.generations else None
 
 
 def _speedup_of(parent: Dict[str, Any], parent_id: str) -> Optional[float]:
@@ -393,42 +404,26 @@ def select(records: Sequence[Dict[str, Any]], ancestor_top1: float,
 
 def targets_met(record: Dict[str, Any], config: EvolutionConfig,
                 ancestor_latency_ms: Optional[float] = None) -> bool:
-  """True when every target that was set is met (False when none was set).
-
-  A latency target is judged on the table's prediction for the record (an
-  exact function of its widths, where a measurement would vary run to run).
-  """
-  if (config.target_size_mb is None and config.target_macs is None and
-      not config.latency_target_set):
-    return False
-  size_ok = config.target_size_mb is None or record["size_mb"] <= config.target_size_mb
-  macs_ok = config.target_macs is None or record["macs"] <= config.target_macs
-  latency_ok = True
-  if config.latency_target_set:
-    target = config.latency_target_ms(ancestor_latency_ms)
-    predicted = record.get("predicted_latency_ms")
-    latency_ok = predicted is not None and target is not None and predicted <= target
-  return size_ok and macs_ok and latency_ok
+  """`Targets.met` of `config`'s targets, a speed-up over an ancestor of
+  `ancestor_latency_ms` predicted ms."""
+  return Targets.of(config, ancestor_latency_ms).met(record)
 
 
 def _generation_synthesis(synth: synthesis.SynthesisConfig, config: EvolutionConfig,
                           parent_spec: spec_lib.NetSpec, generation: int,
                           table: Optional[latency_table_lib.LatencyTable] = None,
-                          ancestor_spec: Optional[spec_lib.NetSpec] = None
-                          ) -> synthesis.SynthesisConfig:
-  """env_mode=target with no fixed fraction: shrink evenly towards the target over the gens left."""
-  if synth.env_mode != "target" or config.target_fraction is not None:
-    if synth.env_mode == "target" and config.target_fraction is not None:
-      return dataclasses.replace(synth, target_fraction=config.target_fraction)
+                          ancestor_spec: Optional[spec_lib.NetSpec] = None,
+                          targets: Optional[Targets] = None) -> synthesis.SynthesisConfig:
+  """env_mode=target with no fixed fraction: shrink evenly towards the targets (`targets`;
+  None: `config`'s, the ancestor's ms predicted by `table`) over the generations left."""
+  if synth.env_mode != "target":
     return synth
-  goals = {}
-  if config.target_size_mb is not None:
-    goals["params"] = config.target_size_mb * 1e6 / 4 / parent_spec.params()
-  if config.target_macs is not None:
-    goals["macs"] = config.target_macs / parent_spec.macs()
-  if table is not None and config.latency_target_set:
-    ancestor_ms = table.predict(ancestor_spec or parent_spec)
-    goals["latency"] = config.latency_target_ms(ancestor_ms) / table.predict(parent_spec)
+  if config.target_fraction is not None:
+    return dataclasses.replace(synth, target_fraction=config.target_fraction)
+  if targets is None:
+    targets = Targets.of(config, None if table is None
+                         else table.predict(ancestor_spec or parent_spec))
+  goals = targets.goals(parent_spec, table)
   if not goals:
     return synth
   # In the units target mode measures (--cost). A target in the other unit is

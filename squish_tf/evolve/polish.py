@@ -264,9 +264,10 @@ def _polish_inherited(out: str, result: lineage_lib.EvolutionResult,
     raise RuntimeError(f"The polish of {result.winner_id} diverged (loss NaN or inf); lower "
                        "--offspring_learning_rate, or pass --final_epochs=0 to ship the winner "
                        "as evolved.")
-  return _write(out, result, winner_spec, config, fit, fit_config, val_ds, train_ds, info, start,
-                teacher=lineage_lib.ANCESTOR_ID if config.distill else None,
-                speed_key="fine_tune_images_per_sec", final_init="inherit")
+  return _write(out, result, winner_spec, config, _Made(
+      "inherit", fit, fit_config, (train_ds, val_ds, info), start,
+      teacher=lineage_lib.ANCESTOR_ID if config.distill else None,
+      speed_key="fine_tune_images_per_sec"))
 
 
 def _train_from_scratch(out: str, result: lineage_lib.EvolutionResult,
@@ -288,16 +289,38 @@ def _train_from_scratch(out: str, result: lineage_lib.EvolutionResult,
     raise RuntimeError(f"Training {result.winner_id}'s widths from scratch diverged (loss NaN or "
                        "inf); lower --learning_rate, or pass --final_init=inherit to polish the "
                        "evolved weights instead.")
-  return _write(out, result, winner_spec, config, fit, fit_config, val_ds, train_ds, info, start,
-                teacher=None, speed_key="train_images_per_sec", final_init="scratch")
+  return _write(out, result, winner_spec, config, _Made(
+      "scratch", fit, fit_config, (train_ds, val_ds, info), start, teacher=None,
+      speed_key="train_images_per_sec"))
+
+
+@dataclasses.dataclass(frozen=True)
+class _Made:
+  """How the final stage made its model one way, for `_write`.
+
+  Attributes:
+    final_init: "scratch" or "inherit".
+    fit: the `train_lib.fit` result; fit_config: what it trained with.
+    data: the (train_ds, val_ds, info) it trained on.
+    start: when it started (time.time()).
+    teacher: whom it distilled from (None: nobody).
+    speed_key: the metrics key of its training throughput.
+  """
+
+  final_init: str
+  fit: Any
+  fit_config: train_config_lib.TrainConfig
+  data: Tuple[Any, Any, Any]
+  start: float
+  teacher: Optional[str]
+  speed_key: str
 
 
 def _write(out: str, result: lineage_lib.EvolutionResult, winner_spec: spec_lib.NetSpec,
-           config: evolve_config_lib.EvolutionConfig, fit, fit_config: train_config_lib.TrainConfig,
-           val_ds, train_ds, info, start: float, teacher: Optional[str], speed_key: str,
-           final_init: str) -> str:
+           config: evolve_config_lib.EvolutionConfig, made: _Made) -> str:
   """Evaluates the final stage's model on validation and writes `out` atomically (either way),
   with `winner_spec`, the spec the caller read of the winner."""
+  fit, fit_config, (train_ds, val_ds, info) = made.fit, made.fit_config, made.data
   winner_metrics = files_lib.read_json(os.path.join(result.winner_dir, model_io.METRICS_FILE))
   ancestor_spec = model_io.read_spec(result.lineage["ancestor"]["dir"])
   evaluation = train_lib.evaluate(fit.model, val_ds)
@@ -305,14 +328,14 @@ def _write(out: str, result: lineage_lib.EvolutionResult, winner_spec: spec_lib.
   metrics.update({
       "id": POLISH_ID,
       "polished_from": result.winner_id,
-      "final_init": final_init,
+      "final_init": made.final_init,
       "final_epochs": config.final_epochs,
       "winner_validation_top1": winner_metrics.get("top1"),
       "train_epochs": fit_config.epochs,
       "train_images": fit_config.epochs * train_lib.images_per_epoch(train_ds, info),
-      "teacher": teacher,
-      speed_key: fit.train_images_per_sec,
-      "wall_seconds": time.time() - start,
+      "teacher": made.teacher,
+      made.speed_key: fit.train_images_per_sec,
+      "wall_seconds": time.time() - made.start,
   })
   with files_lib.atomic_path(out) as temp:
     model_io.write_model_dir(temp, fit.model, winner_spec, metrics)

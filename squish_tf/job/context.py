@@ -16,6 +16,7 @@ from squish_tf.data import pipeline as data_lib
 from squish_tf.evolve import config as evolve_config_lib
 from squish_tf.evolve import encoding as synthesis
 from squish_tf.evolve import lineage as lineage_lib
+from squish_tf.evolve import targets as targets_lib
 from squish_tf.job.config import JobConfig, StageHook
 from squish_tf.layout import ANCESTOR_DIR, LATENCY_MATCH_FILE, STAGE_TIMES_FILE
 from squish_tf.net import spec as spec_lib
@@ -55,6 +56,29 @@ class RunData:
       self._export_data = export_lib.load_export_data(
           self.config, calibration_images=self._calibration_images)
     return self._export_data
+
+
+@dataclasses.dataclass(frozen=True)
+class JobOptions:
+  """`run_job`'s keyword options.
+
+  Attributes:
+    strategy: tf.distribute strategy (None: this process, or worker processes).
+    flags_text: flags.txt to write once the run is accepted (None: none).
+    command: the command line the report quotes and the lock names.
+    run_flags: the data flags that are part of the run's identity.
+    on_stage_done: called with each stage's name as it finishes.
+    log: where the stage lines and the stages' own lines go.
+    verbose: Keras verbosity of every fit.
+  """
+
+  strategy: Optional[tf.distribute.Strategy] = None
+  flags_text: Optional[str] = None
+  command: Optional[str] = None
+  run_flags: Optional[Dict[str, Any]] = None
+  on_stage_done: Sequence[StageHook] = ()
+  log: Callable[[str], None] = print
+  verbose: Any = "auto"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,6 +141,20 @@ class Run:
         return None  # not made yet: read again when next asked
       self._kept["latency_match"] = match
     return self._kept["latency_match"]
+
+  @property
+  def targets(self) -> Optional[targets_lib.Targets]:
+    """The run's targets as the job resolved and checked them before writing
+    (`set_targets`). A Run the job did not check has them resolved without a table when it
+    needs none, and None when it does (evolve then resolves and checks them itself)."""
+    if "targets" in self._kept:
+      return self._kept["targets"]
+    if self.evolution_config.needs_latency(self.synth):
+      return None
+    return targets_lib.Targets.of(self.evolution_config)
+
+  def set_targets(self, targets: targets_lib.Targets) -> None:
+    self._kept["targets"] = targets
 
   def set_latency_match(self, match: Dict[str, Any]) -> None:
     """Keeps the match the job just made (and wrote): `latency_match` reads no file then."""

@@ -157,8 +157,6 @@ def export_config_from_flags(values=None) -> export_config_lib.ExportConfig:
 
 def name_run_after_its_dir(values=None) -> None:
   """With --run_dir and no --run_name, --run_name becomes the run dir's name (flags.txt too)."""
-  import os  # pylint: disable=g-import-not-at-top
-
   v = _values(values)
   if v.run_dir and not v["run_name"].present:
     v.run_name = os.path.basename(os.path.normpath(os.path.expanduser(v.run_dir))) or v.run_name
@@ -207,13 +205,19 @@ def _values(values):
   return FLAGS if values is None else values
 
 
-def strategy_from_flags():
-  """The --distribution_strategy, or None for "off" (the default strategy, workers allowed)."""
+def strategy(name: str, tpu: str = ""):
+  """The tf.distribute strategy `name` (--distribution_strategy), or None for "off" (the
+  default strategy, worker processes allowed)."""
+  if name == "off":
+    return None
   from squish_tf.train import trainer as train_lib  # pylint: disable=g-import-not-at-top
 
-  if FLAGS.distribution_strategy == "off":
-    return None
-  return train_lib.get_distribution_strategy(FLAGS.distribution_strategy, FLAGS.tpu)
+  return train_lib.get_distribution_strategy(name, tpu)
+
+
+def strategy_from_flags():
+  """The --distribution_strategy of the parsed flags (`strategy`)."""
+  return strategy(FLAGS.distribution_strategy, FLAGS.tpu)
 
 
 def defined_flag_names() -> List[str]:

@@ -11,7 +11,8 @@ It is the flag --image_size of every main that defines the data flags and the ke
   kind:          an absl DEFINE_<kind> where the field's type says none ("list");
   flag_default:  the command's default where it is not the library's (--workers);
   lower_bound, upper_bound:  for integers and floats (absl checks them too);
-  greater_than, less_than:   strict bounds (the config checks them: absl has none);
+  greater_than, less_than:   strict bounds (absl has none: a field with one is checked by its
+                             config alone, its inclusive bound too);
   enum_values:   the values of an enum.
 Every config checks its fields against these in one place (`squish_tf.fields.check`).
 A list option's default is its field's items as strings. The config modules import nothing for
@@ -124,7 +125,9 @@ def declared(config: type) -> Tuple[Option, ...]:
     enum_values = meta.get("enum_values")
     found.append(Option(
         name=meta.get("flag", field.name), kind=kind, default=default, help=meta["help"],
-        lower_bound=meta.get("lower_bound"), upper_bound=meta.get("upper_bound"),
+        # An interval absl could only half-check (it has no strict bounds) is the config's alone.
+        **({} if "greater_than" in meta or "less_than" in meta else dict(
+            lower_bound=meta.get("lower_bound"), upper_bound=meta.get("upper_bound"))),
         enum_values=None if enum_values is None else tuple(enum_values), field=field.name))
   return tuple(found)
 

@@ -45,7 +45,6 @@ from squish_tf.evolve import lineage as lineage_lib
 from squish_tf.evolve import polish as polish_lib
 from squish_tf.export import jetson as jetson_lib
 from squish_tf.job.budget import baseline_budget, planned_budget, scale_budgets
-from squish_tf.export.config import ExportConfig
 from squish_tf.job.config import (
   BASELINE_ARTEFACTS,
   COMPARISON_ARTEFACTS,
@@ -53,7 +52,7 @@ from squish_tf.job.config import (
   JobConfig,
   StageHook,
 )
-from squish_tf.job.context import Run, RunData, Stages
+from squish_tf.job.context import JobOptions, Run, RunData, Stages
 from squish_tf.job.results import build_results
 from squish_tf.layout import EVALUATION_FILE, EXPORT_DIR, NATIVE_LOG_FILE, RESULTS_FILE
 from squish_tf.net import model_io
@@ -73,26 +72,20 @@ PARENT_KEYS = ("parent.spec", "parent.weights_sha256")
 Exports = Dict[str, Tuple[str, str, Any]]
 
 
-def run_job(config: JobConfig,
-            data_config: data_config_lib.DataConfig,
+def run_job(config: JobConfig, data_config: data_config_lib.DataConfig,
             train_config: train_config_lib.TrainConfig,
             evolution_config: evolve_config_lib.EvolutionConfig,
-            synth: synthesis.SynthesisConfig,
-            strategy: Optional[tf.distribute.Strategy] = None,
-            flags_text: Optional[str] = None,
-            command: Optional[str] = None,
-            run_flags: Optional[Dict[str, Any]] = None,
-            on_stage_done: Sequence[StageHook] = (),
-            log: Callable[[str], None] = print,
-            verbose: Any = "auto") -> Dict[str, Any]:
+            synth: synthesis.SynthesisConfig, **options: Any) -> Dict[str, Any]:
   """Runs (or resumes) every stage; returns the results dict written to results.json.
 
   One writer per run dir: the run's lock is taken before anything is written
   (a live holder stops this call with `lock.RunDirInUse`), and the checks
   before the first stage (every image decodes, the targets, the identity of a
-  resumed run) leave the run dir as they found it when they refuse the run.
+  resumed run) leave the run dir as they found it when they refuse the run. `options`: the
+  fields of `JobOptions`.
   """
-  with lock_lib.RunLock(config.run_dir, command=command, warn=log) as held, \
+  o = JobOptions(**options)
+  with lock_lib.RunLock(config.run_dir, command=o.command, warn=o.log) as held, \
       native_log.logging_to(os.path.join(config.run_dir, NATIVE_LOG_FILE)):
     with held.refusal():
       # The data's indexes and disk caches live in the run; its processes share the memory
@@ -106,16 +99,16 @@ def run_job(config: JobConfig,
                               config.min_train_steps)
       train_config, evolution_config = budgets.train_config, budgets.evolution_config
       if budgets.scale != 1:
-        log(budgets.describe())
+        o.log(budgets.describe())
       run = Run(config=config, data=data, info=info,
                 spec=config.model.ancestor_spec(info.num_classes, data.config.image_size),
                 train_config=train_config,
-                evolution_config=evolution_config, synth=synth, strategy=strategy,
-                run_flags=run_flags, command=command, log=log, verbose=verbose)
+                evolution_config=evolution_config, synth=synth, strategy=o.strategy,
+                run_flags=o.run_flags, command=o.command, log=o.log, verbose=o.verbose)
       check_before_writing(run)
-      if flags_text is not None:
-        files_lib.write_text(os.path.join(run.run_dir, model_io.FLAGS_FILE), flags_text)
-    stage = Stages(run.run_dir, on_stage_done, log)
+      if o.flags_text is not None:
+        files_lib.write_text(os.path.join(run.run_dir, model_io.FLAGS_FILE), o.flags_text)
+    stage = Stages(run.run_dir, o.on_stage_done, o.log)
 
     ancestor_stage(run, stage, train_ds, val_ds)
     del train_ds, val_ds  # every later stage that trains makes its own pipelines
@@ -133,15 +126,29 @@ def run_job(config: JobConfig,
 def check_before_writing(run: Run) -> None:
   """Refuses, before anything is written, what a stage would refuse later.
 
-  An ancestor dir of another spec, size or MAC targets below what the floors
-  let synthesis reach (evolve() leaves them to this check), and a run dir
-  made with other flags: a refused re-run must leave flags.txt (what
-  --flagfile reproduces) as it was. The ancestor's own part of the identity
-  waits for the synthesis stage: it may not be trained yet.
+  An ancestor dir of another spec, targets below what the floors let synthesis
+  reach (resolved here once, with the latency table when one is needed, and
+  handed to evolve()), and a run dir made with other flags: a refused re-run
+  must leave flags.txt (what --flagfile reproduces) as it was. The ancestor's
+  own part of the identity waits for the synthesis stage: it may not be
+  trained yet. (`run_job` removes what a refused check leaves, such as the
+  latency table.)
   """
   model_io.check_same_spec(run.ancestor_dir, run.spec)
-  evolution.check_targets(run.spec, run.evolution_config, run.synth)
+  run.set_targets(evolution.check_targets(run.spec, run.evolution_config, run.synth,
+                                          latency_table(run)))
   lineage_lib.check_identity(run.run_dir, run.identity(), ignore=PARENT_KEYS)
+
+
+def latency_table(run: Run) -> Optional[latency_table_lib.LatencyTable]:
+  """The run's latency table when it needs one (--cost=latency, a latency target), measured
+  once per run dir and cached there; None otherwise."""
+  if not run.evolution_config.needs_latency(run.synth):
+    return None
+  fmt = run.evolution_config.latency_format
+  return latency_lib.load_or_measure(
+      os.path.join(run.run_dir, latency_table_lib.table_file(fmt)), run.spec, fmt,
+      evolve_config_lib.LATENCY_THREADS, progress=run.log)
 
 
 def ancestor_stage(run: Run, stage: Stages, train_ds: tf.data.Dataset,
@@ -175,7 +182,7 @@ def synthesis_stage(run: Run, stage: Stages) -> lineage_lib.EvolutionResult:
   evolved = stage("synthesis", finished is not None, lambda: evolution.evolve(
       run.ancestor_dir, run.run_dir, run.evolution_config, run.synth, run.data.load,
       strategy=run.strategy, run_flags=run.run_flags, listeners=[console_lib.console_listener],
-      verbose=run.verbose, train_config=run.train_config, targets_checked=True))
+      verbose=run.verbose, train_config=run.train_config, targets=run.targets))
   if finished is None:
     return evolved
   check_lineage_parent(run)
@@ -269,11 +276,7 @@ def latency_match(run: Run, result: lineage_lib.EvolutionResult,
     fmt = run.evolution_config.latency_format
     # The run's table when evolution measured one (a run aimed at speed); else MACs guess and
     # the interleaved measurements correct (a table costs longer than the match).
-    table = None
-    if run.evolution_config.needs_latency(run.synth):
-      table = latency_lib.load_or_measure(
-          os.path.join(run.run_dir, latency_table_lib.table_file(fmt)), run.spec, fmt,
-          evolve_config_lib.LATENCY_THREADS, progress=run.log)
+    table = latency_table(run)
     size_multiplier = spec_lib.multiplier_for(run.spec, target_params, spec_lib.NetSpec.params)
     match = matching_lib.match_latency(model_io.read_spec(result.winner_dir), run.spec, table,
                                        size_multiplier, fmt, evolve_config_lib.LATENCY_THREADS,
@@ -353,8 +356,7 @@ def export_stage(run: Run, stage: Stages, exports: Exports) -> None:
     todo = {name: e for name, e in exports.items() if not exported(e[1], e[2])}
     pool_size = 1 if run.strategy is not None else min(run.evolution_config.workers, len(todo))
     with workers_lib.WorkerPool(max(1, pool_size)) as pool:
-      manifest = export_models(todo, pool, run.data_config, run.data.export_data,
-                               run.config.export)
+      manifest = export_models(todo, pool, run.data_config, run.data.export_data, run.config)
     if manifest is not None:
       run.log(export_lib.summary_table(manifest))
     if jetson:
@@ -422,7 +424,7 @@ def export_models(todo: Exports,
                   pool: workers_lib.WorkerPool,
                   data_config: data_config_lib.DataConfig,
                   export_data: Callable[[], export_lib.ExportData],
-                  config: ExportConfig) -> Optional[Dict[str, Any]]:
+                  config: JobConfig) -> Optional[Dict[str, Any]]:
   """Exports every model of `todo` ({name: (model_dir, export_dir, formats)}).
 
   With a pool of processes the exports run side by side (each conversion
