@@ -7,6 +7,8 @@ EVALUATION_FILE = "evaluation.json"
 # Under baselines/: how width_scaled_latency's multiplier was matched (job.run.latency_match).
 LATENCY_MATCH_FILE = "latency_match.json"
 STAGE_TIMES_FILE = "stage_times.json"
+# The plan printed before the first training step: stages, budgets, estimated seconds.
+PLAN_FILE = "plan.json"
 ANCESTOR_DIR = "ancestor"
 EXPORT_DIR = "export"
 # A training's Keras backup and TensorBoard logs sit beside the model dir it will become,

@@ -33,7 +33,10 @@ class JobConfig:
     eval_images: test images for the benchmark's accuracy pass.
     classifier_activation / dropout_rate / batch_norm: ancestor spec choices.
     min_train_steps: the floor of optimizer steps that scales every epoch
-      budget up on small data (`job.budget.scale_budgets`; 0: epochs as given).
+      budget up on small data (`job.budget.budgets_for`; 0: epochs and batch
+      as given).
+    max_minutes: the most minutes the job's plan may take (`job.estimate`;
+      None: no limit).
     check_ancestor: stop when the trained ancestor's validation top-1 is at
       chance (tests of the plumbing, whose 1-epoch ancestors are, turn it off).
   """
@@ -49,7 +52,14 @@ class JobConfig:
           "The least optimizer steps the ancestor trains for: when --train_epochs of this "
           "data give fewer, every epoch budget (--train_epochs, --offspring_epochs, "
           "--final_epochs, hence the baselines') is scaled up by the same factor, so small "
-          "datasets train as long as large ones; 0 keeps the epochs as given.")))
+          "datasets train as long as large ones, up to a cap in epochs, with a batch of at most "
+          "an eighth of the training split (see docs/budgets.md); 0 keeps the epochs and the "
+          "batch as given.")))
+  max_minutes: Optional[float] = dataclasses.field(default=None, metadata=dict(
+      lower_bound=0.0, help=(
+          "Scale every epoch budget down by one factor so that the plan printed at the start "
+          "(each stage's estimated time on this machine) fits this many minutes, and say what "
+          "was cut; unset: no limit.")))
   export_formats: Optional[Sequence[str]] = dataclasses.field(default=None, metadata=dict(
       flag="formats", kind="list", help=(
           f"Export formats, comma-separated, from {', '.join(exporter_lib.FORMATS)}. Default: "

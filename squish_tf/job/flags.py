@@ -68,6 +68,11 @@ def define_benchmark_flags() -> None:
   _define("benchmark")
 
 
+def define_budget_flags() -> None:
+  """--min_train_steps, --max_minutes: the budget rule, the same in every main that trains."""
+  _define("budget")
+
+
 def _fields_from_flags(config: type, values, **given) -> Dict[str, Any]:
   """`config`'s fields that are options, from their flags in `values`; `given` ones as given."""
   fields = dict(given)

@@ -57,7 +57,8 @@ LAYOUT = (
     ("export", ("formats", "qat_epochs", "qat_learning_rate", "calibration_images")),
     ("benchmark", ("batch_sizes", "num_threads", "eval_images", "min_seconds", "min_runs",
                    "pair_resolutions")),
-    ("job", ("run_name", "run_dir", "baselines", "min_train_steps")),
+    ("budget", ("min_train_steps", "max_minutes")),
+    ("job", ("run_name", "run_dir", "baselines")),
 )
 KINDS = ("string", "integer", "float", "boolean", "enum", "list")
 _METADATA_KEYS = ("help", "flag", "kind", "flag_default", "lower_bound", "upper_bound",

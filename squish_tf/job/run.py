@@ -43,7 +43,8 @@ from squish_tf.evolve import evolution
 from squish_tf.evolve import lineage as lineage_lib
 from squish_tf.evolve import polish as polish_lib
 from squish_tf.export import jetson as jetson_lib
-from squish_tf.job.budget import baseline_budget, planned_budget, scale_budgets
+from squish_tf.job import estimate as estimate_lib
+from squish_tf.job.budget import baseline_budget, planned_budget
 from squish_tf.job.config import (
   BASELINE_ARTEFACTS,
   COMPARISON_ARTEFACTS,
@@ -51,7 +52,7 @@ from squish_tf.job.config import (
   JobConfig,
   StageHook,
 )
-from squish_tf.job.context import Run, RunData, Stages
+from squish_tf.job.context import Run, Stages
 from squish_tf.job.results import build_results
 from squish_tf.layout import EVALUATION_FILE, EXPORT_DIR, RESULTS_FILE
 from squish_tf.net import model_io
@@ -90,31 +91,22 @@ def run_job(config: JobConfig,
   """
   with lock_lib.RunLock(config.run_dir, command=command, warn=log) as held:
     with held.refusal():
-      # The data's indexes and disk caches live in the run; its processes share the memory
-      # budget.
-      data = RunData(data_config_lib.in_run(data_config, config.run_dir,
-                                            evolution_config.workers),
-                     config.calibration_images)
-      train_ds, val_ds, info = data.load()  # every image decode-checked, nothing trained yet
-      # Budgets follow the data: small data trains for more epochs (--min_train_steps).
-      budgets = scale_budgets(train_config, evolution_config, int(train_ds.cardinality()),
-                              config.min_train_steps)
-      train_config, evolution_config = budgets.train_config, budgets.evolution_config
-      if budgets.scale != 1:
-        log(budgets.describe())
-      run = Run(config=config, data=data, info=info,
-                spec=ancestor_spec(config, data.config, info), train_config=train_config,
-                evolution_config=evolution_config, synth=synth, strategy=strategy,
-                run_flags=run_flags, command=command, log=log, verbose=verbose)
+      # The data's caches live in the run. Budgets follow the data (docs/budgets.md); the plan is printed before the first step.
+      run, train_ds, val_ds, budgets, plan = estimate_lib.budgeted_run(
+          config, data_config, train_config, evolution_config, ancestor_spec, stages_done,
+          synth=synth, strategy=strategy, run_flags=run_flags, command=command, log=log,
+          verbose=verbose)
       check_before_writing(run)
       if flags_text is not None:
         files_lib.write_text(os.path.join(run.run_dir, model_io.FLAGS_FILE), flags_text)
+      estimate_lib.write_plan(run.run_dir, budgets, plan, config.max_minutes)
+      log(plan.describe())  # before the first training step
     stage = Stages(run.run_dir, on_stage_done, log)
 
     ancestor_stage(run, stage, train_ds, val_ds)
     del train_ds, val_ds  # every later stage that trains makes its own pipelines
     result = synthesis_stage(run, stage)
-    squishednet_dir = polish_lib.squishednet_dir(run.run_dir, result, evolution_config)
+    squishednet_dir = polish_lib.squishednet_dir(run.run_dir, result, run.evolution_config)
     budget = polish_stage(run, stage, result, squishednet_dir)
     baselines_stage(run, stage, budget)
     exports = models_to_export(run, squishednet_dir)
@@ -122,6 +114,14 @@ def run_job(config: JobConfig,
     evaluation_stage(run, stage, result, squishednet_dir)
     benchmark_stage(run, stage, exports)
     return report_stage(run, stage, result, squishednet_dir)
+
+
+def stages_done(run: Run) -> Tuple[str, ...]:
+  """The training stages a resumed run has finished (the plan counts no time for them)."""
+  done = {"ancestor": model_io.is_complete(run.ancestor_dir),
+          "synthesis": finished_evolution(run.run_dir) is not None,
+          "polish": polish_lib.is_complete(run.run_dir), "baselines": baselines_done(run)}
+  return tuple(name for name, finished in done.items() if finished)
 
 
 def ancestor_spec(config: JobConfig, data_config: data_config_lib.DataConfig,
