@@ -70,7 +70,8 @@ def main(argv):
   workers = config.workers if strategy is None else 1
   budgets, plan = estimate_lib.plan_budgets(
       parent_spec, batch, budgets, int(val_ds.cardinality()), FLAGS.max_minutes, FLAGS.run_dir,
-      workers=workers, stages=("synthesis", "polish"))
+      workers=workers, stages=("synthesis", "polish"),
+      data_fn=functools.partial(data_lib.load, data_config))
   del train_ds, val_ds
   train_config, config = budgets.train_config, budgets.evolution_config
   print(budgets.describe(), flush=True)

@@ -13,6 +13,7 @@ last finished epoch; a finished one is not retrained.
 from absl import flags
 
 import dataclasses
+import functools
 import os
 
 from squish_tf.data import config as data_config_lib
@@ -59,7 +60,7 @@ def main(argv):
   done = ("ancestor",) if model_io.is_complete(FLAGS.model_dir) else ()
   budgets, plan = estimate_lib.plan_budgets(
       spec, batch, budgets, int(val_ds.cardinality()), FLAGS.max_minutes, FLAGS.model_dir,
-      stages=("ancestor",), done=done)
+      stages=("ancestor",), done=done, data_fn=functools.partial(data_lib.load, data_config))
   train_config = budgets.train_config
   if FLAGS.max_minutes is not None:  # a re-run keeps the epochs cut (estimate.plan_budgets)
     model_io.check_same_spec(FLAGS.model_dir, spec)

@@ -42,6 +42,27 @@ def test_resume_skips_finished_stages(readme_run):
   assert resumed["stages"] == list(job.STAGES)
 
 
+def test_the_plan_is_printed_before_the_first_training_step(readme_run):
+  """Each stage's budget and estimate, then the total, before `[ancestor] ...`; a resumed run
+  counts no time for what is done."""
+  import re  # pylint: disable=g-import-not-at-top
+
+  first = readme_run["calls"][0]["log"]
+  plan_at = next(i for i, line in enumerate(first) if line.startswith("plan (estimated"))
+  assert plan_at < first.index("[ancestor] ...")
+  assert "total" in first[plan_at] and "ancestor" in first[plan_at]
+  with open(os.path.join(readme_run["abs_run_dir"], "plan.json"), encoding="utf-8") as handle:
+    plan = json.load(handle)
+  assert list(plan["stages"]) == ["ancestor", "synthesis", "polish", "baselines", "export",
+                                  "evaluation", "benchmark"]
+  assert plan["epochs"] == {"train": 5, "offspring": 1, "final": 1}  # min_train_steps=0
+  assert plan["total_seconds"] == pytest.approx(sum(s["seconds"] for s in plan["stages"].values()))
+  assert plan["stages"]["ancestor"]["done"] and plan["stages"]["synthesis"]["done"]
+  assert plan["stages"]["ancestor"]["seconds"] == 0 and plan["stages"]["export"]["seconds"] > 0
+  second = "\n".join(readme_run["calls"][1]["log"])
+  assert re.search(r"^\s+ancestor\s+done", second, re.M)
+
+
 def test_a_refused_re_run_leaves_flags_txt_as_it_was(readme_run, monkeypatch):
   monkeypatch.chdir(readme_run["where"])
   path = _run_path(readme_run, "flags.txt")

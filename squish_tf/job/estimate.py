@@ -35,12 +35,18 @@ TRAINING_STAGES = ("ancestor", "synthesis", "polish", "baselines")
 
 @dataclasses.dataclass(frozen=True)
 class StepCosts:
-  """Seconds per batch, measured: a training step and an inference pass of each network."""
+  """Seconds, measured: per batch, a training step and an inference pass of each network; per
+  training, the first step and pass (tracing, which every fit pays); per batch of the run's
+  training pipeline (decoding, augmentation), which shares the cores with the steps."""
 
   ancestor_train: float
   ancestor_eval: float
   small_train: float
   small_eval: float
+  ancestor_trace: float = 0.0
+  small_trace: float = 0.0
+  data: float = 0.0
+  epoch: float = 0.0  # each epoch's own cost in a fit: iterators, callbacks, checkpoint
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,9 +115,11 @@ def plan_stages(budgets: budget_lib.Budgets, costs: StepCosts, validation_steps:
   steps = budgets.steps_per_epoch
   gain = WORKER_GAIN if workers > 1 else 1.0
 
-  def epochs_cost(epochs: int, train_step: float, eval_step: float, teacher: bool) -> float:
-    per_epoch = steps * (train_step + (costs.ancestor_eval if teacher else 0.0))
-    return epochs * (per_epoch + validation_steps * eval_step)
+  def epochs_cost(epochs: int, train_step: float, eval_step: float, teacher: bool,
+                  trace: Optional[float] = None) -> float:
+    per_epoch = steps * (train_step + costs.data + (costs.ancestor_eval if teacher else 0.0))
+    trace = costs.small_trace if trace is None else trace
+    return trace + epochs * (per_epoch + validation_steps * eval_step + costs.epoch)
 
   middle_train = (costs.ancestor_train + costs.small_train) / 2
   middle_eval = (costs.ancestor_eval + costs.small_eval) / 2
@@ -126,7 +134,8 @@ def plan_stages(budgets: budget_lib.Budgets, costs: StepCosts, validation_steps:
   exported = 2 + len(baselines)  # the SquishedNet, the ancestor, the baselines
   plans = {
       "ancestor": StagePlan("ancestor", epochs_cost(train.epochs, costs.ancestor_train,
-                                                    costs.ancestor_eval, teacher=False),
+                                                    costs.ancestor_eval, teacher=False,
+                                                    trace=costs.ancestor_trace),
                             f"{train.epochs} epochs x {steps} steps"),
       "synthesis": StagePlan(
           "synthesis", offspring * epochs_cost(loop.offspring_epochs, middle_train, middle_eval,
@@ -191,12 +200,20 @@ def fit_minutes(budgets: budget_lib.Budgets, max_minutes: Optional[float],
 
 
 def time_steps(spec: Any, batch_size: int, config: train_lib.TrainConfig,
-               steps: int = TIMED_STEPS) -> Tuple[float, float]:
-  """(seconds per training step, per inference batch) of `spec` at `batch_size`.
+               steps: int = TIMED_STEPS, data: Optional[Tuple[Any, Any]] = None
+               ) -> Tuple[float, float, float, float]:
+  """(seconds per training step, per inference batch, of the first step and batch) of `spec`.
 
   The model is built and compiled as a fit builds it and steps on a batch of
-  random pixels (the time does not depend on them; the run's pipelines and
-  random streams are left untouched); the first step (the trace) is left out.
+  `batch_size` random pixels (the time does not depend on them; the run's
+  pipelines and random streams are left untouched); the first step and pass
+  (the traces) are timed apart. With `data` (fresh training and validation
+  pipelines), also what each epoch of a fit costs beyond its steps: a fit of
+  one batch and one validation batch a few times, with the callbacks a
+  training has (`epoch_seconds`).
+
+  Returns:
+    (train step, inference batch, traces, epoch overhead) in seconds.
   """
   import numpy as np  # pylint: disable=g-import-not-at-top
 
@@ -207,8 +224,10 @@ def time_steps(spec: Any, batch_size: int, config: train_lib.TrainConfig,
   labels = rng.integers(0, spec.num_classes, batch_size).astype(np.int32)
   model = models.build_model(spec, seed=0)
   train_lib.compile_model(model, config, steps_per_epoch=100)
+  start = time.perf_counter()
   model.train_on_batch(images, labels)
   model.test_on_batch(images, labels)
+  trace_seconds = time.perf_counter() - start
   start = time.perf_counter()
   for _ in range(steps):
     model.train_on_batch(images, labels)
@@ -217,20 +236,75 @@ def time_steps(spec: Any, batch_size: int, config: train_lib.TrainConfig,
   for _ in range(steps):
     model.test_on_batch(images, labels)
   eval_seconds = (time.perf_counter() - start) / steps
-  return train_seconds, eval_seconds
+  overhead = 0.0
+  if data is not None:
+    per_epoch = epoch_seconds(model, data[0].take(1), data[1].take(1))
+    overhead = max(0.0, per_epoch - train_seconds - eval_seconds)
+  return train_seconds, eval_seconds, trace_seconds, overhead
+
+
+def epoch_seconds(model: Any, train_ds: Any, val_ds: Any, epochs: int = 3) -> float:
+  """Seconds per epoch of `model.fit` on these pipelines with a training's callbacks (a backup,
+  TensorBoard and CSV logs, in a scratch directory), the first epoch left out."""
+  import tempfile  # pylint: disable=g-import-not-at-top
+
+  import keras  # pylint: disable=g-import-not-at-top
+
+  class Clock(keras.callbacks.Callback):
+    def __init__(self):
+      super().__init__()
+      self.times = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+      self.start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+      self.times.append(time.perf_counter() - self.start)
+
+  clock = Clock()
+  with tempfile.TemporaryDirectory() as scratch:
+    os.makedirs(os.path.join(scratch, "logs"))
+    logs = os.path.join(scratch, "logs")
+    callbacks = [clock, keras.callbacks.BackupAndRestore(os.path.join(scratch, "backup")),
+                 keras.callbacks.TensorBoard(logs, write_graph=False, profile_batch=0),
+                 keras.callbacks.CSVLogger(os.path.join(logs, "history.csv"))]
+    model.fit(train_ds, validation_data=val_ds, epochs=epochs, verbose=0, shuffle=False,
+              callbacks=callbacks)
+  later = clock.times[1:] or clock.times
+  return sum(later) / len(later)
+
+
+def time_batches(train_ds: Any, batches: int = 2 * TIMED_STEPS) -> float:
+  """Seconds per batch of a training pipeline (a fresh one: this draws from its stream)."""
+  iterator = iter(train_ds)
+  next(iterator)  # the pipeline's start-up
+  start, count = time.perf_counter(), 0
+  for _ in range(batches):
+    try:
+      next(iterator)
+    except StopIteration:
+      break
+    count += 1
+  return (time.perf_counter() - start) / count if count else 0.0
 
 
 def measure_costs(spec: Any, batch_size: int, config: train_lib.TrainConfig,
-                  small: bool = True) -> StepCosts:
-  """The ancestor's and (`small`) a quarter-size width-scaled network's step times here."""
+                  small: bool = True, data_fn: Optional[Callable[[], Any]] = None) -> StepCosts:
+  """The ancestor's and (`small`) a quarter-size width-scaled network's step times here, and
+  (with `data_fn`, returning fresh (train_ds, ...) pipelines) the data's time per batch."""
   from squish_tf.net import spec as spec_lib  # pylint: disable=g-import-not-at-top
 
-  ancestor = time_steps(spec, batch_size, config)
+  data, pipelines = 0.0, None
+  if data_fn is not None:
+    pipelines = data_fn()[:2]
+    data = time_batches(data_fn()[0])
+  ancestor = time_steps(spec, batch_size, config, data=pipelines)
   if not small:
-    return StepCosts(ancestor[0], ancestor[1], ancestor[0], ancestor[1])
+    return StepCosts(*ancestor[:2], *ancestor[:2], ancestor[2], ancestor[2], data, ancestor[3])
   small_spec = spec_lib.width_for_params(spec, max(1, int(spec.params() * SMALL_FRACTION)))
   small_costs = time_steps(small_spec, batch_size, config)
-  return StepCosts(ancestor[0], ancestor[1], small_costs[0], small_costs[1])
+  return StepCosts(*ancestor[:2], *small_costs[:2], ancestor[2], small_costs[2], data,
+                   ancestor[3])
 
 
 def validation_steps(val_ds: Any) -> int:
@@ -243,23 +317,26 @@ def plan_run(run: Run, budgets: budget_lib.Budgets, validation_batches: int,
   """The main job's plan for `run` at `budgets`, fitted to its --max_minutes (`plan_budgets`)."""
   return plan_budgets(run.spec, run.data_config.batch_size, budgets, validation_batches,
                       run.config.max_minutes, run.run_dir, baselines=run.config.baselines,
-                      workers=run.evolution_config.workers if run.in_workers else 1, done=done)
+                      workers=run.evolution_config.workers if run.in_workers else 1, done=done,
+                      data_fn=run.data.load)
 
 
 def plan_budgets(spec: Any, batch_size: int, budgets: budget_lib.Budgets,
                  validation_batches: int, max_minutes: Optional[float], record_dir: str,
                  baselines: Sequence[str] = (), workers: int = 1,
                  stages: Sequence[str] = TRAINING_STAGES + ("export", "evaluation", "benchmark"),
-                 done: Sequence[str] = ()) -> Tuple[budget_lib.Budgets, JobPlan]:
-  """`stages`' plan at `budgets` from timed steps of `spec` (the ancestor), fitted to
-  `max_minutes` (`fit_minutes`).
+                 done: Sequence[str] = (), data_fn: Optional[Callable[[], Any]] = None
+                 ) -> Tuple[budget_lib.Budgets, JobPlan]:
+  """`stages`' plan at `budgets` from timed steps of `spec` (the ancestor) and of the data
+  (`data_fn`: fresh pipelines), fitted to `max_minutes` (`fit_minutes`).
 
   A re-run with the same --max_minutes keeps the epochs that `record_dir`'s
   plan.json recorded (an estimate taken under another load would cut
   differently, and a run's identity includes its epochs).
   """
   costs = measure_costs(spec, batch_size, budgets.train_config,
-                        small=any(name in stages for name in TRAINING_STAGES[1:]))
+                        small=any(name in stages for name in TRAINING_STAGES[1:]),
+                        data_fn=data_fn)
 
   def plan(some: budget_lib.Budgets) -> JobPlan:
     return plan_stages(some, costs, validation_batches, baselines, workers, stages=stages,
