@@ -139,7 +139,8 @@ def curve(folder: str) -> None:
                                 dataclasses.replace(plan.train, epochs=epochs), train_ds, val_ds,
                                 info, seed=FLAGS.seed, verbose=0)
     validation = files_lib.read_json(os.path.join(directory, model_io.METRICS_FILE))["top1"]
-    print(f"  ancestor {epochs:>5} epochs: test top-1 {100 * test_top1(directory, data_config):.2f}% "
+    top1 = test_top1(directory, data_config)
+    print(f"  ancestor {epochs:>5} epochs: test top-1 {100 * top1:.2f}% "
           f"(validation {100 * validation:.2f}%), {(time.time() - started) / 60:.1f} min",
           flush=True)
 
@@ -163,6 +164,11 @@ def job(folder: str) -> None:
     estimate = (planned.get("stages") or {}).get(stage, {}).get("seconds")
     shown = f"estimate {estimate / 60:.1f} min" if estimate is not None else "no estimate"
     print(f"  {stage:<12} {actual / 60:6.1f} min  ({shown})")
+  beside = sum(results.wall_seconds.get(name, 0.0) for name in ("polish", "baselines"))
+  planned_beside = sum((planned.get("stages") or {}).get(name, {}).get("seconds", 0.0)
+                       for name in ("polish", "baselines"))
+  print(f"  polish and baselines (they train side by side with workers): {beside / 60:.1f} min, "
+        f"estimate {planned_beside / 60:.1f} min")
   if planned.get("total_seconds"):
     print(f"  planned total {planned['total_seconds'] / 60:.1f} min, actual "
           f"{results.wall_seconds.get('total', seconds) / 60:.1f} min")

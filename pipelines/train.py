@@ -6,8 +6,9 @@ r"""Trains the few-class SqueezeNet v1.1 ancestor from scratch.
 
 Writes model.keras, spec.json, metrics.json, flags.txt and TensorBoard logs
 into --model_dir. --train_epochs follows the same budget rule as `squish`
-(--min_train_steps, --max_minutes: docs/budgets.md), said before training. Re-running the same command resumes a killed run from its
-last finished epoch; a finished one is not retrained.
+(--min_train_steps, --max_minutes: docs/budgets.md), said before training.
+Re-running the same command resumes a killed run from its last finished
+epoch; a finished one is not retrained.
 """
 
 from absl import flags

@@ -142,9 +142,9 @@ def plan_stages(budgets: budget_lib.Budgets, costs: StepCosts, validation_steps:
                                                teacher=loop.distill) / gain,
           f"{loop.generations} generations x {loop.population} offspring x "
           f"{loop.offspring_epochs} epochs"),
-      "polish": StagePlan("polish", polish / gain,
-                          f"{' + '.join(finals)}: {lineage_epochs} + {loop.final_epochs} epochs"
-                          if loop.final_init == "best" else f"{loop.final_init}"),
+      "polish": StagePlan("polish", polish / gain, " + ".join(
+          f"{init} {lineage_epochs if init == 'scratch' else loop.final_epochs} epochs"
+          for init in finals) or "none"),
       "baselines": StagePlan("baselines", len(baselines) * baseline / gain,
                              f"{len(baselines)} x {lineage_epochs} epochs "
                              f"({', '.join(baselines) or 'none'})"),

@@ -91,7 +91,8 @@ def run_job(config: JobConfig,
   """
   with lock_lib.RunLock(config.run_dir, command=command, warn=log) as held:
     with held.refusal():
-      # The data's caches live in the run. Budgets follow the data (docs/budgets.md); the plan is printed before the first step.
+      # The data's caches live in the run. Budgets follow the data (docs/budgets.md); the
+      # plan is printed before the first training step.
       run, train_ds, val_ds, budgets, plan = estimate_lib.budgeted_run(
           config, data_config, train_config, evolution_config, ancestor_spec, stages_done,
           synth=synth, strategy=strategy, run_flags=run_flags, command=command, log=log,
