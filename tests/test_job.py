@@ -53,8 +53,8 @@ def test_the_plan_is_printed_before_the_first_training_step(readme_run):
   assert "total" in first[plan_at] and "ancestor" in first[plan_at]
   with open(os.path.join(readme_run["abs_run_dir"], "plan.json"), encoding="utf-8") as handle:
     plan = json.load(handle)
-  assert list(plan["stages"]) == ["ancestor", "synthesis", "polish", "baselines", "export",
-                                  "evaluation", "benchmark"]
+  assert set(plan["stages"]) == {"ancestor", "synthesis", "polish", "baselines", "export",
+                                 "evaluation", "benchmark"}
   assert plan["epochs"] == {"train": 5, "offspring": 1, "final": 1}  # min_train_steps=0
   assert plan["total_seconds"] == pytest.approx(sum(s["seconds"] for s in plan["stages"].values()))
   assert plan["stages"]["ancestor"]["done"] and plan["stages"]["synthesis"]["done"]
