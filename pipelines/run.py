@@ -25,7 +25,8 @@ flag_defs.define_train_flags()
 flag_defs.define_synthesis_flags()
 flag_defs.define_export_flags()
 flag_defs.define_benchmark_flags()
-# This main's own flags (--run_name, --run_dir, --baselines, --min_train_steps, declared on
+flag_defs.define_budget_flags()
+# This main's own flags (--run_name, --run_dir, --baselines, declared on
 # JobConfig): defined from here, they are listed under this module.
 options_lib.define(options_lib.group("job"))
 MAIN_FLAGS = tuple(option.name for option in options_lib.group("job"))

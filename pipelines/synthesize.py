@@ -12,9 +12,12 @@ the better on validation kept (--final_init=best, the default); or only one
 of them (--final_init=scratch or inherit). Writes
 generations/gen_NNN/cand_MM/, lineage.json and squishednet/ into --run_dir;
 re-running the same command resumes after the last finished candidate (or
-epoch of the final stage).
+epoch of the final stage). --offspring_epochs and --final_epochs follow the
+same budget rule as `squish` (--min_train_steps, --max_minutes, scaled from
+--train_epochs on this data: docs/budgets.md), said before the first step.
 """
 
+import dataclasses
 import functools
 import os
 
@@ -24,6 +27,8 @@ from squish_tf import files as files_lib
 from squish_tf.data import config as data_config_lib
 from squish_tf.data import pipeline as data_lib
 from squish_tf.evolve import evolution, polish
+from squish_tf.job import budget as budget_lib
+from squish_tf.job import estimate as estimate_lib
 from squish_tf.job import flags as flag_defs
 from squish_tf.job import preflight
 from squish_tf.net import model_io
@@ -34,6 +39,7 @@ FLAGS = flags.FLAGS
 flag_defs.define_data_flags()
 flag_defs.define_train_flags()
 flag_defs.define_synthesis_flags()
+flag_defs.define_budget_flags()
 flags.DEFINE_string("parent_dir", None, "A trained model dir (from squish-train or an earlier "
                     "synthesis) to evolve from.")
 flags.DEFINE_string("run_dir", None, "Where generations/ and lineage.json go.")
@@ -53,13 +59,36 @@ def main(argv):
   preflight.check_options(data_config, min_image_size=parent_spec.min_input_size())
   strategy = flag_defs.strategy_from_flags()
   run_flags = flag_defs.flag_values(flag_defs.DATA_IDENTITY_FLAGS)
-  data_fn = functools.partial(data_lib.load, data_config)
   train_config = flag_defs.train_config_from_flags()
+  budget = flag_defs.budget_config_from_flags()
+  # The budget rule of `squish`: a batch that fits the data, then every epoch budget scaled.
+  train_ds, val_ds, info = data_lib.load(data_config)
+  given_batch = data_config.batch_size
+  batch = budget_lib.batch_for(given_batch, info.train_count, budget.min_train_steps)
+  if batch != given_batch:
+    data_config = dataclasses.replace(data_config, batch_size=batch)
+    train_ds, val_ds, info = data_lib.load(data_config)
+  budgets = budget_lib.budgets_for(train_config, config, int(train_ds.cardinality()),
+                                   budget.min_train_steps, batch, given_batch)
+  workers = config.workers if strategy is None else 1
+  budgets, plan = estimate_lib.plan_budgets(
+      parent_spec, batch, budgets, int(val_ds.cardinality()), budget.max_minutes, FLAGS.run_dir,
+      workers=workers, stages=("synthesis", "polish"),
+      data_fn=functools.partial(data_lib.load, data_config))
+  del train_ds, val_ds
+  train_config, config = budgets.train_config, budgets.evolution_config
+  print(budgets.describe(), flush=True)
+  print(plan.describe(), flush=True)
+  data_fn = functools.partial(data_lib.load, data_config)
+  if budget.max_minutes is not None:  # a re-run keeps the epochs cut (estimate.plan_budgets)
+    os.makedirs(FLAGS.run_dir, exist_ok=True)
+    estimate_lib.write_plan(FLAGS.run_dir, budgets, plan, budget.max_minutes)
   result = evolution.evolve(
       FLAGS.parent_dir, FLAGS.run_dir, config, synth, data_fn=data_fn, strategy=strategy,
       run_flags=run_flags, listeners=[console_lib.console_listener], verbose="auto",
       train_config=train_config)
   flag_defs.write_flags_file(FLAGS.run_dir, ["parent_dir", "run_dir"])
+  estimate_lib.write_plan(FLAGS.run_dir, budgets, plan, budget.max_minutes)
   winner = result.lineage["ancestor"] if result.winner_id == "ancestor" else next(
       r for r in result.lineage["candidates"] if r["id"] == result.winner_id and r["chosen"])
   print(f"winner {result.winner_id} ({result.stop_reason}): {winner['params']:,} params, "

@@ -113,6 +113,12 @@ class RunPlan:
     run_flags: the data flags that are part of the run's identity.
     flags_text: the flags.txt the run writes (`squish --flagfile` reads it).
     command: the squish command that reproduces the run.
+    budgets: with `plan(estimate=True)`, the epochs and batch the run trains
+      with on its data (`job.budget.Budgets`); else None.
+    estimate: with `plan(estimate=True)`, the plan the run prints before its
+      first training step (`job.estimate.JobPlan`: each stage's budget and
+      estimated seconds on this machine, `total_seconds`, what --max_minutes
+      cut; `describe()` is the printed text); else None.
   """
 
   options: Dict[str, Any]
@@ -126,24 +132,30 @@ class RunPlan:
   run_flags: Dict[str, Any]
   flags_text: str
   command: str
+  budgets: Any = None
+  estimate: Any = None
 
 
-def plan(check_ancestor: bool = True, **options) -> RunPlan:
+def plan(check_ancestor: bool = True, estimate: bool = False, **options) -> RunPlan:
   """Options (the `squish` flag names) -> the configs, as the `squish` command maps its flags.
 
-  Pure: reads and writes no file and builds no TensorFlow object. The
-  values a later stage reads (export formats, the dataset's name, image
-  sizes the ancestor takes) are checked here (`job.preflight`). The
-  epoch budgets are the flags' values: the job scales them up to
-  --min_train_steps once it knows the data's size (`job.budget.scale_budgets`,
-  logged as "budget: ..."), and each model's metrics.json records what it
-  trained.
+  Without `estimate`, pure: reads and writes no file and builds no TensorFlow
+  object. The values a later stage reads (export formats, the dataset's name,
+  image sizes the ancestor takes) are checked here (`job.preflight`). The
+  epoch budgets are the flags' values: the job applies the budget rule once it
+  knows the data's size (`job.budget.budgets_for`, logged as "budget: ..."),
+  and each model's metrics.json records what it trained. With `estimate`, the
+  data is loaded and the networks' steps are timed as the run does before its
+  first step, and `budgets` and `estimate` say what it will train and how long
+  that takes here (a folder's readability index goes to the run's data cache,
+  as the run's would; nothing else is written).
 
   Args:
     check_ancestor: stop when the trained ancestor's validation top-1 is at
       chance (JobConfig.check_ancestor). Not a CLI flag: the CLI always checks;
       only tests of the plumbing, whose 1-epoch ancestors are at chance, turn
       it off (and `squish --flagfile` then refuses to reproduce such a run).
+    estimate: also load the data and time the networks: `budgets`, `estimate`.
     **options: flag values; the others keep the CLI's defaults.
 
   Raises:
@@ -157,15 +169,17 @@ def plan(check_ancestor: bool = True, **options) -> RunPlan:
     raise _unknown(unknown, names + list(RUN_KEYWORDS))
   for name, value in options.items():
     _set(registry[name], value)
-  return plan_from_flags(registry, check_ancestor=check_ancestor)
+  return plan_from_flags(registry, check_ancestor=check_ancestor, estimate=estimate)
 
 
-def plan_from_flags(values: flags.FlagValues, check_ancestor: bool = True) -> RunPlan:
+def plan_from_flags(values: flags.FlagValues, check_ancestor: bool = True,
+                    estimate: bool = False) -> RunPlan:
   """The run that parsed flags ask for: the CLI's `FLAGS` (`squish`) or `plan`'s registry.
 
   The same functions build the configs either way (`job.flags.*_config_from_flags`), and
   the values a later stage reads are checked before the lock, flags.txt or any data
-  (`job.preflight`).
+  (`job.preflight`). With `estimate`, also the budgets and the plan the run would print
+  (`plan`'s `estimate`).
   """
   # The formats this machine can export are TensorFlow's to say.
   from squish_tf.job import preflight  # pylint: disable=g-import-not-at-top
@@ -176,17 +190,35 @@ def plan_from_flags(values: flags.FlagValues, check_ancestor: bool = True) -> Ru
   preflight.check_job(job_config, data)  # what a later stage reads: formats, sizes, names
   # flags.txt: the options that are set, in the CLI's order (`--flagfile` reads it back).
   lines = [values[name].serialize() for name in names if values[name].value is not None]
+  train = flag_defs.train_config_from_flags(values=values)
+  loop = flag_defs.evolution_config_from_flags(values)
+  encoding = flag_defs.synthesis_config_from_flags(values)
+  budgets = job_plan = None
+  if estimate:
+    budgets, job_plan = _estimate(job_config, data, train, loop, encoding)
   return RunPlan(
       options={name: _copy(values[name].value) for name in names},
       job=job_config, data=data,
-      train=flag_defs.train_config_from_flags(values=values),
-      evolution=flag_defs.evolution_config_from_flags(values),
-      synthesis=flag_defs.synthesis_config_from_flags(values),
+      train=train, evolution=loop, synthesis=encoding,
       distribution_strategy=values.distribution_strategy, tpu=values.tpu,
       run_flags={f"--{name}": _copy(values[name].value)
                  for name in flag_defs.DATA_IDENTITY_FLAGS},
       flags_text="\n".join(lines) + "\n",
-      command=f"squish --flagfile={os.path.join(job_config.run_dir, model_io.FLAGS_FILE)}")
+      command=f"squish --flagfile={os.path.join(job_config.run_dir, model_io.FLAGS_FILE)}",
+      budgets=budgets, estimate=job_plan)
+
+
+def _estimate(job_config, data, train, loop, encoding):
+  """(budgets, plan) as `job.run_job` makes them before its first step (`budgeted_run`)."""
+  # pylint: disable=g-import-not-at-top
+  from squish_tf.job import estimate as estimate_lib
+  from squish_tf.job import run as job
+  # pylint: enable=g-import-not-at-top
+
+  _, _, _, budgets, job_plan = estimate_lib.budgeted_run(
+      job_config, data, train, loop, job.stages_done, synth=encoding,
+      log=lambda line: None)
+  return budgets, job_plan
 
 
 def execute(spec: RunPlan, log: Callable[[str], None] = print,

@@ -10,6 +10,8 @@ STAGE_TIMES_FILE = "stage_times.json"
 # What native libraries (the TFLite converter, LiteRT) print while a run converts and times
 # models (squish_tf.runtime.native_log), kept off the console.
 NATIVE_LOG_FILE = "native.log"
+# The plan printed before the first training step: stages, budgets, estimated seconds.
+PLAN_FILE = "plan.json"
 ANCESTOR_DIR = "ancestor"
 SQUISHEDNET_DIR = "squishednet"  # the final stage's model dir (squish_tf.evolve.polish)
 EXPORT_DIR = "export"

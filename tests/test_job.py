@@ -43,6 +43,27 @@ def test_resume_skips_finished_stages(readme_run):
   assert resumed["stages"] == list(job.STAGES)
 
 
+def test_the_plan_is_printed_before_the_first_training_step(readme_run):
+  """Each stage's budget and estimate, then the total, before `[ancestor] ...`; a resumed run
+  counts no time for what is done."""
+  import re  # pylint: disable=g-import-not-at-top
+
+  first = readme_run["calls"][0]["log"]
+  plan_at = next(i for i, line in enumerate(first) if line.startswith("plan (estimated"))
+  assert plan_at < first.index("[ancestor] ...")
+  assert "total" in first[plan_at] and "ancestor" in first[plan_at]
+  with open(os.path.join(readme_run["abs_run_dir"], "plan.json"), encoding="utf-8") as handle:
+    plan = json.load(handle)
+  assert set(plan["stages"]) == {"ancestor", "synthesis", "polish", "baselines", "export",
+                                 "evaluation", "benchmark"}
+  assert plan["epochs"] == {"train": 5, "offspring": 1, "final": 1}  # min_train_steps=0
+  assert plan["total_seconds"] == pytest.approx(sum(s["seconds"] for s in plan["stages"].values()))
+  assert plan["stages"]["ancestor"]["done"] and plan["stages"]["synthesis"]["done"]
+  assert plan["stages"]["ancestor"]["seconds"] == 0 and plan["stages"]["export"]["seconds"] > 0
+  second = "\n".join(readme_run["calls"][1]["log"])
+  assert re.search(r"^\s+ancestor\s+done", second, re.M)
+
+
 def test_a_refused_re_run_leaves_flags_txt_as_it_was(readme_run, monkeypatch):
   monkeypatch.chdir(readme_run["where"])
   path = _run_path(readme_run, "flags.txt")
@@ -200,16 +221,17 @@ def test_the_budget_rule_keeps_the_demos_steps_and_scales_small_data():
       arg[2:].split("=")[0]: arg.split("=")[1] for arg in recipe[1:]})
   assert demo.synthesis.cost == "latency" and demo.evolution.target_speedup == 2
   steps = -(-demo.data.shapes10_train_size // demo.data.batch_size)  # the demo's batches
-  kept = budget_lib.scale_budgets(demo.train, demo.evolution, steps, demo.job.min_train_steps)
+  kept = budget_lib.scale_budgets(demo.train, demo.evolution, steps,
+                                  demo.job.budget.min_train_steps)
   assert kept.scale == 1 and kept.train_config == demo.train
   assert kept.evolution_config == demo.evolution
   assert (kept.train_config.epochs, kept.evolution_config.offspring_epochs,
           kept.evolution_config.final_epochs) == (6, 2, 4)
   # The command's default on 1,197 digits at batch 32 (27 steps per epoch): every budget x74.1.
   default = api.plan(check_ancestor=False)
-  assert default.job.min_train_steps == 12000 and default.train.epochs == 6
+  assert default.job.budget.min_train_steps == 12000 and default.train.epochs == 6
   small = budget_lib.scale_budgets(default.train, default.evolution, 27,
-                                   default.job.min_train_steps)
+                                   default.job.budget.min_train_steps)
   assert (small.train_config.epochs, small.evolution_config.offspring_epochs,
           small.evolution_config.final_epochs) == (445, 149, 297)
   assert small.train_config.epochs * 27 >= 12000 > (small.train_config.epochs - 1) * 27
@@ -218,7 +240,7 @@ def test_the_budget_rule_keeps_the_demos_steps_and_scales_small_data():
   assert "x74.07" in small.describe() and "train_epochs 445" in small.describe()
   # Enough steps already: nothing changes.
   large = budget_lib.scale_budgets(default.train, default.evolution, 2000,
-                                   default.job.min_train_steps)
+                                   default.job.budget.min_train_steps)
   assert large.scale == 1 and large.train_config.epochs == 6
   with pytest.raises(ValueError, match="steps_per_epoch"):
     budget_lib.scale_budgets(default.train, default.evolution, 0, 4000)

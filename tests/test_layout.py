@@ -208,7 +208,8 @@ def test_the_report_sits_above_what_it_words():
 # imports.
 CONFIG_MODULES = ("squish_tf.data.config", "squish_tf.train.config", "squish_tf.evolve.config",
                   "squish_tf.evolve.encoding", "squish_tf.export.config",
-                  "squish_tf.bench.config", "squish_tf.job.config", "squish_tf.job.options",
+                  "squish_tf.bench.config", "squish_tf.job.config", "squish_tf.job.budget_config",
+                  "squish_tf.job.options",
                   "squish_tf.evolve.targets")
 TENSORFLOW = ("tensorflow", "keras", "tf_keras", "tensorflow_model_optimization")
 

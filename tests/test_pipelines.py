@@ -24,7 +24,8 @@ def _error_line(result):
 def test_train_main_writes_model_dir_and_flagfile_reruns(tmp_path):
   model_dir = str(tmp_path / "ancestor")
   args = [f"--model_dir={model_dir}", "--image_size=32", "--shapes10_train_size=128",
-          "--shapes10_validation_size=64", "--batch_size=32", "--train_epochs=1", "--seed=3"]
+          "--shapes10_validation_size=64", "--batch_size=32", "--train_epochs=1", "--seed=3",
+          "--min_train_steps=0"]
   first = _run("train", *args)
   assert first.returncode == 0, first.stderr[-3000:]
   for name in ("model.keras", "spec.json", "metrics.json", "flags.txt"):

@@ -1,4 +1,4 @@
-"""`JobConfig`: the main job's own options (run dir, budgets floor, baselines) and the stages'
+"""`JobConfig`: the main job's own options (run dir, run name, baselines) and the stages'
 configs it holds; the comparison artefacts. Imports no TensorFlow."""
 
 import dataclasses
@@ -7,10 +7,9 @@ from typing import Callable, Sequence
 from squish_tf import fields as fields_lib
 from squish_tf.bench import config as bench_config_lib
 from squish_tf.export import config as export_config_lib
+from squish_tf.job import budget_config as budget_config_lib
 from squish_tf.train import config as train_config_lib
 
-# The floor of optimizer steps the command's budgets scale up to (job.budget.scale_budgets).
-DEFAULT_MIN_TRAIN_STEPS = 12000
 # The comparison models only need what the report compares: fp32 and int8 TFLite.
 COMPARISON_FORMATS = ("fp32", "int8")
 COMPARISON_ARTEFACTS = {"ancestor": ("keras", "tflite_fp32", "tflite_int8")}
@@ -24,9 +23,8 @@ class JobConfig:
   Attributes:
     run_dir: where everything goes (`saved_models/<run_name>`).
     run_name: the run's name in the report and results.json.
-    min_train_steps: the floor of optimizer steps that scales every epoch
-      budget up on small data (`job.budget.scale_budgets`; 0: epochs as given).
     baselines: which baselines to train (empty: none).
+    budget: how long its trainings may take (--min_train_steps, --max_minutes).
     model: the ancestor's architecture choices.
     export: the SquishedNet's export.
     benchmark: how to time artefacts and on how many test images.
@@ -41,18 +39,13 @@ class JobConfig:
   run_name: str = dataclasses.field(default="demo", metadata=dict(
       help="Name of the run: its directory is saved_models/<name>. With --run_dir and no "
       "--run_name, the run is named after its directory."))
-  min_train_steps: int = dataclasses.field(default=0, metadata=dict(
-      flag_default=DEFAULT_MIN_TRAIN_STEPS, lower_bound=0, help=(
-          "The least optimizer steps the ancestor trains for: when --train_epochs of this "
-          "data give fewer, every epoch budget (--train_epochs, --offspring_epochs, "
-          "--final_epochs, hence the baselines') is scaled up by the same factor, so small "
-          "datasets train as long as large ones; 0 keeps the epochs as given.")))
   baselines: Sequence[str] = dataclasses.field(
       default=train_config_lib.DEFAULT_BASELINES, metadata=dict(kind="list", help=(
           "Baselines trained at the SquishedNet's size, epochs and recipe, comma-separated from "
           f"{', '.join(train_config_lib.BASELINES)}; 'all' for every one, 'none' for none. The "
           "default is what a SquishedNet must beat: the width multiplier, trained from scratch "
           "with the same recipe and epochs.")))
+  budget: budget_config_lib.BudgetConfig = budget_config_lib.BudgetConfig()
   model: train_config_lib.ModelConfig = train_config_lib.ModelConfig()
   export: export_config_lib.ExportConfig = export_config_lib.ExportConfig()
   benchmark: bench_config_lib.BenchmarkConfig = bench_config_lib.BenchmarkConfig()

@@ -22,6 +22,7 @@ from squish_tf.data import config as data_config_lib
 from squish_tf.evolve import config as evolve_config_lib
 from squish_tf.evolve import encoding as synthesis
 from squish_tf.export import config as export_config_lib
+from squish_tf.job import budget_config as budget_config_lib
 from squish_tf.job import config as job_config_lib
 from squish_tf.job import options as options_lib
 from squish_tf.net import model_io
@@ -75,6 +76,11 @@ def define_export_flags() -> None:
 def define_benchmark_flags() -> None:
   """--batch_sizes, --num_threads, --eval_images, --min_seconds, --min_runs, --pair_resolutions."""
   _define("benchmark")
+
+
+def define_budget_flags() -> None:
+  """--min_train_steps, --max_minutes: the budget rule, the same in every main that trains."""
+  _define("budget")
 
 
 def _fields_from_flags(config: type, values, **given) -> Dict[str, Any]:
@@ -139,6 +145,7 @@ def job_config_from_flags(values=None, check_ancestor: bool = True) -> job_confi
   fields = _fields_from_flags(job_config_lib.JobConfig, v, run_dir=run_dir_from_flags(v),
                               check_ancestor=check_ancestor)
   return job_config_lib.JobConfig(**fields, model=model_config_from_flags(v),
+                                  budget=budget_config_from_flags(v),
                                   export=export_config_from_flags(v),
                                   benchmark=benchmark_config_from_flags(values=v))
 
@@ -146,6 +153,12 @@ def job_config_from_flags(values=None, check_ancestor: bool = True) -> job_confi
 def model_config_from_flags(values=None) -> train_config_lib.ModelConfig:
   """The ancestor's architecture flags' ModelConfig."""
   config = train_config_lib.ModelConfig
+  return config(**_fields_from_flags(config, _values(values)))
+
+
+def budget_config_from_flags(values=None) -> budget_config_lib.BudgetConfig:
+  """The budget flags' BudgetConfig (--min_train_steps, --max_minutes)."""
+  config = budget_config_lib.BudgetConfig
   return config(**_fields_from_flags(config, _values(values)))
 
 

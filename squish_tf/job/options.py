@@ -40,6 +40,7 @@ from squish_tf.data import config as data_config_lib
 from squish_tf.evolve import config as evolve_config_lib
 from squish_tf.evolve import encoding
 from squish_tf.export import config as export_config_lib
+from squish_tf.job import budget_config as budget_config_lib
 from squish_tf.job import config as job_config_lib
 from squish_tf.train import config as train_config_lib
 
@@ -56,6 +57,7 @@ GROUPS = (
     ("synthesis", (evolve_config_lib.EvolutionConfig, encoding.SynthesisConfig)),
     ("export", (export_config_lib.ExportConfig,)),
     ("benchmark", (bench_config_lib.BenchmarkConfig,)),
+    ("budget", (budget_config_lib.BudgetConfig,)),
     ("job", (job_config_lib.JobConfig,)),
 )
 KINDS = ("string", "integer", "float", "boolean", "enum", "list")

@@ -44,7 +44,8 @@ from squish_tf.evolve import evolution
 from squish_tf.evolve import lineage as lineage_lib
 from squish_tf.evolve import polish as polish_lib
 from squish_tf.export import jetson as jetson_lib
-from squish_tf.job.budget import baseline_budget, planned_budget, scale_budgets
+from squish_tf.job import estimate as estimate_lib
+from squish_tf.job.budget import baseline_budget, planned_budget
 from squish_tf.job.config import (
   BASELINE_ARTEFACTS,
   COMPARISON_ARTEFACTS,
@@ -52,7 +53,7 @@ from squish_tf.job.config import (
   JobConfig,
   StageHook,
 )
-from squish_tf.job.context import JobOptions, Run, RunData, Stages
+from squish_tf.job.context import JobOptions, Run, Stages
 from squish_tf.job.results import build_results
 from squish_tf.layout import EVALUATION_FILE, EXPORT_DIR, NATIVE_LOG_FILE, RESULTS_FILE
 from squish_tf.net import model_io
@@ -88,32 +89,23 @@ def run_job(config: JobConfig, data_config: data_config_lib.DataConfig,
   with lock_lib.RunLock(config.run_dir, command=o.command, warn=o.log) as held, \
       native_log.logging_to(os.path.join(config.run_dir, NATIVE_LOG_FILE)):
     with held.refusal():
-      # The data's indexes and disk caches live in the run; its processes share the memory
-      # budget.
-      data = RunData(data_config_lib.in_run(data_config, config.run_dir,
-                                            evolution_config.workers),
-                     config.export.calibration_images)
-      train_ds, val_ds, info = data.load()  # every image decode-checked, nothing trained yet
-      # Budgets follow the data: small data trains for more epochs (--min_train_steps).
-      budgets = scale_budgets(train_config, evolution_config, int(train_ds.cardinality()),
-                              config.min_train_steps)
-      train_config, evolution_config = budgets.train_config, budgets.evolution_config
-      if budgets.scale != 1:
-        o.log(budgets.describe())
-      run = Run(config=config, data=data, info=info,
-                spec=config.model.ancestor_spec(info.num_classes, data.config.image_size),
-                train_config=train_config,
-                evolution_config=evolution_config, synth=synth, strategy=o.strategy,
-                run_flags=o.run_flags, command=o.command, log=o.log, verbose=o.verbose)
+      # The data's indexes and disk caches live in the run. Budgets follow the data
+      # (docs/budgets.md); the plan is printed before the first training step.
+      run, train_ds, val_ds, budgets, plan = estimate_lib.budgeted_run(
+          config, data_config, train_config, evolution_config, stages_done,
+          synth=synth, strategy=o.strategy, run_flags=o.run_flags, command=o.command,
+          log=o.log, verbose=o.verbose)
       check_before_writing(run)
       if o.flags_text is not None:
         files_lib.write_text(os.path.join(run.run_dir, model_io.FLAGS_FILE), o.flags_text)
+      estimate_lib.write_plan(run.run_dir, budgets, plan, config.budget.max_minutes)
+      o.log(plan.describe())  # before the first training step
     stage = Stages(run.run_dir, o.on_stage_done, o.log)
 
     ancestor_stage(run, stage, train_ds, val_ds)
     del train_ds, val_ds  # every later stage that trains makes its own pipelines
     result = synthesis_stage(run, stage)
-    squishednet_dir = polish_lib.squishednet_dir(run.run_dir, result, evolution_config)
+    squishednet_dir = polish_lib.squishednet_dir(run.run_dir, result, run.evolution_config)
     budget = polish_stage(run, stage, result, squishednet_dir)
     baselines_stage(run, stage, budget)
     exports = models_to_export(run, squishednet_dir)
@@ -121,6 +113,14 @@ def run_job(config: JobConfig, data_config: data_config_lib.DataConfig,
     evaluation_stage(run, stage, result, squishednet_dir)
     benchmark_stage(run, stage, exports)
     return report_stage(run, stage, result, squishednet_dir)
+
+
+def stages_done(run: Run) -> Tuple[str, ...]:
+  """The training stages a resumed run has finished (the plan counts no time for them)."""
+  done = {"ancestor": model_io.is_complete(run.ancestor_dir),
+          "synthesis": finished_evolution(run.run_dir) is not None,
+          "polish": polish_lib.is_complete(run.run_dir), "baselines": baselines_done(run)}
+  return tuple(name for name, finished in done.items() if finished)
 
 
 def check_before_writing(run: Run) -> None:

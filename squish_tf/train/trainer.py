@@ -44,6 +44,7 @@ def _epoch_images(train_ds: tf.data.Dataset, otherwise: Optional[int]) -> Option
 
 BACKUP_DIR = "backup"
 LOG_DIR = "logs"
+HISTORY_FILE = "history.csv"  # under LOG_DIR: one row per epoch (keras.callbacks.CSVLogger)
 # Training batches that re-estimate batch-norm statistics at the end of a fit.
 RECALIBRATION_BATCHES = 16
 
@@ -157,9 +158,9 @@ def fit(model_fn: Callable[[], Any],
     val_ds: validation pipeline, evaluated after each epoch (None to skip).
     config: epochs, optimizer, learning rate.
     strategy: a tf.distribute strategy (default: the current one).
-    work_dir: where `backup/` (BackupAndRestore) and `logs/` (TensorBoard)
-      go; None trains without them. A re-run with the same work_dir resumes
-      from the last finished epoch.
+    work_dir: where `backup/` (BackupAndRestore), `logs/` (TensorBoard) and
+      `logs/history.csv` (CSVLogger) go; None trains without them. A re-run
+      with the same work_dir resumes from the last finished epoch.
     images_per_epoch: training images per epoch, for the images/sec figure.
     callbacks: more Keras callbacks.
     verbose: Keras verbosity ("auto": a progress bar on a terminal, one line
@@ -195,6 +196,10 @@ def fit(model_fn: Callable[[], Any],
     all_callbacks.append(keras.callbacks.BackupAndRestore(os.path.join(work_dir, BACKUP_DIR)))
     all_callbacks.append(keras.callbacks.TensorBoard(os.path.join(work_dir, LOG_DIR),
                                                      write_graph=False, profile_batch=0))
+    # Every epoch's figures as text, whatever the console shows (a resumed fit appends).
+    os.makedirs(os.path.join(work_dir, LOG_DIR), exist_ok=True)
+    all_callbacks.append(keras.callbacks.CSVLogger(
+        os.path.join(work_dir, LOG_DIR, HISTORY_FILE), append=True))
   if verbose and label:
     # Keras' own progress bar on a terminal, one line per epoch elsewhere, each
     # starting with the label (worker processes share the console).
