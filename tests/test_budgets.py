@@ -57,8 +57,9 @@ def test_a_tiny_folder_gets_bounded_budgets_and_every_image_in_some_epoch(tmp_pa
     assert 1 <= chosen <= 64 and count - steps * chosen < max(steps, chosen)
     if count >= 16:
       assert steps >= budget_lib.MIN_STEPS_PER_EPOCH
-    if chosen < 64:  # shrunk to fit: nearly equal full batches
-      assert count - steps * chosen < steps
+    if chosen < 64:  # shrunk to fit: nearly equal full batches of two images or more
+      assert chosen >= min(2, count)  # batch norm's statistics need two
+      assert count - steps * chosen < (steps if chosen > 2 else chosen)
 
   root = write_folder(tmp_path / "photos")
   config = dataclasses.replace(
@@ -129,6 +130,21 @@ def test_max_minutes_never_plans_more_than_it_allows():
   text = full.describe()
   assert text.startswith("plan (estimated on this machine") and "total" in text
   assert "the baselines are" in text and "--baselines=none" in text
+
+
+def test_the_plan_times_real_steps_of_both_networks(real_step_costs):
+  """`measure_costs` (which the other tests replace with fixed costs) times the ancestor's and
+  the quarter-size network's steps and traces: every figure is positive."""
+  import toy  # pylint: disable=g-import-not-at-top
+
+  from squish_tf.train import config as train_config_lib  # pylint: disable=g-import-not-at-top
+
+  spec = toy.TINY
+  costs = estimate_lib.measure_costs(spec, 8, train_config_lib.TrainConfig(epochs=1))
+  for name in ("ancestor_train", "ancestor_eval", "small_train", "small_eval", "ancestor_trace",
+               "small_trace"):
+    assert getattr(costs, name) > 0, (name, costs)
+  assert costs.data == 0 and costs.epoch == 0  # no data given: neither is measured
 
 
 def test_progress_prints_every_n_epochs_with_the_time_left(capsys):

@@ -248,8 +248,8 @@ def time_steps(spec: Any, batch_size: int, config: train_lib.TrainConfig,
 
 
 def epoch_seconds(model: Any, train_ds: Any, val_ds: Any, epochs: int = 1) -> float:
-  """Seconds per epoch of `model.fit` on these pipelines with a training's callbacks (a backup,
-  TensorBoard and CSV logs, in a scratch directory); past the first epoch when `epochs` > 1.
+  """Seconds per epoch of `model.fit` on these pipelines with a training's callbacks (the
+  periodic backup, TensorBoard and CSV logs, in a scratch directory); past the first epoch when `epochs` > 1.
   The model's steps are traced already (`time_steps`), so one epoch is close to a later one."""
   import tempfile  # pylint: disable=g-import-not-at-top
 
@@ -270,7 +270,7 @@ def epoch_seconds(model: Any, train_ds: Any, val_ds: Any, epochs: int = 1) -> fl
   with tempfile.TemporaryDirectory() as scratch:
     os.makedirs(os.path.join(scratch, "logs"))
     logs = os.path.join(scratch, "logs")
-    callbacks = [clock, keras.callbacks.BackupAndRestore(os.path.join(scratch, "backup")),
+    callbacks = [clock, train_lib.PeriodicBackup(os.path.join(scratch, "backup")),
                  keras.callbacks.TensorBoard(logs, write_graph=False, profile_batch=0),
                  keras.callbacks.CSVLogger(os.path.join(logs, "history.csv"))]
     model.fit(train_ds, validation_data=val_ds, epochs=epochs, verbose=0, shuffle=False,
