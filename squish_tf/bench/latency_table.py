@@ -1,7 +1,9 @@
 """The latency table: measured LiteRT latency per convolution (in/out channels on a grid),
 interpolated between grid points, with the channel rounding (`squish_tf.net.spec.round_channels`,
-the multiple chosen per table by `choose_multiple`) that XNNPACK's tiles make real. The measuring
-lives in `squish_tf.bench.latency`; evolution reads tables through `squish_tf.evolve.environment`."""
+the multiple chosen per table by `choose_multiple`) that XNNPACK's tiles make real.
+`build_table` makes a table from measurements, a pure function of them: measured in-process
+(`squish_tf.bench.latency`) or on a device (`squish_tf.bench.profile`). Evolution reads tables
+through `squish_tf.evolve.environment`."""
 
 import dataclasses
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
