@@ -81,23 +81,32 @@ def main(argv):
     models.update({child: latency.spec_tflite(spec, device.format) for child, spec in children})
     measured = time_on_device(device, models)
     rows = []
+    ancestor_ratio = table.predict(ancestor) / measured["ancestor"]
     for child, spec in [("ancestor", ancestor)] + children:
       predicted = table.predict(spec)
+      error = predicted / measured[child] - 1.0
+      # The same error relative to the ancestor's in this session: the machine's load when the
+      # profile was measured and now does not enter it.
+      speedup_error = ancestor_ratio / (predicted / measured[child]) - 1.0
       rows.append({"name": child, "params": spec.params(), "predicted_ms": predicted,
-                   "measured_ms": measured[child],
-                   "error": predicted / measured[child] - 1.0})
+                   "measured_ms": measured[child], "error": error,
+                   "speedup_error": speedup_error})
       print(f"{name:<9} {child:<9} {spec.params():>8,} predicted {predicted:8.3f} ms, measured "
-            f"{measured[child]:8.3f} ms ({rows[-1]['error']:+.1%})", flush=True)
+            f"{measured[child]:8.3f} ms ({error:+.1%}; speed-up over the ancestor "
+            f"{rows[-1]['speedup_error']:+.1%})", flush=True)
     held_out = [abs(row["error"]) for row in rows[1:]]  # the ancestor is calibration width 1
+    held_out_speedup = [abs(row["speedup_error"]) for row in rows[1:]]
     results[name] = {"profile": profile.describe(), "pack_and_measure_seconds": seconds,
                      "profile_seconds": profile.seconds, "channel_multiple": table.channel_multiple,
                      "calibration": table.calibration,
                      "calibration_median_abs_error": float(np.median(calibration)),
-                     "rows": rows, "held_out_median_abs_error": float(np.median(held_out))}
+                     "rows": rows, "held_out_median_abs_error": float(np.median(held_out)),
+                     "held_out_median_abs_speedup_error": float(np.median(held_out_speedup))}
     print(f"{name}: {profile.describe()}; pack + measure {seconds:.0f} s (measure.py "
           f"{profile.seconds:.0f} s); median |error| {np.median(calibration):.1%} on the "
           f"{len(calibration)} calibration widths (fitted on them), {np.median(held_out):.1%} on "
-          f"{len(children)} offspring (held out)", flush=True)
+          f"{len(children)} offspring (held out; of their speed-up over the ancestor "
+          f"{np.median(held_out_speedup):.1%})", flush=True)
   os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
   with open(FLAGS.out, "w") as handle:
     json.dump(results, handle, indent=1)

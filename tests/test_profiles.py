@@ -184,3 +184,22 @@ def test_measure_py_is_standalone_and_keeps_the_in_process_rounds():
       latency.TABLE_ROUNDS, latency.TABLE_ROUND_SECONDS)
   assert (device_measure.NETWORK_ROUNDS, device_measure.NETWORK_ROUND_SECONDS) == (
       latency.NETWORK_ROUNDS, latency.NETWORK_ROUND_SECONDS)
+
+
+def test_a_run_reads_its_table_from_the_profile_and_names_the_device(tmp_path, monkeypatch):
+  from squish_tf.evolve import evolution  # pylint: disable=g-import-not-at-top
+  from squish_tf.report import sections  # pylint: disable=g-import-not-at-top
+
+  _, manifest = fake_pack(tmp_path, monkeypatch)
+  path = str(tmp_path / "profile.json")
+  files_lib.write_json(path, profile_json(manifest))
+  monkeypatch.setattr(latency, "load_or_measure", lambda *args, **kwargs: pytest.fail("measured"))
+  lines = []
+  config = evolve_config_lib.EvolutionConfig(device_profile=path)
+  table = evolution.clock_table(str(tmp_path), SMALL, config, progress=lines.append)
+  assert table.to_json() == profile_lib.load_profile(path).table(SMALL).to_json()
+  name = latency_table_lib.clock_name(table)
+  assert name == "device phone (ai-edge-litert 2.3.0, fp32, 4 threads)"
+  assert lines and name[len("device "):] in lines[0]
+  text = sections.latency_section({"latency_model": {"table": name}, "candidates": []})
+  assert f"(`{name}`)" in text
