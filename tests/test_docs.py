@@ -10,6 +10,9 @@ from squish_tf.job import options as options_lib
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Flags every absl main has, and what a `--noNAME` stands for in the docs.
 ABSL_FLAGS = {"help", "helpfull", "flagfile", "verbosity", "noNAME"}
+# LiteRT's benchmark_model flags that docs/devices.md's adb lines pass (not squish_tf's).
+BENCHMARK_MODEL_FLAGS = {"graph", "num_threads", "use_xnnpack", "enable_op_profiling",
+                         "op_profiling_output_mode", "op_profiling_output_file"}
 FLAG = re.compile(r"(?<![\w-])--([A-Za-z][A-Za-z0-9_]*)")
 DEFINED = re.compile(r"""(?:DEFINE_\w+|add_argument)\(\s*["'](?:--)?(\w+)["']""")
 TABLE_ROW = re.compile(r"^\| `--(\w+)` \| ([^|]+) \|", re.MULTILINE)
@@ -40,11 +43,12 @@ def _flags_of_the_code():
   sources = (glob.glob(os.path.join(ROOT, "pipelines", "*.py")) +
              glob.glob(os.path.join(ROOT, "benchmarks", "*.py")) +
              [os.path.join(ROOT, "squish_tf", "job", "flags.py"),
-              os.path.join(ROOT, "squish_tf", "export", "jetson_trt.py")])
+              os.path.join(ROOT, "squish_tf", "export", "jetson_trt.py"),
+              os.path.join(ROOT, "squish_tf", "bench", "device_measure.py")])
   for path in sources:
     names.update(DEFINED.findall(_read(path)))
   booleans = {o.name for o in options_lib.squish_options() if o.kind == "boolean"}
-  return names | {"no" + name for name in booleans} | ABSL_FLAGS
+  return names | {"no" + name for name in booleans} | ABSL_FLAGS | BENCHMARK_MODEL_FLAGS
 
 
 def test_options_md_is_generated_from_the_declarations():

@@ -231,7 +231,7 @@ def test_the_table_is_cached_and_measured_again_for_another_key(tmp_path, monkey
 def test_measure_table_converts_each_shared_grid_point_once(monkeypatch, real_latency):
   """The measuring plumbing with the clock taken out: fake milliseconds per model."""
   converted = []
-  real = latency._conv_tflite  # pylint: disable=protected-access
+  real = latency.conv_tflite  # pylint: disable=protected-access
 
   def conv(signature, fmt, seed=0):
     converted.append(signature)
@@ -242,7 +242,7 @@ def test_measure_table_converts_each_shared_grid_point_once(monkeypatch, real_la
             for index, name in enumerate(calls)}
 
   spec = TINY.replace(fires=TINY.fires[:2], pool_after=(1,))
-  monkeypatch.setattr(latency, "_conv_tflite", conv)
+  monkeypatch.setattr(latency, "conv_tflite", conv)
   monkeypatch.setattr(latency, "_median_ms", fake_ms)
   table = latency.measure_table(spec, "fp32", 2, progress=None)
   assert len(converted) == len(set(converted))  # fire2's and fire3's shared points once

@@ -57,17 +57,18 @@ from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 import numpy as np
 
 from squish_tf import files as files_lib
-from squish_tf.bench.latency_table import (
+from squish_tf.bench.latency_table import (  # scaled_spec: re-exported for callers
   CALIBRATION_WIDTHS,
   FORMATS,
   GRID_FRACTIONS,
   MULTIPLES,
+  OVERHEAD_SIGNATURE,
   LatencyTable,
-  choose_multiple,
-  conv_ops,
-  fit_network,
-  grid_points,
-  smooth_layer,
+  Measurements,
+  build_table,
+  calibration_specs,
+  probe_signatures,
+  scaled_spec,
 )
 from squish_tf.net import spec as spec_lib
 from squish_tf.runtime import native_log
@@ -122,7 +123,7 @@ def _check_format(fmt: str) -> None:
     raise ValueError(f"--latency_format must be one of {FORMATS}, got {fmt!r}.")
 
 
-def _conv_tflite(signature: Tuple[Any, ...], fmt: str, seed: int = 0) -> bytes:
+def conv_tflite(signature: Tuple[Any, ...], fmt: str, seed: int = 0) -> bytes:
   """A one-convolution .tflite (conv + bias + activation, random weights)."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
@@ -186,12 +187,6 @@ def spec_tflite(spec: spec_lib.NetSpec, fmt: str, seed: int = 0) -> bytes:
   return network_tflite(models.build_model(deployed, seed=seed), deployed, fmt)
 
 
-def scaled_spec(spec: spec_lib.NetSpec, width: float) -> spec_lib.NetSpec:
-  """`spec` with every prunable layer at round(width * filters) (at least 1): `scale_width`,
-  named as the table's calibration networks are."""
-  return spec_lib.scale_width(spec, width).replace(name=f"{spec.name}_x{width:g}")
-
-
 def _runner_call(model: bytes, threads: int) -> Callable[[], Any]:
   """The model's invoke alone, its input set once: a layer timed alone pays no copy of its
   input and output tensors, which inside a network it does not pay either."""
@@ -224,69 +219,48 @@ def _median_ms(calls: Mapping[str, Callable[[], Any]], rounds: int,
 
 def measure_table(spec: spec_lib.NetSpec, fmt: str = "fp32", threads: int = 2,
                   progress: Optional[Callable[[str], None]] = print) -> LatencyTable:
-  """Measures every convolution's grid and fits the network terms (tens of seconds).
+  """Measures every convolution's grid and fits the network terms (tens of seconds):
+  `measure` here, then `latency_table.build_table` (the same build a device profile takes)."""
+  measured = measure(spec, fmt, threads, progress)
+  table = build_table(spec, fmt, threads, measured,
+                      key=files_lib.json_round_trip(table_key(spec, fmt, threads)))
+  (progress or (lambda _: None))(
+      f"latency table: convolutions priced at multiples of {table.channel_multiple} "
+      "channels; " + ", ".join(
+          f"width {c['width']:g} measured {c['measured_ms']:.3f} ms, predicted "
+          f"{c['predicted_ms']:.3f}" for c in table.calibration))
+  logging.getLogger(__name__).info("latency fit: %.4f ms + %.3f x layers", table.intercept_ms,
+                                   table.slope)
+  return table
+
+
+def measure(spec: spec_lib.NetSpec, fmt: str = "fp32", threads: int = 2,
+            progress: Optional[Callable[[str], None]] = print) -> Measurements:
+  """Converts and times, in this process with LiteRT, what the table of `spec` reads.
 
   Grid points shared by several layers (the same kernel, stride, input size
   and channels) are converted and timed once.
   """
   _check_format(fmt)
   log = progress or (lambda _: None)
-  ops = conv_ops(spec)
-  grids = {}
-  for op in ops:
-    in_grid = [op.in_channels] if op.name == "conv1" else grid_points(op.in_channels)
-    out_grid = [op.filters] if op.name == "conv10" else grid_points(op.filters)
-    grids[op.name] = (op, in_grid, out_grid)
-  signatures = sorted({op.signature(c, n) for op, in_grid, out_grid in grids.values()
-                       for c in in_grid for n in out_grid})
+  signatures = probe_signatures(spec)
+  networks = calibration_specs(spec)
   log(f"latency table ({fmt}, {threads} threads, {spec.input_shape[0]} px): converting "
-      f"{len(signatures)} single convolutions and {len(CALIBRATION_WIDTHS)} networks ...")
-  calls = {}
-  for index, signature in enumerate(signatures):
-    calls[f"op{index}"] = _runner_call(_conv_tflite(signature, fmt), threads)
-  networks = {}
-  for width in CALIBRATION_WIDTHS:
-    scaled = spec if width == 1.0 else scaled_spec(spec, width)
-    networks[f"net{width:g}"] = (width, scaled)
-    calls[f"net{width:g}"] = _runner_call(spec_tflite(scaled, fmt), threads)
+      f"{len(signatures)} single convolutions and {len(networks)} networks ...")
+  op_calls = {f"op{index}": _runner_call(conv_tflite(signature, fmt), threads)
+              for index, signature in enumerate(signatures)}
+  net_calls = {f"net{width:g}": _runner_call(spec_tflite(scaled, fmt), threads)
+               for width, scaled in networks.items()}
   # A model of one tiny convolution: what every invoke costs whatever it runs.
   # Each grid point is timed alone, so this is taken off each of them.
-  overhead = (1, 1, "valid", 1, 1, 1, 1, "linear")
-  calls["op_overhead"] = _runner_call(_conv_tflite(overhead, fmt), threads)
-  log(f"latency table: timing {len(calls)} models interleaved ...")
-  op_calls = {name: call for name, call in calls.items() if name.startswith("op")}
-  net_calls = {name: call for name, call in calls.items() if name.startswith("net")}
+  op_calls["op_overhead"] = _runner_call(conv_tflite(OVERHEAD_SIGNATURE, fmt), threads)
+  log(f"latency table: timing {len(op_calls) + len(net_calls)} models interleaved ...")
   op_ms = _median_ms(op_calls, TABLE_ROUNDS, TABLE_ROUND_SECONDS)
   net_ms = _median_ms(net_calls, NETWORK_ROUNDS, NETWORK_ROUND_SECONDS)
-  invoke_ms = op_ms["op_overhead"]
-  by_signature = {signature: max(0.0, op_ms[f"op{index}"] - invoke_ms)
-                  for index, signature in enumerate(signatures)}
-  layers = {}
-  for name, (op, in_grid, out_grid) in grids.items():
-    raw = [[by_signature[op.signature(c, n)] for n in out_grid] for c in in_grid]
-    layers[name] = {"in_grid": in_grid, "out_grid": out_grid,
-                    "ms": smooth_layer(in_grid, out_grid, raw), "measured_ms": raw}
-  table = LatencyTable(format=fmt, threads=threads, input_shape=tuple(spec.input_shape),
-                       layers=layers, key=files_lib.json_round_trip(table_key(spec, fmt, threads)))
-  by_multiple = {m: [table.layers_ms(scaled, m) for _, scaled in networks.values()]
-                 for m in MULTIPLES}
-  table.channel_multiple = choose_multiple(by_multiple, [net_ms[name] for name in networks])
-  calibration = [{"width": width, "layers_ms": layers_ms, "measured_ms": net_ms[name]}
-                 for (name, (width, _)), layers_ms in zip(networks.items(),
-                                                          by_multiple[table.channel_multiple])]
-  table.intercept_ms, table.slope = fit_network([c["layers_ms"] for c in calibration],
-                                                [c["measured_ms"] for c in calibration])
-  table.calibration = calibration
-  table.invoke_overhead_ms = invoke_ms
-  for point in calibration:
-    point["predicted_ms"] = table.network_ms(point["layers_ms"])
-  log(f"latency table: convolutions priced at multiples of {table.channel_multiple} "
-      "channels; " + ", ".join(
-      f"width {c['width']:g} measured {c['measured_ms']:.3f} ms, predicted "
-      f"{c['predicted_ms']:.3f}" for c in calibration))
-  logging.getLogger(__name__).info("latency fit: %.4f ms + %.3f x layers", table.intercept_ms,
-                                   table.slope)
-  return table
+  return Measurements(
+      op_ms={signature: op_ms[f"op{index}"] for index, signature in enumerate(signatures)},
+      overhead_ms=op_ms["op_overhead"],
+      network_ms={width: net_ms[f"net{width:g}"] for width in networks})
 
 
 def time_models(models: Mapping[str, bytes], threads: int = 2, rounds: int = NETWORK_ROUNDS,

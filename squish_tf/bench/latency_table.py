@@ -1,7 +1,9 @@
 """The latency table: measured LiteRT latency per convolution (in/out channels on a grid),
 interpolated between grid points, with the channel rounding (`squish_tf.net.spec.round_channels`,
-the multiple chosen per table by `choose_multiple`) that XNNPACK's tiles make real. The measuring
-lives in `squish_tf.bench.latency`; evolution reads tables through `squish_tf.evolve.environment`."""
+the multiple chosen per table by `choose_multiple`) that XNNPACK's tiles make real.
+`build_table` makes a table from measurements, a pure function of them: measured in-process
+(`squish_tf.bench.latency`) or on a device (`squish_tf.bench.profile`). Evolution reads tables
+through `squish_tf.evolve.environment`."""
 
 import dataclasses
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
@@ -23,6 +25,12 @@ MULTIPLES = (1, 2, 4, 8, 16)
 def table_file(fmt: str) -> str:
   """The cache file name of a table, in the run dir."""
   return f"latency_table_{fmt}.json"
+
+
+def clock_name(table: "LatencyTable") -> str:
+  """What a run names its latency clock by: the device of a profile's table, else the cache
+  file of the table measured here."""
+  return str(table.key.get("clock") or table_file(table.format))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -263,3 +271,98 @@ def smooth_layer(in_grid: Sequence[int], out_grid: Sequence[int], ms: Any) -> Li
   else:
     a, b = float(np.mean(y)), 0.0
   return [[float(a + b * c * n) for n in out_grid] for c in in_grid]
+
+
+# The one-convolution model every invoke's overhead is read from (1x1 on one 1x1 channel).
+OVERHEAD_SIGNATURE = (1, 1, "valid", 1, 1, 1, 1, "linear")
+
+
+def scaled_spec(spec: spec_lib.NetSpec, width: float) -> spec_lib.NetSpec:
+  """`spec` with every prunable layer at round(width * filters) (at least 1): `scale_width`,
+  named as the table's calibration networks are."""
+  return spec_lib.scale_width(spec, width).replace(name=f"{spec.name}_x{width:g}")
+
+
+def calibration_specs(spec: spec_lib.NetSpec) -> Dict[float, spec_lib.NetSpec]:
+  """{width: the network timed whole at that width} for CALIBRATION_WIDTHS."""
+  return {width: spec if width == 1.0 else scaled_spec(spec, width)
+          for width in CALIBRATION_WIDTHS}
+
+
+def layer_grids(spec: spec_lib.NetSpec) -> Dict[str, Tuple[ConvOp, List[int], List[int]]]:
+  """{layer: (its ConvOp, C_in grid, C_out grid)}: conv1's three input channels and conv10's
+  classes are not on a grid."""
+  grids = {}
+  for op in conv_ops(spec):
+    in_grid = [op.in_channels] if op.name == "conv1" else grid_points(op.in_channels)
+    out_grid = [op.filters] if op.name == "conv10" else grid_points(op.filters)
+    grids[op.name] = (op, in_grid, out_grid)
+  return grids
+
+
+def probe_signatures(spec: spec_lib.NetSpec) -> List[Tuple[Any, ...]]:
+  """The distinct single-convolution models the table of `spec` times (`ConvOp.signature`),
+  sorted: grid points shared by several layers are timed once."""
+  return sorted({op.signature(c, n) for op, in_grid, out_grid in layer_grids(spec).values()
+                 for c in in_grid for n in out_grid})
+
+
+@dataclasses.dataclass
+class Measurements:
+  """What a device measured for a table: everything `build_table` reads.
+
+  Attributes:
+    op_ms: {`ConvOp.signature`: median ms of its one-convolution model, the
+      invoke included}.
+    overhead_ms: median ms of the OVERHEAD_SIGNATURE model.
+    network_ms: {calibration width: median ms of the whole network}.
+  """
+
+  op_ms: Dict[Tuple[Any, ...], float]
+  overhead_ms: float
+  network_ms: Dict[float, float]
+
+
+def build_table(spec: spec_lib.NetSpec, fmt: str, threads: int, measured: Measurements,
+                key: Optional[Dict[str, Any]] = None) -> LatencyTable:
+  """The table of `spec` from `measured`: a pure function of the measurements.
+
+  Each grid point's ms less the invoke overhead, each layer's grid smoothed
+  (`smooth_layer`), the channel multiple chosen (`choose_multiple`) and the
+  network slope fitted (`fit_network`) on the calibration networks.
+
+  Raises:
+    ValueError: a probe or calibration network of `spec` was not measured.
+  """
+  missing = [s for s in probe_signatures(spec) if s not in measured.op_ms]
+  networks = calibration_specs(spec)
+  missing_widths = [w for w in networks if w not in measured.network_ms]
+  if missing or missing_widths:
+    raise ValueError(
+        f"The measurements lack {len(missing)} of the {len(probe_signatures(spec))} "
+        f"convolutions and {len(missing_widths)} of the calibration networks of this network "
+        f"({spec.input_shape[0]} px, {spec.num_classes} classes): they were measured for "
+        "another architecture. Pack and measure again for this one (squish-profile pack).")
+  by_signature = {s: max(0.0, float(ms) - float(measured.overhead_ms))
+                  for s, ms in measured.op_ms.items()}
+  layers = {}
+  for name, (op, in_grid, out_grid) in layer_grids(spec).items():
+    raw = [[by_signature[op.signature(c, n)] for n in out_grid] for c in in_grid]
+    layers[name] = {"in_grid": in_grid, "out_grid": out_grid,
+                    "ms": smooth_layer(in_grid, out_grid, raw), "measured_ms": raw}
+  table = LatencyTable(format=fmt, threads=int(threads), input_shape=tuple(spec.input_shape),
+                       layers=layers, key=dict(key or {}))
+  measured_ms = [float(measured.network_ms[w]) for w in networks]
+  by_multiple = {m: [table.layers_ms(scaled, m) for scaled in networks.values()]
+                 for m in MULTIPLES}
+  table.channel_multiple = choose_multiple(by_multiple, measured_ms)
+  calibration = [{"width": width, "layers_ms": layers_ms, "measured_ms": ms}
+                 for width, layers_ms, ms in zip(networks, by_multiple[table.channel_multiple],
+                                                 measured_ms)]
+  table.intercept_ms, table.slope = fit_network([c["layers_ms"] for c in calibration],
+                                                measured_ms)
+  for point in calibration:
+    point["predicted_ms"] = table.network_ms(point["layers_ms"])
+  table.calibration = calibration
+  table.invoke_overhead_ms = float(measured.overhead_ms)
+  return table

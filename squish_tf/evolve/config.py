@@ -6,6 +6,7 @@ from typing import Optional
 
 from squish_tf import fields as fields_lib
 from squish_tf.bench import latency_table as latency_table_lib
+from squish_tf.bench import profile as profile_lib
 from squish_tf.evolve import encoding as synthesis
 from squish_tf.evolve import registries
 from squish_tf.train import config as train_config_lib
@@ -165,20 +166,49 @@ class EvolutionConfig:
       "runs them one by one in this process. Small networks leave a core idle, so 2 suits 2 "
       "cores. Results do not depend on it. With a --distribution_strategy other than off it is "
       "1."), lower_bound=1))
+  device: Optional[str] = dataclasses.field(default=None, metadata=dict(
+      enum_values=profile_lib.DEVICES, help=(
+          "Aim at a built-in device's latency instead of this machine's fp32 clock: " + "; ".join(
+              f"{d.name}: {d.description}" for d in profile_lib.BUILT_IN.values())
+          + ". Packed and measured here on first use (a minute or two), cached in "
+          "--device_cache_dir. Excludes --device_profile.")))
+  device_profile: Optional[str] = dataclasses.field(default=None, metadata=dict(help=(
+      "A device profile (JSON) written by measure.py of a `squish-profile pack` on the target "
+      "device (docs/devices.md): the latency table comes from it. Excludes --device.")))
+  device_cache_dir: Optional[str] = dataclasses.field(default=None, metadata=dict(help=(
+      "Where --device keeps its measured profiles (device_<name>_<px>px_<classes>c.json); "
+      "unset: the run dir.")))
 
   def __post_init__(self):
     fields_lib.check(self)  # every bound and choice declared above
+    self._check_device()
     if not 0 <= self.max_accuracy_drop <= 1:
       raise ValueError(f"--max_accuracy_drop is a fraction in [0, 1] (0.03 = 3 points), "
                        f"got {self.max_accuracy_drop}.")
+
+  def _check_device(self) -> None:
+    """--device and --device_profile exclude each other; a profile must read as one."""
+    if self.device is not None and self.device_profile is not None:
+      raise ValueError(f"--device={self.device} and --device_profile={self.device_profile} "
+                       "both name the clock to aim at; pass one of them.")
+    fmt = (profile_lib.BUILT_IN[self.device].format if self.device is not None else
+           profile_lib.load_profile(self.device_profile).format if self.device_profile
+           else None)
+    if fmt is not None and self.latency_format not in ("fp32", fmt):
+      raise ValueError(f"--latency_format={self.latency_format}, but the device's profile "
+                       f"times {fmt} files: leave --latency_format unset with a device.")
+
+  @property
+  def device_set(self) -> bool:
+    return self.device is not None or self.device_profile is not None
 
   @property
   def latency_target_set(self) -> bool:
     return self.target_latency_ms is not None or self.target_speedup is not None
 
   def needs_latency(self, synth: synthesis.SynthesisConfig) -> bool:
-    """True when the run needs a measured latency table (--cost=latency or a latency target)."""
-    return synth.cost == "latency" or self.latency_target_set
+    """True when the run needs a latency table (--cost=latency, a latency target, a device)."""
+    return synth.cost == "latency" or self.latency_target_set or self.device_set
 
   def latency_target_ms(self, ancestor_ms: Optional[float]) -> Optional[float]:
     """The latency target in predicted ms (the tighter of the two, when both are set)."""

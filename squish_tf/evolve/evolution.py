@@ -33,6 +33,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 import tensorflow as tf
 
 from squish_tf import files as files_lib
+from squish_tf.bench import devices as devices_lib
 from squish_tf.bench import latency as latency_lib
 from squish_tf.bench import latency_table as latency_table_lib
 from squish_tf.evolve import encoding as synthesis
@@ -140,6 +141,16 @@ def evolve(parent_dir: str, run_dir: str, config: EvolutionConfig,
   return evolution_result(run_dir, lineage)
 
 
+def clock_table(run_dir: str, spec: spec_lib.NetSpec, config: EvolutionConfig,
+                progress: Optional[Callable[[str], None]] = print
+                ) -> latency_table_lib.LatencyTable:
+  """The run's latency table (`devices.clock_table`): --device_profile's, --device's, or
+  measured here in --latency_format (cached in the run dir)."""
+  return devices_lib.clock_table(run_dir, spec, config.latency_format, LATENCY_THREADS,
+                                 device=config.device, device_profile=config.device_profile,
+                                 cache_dir=config.device_cache_dir, progress=progress)
+
+
 class _Evolution:
   """One run of `evolve`: its settings, the ancestor, the targets, the table and the lineage."""
 
@@ -169,10 +180,8 @@ class _Evolution:
     if self.config.needs_latency(self.synth):
       # Measured once per run dir (cached; measured again only on another machine, format or
       # architecture), before any candidate is drawn.
-      fmt = self.config.latency_format
-      self.table = latency_lib.load_or_measure(
-          os.path.join(self.run_dir, latency_table_lib.table_file(fmt)), spec, fmt,
-          LATENCY_THREADS, progress=print if self.options.verbose else None)
+      self.table = clock_table(self.run_dir, spec, self.config,
+                               progress=print if self.options.verbose else None)
     if self.targets is None:
       self.targets = check_targets(spec, self.config, self.synth, self.table)
     identity = run_identity(parent_dir, self.config, self.synth, self.options.run_flags,
@@ -187,7 +196,7 @@ class _Evolution:
       lineage = new_lineage(parent_dir, spec, metrics)
     if self.table is not None:
       lineage["ancestor"]["predicted_latency_ms"] = self.table.predict(spec)
-      lineage["latency_table"] = latency_table_lib.table_file(self.config.latency_format)
+      lineage["latency_table"] = latency_table_lib.clock_name(self.table)
     self.lineage = lineage
     return lineage
 

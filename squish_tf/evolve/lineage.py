@@ -112,13 +112,13 @@ def run_identity(parent_dir: str, config: EvolutionConfig, synth: synthesis.Synt
                  train_config: Optional[train_config_lib.TrainConfig] = None) -> Dict[str, Any]:
   """What a run dir's lineage depends on, flag by flag (evolution_config.json).
 
-  Not in it: --workers (results do not depend on it), --final_init and
+  Not in it: --workers and --device_cache_dir (results do not depend on them), --final_init and
   --final_epochs (the final stage comes after the lineage). `parent_identity` adds the parent itself.
   """
   train_config = train_config or train_config_lib.TrainConfig()
   identity = dict(run_flags or {})
   identity.update({f"--{k}": v for k, v in dataclasses.asdict(config).items()
-                   if k not in ("workers", "final_init", "final_epochs")})
+                   if k not in ("workers", "final_init", "final_epochs", "device_cache_dir")})
   identity.update({f"--{k}": v for k, v in dataclasses.asdict(train_config).items()
                    if k not in ("epochs", "learning_rate", "warmup_epochs")})
   identity.update({(f"--{k}" if k != "target_fraction" else "synthesis.target_fraction"): v

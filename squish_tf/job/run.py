@@ -33,7 +33,6 @@ from squish_tf import lock as lock_lib
 from squish_tf import records
 from squish_tf.bench import benchmark as benchmark_lib
 from squish_tf.bench import comparisons as comparisons_lib
-from squish_tf.bench import latency as latency_lib
 from squish_tf.bench import latency_table as latency_table_lib
 from squish_tf.bench import matching as matching_lib
 from squish_tf.data import config as data_config_lib
@@ -141,14 +140,11 @@ def check_before_writing(run: Run) -> None:
 
 
 def latency_table(run: Run) -> Optional[latency_table_lib.LatencyTable]:
-  """The run's latency table when it needs one (--cost=latency, a latency target), measured
-  once per run dir and cached there; None otherwise."""
+  """The run's latency table when it needs one (--cost=latency, a latency target, a device):
+  the device's, or measured once per run dir and cached there; None otherwise."""
   if not run.evolution_config.needs_latency(run.synth):
     return None
-  fmt = run.evolution_config.latency_format
-  return latency_lib.load_or_measure(
-      os.path.join(run.run_dir, latency_table_lib.table_file(fmt)), run.spec, fmt,
-      evolve_config_lib.LATENCY_THREADS, progress=run.log)
+  return evolution.clock_table(run.run_dir, run.spec, run.evolution_config, progress=run.log)
 
 
 def ancestor_stage(run: Run, stage: Stages, train_ds: tf.data.Dataset,
@@ -278,9 +274,11 @@ def latency_match(run: Run, result: lineage_lib.EvolutionResult,
     # the interleaved measurements correct (a table costs longer than the match).
     table = latency_table(run)
     size_multiplier = spec_lib.multiplier_for(run.spec, target_params, spec_lib.NetSpec.params)
+    # A device's table is its clock: timing here (once, for the record) corrects nothing.
+    tries = 1 if run.evolution_config.device_set else matching_lib.TRIES
     match = matching_lib.match_latency(model_io.read_spec(result.winner_dir), run.spec, table,
                                        size_multiplier, fmt, evolve_config_lib.LATENCY_THREADS,
-                                       log=run.log)
+                                       tries=tries, log=run.log)
     match["trained"] = not match["size_within_tolerance"]
     if not match["trained"]:
       run.log(f"latency match: the size-matched width_scaled runs {match['size_ratio']:.3f}x "

@@ -230,7 +230,7 @@ def latency_section(results: Mapping[str, Any]) -> str:
   header = ["Candidate", "Expected (ms)", "Predicted (ms)", "Measured (ms)", "Error",
             "Predicted speed-up", "Measured speed-up (min-max)", "Speed-up error"]
   text = ("### Latency model\n\n"
-          f"LiteRT latency at batch 1 predicted from the table measured on this machine "
+          f"Latency at batch 1 predicted from the table of this machine or the named device "
           f"(`{fmt_text(summary.table)}`) and measured with each candidate timed "
           "interleaved with the ancestor once its generation was trained. The ancestor: "
           f"{fmt_value(summary.ancestor_predicted_ms, '.3f')} ms predicted, "

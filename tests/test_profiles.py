@@ -1,0 +1,205 @@
+"""Device profiles: measured without TensorFlow, read back as the table measured in-process."""
+
+import ast
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import toy
+
+from squish_tf import files as files_lib
+from squish_tf.bench import device_measure
+from squish_tf.bench import devices as devices_lib
+from squish_tf.bench import latency
+from squish_tf.bench import latency_table as latency_table_lib
+from squish_tf.bench import profile as profile_lib
+from squish_tf.evolve import config as evolve_config_lib
+
+# One fire: few probes. The calibration networks are still the seven widths.
+SMALL = toy.TINY.replace(fires=toy.TINY.fires[:1], pool_after=(1,))
+
+
+def fake_ms(name):
+  """A deterministic ms per model name (what a clock would have said)."""
+  return 0.001 * (1 + sum(ord(c) * (i + 1) for i, c in enumerate(name)) % 97)
+
+
+def fake_pack(tmp_path, monkeypatch, content=b"not a model"):
+  """`devices.pack` of SMALL with every conversion replaced by `content`."""
+  monkeypatch.setattr(latency, "conv_tflite", lambda signature, fmt, seed=0: content)
+  monkeypatch.setattr(latency, "spec_tflite", lambda spec, fmt, seed=0: content)
+  pack_dir = str(tmp_path / "pack")
+  return pack_dir, devices_lib.pack(SMALL, "fp32", pack_dir, progress=None)
+
+
+def profile_json(manifest, ms_of=fake_ms):
+  """The profile measure.py writes for `manifest` with `ms_of(name)` per model."""
+  ms = {model["name"]: ms_of(model["name"]) for model in manifest["models"]}
+  return device_measure.profile_of(manifest, ms, "phone", "ai-edge-litert", "2.3.0", 4, "timed",
+                                   1.0)
+
+
+def test_a_profile_round_trips_through_json(tmp_path, monkeypatch):
+  _, manifest = fake_pack(tmp_path, monkeypatch)
+  profile = profile_lib.DeviceProfile.from_json(profile_json(manifest))
+  path = str(tmp_path / "profile.json")
+  files_lib.write_json(path, profile.to_json())
+  again = profile_lib.load_profile(path)
+  assert again == profile
+  assert again.table(SMALL).to_json() == profile.table(SMALL).to_json()
+  assert again.describe() == "phone (ai-edge-litert 2.3.0, fp32, 4 threads)"
+  assert latency_table_lib.clock_name(again.table(SMALL)) == "device " + again.describe()
+
+
+def test_a_table_from_a_profile_equals_the_one_built_in_process(tmp_path, monkeypatch):
+  """The same milliseconds per model, once through the in-process clock and once through a
+  pack's manifest and a profile's JSON, give the same table."""
+  _, manifest = fake_pack(tmp_path, monkeypatch)
+  monkeypatch.setattr(latency, "_runner_call", lambda model, threads: lambda: None)
+  monkeypatch.setattr(latency, "_median_ms",
+                      lambda calls, rounds, seconds: {name: fake_ms(name) for name in calls})
+  in_process = latency.measure_table(SMALL, "fp32", 4, progress=None).to_json()
+  data = json.loads(json.dumps(profile_json(manifest)))
+  from_profile = profile_lib.DeviceProfile.from_json(data).table(SMALL).to_json()
+  assert in_process.pop("key") != from_profile.pop("key")  # the clock's name differs, only it
+  assert from_profile == in_process
+  assert from_profile["calibration"][0]["measured_ms"] == fake_ms("net1")
+
+
+def test_a_profile_of_another_size_or_network_is_refused_with_the_pack_line(tmp_path,
+                                                                            monkeypatch):
+  _, manifest = fake_pack(tmp_path, monkeypatch)
+  profile = profile_lib.DeviceProfile.from_json(profile_json(manifest))
+  with pytest.raises(ValueError, match="--image_size=64"):
+    profile.table(SMALL.replace(input_shape=(64, 64, 3)))
+  with pytest.raises(ValueError, match="another architecture.*--num_classes=3"):
+    profile.table(toy.TINY)
+  with pytest.raises(ValueError, match="version"):
+    profile_lib.DeviceProfile.from_json(dict(profile.to_json(), version=99))
+
+
+def test_measure_py_runs_where_tensorflow_cannot_be_imported(tmp_path, monkeypatch):
+  """The pack's measure.py, copied out, in a Python whose `import tensorflow` raises."""
+  probe = latency.conv_tflite((1, 1, "valid", 4, 4, 2, 2, "relu"), "fp32")
+  pack_dir, manifest = fake_pack(tmp_path, monkeypatch, content=probe)
+  blocked = tmp_path / "blocked"
+  (blocked / "tensorflow").mkdir(parents=True)
+  (blocked / "tensorflow" / "__init__.py").write_text(
+      "raise ImportError('TensorFlow is not on this device')\n")
+  env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+  env["PYTHONPATH"] = str(blocked)
+  check = subprocess.run([sys.executable, "-c", "import tensorflow"], env=env, cwd=pack_dir,
+                         capture_output=True, text=True, check=False)
+  assert "not on this device" in check.stderr
+  done = subprocess.run([sys.executable, devices_lib.MEASURE_SCRIPT, "--device_name=nano",
+                         "--threads=1", "--quick", "--out=profile.json"], env=env, cwd=pack_dir,
+                        capture_output=True, text=True, check=False)
+  assert done.returncode == 0, done.stderr
+  profile = profile_lib.load_profile(os.path.join(pack_dir, "profile.json"))
+  assert (profile.device, profile.runtime, profile.format) == ("nano", "ai-edge-litert", "fp32")
+  assert len(profile.measurements.op_ms) == len(latency_table_lib.probe_signatures(SMALL))
+  assert all(ms > 0 for ms in profile.measurements.network_ms.values())
+  assert profile.table(SMALL).predict(SMALL) > 0
+  with open(os.path.join(pack_dir, devices_lib.MODELS_LIST)) as handle:
+    assert len(handle.read().split()) == len(manifest["models"])
+
+
+def test_measure_py_reads_benchmark_model_op_profiling_csvs(tmp_path, monkeypatch):
+  pack_dir, manifest = fake_pack(tmp_path, monkeypatch)
+  csv_dir = tmp_path / "csv"
+  csv_dir.mkdir()
+  header = "node type, start, first, avg_ms, %, cdf%, mem KB, times called, name"
+  for model in manifest["models"]:
+    ms = fake_ms(model["name"])
+    (csv_dir / f"{model['name']}.csv").write_text(
+        "Profiling Info for Benchmark Initialization:\n"
+        f"============================== Run Order ==============================\n{header}\n"
+        "AllocateTensors, 0, 5.0, 5.0, 100%, 100%, 0, 1, AllocateTensors/0\n\n"
+        "Operator-wise Profiling Info for Regular Benchmark Runs:\n"
+        f"============================== Run Order ==============================\n{header}\n"
+        f"CONV_2D, 0, 1.0, {ms * 0.75:.6f}, 75%, 75%, 0, 1, [conv]:0\n"
+        f"QUANTIZE, 0, 1.0, {ms * 0.25:.6f}, 25%, 100%, 0, 1, [q]:1\n\n"
+        f"============================== Top by Computation Time ==========\n{header}\n"
+        f"CONV_2D, 0, 1.0, {ms * 0.75:.6f}, 75%, 75%, 0, 1, [conv]:0\n")
+  device_measure.main([f"--pack={pack_dir}", f"--op_profiles={csv_dir}", "--device_name=phone",
+                       "--threads=4", f"--out={tmp_path / 'profile.json'}"])
+  profile = profile_lib.load_profile(str(tmp_path / "profile.json"))
+  assert profile.source == "op_profiling_csv" and profile.runtime == "benchmark_model"
+  expected = profile_lib.DeviceProfile.from_json(profile_json(manifest)).measurements
+  assert profile.measurements.network_ms == pytest.approx(expected.network_ms)
+  assert profile.measurements.overhead_ms == pytest.approx(expected.overhead_ms)
+
+
+def test_a_built_in_device_is_measured_once_then_read_from_its_cache(tmp_path, monkeypatch):
+  _, manifest = fake_pack(tmp_path, monkeypatch)
+  runs = []
+
+  def measure(pack_dir, name, out, runtime, threads):
+    runs.append((name, runtime, threads))
+    device = profile_lib.BUILT_IN[name]
+    data = dict(profile_json(manifest), device=name, runtime=runtime, threads=threads,
+                format=device.format, host=device_measure.host_info(),
+                runtime_version=device_measure.runtime_version(runtime))
+    return profile_lib.DeviceProfile.from_json(files_lib.json_round_trip(data))
+
+  monkeypatch.setattr(devices_lib, "run_measure", measure)
+  cache = str(tmp_path / "cache")
+  first = devices_lib.clock_table(str(tmp_path), SMALL, "fp32", 2, device="tflm",
+                                  cache_dir=cache, progress=None)
+  again = devices_lib.clock_table(str(tmp_path), SMALL, "fp32", 2, device="tflm",
+                                  cache_dir=cache, progress=None)
+  assert runs == [("tflm", "tflite-micro", 1)]
+  assert again.to_json() == first.to_json() and first.format == "int8"
+  assert os.listdir(cache) == [devices_lib.cache_file("tflm", SMALL)]
+
+
+def test_device_options_are_checked_when_the_config_is_built(tmp_path):
+  config = evolve_config_lib.EvolutionConfig(device="cpu_int8")
+  assert config.device_set and config.needs_latency(evolve_config_lib.synthesis.SynthesisConfig())
+  with pytest.raises(ValueError, match="--device must be one of .*'tflm'.*got 'gpu'"):
+    evolve_config_lib.EvolutionConfig(device="gpu")
+  with pytest.raises(ValueError, match="both name the clock.*pass one of them"):
+    evolve_config_lib.EvolutionConfig(device="tflm", device_profile="profile.json")
+  with pytest.raises(ValueError, match="no such file.*squish-profile pack"):
+    evolve_config_lib.EvolutionConfig(device_profile=str(tmp_path / "missing.json"))
+  (tmp_path / "bad.json").write_text(json.dumps({"version": 1, "device": "x"}))
+  with pytest.raises(ValueError, match="bad.json: device profile without"):
+    evolve_config_lib.EvolutionConfig(device_profile=str(tmp_path / "bad.json"))
+  with pytest.raises(ValueError, match="--latency_format=int8.*times fp32"):
+    evolve_config_lib.EvolutionConfig(device="cpu_fp32", latency_format="int8")
+
+
+def test_measure_py_is_standalone_and_keeps_the_in_process_rounds():
+  with open(device_measure.__file__, encoding="utf-8") as handle:
+    tree = ast.parse(handle.read())
+  imported = {alias.name.split(".")[0] for node in ast.walk(tree)
+              if isinstance(node, ast.Import) for alias in node.names}
+  imported |= {node.module.split(".")[0] for node in ast.walk(tree)
+               if isinstance(node, ast.ImportFrom)}
+  assert imported <= {"argparse", "json", "os", "platform", "sys", "time", "numpy", "importlib",
+                      "ai_edge_litert", "tflite_runtime", "tflite_micro"}, imported
+  assert (device_measure.PROBE_ROUNDS, device_measure.PROBE_ROUND_SECONDS) == (
+      latency.TABLE_ROUNDS, latency.TABLE_ROUND_SECONDS)
+  assert (device_measure.NETWORK_ROUNDS, device_measure.NETWORK_ROUND_SECONDS) == (
+      latency.NETWORK_ROUNDS, latency.NETWORK_ROUND_SECONDS)
+
+
+def test_a_run_reads_its_table_from_the_profile_and_names_the_device(tmp_path, monkeypatch):
+  from squish_tf.evolve import evolution  # pylint: disable=g-import-not-at-top
+  from squish_tf.report import sections  # pylint: disable=g-import-not-at-top
+
+  _, manifest = fake_pack(tmp_path, monkeypatch)
+  path = str(tmp_path / "profile.json")
+  files_lib.write_json(path, profile_json(manifest))
+  monkeypatch.setattr(latency, "load_or_measure", lambda *args, **kwargs: pytest.fail("measured"))
+  lines = []
+  config = evolve_config_lib.EvolutionConfig(device_profile=path)
+  table = evolution.clock_table(str(tmp_path), SMALL, config, progress=lines.append)
+  assert table.to_json() == profile_lib.load_profile(path).table(SMALL).to_json()
+  name = latency_table_lib.clock_name(table)
+  assert name == "device phone (ai-edge-litert 2.3.0, fp32, 4 threads)"
+  assert lines and name[len("device "):] in lines[0]
+  text = sections.latency_section({"latency_model": {"table": name}, "candidates": []})
+  assert f"(`{name}`)" in text
