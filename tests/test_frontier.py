@@ -14,6 +14,7 @@ from squish_tf.report import console as console_lib
 from squish_tf.report import frontier as frontier_lib
 from squish_tf.report import frontier_figure as figure_lib
 from squish_tf.report import markdown as report_lib
+from squish_tf.report import pareto as pareto_lib
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -185,6 +186,10 @@ def test_ladder_rungs_of_the_job_are_baseline_points_with_their_width():
   assert "multiple of 8" in frontier_lib.frontier_caption(results)
   summary = console_lib.format_results_summary(results)
   assert f"  {sentence}" in summary.splitlines()
+  # pareto.png draws the rungs as one series too, not as a baseline each.
+  _, labels = pareto_lib.pareto_figure(results).axes[0].get_legend_handles_labels()
+  assert "width ladder (1 aligned uniform width)" in labels
+  assert not any("×0.50" in label for label in labels)
 
 
 def test_figure_points_read_results_alone(monkeypatch, tmp_path):
