@@ -163,7 +163,8 @@ def run_seed(seed: int) -> dict:
                           "size_mb": metrics.get("size_mb"), "speedup": speed["median"],
                           "speedup_min": speed["min"], "speedup_max": speed["max"]})
   # The ladder in latency relative to the ancestor's (the ancestor's = 1).
-  ladder_curve = [{"latency_ms": 1.0 / p["speedup"], "top1": p["top1"]} for p in out["ladder"]]
+  ladder_curve = [{"name": f"w{p['width_multiplier']:g}", "latency_ms": 1.0 / p["speedup"],
+                   "top1": p["top1"]} for p in out["ladder"]]
   for target, run_dir in runs.items():
     models = results[target]["models"]
     row = {"winner": results[target].get("winner"),
@@ -181,7 +182,10 @@ def run_seed(seed: int) -> dict:
     row["latency_match"] = match and {k: match.get(k) for k in (
         "width_multiplier", "ratio", "ratio_min", "ratio_max", "size_ratio", "trained")}
     relative_ms = 1.0 / row["squishednet"]["speedup"]["median"]
-    row["ladder_top1_at_latency"] = frontier.interpolate_top1(ladder_curve, relative_ms)
+    # The best ladder width at least as fast as the SquishedNet (no interpolation).
+    verdict = frontier.ladder_verdict({"latency_ms": relative_ms}, ladder_curve)
+    rival = verdict and verdict["rival"]
+    row["ladder_best_at_least_as_fast"] = rival and {"name": rival["name"], "top1": rival["top1"]}
     out["targets"][target] = row
     # The ladder into the run's results.json: the frontier figure draws it as a curve.
     ancestor_run_ms = frontier.ancestor_latency_ms(models)
@@ -244,7 +248,10 @@ def _report(per_seed, start):
       rival = row.get("width_scaled_latency") or row.get("width_scaled")
       if rival is not None:
         gaps[target].append(sq["top1"] - rival["top1"])
-      print(f"    ladder at the SquishedNet's latency: {_pct(row['ladder_top1_at_latency'])}")
+      best = row.get("ladder_best_at_least_as_fast")
+      print("    best ladder width at least as fast: "
+            + (f"{best['name']} {_pct(best['top1'])}; SquishedNet "
+               f"{100 * (sq['top1'] - best['top1']):+.2f} points" if best else "none"))
   for target, values in gaps.items():
     if values:
       print(f"target {target}x: SquishedNet - latency-matched multiplier, mean "

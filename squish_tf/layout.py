@@ -6,6 +6,8 @@ RESULTS_FILE = "results.json"
 EVALUATION_FILE = "evaluation.json"
 # Under baselines/: how width_scaled_latency's multiplier was matched (job.run.latency_match).
 LATENCY_MATCH_FILE = "latency_match.json"
+# Under baselines/: the width ladder's rungs, chosen once (job.ladder).
+LADDER_FILE = "ladder.json"
 STAGE_TIMES_FILE = "stage_times.json"
 # What native libraries (the TFLite converter, LiteRT) print while a run converts and times
 # models (squish_tf.runtime.native_log), kept off the console.

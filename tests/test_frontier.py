@@ -1,5 +1,6 @@
-"""The latency frontier: its points on the benchmark's clock, the ladder's interpolation,
-frontier.png drawn from results.json alone, and the verdict against the width multiplier."""
+"""The latency frontier: its points on the benchmark's clock, its staircases, frontier.png
+drawn from results.json alone, and the verdicts against the width multiplier and against the
+best ladder network at least as fast."""
 
 import builtins
 import copy
@@ -13,6 +14,7 @@ from squish_tf.report import console as console_lib
 from squish_tf.report import frontier as frontier_lib
 from squish_tf.report import frontier_figure as figure_lib
 from squish_tf.report import markdown as report_lib
+from squish_tf.report import pareto as pareto_lib
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -101,25 +103,93 @@ def test_older_results_get_their_frontier_from_models_and_candidates():
   assert frontier_lib.frontier_of(results) == built
 
 
-@pytest.mark.parametrize("latency, expected", [
-    (4.0 / 2.5, 0.95),  # on a ladder point
-    (2.0, 0.95 + (0.96 - 0.95) * (2.0 - 1.6) / (2.5 - 1.6)),  # between 1.6 and 2.5 ms
-    (1.2, 0.90 + (0.95 - 0.90) * (1.2 - 1.0) / (1.6 - 1.0)),
-    (4.0, 0.94),  # the ladder's slowest end
-    (0.5, None), (4.5, None),  # outside: no extrapolation
-    (None, None),
+@pytest.mark.parametrize("latency, rival", [
+    (4.0 / 2.5, "width_0.45"),  # on a rung's latency: that rung is at least as fast
+    (2.0, "width_0.45"),  # width_0.6 is more accurate (96%) but slower (2.5 ms): not counted
+    (1.2, "width_0.3"),
+    (4.5, "width_0.6"),  # slower than every rung: the most accurate of them
+    (0.5, None),  # faster than every rung: no rival
 ])
-def test_interpolate_top1(latency, expected):
-  ladder = _results()["ladder"]
-  value = frontier_lib.interpolate_top1(list(reversed(ladder)), latency)  # any order
-  assert value == (None if expected is None else pytest.approx(expected))
+def test_the_verdict_takes_the_best_ladder_network_at_least_as_fast(latency, rival):
+  ladder = frontier_lib.ladder_of(_results())
+  verdict = frontier_lib.ladder_verdict({"name": "x", "latency_ms": latency, "top1": 0.955},
+                                        list(reversed(ladder)))  # any order
+  assert (verdict["rival"] or {}).get("name") == rival
+  assert verdict["rungs"] == 4 and verdict["fastest"]["name"] == "width_0.3"
+  if rival:
+    assert verdict["points"] == pytest.approx(100 * (0.955 - verdict["rival"]["top1"]))
+  else:
+    assert verdict["points"] is None
 
 
-def test_interpolate_top1_needs_two_points_and_skips_holes():
-  assert frontier_lib.interpolate_top1([{"latency_ms": 1.0, "top1": 0.9}], 1.5) is None
-  ladder = [{"latency_ms": 1.0, "top1": 0.9}, {"latency_ms": 1.5, "top1": None},
-            {"latency_ms": 2.0, "top1": 0.8}]
-  assert frontier_lib.interpolate_top1(ladder, 1.5) == pytest.approx(0.85)
+def test_the_verdict_ignores_a_more_accurate_but_slower_network():
+  ladder = [{"name": "slow", "latency_ms": 2.001, "top1": 0.99},
+            {"name": "fast", "latency_ms": 1.5, "top1": 0.90},
+            {"name": "faster", "latency_ms": 1.0, "top1": 0.90},  # tie: the faster one
+            {"name": "untested", "latency_ms": 1.9, "top1": None},
+            {"name": "untimed", "latency_ms": None, "top1": 0.999}]
+  verdict = frontier_lib.ladder_verdict({"name": "m", "latency_ms": 2.0, "top1": 0.93}, ladder)
+  assert verdict["rival"]["name"] == "faster" and verdict["points"] == pytest.approx(3.0)
+  assert verdict["rungs"] == 4  # the untimed one is no rung
+  # Only networks at least as fast: whatever the slower ones score, the verdict is the same.
+  for top1 in (0.5, 0.95, 1.0):
+    ladder[0]["top1"] = top1
+    assert frontier_lib.ladder_verdict({"latency_ms": 2.0, "top1": 0.93}, ladder)["rival"][
+        "name"] == "faster"
+  assert frontier_lib.ladder_verdict({"latency_ms": None, "top1": 0.93}, ladder) is None
+  assert frontier_lib.ladder_verdict({"latency_ms": 2.0, "top1": 0.93}, []) is None
+
+
+@pytest.mark.parametrize("points, right, expected", [
+    ([], 5.0, ([], [])),
+    ([(2.0, 0.90)], None, ([2.0], [0.90])),
+    ([(2.0, 0.90)], 5.0, ([2.0, 5.0], [0.90, 0.90])),
+    # A slower, less accurate point is no corner; a tie in latency keeps the better.
+    ([(3.0, 0.95), (1.0, 0.80), (2.0, 0.85), (2.5, 0.84), (2.0, 0.88), (4.0, 0.95)], 4.0,
+     ([1.0, 2.0, 3.0, 4.0], [0.80, 0.88, 0.95, 0.95])),
+    ([(1.0, 0.80), (None, 0.99), (1.5, None)], 1.0, ([1.0], [0.80])),
+])
+def test_the_staircase_is_the_best_top1_at_or_below_each_latency(points, right, expected):
+  records = [{"latency_ms": x, "top1": y} for x, y in points]
+  xs, ys = frontier_lib.staircase(records, right)
+  assert (xs, ys) == (pytest.approx(expected[0]), pytest.approx(expected[1]))
+  # Read as a step function: at any latency, the best top-1 of the points at or below it.
+  for probe in (0.5, 1.0, 1.7, 2.0, 2.7, 3.5, 4.0):
+    known = [y for x, y in points if x is not None and y is not None and x <= probe]
+    stepped = [y for x, y in zip(xs, ys) if x <= probe]
+    assert (stepped[-1] if stepped else None) == (max(known) if known else None)
+
+
+def test_ladder_rungs_of_the_job_are_baseline_points_with_their_width():
+  results = _results()
+  models = results["models"]
+  models["ladder_0.50"] = dict(_model("baseline", 0.2, 0.93, 2.2, 2.1, 2.3),
+                               matched_on="ladder", width_multiplier=0.5, channel_multiple=8)
+  results["frontier"] = frontier_lib.frontier_points(models, results["candidates"])
+  point = next(p for p in results["frontier"] if p["name"] == "ladder_0.50")
+  assert (point["kind"], point["width_multiplier"], point["channel_multiple"], point["ladder"]) == (
+      "baseline", 0.5, 8, True)
+  assert "ladder" not in next(p for p in results["frontier"] if p["name"] == "width_scaled")
+  # With the older results' "ladder", by latency; the job's rung is the best at least as fast.
+  assert [p["name"] for p in frontier_lib.ladder_of(results)] == [
+      "width_0.3", "width_0.45", "ladder_0.50", "width_0.6", "width_1.0"]
+  del results["ladder"]
+  assert [p["name"] for p in frontier_lib.ladder_of(results)] == ["ladder_0.50"]
+  sentence = frontier_lib.squishednet_ladder_sentence(results)
+  assert sentence == (
+      "Against the width ladder (1 uniform width), the SquishedNet at 2.000 ms is +2.65 points "
+      "more accurate than the best ladder network at least as fast, ladder_0.50 (1.818 ms, "
+      "2.20x over the ancestor, 93.00% test top-1).")
+  drawn = figure_lib.figure_points(results)
+  assert [p["name"] for p in drawn["ladder"]] == ["ladder_0.50"]
+  assert "ladder_0.50" not in [p["name"] for p in drawn["baselines"]]
+  assert "multiple of 8" in frontier_lib.frontier_caption(results)
+  summary = console_lib.format_results_summary(results)
+  assert f"  {sentence}" in summary.splitlines()
+  # pareto.png draws the rungs as one series too, not as a baseline each.
+  _, labels = pareto_lib.pareto_figure(results).axes[0].get_legend_handles_labels()
+  assert "width ladder (1 aligned uniform width)" in labels
+  assert not any("×0.50" in label for label in labels)
 
 
 def test_figure_points_read_results_alone(monkeypatch, tmp_path):
@@ -144,7 +214,12 @@ def test_figure_points_read_results_alone(monkeypatch, tmp_path):
       (4.0 / 2.2, 2.0, 4.0 / 1.8))
   assert drawn["winner"]["name"] == "gen_002/cand_00"
   assert [p["width_multiplier"] for p in drawn["ladder"]] == [0.3, 0.45, 0.6, 1.0]
-  assert drawn["ladder_top1"] == pytest.approx(0.95 + 0.01 * 0.4 / 0.9)
+  assert drawn["ladder_rival"]["name"] == "width_0.45"  # the best at least as fast
+  # The staircases end at the slowest point drawn (the ladder's 1.0 and the ancestor: 4 ms).
+  assert drawn["steps"]["ladder"] == (pytest.approx([1.0, 1.6, 2.5, 4.0]),
+                                      pytest.approx([0.90, 0.95, 0.96, 0.96]))
+  # The SquishedNet (2.0 ms, 95.65%) is faster and more accurate than every candidate.
+  assert drawn["steps"]["evolved"] == (pytest.approx([2.0, 4.0]), pytest.approx([0.9565] * 2))
 
 
 def test_frontier_png_is_written_beside_pareto_png(tmp_path):
@@ -162,10 +237,14 @@ def test_frontier_png_is_written_beside_pareto_png(tmp_path):
     markdown = handle.read()
   assert "## Latency vs accuracy" in markdown and "](frontier.png)" in markdown
   assert "(4.000 ms)" in markdown  # the ancestor's benchmark latency
-  assert "reaches 95.44% test top-1 at the SquishedNet's 2.000 ms" in markdown
-  # The verdict sits near the top: right after the summary paragraph.
+  assert "A network is judged against the best ladder network at least as fast" in markdown
+  # The verdicts sit near the top: right after the summary paragraph.
   blocks = markdown.split("\n\n")
   assert blocks[2].startswith("Against the width multiplier")
+  assert blocks[2].endswith(
+      "Against the width ladder (4 uniform widths), the SquishedNet at 2.000 ms is +0.65 points "
+      "more accurate than the best ladder network at least as fast, width_0.45 (1.600 ms, "
+      "2.50x over the ancestor, 95.00% test top-1).")
 
 
 @pytest.mark.parametrize("drop", ["frontier", "ladder", "candidates", "models"])
@@ -176,12 +255,17 @@ def test_the_frontier_figure_survives_missing_parts(tmp_path, drop):
   assert os.path.getsize(tmp_path / "f.png") > 0
 
 
-def test_a_ladder_outside_the_squishednets_latency_says_so():
+def test_a_ladder_slower_than_the_squishednet_says_it_has_no_rival():
   results = _results()
-  results["ladder"] = results["ladder"][:2]  # 1.0 and 1.6 ms; the SquishedNet takes 2.0
-  caption = frontier_lib.frontier_caption(results)
-  assert "does not bracket the SquishedNet's latency (2.000 ms)" in caption
+  results["ladder"] = results["ladder"][2:]  # 2.5 and 4.0 ms; the SquishedNet takes 2.0
+  sentence = frontier_lib.squishednet_ladder_sentence(results)
+  assert sentence == (
+      "Against the width ladder (2 uniform widths), the SquishedNet at 2.000 ms has no rival: "
+      "no ladder network with a test top-1 is at least as fast (the fastest, width_0.6, takes "
+      "2.500 ms).")
+  assert sentence in report_lib.render_markdown(results)
   del results["ladder"]
+  assert frontier_lib.squishednet_ladder_sentence(results) is None
   assert "ladder" not in frontier_lib.frontier_caption(results)
 
 

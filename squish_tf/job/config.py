@@ -44,7 +44,11 @@ class JobConfig:
           "Baselines trained at the SquishedNet's size, epochs and recipe, comma-separated from "
           f"{', '.join(train_config_lib.BASELINES)}; 'all' for every one, 'none' for none. The "
           "default is what a SquishedNet must beat: the width multiplier, trained from scratch "
-          "with the same recipe and epochs.")))
+          "with the same recipe and epochs. 'ladder' (never in 'all') trains a ladder of "
+          "uniform widths, every channel count a multiple of the tile, from 1.25x the "
+          "ancestor's speed to past the SquishedNet's: one training per rung, each as long as "
+          "a baseline's (4 or 5 at a 2x target), and the report judges the SquishedNet against "
+          "the best rung at least as fast.")))
   budget: budget_config_lib.BudgetConfig = budget_config_lib.BudgetConfig()
   model: train_config_lib.ModelConfig = train_config_lib.ModelConfig()
   export: export_config_lib.ExportConfig = export_config_lib.ExportConfig()

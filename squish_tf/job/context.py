@@ -18,7 +18,8 @@ from squish_tf.evolve import encoding as synthesis
 from squish_tf.evolve import lineage as lineage_lib
 from squish_tf.evolve import targets as targets_lib
 from squish_tf.job.config import JobConfig, StageHook
-from squish_tf.layout import ANCESTOR_DIR, LATENCY_MATCH_FILE, STAGE_TIMES_FILE
+from squish_tf.layout import ANCESTOR_DIR, LADDER_FILE, LATENCY_MATCH_FILE, STAGE_TIMES_FILE
+from squish_tf.net import ladder as ladder_lib
 from squish_tf.net import spec as spec_lib
 from squish_tf.train import baseline_registry
 from squish_tf.train import config as train_config_lib
@@ -99,6 +100,7 @@ class Run:
     verbose: Keras verbosity of every fit.
     latency_match: baselines/latency_match.json (`run.latency_match`), read
       once (a property; `set_latency_match` keeps the one the job makes).
+    ladder: baselines/ladder.json (`job.ladder`), the same way (`set_ladder`).
   """
 
   config: JobConfig
@@ -134,13 +136,21 @@ class Run:
     """How width_scaled_latency's multiplier was matched (`run.latency_match`), None before it
     is: baselines/latency_match.json, read once it exists (the run's only writer of it, the
     job, hands it over with `set_latency_match`)."""
-    if "latency_match" not in self._kept:
-      match = files_lib.optional_read_json(
-          os.path.join(self.run_dir, "baselines", LATENCY_MATCH_FILE))
-      if match is None:
+    return self._read_once("latency_match", LATENCY_MATCH_FILE)
+
+  @property
+  def ladder(self) -> Optional[Dict[str, Any]]:
+    """The width ladder's rungs (`job.ladder.plan_ladder`), None before the job chose them:
+    baselines/ladder.json, read as `latency_match` is (`set_ladder`)."""
+    return self._read_once("ladder", LADDER_FILE)
+
+  def _read_once(self, key: str, name: str) -> Optional[Dict[str, Any]]:
+    if key not in self._kept:
+      made = files_lib.optional_read_json(os.path.join(self.run_dir, "baselines", name))
+      if made is None:
         return None  # not made yet: read again when next asked
-      self._kept["latency_match"] = match
-    return self._kept["latency_match"]
+      self._kept[key] = made
+    return self._kept[key]
 
   @property
   def targets(self) -> Optional[targets_lib.Targets]:
@@ -160,15 +170,27 @@ class Run:
     """Keeps the match the job just made (and wrote): `latency_match` reads no file then."""
     self._kept["latency_match"] = match
 
+  def set_ladder(self, ladder: Dict[str, Any]) -> None:
+    """Keeps the ladder the job just chose (and wrote): `ladder` reads no file then."""
+    self._kept["ladder"] = ladder
+
   @property
   def baseline_dirs(self) -> Dict[str, str]:
-    """The baselines asked for, less the latency-matched one (`width_scaled_latency`) when
-    its match found the size-matched one within tolerance in latency (`run.latency_match`)."""
-    matched = {name for name in self.config.baselines
-               if baseline_registry.lookup(name).latency_matched}
-    match = (self.latency_match if matched else None) or {}
-    return {name: os.path.join(self.run_dir, "baselines", name) for name in self.config.baselines
-            if not (name in matched and match.get("trained") is False)}
+    """{model name: dir} of the baselines asked for: less the latency-matched one
+    (`width_scaled_latency`) when its match found the size-matched one within tolerance in
+    latency (`run.latency_match`); the ladder as one model per rung once they are chosen
+    (`run.ladder`; before, its own name, a dir that holds no model)."""
+    chosen = [baseline_registry.lookup(name) for name in self.config.baselines]
+    match = (self.latency_match if any(b.latency_matched for b in chosen) else None) or {}
+    ladder = (self.ladder if any(b.rungs for b in chosen) else None) or {}
+    names = []
+    for baseline in chosen:
+      if baseline.rungs and ladder:
+        names += [ladder_lib.rung_name(baseline.name, rung["width_multiplier"])
+                  for rung in ladder["rungs"]]
+      elif not (baseline.latency_matched and match.get("trained") is False):
+        names.append(baseline.name)
+    return {name: os.path.join(self.run_dir, "baselines", name) for name in names}
 
   @property
   def in_workers(self) -> bool:

@@ -19,6 +19,8 @@ from squish_tf.data import config as data_config_lib
 from squish_tf.job import budget as budget_lib
 from squish_tf.job.context import Run, RunData
 from squish_tf.layout import PLAN_FILE
+from squish_tf.net import ladder as ladder_lib
+from squish_tf.train import baseline_registry
 from squish_tf.train import trainer as train_lib
 
 # What the stages after training take per model exported, in seconds (LiteRT conversions, the
@@ -114,7 +116,8 @@ def plan_stages(budgets: budget_lib.Budgets, costs: StepCosts, validation_steps:
   a target reached early stops it) with the teacher's inference pass
   when distilled; the SquishedNet's final trainings and the baselines at the
   small network's cost, for the lineage's epochs (the baselines' equal
-  budget). Worker processes share the cores (`WORKER_GAIN`).
+  budget; a ladder counts as `ladder.EXPECTED_RUNGS` of them). Worker processes
+  share the cores (`WORKER_GAIN`).
   """
   train, loop = budgets.train_config, budgets.evolution_config
   steps = budgets.steps_per_epoch
@@ -136,7 +139,9 @@ def plan_stages(budgets: budget_lib.Budgets, costs: StepCosts, validation_steps:
                            costs.small_train, costs.small_eval,
                            teacher=init == "inherit" and loop.distill) for init in finals)
   baseline = epochs_cost(lineage_epochs, costs.small_train, costs.small_eval, teacher=False)
-  exported = 2 + len(baselines)  # the SquishedNet, the ancestor, the baselines
+  trainings = sum(ladder_lib.EXPECTED_RUNGS if baseline_registry.lookup(name).rungs else 1
+                  for name in baselines)
+  exported = 2 + trainings  # the SquishedNet, the ancestor, the baselines
   plans = {
       "ancestor": StagePlan("ancestor", epochs_cost(train.epochs, costs.ancestor_train,
                                                     costs.ancestor_eval, teacher=False,
@@ -150,8 +155,8 @@ def plan_stages(budgets: budget_lib.Budgets, costs: StepCosts, validation_steps:
       "polish": StagePlan("polish", polish / gain, " + ".join(
           f"{init} {lineage_epochs if init == 'scratch' else loop.final_epochs} epochs"
           for init in finals) or "none"),
-      "baselines": StagePlan("baselines", len(baselines) * baseline / gain,
-                             f"{len(baselines)} x {lineage_epochs} epochs "
+      "baselines": StagePlan("baselines", trainings * baseline / gain,
+                             f"{trainings} x {lineage_epochs} epochs "
                              f"({', '.join(baselines) or 'none'})"),
   }
   for name, seconds in SECONDS_PER_MODEL.items():

@@ -221,8 +221,9 @@ class _Measured:
 
 SIZE_KEYS = ("params", "keras_params", "size_mb", "macs", "nonzero_params", "sparsity", "alpha",
              "train_epochs", "train_images")
-# A width-scaled baseline says what it was matched on (deployed size or latency).
-MATCH_KEYS = ("matched_on", "width_multiplier", "latency_match")
+# A width-scaled baseline says what it was matched on (deployed size, latency, or a ladder's
+# rung and its tile).
+MATCH_KEYS = ("matched_on", "width_multiplier", "latency_match", "channel_multiple")
 
 
 def model_result(name: str, label: str, kind: str, metrics: Mapping[str, Any],
@@ -336,8 +337,9 @@ def results_record(inputs: ResultsInputs) -> records.Results:
   for name, directory in inputs.baseline_dirs.items():
     metrics = files_lib.optional_read_json(os.path.join(directory, model_io.METRICS_FILE))
     if metrics is not None:
-      models[name] = model_result(name, baseline_registry.lookup(name).label, "baseline", metrics,
-                                  directory, measured)
+      # A ladder's rung is a model of its own, labelled in its metrics.json.
+      label = baseline_registry.label(name, metrics.get("label") or name)
+      models[name] = model_result(name, label, "baseline", metrics, directory, measured)
   candidates = [_candidate(c, measured.tested) for c in lineage.candidates]
   polished = bool(squished_metrics.get("polished_from"))
   return records.Results(

@@ -44,6 +44,7 @@ from squish_tf.evolve import lineage as lineage_lib
 from squish_tf.evolve import polish as polish_lib
 from squish_tf.export import jetson as jetson_lib
 from squish_tf.job import estimate as estimate_lib
+from squish_tf.job import ladder as ladder_lib
 from squish_tf.job.budget import baseline_budget, planned_budget
 from squish_tf.job.config import (
   BASELINE_ARTEFACTS,
@@ -291,7 +292,9 @@ def latency_match(run: Run, result: lineage_lib.EvolutionResult,
 
 def with_match(run: Run, result: lineage_lib.EvolutionResult,
                budget: baselines_lib.BaselineBudget) -> baselines_lib.BaselineBudget:
-  """`budget` with the multiplier of the SquishedNet's latency (`latency_match`), if asked for."""
+  """`budget` with the multiplier of the SquishedNet's latency (`latency_match`) and the width
+  ladder's rungs (`job.ladder`), if asked for."""
+  budget = ladder_lib.with_ladder(run, result, budget, lambda: latency_table(run))
   match = latency_match(run, result, budget.target_params)
   if match is None:
     return budget

@@ -24,7 +24,8 @@ class ModelResult(Record):
     train_epochs, train_images: what it took (the SquishedNet's include the
       ancestor's and evolution's).
     matched_on, width_multiplier, latency_match: what a width-scaled baseline
-      was matched on (a baseline's entry only).
+      was matched on (a baseline's entry only; "ladder" for a width ladder's rung).
+    channel_multiple: the tile a ladder rung's channel counts are multiples of.
     top1, top5: test-split accuracy; validation_top1: what selection read.
     netscore: from the test top-1, params and MACs (when all are known).
     label, kind: the report's label; "ancestor", "squishednet" or "baseline".
@@ -58,6 +59,7 @@ class ModelResult(Record):
   matched_on: Optional[str] = optional()
   width_multiplier: Optional[float] = optional()
   latency_match: Optional[Dict[str, Any]] = optional()
+  channel_multiple: Optional[int] = optional()
   top1: Optional[float] = value()
   top5: Optional[float] = value()
   validation_top1: Optional[float] = value()

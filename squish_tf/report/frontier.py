@@ -1,6 +1,6 @@
-"""The latency frontier: test top-1 against LiteRT latency for every measured network, the
-width ladder's top-1 at the SquishedNet's latency, and the verdict against the width
-multiplier.
+"""The latency frontier: test top-1 against LiteRT latency for every measured network, its
+staircases (the best top-1 available at or below each latency), and the verdicts against the
+width multiplier and against the width ladder (the best ladder network at least as fast).
 
 Latency here is comparable across points although no two were timed in one
 session: every network (the candidates during evolution, the exported models in
@@ -16,8 +16,7 @@ benchmark's clock. The speed-up's min-max over the rounds becomes the latency's
 spread. All figures are LiteRT fp32, batch 1, at the run's resolution.
 """
 
-import itertools
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from squish_tf.records import CandidateResult, ModelResult
 from squish_tf.report.format import finite_number, join_words
@@ -69,8 +68,10 @@ def frontier_points(models: Mapping[str, Union[ModelResult, Mapping[str, Any]]],
     [{"name", "kind" (KINDS), "top1" (test), "latency_ms" (ancestor_ms /
       speed-up, see the module's docstring), "speedup" (median over the
       ancestor), "speedup_min", "speedup_max", "size_mb", "chosen" (candidates;
-      None for models), and for candidates "generation"}]: the ancestor,
-    the exported models, then the candidates; [] without the ancestor's latency.
+      None for models), for candidates "generation", and for the width
+      ladder's rungs (kind "baseline") "width_multiplier", "channel_multiple"
+      and "ladder": true}]: the ancestor, the exported models, then the
+    candidates; [] without the ancestor's latency.
   """
   ancestor_ms = ancestor_latency_ms(models)
   if ancestor_ms is None:
@@ -87,6 +88,11 @@ def frontier_points(models: Mapping[str, Union[ModelResult, Mapping[str, Any]]],
     if point:
       points.append(point)
   points.sort(key=lambda p: p["kind"] != "ancestor")  # the ancestor first: the reference
+  for point in points:  # the width ladder's rungs (--baselines=ladder) say their width
+    model = ModelResult.coerce(models[point["name"]])
+    if model.matched_on == "ladder":
+      point.update(width_multiplier=model.width_multiplier,
+                   channel_multiple=model.channel_multiple, ladder=True)
   for c in (CandidateResult.coerce(record) for record in candidates):
     if c.has("measured_format") and c.measured_format != "fp32":
       continue  # timed as int8 (--latency_format=int8): not on the fp32 models' clock
@@ -116,16 +122,17 @@ def frontier_of(results: Mapping[str, Any]) -> List[Dict[str, Any]]:
 def ladder_of(results: Mapping[str, Any]) -> List[Dict[str, Any]]:
   """The width ladder's points with a latency (ms), by latency; [] without a ladder.
 
-  results.json's optional "ladder" (a benchmark script adds it; the job does
-  not): points like the frontier's, kind "ladder", with "width_multiplier". A
-  point without `latency_ms` gets one from its speed-up, as the frontier's.
+  The job's rungs (--baselines=ladder: frontier points of kind "baseline" with
+  "ladder": true), then results.json's optional "ladder" of older results (a
+  benchmark script added it: kind "ladder", with "width_multiplier"). A point
+  without `latency_ms` gets one from its speed-up, as the frontier's.
   """
   ancestor_ms = ancestor_latency_ms(results.get("models") or {})
+  rungs = [p for p in frontier_of(results) if p.get("ladder")]
   out = []
-  for point in results.get("ladder") or []:
-    if not isinstance(point, Mapping):
-      continue
-    point = dict(point, kind="ladder")
+  for point in rungs + [dict(p, kind="ladder") for p in results.get("ladder") or []
+                        if isinstance(p, Mapping)]:
+    point = dict(point)
     latency = finite_number(point.get("latency_ms"))
     speedup = finite_number(point.get("speedup"))
     if latency is None and speedup and ancestor_ms:
@@ -136,26 +143,121 @@ def ladder_of(results: Mapping[str, Any]) -> List[Dict[str, Any]]:
   return sorted(out, key=lambda p: p["latency_ms"])
 
 
-def interpolate_top1(ladder: Sequence[Mapping[str, Any]], latency_ms: Any) -> Optional[float]:
-  """The ladder's test top-1 at `latency_ms`, linear in latency between the two ladder points
-  that bracket it; None outside the ladder's range (no extrapolation) or without two points.
+def staircase(points: Sequence[Mapping[str, Any]], right: Any = None
+              ) -> Tuple[List[float], List[float]]:
+  """The best top-1 available at or below each latency: the corners of a step line.
 
-  A latency equal to a ladder point's is that point's top-1. Points without a
-  finite latency or top-1 are skipped.
+  Args:
+    points: frontier points; those without a finite latency or top-1 are skipped.
+    right: where the last step ends (a latency; None or not past the slowest corner: it
+      ends there).
+
+  Returns:
+    (latencies, top-1s) of the corners, by latency: a point is a corner when it is more
+    accurate than every point at least as fast, and each top-1 holds from its latency to
+    the next corner's (matplotlib's `step(..., where="post")`).
   """
-  latency = finite_number(latency_ms)
-  if latency is None:
-    return None
   known = sorted((x, y) for x, y in ((finite_number(p.get("latency_ms")),
-                                      finite_number(p.get("top1"))) for p in ladder)
+                                      finite_number(p.get("top1"))) for p in points)
                  if x is not None and y is not None)
+  xs: List[float] = []
+  ys: List[float] = []
   for x, y in known:
-    if x == latency:
-      return y
-  for (x0, y0), (x1, y1) in itertools.pairwise(known):
-    if x0 < latency < x1:
-      return y0 + (y1 - y0) * (latency - x0) / (x1 - x0)
-  return None
+    if ys and y <= ys[-1]:
+      continue  # a faster point is at least as accurate
+    if xs and x == xs[-1]:
+      ys[-1] = y
+    else:
+      xs.append(x)
+      ys.append(y)
+  end = finite_number(right)
+  if xs and end is not None and end > xs[-1]:
+    xs.append(end)
+    ys.append(ys[-1])
+  return xs, ys
+
+
+def ladder_verdict(point: Mapping[str, Any], ladder: Sequence[Mapping[str, Any]]
+                   ) -> Optional[Dict[str, Any]]:
+  """One network against the width ladder: the best ladder network at least as fast.
+
+  No interpolation: only ladder networks whose latency is at most `point`'s count, and of
+  those the most accurate (the faster on a tie); a more accurate but slower one is not
+  available at `point`'s budget.
+
+  Args:
+    point: a frontier point ("name", "latency_ms", "top1"): the SquishedNet, or any one
+      network judged (a family's member).
+    ladder: the ladder's points (`ladder_of`).
+
+  Returns:
+    {"name", "latency_ms", "top1" (the point's), "rival" (the ladder point, or None when
+    none is at least as fast), "points" (100 x (top1 - the rival's top-1); None without
+    both), "rungs" (how many ladder points have a latency), "fastest" (the fastest of
+    them)}; None without a ladder or a latency for `point`.
+  """
+  latency = finite_number(point.get("latency_ms"))
+  timed = [p for p in ladder if finite_number(p.get("latency_ms")) is not None]
+  if latency is None or not timed:
+    return None
+  fast = [p for p in timed if finite_number(p.get("latency_ms")) <= latency
+          and finite_number(p.get("top1")) is not None]
+  rival = max(fast, key=lambda p: (finite_number(p.get("top1")),
+                                   -finite_number(p.get("latency_ms"))), default=None)
+  own = finite_number(point.get("top1"))
+  points = None if rival is None or own is None else 100 * (own - finite_number(rival["top1"]))
+  return {"name": point.get("name"), "latency_ms": latency, "top1": own, "rival": rival,
+          "points": points, "rungs": len(timed),
+          "fastest": min(timed, key=lambda p: finite_number(p.get("latency_ms")))}
+
+
+def _ladder_name(point: Mapping[str, Any]) -> str:
+  """A ladder point's name, with its width multiplier unless the name says it."""
+  multiplier = finite_number(point.get("width_multiplier"))
+  name = str(point.get("name"))
+  if multiplier is None or any(f"{multiplier:{f}}" in name for f in (".2f", "g")):
+    return name
+  return f"{name} (width ×{multiplier:.2f})"
+
+
+def ladder_sentence(verdict: Optional[Mapping[str, Any]], subject: str = "the SquishedNet",
+                    split: str = "test") -> Optional[str]:
+  """`ladder_verdict` in words, for the console and the report; None without a verdict."""
+  if not verdict:
+    return None
+  rungs = verdict["rungs"]
+  head = (f"Against the width ladder ({rungs} uniform width{'s' if rungs != 1 else ''}), "
+          f"{subject} at {verdict['latency_ms']:.3f} ms")
+  rival = verdict["rival"]
+  if rival is None:
+    fastest = verdict["fastest"]
+    return (f"{head} has no rival: no ladder network with a {split} top-1 is at least as fast "
+            f"(the fastest, {_ladder_name(fastest)}, takes "
+            f"{finite_number(fastest.get('latency_ms')):.3f} ms).")
+  speedup = finite_number(rival.get("speedup"))
+  where = (f"{finite_number(rival['latency_ms']):.3f} ms"
+           + (f", {speedup:.2f}x over the ancestor" if speedup else ""))
+  points = verdict["points"]
+  if points is None:
+    outcome = "is not comparable on top-1 (it has none)"
+  elif round(points, 2) == 0:
+    outcome = "is as accurate (+0.00 points)"
+  else:
+    outcome = (f"is {points:+.2f} points more accurate" if points > 0
+               else f"is {-points:.2f} points less accurate")
+  return (f"{head} {outcome} than the best ladder network at least as fast, "
+          f"{_ladder_name(rival)} ({where}, {100 * finite_number(rival['top1']):.2f}% "
+          f"{split} top-1).")
+
+
+def squishednet_ladder_sentence(results: Mapping[str, Any], split: str = "test"
+                                ) -> Optional[str]:
+  """The SquishedNet against the width ladder (`ladder_verdict`, `ladder_sentence`); None
+  without a ladder or a SquishedNet latency."""
+  squished = next((p for p in frontier_of(results) if p.get("kind") == "squishednet"), None)
+  if squished is None:
+    return None
+  return ladder_sentence(ladder_verdict(squished, ladder_of(results)), split=split)
 
 
 def _ratio(squished: Mapping[str, Any], rival: Mapping[str, Any]) -> Optional[float]:
@@ -252,22 +354,16 @@ def _match_text(rival: Mapping[str, Any]) -> str:
           f"{100 * LATENCY_TOLERANCE:.0f}%)")
 
 
-def ladder_comparison(results: Mapping[str, Any]) -> Optional[Dict[str, Any]]:
-  """The width ladder at the SquishedNet's latency: {"latency_ms", "top1" (the SquishedNet's),
-  "ladder_top1" (interpolated; None outside the ladder's range), "points" (ladder size)};
-  None without a ladder or a SquishedNet latency."""
-  ladder = ladder_of(results)
-  squished = next((p for p in frontier_of(results) if p.get("kind") == "squishednet"), None)
-  latency = finite_number((squished or {}).get("latency_ms"))
-  if not ladder or latency is None:
-    return None
-  return {"latency_ms": latency, "top1": finite_number(squished.get("top1")),
-          "ladder_top1": interpolate_top1(ladder, latency), "points": len(ladder)}
+def verdict_paragraph(results: Mapping[str, Any], split: str = "test") -> Optional[str]:
+  """The report's verdicts under its opening: against the width multiplier
+  (`verdict_sentence`), then against the width ladder; None without either."""
+  said = [s for s in (verdict_sentence(results), squishednet_ladder_sentence(results, split))
+          if s]
+  return " ".join(said) or None
 
 
 def frontier_caption(results: Mapping[str, Any], split: str = "test") -> str:
-  """report.md's words under frontier.png: what a latency is, and the ladder's top-1 at the
-  SquishedNet's latency when results.json has a ladder."""
+  """report.md's words under frontier.png: what a latency is, and what the staircases are."""
   frontier = frontier_of(results)
   if not frontier:
     return ("No network has a measured latency in these results (the benchmark did not time "
@@ -284,18 +380,17 @@ def frontier_caption(results: Mapping[str, Any], split: str = "test") -> str:
            "clock. " + (f"{measured} candidate{'s' if measured != 1 else ''} measured; the "
                         "line joins the chosen lineage from the ancestor." if measured else
                         "No candidate was timed during evolution in these results.")]
-  ladder = ladder_comparison(results)
+  steps = (f"The steps are the best {split} top-1 available at or below each latency: solid, "
+           "the evolved networks' (the ancestor, the timed candidates, the SquishedNet)")
+  ladder = ladder_of(results)
   if ladder:
-    where = f"at the SquishedNet's {ladder['latency_ms']:.3f} ms"
-    if ladder["ladder_top1"] is None:
-      lines.append(f"The uniform width ladder ({ladder['points']} multipliers) does not "
-                   f"bracket the SquishedNet's latency ({ladder['latency_ms']:.3f} ms), so it "
-                   "gives no top-1 there.")
-    else:
-      own = ladder["top1"]
-      versus = (f"; the SquishedNet has {100 * own:.2f}% "
-                f"({100 * (own - ladder['ladder_top1']):+.2f} points)" if own is not None else "")
-      lines.append(f"The uniform width ladder ({ladder['points']} multipliers), interpolated "
-                   f"linearly in latency, reaches {100 * ladder['ladder_top1']:.2f}% {split} "
-                   f"top-1 {where}{versus}.")
+    tiles = sorted({int(p["channel_multiple"]) for p in ladder
+                    if finite_number(p.get("channel_multiple"))})
+    aligned = (f", every channel count a multiple of {join_words([str(t) for t in tiles])}"
+               if tiles else "")
+    steps += (f"; dashed, the width ladder's ({len(ladder)} uniform "
+              f"width{'s' if len(ladder) != 1 else ''}{aligned}, and the ancestor). A network "
+              "is judged against the best ladder network at least as fast, never against a "
+              "line drawn between two")
+  lines.append(steps + ".")
   return " ".join(lines)

@@ -1,6 +1,8 @@
 """frontier.png: test top-1 against LiteRT latency (fp32, batch 1, the run's resolution) for
 the ancestor, every measured candidate with the chosen lineage, the SquishedNet, the
-baselines and an optional width ladder, each with the spread of its speed-up as error bars.
+baselines and an optional width ladder, each with the spread of its speed-up as error bars,
+and two staircases: the best top-1 available at or below each latency among the evolved
+networks, and among the width ladder's (`frontier.staircase`).
 
 Drawn from results.json alone (its "frontier", or for older results the same
 points built from its models and candidates, and its optional "ladder"); see
@@ -10,7 +12,7 @@ squish_tf.report.frontier for how a latency is put on the benchmark's clock.
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from squish_tf.report.format import finite_number
-from squish_tf.report.frontier import frontier_of, interpolate_top1, ladder_of
+from squish_tf.report.frontier import frontier_of, ladder_of, ladder_verdict, staircase
 from squish_tf.report.pareto import DPI, FIGURE_SIZE
 from squish_tf.report.results import (
   accuracy_split,
@@ -47,11 +49,15 @@ def figure_points(results: Mapping[str, Any]) -> Dict[str, Any]:
     {"ancestor": point or None, "candidates": [points], "lineage": [the
      ancestor then the chosen candidates by generation], "squishednet": point
      or None, "winner": the evolved winner's candidate point or None,
-     "baselines": [points, table order], "ladder": [points by latency],
-     "ladder_top1": the ladder's top-1 at the SquishedNet's latency or None,
-     "hidden": measured candidates without a test top-1}. A point is a
-    frontier point with "x" (latency ms), "y" (top-1), "low" and "high" (the
-    latency's spread).
+     "baselines": [points, table order; the ladder's rungs aside], "ladder":
+     [points by latency], "ladder_rival": the best ladder point at least as
+     fast as the SquishedNet or None (`frontier.ladder_verdict`), "steps":
+     {"evolved": (xs, ys) of the ancestor, the candidates and the
+     SquishedNet, "ladder": (xs, ys) of the ladder and the ancestor, or
+     None without a ladder} (`frontier.staircase`, each ending at the
+     slowest point drawn), "hidden": measured candidates without a test
+     top-1}. A point is a frontier point with "x" (latency ms), "y" (top-1),
+     "low" and "high" (the latency's spread).
   """
   frontier = frontier_of(results)
   by_kind: Dict[str, List[Dict[str, Any]]] = {}
@@ -68,15 +74,19 @@ def figure_points(results: Mapping[str, Any]) -> Dict[str, Any]:
   chosen = sorted((c for c in candidates if c.get("chosen")),
                   key=lambda c: (finite_number(c.get("generation")) or 0, str(c.get("name"))))
   order = list(ordered_models(results))
-  baselines = sorted(by_kind.get("baseline") or [],
+  baselines = sorted((p for p in by_kind.get("baseline") or [] if not p.get("ladder")),
                      key=lambda p: order.index(p["name"]) if p["name"] in order else len(order))
   ladder = [p for p in (_plotted(p) for p in ladder_of(results)) if p]
   winner = next((c for c in candidates if c.get("name") == results.get("winner")), None)
+  lead = [p for p in (ancestor, squished) if p]
+  right = max((p["x"] for p in lead + candidates + ladder), default=None)
+  verdict = ladder_verdict(squished, ladder) if squished else None
   return {"ancestor": ancestor, "candidates": candidates,
           "lineage": ([ancestor] if ancestor else []) + chosen, "squishednet": squished,
           "winner": winner, "baselines": baselines, "ladder": ladder,
-          "ladder_top1": interpolate_top1(ladder_of(results),
-                                          squished["x"] if squished else None),
+          "ladder_rival": verdict["rival"] if verdict else None,
+          "steps": {"evolved": staircase(lead + candidates, right),
+                    "ladder": staircase(ladder + lead[:1], right) if ladder else None},
           "hidden": hidden}
 
 
@@ -124,10 +134,15 @@ def frontier_figure(results: Mapping[str, Any]):
       ax.annotate("ancestor", (path[0]["x"], path[0]["y"]), textcoords="offset points",
                   xytext=(6, 6), fontsize=8, color="C0")
 
+  evolved_steps, ladder_steps = drawn["steps"]["evolved"], drawn["steps"]["ladder"]
+  if evolved_steps[0]:
+    ax.step(*evolved_steps, where="post", color="C3", linewidth=1.0, alpha=0.55, zorder=2,
+            label="best evolved at or below each latency")
   ladder = drawn["ladder"]
   if ladder:
-    ax.plot(*_xy(ladder), "--", marker=".", color="0.3", linewidth=1.1, zorder=3,
-            label="uniform width ladder")
+    ax.step(*ladder_steps, where="post", linestyle="--", color="0.3", linewidth=1.1, zorder=3,
+            label="best uniform width at or below each latency")
+    ax.scatter(*_xy(ladder), s=14, color="0.3", zorder=3, label="uniform width ladder")
     ax.errorbar(*_xy(ladder), xerr=_xerr(ladder), ecolor="0.5", zorder=3, **errors)
     for p in ladder:
       multiplier = finite_number(p.get("width_multiplier"))

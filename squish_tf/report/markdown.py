@@ -43,7 +43,7 @@ from squish_tf.report.format import (
   fmt_text,
   join_words,
 )
-from squish_tf.report.frontier import frontier_caption, verdict_sentence
+from squish_tf.report.frontier import frontier_caption, verdict_paragraph
 from squish_tf.report.frontier_figure import frontier_figure
 from squish_tf.report.pareto import DPI, pareto_figure
 from squish_tf.report.results import (
@@ -124,7 +124,7 @@ def render_markdown(results: Mapping[str, Any], png_name: str = PARETO_FILE,
   sections = [
       f"# SquishedNets run `{run_name}`",
       opening,
-      verdict_sentence(results),
+      verdict_paragraph(results, split),
       _data_line(dataset),
       ship_section(results),
       "## The run in full" if in_full else "",

@@ -81,7 +81,15 @@ def pareto_figure(results: Mapping[str, Any]):
                zorder=5, label=label)
 
   markers = ["s", "^", "D", "v", "P", "h", "X"]
-  baselines = [(name, entry) for name, entry in models.items() if name not in _LEAD_MODELS]
+  # The width ladder's rungs (--baselines=ladder) are one series, by size.
+  rungs = sorted(p for p in (point(entry) for entry in models.values()
+                             if entry.get("matched_on") == "ladder") if p)
+  if rungs:
+    ax.plot(*zip(*rungs), "--", marker=".", color="0.3", linewidth=1.0, zorder=3,
+            label=f"width ladder ({len(rungs)} aligned uniform "
+            f"width{'s' if len(rungs) != 1 else ''})")
+  baselines = [(name, entry) for name, entry in models.items()
+               if name not in _LEAD_MODELS and entry.get("matched_on") != "ladder"]
   for index, (name, entry) in enumerate(baselines):
     where = point(entry)
     if not where:

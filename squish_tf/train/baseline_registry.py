@@ -33,6 +33,10 @@ class Baseline:
     sparse: its weights are mostly zeros, so the report gives its gzip size too.
     latency_matched: trained at the width of the SquishedNet's measured latency, which
       the job finds before it trains (`BaselineBudget.latency_multiplier`).
+    rungs: one network per rung of the width ladder the job chooses before it trains
+      (`BaselineBudget.ladder`), each a model of its own named `<name>_<multiplier>`
+      (`squish_tf.net.ladder.rung_name`), `train` called once per rung with
+      `BaselineInputs.width_multiplier`. Several trainings: 'all' leaves it out.
   """
 
   name: str
@@ -43,6 +47,7 @@ class Baseline:
   default: bool = False
   sparse: bool = False
   latency_matched: bool = False
+  rungs: bool = False
 
   def trainer(self) -> Callable[..., Any]:
     return registry_lib.load(self.train)
@@ -71,9 +76,13 @@ register(Baseline(
 register(Baseline(
     "mobilenet_v3_small", "MobileNetV3Small (minimalistic)", "MobileNetV3Small",
     f"{TRAINERS}:train_mobilenet"))
+register(Baseline(
+    "ladder", "Width ladder: uniform widths, every channel count a multiple of the tile",
+    "Width ladder", f"{TRAINERS}:train_ladder_rung", rungs=True))
 
-# The package's own baselines (names(), below, adds any registered since).
-BASELINES = REGISTRY.names()
+# The package's own one-network baselines: what 'all' trains (names(), below, lists every
+# registered one, the ladder and any registered since too).
+BASELINES = tuple(baseline.name for baseline in REGISTRY if not baseline.rungs)
 # What the main job trains unless told otherwise: the comparison a SquishedNet
 # must win, at the demo's budget (`--baselines=all` adds the others;
 # benchmarks/evolution_vs_width.py trains every baseline).
@@ -88,6 +97,9 @@ def names() -> Tuple[str, ...]:
 def parse_names(values: Union[str, Sequence[str]]) -> Tuple[str, ...]:
   """A --baselines value (list or comma-separated; 'all', 'none') -> baseline names, in order.
 
+  'all' is every registered baseline but those of several networks (`Baseline.rungs`): ask
+  for the ladder by name.
+
   Raises:
     ValueError: a name no baseline is registered under.
   """
@@ -95,7 +107,7 @@ def parse_names(values: Union[str, Sequence[str]]) -> Tuple[str, ...]:
     values = values.split(",")
   chosen = [name.strip() for name in values if name.strip()]
   if chosen == ["all"]:
-    return names()
+    return tuple(baseline.name for baseline in REGISTRY if not baseline.rungs)
   if chosen in ([], ["none"]):
     return ()
   unknown = sorted(set(chosen) - set(names()))

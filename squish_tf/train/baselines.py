@@ -20,6 +20,10 @@
 - `mobilenet_v3_small`: Keras `MobileNetV3Small(minimalistic=True,
   weights=None)` with the width multiplier whose deployed size is nearest,
   trained from scratch for the same total epochs and recipe.
+- `ladder`: one network per rung of the width ladder the job chose
+  (`budget.ladder`: uniform widths, every channel count a multiple of
+  `budget.tile`; `squish_tf.net.ladder`), each trained like `width_scaled`
+  and written as its own model, `<run_dir>/baselines/ladder_<multiplier>/`.
 
 Every figure here is on the validation split (what the baseline was trained
 with); the main job's final evaluation adds the test split.
@@ -49,6 +53,7 @@ from squish_tf import files as files_lib
 from squish_tf.data import config as data_config_lib
 from squish_tf.layout import WORK_SUFFIX
 from squish_tf.net import batch_norm as bn_lib
+from squish_tf.net import ladder as ladder_lib
 from squish_tf.net import metrics as metrics_lib
 from squish_tf.net import model_io, models
 from squish_tf.net import spec as spec_lib
@@ -58,7 +63,6 @@ from squish_tf.train import config as train_config_lib
 from squish_tf.train import distill as distill_lib
 from squish_tf.train import trainer as train_lib
 from squish_tf.train.baseline_registry import names as registered
-from squish_tf.train.config import DistillConfig
 from squish_tf.train.baseline_registry import (  # the registry's names, here as before
   BASELINES,
   DEFAULT_BASELINES,
@@ -97,6 +101,8 @@ class BaselineBudget:
       latency (`width_scaled_latency`; None when it is not trained).
     latency_match: how that multiplier was found and timed (recorded in its
       metrics.json).
+    ladder: the width multipliers of the ladder's rungs (() when none is trained).
+    tile: the channel multiple every rung's channel counts are aligned to.
   """
 
   target_params: int
@@ -109,6 +115,8 @@ class BaselineBudget:
   seed: int = 0
   latency_multiplier: Optional[float] = None
   latency_match: Optional[Dict[str, Any]] = None
+  ladder: Tuple[float, ...] = ()
+  tile: int = ladder_lib.TILE
 
   def scratch_config(self) -> train_config_lib.TrainConfig:
     return dataclasses.replace(self.train_config, epochs=self.total_epochs)
@@ -205,17 +213,25 @@ def run_baselines(run_dir: str,
       from scratch, whose size and epochs are known before it trains).
 
   Returns:
-    {baseline name: model dir}.
+    {model name: model dir}: a baseline's name, or for the ladder one name per rung.
   """
   unknown = sorted(set(names) - set(registered()))
   if unknown:
     raise ValueError(f"Unknown baselines {unknown}; known: {list(registered())}.")
   baselines = [lookup(name) for name in names]
-  out = {baseline.name: os.path.join(run_dir, "baselines", baseline.name)
-         for baseline in baselines}
-  todo = [baseline for baseline in baselines
-          if not os.path.isfile(os.path.join(out[baseline.name], model_io.METRICS_FILE))]
-  unmatched = [b.name for b in todo if b.latency_matched and budget.latency_multiplier is None]
+  unplanned = [b.name for b in baselines if b.rungs and not budget.ladder]
+  if unplanned:
+    raise ValueError(f"{', '.join(unplanned)} needs the ladder's rungs (BaselineBudget.ladder, "
+                     "chosen by squish_tf.net.ladder.ladder_rungs); the main job chooses them.")
+  # (model name, baseline, the rung's multiplier or None): a ladder trains one model per rung.
+  models = [(ladder_lib.rung_name(b.name, m), b, m) for b in baselines if b.rungs
+            for m in budget.ladder]
+  models = [(b.name, b, None) for b in baselines if not b.rungs] + models
+  out = {name: os.path.join(run_dir, "baselines", name) for name, _, _ in models}
+  todo = [(name, b, m) for name, b, m in models
+          if not os.path.isfile(os.path.join(out[name], model_io.METRICS_FILE))]
+  unmatched = [b.name for _, b, _ in todo
+               if b.latency_matched and budget.latency_multiplier is None]
   if unmatched:
     raise ValueError(f"{', '.join(unmatched)} needs the multiplier of the SquishedNet's latency "
                      "(BaselineBudget.latency_multiplier, found by "
@@ -228,9 +244,9 @@ def run_baselines(run_dir: str,
     futures = [pool.submit(function, *args, **kwargs) for function, args, kwargs in beside]
     # The record itself goes to the worker: a baseline registered in this process only
     # (a test's, a user's) trains there too.
-    futures += [pool.submit(_train_one, baseline, out[baseline.name], ancestor_dir, budget,
-                            data_fn, strategy if pool.in_process else None, verbose)
-                for baseline in todo]
+    futures += [pool.submit(_train_one, baseline, out[name], ancestor_dir, budget, data_fn,
+                            strategy if pool.in_process else None, verbose, multiplier)
+                for name, baseline, multiplier in todo]
     for future in futures:
       future.result()  # in process the baseline trains here; a worker's error re-raises here
   return out
@@ -250,6 +266,7 @@ class BaselineInputs:
     strategy: the tf.distribute strategy to build and train under, or None.
     verbose: Keras verbosity.
     work_dir: where every finished epoch is backed up (a killed baseline resumes there).
+    width_multiplier: the ladder rung this call trains (None: not a ladder).
   """
 
   name: str
@@ -260,23 +277,26 @@ class BaselineInputs:
   strategy: Optional[tf.distribute.Strategy]
   verbose: Any
   work_dir: str
+  width_multiplier: Optional[float] = None
 
 
 def _train_one(baseline: Baseline, directory: str, ancestor_dir: str, budget: BaselineBudget,
-               data_fn: DataFn, strategy, verbose) -> None:
-  """Trains, evaluates and writes one baseline's model dir (atomically)."""
+               data_fn: DataFn, strategy, verbose, multiplier: Optional[float] = None) -> None:
+  """Trains, evaluates and writes one baseline's model dir, or one rung's (atomically)."""
   start = time.time()
   # Seeded before the pipelines are built: a shuffle's order depends on the global seed.
   keras.utils.set_random_seed(budget.seed)
   train_ds, val_ds, info = data_fn()
   # Every finished epoch is backed up here: a killed baseline resumes at the next epoch.
   work_dir = directory + WORK_SUFFIX
+  name = os.path.basename(directory)
   model, spec, extra = baseline.trainer()(BaselineInputs(
-      baseline.name, ancestor_dir, budget, train_ds, info, strategy, verbose, work_dir))
+      name, ancestor_dir, budget, train_ds, info, strategy, verbose, work_dir, multiplier))
   evaluation = train_lib.evaluate(model, val_ds)
   metrics = _metrics(model, spec, evaluation)
   metrics.update(extra)
-  metrics.update({"baseline": baseline.name, "label": baseline.label,
+  label = baseline.label if multiplier is None else f"{baseline.short_label} ×{multiplier:.2f}"
+  metrics.update({"baseline": baseline.name, "label": label,
                   "wall_seconds": time.time() - start,
                   "total_epochs": budget.total_epochs,
                   "input_shape": [int(v) for v in model.input_shape[1:]],
@@ -302,11 +322,15 @@ def train_width_scaled(inputs: BaselineInputs, distilled: bool = False,
   """`width_scaled`: the ancestor uniformly thinned to the SquishedNet's size, from scratch.
 
   With `latency`, thinned to the width of the SquishedNet's measured latency instead
-  (`budget.latency_multiplier`); with `distilled`, distilled from the ancestor.
+  (`budget.latency_multiplier`); with `distilled`, distilled from the ancestor; as a ladder's
+  rung (`inputs.width_multiplier`), to that multiplier, aligned to `budget.tile`.
   """
   budget, name = inputs.budget, inputs.name
   ancestor_spec = model_io.read_spec(inputs.ancestor_dir)
-  if latency:
+  rung = inputs.width_multiplier
+  if rung is not None:
+    spec = ladder_lib.aligned_width(ancestor_spec, rung, budget.tile).replace(name=name)
+  elif latency:
     spec = spec_lib.scale_width(ancestor_spec, budget.latency_multiplier).replace(name=name)
   else:
     spec = width_scaled_spec(ancestor_spec, budget.target_params, name)
@@ -323,7 +347,10 @@ def train_width_scaled(inputs: BaselineInputs, distilled: bool = False,
   extra = {"train_epochs": config.epochs,
            "train_images": config.epochs * train_lib.images_per_epoch(inputs.train_ds,
                                                                       inputs.info)}
-  if latency:
+  if rung is not None:
+    extra.update({"matched_on": "ladder", "width_multiplier": rung,
+                  "channel_multiple": budget.tile})
+  elif latency:
     extra.update({"matched_on": "latency", "width_multiplier": budget.latency_multiplier,
                   "latency_match": budget.latency_match})
   else:
@@ -337,6 +364,14 @@ def train_width_scaled(inputs: BaselineInputs, distilled: bool = False,
 def train_width_scaled_latency(inputs: BaselineInputs):
   """`width_scaled_latency`: width-scaled to the SquishedNet's measured latency."""
   return train_width_scaled(inputs, latency=True)
+
+
+def train_ladder_rung(inputs: BaselineInputs):
+  """`ladder`: one rung, the ancestor at `inputs.width_multiplier`, aligned to the tile."""
+  if inputs.width_multiplier is None:
+    raise ValueError(f"{inputs.name}: a ladder rung needs its width multiplier "
+                     "(BaselineInputs.width_multiplier); run_baselines gives it.")
+  return train_width_scaled(inputs)
 
 
 def train_width_scaled_distilled(inputs: BaselineInputs):
