@@ -21,6 +21,7 @@ from squish_tf.export import micro as micro_lib
 from squish_tf.export import micro_footprint
 from squish_tf.net import batch_norm, model_io, models
 from squish_tf.net import spec as spec_lib
+from squish_tf.net import wiring
 from squish_tf.report import console
 
 pytestmark = pytest.mark.usefixtures("fast_latency")
@@ -126,7 +127,17 @@ def test_target_mode_aims_each_generation_under_the_budget():
   assert 0 < fits < 1
   config = evolve_config_lib.EvolutionConfig(generations=3, max_arena_kb=limit)
   steered = evolution._generation_synthesis(synth, config, TINY, 1)  # pylint: disable=protected-access
-  assert steered.target_fraction == pytest.approx(evolve_config_lib.TARGET_MARGIN * fits)
+  assert steered.target_fraction == pytest.approx(micro_budget.MARGIN * fits)
+  # With the parent's strengths, the expected child drawn at that fraction fits.
+  strengths = {name: np.linspace(1.0, 2.0, n) for name, n in TINY.prunable_layers()}
+  aimed = evolution._generation_synthesis(synth, config, TINY, 1, strengths=strengths)  # pylint: disable=protected-access
+  expected = micro_budget.MicroBudget(max_arena_kb=limit).fitting_fraction(TINY, synth,
+                                                                          strengths=strengths)
+  assert aimed.target_fraction == pytest.approx(micro_budget.MARGIN * expected)
+  factors = environment.environment_factors(TINY, aimed, strengths)
+  counts = environment.expected_child_cost(TINY, strengths, factors, aimed).filters
+  child = wiring.spec_with_counts(TINY, {k: int(np.ceil(v)) for k, v in counts.items()}, None)
+  assert budget.fits(child)
   # Without a budget, the encoding's own fraction (no target either).
   free = evolution._generation_synthesis(synth, evolve_config_lib.EvolutionConfig(), TINY, 1)  # pylint: disable=protected-access
   assert free.target_fraction == synth.target_fraction

@@ -224,9 +224,9 @@ class _Evolution:
                  parent_spec: spec_lib.NetSpec, runner: Runner) -> Optional[str]:
     """Draws, fine-tunes, times and selects one generation; the next parent's id, or None to
     stop."""
-    synth = _generation_synthesis(self.synth, self.config, parent_spec, generation, self.table,
-                                  self.ancestor_spec, self.targets)
     strengths = surgery.layer_strengths(parent_model, parent_spec)
+    synth = _generation_synthesis(self.synth, self.config, parent_spec, generation, self.table,
+                                  self.ancestor_spec, self.targets, strengths)
     # F_l depends on the parent only (target mode root-searches it): once per generation.
     factors = environment_lib.environment_factors(parent_spec, synth, strengths, self.table)
     task = GenerationTask(run_dir=self.run_dir, generation=generation, config=self.config,
@@ -429,9 +429,13 @@ def _generation_synthesis(synth: synthesis.SynthesisConfig, config: EvolutionCon
                           parent_spec: spec_lib.NetSpec, generation: int,
                           table: Optional[latency_table_lib.LatencyTable] = None,
                           ancestor_spec: Optional[spec_lib.NetSpec] = None,
-                          targets: Optional[Targets] = None) -> synthesis.SynthesisConfig:
+                          targets: Optional[Targets] = None,
+                          strengths: Optional[Mapping[str, Any]] = None
+                          ) -> synthesis.SynthesisConfig:
   """env_mode=target with no fixed fraction: shrink evenly towards the targets (`targets`;
-  None: `config`'s, the ancestor's ms predicted by `table`) over the generations left."""
+  None: `config`'s, the ancestor's ms predicted by `table`) over the generations left, and
+  at least as far as this generation's children must to fit the microcontroller budgets (the
+  expected child of the parent's filter `strengths`; None: the parent uniformly thinner)."""
   if synth.env_mode != "target":
     return synth
   if config.target_fraction is not None:
@@ -462,7 +466,7 @@ def _generation_synthesis(synth: synthesis.SynthesisConfig, config: EvolutionCon
     fraction = max(min(0.95, max(0.2, goal ** (1.0 / left))), (floor + 1.0) / 2 if floor > 0.9
                    else floor * 1.02)
   # The microcontroller budgets hold for every chosen child: this generation's must fit.
-  fits = budget.fitting_fraction(parent_spec, synth, table)
+  fits = budget.fitting_fraction(parent_spec, synth, table, strengths)
   if fits is not None:
-    fraction = max(min(fraction, TARGET_MARGIN * fits), floor * 1.02)
+    fraction = max(min(fraction, micro_budget_lib.MARGIN * fits), floor * 1.02)
   return dataclasses.replace(synth, target_fraction=fraction)

@@ -9,19 +9,24 @@ run whose floors cannot fit is refused before training (`check_floors`).
 """
 
 import dataclasses
+import math
 import os
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Mapping, Optional
 
 from squish_tf import files as files_lib
 
 from squish_tf.bench import latency_table as latency_table_lib
 from squish_tf.evolve import encoding as synthesis
+from squish_tf.evolve import environment
 from squish_tf.export import micro_footprint
 from squish_tf.net import spec as spec_lib
 from squish_tf.net.wiring import spec_with_counts
 
-# Bisection steps of the uniform width that fits (2^-20 of the parent's widths).
-_WIDTH_STEPS = 20
+# Target mode aims a generation at this fraction of the cost whose expected child just fits:
+# a draw's widths spread around their expectation, and a child over a limit is lost.
+MARGIN = 0.9
+# Bisection steps of the widest child that fits (2^-12 of the range).
+_WIDTH_STEPS = 12
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,21 +85,46 @@ class MicroBudget:
         "twice).")
 
   def fitting_fraction(self, parent: spec_lib.NetSpec, synth: synthesis.SynthesisConfig,
-                       table: Optional[latency_table_lib.LatencyTable] = None
-                       ) -> Optional[float]:
-    """The cost (--cost) of the widest uniformly thinner child of `parent` that fits, as a
-    fraction of `parent`'s; None without limits or when `parent` fits."""
+                       table: Optional[latency_table_lib.LatencyTable] = None,
+                       strengths: Optional[Mapping[str, Any]] = None) -> Optional[float]:
+    """The largest target fraction (in --cost's units, of `parent`'s cost) whose child fits;
+    None without limits or when `parent` fits.
+
+    With `strengths` (target mode), the child is the expected one, its filter counts rounded
+    up, drawn as target mode draws (`environment.expected_child_cost`); without, `parent`
+    uniformly thinner.
+    """
     if not self.any or self.fits(parent):
       return None
-    low, high = 0.0, 1.0  # widths: low fits (the floors fit, `check_floors`), high does not
+    if strengths is None:
+      width = self._widest(lambda w: uniform_child(parent, synth, w))
+      return _cost(uniform_child(parent, synth, width), synth.cost, table) / _cost(
+          parent, synth.cost, table)
+    smallest = synthesis.smallest_child_spec(parent, synth)
+    lowest = _cost(smallest, synth.cost, table) / _cost(parent, synth.cost, table)
+
+    def expected_child(fraction: float) -> spec_lib.NetSpec:
+      shrunk = dataclasses.replace(
+          synth, target_fraction=min(1.0 - 1e-9, lowest + fraction * (1.0 - lowest)))
+      factors = environment.environment_factors(parent, shrunk, strengths, table)
+      counts = environment.expected_child_cost(parent, strengths, factors, shrunk,
+                                               table).filters
+      return spec_with_counts(parent, {name: math.ceil(n - 1e-6) for name, n in counts.items()},
+                              None)
+
+    return lowest + self._widest(expected_child) * (1.0 - lowest)
+
+  def _widest(self, child_at: Callable[[float], spec_lib.NetSpec]) -> float:
+    """The largest x in [0, 1] (by bisection) whose `child_at(x)` fits; 0 fits (the floors
+    do, `check_floors`)."""
+    low, high = 0.0, 1.0
     for _ in range(_WIDTH_STEPS):
       middle = 0.5 * (low + high)
-      if self.fits(uniform_child(parent, synth, middle)):
+      if self.fits(child_at(middle)):
         low = middle
       else:
         high = middle
-    return _cost(uniform_child(parent, synth, low), synth.cost, table) / _cost(
-        parent, synth.cost, table)
+    return low
 
 
 def uniform_child(parent: spec_lib.NetSpec, synth: synthesis.SynthesisConfig,
