@@ -14,7 +14,6 @@ import os
 from typing import Any, Callable, Dict, List, Mapping, Optional
 
 from squish_tf import files as files_lib
-
 from squish_tf.bench import latency_table as latency_table_lib
 from squish_tf.evolve import encoding as synthesis
 from squish_tf.evolve import environment

@@ -140,13 +140,6 @@ def planned_bytes(lifetimes: Sequence[Tuple[int, int, int]]) -> int:
   return max((offset + size for offset, size, _, _ in placed), default=0)
 
 
-def smallest_footprint(specs: Sequence[spec_lib.NetSpec]) -> Footprint:
-  """The least flash and the least arena among `specs` (each may come from another)."""
-  footprints = [predict(spec) for spec in specs]
-  return Footprint(flash_bytes=min(f.flash_bytes for f in footprints),
-                   arena_bytes=min(f.arena_bytes for f in footprints))
-
-
 def budget_line(footprint: Footprint, limits: Dict[str, Optional[float]]) -> str:
   """"arena 35.0 KB of 48 KB, flash 25.2 KB of 256 KB" for the limits set (KB, 0: none)."""
   parts = []
