@@ -9,6 +9,7 @@ run whose floors cannot fit is refused before training (`check_floors`).
 """
 
 import dataclasses
+import logging
 import math
 import os
 from typing import Any, Callable, Dict, List, Mapping, Optional
@@ -111,7 +112,14 @@ class MicroBudget:
       return spec_with_counts(parent, {name: math.ceil(n - 1e-6) for name, n in counts.items()},
                               None)
 
-    return lowest + self._widest(expected_child) * (1.0 - lowest)
+    # Fractions above what the encoding can keep are tried too: not worth a warning each.
+    quiet = logging.getLogger(environment.__name__)
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+      return lowest + self._widest(expected_child) * (1.0 - lowest)
+    finally:
+      quiet.setLevel(level)
 
   def _widest(self, child_at: Callable[[float], spec_lib.NetSpec]) -> float:
     """The largest x in [0, 1] (by bisection) whose `child_at(x)` fits; 0 fits (the floors
