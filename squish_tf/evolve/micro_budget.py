@@ -173,6 +173,6 @@ def exported_fit_line(budget: MicroBudget, manifest: Optional[Dict[str, Any]]) -
   reasons = measured.over(budget.max_flash_kb, budget.max_arena_kb)
   used = micro_footprint.budget_line(measured, budget.limits)
   if reasons:
-    return (f"The int8 SquishedNet does NOT fit the microcontroller budget "
-            f"({'; '.join(reasons)}), as TFLite-Micro measured it: {used}.")
+    return (f"The int8 SquishedNet does NOT fit the microcontroller budget, as TFLite-Micro "
+            f"measured it: {'; '.join(reasons)}.")
   return f"The int8 SquishedNet fits the microcontroller budget (TFLite-Micro): {used}."
