@@ -193,6 +193,7 @@ def plan_from_flags(values: flags.FlagValues, check_ancestor: bool = True,
   train = flag_defs.train_config_from_flags(values=values)
   loop = flag_defs.evolution_config_from_flags(values)
   encoding = flag_defs.synthesis_config_from_flags(values)
+  preflight.check_micro_budget(loop, encoding, data)  # floors over --max_arena_kb, ...
   budgets = job_plan = None
   if estimate:
     budgets, job_plan = _estimate(job_config, data, train, loop, encoding)

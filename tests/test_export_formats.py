@@ -508,3 +508,43 @@ def test_qat_int8_of_a_bn_free_model(bn_free_trained_dir, tmp_path):
   for name in ("int8", "qat_int8"):
     assert formats[name]["parity"]["top1_agreement"] >= 0.95, (name, formats[name]["parity"])
   assert formats["qat_int8"]["ops"] == {**formats["int8"]["ops"], "MUL": 1, "ADD": 1}
+
+
+# MediaPipe Tasks (the `mediapipe` extra) needs absl-py 2.x; where it cannot be imported the
+# app-loader test is skipped, saying why (docs/mediapipe.md).
+MEDIAPIPE_IMAGES = 32
+
+
+def _mediapipe():
+  try:
+    import mediapipe  # pylint: disable=g-import-not-at-top
+    from mediapipe.tasks import python as tasks  # pylint: disable=g-import-not-at-top
+    from mediapipe.tasks.python import vision  # pylint: disable=g-import-not-at-top
+  except ImportError as error:
+    pytest.skip(f"mediapipe cannot be imported here ({error}); install the `mediapipe` extra "
+                "in an environment with absl-py 2.x to run MediaPipe's ImageClassifier")
+  return mediapipe, tasks, vision
+
+
+def test_every_tflite_loads_in_mediapipe_with_its_labels_and_agrees_with_litert(
+    exported, export_data):
+  """What an Android, iOS or Python app does with the file: MediaPipe Tasks' ImageClassifier
+  reads the input normalisation and the labels from the metadata."""
+  mediapipe, tasks, vision = _mediapipe()
+  export_dir, _ = exported
+  pixels = export_data.eval_images[:MEDIAPIPE_IMAGES]
+  for name in exporter.TFLITE_FORMATS:
+    path = os.path.join(export_dir, tflite_lib.FILES[name])
+    probabilities = litert.LiteRTRunner(path).predict(pixels)
+    options = vision.ImageClassifierOptions(
+        base_options=tasks.BaseOptions(model_asset_path=path), max_results=1)
+    with vision.ImageClassifier.create_from_options(options) as classifier:
+      for image, litert_row in zip(pixels, probabilities):
+        result = classifier.classify(mediapipe.Image(image_format=mediapipe.ImageFormat.SRGB,
+                                                     data=np.ascontiguousarray(image)))
+        top = result.classifications[0].categories[0]
+        assert top.category_name == CLASS_NAMES[top.index], name
+        # Top-1 agrees: MediaPipe's class is LiteRT's most probable (a tie counts either way).
+        assert litert_row[top.index] == pytest.approx(litert_row.max(), abs=1e-6), (
+            name, top.index, int(litert_row.argmax()))
+        assert top.score == pytest.approx(litert_row.max(), abs=1e-3), name

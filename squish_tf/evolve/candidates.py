@@ -14,6 +14,7 @@ import tensorflow as tf
 from squish_tf import files as files_lib
 from squish_tf import records
 from squish_tf.bench import latency_table as latency_table_lib
+from squish_tf.evolve import micro_budget as micro_budget_lib
 from squish_tf.evolve import encoding as synthesis
 from squish_tf.evolve import environment as environment_lib
 from squish_tf.evolve import surgery
@@ -187,7 +188,14 @@ def _drawn(task: GenerationTask, candidate: int, attempt: int, entropy: List[int
       expected_macs=float(offspring.expected_macs),
       **({} if offspring.expected_latency_ms is None else {
           "expected_latency_ms": float(offspring.expected_latency_ms),
-          "predicted_latency_ms": float(offspring.predicted_latency_ms)}))
+          "predicted_latency_ms": float(offspring.predicted_latency_ms)}),
+      **_micro(task.config, offspring.spec))
+
+
+def _micro(config: EvolutionConfig, spec: spec_lib.NetSpec) -> Dict[str, Any]:
+  """{"micro": its predicted footprint and the budgets it is over} with a budget, else {}."""
+  budget = micro_budget_lib.MicroBudget.of(config)
+  return {"micro": budget.record(spec)} if budget.any else {}
 
 
 def _weights_finite(model) -> bool:

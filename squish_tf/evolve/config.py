@@ -67,6 +67,9 @@ class EvolutionConfig:
       ancestor, as a fraction (0.05 = 5 points). It gates offspring after
       their short fine-tunes, before the final stage trains the winner longer
       (an offspring a few points down after its short fine-tune is not lost).
+    max_arena_kb, max_flash_kb: the microcontroller budgets (0: none), hard limits on
+      every chosen child's predicted TFLite-Micro arena and int8 flash
+      (`squish_tf.evolve.micro_budget`).
     select: how a generation's candidate is chosen among those within
       max_accuracy_drop. "top1": the highest validation top-1 (ties: fewer
       parameters). "top1_per_ms": the least validation top-1 lost per
@@ -147,6 +150,13 @@ class EvolutionConfig:
   max_accuracy_drop: float = dataclasses.field(default=0.05, metadata=dict(help=(
       "Largest allowed drop of validation top-1 from the ancestor, as a fraction (0.03 = 3 "
       "points); offspring beyond it are never chosen.")))
+  max_arena_kb: float = dataclasses.field(default=0.0, metadata=dict(help=(
+      "Microcontroller budget: the most KB of TFLite-Micro tensor arena (RAM) the int8 "
+      "SquishedNet may need; a child over it is never chosen, and floors that cannot fit stop "
+      "the run before training. 0: no limit."), lower_bound=0.0))
+  max_flash_kb: float = dataclasses.field(default=0.0, metadata=dict(help=(
+      "Microcontroller budget: the most KB of flash (the int8 .tflite file) the SquishedNet "
+      "may take; a child over it is never chosen. 0: no limit."), lower_bound=0.0))
   select: str = dataclasses.field(default="top1", metadata=dict(enum_values=SELECTIONS, help=(
       "How a generation's candidate is chosen among those within --max_accuracy_drop. top1: the "
       "highest validation top-1 (ties: fewer params). top1_per_ms: the least validation top-1 "

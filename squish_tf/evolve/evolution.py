@@ -36,6 +36,7 @@ from squish_tf import files as files_lib
 from squish_tf.bench import devices as devices_lib
 from squish_tf.bench import latency as latency_lib
 from squish_tf.bench import latency_table as latency_table_lib
+from squish_tf.evolve import micro_budget as micro_budget_lib
 from squish_tf.evolve import encoding as synthesis
 from squish_tf.evolve import environment as environment_lib
 from squish_tf.evolve import registries
@@ -177,6 +178,7 @@ class _Evolution:
     if info.image_size != spec.input_shape[0]:
       raise ValueError(f"--image_size={info.image_size} differs from the parent's input size "
                        f"{spec.input_shape[0]}; pass --image_size={spec.input_shape[0]}.")
+    micro_budget_lib.MicroBudget.of(self.config).check_floors(spec, self.synth)  # before the table
     if self.config.needs_latency(self.synth):
       # Measured once per run dir (cached; measured again only on another machine, format or
       # architecture), before any candidate is drawn.
@@ -231,9 +233,9 @@ class _Evolution:
                  parent_spec: spec_lib.NetSpec, runner: Runner) -> Optional[str]:
     """Draws, fine-tunes, times and selects one generation; the next parent's id, or None to
     stop."""
-    synth = _generation_synthesis(self.synth, self.config, parent_spec, generation, self.table,
-                                  self.ancestor_spec, self.targets)
     strengths = surgery.layer_strengths(parent_model, parent_spec)
+    synth = _generation_synthesis(self.synth, self.config, parent_spec, generation, self.table,
+                                  self.ancestor_spec, self.targets, strengths)
     # F_l depends on the parent only (target mode root-searches it): once per generation.
     factors = environment_lib.environment_factors(parent_spec, synth, strengths, self.table)
     task = GenerationTask(run_dir=self.run_dir, generation=generation, config=self.config,
@@ -302,7 +304,8 @@ class _Evolution:
                     config.select, parent_top1=parent["top1"],
                     parent_speedup=_speedup_of(parent, parent_id))
     if chosen is None:
-      return None, "accuracy_drop"
+      within = within_accuracy(records, lineage["ancestor"]["top1"], config.max_accuracy_drop)
+      return None, "micro_budget" if within else "accuracy_drop"
     chosen["chosen"] = True
     if self.targets.met(chosen):
       return chosen, "target_met"
@@ -390,7 +393,8 @@ def _measure_latency(run_dir: str, records: List[Dict[str, Any]], lineage: Dict[
 def select(records: Sequence[Dict[str, Any]], ancestor_top1: float,
            max_accuracy_drop: float, how: str = "top1", parent_top1: Optional[float] = None,
            parent_speedup: Optional[float] = None) -> Optional[Dict[str, Any]]:
-  """The fittest record among the ok ones within the accuracy budget (None if none is).
+  """The fittest record among the ok ones within the accuracy budget and the microcontroller
+  budgets (None if none is).
 
   Args:
     records: a generation's candidate records.
@@ -404,11 +408,23 @@ def select(records: Sequence[Dict[str, Any]], ancestor_top1: float,
   """
   if how not in registries.selections:
     raise ValueError(f"--select must be one of {registries.selections.names()}, got {how!r}.")
-  eligible = [r for r in records if r["status"] == "ok"
-              and ancestor_top1 - r["top1"] <= max_accuracy_drop + 1e-12]
+  eligible = [r for r in within_accuracy(records, ancestor_top1, max_accuracy_drop)
+              if not over_budget(r)]
   if not eligible:
     return None
   return registries.selections.lookup(how).chosen(eligible, parent_top1, parent_speedup)
+
+
+def within_accuracy(records: Sequence[Dict[str, Any]], ancestor_top1: float,
+                    max_accuracy_drop: float) -> List[Dict[str, Any]]:
+  """The ok records within the accuracy budget."""
+  return [r for r in records if r["status"] == "ok"
+          and ancestor_top1 - r["top1"] <= max_accuracy_drop + 1e-12]
+
+
+def over_budget(record: Mapping[str, Any]) -> List[str]:
+  """Why a record is over the microcontroller budgets (`micro_budget.MicroBudget.record`), or []."""
+  return list((record.get("micro") or {}).get("over") or [])
 
 
 def targets_met(record: Dict[str, Any], config: EvolutionConfig,
@@ -422,9 +438,13 @@ def _generation_synthesis(synth: synthesis.SynthesisConfig, config: EvolutionCon
                           parent_spec: spec_lib.NetSpec, generation: int,
                           table: Optional[latency_table_lib.LatencyTable] = None,
                           ancestor_spec: Optional[spec_lib.NetSpec] = None,
-                          targets: Optional[Targets] = None) -> synthesis.SynthesisConfig:
+                          targets: Optional[Targets] = None,
+                          strengths: Optional[Mapping[str, Any]] = None
+                          ) -> synthesis.SynthesisConfig:
   """env_mode=target with no fixed fraction: shrink evenly towards the targets (`targets`;
-  None: `config`'s, the ancestor's ms predicted by `table`) over the generations left."""
+  None: `config`'s, the ancestor's ms predicted by `table`) over the generations left, and
+  at least as far as this generation's children must to fit the microcontroller budgets (the
+  expected child of the parent's filter `strengths`; None: the parent uniformly thinner)."""
   if synth.env_mode != "target":
     return synth
   if config.target_fraction is not None:
@@ -433,15 +453,9 @@ def _generation_synthesis(synth: synthesis.SynthesisConfig, config: EvolutionCon
     targets = Targets.of(config, None if table is None
                          else table.predict(ancestor_spec or parent_spec))
   goals = targets.goals(parent_spec, table)
-  if not goals:
+  budget = micro_budget_lib.MicroBudget.of(config)
+  if not goals and not budget.any:
     return synth
-  # In the units target mode measures (--cost). A target in the other unit is
-  # the best guess there is (parameters and MACs shrink alike when every layer
-  # does); with both, the one --cost measures. Aimed a little below: a draw's
-  # size spreads a few percent around its expectation, and one
-  # above the target would not meet it.
-  goal = TARGET_MARGIN * goals.get(synth.cost, min(goals.values()))
-  left = config.generations - generation + 1
   # Never below what the floors allow (that would be refused), never a no-op.
   smallest = synthesis.smallest_child_spec(parent_spec, synth)
   if synth.cost == "latency":
@@ -449,6 +463,19 @@ def _generation_synthesis(synth: synthesis.SynthesisConfig, config: EvolutionCon
   else:
     floor = (smallest.params() / parent_spec.params() if synth.cost == "params"
              else smallest.macs() / parent_spec.macs())
-  fraction = max(min(0.95, max(0.2, goal ** (1.0 / left))), (floor + 1.0) / 2 if floor > 0.9
-                 else floor * 1.02)
+  fraction = synth.target_fraction
+  if goals:
+    # In the units target mode measures (--cost). A target in the other unit is
+    # the best guess there is (parameters and MACs shrink alike when every layer
+    # does); with both, the one --cost measures. Aimed a little below: a draw's
+    # size spreads a few percent around its expectation, and one
+    # above the target would not meet it.
+    goal = TARGET_MARGIN * goals.get(synth.cost, min(goals.values()))
+    left = config.generations - generation + 1
+    fraction = max(min(0.95, max(0.2, goal ** (1.0 / left))), (floor + 1.0) / 2 if floor > 0.9
+                   else floor * 1.02)
+  # The microcontroller budgets hold for every chosen child: this generation's must fit.
+  fits = budget.fitting_fraction(parent_spec, synth, table, strengths)
+  if fits is not None:
+    fraction = max(min(fraction, micro_budget_lib.MARGIN * fits), floor * 1.02)
   return dataclasses.replace(synth, target_fraction=fraction)

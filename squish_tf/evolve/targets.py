@@ -12,6 +12,7 @@ import dataclasses
 from typing import Any, Dict, Mapping, Optional
 
 from squish_tf.bench import latency_table as latency_table_lib
+from squish_tf.evolve import micro_budget as micro_budget_lib
 from squish_tf.evolve import encoding as synthesis
 from squish_tf.evolve.config import EvolutionConfig
 from squish_tf.net import spec as spec_lib
@@ -76,7 +77,9 @@ def check_targets(ancestor: spec_lib.NetSpec, config: EvolutionConfig,
                   synth: synthesis.SynthesisConfig,
                   latency: Optional[latency_table_lib.LatencyTable] = None) -> Targets:
   """`config`'s targets resolved (`Targets.of`), refused when below what the floors let
-  synthesis reach. A latency target needs the table (`latency`)."""
+  synthesis reach, and microcontroller budgets the floors cannot fit
+  (`micro_budget.MicroBudget.check_floors`). A latency target needs the table (`latency`)."""
+  micro_budget_lib.MicroBudget.of(config).check_floors(ancestor, synth)
   targets = Targets.of(config, None if latency is None else latency.predict(ancestor))
   smallest = synthesis.smallest_child_spec(ancestor, synth)
   floors = (f"every layer at its floor: --min_filters={synth.min_filters}, "

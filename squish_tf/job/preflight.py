@@ -11,6 +11,7 @@ import functools
 from typing import Optional, Sequence
 
 from squish_tf.data import config as data_config_lib
+from squish_tf.evolve import micro_budget as micro_budget_lib
 from squish_tf.export import exporter as exporter_lib
 from squish_tf.net import spec as spec_lib
 
@@ -77,3 +78,14 @@ def check_job(job, data: data_config_lib.DataConfig) -> None:
   """`check_options` for the main job (`squish`, `squish_tf.run`): its `JobConfig` and data."""
   check_options(data, formats=job.export.formats or (), min_image_size=ancestor_min_image_size(),
                 pair_resolutions=job.benchmark.pair_resolutions)
+
+
+def check_micro_budget(evolution, synth, data: data_config_lib.DataConfig) -> None:
+  """Refuses --max_arena_kb / --max_flash_kb that the floors cannot fit at the data's image
+  size (`micro_budget.MicroBudget.check_floors`), before the data are read: the fewest classes
+  stand in for the dataset's (the run checks its own again once it knows them)."""
+  budget = micro_budget_lib.MicroBudget.of(evolution)
+  if budget.any and exporter_lib.has_data(data):
+    ancestor = spec_lib.squishednet_base(num_classes=2,
+                                         input_shape=(data.image_size, data.image_size, 3))
+    budget.check_floors(ancestor, synth)

@@ -37,6 +37,7 @@ from squish_tf.bench import latency_table as latency_table_lib
 from squish_tf.bench import matching as matching_lib
 from squish_tf.data import config as data_config_lib
 from squish_tf.data import images as images_lib
+from squish_tf.evolve import micro_budget as micro_budget_lib
 from squish_tf.evolve import config as evolve_config_lib
 from squish_tf.evolve import encoding as synthesis
 from squish_tf.evolve import evolution
@@ -135,6 +136,7 @@ def check_before_writing(run: Run) -> None:
   latency table.)
   """
   model_io.check_same_spec(run.ancestor_dir, run.spec)
+  micro_budget_lib.MicroBudget.of(run.evolution_config).check_floors(run.spec, run.synth)
   run.set_targets(evolution.check_targets(run.spec, run.evolution_config, run.synth,
                                           latency_table(run)))
   lineage_lib.check_identity(run.run_dir, run.identity(), ignore=PARENT_KEYS)
@@ -360,6 +362,7 @@ def export_stage(run: Run, stage: Stages, exports: Exports) -> None:
       manifest = export_models(todo, pool, run.data_config, run.data.export_data, run.config)
     if manifest is not None:
       run.log(export_lib.summary_table(manifest))
+    micro_budget_lib.log_exported_fit(run.evolution_config, exports["squishednet"][1], run.log)
     if jetson:
       jetson_lib.place_reference_bundle(
           os.path.join(exports["ancestor"][1], jetson_lib.BUNDLE_DIR), exports["squishednet"][1])

@@ -28,6 +28,8 @@ class Candidate(Record):
     status, chosen: "ok" or "diverged"; whether its generation chose it.
     dir: its model dir relative to the run dir (None when diverged).
     wall_seconds: what it took.
+    micro: its predicted int8 flash and TFLite-Micro arena and the microcontroller budgets it
+      is over (with --max_arena_kb or --max_flash_kb only).
     measured_latency_ms ... speedup_error: its interleaved LiteRT timing against the
       ancestor and the latency table's error (with a table only).
     extra: keys of another version of the file, kept as read.
@@ -71,6 +73,7 @@ class Candidate(Record):
   predicted_speedup: Optional[float] = optional()
   latency_error: Optional[float] = optional()
   speedup_error: Optional[float] = optional()
+  micro: Optional[Dict[str, Any]] = optional()
   extra: Dict[str, Any] = extra()
 
 

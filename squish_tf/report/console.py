@@ -120,7 +120,13 @@ def format_candidate(record: Union[Mapping[str, Any], Candidate], ancestor_top1:
   return head + (f"{c.params:>9,} params {c.size_mb:7.3f} MB "
                  f"{c.macs / 1e6:8.2f} M MACs  top-1 {c.top1:.4f} "
                  f"({100 * (c.top1 - ancestor_top1):+.2f} pts)  "
-                 f"F {c.env_factor:.3f}  {c.wall_seconds:.1f}s")
+                 f"F {c.env_factor:.3f}  {c.wall_seconds:.1f}s{_refused(c)}")
+
+
+def _refused(candidate: Candidate) -> str:
+  """Why a candidate can never be chosen beyond its accuracy: the microcontroller budgets."""
+  over = (candidate.micro or {}).get("over")
+  return f"  REFUSED, over the microcontroller budget: {'; '.join(over)}" if over else ""
 
 
 def format_generation(summary: Union[Mapping[str, Any], Generation],
@@ -136,7 +142,8 @@ def format_generation(summary: Union[Mapping[str, Any], Generation],
       lines.append(f"  {r.id:<16} {r.params:>10,} {r.size_mb:>8.3f} "
                    f"{r.macs / 1e6:>8.2f} {'-':>7} {'-':>7}  diverged")
       continue
-    mark = "chosen" if r.id == g.chosen else ""
+    mark = "chosen" if r.id == g.chosen else (
+        "over budget" if (r.micro or {}).get("over") else "")
     lines.append(f"  {r.id:<16} {r.params:>10,} {r.size_mb:>8.3f} "
                  f"{r.macs / 1e6:>8.2f} {r.top1:>7.4f} "
                  f"{100 * (ancestor_top1 - r.top1):>6.2f}p  {mark}")
