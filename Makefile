@@ -47,7 +47,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/budgets.py
 
 clean:
-	rm -rf $(VENV) .compat-venv build *.egg-info .pytest_cache
+	rm -rf $(VENV) .compat-venv .mediapipe-venv build *.egg-info .pytest_cache
 
 # The Jetson bundle in an older TensorFlow (2.12, the oldest for Python 3.11;
 # the device runs 2.7). Not part of `make test`: it downloads TensorFlow into
@@ -67,3 +67,22 @@ $(COMPAT_STAMP):
 compat: $(STAMP) $(COMPAT_STAMP)
 	$(BIN)/python tests/compat/make_jetson_bundle.py --work_dir=$(COMPAT_DIR)
 	$(COMPAT_VENV)/bin/python tests/compat/check_jetson_bundle.py $(COMPAT_DIR)
+
+# MediaPipe Tasks' ImageClassifier on every exported .tflite (tests/test_export_formats.py).
+# mediapipe needs absl-py 2.x, tensorflow-model-optimization 1.x: its own venv, with absl-py 2
+# and mediapipe ahead of the main .venv's packages. Not part of `make test` (a download).
+MEDIAPIPE_VENV := .mediapipe-venv
+MEDIAPIPE_STAMP := $(MEDIAPIPE_VENV)/.installed-stamp
+
+.PHONY: mediapipe
+
+$(MEDIAPIPE_STAMP): $(STAMP)
+	$(PYTHON) -m venv $(MEDIAPIPE_VENV)
+	$(MEDIAPIPE_VENV)/bin/pip install --quiet mediapipe==1.2.2 absl-py==2.5.1
+	$(BIN)/python -c "import site; print(site.getsitepackages()[0])" > \
+	  $$($(MEDIAPIPE_VENV)/bin/python -c "import site; print(site.getsitepackages()[0])")/main_venv.pth
+	touch $@
+
+mediapipe: $(MEDIAPIPE_STAMP)
+	PYTHONPATH=$(CURDIR) $(MEDIAPIPE_VENV)/bin/python -m pytest -q -p no:cacheprovider \
+	  -k mediapipe tests/test_export_formats.py

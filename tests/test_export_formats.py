@@ -510,7 +510,7 @@ def test_qat_int8_of_a_bn_free_model(bn_free_trained_dir, tmp_path):
   assert formats["qat_int8"]["ops"] == {**formats["int8"]["ops"], "MUL": 1, "ADD": 1}
 
 
-# MediaPipe Tasks (the `mediapipe` extra) needs absl-py 2.x; where it cannot be imported the
+# MediaPipe Tasks needs absl-py 2.x (`make mediapipe`); where it cannot be imported the
 # app-loader test is skipped, saying why (docs/mediapipe.md).
 MEDIAPIPE_IMAGES = 32
 
@@ -521,8 +521,9 @@ def _mediapipe():
     from mediapipe.tasks import python as tasks  # pylint: disable=g-import-not-at-top
     from mediapipe.tasks.python import vision  # pylint: disable=g-import-not-at-top
   except ImportError as error:
-    pytest.skip(f"mediapipe cannot be imported here ({error}); install the `mediapipe` extra "
-                "in an environment with absl-py 2.x to run MediaPipe's ImageClassifier")
+    pytest.skip(f"mediapipe cannot be imported here ({error}): it needs absl-py 2.x, which "
+                "tensorflow-model-optimization's pin excludes; `make mediapipe` runs this test "
+                "in a venv of its own")
   return mediapipe, tasks, vision
 
 
