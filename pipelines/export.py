@@ -15,7 +15,7 @@ the one in the model's metrics.json.
 
 import os
 
-from absl import flags, logging
+from absl import flags
 
 from squish_tf import export
 from squish_tf import files as files_lib
@@ -39,8 +39,6 @@ flags.adopt_module_key_flags(flag_defs)
 
 def main(argv):
   del argv
-  if not FLAGS["verbosity"].present:
-    logging.set_verbosity(logging.WARNING)  # SavedModel writers log every asset at INFO
   spec = model_io.read_spec(FLAGS.model_dir)
   # Calibrate on what the model was trained on unless told otherwise.
   if not FLAGS["image_size"].present:

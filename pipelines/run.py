@@ -13,7 +13,6 @@ command resumes: every finished stage is skipped.
 """
 
 from absl import flags
-from absl import logging
 
 from squish_tf import api
 from squish_tf.job import flags as flag_defs
@@ -36,8 +35,6 @@ flags.adopt_module_key_flags(flag_defs)
 
 def main(argv):
   del argv
-  if not FLAGS["verbosity"].present:
-    logging.set_verbosity(logging.WARNING)  # SavedModel writers log every asset at INFO
   api.execute(api.plan_from_flags(FLAGS))  # as squish_tf.run does
 
 

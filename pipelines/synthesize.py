@@ -31,8 +31,10 @@ from squish_tf.job import budget as budget_lib
 from squish_tf.job import estimate as estimate_lib
 from squish_tf.job import flags as flag_defs
 from squish_tf.job import preflight
+from squish_tf.layout import NATIVE_LOG_FILE
 from squish_tf.net import model_io
 from squish_tf.report import console as console_lib
+from squish_tf.runtime import native_log
 
 FLAGS = flags.FLAGS
 
@@ -83,10 +85,12 @@ def main(argv):
   if budget.max_minutes is not None:  # a re-run keeps the epochs cut (estimate.plan_budgets)
     os.makedirs(FLAGS.run_dir, exist_ok=True)
     estimate_lib.write_plan(FLAGS.run_dir, budgets, plan, budget.max_minutes)
-  result = evolution.evolve(
-      FLAGS.parent_dir, FLAGS.run_dir, config, synth, data_fn=data_fn, strategy=strategy,
-      run_flags=run_flags, listeners=[console_lib.console_listener], verbose="auto",
-      train_config=train_config)
+  # The converter's and LiteRT's lines (latency timing) go to <run_dir>/native.log.
+  with native_log.logging_to(os.path.join(FLAGS.run_dir, NATIVE_LOG_FILE)):
+    result = evolution.evolve(
+        FLAGS.parent_dir, FLAGS.run_dir, config, synth, data_fn=data_fn, strategy=strategy,
+        run_flags=run_flags, listeners=[console_lib.console_listener], verbose="auto",
+        train_config=train_config)
   flag_defs.write_flags_file(FLAGS.run_dir, ["parent_dir", "run_dir"])
   estimate_lib.write_plan(FLAGS.run_dir, budgets, plan, budget.max_minutes)
   winner = result.lineage["ancestor"] if result.winner_id == "ancestor" else next(

@@ -44,6 +44,36 @@ def real_latency():
   """Opts a test out of `fast_latency`."""
 
 
+@pytest.fixture(autouse=True)
+def fixed_step_costs(request, monkeypatch):
+  """The plan before every job (`job.estimate.measure_costs`) builds and traces the ancestor
+  and a quarter-size network to time their steps: seconds per job call, and no test here
+  reads the figures. Every test gets fixed costs instead; a test that asks for
+  `real_step_costs` times the steps for real (as every subprocess main does)."""
+  if "real_step_costs" in request.fixturenames:
+    return
+  from squish_tf.job import estimate  # pylint: disable=g-import-not-at-top
+
+  costs = estimate.StepCosts(ancestor_train=0.05, ancestor_eval=0.02, small_train=0.02,
+                             small_eval=0.01, ancestor_trace=1.0, small_trace=0.5)
+  monkeypatch.setattr(estimate, "measure_costs", lambda *args, **kwargs: costs)
+
+
+@pytest.fixture(autouse=True)
+def backup_every_epoch(monkeypatch):
+  """A fit backs up at most every `trainer.BACKUP_SECONDS`; the tests' fits take less, and the
+  kill-and-resume tests stop them after a given epoch: back up every epoch, as Keras does
+  (test_train checks the period with a fake clock)."""
+  from squish_tf.train import trainer  # pylint: disable=g-import-not-at-top
+
+  monkeypatch.setattr(trainer, "BACKUP_SECONDS", 0.0)
+
+
+@pytest.fixture
+def real_step_costs():
+  """Opts a test out of `fixed_step_costs`."""
+
+
 @pytest.fixture(scope="session")
 def toy_parent_dir(tmp_path_factory):
   """A model dir of toy.TINY trained on toy.data to 100% (a parent for evolution and baselines)."""

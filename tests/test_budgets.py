@@ -57,8 +57,9 @@ def test_a_tiny_folder_gets_bounded_budgets_and_every_image_in_some_epoch(tmp_pa
     assert 1 <= chosen <= 64 and count - steps * chosen < max(steps, chosen)
     if count >= 16:
       assert steps >= budget_lib.MIN_STEPS_PER_EPOCH
-    if chosen < 64:  # shrunk to fit: nearly equal full batches
-      assert count - steps * chosen < steps
+    if chosen < 64:  # shrunk to fit: nearly equal full batches of two images or more
+      assert chosen >= min(2, count)  # batch norm's statistics need two
+      assert count - steps * chosen < (steps if chosen > 2 else chosen)
 
   root = write_folder(tmp_path / "photos")
   config = dataclasses.replace(
@@ -129,6 +130,27 @@ def test_max_minutes_never_plans_more_than_it_allows():
   text = full.describe()
   assert text.startswith("plan (estimated on this machine") and "total" in text
   assert "the baselines are" in text and "--baselines=none" in text
+
+
+def test_the_plan_times_real_steps_of_both_networks(real_step_costs):
+  """`measure_costs` (which the other tests replace with fixed costs) times the ancestor's and
+  the quarter-size network's steps and traces, and with data the data's batches and (when
+  worth it) each epoch's own cost."""
+  import toy  # pylint: disable=g-import-not-at-top
+
+  from squish_tf.train import config as train_config_lib  # pylint: disable=g-import-not-at-top
+
+  config = train_config_lib.TrainConfig(epochs=1)
+  costs = estimate_lib.measure_costs(toy.TINY, 8, config, small=False)
+  for name in ("ancestor_train", "ancestor_eval", "ancestor_trace"):
+    assert getattr(costs, name) > 0, (name, costs)
+  assert costs.small_train == costs.ancestor_train  # small=False: one network stands for both
+  assert costs.data == 0 and costs.epoch == 0  # no data given: neither is measured
+  with_data = estimate_lib.measure_costs(toy.TINY, 8, config, data_fn=toy.data)
+  assert with_data.small_train > 0 and with_data.data > 0 and with_data.epoch > 0
+  never = estimate_lib.measure_costs(toy.TINY, 8, config, small=False, data_fn=toy.data,
+                                     worth_an_epoch=lambda costs: False)
+  assert never.data > 0 and never.epoch == 0  # a tiny training: its epochs' cost is not timed
 
 
 def test_progress_prints_every_n_epochs_with_the_time_left(capsys):

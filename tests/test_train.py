@@ -124,6 +124,35 @@ def test_killed_fit_resumes_from_last_epoch(tmp_path):
   assert result.model.optimizer.iterations.numpy() == 4 * 6
 
 
+def test_a_backup_waits_its_period_and_a_resumed_fit_starts_after_it(tmp_path):
+  """`PeriodicBackup` at a 10 s period on a fake clock that moves 4 s an epoch: the first backup
+  follows epoch 2 (12 s), so a fit killed after epoch 4 resumes at epoch 3, not 5."""
+  ds, _ = _toy_data()
+  work = str(tmp_path / "work")
+  now = [0.0]
+
+  class Clock(keras.callbacks.Callback):  # before the backup: the epoch's time has passed
+    def on_epoch_end(self, epoch, logs=None):
+      now[0] += 4.0
+
+  def backup():
+    return train_lib.PeriodicBackup(os.path.join(work, "backup"), 10.0, clock=lambda: now[0])
+
+  def fit(epochs, *extra):
+    model = models.build_model(TINY, seed=0)
+    train_lib.compile_model(model, train_config_lib.TrainConfig(epochs=epochs))
+    seen = []
+    record = keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs: seen.append(epoch))
+    model.fit(ds, epochs=epochs, verbose=0, callbacks=[Clock(), backup(), record, *extra])
+    return seen
+
+  with pytest.raises(KeyboardInterrupt):
+    fit(7, _KillAfterEpoch(4))
+  metadata = json.load(open(os.path.join(work, "backup", "training_metadata.json")))
+  assert metadata["epoch"] == 3  # epochs 0-2 backed up at 12 s; epoch 3 ended at 16 s, too soon
+  assert fit(7) == [3, 4, 5, 6]
+
+
 def test_train_config_validation():
   with pytest.raises(ValueError, match="--train_epochs must be an integer >= 1, got 0"):
     train_config_lib.TrainConfig(epochs=0)

@@ -77,9 +77,10 @@ def fitting_batch_size(batch_size: int, train_count: int) -> int:
   """
   if train_count < 1 or batch_size * MIN_STEPS_PER_EPOCH <= train_count:
     return batch_size
-  largest = max(min(batch_size, 2), min(batch_size, train_count // MIN_STEPS_PER_EPOCH))
+  smallest = min(batch_size, 2, train_count)  # batch norm needs two images to a batch
+  largest = max(smallest, min(batch_size, train_count // MIN_STEPS_PER_EPOCH))
   steps = -(-train_count // largest)
-  return max(1, train_count // steps)
+  return max(smallest, train_count // steps)
 
 
 def batch_for(batch_size: int, train_count: int, min_train_steps: int) -> int:

@@ -32,6 +32,8 @@ WORKER_GAIN = 1.3
 # The network evolution ends at, for the step timing: this fraction of the ancestor's parameters.
 SMALL_FRACTION = 0.25
 TIMED_STEPS = 4
+# Epochs of one batch that time an epoch's own cost (`epoch_seconds`: all but the first).
+EPOCH_FITS = 3
 # Under this many seconds of training by the step times alone, the epochs' own cost is not
 # measured (a fit of one epoch would take longer than it changes the plan).
 TINY_TRAINING_SECONDS = 60.0
@@ -209,16 +211,18 @@ def fit_minutes(budgets: budget_lib.Budgets, max_minutes: Optional[float],
 
 def time_steps(spec: Any, batch_size: int, config: train_lib.TrainConfig,
                steps: int = TIMED_STEPS,
-               epoch_data: Optional[Callable[[float, float, float], Any]] = None
+               worth_an_epoch: Optional[Callable[[float, float, float], bool]] = None
                ) -> Tuple[float, float, float, float]:
   """(seconds per training step, per inference batch, of the first step and batch) of `spec`.
 
   The model is built and compiled as a fit builds it and steps on a batch of
   `batch_size` random pixels (the time does not depend on them; the run's
   pipelines and random streams are left untouched); the first step and pass
-  (the traces) are timed apart. `epoch_data`, given the three times, returns
-  fresh (training, validation) pipelines when what each epoch of a fit costs
-  beyond its steps is worth a fit of one short epoch (`epoch_seconds`), else None.
+  (the traces) are timed apart. When `worth_an_epoch`, given the three times,
+  says so, what each epoch of a fit costs beyond its steps (callbacks, the
+  validation pass's set-up) is timed too, by short fits of one batch of the
+  same pixels (`epoch_seconds`): the run's own pipelines would add the first
+  epoch's decoding, which its later epochs read from the cache.
 
   Returns:
     (train step, inference batch, traces, epoch overhead) in seconds.
@@ -245,16 +249,18 @@ def time_steps(spec: Any, batch_size: int, config: train_lib.TrainConfig,
     model.test_on_batch(images, labels)
   eval_seconds = (time.perf_counter() - start) / steps
   overhead = 0.0
-  data = None if epoch_data is None else epoch_data(train_seconds, eval_seconds, trace_seconds)
-  if data is not None:
-    per_epoch = epoch_seconds(model, data[0].take(1), data[1].take(1))
+  if worth_an_epoch is not None and worth_an_epoch(train_seconds, eval_seconds, trace_seconds):
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+    batch = tf.data.Dataset.from_tensors((images, labels))
+    per_epoch = epoch_seconds(model, batch, batch, epochs=EPOCH_FITS)
     overhead = max(0.0, per_epoch - train_seconds - eval_seconds)
   return train_seconds, eval_seconds, trace_seconds, overhead
 
 
 def epoch_seconds(model: Any, train_ds: Any, val_ds: Any, epochs: int = 1) -> float:
-  """Seconds per epoch of `model.fit` on these pipelines with a training's callbacks (a backup,
-  TensorBoard and CSV logs, in a scratch directory); past the first epoch when `epochs` > 1.
+  """Seconds per epoch of `model.fit` on these pipelines with a training's callbacks (the
+  periodic backup, TensorBoard and CSV logs, in a scratch directory); past the first epoch when `epochs` > 1.
   The model's steps are traced already (`time_steps`), so one epoch is close to a later one."""
   import tempfile  # pylint: disable=g-import-not-at-top
 
@@ -275,7 +281,7 @@ def epoch_seconds(model: Any, train_ds: Any, val_ds: Any, epochs: int = 1) -> fl
   with tempfile.TemporaryDirectory() as scratch:
     os.makedirs(os.path.join(scratch, "logs"))
     logs = os.path.join(scratch, "logs")
-    callbacks = [clock, keras.callbacks.BackupAndRestore(os.path.join(scratch, "backup")),
+    callbacks = [clock, train_lib.PeriodicBackup(os.path.join(scratch, "backup")),
                  keras.callbacks.TensorBoard(logs, write_graph=False, profile_batch=0),
                  keras.callbacks.CSVLogger(os.path.join(logs, "history.csv"))]
     model.fit(train_ds, validation_data=val_ds, epochs=epochs, verbose=0, shuffle=False,
@@ -318,12 +324,10 @@ def measure_costs(spec: Any, batch_size: int, config: train_lib.TrainConfig,
     return StepCosts(*ancestor[:2], *other[:2], ancestor[2], other[2], data,
                      ancestor[3] if len(ancestor) > 3 else 0.0)
 
-  def epoch_data(train: float, evaluate: float, trace: float) -> Any:
-    if data_fn is None or not worth_an_epoch(costs_of((train, evaluate, trace))):
-      return None
-    return data_fn()[:2]
+  def epoch_worth_it(train: float, evaluate: float, trace: float) -> bool:
+    return data_fn is not None and worth_an_epoch(costs_of((train, evaluate, trace)))
 
-  return costs_of(time_steps(spec, batch_size, config, epoch_data=epoch_data))
+  return costs_of(time_steps(spec, batch_size, config, worth_an_epoch=epoch_worth_it))
 
 
 def validation_steps(val_ds: Any) -> int:

@@ -259,7 +259,8 @@ def run(main: Callable[[List[str]], None]) -> None:
 
   A ValueError (bad flag combination, missing data, wrong model dir) becomes
   `error: <message>` on stderr and exit status 2; `--verbosity=1` adds the
-  traceback.
+  traceback. Without --verbosity, absl logs at WARNING: TensorFlow's SavedModel
+  writers log every asset and function at INFO, which would drown the progress.
   """
 
   # absl's --help lists the key flags of the module named by sys.argv[0]: for a console
@@ -268,6 +269,8 @@ def run(main: Callable[[List[str]], None]) -> None:
     FLAGS.register_key_flag_for_module(sys.argv[0], flag)
 
   def guarded(argv):
+    if not FLAGS["verbosity"].present:
+      logging.set_verbosity(logging.WARNING)
     try:
       return main(argv)
     except (ValueError, FileNotFoundError, FileExistsError) as error:

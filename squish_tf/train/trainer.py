@@ -1,7 +1,7 @@
 """Training: compile + fit with Keras callbacks under a tf.distribute strategy.
 
 Nothing here is a hand-written loop: Keras `fit` trains and shows progress,
-`BackupAndRestore` makes a killed run resume from its last finished epoch,
+`BackupAndRestore` makes a killed run resume from its last backed-up epoch (`PeriodicBackup`),
 `TensorBoard` logs, `TerminateOnNaN` stops a diverging offspring. With a
 teacher, `fit` trains a `squish_tf.train.distill.Distiller` around the student,
 the same Keras `fit` with a distillation term in its loss.
@@ -47,6 +47,32 @@ LOG_DIR = "logs"
 HISTORY_FILE = "history.csv"  # under LOG_DIR: one row per epoch (keras.callbacks.CSVLogger)
 # Training batches that re-estimate batch-norm statistics at the end of a fit.
 RECALIBRATION_BATCHES = 16
+# The least seconds between two backups of a fit (`PeriodicBackup`): a kill loses at most this
+# much training, and an epoch of a few hundred images (a second or two) does not pay for a
+# backup of the weights and optimizer state every time.
+BACKUP_SECONDS = 30.0
+
+
+class PeriodicBackup(keras.callbacks.BackupAndRestore):
+  """Keras' `BackupAndRestore`, backing up at the end of an epoch only once `seconds` have passed
+  since the fit started or last backed up (0: every epoch, Keras' own behaviour). A resumed fit
+  starts after the last epoch backed up, exactly as Keras resumes."""
+
+  def __init__(self, backup_dir: str, seconds: float = BACKUP_SECONDS,
+               clock: Callable[[], float] = time.monotonic):
+    super().__init__(backup_dir)
+    self.seconds, self._clock = seconds, clock
+    self._last_backup = None
+
+  def on_train_begin(self, logs=None):
+    super().on_train_begin(logs)
+    self._last_backup = self._clock()
+
+  def on_epoch_end(self, epoch, logs=None):
+    now = self._clock()
+    if now - self._last_backup >= self.seconds:
+      super().on_epoch_end(epoch, logs)  # records the epoch and backs up
+      self._last_backup = now
 
 
 @dataclasses.dataclass
@@ -160,7 +186,7 @@ def fit(model_fn: Callable[[], Any],
     strategy: a tf.distribute strategy (default: the current one).
     work_dir: where `backup/` (BackupAndRestore), `logs/` (TensorBoard) and
       `logs/history.csv` (CSVLogger) go; None trains without them. A re-run
-      with the same work_dir resumes from the last finished epoch.
+      with the same work_dir resumes after the last epoch backed up (`PeriodicBackup`).
     images_per_epoch: training images per epoch, for the images/sec figure.
     callbacks: more Keras callbacks.
     verbose: Keras verbosity ("auto": a progress bar on a terminal, one line
@@ -193,7 +219,7 @@ def fit(model_fn: Callable[[], Any],
   all_callbacks = [meter, keras.callbacks.TerminateOnNaN()]
   if work_dir:
     # Before the caller's callbacks, so they run on an epoch that is already backed up.
-    all_callbacks.append(keras.callbacks.BackupAndRestore(os.path.join(work_dir, BACKUP_DIR)))
+    all_callbacks.append(PeriodicBackup(os.path.join(work_dir, BACKUP_DIR), BACKUP_SECONDS))
     all_callbacks.append(keras.callbacks.TensorBoard(os.path.join(work_dir, LOG_DIR),
                                                      write_graph=False, profile_batch=0))
     # Every epoch's figures as text, whatever the console shows (a resumed fit appends).
