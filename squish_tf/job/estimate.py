@@ -14,6 +14,8 @@ import os
 import time
 from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
+import tensorflow as tf
+
 from squish_tf import files as files_lib
 from squish_tf.data import config as data_config_lib
 from squish_tf.job import budget as budget_lib
@@ -250,8 +252,6 @@ def time_steps(spec: Any, batch_size: int, config: train_lib.TrainConfig,
   eval_seconds = (time.perf_counter() - start) / steps
   overhead = 0.0
   if worth_an_epoch is not None and worth_an_epoch(train_seconds, eval_seconds, trace_seconds):
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
-
     batch = tf.data.Dataset.from_tensors((images, labels))
     per_epoch = epoch_seconds(model, batch, batch, epochs=EPOCH_FITS)
     overhead = max(0.0, per_epoch - train_seconds - eval_seconds)
