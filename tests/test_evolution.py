@@ -9,6 +9,7 @@ import pytest
 import toy
 from toy import fake_ms
 
+from squish_tf.evolve import steering
 from squish_tf.evolve import candidates as candidates_lib
 from squish_tf.evolve import config as evolve_config_lib
 from squish_tf.evolve import encoding as synthesis
@@ -394,12 +395,12 @@ def test_targets_steer_in_the_costs_own_units(cost):
   size_only = evolve_config_lib.EvolutionConfig(generations=2,
                                         target_size_mb=0.36 * TINY.size_mb())
   # --target_macs alone steers (it used to leave the default fraction in place) ...
-  steered = evolution._generation_synthesis(synth, macs_only, TINY, 1)  # pylint: disable=protected-access
+  steered = steering.generation_synthesis(synth, macs_only, TINY, 1)
   assert steered.target_fraction == pytest.approx((evolve_config_lib.TARGET_MARGIN * 0.25) ** 0.5)
-  steered = evolution._generation_synthesis(synth, size_only, TINY, 2)  # pylint: disable=protected-access
+  steered = steering.generation_synthesis(synth, size_only, TINY, 2)
   assert steered.target_fraction == pytest.approx(evolve_config_lib.TARGET_MARGIN * 0.36)
   # ... and with both, the target in --cost's units decides.
   both = dataclasses.replace(macs_only, target_size_mb=size_only.target_size_mb)
-  steered = evolution._generation_synthesis(synth, both, TINY, 2)  # pylint: disable=protected-access
+  steered = steering.generation_synthesis(synth, both, TINY, 2)
   assert steered.target_fraction == pytest.approx(
       evolve_config_lib.TARGET_MARGIN * (0.36 if cost == "params" else 0.25))

@@ -15,6 +15,7 @@ from squish_tf.data import pipeline as data_lib
 from squish_tf.evolve import config as evolve_config_lib
 from squish_tf.evolve import encoding as synthesis
 from squish_tf.job import config as job_config_lib
+from squish_tf.job import exporting
 from squish_tf.job import run as job
 from squish_tf.train import config as train_config_lib
 from squish_tf.train import trainer as train_lib
@@ -481,7 +482,7 @@ def test_exports_with_workers_run_qat_and_comparisons_in_the_pool(monkeypatch, w
           "ancestor": ("an", "an/export", ("fp32", "int8")),
           "width_scaled": ("ws", "ws/export", ("fp32", "int8"))}
   pool = _FakeProcessPool() if with_workers else workers.WorkerPool(1)
-  manifest = job.export_models(todo, pool, data_config, lambda: "export data",
+  manifest = exporting.export_models(todo, pool, data_config, lambda: "export data",
                                job_config_lib.JobConfig(run_dir="unused"))
   assert manifest == {"model_dir": "sq"}
   in_main = ["data", "overwrite", "qat_epochs", "qat_learning_rate"]

@@ -11,6 +11,7 @@ from squish_tf import files as files_lib
 from squish_tf.bench import latency
 from squish_tf.bench import matching
 from squish_tf.bench import latency_table as latency_table_lib
+from squish_tf.evolve import steering
 from squish_tf.evolve import config as evolve_config_lib
 from squish_tf.evolve import encoding as synthesis
 from squish_tf.evolve import environment as environment_lib
@@ -184,14 +185,14 @@ def test_speedup_targets_steer_and_stop_in_predicted_ms():
   config = evolve_config_lib.EvolutionConfig(generations=2, target_speedup=1.6)
   ancestor_ms = table.predict(TINY)
   assert config.latency_target_ms(ancestor_ms) == pytest.approx(ancestor_ms / 1.6)
-  steered = evolution._generation_synthesis(synth, config, TINY, 1, table, TINY)  # pylint: disable=protected-access
+  steered = steering.generation_synthesis(synth, config, TINY, 1, table, TINY)
   assert steered.target_fraction == pytest.approx((evolve_config_lib.TARGET_MARGIN / 1.6) ** 0.5)
   fast = {"size_mb": 1.0, "macs": 1, "predicted_latency_ms": ancestor_ms / 1.7}
   slow = dict(fast, predicted_latency_ms=ancestor_ms / 1.5)
-  assert evolution.targets_met(fast, config, ancestor_ms)
-  assert not evolution.targets_met(slow, config, ancestor_ms)
+  assert targets_lib.Targets.of(config, ancestor_ms).met(fast)
+  assert not targets_lib.Targets.of(config, ancestor_ms).met(slow)
   both = dataclasses.replace(config, target_latency_ms=ancestor_ms / 2)  # the tighter one
-  assert not evolution.targets_met(fast, both, ancestor_ms)
+  assert not targets_lib.Targets.of(both, ancestor_ms).met(fast)
 
 
 def test_a_speedup_beyond_the_floors_is_refused_with_the_reachable_one():
@@ -470,8 +471,9 @@ def test_a_speedup_becomes_predicted_ms_once_and_the_tighter_target_wins():
                                              target_macs=10**6)
   targets = targets_lib.check_targets(TINY, config, synthesis.SynthesisConfig(cost="latency"),
                                       table)
-  assert targets == targets_lib.Targets(size_mb=0.5, macs=10**6, latency_ms=ancestor_ms / 2,
-                                        ancestor_ms=ancestor_ms)
+  assert targets.members == (targets_lib.Targets(size_mb=0.5, macs=10**6,
+                                                 latency_ms=ancestor_ms / 2,
+                                                 ancestor_ms=ancestor_ms, label="2x+0.5MB+1MMACs"),)
   both = dataclasses.replace(config, target_latency_ms=ancestor_ms / 3)
   assert targets_lib.Targets.of(both, ancestor_ms).latency_ms == ancestor_ms / 3
   # Without a table there is no ancestor time: a speed-up alone names no milliseconds.
@@ -505,6 +507,6 @@ def test_evolution_steers_with_the_targets_it_receives():
   synth = synthesis.SynthesisConfig(cost="latency")
   config = evolve_config_lib.EvolutionConfig(generations=2, target_speedup=1.6)
   targets = targets_lib.check_targets(TINY, config, synth, table)
-  given = evolution._generation_synthesis(synth, config, TINY, 1, table, TINY, targets)  # pylint: disable=protected-access
-  derived = evolution._generation_synthesis(synth, config, TINY, 1, table, TINY)  # pylint: disable=protected-access
+  given = steering.generation_synthesis(synth, config, TINY, 1, table, TINY, targets)
+  derived = steering.generation_synthesis(synth, config, TINY, 1, table, TINY)
   assert given.target_fraction == derived.target_fraction != synth.target_fraction

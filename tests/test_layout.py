@@ -210,7 +210,7 @@ CONFIG_MODULES = ("squish_tf.data.config", "squish_tf.train.config", "squish_tf.
                   "squish_tf.evolve.encoding", "squish_tf.export.config",
                   "squish_tf.bench.config", "squish_tf.job.config", "squish_tf.job.budget_config",
                   "squish_tf.job.options",
-                  "squish_tf.evolve.targets")
+                  "squish_tf.evolve.targets", "squish_tf.evolve.target_list")
 TENSORFLOW = ("tensorflow", "keras", "tf_keras", "tensorflow_model_optimization")
 
 

@@ -11,6 +11,7 @@ import toy
 
 from squish_tf import api
 from squish_tf.bench import latency as latency_lib
+from squish_tf.evolve import steering
 from squish_tf.evolve import candidates
 from squish_tf.evolve import config as evolve_config_lib
 from squish_tf.evolve import encoding as synthesis
@@ -126,11 +127,11 @@ def test_target_mode_aims_each_generation_under_the_budget():
   fits = budget.fitting_fraction(TINY, synth)
   assert 0 < fits < 1
   config = evolve_config_lib.EvolutionConfig(generations=3, max_arena_kb=limit)
-  steered = evolution._generation_synthesis(synth, config, TINY, 1)  # pylint: disable=protected-access
+  steered = steering.generation_synthesis(synth, config, TINY, 1)
   assert steered.target_fraction == pytest.approx(micro_budget.MARGIN * fits)
   # With the parent's strengths, the expected child drawn at that fraction fits.
   strengths = {name: np.linspace(1.0, 2.0, n) for name, n in TINY.prunable_layers()}
-  aimed = evolution._generation_synthesis(synth, config, TINY, 1, strengths=strengths)  # pylint: disable=protected-access
+  aimed = steering.generation_synthesis(synth, config, TINY, 1, strengths=strengths)
   expected = micro_budget.MicroBudget(max_arena_kb=limit).fitting_fraction(TINY, synth,
                                                                           strengths=strengths)
   assert aimed.target_fraction == pytest.approx(micro_budget.MARGIN * expected)
@@ -139,7 +140,7 @@ def test_target_mode_aims_each_generation_under_the_budget():
   child = wiring.spec_with_counts(TINY, {k: int(np.ceil(v)) for k, v in counts.items()}, None)
   assert budget.fits(child)
   # Without a budget, the encoding's own fraction (no target either).
-  free = evolution._generation_synthesis(synth, evolve_config_lib.EvolutionConfig(), TINY, 1)  # pylint: disable=protected-access
+  free = steering.generation_synthesis(synth, evolve_config_lib.EvolutionConfig(), TINY, 1)
   assert free.target_fraction == synth.target_fraction
   assert micro_budget.MicroBudget(max_arena_kb=1e6).fitting_fraction(TINY, synth) is None
 

@@ -2,13 +2,14 @@
 when built."""
 
 import dataclasses
-from typing import Optional
+from typing import Optional, Sequence
 
 from squish_tf import fields as fields_lib
 from squish_tf.bench import latency_table as latency_table_lib
 from squish_tf.bench import profile as profile_lib
 from squish_tf.evolve import encoding as synthesis
 from squish_tf.evolve import registries
+from squish_tf.evolve import target_list
 from squish_tf.train import config as train_config_lib
 
 # How offspring start: from the parent's surviving weights, or fresh (`squish_tf.evolve.surgery`).
@@ -61,6 +62,8 @@ class EvolutionConfig:
       latency (the measured table, `squish_tf.bench.latency`) is at most this.
     target_speedup: stop once the chosen offspring is predicted this many
       times faster than the ancestor (a latency target of ancestor / speedup).
+    targets: a family's budgets ("1.5x", "0.8MB", "5ms", "200MMACs"), walked in order, one
+      member each (`squish_tf.evolve.targets`); empty: the --target_* options, one member.
     latency_format: the LiteRT model the latency table times: "fp32", or
       "int8" when the deployment target is int8.
     max_accuracy_drop: largest allowed drop of validation top-1 from the
@@ -143,6 +146,14 @@ class EvolutionConfig:
   target_speedup: Optional[float] = dataclasses.field(default=None, metadata=dict(help=(
       "Stop once the chosen offspring is predicted this many times faster than the ancestor "
       "(LiteRT, batch 1, the measured latency table)."), greater_than=1.0))
+  targets: Optional[Sequence[str]] = dataclasses.field(default=None, metadata=dict(
+      kind="list", help=(
+      "A family from one run: budgets, comma-separated, each a speed-up over the ancestor "
+      "(1.5x), a size (0.8MB), a predicted latency on the run's clock (5ms) or MACs (200MMACs). "
+      "One evolution walks them in order; the best chosen offspring meeting each (validation "
+      "top-1) becomes a member, and every member gets the final stage and the export. "
+      "--target_size_mb, --target_macs, --target_latency_ms and --target_speedup are the "
+      "one-member case and exclude this one.")))
   latency_format: str = dataclasses.field(default="fp32", metadata=dict(
       enum_values=latency_table_lib.FORMATS, help=(
           "The LiteRT model the latency table times (--cost=latency, latency targets): fp32, or "
@@ -192,6 +203,7 @@ class EvolutionConfig:
   def __post_init__(self):
     fields_lib.check(self)  # every bound and choice declared above
     self._check_device()
+    self._check_targets()
     if not 0 <= self.max_accuracy_drop <= 1:
       raise ValueError(f"--max_accuracy_drop is a fraction in [0, 1] (0.03 = 3 points), "
                        f"got {self.max_accuracy_drop}.")
@@ -208,13 +220,34 @@ class EvolutionConfig:
       raise ValueError(f"--latency_format={self.latency_format}, but the device's profile "
                        f"times {fmt} files: leave --latency_format unset with a device.")
 
+  def _check_targets(self) -> None:
+    """--targets parses (`targets.parse_targets`) and excludes the --target_* options."""
+    if not self.targets:
+      return
+    target_list.parse_targets(self.targets)
+    single = [f"--{name}={getattr(self, name)}" for name in target_list.TARGET_OPTIONS
+              if getattr(self, name) is not None]
+    if single:
+      raise ValueError(f"--targets={','.join(self.targets)} and {' '.join(single)} both set "
+                       "what evolution stops at; pass one: --targets for a family, the single "
+                       "target options for one SquishedNet.")
+
+  @property
+  def target_set(self) -> bool:
+    """Some target is set (--targets or a --target_* option)."""
+    return bool(self.targets) or any(
+        value is not None for value in (self.target_size_mb, self.target_macs,
+                                        self.target_latency_ms, self.target_speedup))
+
   @property
   def device_set(self) -> bool:
     return self.device is not None or self.device_profile is not None
 
   @property
   def latency_target_set(self) -> bool:
-    return self.target_latency_ms is not None or self.target_speedup is not None
+    """Some target is a latency or a speed-up (a --targets item in x or ms included)."""
+    return (target_list.aims_at_latency(self.targets or ()) or self.target_latency_ms is not None
+            or self.target_speedup is not None)
 
   def needs_latency(self, synth: synthesis.SynthesisConfig) -> bool:
     """True when the run needs a latency table (--cost=latency, a latency target, a device)."""

@@ -40,14 +40,11 @@ from squish_tf.evolve import micro_budget as micro_budget_lib
 from squish_tf.evolve import encoding as synthesis
 from squish_tf.evolve import environment as environment_lib
 from squish_tf.evolve import registries
+from squish_tf.evolve import steering
 from squish_tf.evolve import surgery
 from squish_tf.evolve.candidates import GenerationTask, Runner
-from squish_tf.evolve.config import (
-  LATENCY_THREADS,
-  TARGET_MARGIN,
-  EvolutionConfig,
-)
-from squish_tf.evolve.targets import Targets, check_targets
+from squish_tf.evolve.config import LATENCY_THREADS, EvolutionConfig
+from squish_tf.evolve.targets import TargetFamily, check_targets
 from squish_tf.evolve.lineage import (
   ANCESTOR_ID,
   LINEAGE_FILE,
@@ -102,7 +99,7 @@ class Options:
   listeners: Sequence[Callable[[Dict[str, Any]], None]] = ()
   verbose: Any = 0
   train_config: Optional[train_config_lib.TrainConfig] = None
-  targets: Optional[Targets] = None
+  targets: Optional[TargetFamily] = None
   measure: Optional[Measure] = None
 
 
@@ -137,6 +134,7 @@ def evolve(parent_dir: str, run_dir: str, config: EvolutionConfig,
   last = lineage["generations"][-1] if lineage["generations"] else None
   lineage["winner"] = last_chosen(lineage)
   lineage["stop_reason"] = (last or {}).get("stop_reason") or "generations"
+  lineage["family"] = run.targets.members_of(chosen_records(lineage))
   lineage["complete"] = True
   files_lib.write_json(os.path.join(run_dir, LINEAGE_FILE), lineage)
   return evolution_result(run_dir, lineage)
@@ -164,7 +162,7 @@ class _Evolution:
     self.ancestor_model, self.ancestor_spec, self.ancestor_metrics = model_io.load_model_dir(
         parent_dir)
     self.table: Optional[latency_table_lib.LatencyTable] = None
-    self.targets = options.targets
+    self.targets: TargetFamily = options.targets
     self.lineage: Dict[str, Any] = {}
 
   def start(self) -> Dict[str, Any]:
@@ -234,8 +232,9 @@ class _Evolution:
     """Draws, fine-tunes, times and selects one generation; the next parent's id, or None to
     stop."""
     strengths = surgery.layer_strengths(parent_model, parent_spec)
-    synth = _generation_synthesis(self.synth, self.config, parent_spec, generation, self.table,
-                                  self.ancestor_spec, self.targets, strengths)
+    synth = steering.generation_synthesis(self.synth, self.config, parent_spec, generation, self.table,
+                                          self.ancestor_spec, self.targets, strengths,
+                                          met=chosen_records(self.lineage))
     # F_l depends on the parent only (target mode root-searches it): once per generation.
     factors = environment_lib.environment_factors(parent_spec, synth, strengths, self.table)
     task = GenerationTask(run_dir=self.run_dir, generation=generation, config=self.config,
@@ -307,9 +306,17 @@ class _Evolution:
       within = within_accuracy(records, lineage["ancestor"]["top1"], config.max_accuracy_drop)
       return None, "micro_budget" if within else "accuracy_drop"
     chosen["chosen"] = True
-    if self.targets.met(chosen):
+    met = self.targets.met(chosen)
+    if met:
+      chosen["targets_met"] = met  # the family's members it meets, by label
+    if self.targets.done(chosen_records(lineage)):
       return chosen, "target_met"
     return chosen, "generations" if generation == config.generations else None
+
+
+def chosen_records(lineage: Mapping[str, Any]) -> List[Dict[str, Any]]:
+  """The chosen offspring's records, in generation order."""
+  return [r for r in lineage["candidates"] if r.get("chosen") and r["status"] == "ok"]
 
 
 def _speedup_of(parent: Dict[str, Any], parent_id: str) -> Optional[float]:
@@ -425,57 +432,3 @@ def within_accuracy(records: Sequence[Dict[str, Any]], ancestor_top1: float,
 def over_budget(record: Mapping[str, Any]) -> List[str]:
   """Why a record is over the microcontroller budgets (`micro_budget.MicroBudget.record`), or []."""
   return list((record.get("micro") or {}).get("over") or [])
-
-
-def targets_met(record: Dict[str, Any], config: EvolutionConfig,
-                ancestor_latency_ms: Optional[float] = None) -> bool:
-  """`Targets.met` of `config`'s targets, a speed-up over an ancestor of
-  `ancestor_latency_ms` predicted ms."""
-  return Targets.of(config, ancestor_latency_ms).met(record)
-
-
-def _generation_synthesis(synth: synthesis.SynthesisConfig, config: EvolutionConfig,
-                          parent_spec: spec_lib.NetSpec, generation: int,
-                          table: Optional[latency_table_lib.LatencyTable] = None,
-                          ancestor_spec: Optional[spec_lib.NetSpec] = None,
-                          targets: Optional[Targets] = None,
-                          strengths: Optional[Mapping[str, Any]] = None
-                          ) -> synthesis.SynthesisConfig:
-  """env_mode=target with no fixed fraction: shrink evenly towards the targets (`targets`;
-  None: `config`'s, the ancestor's ms predicted by `table`) over the generations left, and
-  at least as far as this generation's children must to fit the microcontroller budgets (the
-  expected child of the parent's filter `strengths`; None: the parent uniformly thinner)."""
-  if synth.env_mode != "target":
-    return synth
-  if config.target_fraction is not None:
-    return dataclasses.replace(synth, target_fraction=config.target_fraction)
-  if targets is None:
-    targets = Targets.of(config, None if table is None
-                         else table.predict(ancestor_spec or parent_spec))
-  goals = targets.goals(parent_spec, table)
-  budget = micro_budget_lib.MicroBudget.of(config)
-  if not goals and not budget.any:
-    return synth
-  # Never below what the floors allow (that would be refused), never a no-op.
-  smallest = synthesis.smallest_child_spec(parent_spec, synth)
-  if synth.cost == "latency":
-    floor = table.predict(smallest) / table.predict(parent_spec)
-  else:
-    floor = (smallest.params() / parent_spec.params() if synth.cost == "params"
-             else smallest.macs() / parent_spec.macs())
-  fraction = synth.target_fraction
-  if goals:
-    # In the units target mode measures (--cost). A target in the other unit is
-    # the best guess there is (parameters and MACs shrink alike when every layer
-    # does); with both, the one --cost measures. Aimed a little below: a draw's
-    # size spreads a few percent around its expectation, and one
-    # above the target would not meet it.
-    goal = TARGET_MARGIN * goals.get(synth.cost, min(goals.values()))
-    left = config.generations - generation + 1
-    fraction = max(min(0.95, max(0.2, goal ** (1.0 / left))), (floor + 1.0) / 2 if floor > 0.9
-                   else floor * 1.02)
-  # The microcontroller budgets hold for every chosen child: this generation's must fit.
-  fits = budget.fitting_fraction(parent_spec, synth, table, strengths)
-  if fits is not None:
-    fraction = max(min(fraction, micro_budget_lib.MARGIN * fits), floor * 1.02)
-  return dataclasses.replace(synth, target_fraction=fraction)

@@ -153,7 +153,7 @@ class Run:
     return self._kept[key]
 
   @property
-  def targets(self) -> Optional[targets_lib.Targets]:
+  def targets(self) -> Optional[targets_lib.TargetFamily]:
     """The run's targets as the job resolved and checked them before writing
     (`set_targets`). A Run the job did not check has them resolved without a table when it
     needs none, and None when it does (evolve then resolves and checks them itself)."""
@@ -161,9 +161,9 @@ class Run:
       return self._kept["targets"]
     if self.evolution_config.needs_latency(self.synth):
       return None
-    return targets_lib.Targets.of(self.evolution_config)
+    return targets_lib.TargetFamily.of(self.evolution_config)
 
-  def set_targets(self, targets: targets_lib.Targets) -> None:
+  def set_targets(self, targets: targets_lib.TargetFamily) -> None:
     self._kept["targets"] = targets
 
   def set_latency_match(self, match: Dict[str, Any]) -> None:

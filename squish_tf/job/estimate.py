@@ -116,10 +116,10 @@ def plan_stages(budgets: budget_lib.Budgets, costs: StepCosts, validation_steps:
   Evolution's offspring are timed between the ancestor and the small network
   (they shrink from one toward the other; every generation is counted, though
   a target reached early stops it) with the teacher's inference pass
-  when distilled; the SquishedNet's final trainings and the baselines at the
-  small network's cost, for the lineage's epochs (the baselines' equal
-  budget; a ladder counts as `ladder.EXPECTED_RUNGS` of them). Worker processes
-  share the cores (`WORKER_GAIN`).
+  when distilled; the SquishedNet's final trainings (one set per member of a
+  --targets family) and the baselines at the small network's cost, for the lineage's
+  epochs (the baselines' equal budget; a ladder counts as `ladder.EXPECTED_RUNGS` of
+  them). Worker processes share the cores (`WORKER_GAIN`).
   """
   train, loop = budgets.train_config, budgets.evolution_config
   steps = budgets.steps_per_epoch
@@ -137,13 +137,15 @@ def plan_stages(budgets: budget_lib.Budgets, costs: StepCosts, validation_steps:
   lineage_epochs = train.epochs + loop.generations * loop.offspring_epochs + loop.final_epochs
   finals = {"best": ("scratch", "inherit"), "scratch": ("scratch",),
             "inherit": ("inherit",)}.get(loop.final_init, ())
-  polish = sum(epochs_cost(lineage_epochs if init == "scratch" else loop.final_epochs,
-                           costs.small_train, costs.small_eval,
-                           teacher=init == "inherit" and loop.distill) for init in finals)
+  members = max(1, len(loop.targets or ()))
+  polish = members * sum(epochs_cost(lineage_epochs if init == "scratch" else loop.final_epochs,
+                                     costs.small_train, costs.small_eval,
+                                     teacher=init == "inherit" and loop.distill)
+                         for init in finals)
   baseline = epochs_cost(lineage_epochs, costs.small_train, costs.small_eval, teacher=False)
   trainings = sum(ladder_lib.EXPECTED_RUNGS if baseline_registry.lookup(name).rungs else 1
                   for name in baselines)
-  exported = 2 + trainings  # the SquishedNet, the ancestor, the baselines
+  exported = 1 + members + trainings  # the family's members, the ancestor, the baselines
   plans = {
       "ancestor": StagePlan("ancestor", epochs_cost(train.epochs, costs.ancestor_train,
                                                     costs.ancestor_eval, teacher=False,
@@ -154,9 +156,10 @@ def plan_stages(budgets: budget_lib.Budgets, costs: StepCosts, validation_steps:
                                                teacher=loop.distill) / gain,
           f"{loop.generations} generations x {loop.population} offspring x "
           f"{loop.offspring_epochs} epochs"),
-      "polish": StagePlan("polish", polish / gain, " + ".join(
+      "polish": StagePlan("polish", polish / gain, (f"{members} members x " if members > 1
+                                                    else "") + (" + ".join(
           f"{init} {lineage_epochs if init == 'scratch' else loop.final_epochs} epochs"
-          for init in finals) or "none"),
+          for init in finals) or "none")),
       "baselines": StagePlan("baselines", trainings * baseline / gain,
                              f"{trainings} x {lineage_epochs} epochs "
                              f"({', '.join(baselines) or 'none'})"),

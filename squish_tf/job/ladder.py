@@ -77,11 +77,12 @@ def winner_measured_speedup(lineage: Mapping[str, Any], winner: Optional[str]
 
 
 def target_speedup(run: Run) -> Optional[float]:
-  """The run's speed-up target: --target_speedup, or the tighter latency target over the
-  ancestor's predicted ms when the targets were resolved with a table."""
+  """The run's speed-up target: the highest of its members' (--targets, --target_speedup, or a
+  latency target over the ancestor's predicted ms when the targets were resolved with a
+  table)."""
   targets = run.targets
-  if targets is not None and targets.latency_ms and targets.ancestor_ms:
-    return targets.ancestor_ms / targets.latency_ms
+  if targets is not None and targets.speedup:
+    return targets.speedup
   return run.evolution_config.target_speedup
 
 

@@ -3,7 +3,7 @@ benchmark, with the paper's figures beside ours."""
 
 import dataclasses
 import os
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -178,6 +178,8 @@ class ResultsInputs:
     times: {stage: wall seconds}.
     command: the command that reproduces the run.
     evolution_config: evolution's (the lineage's epoch budget), default if None.
+    family: the family's members besides the SquishedNet, [{"name", "labels", "candidate",
+      "dir" (its model dir)}] in lineage order (`job.family`); empty for a family of one.
   """
 
   config: JobConfig
@@ -191,6 +193,7 @@ class ResultsInputs:
   times: Dict[str, float]
   command: Optional[str]
   evolution_config: Optional[evolve_config_lib.EvolutionConfig] = None
+  family: Sequence[Mapping[str, Any]] = ()
 
 
 def build_results(*args, **kwargs) -> Dict[str, Any]:
@@ -340,6 +343,11 @@ def results_record(inputs: ResultsInputs) -> records.Results:
       # A ladder's rung is a model of its own, labelled in its metrics.json.
       label = baseline_registry.label(name, metrics.get("label") or name)
       models[name] = model_result(name, label, "baseline", metrics, directory, measured)
+  for member in inputs.family:
+    metrics = files_lib.read_json(os.path.join(member["dir"], model_io.METRICS_FILE))
+    models[member["name"]] = model_result(
+        member["name"], f"SquishedNet {'+'.join(member['labels'])} ({member['candidate']})",
+        "member", metrics, member["dir"], measured)
   candidates = [_candidate(c, measured.tested) for c in lineage.candidates]
   polished = bool(squished_metrics.get("polished_from"))
   return records.Results(
@@ -357,10 +365,28 @@ def results_record(inputs: ResultsInputs) -> records.Results:
       final_init=squished_metrics.get("final_init", "inherit") if polished else None,
       # --final_init=best: which of scratch and inherit was kept, both validation figures, why.
       final_choice=squished_metrics.get("final_choice") if polished else None,
-      stop_reason=lineage.stop_reason, paper=[dict(p) for p in PAPER],
+      stop_reason=lineage.stop_reason, family=family_summary(inputs.lineage, inputs.family),
+      paper=[dict(p) for p in PAPER],
       reference={"squeezenet_v1_1_size_mb": SQUEEZENET_V1_1_SIZE_MB},
       machine=_machine(inputs.benchmark.get("settings", {})),
       wall_seconds=dict(inputs.times, total=sum(inputs.times.values())))
+
+
+def family_summary(lineage: Mapping[str, Any], family: Sequence[Mapping[str, Any]]
+                   ) -> Optional[Dict[str, Any]]:
+  """results.json's "family": each member's name, budgets and chosen offspring, in lineage
+  order, the SquishedNet last; and the budgets not reached. None for a run without targets."""
+  entries = lineage.get("family") or []
+  if not entries:
+    return None
+  winner = lineage.get("winner")
+  members = [{"name": m["name"], "labels": list(m["labels"]), "candidate": m["candidate"]}
+             for m in family]
+  members.append({"name": "squishednet", "candidate": winner,
+                  "labels": [e["label"] for e in entries if e.get("id") == winner]})
+  return {"members": members,
+          "targets": [e["label"] for e in entries],
+          "unmet": [e["label"] for e in entries if not e.get("id")]}
 
 
 def _machine(settings: Dict[str, Any]) -> Optional[Dict[str, Any]]:

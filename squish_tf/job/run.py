@@ -26,7 +26,6 @@ from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 import tensorflow as tf
 
-from squish_tf import export as export_lib
 from squish_tf import files as files_lib
 from squish_tf import layout as layout_lib
 from squish_tf import lock as lock_lib
@@ -43,20 +42,20 @@ from squish_tf.evolve import encoding as synthesis
 from squish_tf.evolve import evolution
 from squish_tf.evolve import lineage as lineage_lib
 from squish_tf.evolve import polish as polish_lib
-from squish_tf.export import jetson as jetson_lib
 from squish_tf.job import estimate as estimate_lib
+from squish_tf.job import exporting as exporting_lib
+from squish_tf.job import family as family_lib
 from squish_tf.job import ladder as ladder_lib
 from squish_tf.job.budget import baseline_budget, planned_budget
 from squish_tf.job.config import (
   BASELINE_ARTEFACTS,
   COMPARISON_ARTEFACTS,
-  COMPARISON_FORMATS,
   JobConfig,
   StageHook,
 )
 from squish_tf.job.context import JobOptions, Run, Stages
 from squish_tf.job.results import build_results
-from squish_tf.layout import EVALUATION_FILE, EXPORT_DIR, NATIVE_LOG_FILE, RESULTS_FILE
+from squish_tf.layout import EVALUATION_FILE, NATIVE_LOG_FILE, RESULTS_FILE
 from squish_tf.net import model_io
 from squish_tf.net import spec as spec_lib
 from squish_tf.report import console as console_lib
@@ -70,8 +69,7 @@ from squish_tf.train import trainer as train_lib
 STAGES = layout_lib.STAGES
 # The ancestor's part of the run identity (`lineage.parent_identity`).
 PARENT_KEYS = ("parent.spec", "parent.weights_sha256")
-# {name: (model_dir, export_dir, formats)} of the models the job exports.
-Exports = Dict[str, Tuple[str, str, Any]]
+Exports = exporting_lib.Exports
 
 
 def run_job(config: JobConfig, data_config: data_config_lib.DataConfig,
@@ -106,22 +104,34 @@ def run_job(config: JobConfig, data_config: data_config_lib.DataConfig,
     ancestor_stage(run, stage, train_ds, val_ds)
     del train_ds, val_ds  # every later stage that trains makes its own pipelines
     result = synthesis_stage(run, stage)
+    family = family_lib.members(run.run_dir, result)
     squishednet_dir = polish_lib.squishednet_dir(run.run_dir, result, run.evolution_config)
-    budget = polish_stage(run, stage, result, squishednet_dir)
+    budget = polish_stage(run, stage, result, squishednet_dir, family)
     baselines_stage(run, stage, budget)
-    exports = models_to_export(run, squishednet_dir)
-    export_stage(run, stage, exports)
-    evaluation_stage(run, stage, result, squishednet_dir)
+    exports = exporting_lib.models_to_export(run, squishednet_dir, family)
+    exporting_lib.export_stage(run, stage, exports)
+    evaluation_stage(run, stage, result, squishednet_dir, family)
     benchmark_stage(run, stage, exports)
-    return report_stage(run, stage, result, squishednet_dir)
+    return report_stage(run, stage, result, squishednet_dir, family)
 
 
 def stages_done(run: Run) -> Tuple[str, ...]:
   """The training stages a resumed run has finished (the plan counts no time for them)."""
   done = {"ancestor": model_io.is_complete(run.ancestor_dir),
           "synthesis": finished_evolution(run.run_dir) is not None,
-          "polish": polish_lib.is_complete(run.run_dir), "baselines": baselines_done(run)}
+          "polish": polish_done(run), "baselines": baselines_done(run)}
   return tuple(name for name, finished in done.items() if finished)
+
+
+def polish_done(run: Run) -> bool:
+  """The final stage is done for the SquishedNet and every other member of a finished
+  lineage's family."""
+  if not polish_lib.is_complete(run.run_dir):
+    return False
+  finished = finished_evolution(run.run_dir)
+  return finished is not None and all(
+      polish_lib.is_complete(m.root)
+      for m in family_lib.others(family_lib.members(run.run_dir, finished)))
 
 
 def check_before_writing(run: Run) -> None:
@@ -224,32 +234,48 @@ _BESIDE_NOTES = {
 
 
 def polish_stage(run: Run, stage: Stages, result: lineage_lib.EvolutionResult,
-                 squishednet_dir: str) -> baselines_lib.BaselineBudget:
-  """Stage 3, the final stage ("polish"): the SquishedNet; returns the baselines' budget.
+                 squishednet_dir: str,
+                 family: Sequence[family_lib.Member] = ()) -> baselines_lib.BaselineBudget:
+  """Stage 3, the final stage ("polish"): the SquishedNet and the family's other members;
+  returns the baselines' budget.
 
   The winner's widths trained from scratch, or its inherited weights
   fine-tuned, or the better of both on validation (--final_init), are the
-  SquishedNet; the baselines train at its size and epochs. Trained from
+  SquishedNet; every other member of a family gets the same (`family.Member.result`); the
+  baselines train at the SquishedNet's size and epochs. Trained from
   scratch (or both), those are known before it trains, so with worker
   processes it trains beside the baselines (small networks leave a core
   idle): this stage then trains them all.
   """
   config, seed = run.evolution_config, run.data_config.seed
-  done = not polish_lib.needs_polish(result, config) or polish_lib.is_complete(run.run_dir)
-  train = functools.partial(polish_lib.polish, run.run_dir, result, config, run.data.load,
-                            run.train_config, verbose=run.verbose)
+  members = [m for m in family_lib.others(list(family))
+             if polish_lib.needs_polish(m.result, config)]
+  done = ((not polish_lib.needs_polish(result, config) or polish_lib.is_complete(run.run_dir))
+          and all(polish_lib.is_complete(m.root) for m in members))
+  trainings = [(run.run_dir, result)] + [(m.root, m.result) for m in members]
+
+  def train_all(**kwargs):
+    for root, made in trainings:  # best: keeps the better of what trained
+      polish_lib.polish(root, made, config, run.data.load, run.train_config,
+                        verbose=run.verbose, **kwargs)
+
+  if family_lib.describe(list(family), result.lineage):
+    run.log(family_lib.describe(list(family), result.lineage))
   if (not done and config.final_init in ("scratch", "best") and run.in_workers
       and not baselines_done(run)):
     budget = with_match(run, result, planned_budget(result, config, run.train_config, seed))
-    beside = [(train, (), {"only": init}) for init in polish_lib.final_inits(config)]
+    beside = [(polish_lib.polish, (root, made, config, run.data.load, run.train_config),
+               {"verbose": run.verbose, "only": init})
+              for root, made in trainings if polish_lib.needs_polish(made, config)
+              and not polish_lib.is_complete(root) for init in polish_lib.final_inits(config)]
 
     def train_beside_the_baselines():
       train_baselines(run, budget, beside=beside)
-      train(strategy=run.strategy)  # scratch: reads what trained; best: keeps the better
+      train_all(strategy=run.strategy)
 
     stage("polish", False, train_beside_the_baselines, note=_BESIDE_NOTES[config.final_init])
     return budget
-  stage("polish", done, lambda: train(strategy=run.strategy))
+  stage("polish", done, lambda: train_all(strategy=run.strategy))
   return with_match(run, result,
                     baseline_budget(squishednet_dir, result, config, run.train_config, seed))
 
@@ -324,58 +350,13 @@ def train_baselines(run: Run, budget: baselines_lib.BaselineBudget,
                               beside=beside)
 
 
-def ships_jetson(config: JobConfig) -> bool:
-  """The SquishedNet's export includes a Jetson bundle (the ancestor's then ships beside it)."""
-  return "jetson" in export_lib.parse_formats(config.export.formats, with_data=True)
-
-
-def models_to_export(run: Run, squishednet_dir: str) -> Exports:
-  """The SquishedNet in full, the ancestor and the baselines for comparison.
-
-  With a Jetson bundle, the ancestor's ships beside it (export/jetson_ancestor/),
-  so jetson_trt.py on the device can time the two interleaved.
-  """
-  ancestor_formats = COMPARISON_FORMATS + (("jetson",) if ships_jetson(run.config) else ())
-  exports = {
-      "squishednet": (squishednet_dir, os.path.join(run.run_dir, EXPORT_DIR),
-                      run.config.export.formats),
-      "ancestor": (run.ancestor_dir, os.path.join(run.ancestor_dir, EXPORT_DIR), ancestor_formats),
-  }
-  exports.update({name: (directory, os.path.join(directory, EXPORT_DIR), COMPARISON_FORMATS)
-                  for name, directory in run.baseline_dirs.items()})
-  return exports
-
-
-def export_stage(run: Run, stage: Stages, exports: Exports) -> None:
-  """Stage 5: every model of `exports` exported (`export_models`).
-
-  Everything is trained by now: the export's accuracy pass is the first to
-  read the test split.
-  """
-  jetson = ships_jetson(run.config)
-  reference_bundle = os.path.join(run.run_dir, EXPORT_DIR, jetson_lib.REFERENCE_BUNDLE_DIR)
-
-  def export():
-    todo = {name: e for name, e in exports.items() if not exported(e[1], e[2])}
-    pool_size = 1 if run.strategy is not None else min(run.evolution_config.workers, len(todo))
-    with workers_lib.WorkerPool(max(1, pool_size)) as pool:
-      manifest = export_models(todo, pool, run.data_config, run.data.export_data, run.config)
-    if manifest is not None:
-      run.log(export_lib.summary_table(manifest))
-    micro_budget_lib.log_exported_fit(run.evolution_config, exports["squishednet"][1], run.log)
-    if jetson:
-      jetson_lib.place_reference_bundle(
-          os.path.join(exports["ancestor"][1], jetson_lib.BUNDLE_DIR), exports["squishednet"][1])
-
-  stage("export", all(exported(e, f) for _, e, f in exports.values())
-        and (not jetson or jetson_lib.is_bundle(reference_bundle)), export)
-
-
 def evaluation_stage(run: Run, stage: Stages, result: lineage_lib.EvolutionResult,
-                     squishednet_dir: str) -> None:
+                     squishednet_dir: str, family: Sequence[family_lib.Member] = ()) -> None:
   """Stage 6: every trained model on the test split, read here first (evaluation.json)."""
   path = os.path.join(run.run_dir, EVALUATION_FILE)
   models = {"ancestor": run.ancestor_dir, "squishednet": squishednet_dir}
+  models.update({m.name: m.squishednet_dir(run.evolution_config)
+                 for m in family_lib.others(list(family))})
   models.update({r["id"]: os.path.join(run.run_dir, r["dir"])
                  for r in result.lineage["candidates"] if r["status"] == "ok"})
   models.update(run.baseline_dirs)
@@ -411,72 +392,21 @@ def benchmark_stage(run: Run, stage: Stages, exports: Exports) -> None:
 
 
 def report_stage(run: Run, stage: Stages, result: lineage_lib.EvolutionResult,
-                 squishednet_dir: str) -> Dict[str, Any]:
+                 squishednet_dir: str,
+                 family: Sequence[family_lib.Member] = ()) -> Dict[str, Any]:
   """Stage 8: results.json and the report, always rewritten from what is on disk (cheap)."""
+  members = [{"name": m.name, "labels": m.labels, "candidate": m.candidate,
+              "dir": m.squishednet_dir(run.evolution_config)}
+             for m in family_lib.others(list(family))]
   results = build_results(
       run.config, run.info, run.data_config, result.lineage, squishednet_dir, run.baseline_dirs,
       files_lib.read_json(os.path.join(run.run_dir, benchmark_lib.BENCHMARK_FILE)),
       files_lib.read_json(os.path.join(run.run_dir, EVALUATION_FILE)), stage.times, run.command,
-      run.evolution_config)
+      run.evolution_config, family=members)
   files_lib.write_json(os.path.join(run.run_dir, RESULTS_FILE), results)
   report_lib.write_report(run.run_dir, results)
   stage.finished("report")
   return results
-
-
-def export_models(todo: Exports,
-                  pool: workers_lib.WorkerPool,
-                  data_config: data_config_lib.DataConfig,
-                  export_data: Callable[[], export_lib.ExportData],
-                  config: JobConfig) -> Optional[Dict[str, Any]]:
-  """Exports every model of `todo` ({name: (model_dir, export_dir, formats)}).
-
-  With a pool of processes the exports run side by side (each conversion
-  uses about a core): the SquishedNet's QAT fine-tune and the comparison
-  models' exports go to the workers, which draw their own export data from
-  `data_config` (an ExportData holds a tf.data pipeline), while this process
-  converts the SquishedNet's other formats and takes the QAT file when its
-  turn comes. In process they run one after the other on `export_data()`.
-
-  Returns:
-    The SquishedNet's manifest, or None when it was not in `todo`.
-  """
-  export = config.export
-  common = dict(qat_epochs=export.qat_epochs, qat_learning_rate=export.qat_learning_rate,
-                overwrite=True)
-  if pool.in_process:
-    common["data"] = export_data()
-  else:
-    common.update(data_config=data_config, calibration_images=export.calibration_images)
-  qat = None
-  if ("squishednet" in todo and not pool.in_process
-      and "qat_int8" in export_lib.parse_formats(todo["squishednet"][2], with_data=True)):
-    qat = pool.submit(export_lib.qat_int8_artefact, todo["squishednet"][0], data_config,
-                      export.qat_epochs, export.qat_learning_rate, export.calibration_images)
-  others = [pool.submit(export_lib.export_all, model_dir, export_dir, formats=formats, **common)
-            for name, (model_dir, export_dir, formats) in todo.items() if name != "squishednet"]
-  manifest = None
-  if "squishednet" in todo:
-    model_dir, export_dir, formats = todo["squishednet"]
-    manifest = export_lib.export_all(
-        model_dir, export_dir, formats=formats, data=export_data(),
-        qat_epochs=export.qat_epochs, qat_learning_rate=export.qat_learning_rate,
-        overwrite=True, qat_result=qat.result if qat is not None else None)
-  for future in others:
-    future.result()  # re-raises a worker's error
-  return manifest
-
-
-def exported(export_dir: str, formats: Optional[Sequence[str]]) -> bool:
-  """A complete export holding every format asked for (None: whatever it holds)."""
-  if not export_lib.is_complete(export_dir):
-    return False
-  if formats is None:
-    return True
-  manifest = records.ExportManifest.from_json(
-      files_lib.read_json(os.path.join(export_dir, export_lib.MANIFEST_FILE)))
-  return all(name in manifest.formats
-             for name in export_lib.parse_formats(formats, with_data=True))
 
 
 def train_ancestor_dir(ancestor_dir: str, spec: spec_lib.NetSpec, data_fn: Callable[..., Any],

@@ -236,6 +236,7 @@ class Results(Record):
   final_init: Optional[str] = value()
   final_choice: Optional[Dict[str, Any]] = value()
   stop_reason: Optional[str] = value()
+  family: Optional[Dict[str, Any]] = optional()
   paper: Optional[List[Dict[str, Any]]] = value()
   reference: Optional[Dict[str, Any]] = value()
   machine: Optional[Dict[str, Any]] = value()

@@ -13,7 +13,7 @@ from squish_tf.report.format import (
   fmt_reason,
   fmt_speed,
 )
-from squish_tf.report.frontier import squishednet_ladder_sentence, verdict_sentence
+from squish_tf.report.frontier import family_ladder_sentences, verdict_sentence
 from squish_tf.report.results import (
   accuracy_split,
   comparison_phrase,
@@ -193,7 +193,7 @@ def format_results_summary(results: Mapping[str, Any]) -> str:
     for comparison in comparisons(results):
       lines.append(f"  squishednet vs {comparison['name']}: it "
                    f"{comparison_phrase(comparison, bold=False)} on {split} top-1")
-    for verdict in (verdict_sentence(results), squishednet_ladder_sentence(results, split)):
+    for verdict in [verdict_sentence(results)] + family_ladder_sentences(results, split):
       if verdict:
         lines.append(f"  {verdict}")
   return "\n".join(lines)

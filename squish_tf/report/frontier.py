@@ -21,7 +21,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 from squish_tf.records import CandidateResult, ModelResult
 from squish_tf.report.format import finite_number, join_words
 
-KINDS = ("ancestor", "candidate", "squishednet", "baseline", "ladder")
+KINDS = ("ancestor", "candidate", "squishednet", "member", "baseline", "ladder")
 # The two uniform width multipliers the SquishedNet is judged against: matched on deployed
 # size, and matched on measured latency (absent when within LATENCY_TOLERANCE of the first).
 SIZE_MATCH, LATENCY_MATCH = "width_scaled", "width_scaled_latency"
@@ -250,6 +250,34 @@ def ladder_sentence(verdict: Optional[Mapping[str, Any]], subject: str = "the Sq
           f"{split} top-1).")
 
 
+def member_labels(results: Mapping[str, Any]) -> Dict[str, str]:
+  """{model name: its budgets ("1.5x", "2x+0.8MB")} of a family's members, the SquishedNet's
+  included; {} for a run without --targets or --target_* (results.json's "family")."""
+  family = results.get("family") or {}
+  return {str(m.get("name")): "+".join(m.get("labels") or []) or "deepest"
+          for m in family.get("members") or [] if isinstance(m, Mapping)}
+
+
+def family_ladder_sentences(results: Mapping[str, Any], split: str = "test") -> List[str]:
+  """Each member of a family of two or more against the width ladder, in lineage order (the
+  SquishedNet last); for a family of one, the SquishedNet's (`squishednet_ladder_sentence`)."""
+  labels = member_labels(results)
+  if len(labels) < 2:
+    said = squishednet_ladder_sentence(results, split)
+    return [said] if said else []
+  points = {p.get("name"): p for p in frontier_of(results)
+            if p.get("kind") in ("member", "squishednet")}
+  ladder = ladder_of(results)
+  out = []
+  for name, budget in labels.items():
+    if name in points:
+      subject = (f"the {budget} member" + (" (the SquishedNet)" if name == "squishednet" else ""))
+      said = ladder_sentence(ladder_verdict(points[name], ladder), subject=subject, split=split)
+      if said:
+        out.append(said)
+  return out
+
+
 def squishednet_ladder_sentence(results: Mapping[str, Any], split: str = "test"
                                 ) -> Optional[str]:
   """The SquishedNet against the width ladder (`ladder_verdict`, `ladder_sentence`); None
@@ -357,8 +385,7 @@ def _match_text(rival: Mapping[str, Any]) -> str:
 def verdict_paragraph(results: Mapping[str, Any], split: str = "test") -> Optional[str]:
   """The report's verdicts under its opening: against the width multiplier
   (`verdict_sentence`), then against the width ladder; None without either."""
-  said = [s for s in (verdict_sentence(results), squishednet_ladder_sentence(results, split))
-          if s]
+  said = [s for s in [verdict_sentence(results)] + family_ladder_sentences(results, split) if s]
   return " ".join(said) or None
 
 

@@ -78,14 +78,16 @@ def figure_points(results: Mapping[str, Any]) -> Dict[str, Any]:
                      key=lambda p: order.index(p["name"]) if p["name"] in order else len(order))
   ladder = [p for p in (_plotted(p) for p in ladder_of(results)) if p]
   winner = next((c for c in candidates if c.get("name") == results.get("winner")), None)
+  members = by_kind.get("member") or []
   lead = [p for p in (ancestor, squished) if p]
-  right = max((p["x"] for p in lead + candidates + ladder), default=None)
+  right = max((p["x"] for p in lead + candidates + members + ladder), default=None)
   verdict = ladder_verdict(squished, ladder) if squished else None
   return {"ancestor": ancestor, "candidates": candidates,
           "lineage": ([ancestor] if ancestor else []) + chosen, "squishednet": squished,
+          "members": members,
           "winner": winner, "baselines": baselines, "ladder": ladder,
           "ladder_rival": verdict["rival"] if verdict else None,
-          "steps": {"evolved": staircase(lead + candidates, right),
+          "steps": {"evolved": staircase(lead + candidates + members, right),
                     "ladder": staircase(ladder + lead[:1], right) if ladder else None},
           "hidden": hidden}
 
@@ -163,6 +165,13 @@ def frontier_figure(results: Mapping[str, Any]):
                linewidth=0.6, zorder=5,
                label=model_label("squishednet", ordered_models(results).get("squishednet") or {}))
   models = ordered_models(results)
+  for point in drawn["members"]:  # a --targets family's other members
+    ax.errorbar([point["x"]], [point["y"]], xerr=_xerr([point]), ecolor="C3", zorder=5, **errors)
+    ax.scatter(point["x"], point["y"], s=90, marker="*", color="C1", edgecolor="black",
+               linewidth=0.5, zorder=5)
+    ax.annotate(short_label(point["name"], models.get(point["name"]) or {}),
+                (point["x"], point["y"]), textcoords="offset points", xytext=(6, 5), fontsize=7,
+                color="C1")
   for index, point in enumerate(drawn["baselines"]):
     colour = _BASELINE_COLOURS[index % len(_BASELINE_COLOURS)]
     ax.errorbar([point["x"]], [point["y"]], xerr=_xerr([point]), ecolor=colour, zorder=4,
@@ -175,7 +184,8 @@ def frontier_figure(results: Mapping[str, Any]):
                 textcoords="offset points", xytext=(6, -10 if index % 2 == 0 else 5),
                 fontsize=7, color=colour)
 
-  for group in ([drawn["ancestor"], squished], candidates, ladder, drawn["baselines"]):
+  for group in ([drawn["ancestor"], squished], candidates, ladder, drawn["baselines"],
+                drawn["members"]):
     for p in group:
       if p:
         xs += [p["low"], p["high"]]

@@ -58,8 +58,11 @@ def rivals() -> Tuple[Tuple[str, str], ...]:
 
 
 def ship_order(models: Mapping[str, Mapping[str, Any]]) -> List[str]:
-  """The what-to-ship table's rows: the SquishedNet, the ancestor, then the rest in table order."""
-  first = [name for name in ("squishednet", "ancestor") if name in models]
+  """The what-to-ship table's rows: a family's other members (lineage order), the SquishedNet,
+  the ancestor, then the rest in table order."""
+  members = [name for name, entry in models.items()
+             if ModelResult.coerce(entry).kind == "member"]
+  first = members + [name for name in ("squishednet", "ancestor") if name in models]
   return first + [name for name in models if name not in first]
 
 

@@ -21,6 +21,7 @@ from squish_tf.report.format import (
   fmt_value,
   markdown_table,
 )
+from squish_tf.report.frontier import member_labels
 from squish_tf.report.pareto import PAPER_NOTE
 from squish_tf.report.results import (
   accuracy_split,
@@ -72,10 +73,13 @@ def ship_section(results: Mapping[str, Any]) -> str:
   header = ["Network", "Size (MB, fp32)", "int8 file", top1_header(results), speed,
             "TFLM arena"]
   rows = []
+  budgets = member_labels(results) if len(member_labels(results)) > 1 else {}
   for name in ship_order(models):
     entry = models[name]
-    label = fmt_text(short_label(name, entry))
-    rows.append([f"**{label}**" if name == "squishednet" else label, fmt_mb(entry.get("size_mb")),
+    label = fmt_text(f"SquishedNet {budgets[name]}" if name in budgets
+                     else short_label(name, entry))
+    rows.append([f"**{label}**" if name in budgets or name == "squishednet" else label,
+                 fmt_mb(entry.get("size_mb")),
                  fmt_kb_mb(entry.get("tflite_int8_bytes")), fmt_percent(entry.get("top1")),
                  speedup_cell(entry, ancestor, batch), arena_cell(entry)])
   rounds = sorted({spread[2] for entry in models.values()
@@ -87,6 +91,10 @@ def ship_section(results: Mapping[str, Any]) -> str:
           f"LiteRT at batch {batch}, {how}. TFLM arena: the tensor arena TensorFlow Lite for "
           f"Microcontrollers needs to run the int8 file. {DASH} = not measured; the tables "
           "below hold the rest.")
+  unmet = (results.get("family") or {}).get("unmet") or []
+  if unmet:
+    note += (f" Not reached within the accuracy budget: {', '.join(unmet)} (evolution stopped "
+             "before a chosen offspring met it; the deepest member is the SquishedNet).")
   return "\n\n".join([SHIP_HEADING, markdown_table(header, rows), note])
 
 
