@@ -99,8 +99,10 @@ def unmet(lineage: Mapping[str, Any]) -> List[str]:
 def describe(family: List[Member], lineage: Mapping[str, Any]) -> Optional[str]:
   """One console line naming the members (None for a family of one that met its budget)."""
   missing = unmet(lineage)
-  if len(family) == 1 and not missing:
-    return None
+  if len(family) == 1:
+    return None if not missing else (
+        f"target {', '.join(missing)} not reached within the accuracy budget: the SquishedNet "
+        f"is {family[0].candidate}, the deepest chosen offspring.")
   parts = [f"{'+'.join(m.labels) or 'deepest'}: {m.candidate}" for m in family]
   line = f"family: {len(family)} member(s), " + ", ".join(parts)
   if missing:

@@ -1,0 +1,126 @@
+r"""A family from one run against the width ladder, per seed (issue: "A family from one run").
+
+For every seed, one main job (`squish_tf.run`, the demo's budgets: --min_train_steps=0
+--cost=latency) with --targets (default 1.5x,2x,3x) and --baselines=ladder: one evolution
+walks the budgets, every member gets the final stage and the export, and the ladder's uniform
+widths (every channel a multiple of the tile) train with the same recipe and epochs. The job's
+benchmark times every model's fp32 .tflite interleaved with the ancestor's in one session, so
+each latency below is the ancestor's benchmark latency over the model's interleaved speed-up.
+
+Prints per seed and budget: the member (or "not reached"), its test top-1 and speed-up, the best
+ladder network at least as fast (`report.frontier.ladder_verdict`: no interpolation) and the
+points between them; then, per budget, the mean over seeds with min-max; the job's wall time
+and the final stage's share. Runs resume (the job's stages are resumable). Writes
+`<run_dir>/summary.json`.
+
+  python benchmarks/family_frontier.py --seeds=0,1,2
+"""
+
+import json
+import os
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from absl import app, flags  # noqa: E402
+import numpy as np  # noqa: E402
+
+from benchmarks import summary  # noqa: E402
+import pipelines  # noqa: E402,F401  (imports TensorFlow without its start-up noise)
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list("seeds", ["0"], "Seeds: each one run (its own ancestor, family and ladder).")
+flags.DEFINE_list("targets", ["1.5x", "2x", "3x"], "The family's budgets (--targets).")
+flags.DEFINE_string("run_dir", "saved_models/family_frontier", "Where the runs go (resumable).")
+flags.DEFINE_integer("generations", 4, "--generations (the most; a run stops once every budget "
+                     "is met).")
+flags.DEFINE_list("baselines", ["ladder"], "--baselines of the runs.")
+flags.DEFINE_list("extra", [], "More job options as name=value (e.g. population=3).")
+
+
+def _options(seed: int) -> dict:
+  options = dict(run_dir=os.path.join(FLAGS.run_dir, f"seed_{seed}"), seed=seed,
+                 min_train_steps=0, cost="latency", targets=",".join(FLAGS.targets),
+                 generations=FLAGS.generations, baselines=",".join(FLAGS.baselines))
+  return summary.extra_options(options, FLAGS.extra)
+
+
+def _rows(results: dict) -> list:
+  """Per budget: the member's figures and its ladder verdict."""
+  from squish_tf.report import frontier as frontier_lib  # pylint: disable=g-import-not-at-top
+  family = results.get("family") or {}
+  points = {p["name"]: p for p in frontier_lib.frontier_of(results)}
+  ladder = frontier_lib.ladder_of(results)
+  ancestor = results["models"]["ancestor"]
+  rows = []
+  for label in family.get("targets") or []:
+    member = next((m for m in family.get("members") or [] if label in m.get("labels", [])), None)
+    row = {"budget": label, "member": None}
+    if member is not None and member["name"] in points:
+      point = points[member["name"]]
+      verdict = frontier_lib.ladder_verdict(point, ladder) or {}
+      rival = verdict.get("rival")
+      row.update(member=member["name"], candidate=member["candidate"], top1=point["top1"],
+                 speedup=point.get("speedup"), latency_ms=point["latency_ms"],
+                 size_mb=point.get("size_mb"),
+                 rival=None if rival is None else {k: rival.get(k) for k in (
+                     "name", "top1", "latency_ms", "speedup", "width_multiplier")},
+                 points=verdict.get("points"),
+                 drop=100 * (ancestor["top1"] - point["top1"]))
+    rows.append(row)
+  return rows
+
+
+def _spread(values):
+  values = [v for v in values if v is not None]
+  if not values:
+    return "n/a"
+  return f"{np.mean(values):+.2f} [{min(values):+.2f}, {max(values):+.2f}] over {len(values)}"
+
+
+def main(argv):
+  del argv
+  summary.quiet_logging()
+  import squish_tf  # pylint: disable=g-import-not-at-top
+  per_seed = {}
+  for seed in map(int, FLAGS.seeds):
+    start = time.time()
+    results = squish_tf.run(**_options(seed)).results
+    wall = results.get("wall_seconds") or {}
+    per_seed[seed] = {"rows": _rows(results), "wall_seconds": wall,
+                      "this_call_seconds": time.time() - start,
+                      "ancestor_top1": results["models"]["ancestor"]["top1"]}
+    print(f"\nseed {seed}: ancestor test top-1 {100 * per_seed[seed]['ancestor_top1']:.2f}%, "
+          f"job {wall.get('total', 0) / 60:.1f} min (polish stage "
+          f"{wall.get('polish', 0) / 60:.1f} min, baselines {wall.get('baselines', 0) / 60:.1f})")
+    for row in per_seed[seed]["rows"]:
+      if row["member"] is None:
+        print(f"  {row['budget']:>6}: not reached within the accuracy budget")
+        continue
+      rival = row["rival"]
+      against = ("no ladder network at least as fast" if rival is None else
+                 f"vs {rival['name']} ({100 * rival['top1']:.2f}%, {rival['latency_ms']:.3f} ms)"
+                 f": {row['points']:+.2f} points")
+      print(f"  {row['budget']:>6}: {row['member']} ({row['candidate']}) "
+            f"{100 * row['top1']:.2f}% test, {row['latency_ms']:.3f} ms "
+            f"({row['speedup'] or float('nan'):.2f}x), {row['size_mb']:.3f} MB, "
+            f"{row['drop']:+.2f} points below the ancestor; {against}")
+  print(f"\nfamily_frontier: --targets={','.join(FLAGS.targets)} --generations="
+        f"{FLAGS.generations} --baselines={','.join(FLAGS.baselines)} seeds {FLAGS.seeds}")
+  print("member test top-1 minus the best ladder network at least as fast (points), "
+        "mean [min, max]:")
+  for label in FLAGS.targets:
+    gaps = [r["points"] for s in per_seed.values() for r in s["rows"]
+            if r["budget"] == label and r.get("points") is not None]
+    reached = sum(1 for s in per_seed.values() for r in s["rows"]
+                  if r["budget"] == label and r["member"] is not None)
+    print(f"  {label:>6}: {_spread(gaps)}; reached in {reached} of {len(per_seed)} seeds")
+  summary.write_summary(FLAGS.run_dir, {"targets": FLAGS.targets,
+                                        "generations": FLAGS.generations,
+                                        "baselines": FLAGS.baselines, "extra": FLAGS.extra},
+                        per_seed)
+
+
+if __name__ == "__main__":
+  app.run(main)
