@@ -51,7 +51,8 @@ clean:
 
 # The Jetson bundle in an older TensorFlow (2.12, the oldest for Python 3.11;
 # the device runs 2.7). Not part of `make test`: it downloads TensorFlow into
-# its own venv. A bundle is made with the main .venv, then checked in .compat-venv.
+# its own venv. A bundle and a Jetson pack are made with the main .venv, then checked in
+# .compat-venv (the pack measured into a device profile), which the main .venv reads back.
 COMPAT_VENV := .compat-venv
 COMPAT_STAMP := $(COMPAT_VENV)/.installed-stamp
 COMPAT_DIR := build/compat
@@ -67,6 +68,7 @@ $(COMPAT_STAMP):
 compat: $(STAMP) $(COMPAT_STAMP)
 	$(BIN)/python tests/compat/make_jetson_bundle.py --work_dir=$(COMPAT_DIR)
 	$(COMPAT_VENV)/bin/python tests/compat/check_jetson_bundle.py $(COMPAT_DIR)
+	$(BIN)/python tests/compat/read_jetson_profile.py $(COMPAT_DIR)
 
 # MediaPipe Tasks' ImageClassifier on every exported .tflite (tests/test_export_formats.py).
 # mediapipe needs absl-py 2.x, tensorflow-model-optimization 1.x: its own venv, with absl-py 2

@@ -1,11 +1,14 @@
 """Device profiles: measured without TensorFlow, read back as the table measured in-process."""
 
 import ast
+import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import toy
 
@@ -203,3 +206,214 @@ def test_a_run_reads_its_table_from_the_profile_and_names_the_device(tmp_path, m
   assert lines and name[len("device "):] in lines[0]
   text = sections.latency_section({"latency_model": {"table": name}, "candidates": []})
   assert f"(`{name}`)" in text
+
+
+# -- the Jetson: a pack of frozen graphs, measured by the bundle's jetson_trt.py ----------------
+
+
+def load_script():
+  """The Jetson bundle's jetson_trt.py as a module (it imports nothing of squish_tf)."""
+  from squish_tf.export import jetson  # pylint: disable=g-import-not-at-top
+
+  loaded = importlib.util.spec_from_file_location("jetson_trt", jetson.script_path())
+  script = importlib.util.module_from_spec(loaded)
+  loaded.loader.exec_module(script)
+  return script
+
+
+@pytest.fixture(scope="module")
+def jetson_pack_dir(tmp_path_factory):
+  directory = str(tmp_path_factory.mktemp("jetson") / "pack")
+  devices_lib.pack(SMALL, devices_lib.JETSON, directory, progress=None)
+  return directory
+
+
+def test_a_jetson_pack_holds_the_tables_models_as_portable_frozen_graphs(jetson_pack_dir):
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+  from squish_tf.export import jetson  # pylint: disable=g-import-not-at-top
+
+  manifest = files_lib.read_json(os.path.join(jetson_pack_dir, device_measure.MANIFEST))
+  signatures = latency_table_lib.probe_signatures(SMALL)
+  assert manifest["format"] == "jetson" and manifest["image_size"] == 32
+  assert [m["kind"] for m in manifest["models"]].count("probe") == len(signatures)
+  assert [m["width"] for m in manifest["models"] if m["kind"] == "network"] == list(
+      latency_table_lib.CALIBRATION_WIDTHS)
+  assert sorted(os.listdir(jetson_pack_dir)) == sorted(
+      [jetson.SCRIPT_FILE, device_measure.MANIFEST, devices_lib.MODELS_LIST,
+       devices_lib.MODELS_DIR])
+  for model in manifest["models"]:
+    graph_def = tf.compat.v1.GraphDef()
+    with open(os.path.join(jetson_pack_dir, model["file"]), "rb") as handle:
+      graph_def.ParseFromString(handle.read())
+    jetson.check_portable(graph_def)
+    image = np.random.default_rng(0).uniform(0, 255, [2] + model["input_shape"])
+    output = jetson.run_graph_def(graph_def, image)
+    if model["kind"] == "network":
+      assert output.shape == (2, SMALL.num_classes)
+      np.testing.assert_allclose(output.sum(axis=1), 1.0, rtol=1e-5)
+    else:
+      kernel, strides, padding, height, width, _, filters, activation = model["signature"]
+      expected = tf.nn.conv2d(image.astype(np.float32), np.zeros(
+          [kernel, kernel, model["input_shape"][2], filters], np.float32), strides,
+          padding.upper())
+      assert output.shape == tuple(expected.shape)
+      ops = {node.op for node in graph_def.node}
+      assert ops == {"Placeholder", "Const", "Conv2D", "BiasAdd", "Identity"} | (
+          {"Relu"} if activation == "relu" else set())
+      assert (output >= 0).all() or activation != "relu"
+      assert model["input_shape"] == [height, width, model["signature"][5]]
+
+
+class FakeClock:
+  """A clock that moves only when a wrapped call runs: by that model's fake ms."""
+
+  def __init__(self):
+    self.seconds = 100.0
+
+  def __call__(self):
+    return self.seconds
+
+  def wrap(self, name, call):
+    def timed():
+      call()  # the model really runs
+      self.seconds += fake_ms(name) / 1e3
+    return timed
+
+
+def measure_with_script(script, monkeypatch, argv):
+  """script.main(argv) with every model's time `fake_ms(name)`: its exit status."""
+  clock = FakeClock()
+  time_pack = script.time_pack
+
+  def fake_time_pack(manifest, calls, quick=False):
+    wrapped = {name: clock.wrap(name, call) for name, call in calls.items()}
+    return time_pack(manifest, wrapped, quick, clock=clock)
+
+  monkeypatch.setattr(script, "time_pack", fake_time_pack)
+  return script.main(argv)
+
+
+def in_process_table(monkeypatch, profile):
+  """`latency.measure_table` of SMALL in this process with the profile's ms per model."""
+  signatures = latency_table_lib.probe_signatures(SMALL)
+  m = profile.measurements
+  by_name = {f"op{i}": m.op_ms[s] for i, s in enumerate(signatures)}
+  by_name["op_overhead"] = m.overhead_ms
+  by_name.update({f"net{w:g}": ms for w, ms in m.network_ms.items()})
+  monkeypatch.setattr(latency, "conv_tflite", lambda signature, fmt, seed=0: b"")
+  monkeypatch.setattr(latency, "spec_tflite", lambda spec, fmt, seed=0: b"")
+  monkeypatch.setattr(latency, "_runner_call", lambda model, threads: lambda: None)
+  monkeypatch.setattr(latency, "_median_ms",
+                      lambda calls, rounds, seconds: {name: by_name[name] for name in calls})
+  return latency.measure_table(SMALL, profile.format, profile.threads, progress=None).to_json()
+
+
+def test_jetson_trt_writes_a_profile_whose_table_is_the_in_process_one(jetson_pack_dir, tmp_path,
+                                                                       monkeypatch, capsys):
+  """The script's measuring code (plain TensorFlow here: no TensorRT in this TensorFlow) times
+  every model of the pack; its profile reads back as the table built in-process from the same
+  milliseconds."""
+  script = load_script()
+  out = str(tmp_path / "profile.json")
+  status = measure_with_script(script, monkeypatch, [
+      "--pack_dir", jetson_pack_dir, "--profile_out", out, "--device_name", "tx1",
+      "--precision", "none", "--work_dir", str(tmp_path / "work")])
+  assert status == 0, capsys.readouterr().err
+  profile = profile_lib.load_profile(out)
+  assert (profile.device, profile.runtime, profile.format) == ("tx1", "tensorflow", "fp32")
+  assert profile_lib.DeviceProfile.from_json(profile.to_json()) == profile
+  signatures = latency_table_lib.probe_signatures(SMALL)
+  assert [profile.measurements.op_ms[s] for s in signatures] == pytest.approx(
+      [fake_ms(f"op{i}") for i in range(len(signatures))], rel=1e-6)
+  assert profile.measurements.network_ms[0.5] == pytest.approx(fake_ms("net0.5"), rel=1e-6)
+  from_profile = profile.table(SMALL).to_json()
+  in_process = in_process_table(monkeypatch, profile)
+  assert in_process.pop("key") != from_profile.pop("key")  # the clock's name differs, only it
+  assert from_profile == in_process
+  assert "tensorflow" in capsys.readouterr().out
+
+
+def test_jetson_trt_converts_each_model_with_tftrt_fp16_where_it_can(jetson_pack_dir, tmp_path,
+                                                                     monkeypatch):
+  """TF-TRT stood in for (no TensorRT here): every model converted at FP16, batch 1, even a
+  lone convolution; the profile says tf-trt, fp16 and the GPU."""
+  script = load_script()
+  converted = []
+
+  def convert(tf, native, output, precision, batch_sizes, shape, calibration, workspace,
+              minimum_segment_size=3):
+    converted.append((precision, batch_sizes, minimum_segment_size))
+    shutil.copytree(native, output)
+
+  monkeypatch.setattr(script, "tensorrt_available", lambda tf: True)
+  monkeypatch.setattr(script, "gpu_compute_capability", lambda tf: ("NVIDIA Tegra X1", (5, 3)))
+  monkeypatch.setattr(script, "convert_with_tftrt", convert)
+  monkeypatch.setattr(script, "tensorrt_version", lambda: "8.2.1")
+  out = str(tmp_path / "profile.json")
+  assert measure_with_script(script, monkeypatch, [
+      "--pack_dir", jetson_pack_dir, "--profile_out", out, "--device_name", "tx1",
+      "--work_dir", str(tmp_path / "work")]) == 0
+  profile = profile_lib.load_profile(out)
+  assert (profile.runtime, profile.format) == ("tf-trt", "fp16")
+  assert converted == [("FP16", [1], 1)] * (len(latency_table_lib.probe_signatures(SMALL)) + 8)
+  assert (profile.host["gpu"], profile.host["compute_capability"], profile.host["tensorrt"]) == (
+      "NVIDIA Tegra X1", [5, 3], "8.2.1")
+  assert profile.describe().startswith("tx1 (tf-trt ") and ", fp16, " in profile.describe()
+  assert profile.table(SMALL).format == "fp16"
+  with pytest.raises(ValueError, match=r"--format=jetson`, then jetson_trt.py --profile_out"):
+    profile.table(SMALL.replace(input_shape=(64, 64, 3)))
+
+
+def test_jetson_trt_falls_back_to_plain_tensorflow_in_one_line(jetson_pack_dir, tmp_path):
+  """Run as on a device, in a subprocess: TF-TRT FP16 asked for, none here."""
+  from squish_tf.export import jetson  # pylint: disable=g-import-not-at-top
+
+  out = str(tmp_path / "profile.json")
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+  done = subprocess.run([sys.executable, os.path.join(jetson_pack_dir, jetson.SCRIPT_FILE),
+                         "--profile_out", out, "--device_name", "host", "--quick",
+                         "--work_dir", str(tmp_path / "work")],
+                        capture_output=True, text=True, env=env, timeout=600, check=False)
+  assert done.returncode == 0, done.stderr[-2000:]
+  warnings = [line for line in done.stderr.splitlines() if line.startswith("warning:")]
+  assert len(warnings) == 1 and "without TensorRT" in warnings[0]
+  assert "runtime 'tensorflow', format fp32" in warnings[0]
+  profile = profile_lib.load_profile(out)
+  assert (profile.runtime, profile.format, profile.source) == ("tensorflow", "fp32", "timed")
+  assert len(profile.measurements.op_ms) == len(latency_table_lib.probe_signatures(SMALL))
+  assert all(ms > 0 for ms in profile.measurements.op_ms.values())
+  assert all(ms > 0 for ms in profile.measurements.network_ms.values())
+  assert profile.measurements.overhead_ms > 0 and profile.seconds > 0
+
+
+def test_jetson_trt_refuses_what_a_profile_cannot_be(jetson_pack_dir, tmp_path, monkeypatch,
+                                                     capsys):
+  script = load_script()
+  for argv, words in ((["--profile_out", "p.json"], "needs --device_name"),
+                      (["--profile_out", "p.json", "--device_name", "x", "--precision", "INT8",
+                        "--calibration_dir", "."], "FP16, FP32 or none")):
+    with pytest.raises(SystemExit) as exit_info:
+      script.parse_args(argv)
+    assert exit_info.value.code == 2 and words in capsys.readouterr().err
+  tflite_pack, _ = fake_pack(tmp_path, monkeypatch)
+  assert script.main(["--pack_dir", tflite_pack, "--profile_out", "p.json",
+                      "--device_name", "x"]) == 2
+  assert "--format=jetson" in capsys.readouterr().err
+  with pytest.raises(SystemExit, match="Jetson pack.*jetson_trt.py --profile_out"):
+    device_measure.main([f"--pack={jetson_pack_dir}", "--device_name=x"])
+
+
+def test_jetson_trt_keeps_the_profile_schema_and_the_tables_rounds():
+  script = load_script()
+  assert script.PROFILE_VERSION == profile_lib.PROFILE_VERSION
+  assert script.PACK_FORMAT == devices_lib.JETSON and script.PACK_MANIFEST == device_measure.MANIFEST
+  assert {script.RUNTIME_TFTRT, script.RUNTIME_TENSORFLOW} == set(profile_lib.JETSON_RUNTIMES)
+  assert set(script.PROFILE_FORMATS.values()) <= set(profile_lib.PROFILE_FORMATS)
+  assert (script.PROBE_ROUNDS, script.PROBE_ROUND_SECONDS, script.NETWORK_ROUNDS,
+          script.NETWORK_ROUND_SECONDS) == (latency.TABLE_ROUNDS, latency.TABLE_ROUND_SECONDS,
+                                            latency.NETWORK_ROUNDS, latency.NETWORK_ROUND_SECONDS)
+  assert (script.MIN_INVOKES, script.MAX_INVOKES, script.CALIBRATION_INVOKES,
+          script.WARMUP_INVOKES) == (device_measure.MIN_INVOKES, device_measure.MAX_INVOKES,
+                                     device_measure.CALIBRATION_INVOKES,
+                                     device_measure.WARMUP_INVOKES)

@@ -72,6 +72,9 @@ def read_manifest(pack):
   if manifest.get("version") != PROFILE_VERSION:
     sys.exit(f"measure.py: {path} is version {manifest.get('version')!r}, this script reads "
              f"{PROFILE_VERSION}; pack again with this squish_tf.")
+  if manifest.get("format") == "jetson":
+    sys.exit(f"measure.py: {path} is a Jetson pack of frozen graphs: measure it on the Jetson "
+             "with its jetson_trt.py --profile_out=profile.json --device_name=NAME.")
   return manifest
 
 

@@ -2,13 +2,16 @@
 
   pack(spec, "int8", "pack_dir")           # probes, calibration networks, manifest, measure.py
   # on the device: python measure.py --threads=4 --device_name=pixel7 --out=profile.json
+  pack(spec, JETSON, "pack_dir")           # the same as frozen graphs, and jetson_trt.py
+  # on a Jetson: python3 jetson_trt.py --profile_out=profile.json --device_name=tx1
   clock_table(run_dir, spec, "fp32", 2, device_profile="profile.json")
 
 A pack holds every one-convolution model the latency table of `spec` samples
 (`latency_table.probe_signatures`, converted as `latency.measure` converts them), the overhead
 probe and the whole networks at the calibration widths, a manifest.json (written last: a pack
 without it is incomplete), models.txt (the model files, one a line, for a shell loop over
-benchmark_model) and measure.py (`squish_tf.bench.device_measure`'s source, standalone).
+benchmark_model) and measure.py (`squish_tf.bench.device_measure`'s source, standalone). A
+Jetson pack (`jetson_pack`) holds frozen graphs and the Jetson bundle's jetson_trt.py instead.
 
 A built-in device (`--device=`, `profile.BUILT_IN`) is packed in a temporary directory and
 measured here by measure.py in a subprocess, as a device would measure it, on first use; its
@@ -32,15 +35,22 @@ from squish_tf.net import spec as spec_lib
 MEASURE_SCRIPT = "measure.py"
 MODELS_LIST = "models.txt"
 MODELS_DIR = "models"
+# The pack of frozen graphs the Jetson bundle's jetson_trt.py measures (TF-TRT on the device).
+JETSON = "jetson"
+PACK_FORMATS = latency_table_lib.FORMATS + (JETSON,)
 
 Progress = Optional[Callable[[str], None]]
 
 
 def pack(spec: spec_lib.NetSpec, fmt: str, out_dir: str, progress: Progress = print
          ) -> Dict[str, Any]:
-  """Writes the pack of `spec`'s latency table in `fmt` into `out_dir`; returns its manifest."""
-  if fmt not in latency_table_lib.FORMATS:
-    raise ValueError(f"--format must be one of {latency_table_lib.FORMATS}, got {fmt!r}.")
+  """Writes the pack of `spec`'s latency table in `fmt` into `out_dir`; returns its manifest.
+
+  `fmt` is fp32 or int8 (.tflite models and measure.py), or JETSON (frozen graphs and the
+  Jetson bundle's jetson_trt.py, which measures them with TF-TRT on the device).
+  """
+  if fmt not in PACK_FORMATS:
+    raise ValueError(f"--format must be one of {PACK_FORMATS}, got {fmt!r}.")
   log = progress or (lambda _: None)
   signatures = latency_table_lib.probe_signatures(spec)
   networks = latency_table_lib.calibration_specs(spec)
@@ -48,25 +58,43 @@ def pack(spec: spec_lib.NetSpec, fmt: str, out_dir: str, progress: Progress = pr
       f"convolutions and {len(networks)} networks into {out_dir} ...")
   os.makedirs(os.path.join(out_dir, MODELS_DIR), exist_ok=True)
   models = []
+  if fmt == JETSON:
+    from squish_tf.bench import jetson_pack  # pylint: disable=g-import-not-at-top
+
+    suffix, script, source = jetson_pack.SUFFIX, jetson_pack.SCRIPT, jetson_pack.script_path()
+    conv, network = jetson_pack.conv_graph, jetson_pack.spec_graph
+  else:
+    suffix, script, source = ".tflite", MEASURE_SCRIPT, device_measure.__file__
+
+    def conv(signature):
+      return latency_lib.conv_tflite(signature, fmt)
+
+    def network(scaled):
+      return latency_lib.spec_tflite(scaled, fmt)
 
   def add(name: str, content: bytes, **entry: Any) -> None:
-    relative = f"{MODELS_DIR}/{name}.tflite"
+    relative = f"{MODELS_DIR}/{name}{suffix}"
     files_lib.write_bytes(os.path.join(out_dir, relative), content)
     models.append(dict(name=name, file=relative, **entry))
 
   for index, signature in enumerate(signatures):
-    add(f"op{index}", latency_lib.conv_tflite(signature, fmt), kind="probe",
-        signature=list(signature))
-  add("op_overhead", latency_lib.conv_tflite(latency_table_lib.OVERHEAD_SIGNATURE, fmt),
-      kind="overhead", signature=list(latency_table_lib.OVERHEAD_SIGNATURE))
+    add(f"op{index}", conv(signature), kind="probe", signature=list(signature))
+  add("op_overhead", conv(latency_table_lib.OVERHEAD_SIGNATURE), kind="overhead",
+      signature=list(latency_table_lib.OVERHEAD_SIGNATURE))
   for width, scaled in networks.items():
-    add(f"net{width:g}", latency_lib.spec_tflite(scaled, fmt), kind="network", width=width)
+    add(f"net{width:g}", network(scaled), kind="network", width=width)
+  if fmt == JETSON:  # the input each graph takes, batch dimension aside
+    for model in models:
+      model["input_shape"] = (list(model["signature"][3:6]) if "signature" in model
+                              else list(spec.input_shape))
   manifest = {"version": device_measure.PROFILE_VERSION, "format": fmt,
               "image_size": int(spec.input_shape[0]), "num_classes": int(spec.num_classes),
               "architecture": files_lib.json_round_trip(spec.architecture_key()),
               "models": models}
-  with open(device_measure.__file__, encoding="utf-8") as handle:
-    files_lib.write_text(os.path.join(out_dir, MEASURE_SCRIPT), handle.read())
+  if fmt == JETSON:
+    manifest.update(input=jetson_pack.INPUT, output=jetson_pack.OUTPUT)
+  with open(source, encoding="utf-8") as handle:
+    files_lib.write_text(os.path.join(out_dir, script), handle.read())
   files_lib.write_text(os.path.join(out_dir, MODELS_LIST),
                        "".join(model["file"] + "\n" for model in models))
   files_lib.write_json(os.path.join(out_dir, device_measure.MANIFEST), manifest)

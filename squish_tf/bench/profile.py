@@ -13,6 +13,10 @@ C_in, C_out, activation); "networks" are the calibration widths' whole networks.
 `DeviceProfile.table(spec)` is `latency_table.build_table` of those measurements: the same
 table the in-process measurement builds from the same figures.
 
+A Jetson measures the same probes with TF-TRT (`squish-profile pack --format=jetson`, then the
+bundle's jetson_trt.py --profile_out on the device): runtime "tf-trt" (or "tensorflow" where
+TF-TRT cannot run) and format "fp16" or "fp32", the precision the engines compute in.
+
 BUILT_IN names the devices `--device=` measures here on first use (`squish_tf.bench.devices`).
 numpy only: no TensorFlow.
 """
@@ -26,6 +30,10 @@ from squish_tf.bench.latency_table import FORMATS, LatencyTable, Measurements, b
 from squish_tf.net import spec as spec_lib
 
 PROFILE_VERSION = device_measure.PROFILE_VERSION
+# A profile's formats: the .tflite packs' and TF-TRT FP16's (the Jetson's FP32 is "fp32").
+PROFILE_FORMATS = FORMATS + ("fp16",)
+# The runtimes of jetson_trt.py, which measures a Jetson pack rather than a .tflite one.
+JETSON_RUNTIMES = ("tf-trt", "tensorflow")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,10 +73,11 @@ class DeviceProfile:
   Attributes:
     device: the device's name.
     runtime: the interpreter that timed it (ai-edge-litert, tflite-runtime,
-      tflite-micro, or benchmark_model for op-profiling CSVs).
+      tflite-micro, or benchmark_model for op-profiling CSVs; tf-trt or tensorflow on a
+      Jetson).
     runtime_version: its version, when known.
     threads: interpreter threads.
-    format: fp32 or int8.
+    format: fp32 or int8 (the .tflite timed), or fp16 (TF-TRT's FP16 engines).
     image_size: the pack's input size (pixels, square).
     num_classes: the pack's classes.
     measurements: the probes', overhead's and networks' milliseconds.
@@ -112,11 +121,15 @@ class DeviceProfile:
         to pack for this one.
     """
     size, classes = spec.input_shape[0], spec.num_classes
-    pack = f"squish-profile pack --image_size={size} --num_classes={classes} --format={self.format}"
+    jetson = self.runtime in JETSON_RUNTIMES
+    pack = (f"squish-profile pack --image_size={size} --num_classes={classes} "
+            f"--format={'jetson' if jetson else self.format}")
     if int(self.image_size) != int(size):
       raise ValueError(f"The device profile of {self.device!r} was measured at "
                        f"{self.image_size} px, the run is at {size} px. Pack and measure at "
-                       f"this size: `{pack}`, then measure.py on the device.")
+                       f"this size: `{pack}`, then "
+                       f"{'jetson_trt.py --profile_out' if jetson else 'measure.py'} on the "
+                       "device.")
     try:
       return build_table(spec, self.format, self.threads, self.measurements,
                          key=files_lib.json_round_trip(self.key()))
@@ -145,8 +158,9 @@ class DeviceProfile:
                            "overhead_ms", "networks") if data.get(k) is None]
     if missing:
       raise ValueError(f"device profile without {missing}: not measure.py's output.")
-    if data["format"] not in FORMATS:
-      raise ValueError(f"device profile format {data['format']!r}, expected one of {FORMATS}.")
+    if data["format"] not in PROFILE_FORMATS:
+      raise ValueError(f"device profile format {data['format']!r}, expected one of "
+                       f"{PROFILE_FORMATS}.")
     measurements = Measurements(
         op_ms={tuple(probe["signature"]): float(probe["ms"]) for probe in data["probes"]},
         overhead_ms=float(data["overhead_ms"]),
@@ -167,7 +181,8 @@ def load_profile(path: str) -> DeviceProfile:
     data = files_lib.read_json(path)
   except FileNotFoundError:
     raise ValueError(f"--device_profile={path}: no such file. Write one with measure.py of a "
-                     "`squish-profile pack` on the device (docs/devices.md).") from None
+                     "`squish-profile pack` on the device, or jetson_trt.py --profile_out of a "
+                     "Jetson pack (docs/devices.md).") from None
   except ValueError as error:
     raise ValueError(f"--device_profile={path} is not JSON ({error}).") from None
   try:

@@ -11,6 +11,7 @@ so it imports nothing of squish_tf and is not split into modules. Run it as:
   python3 jetson_trt.py --precision INT8 --calibration_dir ~/calib   # Xavier / Orin only
   python3 jetson_trt.py --precision none        # plain TensorFlow, no TensorRT
   python3 jetson_trt.py --reference_bundle_dir ../jetson_ancestor --precision FP16
+  python3 jetson_trt.py --profile_out profile.json --device_name tx1   # in a Jetson pack
 
 Steps: import the frozen graph, save it as a SavedModel with this TensorFlow
 (a SavedModel written by a newer TensorFlow does not load in 2.7), check it
@@ -29,6 +30,19 @@ images/s over the reference's) is the median of the per-round ratios,
 printed with their min-max beside each model's median images/s: the
 SquishedNets paper's 156 -> 256 images/s comparison, measured on one device.
 
+With --profile_out, inside a pack of `squish-profile pack --format=jetson`
+(or --pack_dir), it measures a device profile instead, the file `squish
+--device_profile` evolves against: every model of the pack's manifest.json
+(the latency table's one-convolution probes, the overhead probe and the
+calibration networks, as frozen graphs) is imported, saved, converted with
+TF-TRT at --precision (FP16 or FP32; one engine, batch 1) and timed
+interleaved as squish_tf times its own table (the same rounds and shares,
+calibrated invokes per round, the median over rounds). The profile says
+runtime "tf-trt" and format "fp16" or "fp32". Where TF-TRT cannot run (a
+TensorFlow without TensorRT, no GPU), one warning line says so and the pack
+is timed in plain TensorFlow: runtime "tensorflow", format "fp32", as
+--precision none asks.
+
 Exit status: 0 done; 2 bad arguments or a refused request (INT8 on a GPU
 below compute capability 6.1, such as the TX1's 5.3); 3 this machine cannot
 run TF-TRT (TensorFlow built without TensorRT, which includes every pip wheel
@@ -41,6 +55,7 @@ from TF 2.18 on, or no CUDA GPU visible).
 import argparse
 import json
 import os
+import platform
 import shutil
 import sys
 import time
@@ -53,6 +68,19 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 EXIT_USAGE = 2
 EXIT_NO_TENSORRT = 3
 
+# Device profiles (--profile_out): squish_tf's profile schema and its latency table's rounds
+# and seconds per model per round (probes, then whole networks), as the pack's measure.py has.
+PROFILE_VERSION = 1
+PACK_FORMAT = "jetson"
+PACK_MANIFEST = "manifest.json"
+PROBE_ROUNDS, PROBE_ROUND_SECONDS = 7, 0.02
+NETWORK_ROUNDS, NETWORK_ROUND_SECONDS = 11, 0.1
+QUICK_ROUNDS, QUICK_ROUND_SECONDS = 2, 0.002
+MIN_INVOKES, MAX_INVOKES, CALIBRATION_INVOKES, WARMUP_INVOKES = 5, 200, 5, 3
+# The profile's runtime and format of each way of running the pack.
+RUNTIME_TFTRT, RUNTIME_TENSORFLOW = "tf-trt", "tensorflow"
+PROFILE_FORMATS = {"FP16": "fp16", "FP32": "fp32", "none": "fp32"}
+
 
 def parse_args(argv):
   """The checked arguments, with the default paths filled in (argparse exits on bad ones)."""
@@ -60,6 +88,8 @@ def parse_args(argv):
   args = parser.parse_args(argv)
   _check_args(parser, args)
   tag = args.precision.lower()
+  if args.profile_out:
+    args.work_dir = args.work_dir or os.path.join(args.pack_dir, "trt_profile_" + tag)
   args.work_dir = args.work_dir or os.path.join(args.bundle_dir, "trt_" + tag)
   args.reference_work_dir = ""
   if args.reference_bundle_dir:
@@ -104,6 +134,21 @@ def _parser():
   parser.add_argument("--rounds", type=int, default=7,
                       help="With --reference_bundle_dir: interleaved rounds per batch size, "
                            "each running --runs / --rounds calls of each model.")
+  parser.add_argument("--profile_out", default="",
+                      help="Measure the pack in --pack_dir (squish-profile pack --format=jetson) "
+                           "into this device profile for `squish --device_profile` instead of "
+                           "benchmarking the bundle.")
+  parser.add_argument("--device_name", default="",
+                      help="With --profile_out: the device's name, as runs show it (tx1).")
+  parser.add_argument("--pack_dir", default=here,
+                      help="With --profile_out: the pack's directory, with manifest.json "
+                           "(default: this script's directory).")
+  parser.add_argument("--threads", type=int, default=0,
+                      help="With --profile_out: TensorFlow's CPU threads per op (0: its "
+                           "default, recorded as the CPU count).")
+  parser.add_argument("--quick", action="store_true",
+                      help="With --profile_out: 2 rounds of ~2 ms per model, a smoke test "
+                           "whose figures are noisy.")
   return parser
 
 
@@ -126,6 +171,15 @@ def _check_args(parser, args):
     parser.error("--runs must be >= 1 and --warmup_runs >= 0.")
   if args.rounds < 1:
     parser.error("--rounds must be >= 1, got {}.".format(args.rounds))
+  if args.profile_out:
+    if not args.device_name:
+      parser.error("--profile_out needs --device_name, the device's name as runs show it "
+                   "(e.g. --device_name tx1).")
+    if args.precision not in PROFILE_FORMATS:
+      parser.error("--profile_out measures at --precision FP16, FP32 or none, got {}.".format(
+          args.precision))
+    if args.threads < 0:
+      parser.error("--threads must be >= 0, got {}.".format(args.threads))
   if args.precision == "INT8" and not args.calibration_dir:
     parser.error("--precision INT8 needs --calibration_dir, a folder of images like the ones "
                  "the model will see (a few hundred are plenty).")
@@ -241,13 +295,16 @@ def read_images(tf, directory, shape, limit):
 
 
 def convert_with_tftrt(tf, saved_model_dir, output_dir, precision, batch_sizes, input_shape,
-                       calibration, max_workspace_bytes):
+                       calibration, max_workspace_bytes, minimum_segment_size=3):
+  """Converts, builds one engine per batch size and saves; `minimum_segment_size` is TF-TRT's
+  (3, its default: smaller runs of convertible ops stay in TensorFlow)."""
   from tensorflow.python.compiler.tensorrt import trt_convert as trt
 
   # TF 2.7 takes conversion_params only; precision_mode= directly needs TF >= 2.8.
   params = trt.TrtConversionParams(
       precision_mode=precision, max_workspace_size_bytes=max_workspace_bytes,
-      maximum_cached_engines=len(batch_sizes), use_calibration=(precision == "INT8"))
+      maximum_cached_engines=len(batch_sizes), use_calibration=(precision == "INT8"),
+      minimum_segment_size=minimum_segment_size)
   converter = trt.TrtGraphConverterV2(input_saved_model_dir=saved_model_dir,
                                       input_saved_model_signature_key="serving_default",
                                       conversion_params=params)
@@ -303,7 +360,7 @@ def time_interleaved(calls, rounds, invokes, clock=time.perf_counter):
   Args:
     calls: [(name, zero-argument callable that waits for its result)].
     rounds: how many rounds.
-    invokes: calls of each per round.
+    invokes: calls of each per round: one count for all, or {name: count}.
     clock: seconds (a fake one in tests).
 
   Returns:
@@ -312,10 +369,11 @@ def time_interleaved(calls, rounds, invokes, clock=time.perf_counter):
   seconds = dict((name, []) for name, _ in calls)
   for _ in range(rounds):
     for name, call in calls:
+      count = invokes[name] if isinstance(invokes, dict) else invokes
       start = clock()
-      for _ in range(invokes):
+      for _ in range(count):
         call()
-      seconds[name].append((clock() - start) / float(invokes))
+      seconds[name].append((clock() - start) / float(count))
   return seconds
 
 
@@ -431,6 +489,8 @@ def main(argv=None):
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   import tensorflow as tf  # after parsing: --help and usage errors need no TensorFlow
 
+  if args.profile_out:
+    return measure_profile(tf, args)
   try:
     info, graph_bytes = _load(args.bundle_dir, "--bundle_dir")
     input_shape = [int(v) for v in info["input"]["shape"][1:]]
@@ -561,6 +621,200 @@ def write_json(results, path):
     handle.write("\n")
   os.replace(temp, path)
   print("wrote " + path)
+
+
+# -- device profiles (--profile_out) ---------------------------------------------
+
+
+def measure_profile(tf, args):
+  """Measures the pack in --pack_dir into the device profile --profile_out; the exit status."""
+  start = time.perf_counter()
+  if args.threads:
+    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+  try:
+    manifest = read_pack(args.pack_dir)
+    precision, device = profile_precision(tf, args.precision)
+  except Refused as refusal:
+    return fail(str(refusal), refusal.status)
+  if os.path.isdir(args.work_dir):
+    shutil.rmtree(args.work_dir)
+  runtime = RUNTIME_TENSORFLOW if precision == "none" else RUNTIME_TFTRT
+  print("measuring {} models of {} with {} {} ({}) ...".format(
+      len(manifest["models"]), os.path.abspath(args.pack_dir), runtime, tf.__version__,
+      PROFILE_FORMATS[precision]))
+  calls, kept, engines = {}, [], 0
+  for index, model in enumerate(manifest["models"]):
+    loaded, function = pack_function(tf, manifest, model, args, precision)
+    kept.append(loaded)  # a signature needs its loaded object alive
+    engines += trt_engine_count(function) > 0
+    calls[model["name"]] = pack_call(tf, function, model["input_shape"])
+    if (index + 1) % 20 == 0:
+      print("  {} of {} models loaded".format(index + 1, len(manifest["models"])))
+  if precision != "none":
+    print("TF-TRT built engines for {} of {} models{}".format(
+        engines, len(calls), "" if engines == len(calls) else
+        " (the others run in TensorFlow: their times are TensorFlow's)"))
+  ms = time_pack(manifest, calls, args.quick)
+  threads = args.threads or os.cpu_count() or 1
+  profile = profile_json(manifest, ms, args.device_name, runtime, tf.__version__, threads,
+                         PROFILE_FORMATS[precision], profile_host(tf, device),
+                         round(time.perf_counter() - start, 3))
+  write_json(profile, args.profile_out)
+  print("device profile of {}: {} {}, {}, {} probes, {:.1f} s; evolve against it with "
+        "`squish --device_profile={}`".format(
+            args.device_name, runtime, tf.__version__, profile["format"], len(profile["probes"]),
+            profile["seconds"], os.path.basename(args.profile_out)))
+  return 0
+
+
+def read_pack(pack_dir):
+  """The manifest of a Jetson pack; Refused when `pack_dir` holds none."""
+  path = os.path.join(pack_dir, PACK_MANIFEST)
+  if not os.path.isfile(path):
+    raise Refused("{} not found: --profile_out measures a pack of `squish-profile pack "
+                  "--format=jetson`; run this script inside one, or pass --pack_dir.".format(
+                      path), EXIT_USAGE)
+  with open(path) as handle:
+    manifest = json.load(handle)
+  if manifest.get("version") != PROFILE_VERSION or manifest.get("format") != PACK_FORMAT:
+    raise Refused("{} is a version {!r} {!r} pack; this script measures version {} {!r} "
+                  "packs (squish-profile pack --format=jetson; the .tflite packs have "
+                  "measure.py).".format(path, manifest.get("version"), manifest.get("format"),
+                                        PROFILE_VERSION, PACK_FORMAT), EXIT_USAGE)
+  return manifest
+
+
+def profile_precision(tf, precision):
+  """(precision the pack is timed at, GPU or None): plain TensorFlow ("none"), with one warning
+  line, where TF-TRT cannot run."""
+  try:
+    return precision, check_device(tf, precision)
+  except Refused as refusal:
+    if refusal.status != EXIT_NO_TENSORRT:
+      raise
+    reason = str(refusal).split(";")[0].split(", so ")[0]
+  print("warning: {}; measuring with plain TensorFlow instead: the profile says runtime {!r}, "
+        "format fp32, not TF-TRT {}.".format(reason, RUNTIME_TENSORFLOW, precision),
+        file=sys.stderr)
+  return "none", None
+
+
+def pack_function(tf, manifest, model, args, precision):
+  """(loaded SavedModel, serving_default) of one model of the pack, converted unless "none"."""
+  with open(os.path.join(args.pack_dir, model["file"]), "rb") as handle:
+    graph_bytes = handle.read()
+  frozen = import_frozen_graph(tf, graph_bytes, manifest["input"], manifest["output"])
+  work_dir = os.path.join(args.work_dir, model["name"])
+  model_dir = os.path.join(work_dir, "saved_model")
+  save_as_saved_model(tf, frozen, model["input_shape"], model_dir)
+  if precision != "none":
+    native_dir, model_dir = model_dir, os.path.join(work_dir, "saved_model_trt")
+    # A probe is one convolution (two ops without its ReLU): convert it whatever its size.
+    convert_with_tftrt(tf, native_dir, model_dir, precision, [1], model["input_shape"], None,
+                       args.max_workspace_mb * (1 << 20), minimum_segment_size=1)
+  loaded = tf.saved_model.load(model_dir)
+  return loaded, loaded.signatures["serving_default"]
+
+
+def pack_call(tf, function, input_shape, seed=0):
+  """A zero-argument call of `function` on one random image, waiting for its result."""
+  pixels = np.random.RandomState(seed).uniform(0, 255, [1] + list(input_shape))
+  batch = tf.constant(pixels.astype(np.float32))
+  return lambda: function(image=batch)["probabilities"].numpy()
+
+
+def trt_engine_count(function):
+  """TRTEngineOp nodes in a function's graph and the functions it calls."""
+  graph_def = function.graph.as_graph_def()
+  nodes = list(graph_def.node)
+  for library_function in graph_def.library.function:
+    nodes.extend(library_function.node_def)
+  return sum(1 for node in nodes if node.op == "TRTEngineOp")
+
+
+def calibrate_invokes(calls, round_seconds, clock=time.perf_counter):
+  """{name: calls per round} so that each takes ~round_seconds of a round."""
+  counts = {}
+  for name, call in calls:
+    start = clock()
+    for _ in range(CALIBRATION_INVOKES):
+      call()
+    per_call = max(clock() - start, 0.0) / CALIBRATION_INVOKES
+    wanted = round_seconds / per_call if per_call > 0 else MAX_INVOKES
+    counts[name] = int(min(max(round(wanted), MIN_INVOKES), MAX_INVOKES))
+  return counts
+
+
+def median_ms(calls, rounds, round_seconds, clock=time.perf_counter):
+  """{name: median ms per call over `rounds` interleaved rounds} of [(name, call)]."""
+  invokes = calibrate_invokes(calls, round_seconds, clock)
+  for _, call in calls:
+    for _ in range(WARMUP_INVOKES):
+      call()
+  seconds = time_interleaved(calls, rounds, invokes, clock=clock)
+  return dict((name, float(np.median(values)) * 1e3) for name, values in seconds.items())
+
+
+def time_pack(manifest, calls, quick=False, clock=time.perf_counter):
+  """{model name: median ms}: the probes timed interleaved, then the networks."""
+  kinds = dict((model["name"], model["kind"]) for model in manifest["models"])
+  probes = [(name, call) for name, call in calls.items() if kinds[name] != "network"]
+  networks = [(name, call) for name, call in calls.items() if kinds[name] == "network"]
+  print("timing {} probes and {} networks interleaved ...".format(len(probes), len(networks)))
+  if quick:
+    rounds = ((QUICK_ROUNDS, QUICK_ROUND_SECONDS), (QUICK_ROUNDS, QUICK_ROUND_SECONDS))
+  else:
+    rounds = ((PROBE_ROUNDS, PROBE_ROUND_SECONDS), (NETWORK_ROUNDS, NETWORK_ROUND_SECONDS))
+  ms = median_ms(probes, rounds[0][0], rounds[0][1], clock=clock)
+  ms.update(median_ms(networks, rounds[1][0], rounds[1][1], clock=clock))
+  return ms
+
+
+def profile_host(tf, device):
+  """What the profile was measured on: the OS's words, the board's, the GPU's and TensorRT's."""
+  processor = platform.processor() or None
+  if os.path.exists("/proc/cpuinfo"):
+    with open("/proc/cpuinfo") as handle:
+      for line in handle:
+        if line.lower().startswith(("model name", "hardware")):
+          processor = line.split(":", 1)[1].strip()
+          break
+  host = {"system": platform.system(), "machine": platform.machine(), "processor": processor,
+          "cpu_count": os.cpu_count()}
+  board = "/proc/device-tree/model"  # "NVIDIA Jetson TX1" on L4T
+  if os.path.isfile(board):
+    with open(board, "rb") as handle:
+      host["board"] = handle.read().decode("utf-8", "replace").strip("\x00 \n")
+  if device is not None:
+    host.update(gpu=device[0], compute_capability=list(device[1]),
+                tensorrt=tensorrt_version())
+  return host
+
+
+def tensorrt_version():
+  """The TensorRT version TF-TRT is linked against, "8.2.1", or None."""
+  try:
+    from tensorflow.python.compiler.tensorrt import trt_convert
+    return ".".join(str(v) for v in trt_convert._pywrap_py_utils.get_linked_tensorrt_version())
+  except Exception:  # an older or newer TF-TRT without it: the version is unknown
+    return None
+
+
+def profile_json(manifest, ms, device, runtime, version, threads, fmt, host, seconds):
+  """The device profile of squish_tf's schema (what measure.py writes for a .tflite pack)."""
+  probes, networks, overhead = [], [], None
+  for model in manifest["models"]:
+    if model["kind"] == "probe":
+      probes.append({"signature": model["signature"], "ms": ms[model["name"]]})
+    elif model["kind"] == "network":
+      networks.append({"width": model["width"], "ms": ms[model["name"]]})
+    else:
+      overhead = ms[model["name"]]
+  return {"version": PROFILE_VERSION, "device": device, "runtime": runtime,
+          "runtime_version": version, "threads": threads, "format": fmt,
+          "image_size": manifest["image_size"], "num_classes": manifest["num_classes"],
+          "architecture": manifest["architecture"], "host": host, "source": "timed",
+          "seconds": seconds, "probes": probes, "overhead_ms": overhead, "networks": networks}
 
 
 if __name__ == "__main__":

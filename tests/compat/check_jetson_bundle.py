@@ -12,7 +12,12 @@ Jetson's TF 2.7 needs. Checks, using nothing but numpy and tensorflow:
    main venv, batch norm unfolded) on the bundle's reference images and on
    shapes10 images, within the export's parity bound;
 3. jetson_trt.py runs here with --precision none (a benchmark JSON with
-   numbers) and refuses --precision FP16 with exit status 3 (no TensorRT).
+   numbers) and refuses --precision FP16 with exit status 3 (no TensorRT);
+4. the Jetson pack's jetson_trt.py --profile_out measures the pack: TF-TRT
+   FP16 asked for, one warning line, then plain TensorFlow, and a profile of
+   squish_tf's schema (runtime "tensorflow" at this version, format fp32,
+   every probe and calibration network timed), which read_jetson_profile.py
+   then reads in the main venv.
 
 Exits non-zero on the first failure. Not collected by pytest.
 """
@@ -21,12 +26,14 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 import tensorflow as tf
 
 # The export's bound for folded batch norm vs Keras' (float32 rounding of another order).
 TOLERANCE = 1e-4
+PACK_DIR, PROFILE_FILE = "pack_jetson", "profile_tf_compat.json"
 BATCH_NORM_OPS = {"FusedBatchNorm", "FusedBatchNormV3", "Rsqrt", "AddV2"}
 
 
@@ -100,7 +107,47 @@ def main():
     sys.exit(f"FAILED: --precision FP16 should exit 3 with one error line, got "
              f"{done.returncode}:\n{done.stderr[-2000:]}")
   print(f"  jetson_trt.py --precision FP16: exit 3, {refusal[0]}")
+  check_profile(work_dir, env)
   print("compat OK")
+
+
+def check_profile(work_dir, env):
+  """The pack's jetson_trt.py measures it into a device profile (TF-TRT FP16 asked for)."""
+  pack = os.path.join(work_dir, PACK_DIR)
+  manifest = json.load(open(os.path.join(pack, "manifest.json")))
+  output = os.path.abspath(os.path.join(work_dir, PROFILE_FILE))
+  start = time.perf_counter()
+  # As a user runs it: inside the pack, no --pack_dir.
+  done = subprocess.run([sys.executable, "jetson_trt.py", "--profile_out", output,
+                         "--device_name", "compat_tf" + tf.__version__],
+                        capture_output=True, text=True, env=env, cwd=pack)
+  seconds = time.perf_counter() - start
+  if done.returncode != 0:
+    sys.exit(f"FAILED: jetson_trt.py --profile_out exited {done.returncode}:\n"
+             f"{done.stderr[-3000:]}")
+  warnings = [line for line in done.stderr.splitlines() if line.startswith("warning:")]
+  if len(warnings) != 1 or "runtime 'tensorflow'" not in warnings[0]:
+    sys.exit(f"FAILED: expected one warning line of the fallback to plain TensorFlow, got:\n"
+             f"{done.stderr[-2000:]}")
+  profile = json.load(open(output))
+  kinds = [model["kind"] for model in manifest["models"]]
+  expected = {"version": 1, "runtime": "tensorflow", "runtime_version": tf.__version__,
+              "format": "fp32", "image_size": manifest["image_size"], "source": "timed"}
+  got = {key: profile.get(key) for key in expected}
+  if got != expected:
+    sys.exit(f"FAILED: the profile's fields {got}, expected {expected}")
+  probe_ms = [probe["ms"] for probe in profile["probes"]]
+  network_ms = [network["ms"] for network in profile["networks"]]
+  if (len(probe_ms), len(network_ms)) != (kinds.count("probe"), kinds.count("network")):
+    sys.exit(f"FAILED: {len(probe_ms)} probes and {len(network_ms)} networks in the profile, "
+             f"{kinds.count('probe')} and {kinds.count('network')} in the pack")
+  if min(probe_ms + network_ms + [profile["overhead_ms"]]) <= 0:
+    sys.exit("FAILED: a model of the profile timed at 0 ms or less")
+  print(f"  jetson_trt.py --profile_out: {warnings[0][:90]}...")
+  print(f"    {len(manifest['models'])} models of {pack} ({manifest['image_size']} px) in "
+        f"{seconds:.1f} s (the script's own count: {profile['seconds']:.1f} s); overhead "
+        f"{profile['overhead_ms']:.3f} ms, networks {min(network_ms):.3f}-{max(network_ms):.3f} "
+        f"ms; wrote {output}")
 
 
 if __name__ == "__main__":

@@ -11,8 +11,11 @@ It writes the model directory, exports the `jetson` format through
 `squish_tf.export.export_all` (the path users take: the graph is the folded,
 BN-free network) and adds shapes10 validation images with the Keras model's
 probabilities (batch norm unfolded), so `check_jetson_bundle.py` can compare
-an older TensorFlow's outputs with Keras' without Keras. Not collected by
-pytest.
+an older TensorFlow's outputs with Keras' without Keras. It also packs the
+latency table's models of the 10-class ancestor at --image_size for a Jetson
+(`squish-profile pack --format=jetson`, into pack_jetson/), which
+check_jetson_bundle.py measures into a device profile with the pack's
+jetson_trt.py and read_jetson_profile.py reads back. Not collected by pytest.
 """
 
 import argparse
@@ -26,10 +29,14 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 import toy  # noqa: E402  (its batch-norm randomiser, shared with the export tests)
 
 from squish_tf import export  # noqa: E402
+from squish_tf.bench import devices  # noqa: E402
 from squish_tf.data import shapes10  # noqa: E402
 from squish_tf.export import jetson  # noqa: E402
 from squish_tf.net import model_io, models  # noqa: E402
 from squish_tf.net import spec as spec_lib  # noqa: E402
+from squish_tf.train import config as train_config  # noqa: E402
+
+PACK_DIR = "pack_jetson"
 
 
 def main():
@@ -57,6 +64,8 @@ def main():
   print(f"bundle {bundle} (batch norm folded): frozen graph vs Keras in this TensorFlow: max |diff| "
         f"{parity['max_abs_diff']:.2e} on {parity['images']} images; mean top probability "
         f"{probabilities.max(1).mean():.3f}; ops {manifest['formats']['jetson']['ops']}")
+  ancestor = train_config.ModelConfig().ancestor_spec(10, size)
+  devices.pack(ancestor, devices.JETSON, os.path.join(args.work_dir, PACK_DIR))
 
 
 if __name__ == "__main__":
