@@ -193,10 +193,10 @@ class EvolutionConfig:
       "unset: the run dir.")))
   deep_candidates: int = dataclasses.field(default=2, metadata=dict(help=(
       "When no offspring of a generation is within --max_accuracy_drop after its short "
-      "fine-tune, this many of the best (by validation top-1, within twice the budget) "
-      "fine-tune --final_epochs more from their weights, distilled as offspring are, and are "
-      "judged again on validation before evolution stops (squish_tf.evolve.deep_budget). 0: "
-      "stop on the short fine-tunes."), lower_bound=0))
+      "fine-tune, this many of the best by validation top-1 (at most 4x --max_accuracy_drop "
+      "down) fine-tune --final_epochs more from their weights, distilled as offspring are, and "
+      "are judged again on validation before evolution stops (squish_tf.evolve.deep_budget). "
+      "0: stop on the short fine-tunes."), lower_bound=0))
 
   def __post_init__(self):
     fields_lib.check(self)  # every bound and choice declared above

@@ -49,7 +49,7 @@ from squish_tf.train.distill import teacher_fn
 
 # A deciding candidate is at most this many --max_accuracy_drop budgets below the ancestor:
 # one further down would need more than a longer fine-tune.
-SLACK = 2.0
+SLACK = 4.0
 # Appended to a candidate's draw entropy: the deeper fine-tune's data stream and Keras seed.
 DEEP_STREAM = 1
 # The record fields a deeper fine-tune adds.
