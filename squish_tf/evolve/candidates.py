@@ -106,12 +106,23 @@ class Runner:
     """Notes the candidates due: workers start the first time more than one is (and once)."""
     self._parallel = self._parallel or jobs > 1
 
-  def submit(self, task: "GenerationTask", candidate: int, attempt: int, parent_model):
+  def _pool_for(self, population: int) -> workers_lib.WorkerPool:
+    """The pool: workers once more than one job was due (started once, then kept)."""
     if self._parallel and self._workers > 1 and self._pool.in_process:
       # No more workers than candidates per generation: each gets cores / workers.
-      self._pool = workers_lib.WorkerPool(min(self._workers, task.config.population))
+      self._pool = workers_lib.WorkerPool(min(self._workers, population))
       self._workers = self._pool.plan.workers  # capped by the GPUs visible: not asked again
-    if self._pool.in_process:
+    return self._pool
+
+  def call(self, population: int, function, *args):
+    """function(*args) in a worker, or in this process with strategy= the run's (a picklable
+    module-level function, as a candidate's); a future of its result."""
+    if self._pool_for(population).in_process:
+      return self._pool.submit(function, *args, strategy=self._strategy)
+    return self._pool.submit(function, *args)
+
+  def submit(self, task: "GenerationTask", candidate: int, attempt: int, parent_model):
+    if self._pool_for(task.config.population).in_process:
       # Computed when its result is read: each candidate is recorded before the next starts.
       return self._pool.submit(_make_candidate, task, candidate, attempt, parent_model,
                                self._strategy)

@@ -90,6 +90,9 @@ class EvolutionConfig:
       this process). Small networks leave a CPU core idle, so 2 workers on 2
       cores finish a generation sooner; results are the same either way. Not
       part of a run's identity: a run may resume with another count.
+    deep_candidates: when a generation would stop for accuracy, how many of its best
+      candidates fine-tune --final_epochs more and are judged again
+      (`squish_tf.evolve.deep_budget`); 0 judges the short fine-tunes only.
   """
 
   # A field with `help` metadata is a flag of the mains and an option of squish_tf.run
@@ -199,6 +202,12 @@ class EvolutionConfig:
   device_cache_dir: Optional[str] = dataclasses.field(default=None, metadata=dict(help=(
       "Where --device keeps its measured profiles (device_<name>_<px>px_<classes>c.json); "
       "unset: the run dir.")))
+  deep_candidates: int = dataclasses.field(default=2, metadata=dict(help=(
+      "When no offspring of a generation is within --max_accuracy_drop after its short "
+      "fine-tune, this many of the best by validation top-1 (at most 4x --max_accuracy_drop "
+      "down) fine-tune --final_epochs more from their weights, distilled as offspring are, and "
+      "are judged again on validation before evolution stops (squish_tf.evolve.deep_budget). "
+      "0: stop on the short fine-tunes."), lower_bound=0))
 
   def __post_init__(self):
     fields_lib.check(self)  # every bound and choice declared above

@@ -36,6 +36,7 @@ from squish_tf import files as files_lib
 from squish_tf.bench import devices as devices_lib
 from squish_tf.bench import latency as latency_lib
 from squish_tf.bench import latency_table as latency_table_lib
+from squish_tf.evolve import deep_budget
 from squish_tf.evolve import micro_budget as micro_budget_lib
 from squish_tf.evolve import encoding as synthesis
 from squish_tf.evolve import environment as environment_lib
@@ -164,6 +165,7 @@ class _Evolution:
     self.table: Optional[latency_table_lib.LatencyTable] = None
     self.targets: TargetFamily = options.targets
     self.lineage: Dict[str, Any] = {}
+    self.runner: Optional[Runner] = None  # the run's, while `generations` runs
 
   def start(self) -> Dict[str, Any]:
     """Checks the data, the targets and the run's identity; loads or starts the lineage."""
@@ -209,6 +211,7 @@ class _Evolution:
 
   def generations(self, runner: Runner) -> None:
     """The loop over generations; appends to the lineage and writes it after every candidate."""
+    self.runner = runner
     parent_id = ANCESTOR_ID
     loaded = (ANCESTOR_ID, self.ancestor_model, self.ancestor_spec)  # the parent in memory
     for generation in range(1, self.config.generations + 1):
@@ -302,6 +305,12 @@ class _Evolution:
     chosen = select(records, lineage["ancestor"]["top1"], config.max_accuracy_drop,
                     config.select, parent_top1=parent["top1"],
                     parent_speedup=_speedup_of(parent, parent_id))
+    if chosen is None:  # before a stop for accuracy: the deciding ones after deeper fine-tunes
+      chosen = deep_budget.choose_deeper(
+          records, self._deep_task(parent_id), self.runner,
+          lambda deeper: select(deeper, lineage["ancestor"]["top1"], config.max_accuracy_drop,
+                                config.select, parent_top1=parent["top1"],
+                                parent_speedup=_speedup_of(parent, parent_id)), self._deep_done)
     if chosen is None:
       within = within_accuracy(records, lineage["ancestor"]["top1"], config.max_accuracy_drop)
       return None, "micro_budget" if within else "accuracy_drop"
@@ -312,6 +321,15 @@ class _Evolution:
     if self.targets.done(chosen_records(lineage)):
       return chosen, "target_met"
     return chosen, "generations" if generation == config.generations else None
+
+  def _deep_task(self, parent_id: str) -> deep_budget.DeepTask:
+    return deep_budget.DeepTask.of(
+        self.config, self.run_dir, self.train_config, self.data_fn, self.options.verbose,
+        self.lineage["ancestor"], model_dir_of(self.run_dir, parent_id, self.lineage))
+
+  def _deep_done(self, record: Dict[str, Any]) -> None:
+    self._write()
+    self._notify({"event": "deep", "record": record})
 
 
 def chosen_records(lineage: Mapping[str, Any]) -> List[Dict[str, Any]]:

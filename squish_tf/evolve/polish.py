@@ -92,9 +92,10 @@ def needs_polish(result: lineage_lib.EvolutionResult, config: evolve_config_lib.
 
 
 def chosen_fine_tune_epochs(lineage: Dict[str, Any], config: evolve_config_lib.EvolutionConfig) -> int:
-  """Fine-tuning epochs along the chosen lineage: each chosen offspring's."""
+  """Fine-tuning epochs along the chosen lineage: each chosen offspring's (a deeper fine-tune's,
+  `squish_tf.evolve.deep_budget`, included)."""
   chosen = {g["chosen"] for g in lineage["generations"] if g["chosen"]}
-  return sum(int(r.get("train_epochs", config.offspring_epochs))
+  return sum(int(r.get("train_epochs", config.offspring_epochs)) + int(r.get("deep_epochs") or 0)
              for r in lineage["candidates"] if r["id"] in chosen)
 
 

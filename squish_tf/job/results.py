@@ -285,7 +285,7 @@ def _squishednet(lineage: Dict[str, Any], squishednet_dir: str,
            else f"SquishedNet ({records.Lineage.coerce(lineage).winner})")
   # What it took: the ancestor, every candidate evolution trained (discarded
   # ones included) and the polish.
-  evolution_images = sum(int(c.train_images or 0)
+  evolution_images = sum(int(c.train_images or 0) + int(c.deep_train_images or 0)
                          for c in records.Lineage.coerce(lineage).candidates)
   train_images = (
       int(ancestor_metrics.get("train_images") or 0) + evolution_images

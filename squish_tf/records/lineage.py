@@ -32,6 +32,9 @@ class Candidate(Record):
       is over (with --max_arena_kb or --max_flash_kb only).
     measured_latency_ms ... speedup_error: its interleaved LiteRT timing against the
       ancestor and the latency table's error (with a table only).
+    deep_top1, deep_epochs, deep_train_images, deep_wall_seconds: its deeper fine-tune when
+      it decided a stop for accuracy (`squish_tf.evolve.deep_budget`); top1 stays the short
+      fine-tune's.
     extra: keys of another version of the file, kept as read.
   """
 
@@ -74,6 +77,10 @@ class Candidate(Record):
   latency_error: Optional[float] = optional()
   speedup_error: Optional[float] = optional()
   micro: Optional[Dict[str, Any]] = optional()
+  deep_top1: Optional[float] = optional()
+  deep_epochs: Optional[int] = optional()
+  deep_train_images: Optional[int] = optional()
+  deep_wall_seconds: Optional[float] = optional()
   extra: Dict[str, Any] = extra()
 
 

@@ -107,6 +107,8 @@ def console_listener(event: Dict[str, Any]) -> None:
   elif event["event"] == "generation":
     print(format_generation(event["summary"], event["records"], event["ancestor_top1"]),
           flush=True)
+  elif event["event"] == "deep":
+    print(format_deep(event["record"], event["ancestor_top1"]), flush=True)
 
 
 def format_candidate(record: Union[Mapping[str, Any], Candidate], ancestor_top1: float) -> str:
@@ -121,6 +123,16 @@ def format_candidate(record: Union[Mapping[str, Any], Candidate], ancestor_top1:
                  f"{c.macs / 1e6:8.2f} M MACs  top-1 {c.top1:.4f} "
                  f"({100 * (c.top1 - ancestor_top1):+.2f} pts)  "
                  f"F {c.env_factor:.3f}  {c.wall_seconds:.1f}s{_refused(c)}")
+
+
+def format_deep(record: Union[Mapping[str, Any], Candidate], ancestor_top1: float) -> str:
+  """The line of a candidate's deeper fine-tune before a stop for accuracy."""
+  c = Candidate.coerce(record)
+  head = f"gen {c.generation:3d} cand {c.candidate:2d}: {c.deep_epochs} epochs deeper, "
+  if c.deep_top1 is None:
+    return head + "DIVERGED (loss NaN); its short fine-tune's weights stay"
+  return head + (f"top-1 {c.deep_top1:.4f} ({100 * (c.deep_top1 - ancestor_top1):+.2f} pts, "
+                 f"was {c.top1:.4f})  {c.deep_wall_seconds:.1f}s")
 
 
 def _refused(candidate: Candidate) -> str:
