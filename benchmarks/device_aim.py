@@ -15,12 +15,15 @@ For every seed:
 Prints per seed each SquishedNet's widths (conv1 and every fire's squeeze/expand1x1/expand3x3),
 parameters, MB and MACs, its test top-1 (the run's results.json), and on each clock its measured
 ms, its predicted ms (the device's table) and its speed-up over the ancestor (median per-round
-ratio [min-max]); then, per clock, how many times faster the first device's SquishedNet runs
-than the second's. Each run resumes (the job's stages are resumable); the timing is redone.
+ratio [min-max]) measured and predicted; then, per clock, how many times faster the first
+device's SquishedNet runs than the second's (and whether their widths are the same). Each run
+resumes (the job's stages are resumable); the timing is redone.
 Writes `<run_dir>/summary.json`.
 
   python benchmarks/device_aim.py --seeds=0,1
   python benchmarks/device_aim.py --seeds=0 --target_speedup=3 --time=false
+  python benchmarks/device_aim.py --run_dir=saved_models/device_aim_t2 \
+      --extra=survival_temperature=2
 """
 
 import os
@@ -160,7 +163,8 @@ def run_seed(seed: int) -> dict:
           "speedup": _ratio(timed, name, f"{clock}/ancestor")}
     models[model] = row
   aimed, other = FLAGS.devices[0], FLAGS.devices[1]
-  out.update(models=models, load_average=timed["load_average"], ratio={
+  out.update(models=models, load_average=timed["load_average"],
+             same_widths=models[aimed]["widths"] == models[other]["widths"], ratio={
       clock: _ratio(timed, f"{clock}/{aimed}", f"{clock}/{other}") for clock in FLAGS.devices})
   return out
 
@@ -193,7 +197,9 @@ def _report(per_seed, start):
         "every clock in one session")
   for seed, r in per_seed.items():
     minutes = ", ".join(f"{d} {m:.1f} min" for d, m in r["job_minutes_this_call"].items())
-    print(f"seed {seed} (jobs this call: {minutes})")
+    stages = ", ".join(f"{d} {sum((times or {}).values()) / 60:.1f} min"
+                       for d, times in r["stage_seconds"].items())
+    print(f"seed {seed} (the jobs' stages: {stages}; this call: {minutes})")
     if "models" not in r:
       continue
     load = r["load_average"]
@@ -207,10 +213,14 @@ def _report(per_seed, start):
             f"{row['macs'] / 1e6:.1f} M MACs{top1}")
       print(f"    widths: {row['widths']}")
       for clock, c in row["clocks"].items():
+        # The predicted speed-up: the table's ancestor ms over this model's.
+        predicted = r["models"]["ancestor"]["clocks"][clock]["predicted_ms"] / c["predicted_ms"]
         print(f"    on {clock:<8}: {c['measured_ms']:8.3f} ms measured, {c['predicted_ms']:8.3f} "
               f"predicted ({c['predicted_ms'] / c['measured_ms'] - 1:+.1%}), "
-              f"{_speed(c['speedup'])} over the ancestor")
+              f"{_speed(c['speedup'])} over the ancestor ({predicted:.2f}x predicted)")
     gap = r["models"][aimed]["top1"] - r["models"][other]["top1"]
+    if r["same_widths"]:
+      print(f"  the SquishedNets aimed at {aimed} and at {other} have the same widths")
     for clock, stats in r["ratio"].items():
       print(f"  on {clock:<8}: aimed at {aimed} runs {_speed(stats)} as fast as aimed at {other}")
     print(f"  test top-1: aimed at {aimed} - aimed at {other} = {100 * gap:+.2f} points")
