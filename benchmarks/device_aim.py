@@ -16,8 +16,9 @@ Prints per seed each SquishedNet's widths (conv1 and every fire's squeeze/expand
 parameters, MB and MACs, its test top-1 (the run's results.json), and on each clock its measured
 ms, its predicted ms (the device's table) and its speed-up over the ancestor (median per-round
 ratio [min-max]) measured and predicted; then, per clock, how many times faster the first
-device's SquishedNet runs than the second's (and whether their widths are the same). Each run
-resumes (the job's stages are resumable); the timing is redone.
+device's SquishedNet runs than the second's (and whether their widths are the same). A run
+with a results.json is reused as it is, an unfinished one resumes (the job's stages are
+resumable); the timing is redone.
 Writes `<run_dir>/summary.json`.
 
   python benchmarks/device_aim.py --seeds=0,1
@@ -123,7 +124,8 @@ def run_seed(seed: int) -> dict:
     if runs:
       _share_ancestor(next(iter(runs.values())), run_dir)
     start = time.time()
-    squish_tf.run(**_options(seed, device, run_dir))
+    if not os.path.exists(os.path.join(run_dir, layout.RESULTS_FILE)):  # a finished run is reused
+      squish_tf.run(**_options(seed, device, run_dir))
     job_minutes[device] = (time.time() - start) / 60
     runs[device] = run_dir
   out = {"job_minutes_this_call": job_minutes, "stage_seconds": {
