@@ -34,6 +34,7 @@ test: $(STAMP)
 # data_scale.py writes a 13,000-image JPEG folder to /tmp/data_scale (kept for the
 # next time; --cleanup=all deletes it) and runs the main job on 2,600 of them.
 # budgets.py runs the main job with the command's defaults on scikit-learn's digits (~50 min).
+# device_aim.py evolves for tflm and for cpu_fp32 (four demo runs, two seeds): about an hour.
 bench: $(STAMP)
 	$(BIN)/python benchmarks/train_throughput.py
 	$(BIN)/python benchmarks/synthesis_overhead.py
