@@ -128,3 +128,15 @@ def test_a_run_killed_among_the_deeper_fine_tunes_resumes_to_the_same_lineage(to
   assert again == {k: record[k] for k in deep_budget.DEEP_KEYS}
   assert candidates_lib.keras_seed(deep_budget.deep_seed(record["seed"])) != (
       candidates_lib.keras_seed(record["seed"]))
+
+
+def test_results_give_what_selection_read_after_a_deeper_fine_tune():
+  from squish_tf import records  # pylint: disable=g-import-not-at-top
+  from squish_tf.job import results as results_lib  # pylint: disable=g-import-not-at-top
+  base = {"id": "gen_001/cand_00", "generation": 1, "candidate": 0, "status": "ok",
+          "params": 10, "macs": 20, "size_mb": 0.1, "top1": 0.5}
+  tested = {"gen_001/cand_00": {"top1": 0.8}}
+  deeper = results_lib._candidate(records.Candidate.from_json(dict(base, deep_top1=0.9)), tested)  # pylint: disable=protected-access
+  short = results_lib._candidate(records.Candidate.from_json(base), tested)  # pylint: disable=protected-access
+  assert (deeper.validation_top1, short.validation_top1) == (0.9, 0.5)
+  assert deeper.top1 == short.top1 == 0.8

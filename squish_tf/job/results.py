@@ -308,7 +308,9 @@ def _candidate(c: records.Candidate, tested: Mapping[str, Any]) -> records.Candi
       parent=c.parent, params=c.params, size_mb=c.size_mb, macs=c.macs, status=c.status,
       chosen=c.chosen, env_factor=c.env_factor, wall_seconds=c.wall_seconds,
       train_images=c.train_images, **{k: getattr(c, k) for k in LATENCY_KEYS if c.has(k)},
-      validation_top1=c.top1, top1=top1,
+      # What selection read: after the deeper fine-tune when one was made (its weights are the
+      # model dir's, which the test split scores too).
+      validation_top1=c.deep_top1 if c.deep_top1 is not None else c.top1, top1=top1,
       netscore=metrics_lib.netscore(top1, c.params, c.macs) if top1 is not None else None)
 
 
