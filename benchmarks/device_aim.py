@@ -171,12 +171,7 @@ def run_seed(seed: int) -> dict:
   return out
 
 
-def _pct(value) -> str:
-  return "n/a" if value is None else f"{100 * value:.2f}%"
-
-
-def _speed(stats) -> str:
-  return summary.speed(stats["median"], stats["min"], stats["max"])
+_pct, _speed = summary.percent, summary.speed_of
 
 
 def main(argv):

@@ -31,6 +31,16 @@ def speed(median: float, low: float, high: float) -> str:
   return f"{median:.2f}x [{low:.2f}-{high:.2f}]"
 
 
+def percent(value) -> str:
+  """A fraction as '97.25%', or 'n/a' for None."""
+  return "n/a" if value is None else f"{100 * value:.2f}%"
+
+
+def speed_of(stats) -> str:
+  """`speed` of a {"median", "min", "max"} dict."""
+  return speed(stats["median"], stats["min"], stats["max"])
+
+
 def write_summary(run_dir: str, flag_values: Mapping[str, Any],
                   per_seed: Mapping[int, Any]) -> str:
   """Writes `<run_dir>/summary.json` ({"flags", "per_seed"}) atomically, says so, returns its

@@ -259,8 +259,9 @@ def polish_stage(run: Run, stage: Stages, result: lineage_lib.EvolutionResult,
       polish_lib.polish(root, made, config, run.data.load, run.train_config,
                         verbose=run.verbose, **kwargs)
 
-  if family_lib.describe(list(family), result.lineage):
-    run.log(family_lib.describe(list(family), result.lineage))
+  said = family_lib.describe(list(family), result.lineage)
+  if said:
+    run.log(said)
   if (not done and config.final_init in ("scratch", "best") and run.in_workers
       and not baselines_done(run)):
     budget = with_match(run, result, planned_budget(result, config, run.train_config, seed))

@@ -73,7 +73,8 @@ def ship_section(results: Mapping[str, Any]) -> str:
   header = ["Network", "Size (MB, fp32)", "int8 file", top1_header(results), speed,
             "TFLM arena"]
   rows = []
-  budgets = member_labels(results) if len(member_labels(results)) > 1 else {}
+  budgets = member_labels(results)
+  budgets = budgets if len(budgets) > 1 else {}
   for name in ship_order(models):
     entry = models[name]
     label = fmt_text(f"SquishedNet {budgets[name]}" if name in budgets
