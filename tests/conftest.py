@@ -52,11 +52,9 @@ def fixed_step_costs(request, monkeypatch):
   `real_step_costs` times the steps for real (as every subprocess main does)."""
   if "real_step_costs" in request.fixturenames:
     return
-  from squish_tf.job import estimate  # pylint: disable=g-import-not-at-top
+  import toy  # pylint: disable=g-import-not-at-top
 
-  costs = estimate.StepCosts(ancestor_train=0.05, ancestor_eval=0.02, small_train=0.02,
-                             small_eval=0.01, ancestor_trace=1.0, small_trace=0.5)
-  monkeypatch.setattr(estimate, "measure_costs", lambda *args, **kwargs: costs)
+  toy.fixed_step_costs(monkeypatch)
 
 
 @pytest.fixture(autouse=True)
@@ -115,7 +113,8 @@ def readme_run(tmp_path_factory):
   a user re-runs a killed command, so this one run of the whole job serves
   test_api (the example, its results and flags.txt) and test_job (resume by
   stage, every file, consistent numbers). Every read of the test split is
-  recorded with the stages finished before it in that call.
+  recorded with the stages finished before it in that call. The plan's step costs are fixed,
+  as in every test (`toy.fixed_step_costs`); the candidates are timed for real.
 
   Returns:
     A dict: `where` (the scratch directory), `run_dir` (as the example names
@@ -167,6 +166,7 @@ def readme_run(tmp_path_factory):
   namespace, out = {}, io.StringIO()
   with pytest.MonkeyPatch.context() as patch:
     patch.chdir(where)
+    toy.fixed_step_costs(patch)  # a session fixture: set up before any test's autouse ones
     patch.setattr(api, "run", run_killed_once)
     patch.setattr(job, "run_job", recording_run_job)
     patch.setattr(data_lib, "load_test", recording_load_test)
