@@ -187,6 +187,16 @@ def readme_run(tmp_path_factory):
 # module run in one worker, so that its module-scoped fixtures are built once; test_api and
 # test_job share one worker, as they share the one readme_run.
 _SHARED_SCOPES = {"tests/test_api.py": "readme_run", "tests/test_job.py": "readme_run"}
+# A worker takes the next scope when it is nearly done with its last one: the costliest scopes
+# go first, longest first (xdist would order them by their number of tests), so that the cheap
+# ones fill in at the end and both workers finish together. Most costly first, roughly.
+_COSTLIEST_FIRST = (
+    "readme_run", "tests/test_pipelines.py", "tests/test_budgets.py",
+    "tests/test_export_formats.py", "tests/test_train.py", "tests/test_predict.py",
+    "tests/test_polish.py", "tests/test_family.py", "tests/test_distill.py",
+    "tests/test_baselines.py", "tests/test_evolution.py", "tests/test_latency.py",
+    "tests/test_deep_budget.py", "tests/test_profiles.py", "tests/test_export_jetson.py",
+    "tests/test_workers.py", "tests/test_benchmark.py", "tests/test_litert.py")
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -198,5 +208,11 @@ def pytest_xdist_make_scheduler(config, log):
     def _split_scope(self, nodeid):
       module = nodeid.split("::", 1)[0]
       return _SHARED_SCOPES.get(module, module)
+
+    def _assign_work_unit(self, node):
+      costliest = next((scope for scope in _COSTLIEST_FIRST if scope in self.workqueue), None)
+      if costliest is not None:
+        self.workqueue.move_to_end(costliest, last=False)
+      super()._assign_work_unit(node)
 
   return ByModule(config, log)

@@ -150,7 +150,8 @@ def family_run(tmp_path_factory):
         run_dir=run_dir, baselines=(), check_ancestor=False,
         export=export_config_lib.ExportConfig(formats=("fp32",)),
         benchmark=bench_config_lib.BenchmarkConfig(batch_sizes=(1,), min_seconds=0.0,
-                                                   min_runs=2, eval_images=32))
+                                                   min_runs=2, eval_images=32,
+                                                   pair_resolutions=()))
     data = data_config_lib.DataConfig(image_size=32, batch_size=32, shapes10_train_size=96,
                                       shapes10_validation_size=32, shapes10_test_size=32)
     evolution_config = dataclasses.replace(LOOP, final_epochs=1, final_init="inherit",
