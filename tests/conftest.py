@@ -52,11 +52,9 @@ def fixed_step_costs(request, monkeypatch):
   `real_step_costs` times the steps for real (as every subprocess main does)."""
   if "real_step_costs" in request.fixturenames:
     return
-  from squish_tf.job import estimate  # pylint: disable=g-import-not-at-top
+  import toy  # pylint: disable=g-import-not-at-top
 
-  costs = estimate.StepCosts(ancestor_train=0.05, ancestor_eval=0.02, small_train=0.02,
-                             small_eval=0.01, ancestor_trace=1.0, small_trace=0.5)
-  monkeypatch.setattr(estimate, "measure_costs", lambda *args, **kwargs: costs)
+  toy.fixed_step_costs(monkeypatch)
 
 
 @pytest.fixture(autouse=True)
@@ -115,7 +113,8 @@ def readme_run(tmp_path_factory):
   a user re-runs a killed command, so this one run of the whole job serves
   test_api (the example, its results and flags.txt) and test_job (resume by
   stage, every file, consistent numbers). Every read of the test split is
-  recorded with the stages finished before it in that call.
+  recorded with the stages finished before it in that call. The plan's step costs are fixed,
+  as in every test (`toy.fixed_step_costs`); the candidates are timed for real.
 
   Returns:
     A dict: `where` (the scratch directory), `run_dir` (as the example names
@@ -167,6 +166,7 @@ def readme_run(tmp_path_factory):
   namespace, out = {}, io.StringIO()
   with pytest.MonkeyPatch.context() as patch:
     patch.chdir(where)
+    toy.fixed_step_costs(patch)  # a session fixture: set up before any test's autouse ones
     patch.setattr(api, "run", run_killed_once)
     patch.setattr(job, "run_job", recording_run_job)
     patch.setattr(data_lib, "load_test", recording_load_test)
@@ -187,6 +187,16 @@ def readme_run(tmp_path_factory):
 # module run in one worker, so that its module-scoped fixtures are built once; test_api and
 # test_job share one worker, as they share the one readme_run.
 _SHARED_SCOPES = {"tests/test_api.py": "readme_run", "tests/test_job.py": "readme_run"}
+# A worker takes the next scope when it is nearly done with its last one: the costliest scopes
+# go first, longest first (xdist would order them by their number of tests), so that the cheap
+# ones fill in at the end and both workers finish together. Most costly first, roughly.
+_COSTLIEST_FIRST = (
+    "readme_run", "tests/test_pipelines.py", "tests/test_budgets.py",
+    "tests/test_export_formats.py", "tests/test_train.py", "tests/test_predict.py",
+    "tests/test_polish.py", "tests/test_family.py", "tests/test_distill.py",
+    "tests/test_baselines.py", "tests/test_evolution.py", "tests/test_latency.py",
+    "tests/test_deep_budget.py", "tests/test_profiles.py", "tests/test_export_jetson.py",
+    "tests/test_workers.py", "tests/test_benchmark.py", "tests/test_litert.py")
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -198,5 +208,11 @@ def pytest_xdist_make_scheduler(config, log):
     def _split_scope(self, nodeid):
       module = nodeid.split("::", 1)[0]
       return _SHARED_SCOPES.get(module, module)
+
+    def _assign_work_unit(self, node):
+      costliest = next((scope for scope in _COSTLIEST_FIRST if scope in self.workqueue), None)
+      if costliest is not None:
+        self.workqueue.move_to_end(costliest, last=False)
+      super()._assign_work_unit(node)
 
   return ByModule(config, log)

@@ -58,7 +58,23 @@ def _deep(lineage):
           for r in lineage["candidates"]]
 
 
-def test_deeper_fine_tunes_only_when_the_generation_would_stop(toy_parent_dir, tmp_path):
+@pytest.fixture(scope="module")
+def stopping_run(toy_parent_dir, tmp_path_factory):
+  """The STOPPING evolution run straight through, and the events it sent: (result, events).
+
+  One evolution serves both tests below: it is the run with deeper fine-tunes, and the
+  uninterrupted run that a run killed among them must resume to.
+  """
+  seen = []
+  with pytest.MonkeyPatch.context() as patch:
+    toy.fake_latency(patch)  # a module fixture: set up before the tests' fast_latency
+    result = evolution.evolve(toy_parent_dir, str(tmp_path_factory.mktemp("deep") / "deep"),
+                              STOPPING, SYNTH, toy.data, listeners=[seen.append])
+  return result, seen
+
+
+def test_deeper_fine_tunes_only_when_the_generation_would_stop(toy_parent_dir, stopping_run,
+                                                               tmp_path):
   never_stops = dataclasses.replace(STOPPING, max_accuracy_drop=1.0)
   result = evolution.evolve(toy_parent_dir, str(tmp_path / "within"), never_stops, SYNTH, toy.data)
   assert not any(set(deep_budget.DEEP_KEYS) & set(r) for r in result.lineage["candidates"])
@@ -71,10 +87,7 @@ def test_deeper_fine_tunes_only_when_the_generation_would_stop(toy_parent_dir, t
   assert all(ancestor_top1 - r["top1"] > STOPPING.max_accuracy_drop
              for r in short.lineage["candidates"])
 
-  run_dir = str(tmp_path / "deep")
-  seen = []
-  deep = evolution.evolve(toy_parent_dir, run_dir, STOPPING, SYNTH, toy.data,
-                          listeners=[seen.append])
+  deep, seen = stopping_run
   records = deep.lineage["candidates"]
   # The short fine-tunes are the same draws as without the deeper ones, their top-1 kept.
   assert [r["top1"] for r in records] == [r["top1"] for r in short.lineage["candidates"]]
@@ -98,9 +111,9 @@ class _Kill(Exception):
 
 
 def test_a_run_killed_among_the_deeper_fine_tunes_resumes_to_the_same_lineage(toy_parent_dir,
+                                                                              stopping_run,
                                                                               tmp_path):
-  straight = evolution.evolve(toy_parent_dir, str(tmp_path / "straight"), STOPPING, SYNTH,
-                              toy.data)
+  straight, _ = stopping_run
 
   def kill_after_first_deep(event):
     if event["event"] == "deep":

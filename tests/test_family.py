@@ -138,16 +138,20 @@ def test_a_family_of_one_equals_the_single_target_run(toy_parent_dir, tmp_path):
 
 @pytest.fixture(scope="module")
 def family_run(tmp_path_factory):
-  """The main job with a family of two size budgets on the tiny network, end to end."""
+  """The main job with a family of two size budgets on the tiny network, end to end (set up
+  before any test's fixtures: it fakes the latency and the plan's step costs itself)."""
   run_dir = str(tmp_path_factory.mktemp("family") / "run")
   with pytest.MonkeyPatch.context() as patch:
+    toy.fake_latency(patch)
+    toy.fixed_step_costs(patch)
     patch.setattr(train_config_lib.ModelConfig, "ancestor_spec",
                   lambda self, num_classes, image_size: TINY10)
     config = job_config_lib.JobConfig(
         run_dir=run_dir, baselines=(), check_ancestor=False,
         export=export_config_lib.ExportConfig(formats=("fp32",)),
         benchmark=bench_config_lib.BenchmarkConfig(batch_sizes=(1,), min_seconds=0.0,
-                                                   min_runs=2, eval_images=32))
+                                                   min_runs=2, eval_images=32,
+                                                   pair_resolutions=()))
     data = data_config_lib.DataConfig(image_size=32, batch_size=32, shapes10_train_size=96,
                                       shapes10_validation_size=32, shapes10_test_size=32)
     evolution_config = dataclasses.replace(LOOP, final_epochs=1, final_init="inherit",

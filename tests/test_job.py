@@ -312,6 +312,10 @@ def test_with_workers_the_ancestor_trains_in_a_process_of_its_own(tmp_path, monk
     return function(*args)
 
   monkeypatch.setattr(workers, "call_in_fresh_process", in_process)
+  # The tiny network: what is checked is where the ancestor trains, not the network.
+  monkeypatch.setattr(train_config_lib.ModelConfig, "ancestor_spec",
+                      lambda self, num_classes, image_size: toy.TINY.replace(
+                          num_classes=num_classes))
   config = job_config_lib.JobConfig(run_dir=str(tmp_path / "run"), baselines=(), check_ancestor=False)
   data = data_config_lib.DataConfig(image_size=32, batch_size=32, shapes10_train_size=64,
                              shapes10_validation_size=32, shapes10_test_size=32)

@@ -51,7 +51,9 @@ def bn_run(tmp_path_factory):
     return toy.data(stream=stream)
 
   run_dir = str(root / "run")
-  result = evolution.evolve(parent, run_dir, CONFIG, SYNTH, data_fn)
+  with pytest.MonkeyPatch.context() as patch:
+    toy.fake_latency(patch)  # a module fixture: set up before the tests' fast_latency
+    result = evolution.evolve(parent, run_dir, CONFIG, SYNTH, data_fn)
   return {"parent": parent, "run_dir": run_dir, "result": result, "streams": streams}
 
 

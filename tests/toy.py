@@ -154,3 +154,16 @@ def table_after(markdown: str, heading: str):
     table.append([c.strip() for c in line.strip().strip("|").split("|")])
   header, rows = table[0], table[2:]
   return header, {row[0]: dict(zip(header, row)) for row in rows}
+
+
+def fixed_step_costs(monkeypatch):
+  """The plan before every job (`job.estimate.measure_costs`) builds and traces the ancestor
+  and a quarter-size network, and times an epoch of the data: seconds per job call, which only
+  the plan reads. Fixed costs instead (conftest.fixed_step_costs gives them to every test; a
+  module- or session-scoped fixture that runs the job, set up before any test's fixtures, asks
+  for them itself)."""
+  from squish_tf.job import estimate  # pylint: disable=g-import-not-at-top
+
+  costs = estimate.StepCosts(ancestor_train=0.05, ancestor_eval=0.02, small_train=0.02,
+                             small_eval=0.01, ancestor_trace=1.0, small_trace=0.5)
+  monkeypatch.setattr(estimate, "measure_costs", lambda *args, **kwargs: costs)
