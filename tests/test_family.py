@@ -186,6 +186,12 @@ def test_every_member_is_finished_exported_and_reported(family_run):
   assert any(line.startswith("family: 2 member(s)") for line in family_run["lines"])
 
 
+def test_a_family_without_a_ladder_says_so_and_names_the_flag(family_run):
+  report = open(os.path.join(family_run["run_dir"], "report.md")).read()
+  assert "No width ladder was trained in this run" in report
+  assert "--baselines=ladder trains one" in report
+
+
 def test_the_final_stage_is_done_only_with_every_member(family_run):
   run_dir = family_run["run_dir"]
   run = _run_for(run_dir)
