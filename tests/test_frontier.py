@@ -280,8 +280,9 @@ def test_a_family_without_a_ladder_says_none_was_trained_and_how_to_get_one():
   sentence = frontier_lib.no_ladder_sentence(results)
   assert sentence == (
       "No width ladder was trained in this run, so no member of the family is judged against "
-      "the best uniform width at least as fast: --baselines=ladder trains one (one training "
-      "per rung, each as long as a baseline's).")
+      "the best uniform width at least as fast: the same command with --baselines=ladder "
+      "keeps what this run trained and adds one (one training per rung, each as long as a "
+      "baseline's).")
   assert frontier_lib.family_ladder_sentences(results) == [sentence]
   assert sentence in report_lib.render_markdown(results)
   assert f"  {sentence}" in console_lib.format_results_summary(results).splitlines()

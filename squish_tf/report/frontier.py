@@ -260,13 +260,15 @@ def member_labels(results: Mapping[str, Any]) -> Dict[str, str]:
 
 def no_ladder_sentence(results: Mapping[str, Any]) -> Optional[str]:
   """For a family of two or more budgets (--targets) without a width ladder: that no member
-  is judged against one, and the flag that trains it; None otherwise."""
+  is judged against one, and the flag that adds it (the run's identity leaves --baselines out,
+  so a re-run with it resumes and trains only the rungs); None otherwise."""
   family = results.get("family") or {}
   if len(family.get("targets") or []) < 2 or ladder_of(results):
     return None
   return ("No width ladder was trained in this run, so no member of the family is judged "
-          "against the best uniform width at least as fast: --baselines=ladder trains one "
-          "(one training per rung, each as long as a baseline's).")
+          "against the best uniform width at least as fast: the same command with "
+          "--baselines=ladder keeps what this run trained and adds one (one training per rung, "
+          "each as long as a baseline's).")
 
 
 def family_ladder_sentences(results: Mapping[str, Any], split: str = "test") -> List[str]:
