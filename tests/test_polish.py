@@ -175,6 +175,12 @@ def test_scratch_trains_the_winners_widths_afresh_for_the_lineages_budget(bn_run
       result, SCRATCH, recipe, 0), toy.data, names=(), beside=[(
           lambda *args, **kwargs: ran.append((args, kwargs)), (1,), {"x": 2})]) == {}
   assert ran == [((1,), {"x": 2})]
+  # A family's other member trains for the budget it is given (the whole run's), not its own.
+  longer = polish.polish(str(tmp_path / "member_run"), result, SCRATCH, toy.data, recipe,
+                         verbose=0, scratch_budget=budget + 1)
+  assert seen[-1][2].epochs == budget + 1
+  assert files_lib.read_json(os.path.join(longer, model_io.METRICS_FILE))["train_epochs"] == (
+      budget + 1)
   # A finished SquishedNet made another way is refused, not passed off as this one.
   with pytest.raises(ValueError, match=r"was made with --final_init=scratch --final_epochs=3, "
                                        r"not --final_init=inherit --final_epochs=3\. Delete it"):

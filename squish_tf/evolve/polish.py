@@ -166,7 +166,8 @@ def polish(run_dir: str,
            train_config: Optional[train_config_lib.TrainConfig] = None,
            strategy: Optional[tf.distribute.Strategy] = None,
            verbose: Any = "auto",
-           only: Optional[str] = None) -> str:
+           only: Optional[str] = None,
+           scratch_budget: Optional[int] = None) -> str:
   """Fine-tunes the winner into `<run_dir>/squishednet/` (or resumes, or skips).
 
   Args:
@@ -181,6 +182,8 @@ def polish(run_dir: str,
     only: train only this one of `final_inits(config)` (e.g. in a worker
       process beside the baselines) and return its dir; with
       --final_init=best the choice waits for a call without it.
+    scratch_budget: the from-scratch training's epochs; None: `scratch_epochs` of `result`
+      (a family's other members take the whole run's, as the baselines do).
 
   Returns:
     The SquishedNet's model dir (the winner's own when nothing is polished).
@@ -197,13 +200,14 @@ def polish(run_dir: str,
                      f"{config.final_init}, got {only!r}.")
   if config.final_init != "best":
     return _train(config.final_init, out, result, config, data_fn, train_config, strategy,
-                  verbose)
+                  verbose, scratch_budget)
   for init in final_inits(config) if only is None else (only,):
     directory = final_candidate_dir(run_dir, init)
     if model_io.is_complete(directory):
       _check_done(directory, config, init)
     else:
-      _train(init, directory, result, config, data_fn, train_config, strategy, verbose)
+      _train(init, directory, result, config, data_fn, train_config, strategy, verbose,
+             scratch_budget)
   if only is not None:
     return final_candidate_dir(run_dir, only)
   return _keep_better(run_dir, out)
@@ -217,10 +221,11 @@ def final_inits(config: evolve_config_lib.EvolutionConfig) -> Tuple[str, ...]:
 def _train(init: str, out: str, result: lineage_lib.EvolutionResult,
            config: evolve_config_lib.EvolutionConfig, data_fn: DataFn,
            train_config: train_config_lib.TrainConfig, strategy: Optional[tf.distribute.Strategy],
-           verbose: Any) -> str:
+           verbose: Any, scratch_budget: Optional[int] = None) -> str:
   """The final stage made one way (`init`: "scratch" or "inherit") into `out`."""
   if init == "scratch":
-    return _train_from_scratch(out, result, config, data_fn, train_config, strategy, verbose)
+    return _train_from_scratch(out, result, config, data_fn, train_config, strategy, verbose,
+                               scratch_budget)
   return _polish_inherited(out, result, config, data_fn, train_config, strategy, verbose)
 
 
@@ -274,12 +279,13 @@ def _polish_inherited(out: str, result: lineage_lib.EvolutionResult,
 def _train_from_scratch(out: str, result: lineage_lib.EvolutionResult,
                         config: evolve_config_lib.EvolutionConfig, data_fn: DataFn,
                         train_config: train_config_lib.TrainConfig,
-                        strategy: Optional[tf.distribute.Strategy], verbose: Any) -> str:
+                        strategy: Optional[tf.distribute.Strategy], verbose: Any,
+                        scratch_budget: Optional[int] = None) -> str:
   """The winner's widths from fresh weights, trained as the width-scaled baseline is."""
   start = time.time()
   winner_spec = model_io.read_spec(result.winner_dir)
-  fit_config = dataclasses.replace(train_config,
-                                   epochs=scratch_epochs(result, config, train_config))
+  fit_config = dataclasses.replace(train_config, epochs=scratch_budget or scratch_epochs(
+      result, config, train_config))
   # As the baselines: seeded before the pipelines are built, the run's own data stream.
   keras.utils.set_random_seed(config.seed)
   train_ds, val_ds, info = data_fn()

@@ -32,7 +32,7 @@ class Member:
     candidate: its chosen offspring's lineage id (the ancestor's when nothing beat it).
     root: the run dir of its final stage (the run's own for the winner).
     result: the lineage up to its generation, with it as the winner (what the final stage
-      reads: its widths, and the chosen offspring's epochs that its budget counts).
+      reads: its widths; trained from scratch, it takes the whole run's epochs).
   """
 
   name: str

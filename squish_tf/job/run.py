@@ -252,12 +252,16 @@ def polish_stage(run: Run, stage: Stages, result: lineage_lib.EvolutionResult,
              if polish_lib.needs_polish(m.result, config)]
   done = ((not polish_lib.needs_polish(result, config) or polish_lib.is_complete(run.run_dir))
           and all(polish_lib.is_complete(m.root) for m in members))
+  # Every member trains from scratch for the whole run's epochs, as the baselines (and the
+  # ladder it is judged against) do: a shallower member is not held to a shorter budget.
+  whole = (polish_lib.scratch_epochs(result, config, run.train_config)
+           if config.final_init in ("scratch", "best") else None)
   trainings = [(run.run_dir, result)] + [(m.root, m.result) for m in members]
 
   def train_all(**kwargs):
     for root, made in trainings:  # best: keeps the better of what trained
       polish_lib.polish(root, made, config, run.data.load, run.train_config,
-                        verbose=run.verbose, **kwargs)
+                        verbose=run.verbose, scratch_budget=whole, **kwargs)
 
   said = family_lib.describe(list(family), result.lineage)
   if said:
@@ -266,7 +270,7 @@ def polish_stage(run: Run, stage: Stages, result: lineage_lib.EvolutionResult,
       and not baselines_done(run)):
     budget = with_match(run, result, planned_budget(result, config, run.train_config, seed))
     beside = [(polish_lib.polish, (root, made, config, run.data.load, run.train_config),
-               {"verbose": run.verbose, "only": init})
+               {"verbose": run.verbose, "only": init, "scratch_budget": whole})
               for root, made in trainings if polish_lib.needs_polish(made, config)
               and not polish_lib.is_complete(root) for init in polish_lib.final_inits(config)]
 
