@@ -10,8 +10,8 @@ each latency below is the ancestor's benchmark latency over the model's interlea
 Prints per seed and budget: the member (or "not reached"), its test top-1 and speed-up, the best
 ladder network at least as fast (`report.frontier.ladder_verdict`: no interpolation) and the
 points between them; then, per budget, the mean over seeds with min-max; the job's wall time
-and the final stage's share. Runs resume (the job's stages are resumable). Writes
-`<run_dir>/summary.json`.
+and its stages' (a ladder trains within the final stage's). Runs resume (the job's stages are
+resumable). Writes `<run_dir>/summary.json`.
 
   python benchmarks/family_frontier.py --seeds=0,1,2
 """
@@ -90,10 +90,13 @@ def main(argv):
     wall = results.get("wall_seconds") or {}
     per_seed[seed] = {"rows": _rows(results), "wall_seconds": wall,
                       "this_call_seconds": time.time() - start,
+                      "load_average_after": os.getloadavg(),
                       "ancestor_top1": results["models"]["ancestor"]["top1"]}
+    # A ladder trains beside the final stage (in its time), so it may have no stage of its own.
+    stages = ", ".join(f"{name} {seconds / 60:.1f}" for name, seconds in wall.items()
+                       if name != "total")
     print(f"\nseed {seed}: ancestor test top-1 {100 * per_seed[seed]['ancestor_top1']:.2f}%, "
-          f"job {wall.get('total', 0) / 60:.1f} min (polish stage "
-          f"{wall.get('polish', 0) / 60:.1f} min, baselines {wall.get('baselines', 0) / 60:.1f})")
+          f"job {wall.get('total', 0) / 60:.1f} min ({stages} min)")
     for row in per_seed[seed]["rows"]:
       if row["member"] is None:
         print(f"  {row['budget']:>6}: not reached within the accuracy budget")
@@ -105,7 +108,7 @@ def main(argv):
       print(f"  {row['budget']:>6}: {row['member']} ({row['candidate']}) "
             f"{100 * row['top1']:.2f}% test, {row['latency_ms']:.3f} ms "
             f"({row['speedup'] or float('nan'):.2f}x), {row['size_mb']:.3f} MB, "
-            f"{row['drop']:+.2f} points below the ancestor; {against}")
+            f"{-row['drop']:+.2f} points against the ancestor; {against}")
   print(f"\nfamily_frontier: --targets={','.join(FLAGS.targets)} --generations="
         f"{FLAGS.generations} --baselines={','.join(FLAGS.baselines)} seeds {FLAGS.seeds}")
   print("member test top-1 minus the best ladder network at least as fast (points), "
