@@ -132,6 +132,28 @@ def test_max_minutes_never_plans_more_than_it_allows():
   assert "the baselines are" in text and "--baselines=none" in text
 
 
+def test_a_run_with_a_target_plans_one_round_of_deeper_fine_tunes():
+  """The deciding candidates' deeper fine-tunes (--deep_candidates x --final_epochs at the small
+  network's cost) are planned once in a run with a target, never without one or at 0."""
+  default = api.plan(check_ancestor=False)
+  budgets = budget_lib.budgets_for(default.train, default.evolution, 40, 0, 64, 64)
+  loop = budgets.evolution_config
+
+  def synthesis(**changes):
+    some = dataclasses.replace(budgets, evolution_config=dataclasses.replace(loop, **changes))
+    return estimate_lib.plan_stages(some, COSTS, 10).stages[1]
+
+  plain = synthesis()
+  aimed = synthesis(target_speedup=2.0)
+  one_fine_tune = loop.final_epochs * (40 * (COSTS.small_train + COSTS.ancestor_eval)
+                                       + 10 * COSTS.small_eval) + COSTS.small_trace
+  assert aimed.seconds - plain.seconds == pytest.approx(loop.deep_candidates * one_fine_tune)
+  assert loop.deep_candidates == 2 and aimed.budget.endswith(
+      f" + 2 deeper x {loop.final_epochs} epochs")
+  assert synthesis(target_speedup=2.0, deep_candidates=0).seconds == plain.seconds
+  assert "deeper" not in plain.budget
+
+
 def test_the_plan_times_real_steps_of_both_networks(real_step_costs):
   """`measure_costs` (which the other tests replace with fixed costs) times the ancestor's and
   the quarter-size network's steps and traces, and with data the data's batches and (when

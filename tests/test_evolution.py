@@ -203,11 +203,12 @@ def test_select_top1_per_ms_chooses_by_measured_time_each_generation(parent_dir,
   the choice follows the speed-ups over the ancestor, timed by evolve's `measure`."""
   sessions = []
 
-  def measure(model_dirs, reference, fmt, threads):
+  def measure(model_dirs, reference, fmt, threads, runtime):
     sessions.append(sorted(model_dirs))
     clock = 1.0 / len(sessions)
     return {name: dict(timed, latency_ms=timed["latency_ms"] * clock)
-            for name, timed in toy.fake_measure(model_dirs, reference, fmt, threads).items()}
+            for name, timed in toy.fake_measure(model_dirs, reference, fmt, threads,
+                                                runtime).items()}
 
   config = evolve_config_lib.EvolutionConfig(generations=2, population=2, offspring_epochs=1,
                                              max_accuracy_drop=1.0, seed=3, select="top1_per_ms")

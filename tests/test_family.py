@@ -13,6 +13,7 @@ from squish_tf.data import config as data_config_lib
 from squish_tf.evolve import config as evolve_config_lib
 from squish_tf.evolve import encoding as synthesis
 from squish_tf.evolve import evolution, steering
+from squish_tf.evolve import lineage as lineage_lib
 from squish_tf.evolve import target_list
 from squish_tf.evolve import targets as targets_lib
 from squish_tf.export import config as export_config_lib
@@ -190,6 +191,22 @@ def test_every_member_is_finished_exported_and_reported(family_run):
   assert any(line.startswith("family: 2 member(s)") for line in family_run["lines"])
 
 
+def test_a_family_without_a_ladder_says_so_and_names_the_flag(family_run):
+  report = open(os.path.join(family_run["run_dir"], "report.md")).read()
+  assert "No width ladder was trained in this run" in report
+  assert "the same command with --baselines=ladder keeps what this run trained" in report
+
+
+def test_a_ladder_added_later_leaves_only_the_baselines_to_train(family_run):
+  """The run's identity leaves --baselines out: the same command with --baselines=ladder
+  resumes the run, and only the baselines (the rungs) are left to do."""
+  run_dir = family_run["run_dir"]
+  identity = json.load(open(os.path.join(run_dir, lineage_lib.CONFIG_FILE)))
+  assert identity and not any("baselines" in key for key in identity)
+  assert job.stages_done(_run_for(run_dir, baselines=("ladder",))) == (
+      "ancestor", "synthesis", "polish")
+
+
 def test_the_final_stage_is_done_only_with_every_member(family_run):
   run_dir = family_run["run_dir"]
   run = _run_for(run_dir)
@@ -203,9 +220,9 @@ def test_the_final_stage_is_done_only_with_every_member(family_run):
     os.rename(member + ".away", member)
 
 
-def _run_for(run_dir):
+def _run_for(run_dir, baselines=()):
   from squish_tf.job import context  # pylint: disable=g-import-not-at-top
-  return context.Run(config=job_config_lib.JobConfig(run_dir=run_dir, baselines=()),
+  return context.Run(config=job_config_lib.JobConfig(run_dir=run_dir, baselines=baselines),
                      data=context.RunData(data_config_lib.DataConfig(image_size=32),
                                                     calibration_images=8),
                      info=toy.data()[2], spec=TINY10, train_config=train_config_lib.TrainConfig(),

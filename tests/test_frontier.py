@@ -269,6 +269,34 @@ def test_a_ladder_slower_than_the_squishednet_says_it_has_no_rival():
   assert "ladder" not in frontier_lib.frontier_caption(results)
 
 
+def test_a_family_without_a_ladder_says_none_was_trained_and_how_to_get_one():
+  results = _results()
+  del results["ladder"]
+  results["models"]["squishednet_1.5x"] = _model("member", 1.2, 0.95, 1.5, 1.4, 1.6)
+  results["frontier"] = frontier_lib.frontier_points(results["models"], results["candidates"])
+  results["family"] = {"members": [{"name": "squishednet_1.5x", "labels": ["1.5x"]},
+                                   {"name": "squishednet", "labels": ["3x"]}],
+                       "targets": ["1.5x", "3x"], "unmet": []}
+  sentence = frontier_lib.no_ladder_sentence(results)
+  assert sentence == (
+      "No width ladder was trained in this run, so no member of the family is judged against "
+      "the best uniform width at least as fast: the same command with --baselines=ladder "
+      "keeps what this run trained and adds one (one training per rung, each as long as a "
+      "baseline's).")
+  assert frontier_lib.family_ladder_sentences(results) == [sentence]
+  assert sentence in report_lib.render_markdown(results)
+  assert f"  {sentence}" in console_lib.format_results_summary(results).splitlines()
+  # Said for two budgets asked for even when one was not reached (a member of one).
+  results["family"]["members"] = results["family"]["members"][1:]
+  assert frontier_lib.family_ladder_sentences(results) == [sentence]
+  # A one-budget run has nothing to say; with a ladder, each member's verdict instead.
+  assert frontier_lib.no_ladder_sentence(dict(results, family={"targets": ["2x"]})) is None
+  laddered = _results()
+  laddered["family"] = dict(results["family"])
+  assert frontier_lib.no_ladder_sentence(laddered) is None
+  assert "No width ladder" not in report_lib.render_markdown(laddered)
+
+
 def test_verdict_with_both_width_multipliers():
   sentence = frontier_lib.verdict_sentence(_results())
   assert sentence == (

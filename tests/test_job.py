@@ -200,6 +200,30 @@ def test_report_has_this_runs_numbers(readme_run):
   assert 400 < height < 2000 and 600 < width < 3000
 
 
+
+def test_make_demo_plans_a_family_of_two_speedups_without_a_ladder():
+  """`make demo`: members at 1.5x and 3x over the ancestor from one evolution of three
+  generations, each with the final stage; no baseline, so no ladder (the report says so)."""
+  from squish_tf.evolve import targets as targets_lib  # pylint: disable=g-import-not-at-top
+  from squish_tf.job import budget as budget_lib  # pylint: disable=g-import-not-at-top
+  from squish_tf.job import estimate as estimate_lib  # pylint: disable=g-import-not-at-top
+
+  demo = api.plan(check_ancestor=False, **_make_demo_options())
+  family = targets_lib.TargetFamily.of(demo.evolution, ancestor_ms=1.0)
+  assert family.labels == ("1.5x", "3x")
+  assert [member.speedup for member in family.members] == pytest.approx([1.5, 3.0])
+  assert demo.evolution.generations == 3 and demo.evolution.final_init == "best"
+  assert demo.evolution.target_speedup is None and demo.job.baselines == ()
+  budgets = budget_lib.scale_budgets(demo.train, demo.evolution, 63, 0)
+  costs = estimate_lib.StepCosts(0.5, 0.1, 0.2, 0.05)
+  plan = estimate_lib.plan_stages(budgets, costs, 16, demo.job.baselines)
+  assert plan.seconds("baselines") == 0
+  assert [s.budget for s in plan.stages if s.name in ("synthesis", "polish")] == [
+      "3 generations x 2 offspring x 2 epochs",
+      "2 members x scratch 16 epochs + inherit 4 epochs"]
+  # The ancestor and the two members are what the demo exports.
+  assert plan.seconds("export") == 3 * estimate_lib.SECONDS_PER_MODEL["export"]
+
 def test_bad_data_is_refused_before_writing(tmp_path):
   run_dir = str(tmp_path / "nope")
   config = job_config_lib.JobConfig(run_dir=run_dir, baselines=(), check_ancestor=False)
@@ -209,18 +233,22 @@ def test_bad_data_is_refused_before_writing(tmp_path):
   assert not os.path.exists(run_dir)
 
 
-def test_the_budget_rule_keeps_the_demos_steps_and_scales_small_data():
-  """`make demo`'s flags keep its epochs; a small dataset trains 12000+ steps, all budgets alike."""
-  from squish_tf.job import budget as budget_lib  # pylint: disable=g-import-not-at-top
-
+def _make_demo_options():
+  """The options of `make demo`'s squish command, read from the Makefile."""
   with open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                          "Makefile"), encoding="utf-8") as handle:
     makefile = handle.read()
   recipe = makefile[makefile.index("\ndemo:"):].splitlines()[2].split()
   assert recipe[0] == "$(BIN)/squish"
-  demo = api.plan(check_ancestor=False, **{
-      arg[2:].split("=")[0]: arg.split("=")[1] for arg in recipe[1:]})
-  assert demo.synthesis.cost == "latency" and demo.evolution.target_speedup == 2
+  return {arg[2:].split("=")[0]: arg.split("=")[1] for arg in recipe[1:]}
+
+
+def test_the_budget_rule_keeps_the_demos_steps_and_scales_small_data():
+  """`make demo`'s flags keep its epochs; a small dataset trains 12000+ steps, all budgets alike."""
+  from squish_tf.job import budget as budget_lib  # pylint: disable=g-import-not-at-top
+
+  demo = api.plan(check_ancestor=False, **_make_demo_options())
+  assert demo.synthesis.cost == "latency" and list(demo.evolution.targets) == ["1.5x", "3x"]
   steps = -(-demo.data.shapes10_train_size // demo.data.batch_size)  # the demo's batches
   kept = budget_lib.scale_budgets(demo.train, demo.evolution, steps,
                                   demo.job.budget.min_train_steps)

@@ -260,8 +260,8 @@ def test_measure_against_reads_one_interleaved_session(monkeypatch):
   median per-round speed-ups over the reference."""
   sessions = []
 
-  def time_models(models, threads=2, rounds=11, round_seconds=0.1):
-    sessions.append((sorted(models), threads, rounds, round_seconds))
+  def time_models(models, threads=2, rounds=11, round_seconds=0.1, runtime="ai-edge-litert"):
+    sessions.append((sorted(models), threads, rounds, round_seconds, runtime))
     # Seconds per round (1 invoke each): b runs twice as fast as a, then 4x, then 3x.
     return {"seconds": {"a": [2.0, 4.0, 3.0], "b": [1.0, 1.0, 1.0]},
             "invokes": {"a": 1, "b": 1}}
@@ -269,7 +269,7 @@ def test_measure_against_reads_one_interleaved_session(monkeypatch):
   monkeypatch.setattr(latency, "time_models", time_models)
   measured = latency.measure_against({"a": b"A", "b": b"B"}, "a", threads=1, rounds=3,
                                      round_seconds=0.5)
-  assert sessions == [(["a", "b"], 1, 3, 0.5)]
+  assert sessions == [(["a", "b"], 1, 3, 0.5, "ai-edge-litert")]
   assert measured["a"] == {"latency_ms": 3000.0, "speedup": 1.0, "speedup_min": 1.0,
                            "speedup_max": 1.0}
   assert measured["b"] == {"latency_ms": 1000.0, "speedup": 3.0, "speedup_min": 2.0,

@@ -208,6 +208,70 @@ def test_a_run_reads_its_table_from_the_profile_and_names_the_device(tmp_path, m
   assert f"(`{name}`)" in text
 
 
+def test_each_clock_times_candidates_where_its_table_predicts(tmp_path):
+  """A built-in device's candidates are timed on its own format, threads and runtime, and
+  their error is against its table; a profile from another device gets no error."""
+  from squish_tf.evolve import evolution  # pylint: disable=g-import-not-at-top
+
+  clock = profile_lib.measuring_clock
+  assert clock("tflm", None, "fp32", 2) == profile_lib.Clock("int8", 1, "tflite-micro", "tflm",
+                                                             True)
+  assert clock("cpu_int8", None, "fp32", 2) == profile_lib.Clock("int8", 1, "ai-edge-litert",
+                                                                 "cpu_int8", True)
+  assert clock(None, None, "int8", 2) == profile_lib.Clock("int8", 2, "ai-edge-litert", None,
+                                                           True)
+  assert clock(None, "p.json", "fp32", 2) == profile_lib.Clock("fp32", 2, "ai-edge-litert",
+                                                               None, False)
+  assert evolve_config_lib.EvolutionConfig(device="tflm").measure_clock == clock(
+      "tflm", None, "fp32", 2)
+
+  def run(measure_clock):
+    sessions = []
+
+    def measure(model_dirs, reference, fmt, threads, runtime):
+      sessions.append((sorted(model_dirs), reference, fmt, threads, runtime))
+      return {name: {"latency_ms": 4.0 if name == reference else 2.5, "speedup": 1.6,
+                     "speedup_min": 1.5, "speedup_max": 1.7} for name in model_dirs}
+
+    records = [{"id": "gen_001/cand_00", "status": "ok", "dir": "gen_001/cand_00",
+                "predicted_latency_ms": 2.0},
+               {"id": "gen_001/cand_01", "status": "diverged", "dir": None}]
+    lineage = {"ancestor": {"predicted_latency_ms": 4.0}, "candidates": records}
+    run_dir = tmp_path / str(measure_clock.device)
+    run_dir.mkdir()
+    evolution._measure_latency(str(run_dir), records, lineage, "ancestor_dir",  # pylint: disable=protected-access
+                               measure_clock, 0, measure)
+    return sessions, records[0], lineage
+
+  sessions, record, lineage = run(clock("tflm", None, "fp32", 2))
+  assert sessions == [(["ancestor", "gen_001/cand_00"], "ancestor", "int8", 1, "tflite-micro")]
+  assert record["measured_device"] == "tflm" and record["measured_format"] == "int8"
+  assert record["latency_error"] == pytest.approx(2.0 / 2.5 - 1)
+  assert record["speedup_error"] == pytest.approx(2.0 / 1.6 - 1)
+  assert lineage["ancestor"]["measured_latency_ms"] == 4.0
+  _, record, _ = run(clock(None, "p.json", "fp32", 2))
+  assert record["measured_latency_ms"] == 2.5 and "measured_device" not in record
+  assert "latency_error" not in record and "speedup_error" not in record
+
+
+def test_tflite_micro_times_models_interleaved_as_litert_does(monkeypatch):
+  """`measure_against` on TFLite-Micro: every model is invoked through its reference kernels."""
+  models = {name: latency.conv_tflite((1, 1, "valid", 4, 4, 2, channels, "relu"), "int8")
+            for name, channels in (("small", 2), ("large", 16))}
+  made = []
+  real = device_measure.micro_call
+  monkeypatch.setattr(device_measure, "micro_call",
+                      lambda content: made.append(content) or real(content))
+  measured = latency.measure_against(models, "large", rounds=3, round_seconds=0.005,
+                                     runtime=device_measure.MICRO_RUNTIME)
+  assert sorted(made) == sorted(models.values())
+  assert measured["large"]["speedup"] == 1.0
+  assert all(m["latency_ms"] > 0 and m["speedup_min"] <= m["speedup"] <= m["speedup_max"]
+             for m in measured.values())
+  with pytest.raises(ValueError, match="runtime must be 'ai-edge-litert' or 'tflite-micro'"):
+    latency.measure_against(models, "large", runtime="tflite-runtime")
+
+
 # -- the Jetson: a pack of frozen graphs, measured by the bundle's jetson_trt.py ----------------
 
 

@@ -105,12 +105,12 @@ def fake_ms(spec):
   return spec.macs() / 1e6
 
 
-def fake_measure(model_dirs, reference, fmt="fp32", threads=2):
+def fake_measure(model_dirs, reference, fmt="fp32", threads=2, runtime="ai-edge-litert"):
   """`evolution.measure_model_dirs` by `fake_ms`: no conversion (~1.3 s of LiteRT per model),
   the latency of a model dir read off its spec."""
   from squish_tf.net import model_io  # pylint: disable=g-import-not-at-top
 
-  del fmt, threads
+  del fmt, threads, runtime
   ms = {name: fake_ms(model_io.read_spec(directory)) for name, directory in model_dirs.items()}
   return {name: {"latency_ms": value, "speedup": ms[reference] / value,
                  "speedup_min": ms[reference] / value, "speedup_max": ms[reference] / value}

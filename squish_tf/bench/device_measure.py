@@ -32,7 +32,8 @@ import numpy as np
 
 PROFILE_VERSION = 1
 MANIFEST = "manifest.json"
-RUNTIMES = ("ai-edge-litert", "tflite-runtime", "tflite-micro")
+LITERT_RUNTIME, MICRO_RUNTIME = "ai-edge-litert", "tflite-micro"
+RUNTIMES = (LITERT_RUNTIME, "tflite-runtime", MICRO_RUNTIME)
 # Rounds and seconds per model per round: probes, then whole networks.
 PROBE_ROUNDS, PROBE_ROUND_SECONDS = 7, 0.02
 NETWORK_ROUNDS, NETWORK_ROUND_SECONDS = 11, 0.1

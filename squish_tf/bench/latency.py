@@ -57,6 +57,7 @@ from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 import numpy as np
 
 from squish_tf import files as files_lib
+from squish_tf.bench import device_measure
 from squish_tf.bench.latency_table import (  # scaled_spec: re-exported for callers
   CALIBRATION_WIDTHS,
   FORMATS,
@@ -198,6 +199,17 @@ def _runner_call(model: bytes, threads: int) -> Callable[[], Any]:
   return runner.invoke
 
 
+def _device_call(model: bytes, threads: int, runtime: str) -> Callable[[], Any]:
+  """The model's invoke on `runtime`: LiteRT (`_runner_call`) or TFLite-Micro's reference
+  kernels (`device_measure.micro_call`, single-threaded: `threads` does not apply)."""
+  if runtime == device_measure.MICRO_RUNTIME:
+    return device_measure.micro_call(model)
+  if runtime != device_measure.LITERT_RUNTIME:
+    raise ValueError(f"runtime must be {device_measure.LITERT_RUNTIME!r} or "
+                     f"{device_measure.MICRO_RUNTIME!r} to time here, got {runtime!r}.")
+  return _runner_call(model, threads)
+
+
 def _time_calls(calls: Mapping[str, Callable[[], Any]], rounds: int,
                 round_seconds: float) -> Dict[str, Any]:
   """One interleaved session over `calls`, each call's invokes per round calibrated to take
@@ -264,25 +276,28 @@ def measure(spec: spec_lib.NetSpec, fmt: str = "fp32", threads: int = 2,
 
 
 def time_models(models: Mapping[str, bytes], threads: int = 2, rounds: int = NETWORK_ROUNDS,
-                round_seconds: float = NETWORK_ROUND_SECONDS) -> Dict[str, Any]:
+                round_seconds: float = NETWORK_ROUND_SECONDS,
+                runtime: str = device_measure.LITERT_RUNTIME) -> Dict[str, Any]:
   """One interleaved timing session (A B C ... A B C ..., `rounds` rounds) of .tflite `models`.
 
-  Each model runs in its own LiteRT interpreter on `threads` threads, its
-  input set once (random images); its invokes per round take ~round_seconds.
+  Each model runs in its own interpreter of `runtime` (LiteRT on `threads`
+  threads, or TFLite-Micro), its input set once (random images); its invokes
+  per round take ~round_seconds.
 
   Returns:
     `squish_tf.runtime.timing.time_interleaved`'s result, {name: ...} per
     round: read it with `timing.seconds_per_invoke` and `timing.ratio_stats`.
   """
-  calls = {name: _runner_call(model, threads) for name, model in models.items()}
+  calls = {name: _device_call(model, threads, runtime) for name, model in models.items()}
   return _time_calls(calls, rounds, round_seconds)
 
 
 def measure_against(models: Mapping[str, bytes], reference: str, threads: int = 2,
                     rounds: int = NETWORK_ROUNDS,
-                    round_seconds: float = NETWORK_ROUND_SECONDS) -> Dict[str, Dict[str, float]]:
+                    round_seconds: float = NETWORK_ROUND_SECONDS,
+                    runtime: str = device_measure.LITERT_RUNTIME) -> Dict[str, Dict[str, float]]:
   """Each model's latency and its speed-up over `reference`, timed interleaved together
-  (one `time_models` session).
+  (one `time_models` session on `runtime`).
 
   Returns:
     {name: {"latency_ms": median, "speedup": median per-round ratio,
@@ -292,7 +307,7 @@ def measure_against(models: Mapping[str, bytes], reference: str, threads: int = 
 
   if reference not in models:
     raise ValueError(f"reference {reference!r} is not among the models {sorted(models)}.")
-  result = time_models(models, threads, rounds, round_seconds)
+  result = time_models(models, threads, rounds, round_seconds, runtime)
   out = {}
   for name in models:
     stats = timing.ratio_stats(result, name, reference)

@@ -66,6 +66,39 @@ BUILT_IN = {device.name: device for device in (
 DEVICES = tuple(BUILT_IN)
 
 
+@dataclasses.dataclass(frozen=True)
+class Clock:
+  """What evolution times its candidates on, on this machine.
+
+  Attributes:
+    format: the .tflite it times (fp32 or int8).
+    threads: interpreter threads.
+    runtime: `device_measure.LITERT_RUNTIME` or `device_measure.MICRO_RUNTIME`.
+    device: the built-in device it is (`BUILT_IN`), or None: this machine's LiteRT in the
+      run's --latency_format.
+    matches_table: whether the run's latency table predicts this clock, so that a prediction
+      and a measurement compare (False with a --device_profile measured elsewhere).
+  """
+
+  format: str
+  threads: int
+  runtime: str
+  device: Optional[str]
+  matches_table: bool
+
+
+def measuring_clock(device: Optional[str], device_profile: Optional[str], latency_format: str,
+                    threads: int) -> Clock:
+  """The clock a run times its candidates on: a built-in device's own (its format, threads
+  and runtime), else this machine's LiteRT in `latency_format` on `threads` threads, which a
+  profile measured on another device does not predict."""
+  if device is not None:
+    built_in = BUILT_IN[device]
+    return Clock(built_in.format, built_in.threads, built_in.runtime, device, True)
+  return Clock(latency_format, threads, device_measure.LITERT_RUNTIME, None,
+               device_profile is None)
+
+
 @dataclasses.dataclass
 class DeviceProfile:
   """One device's measurements for one pack.

@@ -253,6 +253,12 @@ class EvolutionConfig:
     return self.device is not None or self.device_profile is not None
 
   @property
+  def measure_clock(self) -> profile_lib.Clock:
+    """What each generation's candidates are timed on here (`profile.measuring_clock`)."""
+    return profile_lib.measuring_clock(self.device, self.device_profile, self.latency_format,
+                                       LATENCY_THREADS)
+
+  @property
   def latency_target_set(self) -> bool:
     """Some target is a latency or a speed-up (a --targets item in x or ms included)."""
     return (target_list.aims_at_latency(self.targets or ()) or self.target_latency_ms is not None

@@ -33,9 +33,11 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 import tensorflow as tf
 
 from squish_tf import files as files_lib
+from squish_tf.bench import device_measure
 from squish_tf.bench import devices as devices_lib
 from squish_tf.bench import latency as latency_lib
 from squish_tf.bench import latency_table as latency_table_lib
+from squish_tf.bench import profile as profile_lib
 from squish_tf.evolve import deep_budget
 from squish_tf.evolve import micro_budget as micro_budget_lib
 from squish_tf.evolve import encoding as synthesis
@@ -66,9 +68,10 @@ from squish_tf.train import config as train_config_lib
 from squish_tf.train import trainer as train_lib
 from squish_tf.train.baselines import DataFn
 
-# Times model dirs interleaved: (model_dirs {name: dir}, reference name, format, threads) ->
-# {name: {"latency_ms", "speedup" (over the reference), "speedup_min", "speedup_max"}}.
-Measure = Callable[[Mapping[str, str], str, str, int], Dict[str, Dict[str, float]]]
+# Times model dirs interleaved: (model_dirs {name: dir}, reference name, format, threads,
+# runtime) -> {name: {"latency_ms", "speedup" (over the reference), "speedup_min",
+# "speedup_max"}}.
+Measure = Callable[[Mapping[str, str], str, str, int, str], Dict[str, Dict[str, float]]]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -301,7 +304,7 @@ class _Evolution:
     unmeasured_parent = ([parent] if parent_id != ANCESTOR_ID
                          and "measured_latency_ms" not in parent else [])
     _measure_latency(self.run_dir, records + unmeasured_parent, lineage, self.parent_dir,
-                     config.latency_format, self.options.verbose, self.measure)
+                     config.measure_clock, self.options.verbose, self.measure)
     chosen = select(records, lineage["ancestor"]["top1"], config.max_accuracy_drop,
                     config.select, parent_top1=parent["top1"],
                     parent_speedup=_speedup_of(parent, parent_id))
@@ -350,9 +353,11 @@ _REFERENCE_TFLITE: Dict[Tuple[str, str, int, int], bytes] = {}
 
 
 def measure_model_dirs(model_dirs: Mapping[str, str], reference: str, fmt: str,
-                       threads: int = LATENCY_THREADS) -> Dict[str, Dict[str, float]]:
+                       threads: int = LATENCY_THREADS,
+                       runtime: str = device_measure.LITERT_RUNTIME
+                       ) -> Dict[str, Dict[str, float]]:
   """`evolve`'s default `measure`: each model dir converted as the export converts
-  (`latency.network_tflite`) and timed interleaved with the others
+  (`latency.network_tflite`) and timed interleaved with the others on `runtime`
   (`latency.measure_against`, speed-ups over `reference`)."""
   models = {}
   for name, directory in model_dirs.items():
@@ -368,29 +373,33 @@ def measure_model_dirs(model_dirs: Mapping[str, str], reference: str, fmt: str,
     models[name] = latency_lib.network_tflite(model, spec, fmt)
     if key is not None:
       _REFERENCE_TFLITE[key] = models[name]
-  return latency_lib.measure_against(models, reference, threads=threads)
+  return latency_lib.measure_against(models, reference, threads=threads, runtime=runtime)
 
 
 def _measure_latency(run_dir: str, records: List[Dict[str, Any]], lineage: Dict[str, Any],
-                     ancestor_dir: str, fmt: str, verbose: Any, measure: Measure) -> None:
-  """Times each new candidate's LiteRT model interleaved with the ancestor's (`measure`);
+                     ancestor_dir: str, clock: profile_lib.Clock, verbose: Any,
+                     measure: Measure) -> None:
+  """Times each new candidate's model interleaved with the ancestor's on `clock` (`measure`);
   records it.
 
   Runs in every run, in this process once a generation's fine-tunes are done
   (the workers idle), so the timing does not share the cores with training.
   Every ok record gets `measured_latency_ms` and `measured_speedup` (median
   per-round ratio over the ancestor, with min-max) in `measured_format`
-  (--latency_format), and the ancestor its
-  `measured_latency_ms` of this session; with a latency table, records also
-  get `predicted_speedup`, `latency_error` and `speedup_error` beside the
-  table's `predicted_latency_ms`.
+  (the clock's: a built-in device's own format, threads and runtime, named in
+  `measured_device`; else --latency_format with this machine's LiteRT), and the
+  ancestor its `measured_latency_ms` of this session; with a latency table of
+  the same clock, records also get `predicted_speedup`, `latency_error` and
+  `speedup_error` beside the table's `predicted_latency_ms` (a profile measured
+  on another device predicts another clock: no error is computed against it).
   """
   todo = [r for r in records if r["status"] == "ok" and "measured_latency_ms" not in r]
   if not todo:
     return
   model_dirs = {ANCESTOR_ID: ancestor_dir}
   model_dirs.update((record["id"], os.path.join(run_dir, record["dir"])) for record in todo)
-  measured = measure(model_dirs, ANCESTOR_ID, fmt, LATENCY_THREADS)
+  fmt = clock.format
+  measured = measure(model_dirs, ANCESTOR_ID, fmt, clock.threads, clock.runtime)
   predicted_ancestor = lineage["ancestor"].get("predicted_latency_ms")
   lineage["ancestor"]["measured_latency_ms"] = measured[ANCESTOR_ID]["latency_ms"]
   for record in todo:
@@ -398,8 +407,10 @@ def _measure_latency(run_dir: str, records: List[Dict[str, Any]], lineage: Dict[
     record["measured_latency_ms"] = result["latency_ms"]
     record["measured_speedup"] = {"median": result["speedup"], "min": result["speedup_min"],
                                   "max": result["speedup_max"]}
-    record["measured_format"] = fmt  # the LiteRT model timed (--latency_format)
-    if predicted_ancestor and record.get("predicted_latency_ms"):
+    record["measured_format"] = fmt  # the .tflite timed
+    if clock.device is not None:
+      record["measured_device"] = clock.device
+    if clock.matches_table and predicted_ancestor and record.get("predicted_latency_ms"):
       record["predicted_speedup"] = predicted_ancestor / record["predicted_latency_ms"]
       record["latency_error"] = (record["predicted_latency_ms"] / result["latency_ms"] - 1.0)
       # The same error relative to the ancestor's in this session: what the
@@ -410,7 +421,8 @@ def _measure_latency(run_dir: str, records: List[Dict[str, Any]], lineage: Dict[
       predicted = ("" if "predicted_speedup" not in record else
                    f" ({record['predicted_latency_ms']:.3f} ms, "
                    f"{record['predicted_speedup']:.2f}x predicted)")
-      print(f"{record['id']}: {fmt} LiteRT {result['latency_ms']:.3f} ms measured, "
+      where = clock.device or f"{fmt} LiteRT"
+      print(f"{record['id']}: {where} {result['latency_ms']:.3f} ms measured, "
             f"{result['speedup']:.2f}x the ancestor{predicted}", flush=True)
   files_lib.write_json(os.path.join(run_dir, LINEAGE_FILE), lineage)
 

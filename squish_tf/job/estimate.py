@@ -116,7 +116,9 @@ def plan_stages(budgets: budget_lib.Budgets, costs: StepCosts, validation_steps:
   Evolution's offspring are timed between the ancestor and the small network
   (they shrink from one toward the other; every generation is counted, though
   a target reached early stops it) with the teacher's inference pass
-  when distilled; the SquishedNet's final trainings (one set per member of a
+  when distilled, and in a run with a target (which more often than not
+  meets a generation with no child within the accuracy budget) one round of
+  the deciding candidates' deeper fine-tunes (`evolve.deep_budget`); the SquishedNet's final trainings (one set per member of a
   --targets family) and the baselines at the small network's cost, for the lineage's
   epochs (the baselines' equal budget; a ladder counts as `ladder.EXPECTED_RUNGS` of
   them). Worker processes share the cores (`WORKER_GAIN`).
@@ -134,6 +136,7 @@ def plan_stages(budgets: budget_lib.Budgets, costs: StepCosts, validation_steps:
   middle_train = (costs.ancestor_train + costs.small_train) / 2
   middle_eval = (costs.ancestor_eval + costs.small_eval) / 2
   offspring = loop.generations * loop.population
+  deeper = loop.deep_candidates if loop.target_set else 0
   lineage_epochs = train.epochs + loop.generations * loop.offspring_epochs + loop.final_epochs
   finals = {"best": ("scratch", "inherit"), "scratch": ("scratch",),
             "inherit": ("inherit",)}.get(loop.final_init, ())
@@ -152,10 +155,13 @@ def plan_stages(budgets: budget_lib.Budgets, costs: StepCosts, validation_steps:
                                                     trace=costs.ancestor_trace),
                             f"{train.epochs} epochs x {steps} steps"),
       "synthesis": StagePlan(
-          "synthesis", offspring * epochs_cost(loop.offspring_epochs, middle_train, middle_eval,
-                                               teacher=loop.distill) / gain,
+          "synthesis", (offspring * epochs_cost(loop.offspring_epochs, middle_train, middle_eval,
+                                                teacher=loop.distill)
+                        + deeper * epochs_cost(loop.final_epochs, costs.small_train,
+                                               costs.small_eval, teacher=loop.distill)) / gain,
           f"{loop.generations} generations x {loop.population} offspring x "
-          f"{loop.offspring_epochs} epochs"),
+          f"{loop.offspring_epochs} epochs" + (
+              f" + {deeper} deeper x {loop.final_epochs} epochs" if deeper else "")),
       "polish": StagePlan("polish", polish / gain, (f"{members} members x " if members > 1
                                                     else "") + (" + ".join(
           f"{init} {lineage_epochs if init == 'scratch' else loop.final_epochs} epochs"

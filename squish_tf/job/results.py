@@ -132,7 +132,8 @@ SQUEEZENET_V1_1_SIZE_MB = spec_lib.squeezenet_v1_1(1000).size_mb()
 
 # What a candidate records of the latency model (--cost=latency, latency targets).
 LATENCY_KEYS = ("expected_latency_ms", "predicted_latency_ms", "measured_latency_ms",
-                "predicted_speedup", "measured_speedup", "measured_format", "latency_error",
+                "predicted_speedup", "measured_speedup", "measured_format",
+                "measured_device", "latency_error",
                 "speedup_error")
 
 

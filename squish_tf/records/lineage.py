@@ -30,8 +30,9 @@ class Candidate(Record):
     wall_seconds: what it took.
     micro: its predicted int8 flash and TFLite-Micro arena and the microcontroller budgets it
       is over (with --max_arena_kb or --max_flash_kb only).
-    measured_latency_ms ... speedup_error: its interleaved LiteRT timing against the
-      ancestor and the latency table's error (with a table only).
+    measured_latency_ms ... speedup_error: its interleaved timing against the ancestor
+      (LiteRT, or the built-in device `measured_device` on its own runtime) and the latency
+      table's error (with a table of the same clock only).
     deep_top1, deep_epochs, deep_train_images, deep_wall_seconds: its deeper fine-tune when
       it decided a stop for accuracy (`squish_tf.evolve.deep_budget`); top1 stays the short
       fine-tune's.
@@ -73,6 +74,7 @@ class Candidate(Record):
   measured_latency_ms: Optional[float] = optional()
   measured_speedup: Optional[Dict[str, Any]] = optional()
   measured_format: Optional[str] = optional()
+  measured_device: Optional[str] = optional()
   predicted_speedup: Optional[float] = optional()
   latency_error: Optional[float] = optional()
   speedup_error: Optional[float] = optional()

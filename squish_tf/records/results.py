@@ -119,6 +119,7 @@ class CandidateResult(Record):
   predicted_speedup: Optional[float] = optional()
   measured_speedup: Optional[Dict[str, Any]] = optional()
   measured_format: Optional[str] = optional()
+  measured_device: Optional[str] = optional()
   latency_error: Optional[float] = optional()
   speedup_error: Optional[float] = optional()
   validation_top1: Optional[float] = value()

@@ -258,9 +258,26 @@ def member_labels(results: Mapping[str, Any]) -> Dict[str, str]:
           for m in family.get("members") or [] if isinstance(m, Mapping)}
 
 
+def no_ladder_sentence(results: Mapping[str, Any]) -> Optional[str]:
+  """For a family of two or more budgets (--targets) without a width ladder: that no member
+  is judged against one, and the flag that adds it (the run's identity leaves --baselines out,
+  so a re-run with it resumes and trains only the rungs); None otherwise."""
+  family = results.get("family") or {}
+  if len(family.get("targets") or []) < 2 or ladder_of(results):
+    return None
+  return ("No width ladder was trained in this run, so no member of the family is judged "
+          "against the best uniform width at least as fast: the same command with "
+          "--baselines=ladder keeps what this run trained and adds one (one training per rung, "
+          "each as long as a baseline's).")
+
+
 def family_ladder_sentences(results: Mapping[str, Any], split: str = "test") -> List[str]:
   """Each member of a family of two or more against the width ladder, in lineage order (the
-  SquishedNet last); for a family of one, the SquishedNet's (`squishednet_ladder_sentence`)."""
+  SquishedNet last); for a family of one, the SquishedNet's (`squishednet_ladder_sentence`).
+  A family of two or more budgets without a ladder gets `no_ladder_sentence`."""
+  missing = no_ladder_sentence(results)
+  if missing:
+    return [missing]
   labels = member_labels(results)
   if len(labels) < 2:
     said = squishednet_ladder_sentence(results, split)

@@ -252,6 +252,14 @@ def latency_section(results: Mapping[str, Any]) -> str:
           "busy the machine was at the two moments): "
           f"{fmt_value(summary.median_abs_speedup_error_chosen, '.1f', 100.0, '%')} and "
           f"{fmt_value(summary.median_abs_speedup_error_all, '.1f', 100.0, '%')}.")
+  devices = sorted({c.measured_device for c in record.candidates if c.measured_device})
+  if devices:
+    text += (f" The candidates were timed on the device {', '.join(devices)} itself (its "
+             "format, threads and runtime), the clock its table predicts.")
+  elif not summary.measured_candidates and any(c.measured_latency_ms is not None
+                                               for c in record.candidates):
+    text += (" The table is a profile measured on another device: the candidates were timed "
+             "here with LiteRT, a different clock, so no error against it is computed.")
   if rows:
     text += "\n\n" + markdown_table(header, rows, align=["l"] + ["r"] * (len(header) - 1))
   return text
