@@ -42,17 +42,21 @@ def _fit(alpha, teacher_model):
   return result
 
 
-def test_alpha_zero_trains_exactly_like_hard_labels(teacher):
-  plain = _fit(None, teacher)
+@pytest.fixture(scope="module")
+def plain():
+  """The student trained on hard labels alone (what the distilled fits are compared with)."""
+  return _fit(None, None)
+
+
+def test_alpha_zero_trains_exactly_like_hard_labels(teacher, plain):
   distilled = _fit(0.0, teacher)
   for a, b in zip(plain.model.get_weights(), distilled.model.get_weights()):
     np.testing.assert_array_equal(a, b)
   np.testing.assert_array_equal(plain.history["loss"], distilled.history["loss"])
 
 
-def test_distillation_moves_the_student_and_never_the_teacher(teacher):
+def test_distillation_moves_the_student_and_never_the_teacher(teacher, plain):
   before = [w.copy() for w in teacher.get_weights()]
-  plain = _fit(None, teacher)
   distilled = _fit(0.9, teacher)
   assert not all(np.array_equal(a, b) for a, b in
                  zip(plain.model.get_weights(), distilled.model.get_weights()))
@@ -139,14 +143,15 @@ def test_deployed_model_matches_after_training(teacher):
                              rtol=1e-4, atol=1e-5)
 
 
-def test_a_fit_ends_with_batch_norm_statistics_of_its_final_weights():
-  result = _fit(None, None)
-  trained = [layer.moving_mean.numpy().copy() for layer in result.model.layers
+def test_a_fit_ends_with_batch_norm_statistics_of_its_final_weights(plain):
+  trained = [layer.moving_mean.numpy().copy() for layer in plain.model.layers
              if isinstance(layer, keras.layers.BatchNormalization)]
   # Re-estimating again from the same (unshuffled) batches changes nothing: the
   # moving statistics already describe the final weights, not a lagging average.
-  batch_norm.recalibrate(result.model, _data(), train_lib.RECALIBRATION_BATCHES)
-  again = [layer.moving_mean.numpy() for layer in result.model.layers
+  model = keras.models.clone_model(plain.model)  # the fit's model stays as it ended
+  model.set_weights(plain.model.get_weights())
+  batch_norm.recalibrate(model, _data(), train_lib.RECALIBRATION_BATCHES)
+  again = [layer.moving_mean.numpy() for layer in model.layers
            if isinstance(layer, keras.layers.BatchNormalization)]
   assert len(trained) == len(STUDENT.prunable_layers())
   for a, b in zip(trained, again):

@@ -248,13 +248,12 @@ def test_stops_when_target_met(parent_dir, tmp_path):
 
 
 def test_stops_on_accuracy_drop_and_keeps_last_parent_within(parent_dir, tmp_path):
-  # Newborn offspring that barely train cannot stay within 5 points of the ancestor. No deeper
-  # fine-tunes before the stop (test_deep_budget has them): the stop itself is tested here.
+  # Newborn offspring that barely train cannot stay within 5 points of the ancestor.
   result = evolution.evolve(parent_dir, str(tmp_path / "run"),
                             evolve_config_lib.EvolutionConfig(generations=2, population=1,
                                                       offspring_epochs=1, offspring_init="scratch",
                                                       offspring_learning_rate=1e-7,
-                                                      max_accuracy_drop=0.05, deep_candidates=0),
+                                                      max_accuracy_drop=0.05),
                             synthesis.SynthesisConfig(env_mode="constant", env_factor=0.05,
                                                       min_filters=1, min_fraction=0.0),
                             toy_data)
