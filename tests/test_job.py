@@ -219,10 +219,11 @@ def test_make_demo_plans_a_family_of_two_speedups_without_a_ladder():
   plan = estimate_lib.plan_stages(budgets, costs, 16, demo.job.baselines)
   assert plan.seconds("baselines") == 0
   assert [s.budget for s in plan.stages if s.name in ("synthesis", "polish")] == [
-      "3 generations x 2 offspring x 2 epochs",
+      "3 generations x 2 offspring x 2 epochs + 2 deeper x 4 epochs",
       "2 members x scratch 16 epochs + inherit 4 epochs"]
   # The ancestor and the two members are what the demo exports.
   assert plan.seconds("export") == 3 * estimate_lib.SECONDS_PER_MODEL["export"]
+
 
 def test_bad_data_is_refused_before_writing(tmp_path):
   run_dir = str(tmp_path / "nope")
