@@ -255,7 +255,7 @@ def polish_stage(run: Run, stage: Stages, result: lineage_lib.EvolutionResult,
   # Every member trains from scratch for the whole run's epochs, as the baselines (and the
   # ladder it is judged against) do: a shallower member is not held to a shorter budget.
   whole = (polish_lib.scratch_epochs(result, config, run.train_config)
-           if config.final_init in ("scratch", "best") else None)
+           if members and config.final_init in ("scratch", "best") else None)
   trainings = [(run.run_dir, result)] + [(m.root, m.result) for m in members]
 
   def train_all(**kwargs):
