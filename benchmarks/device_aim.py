@@ -28,7 +28,6 @@ Writes `<run_dir>/summary.json`.
 """
 
 import os
-import shutil
 import sys
 import time
 
@@ -60,15 +59,6 @@ def _options(seed: int, device: str, run_dir: str) -> dict:
                  formats="fp32,int8", pair_resolutions="run", batch_sizes="1",
                  min_train_steps=0)
   return summary.extra_options(options, FLAGS.extra)
-
-
-def _share_ancestor(source: str, run_dir: str) -> None:
-  """The seed's trained ancestor, copied into a later device's run dir."""
-  if os.path.exists(os.path.join(run_dir, "ancestor")):
-    return
-  os.makedirs(run_dir, exist_ok=True)
-  shutil.copytree(os.path.join(source, "ancestor"), os.path.join(run_dir, "ancestor"),
-                  ignore=shutil.ignore_patterns("export"))
 
 
 def _widths(spec) -> str:
@@ -122,7 +112,7 @@ def run_seed(seed: int) -> dict:
   for device in FLAGS.devices:
     run_dir = os.path.join(root, device)
     if runs:
-      _share_ancestor(next(iter(runs.values())), run_dir)
+      summary.share_ancestor(next(iter(runs.values())), run_dir)
     start = time.time()
     if not os.path.exists(os.path.join(run_dir, layout.RESULTS_FILE)):  # a finished run is reused
       squish_tf.run(**_options(seed, device, run_dir))

@@ -32,7 +32,6 @@ ladder to each run's results.json (re-rendering its report and frontier.png).
 import functools
 import json
 import os
-import shutil
 import sys
 import time
 
@@ -66,20 +65,6 @@ def _options(seed: int, target: str, run_dir: str) -> dict:
                  baselines="width_scaled,width_scaled_latency", formats="fp32",
                  pair_resolutions="run", batch_sizes="1", min_train_steps=0)
   return summary.extra_options(options, FLAGS.extra)
-
-
-def _share_ancestor(source: str, run_dir: str) -> None:
-  """The seed's trained ancestor and latency table, copied into a later target's run dir."""
-  from squish_tf.bench import latency_table  # pylint: disable=g-import-not-at-top
-
-  if os.path.exists(os.path.join(run_dir, "ancestor")):
-    return
-  os.makedirs(run_dir, exist_ok=True)
-  shutil.copytree(os.path.join(source, "ancestor"), os.path.join(run_dir, "ancestor"),
-                  ignore=shutil.ignore_patterns("export"))
-  table = latency_table.table_file("fp32")
-  if os.path.exists(os.path.join(source, table)):
-    shutil.copy(os.path.join(source, table), os.path.join(run_dir, table))
 
 
 def _train_ladder(seed: int, first_run: str, root: str) -> dict:
@@ -121,6 +106,7 @@ def run_seed(seed: int) -> dict:
   from squish_tf import data as data_lib  # pylint: disable=g-import-not-at-top
   from squish_tf import files as files_lib  # pylint: disable=g-import-not-at-top
   from squish_tf.bench import latency  # pylint: disable=g-import-not-at-top
+  from squish_tf.bench import latency_table  # pylint: disable=g-import-not-at-top
   from squish_tf.job import run as job  # pylint: disable=g-import-not-at-top
   from squish_tf.net import model_io  # pylint: disable=g-import-not-at-top
   from squish_tf.report import frontier  # pylint: disable=g-import-not-at-top
@@ -132,7 +118,8 @@ def run_seed(seed: int) -> dict:
   for target in FLAGS.targets:
     run_dir = os.path.join(root, f"x{target}")
     if runs:
-      _share_ancestor(next(iter(runs.values())), run_dir)
+      summary.share_ancestor(next(iter(runs.values())), run_dir,
+                             [latency_table.table_file("fp32")])
     squish_tf.run(**_options(seed, target, run_dir))
     runs[target] = run_dir
   first = runs[FLAGS.targets[0]]

@@ -1,10 +1,11 @@
-"""What the seed-by-seed benchmark scripts share (speed_frontier.py, speed_target.py): the
+"""What the seed-by-seed benchmark scripts share (speed_frontier.py, device_aim.py, ...): the
 job options given as --extra=name=value, their quiet logging, the ratio they print and the
 summary.json they write after their seeds. Not a benchmark itself.
 """
 
 import os
-from typing import Any, Dict, Iterable, Mapping
+import shutil
+from typing import Any, Dict, Iterable, Mapping, Sequence
 
 from absl import flags, logging
 
@@ -17,6 +18,19 @@ def extra_options(options: Dict[str, Any], extra: Iterable[str]) -> Dict[str, An
     name, _, value = item.partition("=")
     options[name] = value
   return options
+
+
+def share_ancestor(source: str, run_dir: str, files: Sequence[str] = ()) -> None:
+  """The seed's trained ancestor (without its export), and each of `files` that `source` has
+  (e.g. its latency table), copied into a later run's dir; nothing when it has one already."""
+  if os.path.exists(os.path.join(run_dir, "ancestor")):
+    return
+  os.makedirs(run_dir, exist_ok=True)
+  shutil.copytree(os.path.join(source, "ancestor"), os.path.join(run_dir, "ancestor"),
+                  ignore=shutil.ignore_patterns("export"))
+  for name in files:
+    if os.path.exists(os.path.join(source, name)):
+      shutil.copy(os.path.join(source, name), os.path.join(run_dir, name))
 
 
 def quiet_logging() -> None:
