@@ -118,8 +118,9 @@ def plan_stages(budgets: budget_lib.Budgets, costs: StepCosts, validation_steps:
   a target reached early stops it) with the teacher's inference pass
   when distilled, and in a run with a target (which more often than not
   meets a generation with no child within the accuracy budget) one round of
-  the deciding candidates' deeper fine-tunes (`evolve.deep_budget`); the SquishedNet's final trainings (one set per member of a
-  --targets family) and the baselines at the small network's cost, for the lineage's
+  the deciding candidates' deeper fine-tunes (`evolve.deep_budget`); the
+  SquishedNet's final trainings (one set per member of a --targets family) and
+  the baselines at the small network's cost, for the lineage's
   epochs (the baselines' equal budget; a ladder counts as `ladder.EXPECTED_RUNGS` of
   them). Worker processes share the cores (`WORKER_GAIN`).
   """
