@@ -53,11 +53,11 @@ def check_options(data: Optional[data_config_lib.DataConfig] = None,
 
   Args:
     data: the data flags' config: its values (`data_config.check_config`), its dataset
-      name and a folder source's --data_dir are checked; None (or --dataset=none, the export's "no data") when the main loads
-      no data.
+      name and a folder source's --data_dir are checked; None (or --dataset=none, the
+      export's "no data") when the main loads no data.
     formats: the export formats asked for (`--formats`; empty: the default), checked against
-      the registered formats (`formats.names()`) and what this machine and the data can make (int8 and qat_int8 need
-      training images); None when the main exports nothing.
+      the registered formats (`formats.names()`) and what this machine and the data can make
+      (int8 and qat_int8 need training images); None when the main exports nothing.
     min_image_size: the smallest input of the network the data feeds (None: not checked).
     pair_resolutions: other sizes the benchmark rebuilds the networks at.
 
