@@ -45,7 +45,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from absl import app, flags, logging  # noqa: E402
 import numpy as np  # noqa: E402
 
-import pipelines  # noqa: E402,F401  (imports TensorFlow without its start-up noise)
+import pipelines  # noqa: E402
+pipelines.import_tensorflow()  # TensorFlow, without its start-up noise
 from squish_tf.net import spec as spec_lib  # noqa: E402
 from squish_tf.runtime import litert, timing  # noqa: E402
 

@@ -28,7 +28,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from absl import app, flags  # noqa: E402
 import numpy as np  # noqa: E402
 
-import pipelines  # noqa: E402,F401  (imports TensorFlow without its start-up noise)
+import pipelines  # noqa: E402
+pipelines.import_tensorflow()  # TensorFlow, without its start-up noise
 from squish_tf.bench import latency  # noqa: E402
 from squish_tf.bench import latency_table as latency_table_lib  # noqa: E402
 from squish_tf.evolve import encoding as synthesis  # noqa: E402

@@ -39,7 +39,8 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from benchmarks import package_images  # noqa: E402
-import pipelines  # noqa: E402,F401  (imports TensorFlow without its start-up noise)
+import pipelines  # noqa: E402
+pipelines.import_tensorflow()  # TensorFlow, without its start-up noise
 import squish_tf  # noqa: E402
 from squish_tf import files as files_lib  # noqa: E402
 from squish_tf.data import pipeline as data_lib  # noqa: E402

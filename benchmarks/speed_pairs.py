@@ -28,7 +28,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from absl import app, flags, logging  # noqa: E402
 
-import pipelines  # noqa: E402,F401  (imports TensorFlow without its start-up noise)
+import pipelines  # noqa: E402
+pipelines.import_tensorflow()  # TensorFlow, without its start-up noise
 from squish_tf.bench import pairs as speed_pairs  # noqa: E402
 from squish_tf.report import console as console_lib  # noqa: E402
 from squish_tf.runtime import timing  # noqa: E402

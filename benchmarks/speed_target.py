@@ -29,7 +29,8 @@ from absl import app, flags  # noqa: E402
 import numpy as np  # noqa: E402
 
 from benchmarks import summary  # noqa: E402
-import pipelines  # noqa: E402,F401  (imports TensorFlow without its start-up noise)
+import pipelines  # noqa: E402
+pipelines.import_tensorflow()  # TensorFlow, without its start-up noise
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("seeds", ["0"], "Seeds: each runs the whole job anew.")

@@ -25,7 +25,8 @@ from absl import app, flags  # noqa: E402
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-import pipelines  # noqa: E402,F401  (imports TensorFlow without its start-up noise)
+import pipelines  # noqa: E402
+pipelines.import_tensorflow()  # TensorFlow, without its start-up noise
 from squish_tf.data import config as data_config_lib  # noqa: E402
 from squish_tf.data import pipeline as data  # noqa: E402
 from squish_tf.net import models  # noqa: E402

@@ -19,13 +19,10 @@ import dataclasses
 import os
 
 from absl import flags, logging
-import tensorflow as tf
 
+import pipelines
 from squish_tf.bench import artefacts as artefacts_lib
-from squish_tf.bench import benchmark as benchmark_lib
 from squish_tf.bench import config as bench_config_lib
-from squish_tf.data import images as images_lib
-from squish_tf.data import pipeline as data_lib
 from squish_tf.job import flags as flag_defs
 from squish_tf.job import preflight
 from squish_tf.layout import NATIVE_LOG_FILE
@@ -56,6 +53,13 @@ flags.adopt_module_key_flags(flag_defs)
 
 def main(argv):
   del argv
+  pipelines.import_tensorflow()
+  # pylint: disable=g-import-not-at-top  (TensorFlow, imported quietly above)
+  from squish_tf.bench import benchmark as benchmark_lib
+  from squish_tf.data import images as images_lib
+  from squish_tf.data import pipeline as data_lib
+  # pylint: enable=g-import-not-at-top
+
   _set_tf_threads(FLAGS.num_threads)
 
   config = dataclasses.replace(flag_defs.benchmark_config_from_flags(formats=FLAGS.formats),
@@ -104,6 +108,7 @@ def main(argv):
 
 def _set_tf_threads(num_threads):
   """Gives Keras and the SavedModel the same CPU threads as LiteRT, for a fair comparison."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
   # TensorFlow's thread pools can only be sized before its runtime starts; when
   # something started it already (a test, an embedding program), keep its pools
   # and let settings.machine record what they are.

@@ -17,6 +17,7 @@ import os
 
 from absl import flags
 
+import pipelines
 from squish_tf import export
 from squish_tf import files as files_lib
 from squish_tf import records
@@ -50,6 +51,7 @@ def main(argv):
   data_config = flag_defs.data_config_from_flags()
   preflight.check_options(data_config, formats=FLAGS.formats or (),
                           min_image_size=spec.min_input_size())
+  pipelines.import_tensorflow()  # the flags are checked: `export` loads it on first use
   with native_log.logging_to(os.path.join(FLAGS.model_dir, NATIVE_LOG_FILE)):
     manifest = export.export_all(
         FLAGS.model_dir, export_dir=FLAGS.export_dir, formats=FLAGS.formats,

@@ -17,7 +17,7 @@ import sys
 
 from absl import flags
 
-from squish_tf.bench import predict
+import pipelines
 from squish_tf.job import flags as flag_defs
 
 FLAGS = flags.FLAGS
@@ -32,6 +32,9 @@ flags.mark_flag_as_required("model")
 
 
 def main(argv):
+  pipelines.import_tensorflow()
+  from squish_tf.bench import predict  # pylint: disable=g-import-not-at-top  (TensorFlow)
+
   model = predict.resolve_model(FLAGS.model)
   if model.note:  # stdout keeps one line per image
     print(f"model: {model.path} ({model.note})", file=sys.stderr)

@@ -26,6 +26,7 @@ one in --model_dir.
 
 from absl import flags
 
+import pipelines
 from squish_tf.bench import devices as devices_lib
 from squish_tf.job import flags as flag_defs
 from squish_tf.net import model_io
@@ -51,6 +52,7 @@ def main(argv):
     raise SystemExit(f"usage: squish-profile pack --out=DIR [--image_size=N] "
                      f"[--format={'|'.join(devices_lib.PACK_FORMATS)}] "
                      f"(got {' '.join(argv[1:]) or 'no command'}).")
+  pipelines.import_tensorflow()  # the probes are built and converted with it
   if FLAGS.model_dir:
     spec = model_io.read_spec(FLAGS.model_dir)
   else:

@@ -14,6 +14,7 @@ command resumes: every finished stage is skipped.
 
 from absl import flags
 
+import pipelines
 from squish_tf import api
 from squish_tf.job import flags as flag_defs
 from squish_tf.job import options as options_lib
@@ -35,7 +36,9 @@ flags.adopt_module_key_flags(flag_defs)
 
 def main(argv):
   del argv
-  api.execute(api.plan_from_flags(FLAGS))  # as squish_tf.run does
+  plan = api.plan_from_flags(FLAGS)  # every flag checked, nothing written yet
+  pipelines.import_tensorflow()
+  api.execute(plan)  # as squish_tf.run does
 
 
 def run():

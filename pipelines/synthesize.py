@@ -23,12 +23,9 @@ import os
 
 from absl import flags
 
+import pipelines
 from squish_tf import files as files_lib
 from squish_tf.data import config as data_config_lib
-from squish_tf.data import pipeline as data_lib
-from squish_tf.evolve import evolution, polish
-from squish_tf.job import budget as budget_lib
-from squish_tf.job import estimate as estimate_lib
 from squish_tf.job import flags as flag_defs
 from squish_tf.job import preflight
 from squish_tf.layout import NATIVE_LOG_FILE
@@ -59,10 +56,18 @@ def main(argv):
   data_config = data_config_lib.in_run(flag_defs.data_config_from_flags(), FLAGS.run_dir, config.workers)
   synth = flag_defs.synthesis_config_from_flags()
   preflight.check_options(data_config, min_image_size=parent_spec.min_input_size())
-  strategy = flag_defs.strategy_from_flags()
   run_flags = flag_defs.flag_values(flag_defs.DATA_IDENTITY_FLAGS)
   train_config = flag_defs.train_config_from_flags()
   budget = flag_defs.budget_config_from_flags()
+  pipelines.import_tensorflow()  # the flags are checked: now the libraries that need it
+  # pylint: disable=g-import-not-at-top
+  from squish_tf.data import pipeline as data_lib
+  from squish_tf.evolve import evolution, polish
+  from squish_tf.job import budget as budget_lib
+  from squish_tf.job import estimate as estimate_lib
+  # pylint: enable=g-import-not-at-top
+
+  strategy = flag_defs.strategy_from_flags()
   # The budget rule of `squish`: a batch that fits the data, then every epoch budget scaled.
   train_ds, val_ds, info = data_lib.load(data_config)
   given_batch = data_config.batch_size

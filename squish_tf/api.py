@@ -24,8 +24,8 @@ and `run` assemble a run the same way: `plan_from_flags` (the CLI's FLAGS, or
 that registry) then `execute`.
 
 Importing this module loads no TensorFlow, nor do `defaults`, `option_names` and
-`RunResults.load`; `plan` does (its checks ask which export formats this machine can
-produce), and `run`.
+`RunResults.load`, nor `plan` unless `formats` names one this machine may not make (tftrt:
+TensorFlow says); `run` does.
 """
 
 import contextlib
@@ -41,6 +41,7 @@ from squish_tf import layout
 from squish_tf import records
 from squish_tf.job import flags as flag_defs
 from squish_tf.job import options as options_lib
+from squish_tf.job import preflight
 from squish_tf.net import model_io
 from squish_tf.report import console as console_lib
 from squish_tf.report import markdown as report_lib
@@ -181,9 +182,6 @@ def plan_from_flags(values: flags.FlagValues, check_ancestor: bool = True,
   (`job.preflight`). With `estimate`, also the budgets and the plan the run would print
   (`plan`'s `estimate`).
   """
-  # The formats this machine can export are TensorFlow's to say.
-  from squish_tf.job import preflight  # pylint: disable=g-import-not-at-top
-
   names = option_names()
   job_config = flag_defs.job_config_from_flags(values, check_ancestor=check_ancestor)
   data = flag_defs.data_config_from_flags(values)

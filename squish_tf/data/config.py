@@ -246,6 +246,22 @@ def check_config(config: DataConfig) -> None:
     raise ValueError(f"processes must be a positive integer, got {config.processes!r}.")
 
 
+FOLDER_LAYOUT_HELP = ("a folder with one sub-folder of images per class, or train/ (and optional "
+                      "validation/ and test/) sub-folders that each hold the class sub-folders")
+
+
+def check_folder(config: DataConfig) -> None:
+  """Refuses --dataset=folder without a --data_dir directory, before any file is read."""
+  if config.dataset != "folder":
+    return
+  root = config.data_dir
+  if not root:
+    raise ValueError(f"--dataset=folder needs --data_dir: {FOLDER_LAYOUT_HELP}.")
+  if not os.path.isdir(root):
+    raise ValueError(f"--data_dir {root!r} is not a directory; for --dataset=folder it must be "
+                     f"{FOLDER_LAYOUT_HELP}.")
+
+
 @dataclasses.dataclass
 class Split:
   """One split before decoding: cheap items, their decoder, and what the decoded images are.

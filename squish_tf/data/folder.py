@@ -13,6 +13,7 @@ from squish_tf import files as files_lib
 from squish_tf.data.cache import cache_name, digest
 from squish_tf.data.config import (
   CACHE_FORMAT_VERSION,
+  FOLDER_LAYOUT_HELP,
   IMAGE_EXTENSIONS,
   TEST,
   TRAIN,
@@ -20,11 +21,9 @@ from squish_tf.data.config import (
   DataConfig,
   Source,
   Split,
+  check_folder,
 )
 from squish_tf.data.images import decode_image, resize, stratified_parts
-
-_FOLDER_LAYOUT_HELP = ("a folder with one sub-folder of images per class, or train/ (and optional "
-                       "validation/ and test/) sub-folders that each hold the class sub-folders")
 
 
 def folder_source(config: DataConfig, splits: Sequence[str]) -> Source:
@@ -42,12 +41,8 @@ def folder_source(config: DataConfig, splits: Sequence[str]) -> Source:
   and again only when its size or mtime changes. The training file list is
   shuffled (seeded by config.seed) before anything decodes it.
   """
+  check_folder(config)
   root = config.data_dir
-  if not root:
-    raise ValueError(f"--dataset=folder needs --data_dir: {_FOLDER_LAYOUT_HELP}.")
-  if not os.path.isdir(root):
-    raise ValueError(f"--data_dir {root!r} is not a directory; for --dataset=folder it must be "
-                     f"{_FOLDER_LAYOUT_HELP}.")
   train_root = os.path.join(root, TRAIN)
   given: Dict[str, Dict[str, List[str]]] = {}  # splits that have their own folder
   roots = {}
@@ -66,7 +61,7 @@ def folder_source(config: DataConfig, splits: Sequence[str]) -> Source:
   if len(class_names) < 2:
     raise ValueError(f"{train_root!r} has {len(class_names)} class folder(s) "
                      f"({', '.join(class_names) or 'none'}); a classifier needs at least 2. "
-                     f"--data_dir must be {_FOLDER_LAYOUT_HELP}.")
+                     f"--data_dir must be {FOLDER_LAYOUT_HELP}.")
   for split, files in given.items():
     if sorted(files) != class_names:
       missing = sorted(set(class_names) - set(files))

@@ -144,15 +144,18 @@ class EvolutionConfig:
   target_macs: Optional[int] = dataclasses.field(default=None, metadata=dict(
       help="Stop once the chosen offspring has at most this many MACs.", greater_than=0))
   target_latency_ms: Optional[float] = dataclasses.field(default=None, metadata=dict(help=(
-      "Stop once the chosen offspring's LiteRT latency at batch 1, as predicted by the latency "
-      "table measured on this machine, is at most this many ms."), greater_than=0.0))
+      "Stop once the chosen offspring's LiteRT latency at batch 1 is at most this many ms on "
+      "the latency table's clock: its speed-up, timed interleaved with the ancestor, at least "
+      "the table's ms for the ancestor over this (the table's prediction where the clock is "
+      "another device's)."), greater_than=0.0))
   target_speedup: Optional[float] = dataclasses.field(default=None, metadata=dict(help=(
-      "Stop once the chosen offspring is predicted this many times faster than the ancestor "
-      "(LiteRT, batch 1, the measured latency table)."), greater_than=1.0))
+      "Stop once the chosen offspring runs this many times faster than the ancestor (LiteRT, "
+      "batch 1, timed interleaved with it on the latency table's clock; the table's "
+      "prediction where the clock is another device's)."), greater_than=1.0))
   targets: Optional[Sequence[str]] = dataclasses.field(default=None, metadata=dict(
       kind="list", help=(
       "A family from one run: budgets, comma-separated, each a speed-up over the ancestor "
-      "(1.5x), a size (0.8MB), a predicted latency on the run's clock (5ms) or MACs (200MMACs). "
+      "(1.5x), a size (0.8MB), a latency on the run's clock (5ms) or MACs (200MMACs). "
       "One evolution walks them in order; the best chosen offspring meeting each (validation "
       "top-1) becomes a member, and every member gets the final stage and the export. "
       "--target_size_mb, --target_macs, --target_latency_ms and --target_speedup are the "

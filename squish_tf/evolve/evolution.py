@@ -47,7 +47,7 @@ from squish_tf.evolve import steering
 from squish_tf.evolve import surgery
 from squish_tf.evolve.candidates import GenerationTask, Runner
 from squish_tf.evolve.config import LATENCY_THREADS, EvolutionConfig
-from squish_tf.evolve.targets import TargetFamily, check_targets
+from squish_tf.evolve.targets import TargetFamily, check_targets, measured_speedup
 from squish_tf.evolve.lineage import (
   ANCESTOR_ID,
   LINEAGE_FILE,
@@ -238,9 +238,12 @@ class _Evolution:
     """Draws, fine-tunes, times and selects one generation; the next parent's id, or None to
     stop."""
     strengths = surgery.layer_strengths(parent_model, parent_spec)
-    synth = steering.generation_synthesis(self.synth, self.config, parent_spec, generation, self.table,
-                                          self.ancestor_spec, self.targets, strengths,
-                                          met=chosen_records(self.lineage))
+    parent = next((r for r in chosen_records(self.lineage) if r["id"] == parent_id), {})
+    parent_speedup = 1.0 if parent_id == ANCESTOR_ID else measured_speedup(parent)
+    synth = steering.generation_synthesis(self.synth, self.config, parent_spec, generation,
+                                          self.table, self.ancestor_spec, self.targets,
+                                          strengths, met=chosen_records(self.lineage),
+                                          parent_speedup=parent_speedup)
     # F_l depends on the parent only (target mode root-searches it): once per generation.
     factors = environment_lib.environment_factors(parent_spec, synth, strengths, self.table)
     task = GenerationTask(run_dir=self.run_dir, generation=generation, config=self.config,

@@ -18,7 +18,8 @@ def generation_synthesis(synth: synthesis.SynthesisConfig, config: EvolutionConf
                          ancestor_spec: Optional[spec_lib.NetSpec] = None,
                          targets: Optional[TargetFamily] = None,
                          strengths: Optional[Mapping[str, Any]] = None,
-                         met: Sequence[Mapping[str, Any]] = ()
+                         met: Sequence[Mapping[str, Any]] = (),
+                         parent_speedup: Optional[float] = None
                          ) -> synthesis.SynthesisConfig:
   """env_mode=target with no fixed fraction: shrink evenly towards the targets (`targets`;
   None: `config`'s, the ancestor's ms predicted by `table`) over the generations left, and
@@ -27,7 +28,9 @@ def generation_synthesis(synth: synthesis.SynthesisConfig, config: EvolutionConf
 
   A family's members not met by the chosen offspring so far (`met`) share the generations
   left evenly: the pace reaches the first of them within its share, and the last within all
-  of them (a family of one: the last within the generations left)."""
+  of them (a family of one: the last within the generations left). A latency target is
+  aimed at from `parent_speedup`, the parent's speed-up over the ancestor measured on the
+  table's clock, when given (`Targets.goals`: as `Targets.met` judges it)."""
   if synth.env_mode != "target":
     return synth
   if config.target_fraction is not None:
@@ -38,8 +41,9 @@ def generation_synthesis(synth: synthesis.SynthesisConfig, config: EvolutionConf
   unmet = targets.unmet(met) or ([len(targets.members) - 1] if targets.any else [])
   left = config.generations - generation + 1
   paces = ([] if not unmet else
-           [(targets.members[unmet[0]].goals(parent_spec, table), max(1, left // len(unmet))),
-            (targets.members[unmet[-1]].goals(parent_spec, table), left)])
+           [(targets.members[unmet[0]].goals(parent_spec, table, parent_speedup),
+             max(1, left // len(unmet))),
+            (targets.members[unmet[-1]].goals(parent_spec, table, parent_speedup), left)])
   goals = paces[0][0] if paces else {}
   budget = micro_budget_lib.MicroBudget.of(config)
   if not goals and not budget.any:

@@ -37,9 +37,10 @@ from squish_tf.export.config import FORMATS
 # Names of the package -> the module that defines them (imported on first use).
 _LAZY = {
     **dict.fromkeys(("DATA_FORMATS", "MANIFEST_FILE", "SPEC_FORMATS", "ExportData",
-                     "ExportOptions", "available_formats", "export_all", "gzip_size", "is_complete",
-                     "load_export_data", "parse_formats", "parity", "qat_int8_artefact",
+                     "ExportOptions", "export_all", "gzip_size", "is_complete",
+                     "load_export_data", "parity", "qat_int8_artefact",
                      "summary_table"), "squish_tf.export.exporter"),
+    **dict.fromkeys(("available_formats", "parse_formats"), "squish_tf.export.formats"),
     **dict.fromkeys(("op_counts", "run_tflite"), "squish_tf.export.tflite"),
 }
 

@@ -28,7 +28,7 @@ import gzip
 import os
 import shutil
 import time
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import tensorflow as tf
@@ -64,49 +64,15 @@ FORMATS = formats_lib.names()
 DATA_FORMATS = tuple(f.name for f in formats_lib.REGISTRY if f.needs_data)  # training images
 SPEC_FORMATS = tuple(f.name for f in formats_lib.REGISTRY if f.needs_spec)  # a SqueezeNet spec
 TFLITE_FORMATS = tuple(f.name for f in formats_lib.REGISTRY if f.tflite)
-NO_DATA = ("", "none")  # --dataset values meaning "no data"
 MANIFEST_FILE = "export.json"
 LABELS_FILE = "labels.txt"
 MANIFEST_VERSION = records.MANIFEST_VERSION
 
 
-def has_data(data_config: Optional[data_config_lib.DataConfig]) -> bool:
-  return data_config is not None and data_config.dataset.strip().lower() not in NO_DATA
-
-
-def available_formats(with_data: bool = True) -> List[str]:
-  """The formats this machine can produce (TF-TRT only where TensorFlow has TensorRT)."""
-  return [f.name for f in formats_lib.REGISTRY
-          if f.unavailable_reason() is None and (with_data or not f.needs_data)]
-
-
-def parse_formats(formats: Union[None, str, Sequence[str]], with_data: bool) -> List[str]:
-  """Validates a format list ("fp32,int8" or a sequence); None or "" means the default.
-
-  The default is every format this machine can produce, without the ones that need
-  training images (int8, qat_int8) when there is no data.
-  """
-  names = formats.split(",") if isinstance(formats, str) else list(formats or ())
-  names = [name.strip().lower() for name in names if name.strip()]
-  if not names:
-    return available_formats(with_data)
-  known = formats_lib.names()
-  unknown = [name for name in names if name not in known]
-  if unknown:
-    raise ValueError(f"Unknown export format(s) {unknown}; known formats are {', '.join(known)} "
-                     "(comma-separated, e.g. --formats=saved_model,int8).")
-  if not with_data:
-    needs_data = [name for name in names if formats_lib.lookup(name).needs_data]
-    if needs_data:
-      raise ValueError(f"Formats {needs_data} need training images (int8 calibration, QAT "
-                       "fine-tuning), but no data was given; pass the data flags "
-                       "(e.g. --dataset=shapes10 --image_size=<the model's>), or leave these "
-                       "formats out.")
-  for name in dict.fromkeys(names):
-    reason = formats_lib.lookup(name).unavailable_reason()
-    if reason is not None:
-      raise ValueError(f"Format {name!r}: {reason}")
-  return [name for name in known if name in names]
+# The format checks live with the registry, which needs no TensorFlow (`job.preflight` runs
+# them before TensorFlow loads); they are this module's names too.
+NO_DATA, has_data = formats_lib.NO_DATA, formats_lib.has_data
+available_formats, parse_formats = formats_lib.available_formats, formats_lib.parse_formats
 
 
 def load_export_data(config: data_config_lib.DataConfig,

@@ -12,11 +12,16 @@ listed in the manifest in registration order.
 """
 
 import dataclasses
-from typing import Any, Callable, Optional, Tuple
+from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
+
+from absl import logging
 
 from squish_tf import registry as registry_lib
+from squish_tf.data import config as data_config_lib
+from squish_tf.runtime import workers
 
 WRITERS = "squish_tf.export.writers"
+NO_DATA = ("", "none")  # --dataset values meaning "no data"
 # The trained Keras model every export starts from: an artefact the benchmark times and
 # the report lists first, though no format writes it.
 SOURCE_ARTEFACT, SOURCE_LABEL = "keras", "Keras"
@@ -103,3 +108,49 @@ def artefact_label(artefact: str) -> str:
   if artefact == SOURCE_ARTEFACT:
     return SOURCE_LABEL
   return next((f.label for f in REGISTRY if f.artefact == artefact), artefact)
+
+
+def has_data(data_config: Optional[data_config_lib.DataConfig]) -> bool:
+  """Whether `data_config` gives training images (--dataset=none gives none)."""
+  return data_config is not None and data_config.dataset.strip().lower() not in NO_DATA
+
+
+def available_formats(with_data: bool = True) -> List[str]:
+  """The formats this machine can produce (TF-TRT only where TensorFlow has TensorRT)."""
+  return [f.name for f in REGISTRY
+          if f.unavailable_reason() is None and (with_data or not f.needs_data)]
+
+
+def parse_formats(formats: Union[None, str, Sequence[str]], with_data: bool) -> List[str]:
+  """Validates a format list ("fp32,int8" or a sequence); None or "" means the default.
+
+  The default is every format this machine can produce, without the ones that need
+  training images (int8, qat_int8) when there is no data. Only a format that may be
+  unavailable here (tftrt), named or by default, loads TensorFlow to ask.
+  """
+  names = formats.split(",") if isinstance(formats, str) else list(formats or ())
+  names = [name.strip().lower() for name in names if name.strip()]
+  if not names:
+    return available_formats(with_data)
+  known = REGISTRY.names()
+  unknown = [name for name in names if name not in known]
+  if unknown:
+    raise ValueError(f"Unknown export format(s) {unknown}; known formats are {', '.join(known)} "
+                     "(comma-separated, e.g. --formats=saved_model,int8).")
+  if not with_data:
+    needs_data = [name for name in names if lookup(name).needs_data]
+    if needs_data:
+      raise ValueError(f"Formats {needs_data} need training images (int8 calibration, QAT "
+                       "fine-tuning), but no data was given; pass the data flags "
+                       "(e.g. --dataset=shapes10 --image_size=<the model's>), or leave these "
+                       "formats out.")
+  asked = [lookup(name) for name in dict.fromkeys(names)]
+  if any(f.unavailable is not None for f in asked) and logging.get_verbosity() < logging.INFO:
+    # TensorFlow says whether this machine makes it: loaded without its start-up lines (absl
+    # below INFO), as the mains and the worker processes load it.
+    workers.import_tensorflow_quietly()
+  for format_ in asked:
+    reason = format_.unavailable_reason()
+    if reason is not None:
+      raise ValueError(f"Format {format_.name!r}: {reason}")
+  return [name for name in known if name in names]

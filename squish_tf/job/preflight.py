@@ -5,6 +5,9 @@ otherwise surface at the stage that reads it: after the run dir is locked, flags
 the data loaded and the ancestor trained. Every main (and `squish_tf.run`) calls
 `check_options` right after building its configs, before it writes, locks or loads anything;
 a refused option is one `ValueError` naming what was given and what is known.
+
+The checks need no TensorFlow (a refusal is as quick as the command line's parse), except to
+ask whether this machine makes a format that may be unavailable (tftrt) when one is named.
 """
 
 import functools
@@ -12,7 +15,7 @@ from typing import Optional, Sequence
 
 from squish_tf.data import config as data_config_lib
 from squish_tf.evolve import micro_budget as micro_budget_lib
-from squish_tf.export import exporter as exporter_lib
+from squish_tf.export import formats as formats_lib
 from squish_tf.net import spec as spec_lib
 
 # The dataset names that take no suffix; "tfds:NAME" takes any non-empty NAME.
@@ -49,26 +52,27 @@ def check_options(data: Optional[data_config_lib.DataConfig] = None,
   """Refuses, before anything is written, locked or loaded, what a later stage would refuse.
 
   Args:
-    data: the data flags' config: its values (`data_config.check_config`) and its dataset
-      name are checked; None (or --dataset=none, the export's "no data") when the main loads
-      no data.
+    data: the data flags' config: its values (`data_config.check_config`), its dataset
+      name and a folder source's --data_dir are checked; None (or --dataset=none, the
+      export's "no data") when the main loads no data.
     formats: the export formats asked for (`--formats`; empty: the default), checked against
-      `exporter.FORMATS` and what this machine and the data can make (int8 and qat_int8 need
-      training images); None when the main exports nothing.
+      the registered formats (`formats.names()`) and what this machine and the data can make
+      (int8 and qat_int8 need training images); None when the main exports nothing.
     min_image_size: the smallest input of the network the data feeds (None: not checked).
     pair_resolutions: other sizes the benchmark rebuilds the networks at.
 
   Raises:
     ValueError: the first option refused, with the known values.
   """
-  with_data = exporter_lib.has_data(data)
+  with_data = formats_lib.has_data(data)
   if with_data:
     data_config_lib.check_config(data)
     check_dataset_name(data.dataset)
+    data_config_lib.check_folder(data)
     if min_image_size is not None:
       check_image_size("image_size", data.image_size, min_image_size)
-  if formats is not None:
-    exporter_lib.parse_formats(list(formats), with_data=with_data)
+  if formats:  # none named: the default, every format this machine makes
+    formats_lib.parse_formats(list(formats), with_data=with_data)
   if min_image_size is not None:
     for size in pair_resolutions:
       check_image_size("pair_resolutions", size, min_image_size)
@@ -85,7 +89,7 @@ def check_micro_budget(evolution, synth, data: data_config_lib.DataConfig) -> No
   size (`micro_budget.MicroBudget.check_floors`), before the data are read: the fewest classes
   stand in for the dataset's (the run checks its own again once it knows them)."""
   budget = micro_budget_lib.MicroBudget.of(evolution)
-  if budget.any and exporter_lib.has_data(data):
+  if budget.any and formats_lib.has_data(data):
     ancestor = spec_lib.squishednet_base(num_classes=2,
                                          input_shape=(data.image_size, data.image_size, 3))
     budget.check_floors(ancestor, synth)
