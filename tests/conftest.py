@@ -23,6 +23,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _cpus = tf.config.list_physical_devices("CPU")
 tf.config.set_logical_device_configuration(
     _cpus[0], [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()])
+# A pytest-xdist worker (`make test`: one per core) takes its share of the cores for an op's
+# threads, as the job's worker processes do (`workers.threads_per_worker`): more threads than
+# that only wait on each other's cores.
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+  tf.config.threading.set_intra_op_parallelism_threads(workers.threads_per_worker(
+      workers.usable_cores(), int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
 
 
 @pytest.fixture
@@ -191,11 +197,12 @@ _SHARED_SCOPES = {"tests/test_api.py": "readme_run", "tests/test_job.py": "readm
 # go first, longest first (xdist would order them by their number of tests), so that the cheap
 # ones fill in at the end and both workers finish together. Most costly first, roughly.
 _COSTLIEST_FIRST = (
-    "readme_run", "tests/test_pipelines.py", "tests/test_budgets.py",
-    "tests/test_export_formats.py", "tests/test_train.py", "tests/test_predict.py",
-    "tests/test_polish.py", "tests/test_family.py", "tests/test_distill.py",
-    "tests/test_baselines.py", "tests/test_evolution.py", "tests/test_latency.py",
-    "tests/test_deep_budget.py", "tests/test_profiles.py", "tests/test_export_jetson.py",
+    "readme_run", "tests/test_export_formats.py", "tests/test_pipelines.py",
+    "tests/test_evolution.py", "tests/test_baselines.py", "tests/test_polish.py",
+    "tests/test_train.py", "tests/test_family.py", "tests/test_latency.py",
+    "tests/test_budgets.py", "tests/test_deep_budget.py", "tests/test_export_jetson.py",
+    "tests/test_predict.py", "tests/test_profiles.py", "tests/test_distill.py",
+    "tests/test_data.py", "tests/test_synthesis.py", "tests/test_surgery.py",
     "tests/test_workers.py", "tests/test_benchmark.py", "tests/test_litert.py")
 
 

@@ -60,7 +60,8 @@ def test_pruning_fine_tune_follows_the_recipe():
   assert float(schedule(59)) < 1e-4  # cosine to zero at the end
 
 
-def test_run_baselines_trains_each_at_the_budget_and_skips_when_done(toy_parent_dir, tmp_path):
+def test_run_baselines_trains_each_at_the_budget_and_skips_when_done(toy_parent_dir, tmp_path,
+                                                                    monkeypatch):
   # Half the parent's weights: pruning keeps the toy parent's 100% at every data order tried
   # (6 of 6), where two thirds of them left 36-81% after this short fine-tune.
   target = toy.TINY.params() // 2
@@ -70,7 +71,10 @@ def test_run_baselines_trains_each_at_the_budget_and_skips_when_done(toy_parent_
                                     train_config=recipe, fine_tune_learning_rate=1e-3,
                                     latency_multiplier=0.7, latency_match=match)
   run_dir = str(tmp_path / "run")
+  # The pool of workers=2 in one process: every baseline trains there, none here.
+  pools = toy.one_worker_process(monkeypatch)
   dirs = baselines.run_baselines(run_dir, toy_parent_dir, budget, toy.data, workers=2)
+  assert len(pools) == 1
   assert sorted(dirs) == sorted(baselines.BASELINES)
   found = {name: json.load(open(os.path.join(d, "metrics.json"))) for name, d in dirs.items()}
 
@@ -118,7 +122,8 @@ def test_run_baselines_trains_each_at_the_budget_and_skips_when_done(toy_parent_
                     for name, d in dirs.items()}
 
   # Results do not depend on workers: trained one by one in this process (whatever it ran
-  # before), the same baselines end with the same weights as in fresh worker processes.
+  # before), the same baselines end with the same weights as in the worker process (where
+  # other baselines trained before it).
   again = baselines.run_baselines(str(tmp_path / "again"), toy_parent_dir, budget, toy.data,
                                   names=("width_scaled_distilled",), workers=1)
   for name, directory in again.items():

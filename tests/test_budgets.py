@@ -160,17 +160,21 @@ def test_the_plan_times_real_steps_of_both_networks(real_step_costs):
   worth it) each epoch's own cost."""
   import toy  # pylint: disable=g-import-not-at-top
 
+  from squish_tf.net import spec as spec_lib  # pylint: disable=g-import-not-at-top
   from squish_tf.train import config as train_config_lib  # pylint: disable=g-import-not-at-top
 
+  # One fire: each measurement builds and traces its networks, whatever their size.
+  one_fire = toy.TINY.replace(conv1_filters=8, fires=(spec_lib.FireSpec(4, 8, 8),),
+                              pool_after=(1,))
   config = train_config_lib.TrainConfig(epochs=1)
-  costs = estimate_lib.measure_costs(toy.TINY, 8, config, small=False)
+  costs = estimate_lib.measure_costs(one_fire, 8, config, small=False)
   for name in ("ancestor_train", "ancestor_eval", "ancestor_trace"):
     assert getattr(costs, name) > 0, (name, costs)
   assert costs.small_train == costs.ancestor_train  # small=False: one network stands for both
   assert costs.data == 0 and costs.epoch == 0  # no data given: neither is measured
-  with_data = estimate_lib.measure_costs(toy.TINY, 8, config, data_fn=toy.data)
+  with_data = estimate_lib.measure_costs(one_fire, 8, config, data_fn=toy.data)
   assert with_data.small_train > 0 and with_data.data > 0 and with_data.epoch > 0
-  never = estimate_lib.measure_costs(toy.TINY, 8, config, small=False, data_fn=toy.data,
+  never = estimate_lib.measure_costs(one_fire, 8, config, small=False, data_fn=toy.data,
                                      worth_an_epoch=lambda costs: False)
   assert never.data > 0 and never.epoch == 0  # a tiny training: its epochs' cost is not timed
 

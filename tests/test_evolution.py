@@ -348,12 +348,15 @@ def test_config_validation():
   assert evolve_config_lib.EvolutionConfig().select == "top1"
 
 
-def test_worker_processes_give_the_same_lineage(parent_dir, tmp_path):
+def test_worker_processes_give_the_same_lineage(parent_dir, tmp_path, monkeypatch):
   config = evolve_config_lib.EvolutionConfig(generations=1, population=2, offspring_epochs=1,
                                      max_accuracy_drop=1.0, seed=5)
   in_process = evolution.evolve(parent_dir, str(tmp_path / "one"), config, SYNTH, toy_data)
+  # The pool of --workers=2 in one process: both candidates are made there, none here.
+  pools = toy.one_worker_process(monkeypatch)
   workers = evolution.evolve(parent_dir, str(tmp_path / "two"),
                              dataclasses.replace(config, workers=2), SYNTH, toy_data)
+  assert len(pools) == 1
   assert _comparable(workers.lineage) == _comparable(in_process.lineage)
 
 

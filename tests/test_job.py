@@ -361,9 +361,10 @@ def test_with_workers_the_ancestor_trains_in_a_process_of_its_own(tmp_path, monk
 
 
 def test_a_finished_lineage_is_read_back_as_evolve_returns_it(toy_parent_dir, tmp_path,
-                                                               monkeypatch):
+                                                               monkeypatch, fast_latency):
   """A skipped synthesis stage reads lineage.json itself, and checks the ancestor as evolve()
-  does; evolve() leaves the size and MAC targets to the job, which refused them before."""
+  does; evolve() leaves the size and MAC targets to the job, which refused them before.
+  (Candidates timed by their MACs: `conftest.fast_latency`.)"""
   import shutil  # pylint: disable=g-import-not-at-top
 
   from squish_tf.evolve import evolution  # pylint: disable=g-import-not-at-top
@@ -414,13 +415,18 @@ def _write_folder(root, images, labels, names):
                      tf.io.encode_png(np.asarray(image, np.uint8)))
 
 
-def test_changing_the_test_labels_changes_no_choice(tmp_path, monkeypatch):
+def test_changing_the_test_labels_changes_no_choice(tmp_path, monkeypatch, fast_latency):
   """The lineage, the polish and the baselines cannot depend on the test split.
 
   Two runs on the same training and validation images, with the test images'
   labels true in one and permuted in the other, stopped once everything is
   trained (the export, the first to read the test split, adds nothing here).
+  Candidates are timed by their MACs (`conftest.fast_latency`): timing reads no split. The
+  second run starts from the first one's ancestor (trained before anything reads the test
+  split, as every run's is): the stages compared are the ones after it.
   """
+  import shutil  # pylint: disable=g-import-not-at-top
+
   names = ("red", "green", "blue")
   images, labels = toy.arrays(160, seed=7)
   train_config = train_config_lib.TrainConfig(epochs=2, learning_rate=1e-2)
@@ -444,6 +450,8 @@ def test_changing_the_test_labels_changes_no_choice(tmp_path, monkeypatch):
     data = data_config_lib.DataConfig(dataset="folder", data_dir=root, image_size=32, batch_size=32)
     run_dir = str(tmp_path / variant / "run")
     config = job_config_lib.JobConfig(run_dir=run_dir, baselines=("width_scaled",), check_ancestor=False)
+    if runs:
+      shutil.copytree(tmp_path / "true" / "run" / "ancestor", os.path.join(run_dir, "ancestor"))
 
     def stop_once_trained(stage):
       if stage == "baselines":

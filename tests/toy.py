@@ -126,6 +126,27 @@ def fake_latency(monkeypatch):
   monkeypatch.setattr(evolution, "measure_model_dirs", fake_measure)
 
 
+def one_worker_process(monkeypatch):
+  """A pool of worker processes (`runtime.workers.WorkerPool`, --workers > 1) starts one
+  process, whatever its number of workers: what would run side by side runs one after the
+  other there. A test of what worker processes make (the same as this process makes) needs
+  one, not the start-up of two."""
+  import concurrent.futures  # pylint: disable=g-import-not-at-top
+
+  from squish_tf.runtime import workers  # pylint: disable=g-import-not-at-top
+
+  made = []
+  original = concurrent.futures.ProcessPoolExecutor
+
+  def one_process(max_workers=None, **kwargs):
+    del max_workers
+    made.append(original(max_workers=1, **kwargs))
+    return made[-1]
+
+  monkeypatch.setattr(workers.concurrent.futures, "ProcessPoolExecutor", one_process)
+  return made
+
+
 def tree(directory):
   """Every path under `directory`, sorted: a file with its mtime and bytes, a directory with
   None (a directory's changes show in its entries); None when `directory` does not exist."""

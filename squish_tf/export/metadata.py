@@ -49,6 +49,9 @@ MIN_PARSER_VERSION = "1.0.0"
 LABELS_FILE = "labels.txt"
 PIXEL_RANGE = (0.0, 255.0)
 BUFFER_ALIGNMENT = 16
+# The labels member's date in the archive (the zip format's earliest): not the clock, so that
+# writing the same file twice gives the same bytes.
+ZIP_DATE_TIME = (1980, 1, 1, 0, 0, 0)
 DESCRIPTION = ("Identify the most prominent object in the image from a known set of "
                "categories.")
 _TYPE_NAMES = {tflite_fb.TensorType.FLOAT32: "float32", tflite_fb.TensorType.UINT8: "uint8",
@@ -113,8 +116,10 @@ def with_metadata(content: bytes, labels_text: str, name: str = "image_classifie
 
   archive = io.BytesIO(bytes(builder.Output()))
   archive.seek(0, io.SEEK_END)
+  member = zipfile.ZipInfo(labels_file, date_time=ZIP_DATE_TIME)
+  member.external_attr = 0o600 << 16  # what writestr gives a member named by a string
   with zipfile.ZipFile(archive, "a", compression=zipfile.ZIP_STORED) as files:  # SDKs map it
-    files.writestr(labels_file, labels_text)
+    files.writestr(member, labels_text)
   return archive.getvalue()
 
 
