@@ -6,7 +6,7 @@ finished runs' fp32 .tflite files (the ancestor's, each member's, each rung's), 
 run's models interleaved with its ancestor in one LiteRT session (`latency.measure_against`,
 batch 1, 2 threads, --rounds rounds: median per-round speed-up with min-max), one run after the
 other, and prints per run and budget the member's test top-1 (results.json), its speed-up, the
-best ladder network at least as fast in this session (`report.frontier.ladder_verdict`'s rule,
+best ladder network at least as fast in this session (`report.frontier.ladder_verdict`,
 no interpolation) and the points between them; then per budget the mean over the runs.
 
   python benchmarks/family_retime.py --runs=/tmp/ffeq0/seed_0,/tmp/ffeq1/seed_1,/tmp/ffeq2/seed_2
@@ -49,21 +49,26 @@ def _files(run_dir: str, results: dict) -> dict:
 
 
 def _verdicts(results: dict, measured: dict) -> list:
+  """Per budget, the member against the ladder in this session's timings
+  (`report.frontier.ladder_verdict`: the best rung at most as slow, no interpolation)."""
+  from squish_tf.report import frontier as frontier_lib  # pylint: disable=g-import-not-at-top
   models = results["models"]
+
+  def point(name):
+    return {"name": name, "latency_ms": measured[name]["latency_ms"], "top1": models[name]["top1"]}
+
+  ladder = [point(name) for name in measured if name.startswith("ladder_")]
   rows = []
   for member in results["family"]["members"]:
-    speed = measured[member["name"]]["speedup"]
-    rivals = [name for name in measured if name.startswith("ladder_")
-              and measured[name]["speedup"] >= speed]
-    rival = max(rivals, key=lambda name: (models[name]["top1"], measured[name]["speedup"]),
-                default=None)
+    verdict = frontier_lib.ladder_verdict(point(member["name"]), ladder)
+    rival = (verdict or {}).get("rival")
     for label in member["labels"]:
-      rows.append({"budget": label, "member": member["name"], "top1": models[member["name"]]["top1"],
-                   "speedup": speed, "rival": rival,
-                   "rival_top1": None if rival is None else models[rival]["top1"],
-                   "rival_speedup": None if rival is None else measured[rival]["speedup"],
-                   "points": None if rival is None else
-                   100 * (models[member["name"]]["top1"] - models[rival]["top1"])})
+      rows.append({"budget": label, "member": member["name"], "top1": verdict["top1"],
+                   "speedup": measured[member["name"]]["speedup"],
+                   "rival": None if rival is None else rival["name"],
+                   "rival_top1": None if rival is None else rival["top1"],
+                   "rival_speedup": None if rival is None else measured[rival["name"]]["speedup"],
+                   "points": verdict["points"]})
   return rows
 
 

@@ -238,8 +238,8 @@ class _Evolution:
     """Draws, fine-tunes, times and selects one generation; the next parent's id, or None to
     stop."""
     strengths = surgery.layer_strengths(parent_model, parent_spec)
-    parent = next((r for r in chosen_records(self.lineage) if r["id"] == parent_id), {})
-    parent_speedup = 1.0 if parent_id == ANCESTOR_ID else measured_speedup(parent)
+    parent_speedup = (1.0 if parent_id == ANCESTOR_ID
+                      else measured_speedup(_record_of(self.lineage, parent_id)))
     synth = steering.generation_synthesis(self.synth, self.config, parent_spec, generation,
                                           self.table, self.ancestor_spec, self.targets,
                                           strengths, met=chosen_records(self.lineage),
@@ -300,9 +300,7 @@ class _Evolution:
     lineage, config = self.lineage, self.config
     # Every run times its candidates (a few seconds a generation), before selection:
     # --select=top1_per_ms reads the measurements.
-    parent = (lineage["ancestor"] if parent_id == ANCESTOR_ID
-              else next(r for r in lineage["candidates"]
-                        if r["id"] == parent_id and r["status"] == "ok"))
+    parent = _record_of(lineage, parent_id)
     # A parent recorded before every run measured (a resumed older lineage) is timed too.
     unmeasured_parent = ([parent] if parent_id != ANCESTOR_ID
                          and "measured_latency_ms" not in parent else [])
@@ -341,6 +339,13 @@ class _Evolution:
 def chosen_records(lineage: Mapping[str, Any]) -> List[Dict[str, Any]]:
   """The chosen offspring's records, in generation order."""
   return [r for r in lineage["candidates"] if r.get("chosen") and r["status"] == "ok"]
+
+
+def _record_of(lineage: Mapping[str, Any], parent_id: str) -> Dict[str, Any]:
+  """A parent's record: the ancestor's, or the ok candidate's of that id."""
+  if parent_id == ANCESTOR_ID:
+    return lineage["ancestor"]
+  return next(r for r in lineage["candidates"] if r["id"] == parent_id and r["status"] == "ok")
 
 
 def _speedup_of(parent: Dict[str, Any], parent_id: str) -> Optional[float]:
