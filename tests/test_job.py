@@ -212,17 +212,20 @@ def test_make_demo_plans_a_family_of_two_speedups_without_a_ladder():
   family = targets_lib.TargetFamily.of(demo.evolution, ancestor_ms=1.0)
   assert family.labels == ("1.5x", "3x")
   assert [member.speedup for member in family.members] == pytest.approx([1.5, 3.0])
-  assert demo.evolution.generations == 3 and demo.evolution.final_init == "best"
+  assert demo.evolution.generations == 3 and demo.evolution.final_init == "inherit"
   assert demo.evolution.target_speedup is None and demo.job.baselines == ()
   budgets = budget_lib.scale_budgets(demo.train, demo.evolution, 63, 0)
   costs = estimate_lib.StepCosts(0.5, 0.1, 0.2, 0.05)
-  plan = estimate_lib.plan_stages(budgets, costs, 16, demo.job.baselines)
+  every_format = ("saved_model", "fp32", "fp16", "dynamic", "int8", "qat_int8", "jetson")
+  plan = estimate_lib.plan_stages(budgets, costs, 16, demo.job.baselines,
+                                  member_formats=every_format)
   assert plan.seconds("baselines") == 0
-  assert [s.budget for s in plan.stages if s.name in ("synthesis", "polish")] == [
+  assert [s.budget for s in plan.stages if s.name in ("synthesis", "polish", "export")] == [
       "3 generations x 2 offspring x 2 epochs + 2 deeper x 4 epochs",
-      "2 members x scratch 16 epochs + inherit 4 epochs"]
-  # The ancestor and the two members are what the demo exports.
-  assert plan.seconds("export") == 3 * estimate_lib.SECONDS_PER_MODEL["export"]
+      "2 members x inherit 4 epochs", "3 models, 16 files"]
+  # The two members in every format, the ancestor in the two it is compared in.
+  assert plan.seconds("export") == (2 * 7 + 2) * estimate_lib.SECONDS_PER_FILE
+  assert plan.seconds("benchmark") == 3 * estimate_lib.SECONDS_PER_MODEL["benchmark"]
 
 
 def test_bad_data_is_refused_before_writing(tmp_path):

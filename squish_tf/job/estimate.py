@@ -3,8 +3,8 @@
 The training stages' times come from a few timed optimizer steps of the real networks on the
 run's own batches (`time_steps`: the ancestor, and a width-scaled network at a quarter of its
 parameters for what evolution ends at), multiplied by the steps each stage trains
-(`plan_stages`, pure). The stages after training (export, evaluation, benchmark) take a
-constant per model. `fit_minutes` scales every epoch budget down by one factor until the plan
+(`plan_stages`, pure). The stages after training take a constant per file exported (export)
+or per model (evaluation, benchmark). `fit_minutes` scales every epoch budget down by one factor until the plan
 fits --max_minutes and says what it cut.
 """
 
@@ -18,16 +18,22 @@ import tensorflow as tf
 
 from squish_tf import files as files_lib
 from squish_tf.data import config as data_config_lib
+from squish_tf.export import formats as formats_lib
 from squish_tf.job import budget as budget_lib
+from squish_tf.job.config import COMPARISON_FORMATS
 from squish_tf.job.context import Run, RunData
 from squish_tf.layout import PLAN_FILE
 from squish_tf.net import ladder as ladder_lib
 from squish_tf.train import baseline_registry
 from squish_tf.train import trainer as train_lib
 
-# What the stages after training take per model exported, in seconds (LiteRT conversions, the
-# test pass, interleaved timing at the default benchmark settings).
-SECONDS_PER_MODEL = {"export": 12.0, "evaluation": 4.0, "benchmark": 12.0}
+# What the stages after training take per model exported, in seconds (the test pass,
+# interleaved timing at the default benchmark settings).
+SECONDS_PER_MODEL = {"evaluation": 4.0, "benchmark": 12.0}
+# What the export takes per file written, in seconds: a LiteRT conversion with its parity check,
+# its share of the int8 calibration and of the QAT fine-tune. Every member of a family is
+# exported in every format, the ancestor and the baselines in the comparison formats.
+SECONDS_PER_FILE = 5.0
 # How much faster two or more worker processes finish what one process would train alone: the
 # cores are shared, so it is far from the number of workers.
 WORKER_GAIN = 1.3
@@ -110,7 +116,8 @@ def _minutes(seconds: float) -> str:
 def plan_stages(budgets: budget_lib.Budgets, costs: StepCosts, validation_steps: int,
                 baselines: Sequence[str] = (), workers: int = 1,
                 stages: Sequence[str] = TRAINING_STAGES + ("export", "evaluation", "benchmark"),
-                done: Sequence[str] = ()) -> JobPlan:
+                done: Sequence[str] = (),
+                member_formats: Sequence[str] = COMPARISON_FORMATS) -> JobPlan:
   """The stages' estimates for `budgets` at the measured `costs` (pure).
 
   Evolution's offspring are timed between the ancestor and the small network
@@ -122,7 +129,8 @@ def plan_stages(budgets: budget_lib.Budgets, costs: StepCosts, validation_steps:
   SquishedNet's final trainings (one set per member of a --targets family) and
   the baselines at the small network's cost, for the lineage's
   epochs (the baselines' equal budget; a ladder counts as `ladder.EXPECTED_RUNGS` of
-  them). Worker processes share the cores (`WORKER_GAIN`).
+  them). Worker processes share the cores (`WORKER_GAIN`). The export writes each member in
+  `member_formats`, the ancestor and the baselines in the comparison formats.
   """
   train, loop = budgets.train_config, budgets.evolution_config
   steps = budgets.steps_per_epoch
@@ -150,6 +158,8 @@ def plan_stages(budgets: budget_lib.Budgets, costs: StepCosts, validation_steps:
   trainings = sum(ladder_lib.EXPECTED_RUNGS if baseline_registry.lookup(name).rungs else 1
                   for name in baselines)
   exported = 1 + members + trainings  # the family's members, the ancestor, the baselines
+  files = (members * max(len(member_formats), 1)
+           + (1 + trainings) * len(COMPARISON_FORMATS))
   plans = {
       "ancestor": StagePlan("ancestor", epochs_cost(train.epochs, costs.ancestor_train,
                                                     costs.ancestor_eval, teacher=False,
@@ -171,6 +181,8 @@ def plan_stages(budgets: budget_lib.Budgets, costs: StepCosts, validation_steps:
                              f"{trainings} x {lineage_epochs} epochs "
                              f"({', '.join(baselines) or 'none'})"),
   }
+  plans["export"] = StagePlan("export", SECONDS_PER_FILE * files,
+                              f"{exported} models, {files} files")
   for name, seconds in SECONDS_PER_MODEL.items():
     plans[name] = StagePlan(name, seconds * exported, f"{exported} models")
   return JobPlan(tuple(dataclasses.replace(plans[name], seconds=0.0, done=True)
@@ -351,14 +363,17 @@ def plan_run(run: Run, budgets: budget_lib.Budgets, validation_batches: int,
   return plan_budgets(run.spec, run.data_config.batch_size, budgets, validation_batches,
                       run.config.budget.max_minutes, run.run_dir, baselines=run.config.baselines,
                       workers=run.evolution_config.workers if run.in_workers else 1, done=done,
-                      data_fn=run.data.load)
+                      data_fn=run.data.load,
+                      member_formats=formats_lib.parse_formats(run.config.export.formats,
+                                                               with_data=True))
 
 
 def plan_budgets(spec: Any, batch_size: int, budgets: budget_lib.Budgets,
                  validation_batches: int, max_minutes: Optional[float], record_dir: str,
                  baselines: Sequence[str] = (), workers: int = 1,
                  stages: Sequence[str] = TRAINING_STAGES + ("export", "evaluation", "benchmark"),
-                 done: Sequence[str] = (), data_fn: Optional[Callable[[], Any]] = None
+                 done: Sequence[str] = (), data_fn: Optional[Callable[[], Any]] = None,
+                 member_formats: Sequence[str] = COMPARISON_FORMATS
                  ) -> Tuple[budget_lib.Budgets, JobPlan]:
   """`stages`' plan at `budgets` from timed steps of `spec` (the ancestor) and of the data
   (`data_fn`: fresh pipelines), fitted to `max_minutes` (`fit_minutes`).
@@ -369,7 +384,7 @@ def plan_budgets(spec: Any, batch_size: int, budgets: budget_lib.Budgets,
   """
   def plan_at(some: budget_lib.Budgets, costs: StepCosts) -> JobPlan:
     return plan_stages(some, costs, validation_batches, baselines, workers, stages=stages,
-                       done=done)
+                       done=done, member_formats=member_formats)
 
   def worth_an_epoch(costs: StepCosts) -> bool:  # a tiny training's epochs cost next to nothing
     planned = plan_at(budgets, costs)
