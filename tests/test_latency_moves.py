@@ -68,9 +68,9 @@ def test_move_ops_are_the_pools_and_concats_at_their_input_sizes():
 
 
 def test_a_pool_priced_table_prices_a_child_thin_at_conv1_faster_than_the_old_rule():
-  """predicted = slope * (convolutions + moves), the slope fitted through the origin on the
-  calibration networks' sums of both; without the moves (the old rule) the slope prices them
-  as a share of the convolutions, and a child thin only at conv1 saves less."""
+  """predicted = intercept + slope * (convolutions + moves), the line fitted by least squares
+  on the calibration networks' sums of both; without the moves (as the old rule) the line
+  prices them as a share of the convolutions, and a child thin only at conv1 saves less."""
   measured = synthetic_measurements(TINY)
   table = latency_table_lib.build_table(TINY, "fp32", 2, measured)
   old = latency_table_lib.build_table(TINY, "fp32", 2, dataclasses.replace(measured, move_ms={}))
@@ -82,8 +82,8 @@ def test_a_pool_priced_table_prices_a_child_thin_at_conv1_faster_than_the_old_ru
 
   def by_hand(multiple, with_moves):
     sums = [sum(hand_sums(s, multiple)[:2 if with_moves else 1]) for s in calibration]
-    slope = float(np.dot(sums, measured_ms) / np.dot(sums, sums))
-    return lambda spec: slope * sum(hand_sums(spec, multiple)[:2 if with_moves else 1])
+    slope, intercept = np.polyfit(sums, measured_ms, 1)
+    return lambda spec: intercept + slope * sum(hand_sums(spec, multiple)[:2 if with_moves else 1])
 
   new_rule = by_hand(table.channel_multiple, True)
   old_rule = by_hand(old.channel_multiple, False)
@@ -132,7 +132,7 @@ def test_a_cache_of_an_older_table_version_is_measured_again(tmp_path, monkeypat
   assert len(measured) == 2  # the new cache is read
 
 
-def test_an_old_profile_without_moves_loads_and_prices_them_through_the_slope(tmp_path):
+def test_an_old_profile_without_moves_loads_and_prices_them_through_the_line(tmp_path):
   measured = synthetic_measurements(TINY)
   old_measurements = dataclasses.replace(measured, move_ms={})
   profile = profile_lib.DeviceProfile("phone", "ai-edge-litert", "2.3.0", 4, "fp32", 32, 3,
@@ -147,10 +147,10 @@ def test_an_old_profile_without_moves_loads_and_prices_them_through_the_slope(tm
   assert table.moves == {}
   convs = [hand_sums(s, table.channel_multiple)[0]
            for s in latency_table_lib.calibration_specs(TINY).values()]
-  slope = np.dot(convs, list(measured.network_ms.values())) / np.dot(convs, convs)
-  assert table.slope == pytest.approx(slope, rel=1e-9)
-  assert table.predict(TINY) == pytest.approx(slope * hand_sums(TINY, table.channel_multiple)[0],
-                                              rel=1e-9)
+  slope, intercept = np.polyfit(convs, list(measured.network_ms.values()), 1)
+  assert (table.intercept_ms, table.slope) == (pytest.approx(intercept), pytest.approx(slope))
+  assert table.predict(TINY) == pytest.approx(
+      intercept + slope * hand_sums(TINY, table.channel_multiple)[0], rel=1e-9)
   # A built-in device's cached profile without them is measured again.
   device = profile_lib.BUILT_IN["cpu_fp32"]
   assert devices_lib._cached(path, device, TINY) is None  # pylint: disable=protected-access
@@ -165,3 +165,20 @@ def test_measurements_with_some_moves_missing_are_refused():
   with pytest.raises(ValueError, match="another architecture"):
     latency_table_lib.build_table(TINY, "fp32", 2, dataclasses.replace(measured,
                                                                        move_ms=partial))
+
+
+def test_the_network_line_has_an_intercept_and_stays_positive_below_the_calibration():
+  layers = [1.0, 2.0, 3.0, 4.0]
+  assert latency_table_lib.fit_network_line(layers, [0.5 + 2 * x for x in layers]) == (
+      pytest.approx(0.5), pytest.approx(2.0))
+  # A line falling with the layers, or at or below 0 on the thinnest network: through the origin.
+  falling = [4.0, 3.0, 2.0, 1.0]
+  assert latency_table_lib.fit_network_line(layers, falling) == latency_table_lib.fit_network(
+      layers, falling)
+  steep = [-1.0 + x for x in layers]
+  assert latency_table_lib.fit_network_line(layers, steep)[0] == 0.0
+  table = latency_table_lib.LatencyTable("fp32", 2, (32, 32, 3), {}, intercept_ms=-1.0, slope=2.0,
+                                         calibration=[{"layers_ms": 2.0}, {"layers_ms": 5.0}])
+  assert table.network_ms(5.0) == 9.0 and table.network_ms(2.0) == 3.0
+  assert table.network_ms(1.0) == pytest.approx(1.5)  # the thinnest's 3.0 ms, scaled
+  assert table.network_ms(0.25) > 0

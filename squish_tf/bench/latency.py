@@ -41,12 +41,17 @@ Expectations (`predict_counts`, synthesis's float filter counts) are priced
 unpadded: an expectation's rounding is unknown, and the difference of two
 padded predictions (a filter's cost, `filter_latency`) would be a step.
 
-The slope is fitted (least squares through the origin, so intercept_ms is 0;
-see `fit_network`) on whole networks timed together: the ancestor at widths
-of CALIBRATION_WIDTHS. It scales the layers timed alone to a network's
-milliseconds (what is left: the invoke, global pooling, softmax, the
-layers' running together); a predicted speed-up is the ratio of two layer
-sums.
+The intercept and slope are a least-squares line (`fit_network_line`) through
+whole networks timed together: the ancestor at widths of CALIBRATION_WIDTHS.
+It maps the layers timed alone to a network's milliseconds: the slope what
+is left (the invoke, global pooling, softmax), the intercept, usually
+negative, the part of the layers' fixed costs per invoke (waking threads,
+dispatch) that a network running them back to back does not pay, which
+changes from one timing session to the next and is most of a thin
+network's sum. Through the origin (`fit_network`) a session whose small
+layers timed slow priced thin children far slower than they ran. Below the
+thinnest calibration network the prediction is that network's, scaled by
+the layer sum (`LatencyTable.network_ms`).
 
 The prediction is an exact function of the table (tested with a fake one).
 A child's expected latency is the table at its expected filter counts; the

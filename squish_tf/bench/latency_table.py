@@ -81,9 +81,6 @@ def conv_ops(spec: spec_lib.NetSpec) -> List[ConvOp]:
   return ops
 
 
-MOVE_KINDS = ("max_pool", "concat")
-
-
 @dataclasses.dataclass(frozen=True)
 class MoveOp:
   """A max pool or an expand concatenation: an op that moves activations, priced per layer.
@@ -91,7 +88,7 @@ class MoveOp:
   Attributes:
     name: "pool1", "fire2_concat", "pool3", ... (stable from the ancestor to every descendant).
     kind: "max_pool" (3x3, stride 2, valid) or "concat" (a fire's two expands).
-    height, width: its input's spatial size.
+    height, width: its input's size.
     producers: the convolutions whose filters are its channels (summed).
     channels: its channels in the spec (a pool's input, a concatenation's output).
   """
@@ -104,8 +101,7 @@ class MoveOp:
   channels: int
 
   def signature(self, channels: int) -> Tuple[Any, ...]:
-    """What its one-op model at `channels` depends on: (kind, height, width, channels); a
-    concatenation's probe joins two halves of channels // 2 (its grid is even)."""
+    """Its one-op model at `channels` (a concatenation's joins two halves: its grid is even)."""
     return (self.kind, self.height, self.width, int(channels))
 
   def channels_of(self, filters: Mapping[str, float]) -> float:
@@ -185,9 +181,10 @@ class LatencyTable:
     layers: {layer name: {"in_grid": [C_in], "out_grid": [C_out],
       "ms": [[ms at (in_grid[i], out_grid[j])]]}}.
     moves: {max pool or concatenation name (`MoveOp`): {"kind", "grid": [C],
-      "ms": [ms at grid[i]]}}; empty in a table of a profile measured without
-      them, which prices them as a share of the convolutions (the slope's).
-    intercept_ms, slope: predicted = intercept_ms + slope * (sum of layers and moves).
+      "ms": [ms at grid[i]]}}; empty from an older profile (then priced as a
+      share of the convolutions).
+    intercept_ms, slope: predicted = intercept_ms + slope * (sum of layers and moves)
+      (`network_ms`).
     calibration: the whole networks the fit was made on:
       [{"width", "layers_ms", "measured_ms"}].
     key: what the table depends on (`table_key`); a cache with another key
@@ -273,6 +270,11 @@ class LatencyTable:
     return self.network_ms(total + self.moves_ms(spec, counts))
 
   def network_ms(self, layers_ms: float) -> float:
+    """intercept_ms + slope * layers_ms; below the thinnest calibration network, with a
+    negative intercept, that network's figure scaled by layers_ms (never 0 or below)."""
+    thinnest = min((point["layers_ms"] for point in self.calibration), default=0.0)
+    if self.intercept_ms < 0 and 0 < layers_ms < thinnest:
+      return float((self.intercept_ms + self.slope * thinnest) * layers_ms / thinnest)
     return float(self.intercept_ms + self.slope * layers_ms)
 
   def _check_resolution(self, spec: spec_lib.NetSpec) -> None:
@@ -325,14 +327,8 @@ def choose_multiple(layers_ms_by_multiple: Mapping[int, Sequence[float]],
 
 
 def fit_network(layers_ms: Sequence[float], measured_ms: Sequence[float]) -> Tuple[float, float]:
-  """(0, slope) of measured = slope * layers, by least squares through the origin.
-
-  No intercept: a speed-up predicted by the table is then the ratio of two
-  layer sums, which the calibration networks' noise does not enter. A fitted
-  intercept (negative, from a few noisily timed uniform widths) put the
-  predicted speed-ups of random-width children well above the measured ones;
-  the ratio of layer sums stayed close to them.
-  """
+  """(0, slope) of measured = slope * layers, by least squares through the origin: what
+  `choose_multiple` compares multiples by, and `fit_network_line`'s fallback."""
   x = np.asarray(layers_ms, np.float64)
   y = np.asarray(measured_ms, np.float64)
   if not np.sum(x) > 0:
@@ -340,6 +336,27 @@ def fit_network(layers_ms: Sequence[float], measured_ms: Sequence[float]) -> Tup
                      "the machine was too busy to time them. Delete the latency table and run "
                      "again on a quieter machine.")
   return 0.0, float(np.dot(x, y) / np.dot(x, x))
+
+
+def fit_network_line(layers_ms: Sequence[float], measured_ms: Sequence[float]
+                     ) -> Tuple[float, float]:
+  """(intercept, slope) of measured = intercept + slope * layers, by least squares.
+
+  Each layer timed alone pays per invoke a fixed cost (waking the threads, dispatch) that a
+  network running its layers back to back pays less of, by an amount that changes from one
+  timing session to the next; thin networks' sums are mostly such fixed parts. The
+  calibration networks, timed in the same session, measure what the network pays as the
+  line's intercept (negative when the layers alone paid more). `fit_network` (through the
+  origin) where the line would not be increasing and positive over the networks.
+  """
+  origin = fit_network(layers_ms, measured_ms)
+  x = np.asarray(layers_ms, np.float64)
+  if len(x) < 3 or not np.ptp(x) > 0:
+    return origin
+  slope, intercept = np.polyfit(x, np.asarray(measured_ms, np.float64), 1)
+  if not slope > 0 or not intercept + slope * np.min(x) > 0:
+    return origin
+  return float(intercept), float(slope)
 
 
 def smooth_layer(in_grid: Sequence[int], out_grid: Sequence[int], ms: Any) -> List[List[float]]:
@@ -409,8 +426,7 @@ class Measurements:
     overhead_ms: median ms of the OVERHEAD_SIGNATURE model.
     network_ms: {calibration width: median ms of the whole network}.
     move_ms: {`MoveOp.signature`: median ms of its one-op model, the invoke
-      included}; empty in a profile measured before they were (the table then
-      prices max pools and concatenations through the slope).
+      included}; empty in a profile measured before packs held them.
   """
 
   op_ms: Dict[Tuple[Any, ...], float]
@@ -425,12 +441,10 @@ def build_table(spec: spec_lib.NetSpec, fmt: str, threads: int, measured: Measur
 
   Each grid point's ms less the invoke overhead, each layer's grid smoothed
   (`smooth_layer`; a max pool's or concatenation's by a line in its channels),
-  the channel multiple chosen (`choose_multiple`) and the network slope fitted
-  (`fit_network`) on the calibration networks: it scales what the layers timed
-  alone sum to, max pools and concatenations included, to whole networks.
-  Measurements without any max pool or concatenation (a profile measured
-  before they were) give a table without them: the slope prices them as a
-  share of the convolutions.
+  the channel multiple chosen (`choose_multiple`) and the network line fitted
+  (`fit_network_line`) on the calibration networks. Measurements without any
+  max pool or concatenation (an older profile) give a table without them: the
+  line prices them as a share of the convolutions.
 
   Raises:
     ValueError: a probe or calibration network of `spec` was not measured.
@@ -470,8 +484,8 @@ def build_table(spec: spec_lib.NetSpec, fmt: str, threads: int, measured: Measur
   calibration = [{"width": width, "layers_ms": layers_ms, "measured_ms": ms}
                  for width, layers_ms, ms in zip(networks, by_multiple[table.channel_multiple],
                                                  measured_ms)]
-  table.intercept_ms, table.slope = fit_network([c["layers_ms"] for c in calibration],
-                                                measured_ms)
+  table.intercept_ms, table.slope = fit_network_line([c["layers_ms"] for c in calibration],
+                                                     measured_ms)
   for point in calibration:
     point["predicted_ms"] = table.network_ms(point["layers_ms"])
   table.calibration = calibration
