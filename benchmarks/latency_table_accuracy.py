@@ -7,7 +7,8 @@ cost per invoke. The new table prices each max pool and concatenation on its own
 (`fit_network_line`). All tables are built from ONE measurement (`latency.measure`:
 convolutions, pools, concatenations and calibration networks timed as a run times them): the
 old one with the pools and concatenations left out and the line through the origin, a middle
-one with the pools but the line through the origin (`through_origin`). Last, each run
+one with the pools but the line through the origin (`through_origin`), and one with the line but
+no pools (what the intercept alone does). Last, each run
 dir's own cached table (measured in that run's session, read whatever its version: convolutions
 only) prices the same networks, against this session's timings: how far a table measured in
 another session errs.
@@ -154,11 +155,13 @@ def main(argv):
       latency.move_signatures = signatures
   measured, build_seconds = timed(latency.measure, ancestor, fmt, threads, None)
   new = latency_table_lib.build_table(ancestor, fmt, threads, measured)
-  old = through_origin(latency_table_lib.build_table(
+  convs_line = latency_table_lib.build_table(
       ancestor, fmt, threads, latency_table_lib.Measurements(
-          measured.op_ms, measured.overhead_ms, measured.network_ms)))
+          measured.op_ms, measured.overhead_ms, measured.network_ms))
+  old = through_origin(convs_line)
   pools_only = through_origin(latency_table_lib.build_table(ancestor, fmt, threads, measured))
-  predictors = {"old": old.predict, "pools, origin": pools_only.predict, "new": new.predict}
+  predictors = {"old": old.predict, "pools, origin": pools_only.predict,
+                "convs, line": convs_line.predict, "new": new.predict}
   nets = networks(ancestor)
   print(f"timing the ancestor and {len(nets) - 1} networks interleaved ...", flush=True)
   models = {name: latency.spec_tflite(spec, fmt) for name, spec in nets.items()}
