@@ -32,6 +32,7 @@ def fake_ms(name):
 def fake_pack(tmp_path, monkeypatch, content=b"not a model"):
   """`devices.pack` of SMALL with every conversion replaced by `content`."""
   monkeypatch.setattr(latency, "conv_tflite", lambda signature, fmt, seed=0: content)
+  monkeypatch.setattr(latency, "move_tflite", lambda signature, fmt, seed=0: content)
   monkeypatch.setattr(latency, "spec_tflite", lambda spec, fmt, seed=0: content)
   pack_dir = str(tmp_path / "pack")
   return pack_dir, devices_lib.pack(SMALL, "fp32", pack_dir, progress=None)
@@ -362,7 +363,8 @@ def measure_with_script(script, monkeypatch, argv):
 
 
 def in_process_table(monkeypatch, profile):
-  """`latency.measure_table` of SMALL in this process with the profile's ms per model."""
+  """`latency.measure_table` of SMALL in this process with the profile's ms per model (a
+  Jetson pack's: without max pools and concatenations, so none measured here either)."""
   signatures = latency_table_lib.probe_signatures(SMALL)
   m = profile.measurements
   by_name = {f"op{i}": m.op_ms[s] for i, s in enumerate(signatures)}
@@ -370,6 +372,7 @@ def in_process_table(monkeypatch, profile):
   by_name.update({f"net{w:g}": ms for w, ms in m.network_ms.items()})
   monkeypatch.setattr(latency, "conv_tflite", lambda signature, fmt, seed=0: b"")
   monkeypatch.setattr(latency, "spec_tflite", lambda spec, fmt, seed=0: b"")
+  monkeypatch.setattr(latency, "move_signatures", lambda spec: [])
   monkeypatch.setattr(latency, "_runner_call", lambda model, threads: lambda: None)
   monkeypatch.setattr(latency, "_median_ms",
                       lambda calls, rounds, seconds: {name: by_name[name] for name in calls})

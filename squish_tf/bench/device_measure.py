@@ -10,8 +10,8 @@ It needs Python 3.8+, numpy and one runtime: ai-edge-litert or tflite-runtime (L
 XNNPACK on --threads threads) or tflite-micro (TFLite-Micro's reference kernels, one thread, int8
 packs only). No TensorFlow and nothing of squish_tf: it imports the standard library and numpy.
 
-Every model of the pack (manifest.json: one-convolution probes, the overhead probe and the
-whole networks of the calibration) is loaded in its own interpreter, its input set once to random
+Every model of the pack (manifest.json: one-convolution probes, one-op max pools and
+concatenations, the overhead probe and the whole networks of the calibration) is loaded in its own interpreter, its input set once to random
 values, and timed interleaved with the others (A B C ... A B C ..., each model's invokes per
 round calibrated to take a fixed share of the round); a model's figure is the median over the
 rounds of its ms per invoke. The rounds and shares are those of squish_tf's in-process table.
@@ -237,10 +237,12 @@ def csv_ms(manifest, directory):
 
 def profile_of(manifest, ms, device, runtime, version, threads, source, seconds):
   """The profile's JSON: the manifest's identity and every model's ms."""
-  probes, networks, overhead = [], [], None
+  probes, moves, networks, overhead = [], [], [], None
   for model in manifest["models"]:
     if model["kind"] == "probe":
       probes.append({"signature": model["signature"], "ms": ms[model["name"]]})
+    elif model["kind"] == "move":
+      moves.append({"signature": model["signature"], "ms": ms[model["name"]]})
     elif model["kind"] == "network":
       networks.append({"width": model["width"], "ms": ms[model["name"]]})
     else:
@@ -249,7 +251,8 @@ def profile_of(manifest, ms, device, runtime, version, threads, source, seconds)
           "runtime_version": version, "threads": threads, "format": manifest["format"],
           "image_size": manifest["image_size"], "num_classes": manifest["num_classes"],
           "architecture": manifest["architecture"], "host": host_info(), "source": source,
-          "seconds": seconds, "probes": probes, "overhead_ms": overhead, "networks": networks}
+          "seconds": seconds, "probes": probes, "overhead_ms": overhead, "networks": networks,
+          "moves": moves}
 
 
 def write_json(path, data):

@@ -7,8 +7,10 @@
   clock_table(run_dir, spec, "fp32", 2, device_profile="profile.json")
 
 A pack holds every one-convolution model the latency table of `spec` samples
-(`latency_table.probe_signatures`, converted as `latency.measure` converts them), the overhead
-probe and the whole networks at the calibration widths, a manifest.json (written last: a pack
+(`latency_table.probe_signatures`, converted as `latency.measure` converts them), its one-op max
+pools and concatenations (`latency_table.move_signatures`; not in a Jetson pack, whose profile's
+table prices them through its slope), the overhead probe and the whole networks at the
+calibration widths, a manifest.json (written last: a pack
 without it is incomplete), models.txt (the model files, one a line, for a shell loop over
 benchmark_model) and measure.py (`squish_tf.bench.device_measure`'s source, standalone). A
 Jetson pack (`jetson_pack`) holds frozen graphs and the Jetson bundle's jetson_trt.py instead.
@@ -79,6 +81,10 @@ def pack(spec: spec_lib.NetSpec, fmt: str, out_dir: str, progress: Progress = pr
 
   for index, signature in enumerate(signatures):
     add(f"op{index}", conv(signature), kind="probe", signature=list(signature))
+  if fmt != JETSON:
+    for index, signature in enumerate(latency_table_lib.move_signatures(spec)):
+      add(f"move{index}", latency_lib.move_tflite(signature, fmt), kind="move",
+          signature=list(signature))
   add("op_overhead", conv(latency_table_lib.OVERHEAD_SIGNATURE), kind="overhead",
       signature=list(latency_table_lib.OVERHEAD_SIGNATURE))
   for width, scaled in networks.items():
@@ -129,6 +135,8 @@ def _cached(path: str, device: profile_lib.BuiltInDevice,
     profile = profile_lib.DeviceProfile.from_json(data)
     profile.table(spec)
   except (KeyError, TypeError, ValueError):
+    return None
+  if not profile.measurements.move_ms:  # measured before packs held max pools and concats
     return None
   same = (profile.host == files_lib.json_round_trip(device_measure.host_info())
           and profile.runtime == device.runtime and profile.format == device.format

@@ -19,9 +19,17 @@ are kept beside. Between grid points the latency is bilinear in (C_in,
 C_out); outside them it is extended linearly (never below 0). A network's
 latency is
 
-  predicted_ms = intercept_ms + slope * sum_l table_l(pad(C_in_l), pad(C_out_l))
+  predicted_ms = intercept_ms + slope * (sum_l table_l(pad(C_in_l), pad(C_out_l))
+                                         + sum_m move_m(C_m))
 
-where pad(C) rounds C up to a multiple of `channel_multiple`: LiteRT's XNNPACK
+where move_m is a max pool or expand concatenation (`latency_table.MoveOp`:
+pool1 after conv1, the pools after fire3 and fire5, each fire's concat),
+timed alone as a one-op model at 1/4, 1/2 and all of the ancestor's channels
+at its input size (interleaved with the convolutions), smoothed by a line in
+its channels and read linearly along it, at C_m, its producers' unpadded
+channels: they move the largest activations, after conv1 and the early
+fires, so a child thin there saves their time too, which a share of the
+convolutions' priced by the slope alone would miss. pad(C) rounds C up to a multiple of `channel_multiple`: LiteRT's XNNPACK
 kernels compute in channel tiles, so 33 channels cost about what 40 do. The
 grid points are multiples of 4 or more of the ancestor's channels, so the
 table alone prices an offspring's odd counts at what aligned ones cost, and
@@ -33,11 +41,17 @@ Expectations (`predict_counts`, synthesis's float filter counts) are priced
 unpadded: an expectation's rounding is unknown, and the difference of two
 padded predictions (a filter's cost, `filter_latency`) would be a step.
 
-where the slope is fitted (least squares through the origin, so intercept_ms
-is 0; see `fit_network`) on whole networks timed together: the ancestor at
-widths of CALIBRATION_WIDTHS. It scales the layers timed alone to a
-network's milliseconds (pools, concatenations, the invoke); a predicted
-speed-up is the ratio of two layer sums.
+The intercept and slope are a least-squares line (`fit_network_line`) through
+whole networks timed together: the ancestor at widths of CALIBRATION_WIDTHS.
+It maps the layers timed alone to a network's milliseconds: the slope what
+is left (the invoke, global pooling, softmax), the intercept, usually
+negative, the part of the layers' fixed costs per invoke (waking threads,
+dispatch) that a network running them back to back does not pay, which
+changes from one timing session to the next and is most of a thin
+network's sum. Through the origin (`fit_network`) a session whose small
+layers timed slow priced thin children far slower than they ran. Below the
+thinnest calibration network the prediction is that network's, scaled by
+the layer sum (`LatencyTable.network_ms`).
 
 The prediction is an exact function of the table (tested with a fake one).
 A child's expected latency is the table at its expected filter counts; the
@@ -68,6 +82,7 @@ from squish_tf.bench.latency_table import (  # scaled_spec: re-exported for call
   Measurements,
   build_table,
   calibration_specs,
+  move_signatures,
   probe_signatures,
   scaled_spec,
 )
@@ -146,6 +161,31 @@ def conv_tflite(signature: Tuple[Any, ...], fmt: str, seed: int = 0) -> bytes:
   if fmt == "int8":
     _full_integer(converter, rng.uniform(0, 1, (8, height, width, in_channels)))
   with native_log.captured():  # the quantizer's settings line goes to the run's log
+    return converter.convert()
+
+
+def move_tflite(signature: Tuple[Any, ...], fmt: str, seed: int = 0) -> bytes:
+  """A one-op .tflite of a `latency_table.MoveOp` signature: a 3x3/2 valid max pool of
+  `channels`, or a concatenation of two halves of channels // 2 (its input twice)."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+  kind, height, width, channels = signature
+  in_channels = channels if kind == "max_pool" else channels // 2
+
+  @tf.function(input_signature=[tf.TensorSpec([1, height, width, in_channels], tf.float32)])
+  def move(x):
+    if kind == "max_pool":
+      return tf.nn.max_pool2d(x, spec_lib.POOL_SIZE, spec_lib.POOL_STRIDE, "VALID")
+    return tf.concat([x, x], axis=-1)
+
+  module = tf.Module()
+  module.move = move
+  converter = tf.lite.TFLiteConverter.from_concrete_functions([move.get_concrete_function()],
+                                                              module)
+  if fmt == "int8":
+    rng = np.random.default_rng(seed)
+    _full_integer(converter, rng.uniform(0, 1, (8, height, width, in_channels)))
+  with native_log.captured():
     return converter.convert()
 
 
@@ -251,16 +291,21 @@ def measure(spec: spec_lib.NetSpec, fmt: str = "fp32", threads: int = 2,
   """Converts and times, in this process with LiteRT, what the table of `spec` reads.
 
   Grid points shared by several layers (the same kernel, stride, input size
-  and channels) are converted and timed once.
+  and channels) are converted and timed once; so are the max pools' and
+  concatenations' (timed in the same session as the convolutions).
   """
   _check_format(fmt)
   log = progress or (lambda _: None)
   signatures = probe_signatures(spec)
+  moves = move_signatures(spec)
   networks = calibration_specs(spec)
   log(f"latency table ({fmt}, {threads} threads, {spec.input_shape[0]} px): converting "
-      f"{len(signatures)} single convolutions and {len(networks)} networks ...")
+      f"{len(signatures)} single convolutions, {len(moves)} max pools and concatenations and "
+      f"{len(networks)} networks ...")
   op_calls = {f"op{index}": _runner_call(conv_tflite(signature, fmt), threads)
               for index, signature in enumerate(signatures)}
+  op_calls.update({f"move{index}": _runner_call(move_tflite(signature, fmt), threads)
+                   for index, signature in enumerate(moves)})
   net_calls = {f"net{width:g}": _runner_call(spec_tflite(scaled, fmt), threads)
                for width, scaled in networks.items()}
   # A model of one tiny convolution: what every invoke costs whatever it runs.
@@ -272,7 +317,8 @@ def measure(spec: spec_lib.NetSpec, fmt: str = "fp32", threads: int = 2,
   return Measurements(
       op_ms={signature: op_ms[f"op{index}"] for index, signature in enumerate(signatures)},
       overhead_ms=op_ms["op_overhead"],
-      network_ms={width: net_ms[f"net{width:g}"] for width in networks})
+      network_ms={width: net_ms[f"net{width:g}"] for width in networks},
+      move_ms={signature: op_ms[f"move{index}"] for index, signature in enumerate(moves)})
 
 
 def time_models(models: Mapping[str, bytes], threads: int = 2, rounds: int = NETWORK_ROUNDS,

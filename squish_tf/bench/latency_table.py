@@ -1,6 +1,7 @@
 """The latency table: measured LiteRT latency per convolution (in/out channels on a grid),
 interpolated between grid points, with the channel rounding (`squish_tf.net.spec.round_channels`,
-the multiple chosen per table by `choose_multiple`) that XNNPACK's tiles make real.
+the multiple chosen per table by `choose_multiple`) that XNNPACK's tiles make real, and per max
+pool and expand concatenation (`MoveOp`: channels on a grid, interpolated along it).
 `build_table` makes a table from measurements, a pure function of them: measured in-process
 (`squish_tf.bench.latency`) or on a device (`squish_tf.bench.profile`). Evolution reads tables
 through `squish_tf.evolve.environment`."""
@@ -13,7 +14,7 @@ import numpy as np
 from squish_tf.net import spec as spec_lib
 
 FORMATS = ("fp32", "int8")
-TABLE_VERSION = 2
+TABLE_VERSION = 3
 # Grid points per dimension, as fractions of the ancestor's channels.
 GRID_FRACTIONS = (0.25, 0.5, 1.0)
 # Uniform widths of the whole networks the intercept and slope are fitted on.
@@ -80,6 +81,65 @@ def conv_ops(spec: spec_lib.NetSpec) -> List[ConvOp]:
   return ops
 
 
+@dataclasses.dataclass(frozen=True)
+class MoveOp:
+  """A max pool or an expand concatenation: an op that moves activations, priced per layer.
+
+  Attributes:
+    name: "pool1", "fire2_concat", "pool3", ... (stable from the ancestor to every descendant).
+    kind: "max_pool" (3x3, stride 2, valid) or "concat" (a fire's two expands).
+    height, width: its input's size.
+    producers: the convolutions whose filters are its channels (summed).
+    channels: its channels in the spec (a pool's input, a concatenation's output).
+  """
+
+  name: str
+  kind: str
+  height: int
+  width: int
+  producers: Tuple[str, ...]
+  channels: int
+
+  def signature(self, channels: int) -> Tuple[Any, ...]:
+    """Its one-op model at `channels` (a concatenation's joins two halves: its grid is even)."""
+    return (self.kind, self.height, self.width, int(channels))
+
+  def channels_of(self, filters: Mapping[str, float]) -> float:
+    """Its channels when its producers have `filters` (missing ones: as in the spec)."""
+    return sum(float(filters[name]) for name in self.producers)
+
+
+def move_ops(spec: spec_lib.NetSpec) -> List[MoveOp]:
+  """Every max pool and expand concatenation of `spec` in build order."""
+  shapes = {layer.name: layer for layer in spec.layer_shapes()}
+  conv1 = shapes["conv1"]
+  ops = []
+  if 1 in spec.pool_after:
+    ops.append(MoveOp("pool1", "max_pool", conv1.out_height, conv1.out_width, ("conv1",),
+                      conv1.filters))
+  for number, fire in spec.numbered_fires():
+    expands = (f"fire{number}_expand1x1", f"fire{number}_expand3x3")
+    shape = shapes[expands[0]]
+    ops.append(MoveOp(f"fire{number}_concat", "concat", shape.out_height, shape.out_width,
+                      expands, fire.out_channels))
+    if number in spec.pool_after:
+      ops.append(MoveOp(f"pool{number}", "max_pool", shape.out_height, shape.out_width, expands,
+                        fire.out_channels))
+  return ops
+
+
+def move_grid(op: MoveOp) -> List[int]:
+  """The channels its probes are timed at: `grid_points`, even for a concatenation."""
+  if op.kind == "concat":
+    return [2 * c for c in grid_points(-(-op.channels // 2))]
+  return grid_points(op.channels)
+
+
+def move_signatures(spec: spec_lib.NetSpec) -> List[Tuple[Any, ...]]:
+  """The distinct one-op models (`MoveOp.signature`) the table of `spec` times, sorted."""
+  return sorted({op.signature(c) for op in move_ops(spec) for c in move_grid(op)})
+
+
 def grid_points(channels: int, fractions: Sequence[float] = GRID_FRACTIONS) -> List[int]:
   """Sorted distinct channel counts max(1, round(f * channels)) for f in `fractions`."""
   return sorted({max(1, int(round(f * channels))) for f in fractions})
@@ -120,7 +180,11 @@ class LatencyTable:
     input_shape: the run's input (the resolution the table holds).
     layers: {layer name: {"in_grid": [C_in], "out_grid": [C_out],
       "ms": [[ms at (in_grid[i], out_grid[j])]]}}.
-    intercept_ms, slope: predicted = intercept_ms + slope * sum of layers.
+    moves: {max pool or concatenation name (`MoveOp`): {"kind", "grid": [C],
+      "ms": [ms at grid[i]]}}; empty from an older profile (then priced as a
+      share of the convolutions).
+    intercept_ms, slope: predicted = intercept_ms + slope * (sum of layers and moves)
+      (`network_ms`).
     calibration: the whole networks the fit was made on:
       [{"width", "layers_ms", "measured_ms"}].
     key: what the table depends on (`table_key`); a cache with another key
@@ -141,6 +205,7 @@ class LatencyTable:
   key: Dict[str, Any] = dataclasses.field(default_factory=dict)
   invoke_overhead_ms: float = 0.0
   channel_multiple: int = 1
+  moves: Dict[str, Dict[str, Any]] = dataclasses.field(default_factory=dict)
 
   def layer_ms(self, name: str, in_channels: float, filters: float) -> float:
     """One convolution's table latency at (in_channels, filters)."""
@@ -151,12 +216,34 @@ class LatencyTable:
     entry = self.layers[name]
     return interpolate(entry["in_grid"], entry["out_grid"], entry["ms"], in_channels, filters)
 
+  def move_ms(self, name: str, channels: float) -> float:
+    """One max pool's or concatenation's table latency at `channels`: linear along its grid,
+    linear beyond it, never below 0."""
+    if name not in self.moves:
+      raise ValueError(f"The latency table has no max pool or concatenation {name!r} (it has "
+                       f"{sorted(self.moves)}); it was measured for another architecture. "
+                       "Delete the table file to measure it again.")
+    entry = self.moves[name]
+    return interpolate([0], entry["grid"], [entry["ms"]], 0, channels)
+
+  def moves_ms(self, spec: spec_lib.NetSpec, filters: Optional[Mapping[str, float]] = None
+               ) -> float:
+    """The sum of `spec`'s max pools and concatenations (0 in a table without them), their
+    producers at `filters` (default: the spec's), unpadded: activations are not tiled."""
+    if not self.moves:
+      return 0.0
+    widths = dict(spec.prunable_layers())
+    widths.update(filters or {})
+    return sum(self.move_ms(op.name, op.channels_of(widths)) for op in move_ops(spec))
+
   def layers_ms(self, spec: spec_lib.NetSpec, multiple: Optional[int] = None) -> float:
-    """The sum of the per-convolution latencies of `spec` (before the network fit), each at
-    its channel counts rounded up to `multiple` (default: the table's channel_multiple)."""
+    """The sum of the per-layer latencies of `spec` (before the network fit): every
+    convolution at its channel counts rounded up to `multiple` (default: the table's
+    channel_multiple), and every max pool and concatenation (`moves_ms`)."""
     m = self.channel_multiple if multiple is None else int(multiple)
     return sum(self.layer_ms(op.name, spec_lib.round_channels(op.in_channels, m),
-                             spec_lib.round_channels(op.filters, m)) for op in conv_ops(spec))
+                             spec_lib.round_channels(op.filters, m))
+               for op in conv_ops(spec)) + self.moves_ms(spec)
 
   def predict(self, spec: spec_lib.NetSpec) -> float:
     """Predicted LiteRT latency of `spec`, ms per image at batch 1."""
@@ -180,9 +267,14 @@ class LatencyTable:
       in_channels = sum(block.channels if block.producer is None else counts[block.producer]
                         for block in sources[op.name])
       total += self.layer_ms(op.name, in_channels, filters)
-    return self.network_ms(total)
+    return self.network_ms(total + self.moves_ms(spec, counts))
 
   def network_ms(self, layers_ms: float) -> float:
+    """intercept_ms + slope * layers_ms; below the thinnest calibration network, with a
+    negative intercept, that network's figure scaled by layers_ms (never 0 or below)."""
+    thinnest = min((point["layers_ms"] for point in self.calibration), default=0.0)
+    if self.intercept_ms < 0 and 0 < layers_ms < thinnest:
+      return float((self.intercept_ms + self.slope * thinnest) * layers_ms / thinnest)
     return float(self.intercept_ms + self.slope * layers_ms)
 
   def _check_resolution(self, spec: spec_lib.NetSpec) -> None:
@@ -195,7 +287,8 @@ class LatencyTable:
             "input_shape": list(self.input_shape), "intercept_ms": self.intercept_ms,
             "slope": self.slope, "calibration": self.calibration, "key": self.key,
             "invoke_overhead_ms": self.invoke_overhead_ms,
-            "channel_multiple": self.channel_multiple, "layers": self.layers}
+            "channel_multiple": self.channel_multiple, "layers": self.layers,
+            "moves": self.moves}
 
   @classmethod
   def from_json(cls, data: Mapping[str, Any]) -> "LatencyTable":
@@ -207,7 +300,8 @@ class LatencyTable:
                intercept_ms=float(data["intercept_ms"]), slope=float(data["slope"]),
                calibration=list(data.get("calibration", [])), key=dict(data.get("key", {})),
                invoke_overhead_ms=float(data.get("invoke_overhead_ms", 0.0)),
-               channel_multiple=int(data.get("channel_multiple", 1)))
+               channel_multiple=int(data.get("channel_multiple", 1)),
+               moves=dict(data.get("moves", {})))
 
 
 def choose_multiple(layers_ms_by_multiple: Mapping[int, Sequence[float]],
@@ -233,14 +327,8 @@ def choose_multiple(layers_ms_by_multiple: Mapping[int, Sequence[float]],
 
 
 def fit_network(layers_ms: Sequence[float], measured_ms: Sequence[float]) -> Tuple[float, float]:
-  """(0, slope) of measured = slope * layers, by least squares through the origin.
-
-  No intercept: a speed-up predicted by the table is then the ratio of two
-  layer sums, which the calibration networks' noise does not enter. A fitted
-  intercept (negative, from a few noisily timed uniform widths) put the
-  predicted speed-ups of random-width children well above the measured ones;
-  the ratio of layer sums stayed close to them.
-  """
+  """(0, slope) of measured = slope * layers, by least squares through the origin: what
+  `choose_multiple` compares multiples by, and `fit_network_line`'s fallback."""
   x = np.asarray(layers_ms, np.float64)
   y = np.asarray(measured_ms, np.float64)
   if not np.sum(x) > 0:
@@ -248,6 +336,27 @@ def fit_network(layers_ms: Sequence[float], measured_ms: Sequence[float]) -> Tup
                      "the machine was too busy to time them. Delete the latency table and run "
                      "again on a quieter machine.")
   return 0.0, float(np.dot(x, y) / np.dot(x, x))
+
+
+def fit_network_line(layers_ms: Sequence[float], measured_ms: Sequence[float]
+                     ) -> Tuple[float, float]:
+  """(intercept, slope) of measured = intercept + slope * layers, by least squares.
+
+  Each layer timed alone pays per invoke a fixed cost (waking the threads, dispatch) that a
+  network running its layers back to back pays less of, by an amount that changes from one
+  timing session to the next; thin networks' sums are mostly such fixed parts. The
+  calibration networks, timed in the same session, measure what the network pays as the
+  line's intercept (negative when the layers alone paid more). `fit_network` (through the
+  origin) where the line would not be increasing and positive over the networks.
+  """
+  origin = fit_network(layers_ms, measured_ms)
+  x = np.asarray(layers_ms, np.float64)
+  if len(x) < 3 or not np.ptp(x) > 0:
+    return origin
+  slope, intercept = np.polyfit(x, np.asarray(measured_ms, np.float64), 1)
+  if not slope > 0 or not intercept + slope * np.min(x) > 0:
+    return origin
+  return float(intercept), float(slope)
 
 
 def smooth_layer(in_grid: Sequence[int], out_grid: Sequence[int], ms: Any) -> List[List[float]]:
@@ -316,11 +425,14 @@ class Measurements:
       invoke included}.
     overhead_ms: median ms of the OVERHEAD_SIGNATURE model.
     network_ms: {calibration width: median ms of the whole network}.
+    move_ms: {`MoveOp.signature`: median ms of its one-op model, the invoke
+      included}; empty in a profile measured before packs held them.
   """
 
   op_ms: Dict[Tuple[Any, ...], float]
   overhead_ms: float
   network_ms: Dict[float, float]
+  move_ms: Dict[Tuple[Any, ...], float] = dataclasses.field(default_factory=dict)
 
 
 def build_table(spec: spec_lib.NetSpec, fmt: str, threads: int, measured: Measurements,
@@ -328,19 +440,25 @@ def build_table(spec: spec_lib.NetSpec, fmt: str, threads: int, measured: Measur
   """The table of `spec` from `measured`: a pure function of the measurements.
 
   Each grid point's ms less the invoke overhead, each layer's grid smoothed
-  (`smooth_layer`), the channel multiple chosen (`choose_multiple`) and the
-  network slope fitted (`fit_network`) on the calibration networks.
+  (`smooth_layer`; a max pool's or concatenation's by a line in its channels),
+  the channel multiple chosen (`choose_multiple`) and the network line fitted
+  (`fit_network_line`) on the calibration networks. Measurements without any
+  max pool or concatenation (an older profile) give a table without them: the
+  line prices them as a share of the convolutions.
 
   Raises:
     ValueError: a probe or calibration network of `spec` was not measured.
   """
   missing = [s for s in probe_signatures(spec) if s not in measured.op_ms]
+  if measured.move_ms:
+    missing += [s for s in move_signatures(spec) if s not in measured.move_ms]
   networks = calibration_specs(spec)
   missing_widths = [w for w in networks if w not in measured.network_ms]
   if missing or missing_widths:
     raise ValueError(
         f"The measurements lack {len(missing)} of the {len(probe_signatures(spec))} "
-        f"convolutions and {len(missing_widths)} of the calibration networks of this network "
+        f"convolutions (and {len(move_signatures(spec))} max pools and concatenations) and "
+        f"{len(missing_widths)} of the calibration networks of this network "
         f"({spec.input_shape[0]} px, {spec.num_classes} classes): they were measured for "
         "another architecture. Pack and measure again for this one (squish-profile pack).")
   by_signature = {s: max(0.0, float(ms) - float(measured.overhead_ms))
@@ -350,8 +468,15 @@ def build_table(spec: spec_lib.NetSpec, fmt: str, threads: int, measured: Measur
     raw = [[by_signature[op.signature(c, n)] for n in out_grid] for c in in_grid]
     layers[name] = {"in_grid": in_grid, "out_grid": out_grid,
                     "ms": smooth_layer(in_grid, out_grid, raw), "measured_ms": raw}
+  moves = {}
+  for op in move_ops(spec) if measured.move_ms else []:
+    grid = move_grid(op)
+    raw = [max(0.0, float(measured.move_ms[op.signature(c)]) - float(measured.overhead_ms))
+           for c in grid]
+    moves[op.name] = {"kind": op.kind, "grid": grid, "ms": smooth_layer([1], grid, [raw])[0],
+                      "measured_ms": raw}
   table = LatencyTable(format=fmt, threads=int(threads), input_shape=tuple(spec.input_shape),
-                       layers=layers, key=dict(key or {}))
+                       layers=layers, key=dict(key or {}), moves=moves)
   measured_ms = [float(measured.network_ms[w]) for w in networks]
   by_multiple = {m: [table.layers_ms(scaled, m) for scaled in networks.values()]
                  for m in MULTIPLES}
@@ -359,8 +484,8 @@ def build_table(spec: spec_lib.NetSpec, fmt: str, threads: int, measured: Measur
   calibration = [{"width": width, "layers_ms": layers_ms, "measured_ms": ms}
                  for width, layers_ms, ms in zip(networks, by_multiple[table.channel_multiple],
                                                  measured_ms)]
-  table.intercept_ms, table.slope = fit_network([c["layers_ms"] for c in calibration],
-                                                measured_ms)
+  table.intercept_ms, table.slope = fit_network_line([c["layers_ms"] for c in calibration],
+                                                     measured_ms)
   for point in calibration:
     point["predicted_ms"] = table.network_ms(point["layers_ms"])
   table.calibration = calibration

@@ -9,7 +9,10 @@ pack by `squish-profile pack`) writes on the device, with no TensorFlow there:
    "overhead_ms": 0.002, "networks": [{"width": 1.0, "ms": 1.87}, ...], ...}
 
 A probe's signature is `ConvOp.signature` (kernel, stride, padding, input height and width,
-C_in, C_out, activation); "networks" are the calibration widths' whole networks.
+C_in, C_out, activation); "moves" are the max pools' and concatenations' one-op models
+(`MoveOp.signature`: kind, input height and width, channels); "networks" are the calibration
+widths' whole networks. A profile without "moves" (measured before packs held them, or on a
+Jetson, whose pack has none) still reads: its table prices them through the slope.
 `DeviceProfile.table(spec)` is `latency_table.build_table` of those measurements: the same
 table the in-process measurement builds from the same figures.
 
@@ -179,7 +182,8 @@ class DeviceProfile:
             "host": self.host, "source": self.source, "seconds": self.seconds,
             "probes": [{"signature": list(s), "ms": ms} for s, ms in m.op_ms.items()],
             "overhead_ms": m.overhead_ms,
-            "networks": [{"width": w, "ms": ms} for w, ms in m.network_ms.items()]}
+            "networks": [{"width": w, "ms": ms} for w, ms in m.network_ms.items()],
+            "moves": [{"signature": list(s), "ms": ms} for s, ms in m.move_ms.items()]}
 
   @classmethod
   def from_json(cls, data: Mapping[str, Any]) -> "DeviceProfile":
@@ -198,7 +202,8 @@ class DeviceProfile:
         op_ms={tuple(probe["signature"]): float(probe["ms"]) for probe in data["probes"]},
         overhead_ms=float(data["overhead_ms"]),
         network_ms={float(network["width"]): float(network["ms"])
-                    for network in data["networks"]})
+                    for network in data["networks"]},
+        move_ms={tuple(move["signature"]): float(move["ms"]) for move in data.get("moves", [])})
     return cls(device=str(data["device"]), runtime=str(data["runtime"]),
                runtime_version=data.get("runtime_version"), threads=int(data["threads"]),
                format=data["format"], image_size=int(data["image_size"]),
