@@ -202,7 +202,7 @@ def test_report_has_this_runs_numbers(readme_run):
 
 
 def test_make_demo_plans_a_family_of_two_speedups_without_a_ladder():
-  """`make demo`: members at 1.5x and 3x over the ancestor from one evolution of three
+  """`make demo`: members at 1.5x and 3x over the ancestor from one evolution of up to four
   generations, each with the final stage; no baseline, so no ladder (the report says so)."""
   from squish_tf.evolve import targets as targets_lib  # pylint: disable=g-import-not-at-top
   from squish_tf.job import budget as budget_lib  # pylint: disable=g-import-not-at-top
@@ -212,7 +212,7 @@ def test_make_demo_plans_a_family_of_two_speedups_without_a_ladder():
   family = targets_lib.TargetFamily.of(demo.evolution, ancestor_ms=1.0)
   assert family.labels == ("1.5x", "3x")
   assert [member.speedup for member in family.members] == pytest.approx([1.5, 3.0])
-  assert demo.evolution.generations == 3 and demo.evolution.final_init == "inherit"
+  assert demo.evolution.generations == 4 and demo.evolution.final_init == "inherit"
   assert demo.evolution.target_speedup is None and demo.job.baselines == ()
   budgets = budget_lib.scale_budgets(demo.train, demo.evolution, 63, 0)
   costs = estimate_lib.StepCosts(0.5, 0.1, 0.2, 0.05)
@@ -221,7 +221,7 @@ def test_make_demo_plans_a_family_of_two_speedups_without_a_ladder():
                                   member_formats=every_format)
   assert plan.seconds("baselines") == 0
   assert [s.budget for s in plan.stages if s.name in ("synthesis", "polish", "export")] == [
-      "3 generations x 2 offspring x 2 epochs + 2 deeper x 4 epochs",
+      "4 generations x 2 offspring x 2 epochs + 2 deeper x 4 epochs",
       "2 members x inherit 4 epochs", "3 models, 16 files"]
   # The two members in every format, the ancestor in the two it is compared in.
   assert plan.seconds("export") == (2 * 7 + 2) * estimate_lib.SECONDS_PER_FILE
