@@ -11,10 +11,11 @@ XNNPACK on --threads threads) or tflite-micro (TFLite-Micro's reference kernels,
 packs only). No TensorFlow and nothing of squish_tf: it imports the standard library and numpy.
 
 Every model of the pack (manifest.json: one-convolution probes, one-op max pools and
-concatenations, the overhead probe and the whole networks of the calibration) is loaded in its own interpreter, its input set once to random
-values, and timed interleaved with the others (A B C ... A B C ..., each model's invokes per
-round calibrated to take a fixed share of the round); a model's figure is the median over the
-rounds of its ms per invoke. The rounds and shares are those of squish_tf's in-process table.
+concatenations, the overhead probe and the whole networks of the calibration) is loaded in its
+own interpreter, its input set once to random values, and timed interleaved with the others
+(A B C ... A B C ..., each model's invokes per round calibrated to take a fixed share of the
+round); a model's figure is the median over the rounds of its ms per invoke.
+The rounds and shares are those of squish_tf's in-process table.
 
 --op_profiles reads, instead of timing, one CSV per model (DIR/<name>.csv) written by LiteRT's
 `benchmark_model --enable_op_profiling=true --op_profiling_output_mode=csv` run over the pack's

@@ -28,10 +28,11 @@ timed alone as a one-op model at 1/4, 1/2 and all of the ancestor's channels
 at its input size (interleaved with the convolutions), smoothed by a line in
 its channels and read linearly along it, at C_m, its producers' unpadded
 channels: they move the largest activations, after conv1 and the early
-fires, so a child thin there saves their time too, which a share of the
-convolutions' priced by the slope alone would miss. pad(C) rounds C up to a multiple of `channel_multiple`: LiteRT's XNNPACK
-kernels compute in channel tiles, so 33 channels cost about what 40 do. The
-grid points are multiples of 4 or more of the ancestor's channels, so the
+fires, so a child thin there saves their time too, which pricing them as a
+share of the convolutions would miss. pad(C) rounds C up to a multiple of
+`channel_multiple`: LiteRT's XNNPACK kernels compute in channel tiles, so
+33 channels cost about what 40 do. The grid points are multiples of 4 or
+more of the ancestor's channels, so the
 table alone prices an offspring's odd counts at what aligned ones cost, and
 offspring ran slower than predicted; priced at the padded counts the error
 drops (`benchmarks/latency_model.py`, RESULTS.md). The multiple

@@ -4,8 +4,8 @@ The training stages' times come from a few timed optimizer steps of the real net
 run's own batches (`time_steps`: the ancestor, and a width-scaled network at a quarter of its
 parameters for what evolution ends at), multiplied by the steps each stage trains
 (`plan_stages`, pure). The stages after training take a constant per file exported (export)
-or per model (evaluation, benchmark). `fit_minutes` scales every epoch budget down by one factor until the plan
-fits --max_minutes and says what it cut.
+or per model (evaluation, benchmark). `fit_minutes` scales every epoch budget down by one
+factor until the plan fits --max_minutes and says what it cut.
 """
 
 import dataclasses
