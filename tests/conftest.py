@@ -63,11 +63,12 @@ def fixed_step_costs(request, monkeypatch):
   toy.fixed_step_costs(monkeypatch)
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture
 def backup_every_epoch(monkeypatch):
-  """A fit backs up at most every `trainer.BACKUP_SECONDS`; the tests' fits take less, and the
-  kill-and-resume tests stop them after a given epoch: back up every epoch, as Keras does
-  (test_train checks the period with a fake clock)."""
+  """A fit backs up at most every `trainer.BACKUP_SECONDS`; the tests' fits take less. A test
+  that kills a fit after a given epoch and resumes it asks for this: every epoch is backed up,
+  as Keras does (test_train checks the period with a fake clock). Other tests back up as a
+  run does: their fits end before the first backup is due."""
   from squish_tf.train import trainer  # pylint: disable=g-import-not-at-top
 
   monkeypatch.setattr(trainer, "BACKUP_SECONDS", 0.0)
