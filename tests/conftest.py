@@ -198,13 +198,15 @@ _SHARED_SCOPES = {"tests/test_api.py": "readme_run", "tests/test_job.py": "readm
 # go first, longest first (xdist would order them by their number of tests), so that the cheap
 # ones fill in at the end and both workers finish together. Most costly first, roughly.
 _COSTLIEST_FIRST = (
-    "readme_run", "tests/test_export_formats.py", "tests/test_pipelines.py",
-    "tests/test_evolution.py", "tests/test_baselines.py", "tests/test_polish.py",
-    "tests/test_train.py", "tests/test_family.py", "tests/test_latency.py",
-    "tests/test_budgets.py", "tests/test_deep_budget.py", "tests/test_export_jetson.py",
-    "tests/test_predict.py", "tests/test_profiles.py", "tests/test_distill.py",
-    "tests/test_data.py", "tests/test_synthesis.py", "tests/test_surgery.py",
-    "tests/test_workers.py", "tests/test_benchmark.py", "tests/test_litert.py")
+    "readme_run", "tests/test_export_formats.py", "tests/test_evolution.py",
+    "tests/test_baselines.py", "tests/test_polish.py", "tests/test_pipelines.py",
+    "tests/test_export_jetson.py", "tests/test_train.py", "tests/test_deep_budget.py",
+    "tests/test_budgets.py", "tests/test_family.py", "tests/test_latency.py",
+    "tests/test_predict.py", "tests/test_workers.py", "tests/test_distill.py",
+    "tests/test_micro_budget.py", "tests/test_synthesis.py", "tests/test_profiles.py",
+    "tests/test_data.py", "tests/test_benchmark.py", "tests/test_surgery.py",
+    "tests/test_export_errors.py", "tests/test_ladder.py", "tests/test_models.py",
+    "tests/test_litert.py")
 
 
 @pytest.hookimpl(optionalhook=True)
