@@ -63,11 +63,12 @@ def fixed_step_costs(request, monkeypatch):
   toy.fixed_step_costs(monkeypatch)
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture
 def backup_every_epoch(monkeypatch):
-  """A fit backs up at most every `trainer.BACKUP_SECONDS`; the tests' fits take less, and the
-  kill-and-resume tests stop them after a given epoch: back up every epoch, as Keras does
-  (test_train checks the period with a fake clock)."""
+  """A fit backs up at most every `trainer.BACKUP_SECONDS`; the tests' fits take less. A test
+  that kills a fit after a given epoch and resumes it asks for this: every epoch is backed up,
+  as Keras does (test_train checks the period with a fake clock). Other tests back up as a
+  run does: their fits end before the first backup is due."""
   from squish_tf.train import trainer  # pylint: disable=g-import-not-at-top
 
   monkeypatch.setattr(trainer, "BACKUP_SECONDS", 0.0)
@@ -197,13 +198,15 @@ _SHARED_SCOPES = {"tests/test_api.py": "readme_run", "tests/test_job.py": "readm
 # go first, longest first (xdist would order them by their number of tests), so that the cheap
 # ones fill in at the end and both workers finish together. Most costly first, roughly.
 _COSTLIEST_FIRST = (
-    "readme_run", "tests/test_export_formats.py", "tests/test_pipelines.py",
-    "tests/test_evolution.py", "tests/test_baselines.py", "tests/test_polish.py",
-    "tests/test_train.py", "tests/test_family.py", "tests/test_latency.py",
-    "tests/test_budgets.py", "tests/test_deep_budget.py", "tests/test_export_jetson.py",
-    "tests/test_predict.py", "tests/test_profiles.py", "tests/test_distill.py",
-    "tests/test_data.py", "tests/test_synthesis.py", "tests/test_surgery.py",
-    "tests/test_workers.py", "tests/test_benchmark.py", "tests/test_litert.py")
+    "readme_run", "tests/test_export_formats.py", "tests/test_evolution.py",
+    "tests/test_baselines.py", "tests/test_polish.py", "tests/test_pipelines.py",
+    "tests/test_export_jetson.py", "tests/test_train.py", "tests/test_deep_budget.py",
+    "tests/test_budgets.py", "tests/test_family.py", "tests/test_latency.py",
+    "tests/test_predict.py", "tests/test_workers.py", "tests/test_distill.py",
+    "tests/test_micro_budget.py", "tests/test_synthesis.py", "tests/test_profiles.py",
+    "tests/test_data.py", "tests/test_benchmark.py", "tests/test_surgery.py",
+    "tests/test_export_errors.py", "tests/test_ladder.py", "tests/test_models.py",
+    "tests/test_litert.py")
 
 
 @pytest.hookimpl(optionalhook=True)

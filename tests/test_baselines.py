@@ -170,7 +170,8 @@ def test_the_latency_baseline_needs_its_multiplier(toy_parent_dir, tmp_path):
   assert not os.path.exists(tmp_path / "run" / "baselines" / "width_scaled_latency")
 
 
-def test_a_killed_baseline_resumes_at_the_next_epoch(toy_parent_dir, tmp_path, monkeypatch):
+def test_a_killed_baseline_resumes_at_the_next_epoch(toy_parent_dir, tmp_path, monkeypatch,
+                                                   backup_every_epoch):
   begun = []
   monkeypatch.setattr(train_lib, "fit", toy.fit_that_dies_once(train_lib.fit, begun))
   budget = baselines.BaselineBudget(target_params=toy.TINY.params() // 3, total_epochs=3,

@@ -98,7 +98,7 @@ def test_distiller_refuses_other_classes_and_bad_settings(teacher):
     distill.DistillConfig(temperature=0.5)
 
 
-def test_distilled_fit_resumes_with_backup_and_restore(teacher, tmp_path):
+def test_distilled_fit_resumes_with_backup_and_restore(teacher, tmp_path, backup_every_epoch):
   work = str(tmp_path / "work")
 
   class Stop(Exception):

@@ -152,7 +152,7 @@ def family_run(tmp_path_factory):
         export=export_config_lib.ExportConfig(formats=("fp32",)),
         benchmark=bench_config_lib.BenchmarkConfig(batch_sizes=(1,), min_seconds=0.0,
                                                    min_runs=2, eval_images=32,
-                                                   pair_resolutions=()))
+                                                   pair_resolutions=(40,)))
     data = data_config_lib.DataConfig(image_size=32, batch_size=32, shapes10_train_size=96,
                                       shapes10_validation_size=32, shapes10_test_size=32)
     evolution_config = dataclasses.replace(LOOP, final_epochs=1, final_init="inherit",
@@ -189,6 +189,20 @@ def test_every_member_is_finished_exported_and_reported(family_run):
   assert list(rows)[:2] == [f"**SquishedNet {first['label']}**",
                             f"**SquishedNet {second['label']}**"]
   assert any(line.startswith("family: 2 member(s)") for line in family_run["lines"])
+
+
+def test_every_model_is_timed_at_the_other_resolution_against_the_ancestor(family_run):
+  """--pair_resolutions reaches the benchmark stage: each model rebuilt at 40 px and timed in
+  interleaved pairs with the ancestor, its speed-up there in results.json."""
+  models = family_run["results"]["models"]
+  assert len(models) == 3 and {"ancestor", "squishednet"} < set(models)  # and the member
+  assert models["ancestor"]["speedup_at_resolution"] == {"40": {"1": 1.0}}
+  for name in set(models) - {"ancestor"}:
+    speedup = models[name]["speedup_at_resolution"]["40"]["1"]
+    span = models[name]["speedup_at_resolution_range"]["40"]["1"]
+    assert list(models[name]["speedup_at_resolution"]) == ["40"] and speedup > 0, name
+    assert span["min"] <= speedup <= span["max"] and span["rounds"] >= 2, name
+    assert models[name]["litert_images_per_sec_at_resolution"]["40"]["1"] > 0, name
 
 
 def test_a_family_without_a_ladder_says_so_and_names_the_flag(family_run):

@@ -80,7 +80,8 @@ class _Stop(Exception):
   pass
 
 
-def test_polish_fine_tunes_the_winner_and_resumes_after_a_kill(bn_run, monkeypatch):
+def test_polish_fine_tunes_the_winner_and_resumes_after_a_kill(bn_run, monkeypatch,
+                                                           backup_every_epoch):
   run_dir, result = bn_run["run_dir"], bn_run["result"]
   assert polish.needs_polish(result, CONFIG)
   original = train_lib.fit
@@ -122,7 +123,8 @@ def test_polish_fine_tunes_the_winner_and_resumes_after_a_kill(bn_run, monkeypat
 
 
 def test_scratch_trains_the_winners_widths_afresh_for_the_lineages_budget(bn_run, tmp_path,
-                                                                         monkeypatch):
+                                                                         monkeypatch,
+                                                                         backup_every_epoch):
   result = bn_run["result"]
   recipe = train_config_lib.TrainConfig(epochs=PARENT_EPOCHS, learning_rate=1e-2, warmup_epochs=0)
   budget = PARENT_EPOCHS + CONFIG.offspring_epochs + SCRATCH.final_epochs  # one generation
@@ -302,7 +304,7 @@ def test_without_distillation_no_teacher_is_recorded(toy_parent_dir, tmp_path):
 
 
 def test_a_killed_offspring_fine_tune_resumes_at_the_next_epoch(toy_parent_dir, tmp_path,
-                                                                monkeypatch):
+                                                                monkeypatch, backup_every_epoch):
   config = evolve_config_lib.EvolutionConfig(generations=1, population=1, offspring_epochs=3,
                                      max_accuracy_drop=1.0)
   run_dir = str(tmp_path / "run")

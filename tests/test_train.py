@@ -103,7 +103,7 @@ class _KillAfterEpoch(keras.callbacks.Callback):
       raise KeyboardInterrupt("killed")
 
 
-def test_killed_fit_resumes_from_last_epoch(tmp_path):
+def test_killed_fit_resumes_from_last_epoch(tmp_path, backup_every_epoch):
   ds, info = _toy_data()
   work = str(tmp_path / "work")
   config = train_config_lib.TrainConfig(epochs=4, learning_rate=3e-3)
