@@ -11,7 +11,6 @@ the device's format and times them with the ancestor interleaved in the device's
   python benchmarks/device_profiles.py --devices=cpu_fp32,cpu_int8,tflm
 """
 
-import json
 import os
 import sys
 import tempfile
@@ -24,6 +23,7 @@ import numpy as np  # noqa: E402
 
 import pipelines  # noqa: E402
 pipelines.import_tensorflow()  # TensorFlow, without its start-up noise
+from squish_tf import files as files_lib  # noqa: E402
 from squish_tf.bench import device_measure  # noqa: E402
 from squish_tf.bench import devices as devices_lib  # noqa: E402
 from squish_tf.bench import latency  # noqa: E402
@@ -109,8 +109,7 @@ def main(argv):
           f"{len(children)} offspring (held out; of their speed-up over the ancestor "
           f"{np.median(held_out_speedup):.1%})", flush=True)
   os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
-  with open(FLAGS.out, "w") as handle:
-    json.dump(results, handle, indent=1)
+  files_lib.write_json(FLAGS.out, results)
   print(f"wrote {FLAGS.out}")
 
 

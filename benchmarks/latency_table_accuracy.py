@@ -41,6 +41,7 @@ import numpy as np  # noqa: E402
 
 import pipelines  # noqa: E402
 pipelines.import_tensorflow()  # TensorFlow, without its start-up noise
+from squish_tf import files as files_lib  # noqa: E402
 from squish_tf.bench import latency  # noqa: E402
 from squish_tf.bench import latency_table as latency_table_lib  # noqa: E402
 from squish_tf.net import spec as spec_lib  # noqa: E402
@@ -211,8 +212,7 @@ def main(argv):
          "rows": rows, "summary": summary, "build_seconds": build_seconds,
          "old_build_seconds": old_build_seconds}
   os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
-  with open(FLAGS.out, "w") as handle:
-    json.dump(out, handle, indent=1)
+  files_lib.write_json(FLAGS.out, out)
   print(f"wrote {FLAGS.out}")
 
 
