@@ -114,8 +114,7 @@ def run_tables(ancestor: spec_lib.NetSpec):
     path = os.path.join(run, latency_table_lib.table_file(FLAGS.format))
     if not os.path.exists(path):
       continue
-    with open(path) as handle:
-      data = json.load(handle)
+    data = files_lib.read_json(path)
     table = latency_table_lib.LatencyTable.from_json(
         dict(data, version=latency_table_lib.TABLE_VERSION))
     try:

@@ -238,8 +238,8 @@ class _Evolution:
     """Draws, fine-tunes, times and selects one generation; the next parent's id, or None to
     stop."""
     strengths = surgery.layer_strengths(parent_model, parent_spec)
-    parent_speedup = (1.0 if parent_id == ANCESTOR_ID
-                      else measured_speedup(_record_of(self.lineage, parent_id)))
+    parent_speedup = _speedup_of(_record_of(self.lineage, parent_id), parent_id,
+                                 table_clock=True)
     synth = steering.generation_synthesis(self.synth, self.config, parent_spec, generation,
                                           self.table, self.ancestor_spec, self.targets,
                                           strengths, met=chosen_records(self.lineage),
@@ -348,10 +348,14 @@ def _record_of(lineage: Mapping[str, Any], parent_id: str) -> Dict[str, Any]:
   return next(r for r in lineage["candidates"] if r["id"] == parent_id and r["status"] == "ok")
 
 
-def _speedup_of(parent: Dict[str, Any], parent_id: str) -> Optional[float]:
-  """The parent's measured speed-up over the ancestor (the ancestor's own: 1), or None."""
+def _speedup_of(parent: Dict[str, Any], parent_id: str,
+                table_clock: bool = False) -> Optional[float]:
+  """The parent's measured speed-up over the ancestor (the ancestor's own: 1), or None; with
+  `table_clock`, only one measured on the latency table's clock (`measured_speedup`)."""
   if parent_id == ANCESTOR_ID:
     return 1.0
+  if table_clock:
+    return measured_speedup(parent)
   return (parent.get("measured_speedup") or {}).get("median")
 
 

@@ -67,8 +67,8 @@ class Targets:
     clock (`measured_speedup`: interleaved with the ancestor, as the benchmark times the
     members), as the speed-up the target asks over the ancestor's predicted ms. A record not
     measured on that clock (a profile of another device) is judged on the table's prediction.
-    The table errs most on the thinnest children (by 40% in speed-up), and a budget met on a
-    prediction that low sent the next generation past every budget, too thin to recover.
+    The table errs most on the thinnest children, and a budget met on a prediction that low
+    sent the next generation past every budget, too thin to recover.
     """
     if not self.any:
       return False
