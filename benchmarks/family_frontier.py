@@ -9,11 +9,14 @@ each latency below is the ancestor's benchmark latency over the model's interlea
 
 Prints per seed and budget: the member (or "not reached"), its test top-1 and speed-up, the best
 ladder network at least as fast (`report.frontier.ladder_verdict`: no interpolation) and the
-points between them; then, per budget, the mean over seeds with min-max; the job's wall time
+points between them, with their 95% interval on the test split and McNemar's p
+(`report.paired`); then, per budget, the mean over seeds with min-max and two 95% intervals of
+the mean (the test splits' noise alone; the seeds' spread); the job's wall time
 and its stages' (a ladder trains within the final stage's). Runs resume (the job's stages are
 resumable). Writes `<run_dir>/summary.json`.
 
   python benchmarks/family_frontier.py --seeds=0,1,2
+  python benchmarks/family_frontier.py --seeds=0,1,2 --reevaluate  # finished runs: intervals
 """
 
 import json
@@ -38,6 +41,11 @@ flags.DEFINE_integer("generations", 4, "--generations (the most; a run stops onc
                      "is met).")
 flags.DEFINE_list("baselines", ["ladder"], "--baselines of the runs.")
 flags.DEFINE_list("extra", [], "More job options as name=value (e.g. population=3).")
+flags.DEFINE_bool("reevaluate", False, "Do not run the jobs: read each seed's finished run "
+                  "under --run_dir, score its ancestor, members and rungs image by image on its "
+                  "test split again (runs written before evaluation.json kept per-image "
+                  "outcomes), add them to its evaluation.json and results.json, and print the "
+                  "verdicts with their intervals. The timings are the run's own.")
 
 
 def _options(seed: int) -> dict:
@@ -45,6 +53,59 @@ def _options(seed: int) -> dict:
                  min_train_steps=0, cost="latency", targets=",".join(FLAGS.targets),
                  generations=FLAGS.generations, baselines=",".join(FLAGS.baselines))
   return summary.extra_options(options, FLAGS.extra)
+
+
+def _flagfile_options(path: str) -> dict:
+  """A run's flags.txt as squish_tf.plan options (--name=value, --name, --noname)."""
+  options = {}
+  with open(path) as handle:
+    for line in handle:
+      line = line.strip()
+      if not line.startswith("--"):
+        continue
+      name, has_value, value = line[2:].partition("=")
+      if has_value:
+        options[name] = value
+      elif name.startswith("no"):
+        options[name[2:]] = False
+      else:
+        options[name] = True
+  return options
+
+
+def _reevaluated(run_dir: str) -> dict:
+  """A finished run's results.json with its models' per-image test outcomes added (and
+  written back, with evaluation.json's): the job's own evaluation, on the run's test split."""
+  import squish_tf  # pylint: disable=g-import-not-at-top
+  from squish_tf import files as files_lib  # pylint: disable=g-import-not-at-top
+  from squish_tf.data import pipeline as data_lib  # pylint: disable=g-import-not-at-top
+  from squish_tf.job import results as results_lib  # pylint: disable=g-import-not-at-top
+  from squish_tf.job import run as job  # pylint: disable=g-import-not-at-top
+  results = files_lib.read_json(os.path.join(run_dir, "results.json"))
+  plan = squish_tf.plan(check_ancestor=False,
+                        **_flagfile_options(os.path.join(run_dir, "flags.txt")))
+  dirs = {}
+  for name, model in results["models"].items():
+    if name in ("ancestor", "squishednet"):
+      dirs[name] = os.path.join(run_dir, name)
+    elif model.get("kind") == "member":
+      dirs[name] = os.path.join(run_dir, "family", name.split("_", 1)[1], "squishednet")
+    elif model.get("kind") == "baseline":
+      dirs[name] = os.path.join(run_dir, "baselines", name)
+  fresh = job.evaluate_on_test(dirs, data_lib.load_test(plan.data)[0], log=lambda line: None)
+  path = os.path.join(run_dir, "evaluation.json")
+  evaluation = files_lib.read_json(path)
+  for name, figures in fresh["models"].items():
+    recorded = evaluation["models"][name]["top1"]
+    if abs(figures["top1"] - recorded) > 1e-6:
+      raise RuntimeError(f"{run_dir}: {name} scores {figures['top1']:.4f} now against "
+                         f"{recorded:.4f} in its evaluation.json: not the run's test split.")
+    evaluation["models"][name]["correct"] = figures["correct"]
+  evaluation.update(images=fresh["images"], labels=fresh["labels"])
+  files_lib.write_json(path, evaluation)
+  results["test_correct"] = results_lib.test_correct(evaluation, results["models"])
+  files_lib.write_json(os.path.join(run_dir, "results.json"), results)
+  return results
 
 
 def _rows(results: dict) -> list:
@@ -60,14 +121,14 @@ def _rows(results: dict) -> list:
     row = {"budget": label, "member": None}
     if member is not None and member["name"] in points:
       point = points[member["name"]]
-      verdict = frontier_lib.ladder_verdict(point, ladder) or {}
+      verdict = frontier_lib.ladder_verdict(point, ladder, results.get("test_correct")) or {}
       rival = verdict.get("rival")
       row.update(member=member["name"], candidate=member["candidate"], top1=point["top1"],
                  speedup=point.get("speedup"), latency_ms=point["latency_ms"],
                  size_mb=point.get("size_mb"),
                  rival=None if rival is None else {k: rival.get(k) for k in (
                      "name", "top1", "latency_ms", "speedup", "width_multiplier")},
-                 points=verdict.get("points"),
+                 points=verdict.get("points"), paired=verdict.get("paired"),
                  drop=100 * (ancestor["top1"] - point["top1"]))
     rows.append(row)
   return rows
@@ -84,10 +145,14 @@ def main(argv):
   del argv
   summary.quiet_logging()
   import squish_tf  # pylint: disable=g-import-not-at-top
+  from squish_tf.report import paired as paired_lib  # pylint: disable=g-import-not-at-top
   per_seed = {}
   for seed in map(int, FLAGS.seeds):
     start = time.time()
-    results = squish_tf.run(**_options(seed)).results
+    if FLAGS.reevaluate:
+      results = _reevaluated(_options(seed)["run_dir"])
+    else:
+      results = squish_tf.run(**_options(seed)).results
     wall = results.get("wall_seconds") or {}
     per_seed[seed] = {"rows": _rows(results), "wall_seconds": wall,
                       "this_call_seconds": time.time() - start,
@@ -103,9 +168,12 @@ def main(argv):
         print(f"  {row['budget']:>6}: not reached within the accuracy budget")
         continue
       rival = row["rival"]
+      paired = row.get("paired")
+      noise = ("" if not paired else f" [95% {paired['low']:+.2f}, {paired['high']:+.2f}; "
+               f"McNemar p {paired['p_value']:.2g}]")
       against = ("no ladder network at least as fast" if rival is None else
                  f"vs {rival['name']} ({100 * rival['top1']:.2f}%, {rival['latency_ms']:.3f} ms)"
-                 f": {row['points']:+.2f} points")
+                 f": {row['points']:+.2f} points{noise}")
       print(f"  {row['budget']:>6}: {row['member']} ({row['candidate']}) "
             f"{100 * row['top1']:.2f}% test, {row['latency_ms']:.3f} ms "
             f"({row['speedup'] or float('nan'):.2f}x), {row['size_mb']:.3f} MB, "
@@ -120,6 +188,13 @@ def main(argv):
     reached = sum(1 for s in per_seed.values() for r in s["rows"]
                   if r["budget"] == label and r["member"] is not None)
     print(f"  {label:>6}: {_spread(gaps)}; reached in {reached} of {len(per_seed)} seeds")
+    mean = paired_lib.mean_over_seeds([r["paired"] for s in per_seed.values() for r in s["rows"]
+                                       if r["budget"] == label and r.get("paired")])
+    if mean:
+      seeds = ("" if mean["seeds_low"] is None else
+               f"; across seeds (t) [{mean['seeds_low']:+.2f}, {mean['seeds_high']:+.2f}]")
+      print(f"          95% intervals of the mean: test splits [{mean['test_low']:+.2f}, "
+            f"{mean['test_high']:+.2f}]{seeds}")
   summary.write_summary(FLAGS.run_dir, {"targets": FLAGS.targets,
                                         "generations": FLAGS.generations,
                                         "baselines": FLAGS.baselines, "extra": FLAGS.extra},

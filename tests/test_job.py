@@ -17,6 +17,7 @@ from squish_tf.evolve import encoding as synthesis
 from squish_tf.job import config as job_config_lib
 from squish_tf.job import exporting
 from squish_tf.job import run as job
+from squish_tf.report import paired as paired_lib
 from squish_tf.train import config as train_config_lib
 from squish_tf.train import trainer as train_lib
 
@@ -142,6 +143,19 @@ def test_results_agree_with_lineage_and_benchmark(readme_run):
     keras_top1 = bench["models"][name]["artefacts"]["keras"]["top1"]
     assert keras_top1 == pytest.approx(evaluation["models"][name]["top1"])
   assert squished["validation_top1"] == polished["top1"]
+  # Which images each model gets right, in the split's order: their mean is its top-1, and two
+  # models' vectors pair up into the verdict's interval.
+  correct = results["test_correct"]
+  assert correct["images"] == evaluation["images"] == results["dataset"]["test_count"]
+  assert set(correct["models"]) == set(results["models"])
+  vectors = {name: paired_lib.unpack_correct(evaluation["models"][name]["correct"],
+                                             evaluation["images"])
+             for name in evaluation["models"]}
+  for name, vector in vectors.items():
+    assert vector.mean() == pytest.approx(evaluation["models"][name]["top1"], abs=1e-6), name
+  paired = paired_lib.paired_of(correct, "squishednet", "ancestor")
+  assert paired["points"] == pytest.approx(
+      100 * (squished["top1"] - results["models"]["ancestor"]["top1"]), abs=1e-4)
   for row in results["candidates"]:
     assert row["top1"] == evaluation["models"][row["id"]]["top1"]
     assert row["validation_top1"] == next(

@@ -369,10 +369,23 @@ def results_record(inputs: ResultsInputs) -> records.Results:
       # --final_init=best: which of scratch and inherit was kept, both validation figures, why.
       final_choice=squished_metrics.get("final_choice") if polished else None,
       stop_reason=lineage.stop_reason, family=family_summary(inputs.lineage, inputs.family),
+      test_correct=test_correct(inputs.evaluation, models),
       paper=[dict(p) for p in PAPER],
       reference={"squeezenet_v1_1_size_mb": SQUEEZENET_V1_1_SIZE_MB},
       machine=_machine(inputs.benchmark.get("settings", {})),
       wall_seconds=dict(inputs.times, total=sum(inputs.times.values())))
+
+
+def test_correct(evaluation: Mapping[str, Any], models: Mapping[str, Any]
+                 ) -> Optional[Dict[str, Any]]:
+  """results.json's "test_correct": the per-image right/wrong vectors of `models` from
+  evaluation.json; None when it has none (written before them)."""
+  tested = evaluation.get("models") or {}
+  packed = {name: tested[name]["correct"] for name in models
+            if isinstance(tested.get(name), Mapping) and "correct" in tested[name]}
+  if not packed or not isinstance(evaluation.get("images"), int):
+    return None
+  return {"images": evaluation["images"], "labels": evaluation.get("labels"), "models": packed}
 
 
 def family_summary(lineage: Mapping[str, Any], family: Sequence[Mapping[str, Any]]

@@ -60,6 +60,7 @@ from squish_tf.net import model_io
 from squish_tf.net import spec as spec_lib
 from squish_tf.report import console as console_lib
 from squish_tf.report import markdown as report_lib
+from squish_tf.report import paired as paired_lib
 from squish_tf.runtime import native_log
 from squish_tf.runtime import workers as workers_lib
 from squish_tf.train import baselines as baselines_lib
@@ -365,8 +366,11 @@ def evaluation_stage(run: Run, stage: Stages, result: lineage_lib.EvolutionResul
   models.update({r["id"]: os.path.join(run.run_dir, r["dir"])
                  for r in result.lineage["candidates"] if r["status"] == "ok"})
   models.update(run.baseline_dirs)
-  existing = files_lib.optional_read_json(path)
-  stage("evaluation", existing is not None and set(models) <= set(existing.get("models", {})),
+  existing = files_lib.optional_read_json(path) or {}
+  # An evaluation.json without the per-image vectors (written before they were) is redone:
+  # the verdicts pair two models' outcomes image by image.
+  done = all("correct" in existing.get("models", {}).get(name, {}) for name in models)
+  stage("evaluation", done,
         lambda: files_lib.write_json(path, evaluate_on_test(models, run.data.test(),
                                                             log=run.log)))
 
@@ -426,10 +430,20 @@ def train_ancestor_dir(ancestor_dir: str, spec: spec_lib.NetSpec, data_fn: Calla
 
 def evaluate_on_test(model_dirs: Dict[str, str], test_ds: tf.data.Dataset,
                      log: Callable[[str], None] = print) -> Dict[str, Any]:
-  """Test loss, top-1 and top-5 of every model dir's Keras model: the evaluation.json dict."""
+  """Test loss, top-1 and top-5 of every model dir's Keras model, and which test images it
+  gets right (`paired_lib.pack_correct`, in the split's order, so that two models' verdicts
+  pair image by image): the evaluation.json dict, with the split's "images" and "labels"
+  (`paired_lib.labels_digest`)."""
   out: Dict[str, Any] = {"split": "test", "models": {}}
   for name, model_dir in model_dirs.items():
     model, _, _ = model_io.load_model_dir(model_dir, require_spec=False)
-    out["models"][name] = train_lib.evaluate(model, test_ds)
-    log(f"  {name:<24} test top-1 {out['models'][name]['top1']:.4f}")
+    figures = train_lib.evaluate(model, test_ds)
+    correct, labels = train_lib.correct_per_image(model, test_ds)
+    digest = paired_lib.labels_digest(labels)
+    if out.setdefault("labels", digest) != digest:
+      raise RuntimeError(f"the test split yielded other labels for {name!r} than for the models "
+                         "before it; its pipeline must be deterministic (unshuffled).")
+    out["images"] = int(correct.size)
+    out["models"][name] = dict(figures, correct=paired_lib.pack_correct(correct))
+    log(f"  {name:<24} test top-1 {figures['top1']:.4f}")
   return out

@@ -213,6 +213,10 @@ class Results(Record):
     candidates: every candidate evolution trained.
     latency_model: the latency table's predictions against measurements, or None.
     frontier: test top-1 against latency, one point per measured network.
+    test_correct: which test images each model gets right, {"images", "labels" (a digest of
+      the split's labels), "models": {name: packed bits}} (`squish_tf.report.paired`), so
+      that verdicts can say whether a difference is beyond the test split's noise; absent in
+      files written before it.
     generations: each generation's summary (lineage.json's).
     winner, polished, final_init, final_choice, stop_reason: evolution's outcome
       and the final stage's.
@@ -238,6 +242,7 @@ class Results(Record):
   final_choice: Optional[Dict[str, Any]] = value()
   stop_reason: Optional[str] = value()
   family: Optional[Dict[str, Any]] = optional()
+  test_correct: Optional[Dict[str, Any]] = optional()
   paper: Optional[List[Dict[str, Any]]] = value()
   reference: Optional[Dict[str, Any]] = value()
   machine: Optional[Dict[str, Any]] = value()

@@ -19,6 +19,7 @@ spread. All figures are LiteRT fp32, batch 1, at the run's resolution.
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from squish_tf.records import CandidateResult, ModelResult
+from squish_tf.report import paired as paired_lib
 from squish_tf.report.format import finite_number, join_words
 
 KINDS = ("ancestor", "candidate", "squishednet", "member", "baseline", "ladder")
@@ -177,8 +178,8 @@ def staircase(points: Sequence[Mapping[str, Any]], right: Any = None
   return xs, ys
 
 
-def ladder_verdict(point: Mapping[str, Any], ladder: Sequence[Mapping[str, Any]]
-                   ) -> Optional[Dict[str, Any]]:
+def ladder_verdict(point: Mapping[str, Any], ladder: Sequence[Mapping[str, Any]],
+                   test_correct: Optional[Mapping[str, Any]] = None) -> Optional[Dict[str, Any]]:
   """One network against the width ladder: the best ladder network at least as fast.
 
   No interpolation: only ladder networks whose latency is at most `point`'s count, and of
@@ -189,12 +190,15 @@ def ladder_verdict(point: Mapping[str, Any], ladder: Sequence[Mapping[str, Any]]
     point: a frontier point ("name", "latency_ms", "top1"): the SquishedNet, or any one
       network judged (a family's member).
     ladder: the ladder's points (`ladder_of`).
+    test_correct: results.json's "test_correct", to pair the two networks' test outcomes.
 
   Returns:
     {"name", "latency_ms", "top1" (the point's), "rival" (the ladder point, or None when
     none is at least as fast), "points" (100 x (top1 - the rival's top-1); None without
     both), "rungs" (how many ladder points have a latency), "fastest" (the fastest of
-    them)}; None without a ladder or a latency for `point`.
+    them), "paired" (`paired.paired_of` of the point and its rival: the difference's 95%
+    interval and McNemar p; None without both networks' per-image outcomes)}; None without a
+    ladder or a latency for `point`.
   """
   latency = finite_number(point.get("latency_ms"))
   timed = [p for p in ladder if finite_number(p.get("latency_ms")) is not None]
@@ -206,8 +210,10 @@ def ladder_verdict(point: Mapping[str, Any], ladder: Sequence[Mapping[str, Any]]
                                    -finite_number(p.get("latency_ms"))), default=None)
   own = finite_number(point.get("top1"))
   points = None if rival is None or own is None else 100 * (own - finite_number(rival["top1"]))
+  paired = None if rival is None else paired_lib.paired_of(
+      test_correct, str(point.get("name")), str(rival.get("name")))
   return {"name": point.get("name"), "latency_ms": latency, "top1": own, "rival": rival,
-          "points": points, "rungs": len(timed),
+          "points": points, "paired": paired, "rungs": len(timed),
           "fastest": min(timed, key=lambda p: finite_number(p.get("latency_ms")))}
 
 
@@ -245,6 +251,7 @@ def ladder_sentence(verdict: Optional[Mapping[str, Any]], subject: str = "the Sq
   else:
     outcome = (f"is {points:+.2f} points more accurate" if points > 0
                else f"is {-points:.2f} points less accurate")
+  outcome += paired_lib.noise_text(verdict.get("paired"))
   return (f"{head} {outcome} than the best ladder network at least as fast, "
           f"{_ladder_name(rival)} ({where}, {100 * finite_number(rival['top1']):.2f}% "
           f"{split} top-1).")
@@ -289,7 +296,8 @@ def family_ladder_sentences(results: Mapping[str, Any], split: str = "test") -> 
   for name, budget in labels.items():
     if name in points:
       subject = (f"the {budget} member" + (" (the SquishedNet)" if name == "squishednet" else ""))
-      said = ladder_sentence(ladder_verdict(points[name], ladder), subject=subject, split=split)
+      said = ladder_sentence(ladder_verdict(points[name], ladder, results.get("test_correct")),
+                             subject=subject, split=split)
       if said:
         out.append(said)
   return out
@@ -302,7 +310,8 @@ def squishednet_ladder_sentence(results: Mapping[str, Any], split: str = "test"
   squished = next((p for p in frontier_of(results) if p.get("kind") == "squishednet"), None)
   if squished is None:
     return None
-  return ladder_sentence(ladder_verdict(squished, ladder_of(results)), split=split)
+  return ladder_sentence(ladder_verdict(squished, ladder_of(results), results.get("test_correct")),
+                         split=split)
 
 
 def _ratio(squished: Mapping[str, Any], rival: Mapping[str, Any]) -> Optional[float]:
@@ -313,15 +322,16 @@ def _ratio(squished: Mapping[str, Any], rival: Mapping[str, Any]) -> Optional[fl
   return own / theirs if own and theirs else None
 
 
-def _points_text(squished: Mapping[str, Any], rival: Mapping[str, Any]) -> str:
+def _points_text(squished: Mapping[str, Any], rival: Mapping[str, Any],
+                 paired: Optional[Mapping[str, Any]] = None) -> str:
   own, theirs = finite_number(squished.get("top1")), finite_number(rival.get("top1"))
   if own is None or theirs is None:
     return "not comparable on top-1 (one of them has none)"
   points = 100 * (own - theirs)
   if round(points, 2) == 0:
-    return "as accurate (+0.00 points)"
-  return f"+{points:.2f} points more accurate" if points > 0 else (
-      f"{-points:.2f} points less accurate")
+    return "as accurate (+0.00 points)" + paired_lib.noise_text(paired)
+  return (f"+{points:.2f} points more accurate" if points > 0 else (
+      f"{-points:.2f} points less accurate")) + paired_lib.noise_text(paired)
 
 
 def _outcome(squished: Mapping[str, Any], rival: Mapping[str, Any]) -> Optional[str]:
@@ -357,16 +367,21 @@ def verdict_sentence(results: Mapping[str, Any]) -> Optional[str]:
   if not isinstance(squished, Mapping) or not (size_rival or latency_rival):
     return None
   clauses, outcomes = [], []
+
+  def paired_of(name: str) -> Optional[Dict[str, Any]]:
+    return paired_lib.paired_of(results.get("test_correct"), "squishednet", name)
+
   if isinstance(size_rival, Mapping):
     ratio = _ratio(squished, size_rival)
     speed = f" and {ratio:.2f}x as fast" if ratio is not None else ""
     clauses.append(f"at equal size ({_rival_name(SIZE_MATCH, size_rival)}) the SquishedNet is "
-                   f"{_points_text(squished, size_rival)}{speed}")
+                   f"{_points_text(squished, size_rival, paired_of(SIZE_MATCH))}{speed}")
     outcomes.append(("at equal size", _outcome(squished, size_rival)))
   if isinstance(latency_rival, Mapping):
     subject = "it" if clauses else "the SquishedNet"
     clauses.append(f"at equal latency ({_rival_name(LATENCY_MATCH, latency_rival)}) {subject} "
-                   f"is {_points_text(squished, latency_rival)}{_match_text(latency_rival)}")
+                   f"is {_points_text(squished, latency_rival, paired_of(LATENCY_MATCH))}"
+                   f"{_match_text(latency_rival)}")
     outcomes.append(("at equal latency", _outcome(squished, latency_rival)))
   else:
     ratio = _ratio(squished, size_rival)

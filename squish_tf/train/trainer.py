@@ -13,9 +13,10 @@ import os
 import shutil
 import sys
 import time
-from typing import Any, Callable, Dict, Optional, Sequence
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from squish_tf import files as files_lib
@@ -249,6 +250,21 @@ def evaluate(model, val_ds: tf.data.Dataset) -> Dict[str, float]:
   compile_model(model)
   results = model.evaluate(val_ds, return_dict=True, verbose=0)
   return {key: float(value) for key, value in results.items() if key in ("loss", "top1", "top5")}
+
+
+def correct_per_image(model, dataset: tf.data.Dataset) -> Tuple[np.ndarray, np.ndarray]:
+  """Whether `model`'s top-1 is right on each image of a batched (image, label) split, in the
+  split's order, and the labels: (bool [n], int64 [n]). Its mean is `evaluate`'s top-1."""
+  correct, labels = [], []
+  for images, batch_labels in dataset:
+    scores = np.asarray(model.predict_on_batch(images))
+    truth = np.asarray(batch_labels).reshape(-1).astype(np.int64)
+    correct.append(np.argmax(scores, axis=-1) == truth)
+    labels.append(truth)
+  if not labels:
+    raise ValueError("The split is empty: the data pipeline yielded no images; check the data "
+                     "flags.")
+  return np.concatenate(correct), np.concatenate(labels)
 
 
 def train_model_dir(model_dir: str,
