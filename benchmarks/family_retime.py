@@ -7,9 +7,12 @@ run's models interleaved with its ancestor in one LiteRT session (`latency.measu
 batch 1, 2 threads, --rounds rounds: median per-round speed-up with min-max), one run after the
 other, and prints per run and budget the member's test top-1 (results.json), its speed-up, the
 best ladder network at least as fast in this session (`report.frontier.ladder_verdict`,
-no interpolation) and the points between them; then per budget the mean over the runs.
+no interpolation) and the points between them, with their 95% interval and McNemar p when
+the runs kept per-image test outcomes (`report.paired`); then per budget the mean over the runs
+and its intervals.
 
   python benchmarks/family_retime.py --runs=/tmp/ffeq0/seed_0,/tmp/ffeq1/seed_1,/tmp/ffeq2/seed_2
+  python benchmarks/family_retime.py --runs=... --timings=/tmp/family_retime.json  # no timing
 """
 
 import json
@@ -25,6 +28,10 @@ FLAGS = flags.FLAGS
 flags.DEFINE_list("runs", [], "Finished family runs (run dirs with results.json and a ladder).")
 flags.DEFINE_integer("rounds", 21, "Interleaved rounds per session.")
 flags.DEFINE_string("out", "", "Where to write the figures as JSON (default: none).")
+flags.DEFINE_string("timings", "", "Do not time: read each run's timings from this --out JSON "
+                    "of an earlier session (its runs' keys are the same run dirs), to print its "
+                    "verdicts again, e.g. with the intervals of runs re-evaluated since "
+                    "(`family_frontier.py --reevaluate`).")
 
 FP32 = os.path.join("export", "model_fp32.tflite")
 
@@ -60,7 +67,8 @@ def _verdicts(results: dict, measured: dict) -> list:
   ladder = [point(name) for name in measured if name.startswith("ladder_")]
   rows = []
   for member in results["family"]["members"]:
-    verdict = frontier_lib.ladder_verdict(point(member["name"]), ladder)
+    verdict = frontier_lib.ladder_verdict(point(member["name"]), ladder,
+                                          results.get("test_correct"))
     rival = (verdict or {}).get("rival")
     for label in member["labels"]:
       rows.append({"budget": label, "member": member["name"], "top1": verdict["top1"],
@@ -68,8 +76,16 @@ def _verdicts(results: dict, measured: dict) -> list:
                    "rival": None if rival is None else rival["name"],
                    "rival_top1": None if rival is None else rival["top1"],
                    "rival_speedup": None if rival is None else measured[rival["name"]]["speedup"],
-                   "points": verdict["points"]})
+                   "points": verdict["points"], "paired": verdict["paired"]})
   return rows
+
+
+def _noise(paired) -> str:
+  """The verdict's 95% interval and McNemar p (runs with per-image test outcomes)."""
+  if not paired:
+    return ""
+  return (f" [95% {paired['low']:+.2f}, {paired['high']:+.2f}; McNemar p "
+          f"{paired['p_value']:.2g}]")
 
 
 def main(argv):
@@ -77,17 +93,25 @@ def main(argv):
   import pipelines  # pylint: disable=g-import-not-at-top
   pipelines.import_tensorflow()
   from squish_tf.bench import latency  # pylint: disable=g-import-not-at-top
+  from squish_tf.report import paired as paired_lib  # pylint: disable=g-import-not-at-top
+  recorded = {}
+  if FLAGS.timings:
+    with open(FLAGS.timings) as f:
+      recorded = json.load(f)
   out = {}
   for run_dir in FLAGS.runs:
     with open(os.path.join(run_dir, "results.json")) as f:
       results = json.load(f)
-    files = _files(run_dir, results)
-    models = {}
-    for name, path in files.items():
-      with open(path, "rb") as f:
-        models[name] = f.read()
-    load = os.getloadavg()
-    measured = latency.measure_against(models, "ancestor", threads=2, rounds=FLAGS.rounds)
+    if FLAGS.timings:
+      load, measured = recorded[run_dir]["load_before"], recorded[run_dir]["measured"]
+    else:
+      files = _files(run_dir, results)
+      models = {}
+      for name, path in files.items():
+        with open(path, "rb") as f:
+          models[name] = f.read()
+      load = os.getloadavg()
+      measured = latency.measure_against(models, "ancestor", threads=2, rounds=FLAGS.rounds)
     rows = _verdicts(results, measured)
     out[run_dir] = {"rows": rows, "load_before": load, "measured": measured}
     print(f"{run_dir} (load before {load[0]:.1f}, {FLAGS.rounds} rounds):")
@@ -98,7 +122,7 @@ def main(argv):
     for row in rows:
       verdict = ("no ladder network at least as fast" if row["rival"] is None else
                  f"vs {row['rival']} ({100 * row['rival_top1']:.2f}%, {row['rival_speedup']:.2f}x):"
-                 f" {row['points']:+.2f} points")
+                 f" {row['points']:+.2f} points" + _noise(row["paired"]))
       print(f"  {row['budget']:>5s}: {row['member']} {100 * row['top1']:.2f}% at "
             f"{row['speedup']:.2f}x; {verdict}")
   budgets = sorted({row["budget"] for run in out.values() for row in run["rows"]},
@@ -110,6 +134,14 @@ def main(argv):
     if points:
       print(f"  {budget:>5s}: {np.mean(points):+.2f} [{min(points):+.2f}, {max(points):+.2f}] "
             f"over {len(points)}")
+    mean = paired_lib.mean_over_seeds([row["paired"] for run in out.values()
+                                       for row in run["rows"]
+                                       if row["budget"] == budget and row.get("paired")])
+    if mean:
+      seeds = ("" if mean["seeds_low"] is None else
+               f"; across seeds (t) [{mean['seeds_low']:+.2f}, {mean['seeds_high']:+.2f}]")
+      print(f"         95% intervals of the mean: test splits [{mean['test_low']:+.2f}, "
+            f"{mean['test_high']:+.2f}]{seeds}")
   if FLAGS.out:
     with open(FLAGS.out, "w") as f:
       json.dump(out, f, indent=1, default=float)
