@@ -2,6 +2,7 @@
 one real pool worker that reports what its initializer set up."""
 
 import os
+import threading
 
 from absl import logging
 import pytest
@@ -74,7 +75,10 @@ def _worker_report():
           "inter": tf.config.threading.get_inter_op_parallelism_threads(),
           "tf_log_level": os.environ.get("TF_CPP_MIN_LOG_LEVEL"),
           "allow_growth": os.environ.get("TF_FORCE_GPU_ALLOW_GROWTH"),
-          "verbosity": logging.get_verbosity()}
+          "verbosity": logging.get_verbosity(),
+          "watched": any(t.name == workers.ORPHAN_WATCH_THREAD and t.daemon
+                         for t in threading.enumerate()),
+          "parent": os.getppid()}
 
 
 def test_a_pool_worker_takes_its_gpu_slot_and_thread_share_quietly(capfd):
@@ -93,6 +97,7 @@ def test_a_pool_worker_takes_its_gpu_slot_and_thread_share_quietly(capfd):
   assert report["tf_log_level"] == "2"
   assert report["allow_growth"] == os.environ["TF_FORCE_GPU_ALLOW_GROWTH"] == "true"  # GPU memory
   assert report["verbosity"] == logging.get_verbosity()
+  assert report["watched"] and report["parent"] == os.getpid()  # it ends if this process dies
   # TensorFlow's start-up lines went to /dev/null in the worker.
   err = capfd.readouterr().err
   assert "InitializeLog" not in err and "cuInit" not in err and "cuda drivers" not in err
@@ -103,3 +108,19 @@ def test_a_call_in_a_fresh_process_runs_elsewhere_with_every_core():
   assert report["pid"] != os.getpid()
   assert (report["intra"], report["inter"]) == (0, 0)  # TensorFlow's default: every core
   assert report["tf_log_level"] == "2" and report["verbosity"] == logging.get_verbosity()
+  assert report["watched"]
+
+
+def test_an_orphaned_worker_ends_itself():
+  parents = iter([10, 10, 10, 1])  # re-parented to init on the fourth look
+  calls = []
+
+  def sleep(seconds):
+    calls.append(("sleep", seconds))
+
+  def exit_process(code):
+    calls.append(("exit", code))
+
+  workers.exit_when_orphaned(10, interval=0.25, getppid=lambda: next(parents),
+                             exit_process=exit_process, sleep=sleep)
+  assert calls == [("sleep", 0.25)] * 3 + [("exit", workers.ORPHAN_EXIT_CODE)]

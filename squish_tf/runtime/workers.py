@@ -14,7 +14,10 @@ this process when there is one worker. Each worker is set up by
   TF_FORCE_GPU_ALLOW_GROWTH below), and `--workers` is capped by the GPUs
   visible;
 - CPU hosts: each worker's TensorFlow thread pools get cores / workers
-  threads, so two workers on two cores do not run four busy pools.
+  threads, so two workers on two cores do not run four busy pools;
+- orphans exit: a watch thread ends the worker once the process that started it is gone
+  (killed with SIGTERM or SIGKILL, which a pool's own shutdown never sees), instead of
+  training on alone and holding the cores a resumed run needs.
 
 The plan (`plan_devices`, `worker_devices`, `threads_per_worker`,
 `visible_gpu_ids`) is pure; TensorFlow is imported only inside the functions
@@ -28,6 +31,8 @@ import dataclasses
 import multiprocessing
 import os
 import sys
+import threading
+import time
 from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 from absl import logging
@@ -204,8 +209,38 @@ def configure_devices(gpu_index: Optional[int] = None, threads: Optional[int] = 
     tf.config.threading.set_inter_op_parallelism_threads(threads)
 
 
+# The orphan watch: its thread's name, how often it looks, and the exit code of an orphan.
+ORPHAN_WATCH_THREAD = "squish_tf-orphan-watch"
+ORPHAN_CHECK_SECONDS = 1.0
+ORPHAN_EXIT_CODE = 70
+
+
+def exit_when_orphaned(parent: int, interval: float = ORPHAN_CHECK_SECONDS,
+                       getppid: Callable[[], int] = os.getppid,
+                       exit_process: Callable[[int], Any] = os._exit,
+                       sleep: Callable[[float], Any] = time.sleep) -> None:
+  """Waits while this process's parent is `parent`, then ends the process at once.
+
+  A worker whose parent died is re-parented (to init or a subreaper), so its parent
+  id changes. `os._exit` skips clean-up on purpose: the parent that would read the
+  results is gone, and every file the job writes is written atomically.
+  """
+  while getppid() == parent:
+    sleep(interval)
+  exit_process(ORPHAN_EXIT_CODE)
+
+
+def watch_parent() -> threading.Thread:
+  """Starts the daemon thread that ends this worker when its parent is gone."""
+  thread = threading.Thread(target=exit_when_orphaned, args=(os.getppid(),),
+                            name=ORPHAN_WATCH_THREAD, daemon=True)
+  thread.start()
+  return thread
+
+
 def initialize_worker(gpu_slots: Any, threads: Optional[int], verbosity: int) -> None:
-  """Runs first in every worker process: environment, quiet TensorFlow, devices, verbosity.
+  """Runs first in every worker process: the orphan watch, environment, quiet TensorFlow,
+  devices, verbosity.
 
   Args:
     gpu_slots: a queue of `GpuSlot`s (one per worker; each worker takes one),
@@ -214,6 +249,7 @@ def initialize_worker(gpu_slots: Any, threads: Optional[int], verbosity: int) ->
     verbosity: the parent's absl verbosity; below INFO the start-up noise is
       silenced.
   """
+  watch_parent()
   slot: Optional[GpuSlot] = gpu_slots.get() if gpu_slots is not None else None
   if slot is not None:
     # Before TensorFlow's CUDA probe this is all it takes; configure_devices
