@@ -257,7 +257,8 @@ def correct_per_image(model, dataset: tf.data.Dataset) -> Tuple[np.ndarray, np.n
   split's order, and the labels: (bool [n], int64 [n]). Its mean is `evaluate`'s top-1."""
   correct, labels = [], []
   for images, batch_labels in dataset:
-    scores = np.asarray(model.predict_on_batch(images))
+    # Eagerly: a traced predict function costs more than a test split's few batches.
+    scores = np.asarray(model(images, training=False))
     truth = np.asarray(batch_labels).reshape(-1).astype(np.int64)
     correct.append(np.argmax(scores, axis=-1) == truth)
     labels.append(truth)
