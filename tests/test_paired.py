@@ -36,6 +36,13 @@ def test_mcnemar_is_the_exact_binomial_test(b, c, expected):
     paired_lib.mcnemar_p(-1, 3)
 
 
+def test_mcnemar_holds_for_a_large_test_split():
+  # 6,000 disagreements (2.0 ** 6000 overflows a float): even, a 52:48 split, a 55:45 split.
+  assert paired_lib.mcnemar_p(3000, 3000) == 1.0
+  assert 0.001 < paired_lib.mcnemar_p(3120, 2880) < 0.01
+  assert 0.0 <= paired_lib.mcnemar_p(3300, 2700) < 1e-12
+
+
 def test_the_paired_difference_counts_only_disagreements():
   # 1,000 images: both right on 900, both wrong on 60, only a right on 30, only b on 10.
   a = np.array([1] * 900 + [0] * 60 + [1] * 30 + [0] * 10, dtype=bool)

@@ -58,9 +58,12 @@ def mcnemar_p(b: int, c: int) -> float:
   n = b + c
   if n == 0:
     return 1.0
-  low = min(b, c)
-  tail = sum(math.comb(n, k) for k in range(low + 1)) / 2.0**n
-  return min(1.0, 2.0 * tail)
+  # In whole numbers, so that tens of thousands of disagreements neither overflow nor round.
+  term, total = 1, 1  # C(n, 0)
+  for k in range(min(b, c)):
+    term = term * (n - k) // (k + 1)  # C(n, k + 1)
+    total += term
+  return min(1.0, 2 * total / (1 << n))
 
 
 def paired_difference(correct_a: Any, correct_b: Any) -> Dict[str, Any]:
