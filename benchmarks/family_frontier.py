@@ -17,6 +17,7 @@ resumable). Writes `<run_dir>/summary.json`.
 
   python benchmarks/family_frontier.py --seeds=0,1,2
   python benchmarks/family_frontier.py --seeds=0,1,2 --reevaluate  # finished runs: intervals
+  python benchmarks/family_frontier.py --seeds=0,1,2 --reevaluate --judge_at=224
 """
 
 import json
@@ -41,6 +42,9 @@ flags.DEFINE_integer("generations", 4, "--generations (the most; a run stops onc
                      "is met).")
 flags.DEFINE_list("baselines", ["ladder"], "--baselines of the runs.")
 flags.DEFINE_list("extra", [], "More job options as name=value (e.g. population=3).")
+flags.DEFINE_string("judge_at", "run", "The speeds the verdicts read: 'run' (the frontier's, at "
+                    "the run's resolution) or a --pair_resolutions size such as 224 (each "
+                    "model's fp32 batch-1 speed-up at that size, timed in the job's benchmark).")
 flags.DEFINE_bool("reevaluate", False, "Do not run the jobs: read each seed's finished run "
                   "under --run_dir, score its ancestor, members and rungs image by image on its "
                   "test split again (runs written before evaluation.json kept per-image "
@@ -82,6 +86,8 @@ def _reevaluated(run_dir: str) -> dict:
   from squish_tf.job import results as results_lib  # pylint: disable=g-import-not-at-top
   from squish_tf.job import run as job  # pylint: disable=g-import-not-at-top
   results = files_lib.read_json(os.path.join(run_dir, "results.json"))
+  if set(results["models"]) <= set((results.get("test_correct") or {}).get("models") or {}):
+    return results  # scored image by image already
   plan = squish_tf.plan(check_ancestor=False,
                         **_flagfile_options(os.path.join(run_dir, "flags.txt")))
   dirs = {}
@@ -114,6 +120,16 @@ def _rows(results: dict) -> list:
   family = results.get("family") or {}
   points = {p["name"]: p for p in frontier_lib.frontier_of(results)}
   ladder = frontier_lib.ladder_of(results)
+  if FLAGS.judge_at != "run":  # latencies in units of the ancestor's, at that size
+    at = {name: (m.get("speedup_at_resolution") or {}).get(FLAGS.judge_at, {}).get("1")
+          for name, m in results["models"].items()}
+    if not any(at.values()):
+      raise SystemExit(f"error: no model of {results.get('run_name')} was timed at "
+                       f"{FLAGS.judge_at} px (--pair_resolutions).")
+    points = {name: dict(p, speedup=at.get(name), latency_ms=1 / at[name])
+              for name, p in points.items() if at.get(name)}
+    ladder = sorted((points[p["name"]] for p in ladder if p["name"] in points),
+                    key=lambda p: p["latency_ms"])
   ancestor = results["models"]["ancestor"]
   rows = []
   for label in family.get("targets") or []:
@@ -172,10 +188,12 @@ def main(argv):
       noise = ("" if not paired else f" [95% {paired['low']:+.2f}, {paired['high']:+.2f}; "
                f"McNemar p {paired['p_value']:.2g}]")
       against = ("no ladder network at least as fast" if rival is None else
-                 f"vs {rival['name']} ({100 * rival['top1']:.2f}%, {rival['latency_ms']:.3f} ms)"
+                 f"vs {rival['name']} ({100 * rival['top1']:.2f}%, {rival['latency_ms']:.3f}"
+                 f"{' ms' if FLAGS.judge_at == 'run' else ''})"
                  f": {row['points']:+.2f} points{noise}")
+      unit = " ms" if FLAGS.judge_at == "run" else f" of the ancestor's at {FLAGS.judge_at} px"
       print(f"  {row['budget']:>6}: {row['member']} ({row['candidate']}) "
-            f"{100 * row['top1']:.2f}% test, {row['latency_ms']:.3f} ms "
+            f"{100 * row['top1']:.2f}% test, {row['latency_ms']:.3f}{unit} "
             f"({row['speedup'] or float('nan'):.2f}x), {row['size_mb']:.3f} MB, "
             f"{-row['drop']:+.2f} points against the ancestor; {against}")
   print(f"\nfamily_frontier: --targets={','.join(FLAGS.targets)} --generations="
