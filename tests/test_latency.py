@@ -539,3 +539,35 @@ def test_evolution_steers_with_the_targets_it_receives():
   given = steering.generation_synthesis(synth, config, TINY, 1, table, TINY, targets)
   derived = steering.generation_synthesis(synth, config, TINY, 1, table, TINY)
   assert given.target_fraction == derived.target_fraction != synth.target_fraction
+
+
+def test_steering_never_aims_below_the_floor_target_mode_measures():
+  # A table of thin layers (a fixed cost each, little per channel) that prices convolutions at
+  # multiples of 8: `predict` pads a parent of 9-filter layers to 16 and its floors of 2 to 8,
+  # which puts their ratio below the unpadded one target mode compares with.
+  layers = {}
+  for op in latency_table_lib.conv_ops(TINY):
+    in_grid = [op.in_channels] if op.name == "conv1" else latency_table_lib.grid_points(op.in_channels)
+    out_grid = [op.filters] if op.name == "conv10" else latency_table_lib.grid_points(op.filters)
+    layers[op.name] = {"in_grid": in_grid, "out_grid": out_grid,
+                       "ms": [[1e-3 + 1e-5 * c * n for n in out_grid] for c in in_grid]}
+  table = latency_table_lib.LatencyTable(format="fp32", threads=2, input_shape=TINY.input_shape,
+                                         layers=layers, intercept_ms=0.0, slope=1.0,
+                                         channel_multiple=8)
+  synth = synthesis.SynthesisConfig(cost="latency")
+  parent = TINY.replace(conv1_filters=9, fires=(
+      spec_lib.FireSpec(9, 9, 9), spec_lib.FireSpec(9, 9, 9), spec_lib.FireSpec(9, 9, 9)))
+  floor = environment_lib.floor_fraction(parent, synth, table)
+  padded = (table.predict(synthesis.smallest_child_spec(parent, synth))
+            / table.predict(parent))
+  assert padded < floor  # the case a run met: a target between the two was refused
+  strengths = {name: np.random.default_rng(0).random(n) for name, n in parent.prunable_layers()}
+  with pytest.raises(ValueError, match="Raise --target_fraction"):
+    environment_lib.target_env_factor(parent, strengths, dataclasses.replace(
+        synth, target_fraction=(padded + floor) / 2), table)
+  # A generation that must shrink as far as it can: aimed just above the floor, and drawn.
+  config = evolve_config_lib.EvolutionConfig(generations=4, target_speedup=3)
+  steered = steering.generation_synthesis(synth, config, parent, 4, table, TINY,
+                                          parent_speedup=1.0)
+  assert floor <= steered.target_fraction <= 1.02 * floor + 1e-9
+  environment_lib.target_env_factor(parent, strengths, steered, table)

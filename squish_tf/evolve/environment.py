@@ -285,16 +285,20 @@ def expected_child_cost(spec: spec_lib.NetSpec, strengths: Mapping[str, np.ndarr
   return ExpectedCost(params=params, macs=macs, filters=counts, latency_ms=latency_ms)
 
 
+def floor_fraction(spec: spec_lib.NetSpec, config: SynthesisConfig,
+                   latency: Optional[Any] = None) -> float:
+  """The least cost fraction target mode accepts: every layer at its floor, measured as
+  `target_env_factor` measures (a latency unpadded, unlike `LatencyTable.predict`)."""
+  model = _CostModel(spec, _require_latency(config.cost, latency))
+  floors = {name: float(min_survivors(n, config)) for name, n in spec.prunable_layers()}
+  return model.measure(floors, config.cost) / model.parent(config.cost)
+
+
 def environment_factors(spec: spec_lib.NetSpec, config: SynthesisConfig,
                         strengths: Optional[Mapping[str, np.ndarray]] = None,
                         latency: Optional[Any] = None) -> Dict[str, float]:
-  """F_l in (0, 1] for every prunable layer, by `config.env_mode`.
-
-  Args:
-    spec: the parent.
-    config: the mode and its parameters.
-    strengths: filter strengths per layer; required by "target" only.
-    latency: the measured latency table; required by --cost=latency.
+  """F_l in (0, 1] for every prunable layer of the parent `spec`, by `config.env_mode`;
+  "target" needs the filter `strengths`, --cost=latency the measured table (`latency`).
 
   Raises:
     ValueError: "target" without strengths, or a target below the floors.
@@ -478,14 +482,11 @@ def sample_offspring(parent_spec: spec_lib.NetSpec, strengths: Mapping[str, np.n
     strengths: its filter strengths (`squish_tf.evolve.surgery.layer_strengths`).
     config: the synthesis configuration.
     rng: the candidate's seeded generator.
-    factors: F_l per layer when already computed for this parent; they depend
-      on the parent only, and in "target" mode finding them takes a root
-      search, so a generation computes them
-      once with `environment_factors` and passes them to every candidate.
+    factors: F_l per layer when already computed for this parent (they depend on it alone,
+      and target mode's take a root search: a generation computes them once).
     name: the child's name (see `child_spec`).
-    latency: a measured `squish_tf.bench.latency.LatencyTable` (required by
-      --cost=latency); the offspring then records its expected and predicted
-      latency.
+    latency: a measured `squish_tf.bench.latency.LatencyTable` (required by --cost=latency);
+      the offspring then records its expected and predicted latency.
   """
   if factors is None:
     factors = environment_factors(parent_spec, config, strengths, latency)

@@ -100,8 +100,8 @@ class MicroBudget:
       width = self._widest(lambda w: uniform_child(parent, synth, w))
       return _cost(uniform_child(parent, synth, width), synth.cost, table) / _cost(
           parent, synth.cost, table)
-    smallest = synthesis.smallest_child_spec(parent, synth)
-    lowest = _cost(smallest, synth.cost, table) / _cost(parent, synth.cost, table)
+    # Target mode's own floor: a fraction below it would be refused.
+    lowest = environment.floor_fraction(parent, synth, table)
 
     def expected_child(fraction: float) -> spec_lib.NetSpec:
       shrunk = dataclasses.replace(

@@ -6,6 +6,7 @@ from typing import Any, Mapping, Optional, Sequence
 
 from squish_tf.bench import latency_table as latency_table_lib
 from squish_tf.evolve import encoding as synthesis
+from squish_tf.evolve import environment as environment_lib
 from squish_tf.evolve import micro_budget as micro_budget_lib
 from squish_tf.evolve.config import TARGET_MARGIN, EvolutionConfig
 from squish_tf.evolve.targets import TargetFamily
@@ -49,12 +50,7 @@ def generation_synthesis(synth: synthesis.SynthesisConfig, config: EvolutionConf
   if not goals and not budget.any:
     return synth
   # Never below what the floors allow (that would be refused), never a no-op.
-  smallest = synthesis.smallest_child_spec(parent_spec, synth)
-  if synth.cost == "latency":
-    floor = table.predict(smallest) / table.predict(parent_spec)
-  else:
-    floor = (smallest.params() / parent_spec.params() if synth.cost == "params"
-             else smallest.macs() / parent_spec.macs())
+  floor = environment_lib.floor_fraction(parent_spec, synth, table)
   fraction = synth.target_fraction
   if goals:
     # In the units target mode measures (--cost). A target in the other unit is
