@@ -184,9 +184,7 @@ def main(argv):
         print(f"  {row['budget']:>6}: not reached within the accuracy budget")
         continue
       rival = row["rival"]
-      paired = row.get("paired")
-      noise = ("" if not paired else f" [95% {paired['low']:+.2f}, {paired['high']:+.2f}; "
-               f"McNemar p {paired['p_value']:.2g}]")
+      noise = paired_lib.bracket_text(row.get("paired"))
       against = ("no ladder network at least as fast" if rival is None else
                  f"vs {rival['name']} ({100 * rival['top1']:.2f}%, {rival['latency_ms']:.3f}"
                  f"{' ms' if FLAGS.judge_at == 'run' else ''})"
@@ -206,13 +204,11 @@ def main(argv):
     reached = sum(1 for s in per_seed.values() for r in s["rows"]
                   if r["budget"] == label and r["member"] is not None)
     print(f"  {label:>6}: {_spread(gaps)}; reached in {reached} of {len(per_seed)} seeds")
-    mean = paired_lib.mean_over_seeds([r["paired"] for s in per_seed.values() for r in s["rows"]
-                                       if r["budget"] == label and r.get("paired")])
-    if mean:
-      seeds = ("" if mean["seeds_low"] is None else
-               f"; across seeds (t) [{mean['seeds_low']:+.2f}, {mean['seeds_high']:+.2f}]")
-      print(f"          95% intervals of the mean: test splits [{mean['test_low']:+.2f}, "
-            f"{mean['test_high']:+.2f}]{seeds}")
+    said = paired_lib.mean_text(paired_lib.mean_over_seeds(
+        [r["paired"] for s in per_seed.values() for r in s["rows"]
+         if r["budget"] == label and r.get("paired")]))
+    if said:
+      print(f"          {said}")
   summary.write_summary(FLAGS.run_dir, {"targets": FLAGS.targets,
                                         "generations": FLAGS.generations,
                                         "baselines": FLAGS.baselines, "extra": FLAGS.extra},

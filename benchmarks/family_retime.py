@@ -80,14 +80,6 @@ def _verdicts(results: dict, measured: dict) -> list:
   return rows
 
 
-def _noise(paired) -> str:
-  """The verdict's 95% interval and McNemar p (runs with per-image test outcomes)."""
-  if not paired:
-    return ""
-  return (f" [95% {paired['low']:+.2f}, {paired['high']:+.2f}; McNemar p "
-          f"{paired['p_value']:.2g}]")
-
-
 def main(argv):
   del argv
   import pipelines  # pylint: disable=g-import-not-at-top
@@ -122,7 +114,7 @@ def main(argv):
     for row in rows:
       verdict = ("no ladder network at least as fast" if row["rival"] is None else
                  f"vs {row['rival']} ({100 * row['rival_top1']:.2f}%, {row['rival_speedup']:.2f}x):"
-                 f" {row['points']:+.2f} points" + _noise(row["paired"]))
+                 f" {row['points']:+.2f} points" + paired_lib.bracket_text(row["paired"]))
       print(f"  {row['budget']:>5s}: {row['member']} {100 * row['top1']:.2f}% at "
             f"{row['speedup']:.2f}x; {verdict}")
   budgets = sorted({row["budget"] for run in out.values() for row in run["rows"]},
@@ -134,14 +126,11 @@ def main(argv):
     if points:
       print(f"  {budget:>5s}: {np.mean(points):+.2f} [{min(points):+.2f}, {max(points):+.2f}] "
             f"over {len(points)}")
-    mean = paired_lib.mean_over_seeds([row["paired"] for run in out.values()
-                                       for row in run["rows"]
-                                       if row["budget"] == budget and row.get("paired")])
-    if mean:
-      seeds = ("" if mean["seeds_low"] is None else
-               f"; across seeds (t) [{mean['seeds_low']:+.2f}, {mean['seeds_high']:+.2f}]")
-      print(f"         95% intervals of the mean: test splits [{mean['test_low']:+.2f}, "
-            f"{mean['test_high']:+.2f}]{seeds}")
+    said = paired_lib.mean_text(paired_lib.mean_over_seeds(
+        [row["paired"] for run in out.values() for row in run["rows"]
+         if row["budget"] == budget and row.get("paired")]))
+    if said:
+      print(f"         {said}")
   if FLAGS.out:
     with open(FLAGS.out, "w") as f:
       json.dump(out, f, indent=1, default=float)

@@ -103,3 +103,17 @@ def test_the_mean_over_seeds_has_a_test_and_a_seed_interval():
   one = paired_lib.mean_over_seeds(seeds[:1])
   assert one["seeds_low"] is None and one["test_low"] == pytest.approx(0.0)
   assert paired_lib.mean_over_seeds([]) is None
+
+
+def test_the_texts_of_a_verdict_and_of_a_mean():
+  paired = {"low": -0.5, "high": 1.25, "p_value": 0.0412}
+  assert paired_lib.bracket_text(paired) == " [95% -0.50, +1.25; McNemar p 0.041]"
+  assert paired_lib.bracket_text(None) == ""
+  mean = paired_lib.mean_over_seeds([{"points": 1.0, "low": 0.0, "high": 2.0},
+                                     {"points": 0.0, "low": -1.0, "high": 1.0}])
+  # Half-widths: 1.96 * sqrt(2 * (1 / 1.96)^2) / 2, and t(1) 12.706 * sd 0.707 / sqrt(2).
+  assert paired_lib.mean_text(mean) == (
+      "95% intervals of the mean: test splits [-0.21, +1.21]; across seeds (t) [-5.85, +6.85]")
+  one = paired_lib.mean_over_seeds([{"points": 1.0, "low": 0.0, "high": 2.0}])
+  assert paired_lib.mean_text(one) == "95% intervals of the mean: test splits [+0.00, +2.00]"
+  assert paired_lib.mean_text(None) == ""

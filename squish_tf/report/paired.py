@@ -148,3 +148,20 @@ def mean_over_seeds(paireds: Sequence[Mapping[str, Any]]) -> Optional[Dict[str, 
     half = _T_95.get(k - 1, Z_95) * spread / math.sqrt(k)
     out.update(seeds_low=mean - half, seeds_high=mean + half)
   return out
+
+
+def bracket_text(paired: Optional[Mapping[str, Any]]) -> str:
+  """A verdict's interval and McNemar p in brackets, for a table row; "" without them."""
+  if not paired:
+    return ""
+  return f" [95% {paired['low']:+.2f}, {paired['high']:+.2f}; McNemar p {paired['p_value']:.2g}]"
+
+
+def mean_text(mean: Optional[Mapping[str, Any]]) -> str:
+  """`mean_over_seeds`' two intervals in words; "" without a mean."""
+  if not mean:
+    return ""
+  seeds = ("" if mean["seeds_low"] is None else
+           f"; across seeds (t) [{mean['seeds_low']:+.2f}, {mean['seeds_high']:+.2f}]")
+  return (f"95% intervals of the mean: test splits [{mean['test_low']:+.2f}, "
+          f"{mean['test_high']:+.2f}]{seeds}")
