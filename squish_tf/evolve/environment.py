@@ -385,7 +385,7 @@ def target_env_factor(spec: spec_lib.NetSpec, strengths: Mapping[str, np.ndarray
                               config)
     return model.measure(counts, config.cost)
 
-  smallest = expected(0.0)  # F -> 0: every layer at its floor, deterministically
+  smallest = floor_fraction(spec, config, latency) * parent  # F -> 0: every layer at its floor
   if target < smallest * (1.0 - 1e-12):
     floor_spec = smallest_child_spec(spec, config)
     what = registries.costs.lookup(config.cost).amount(target)

@@ -437,8 +437,7 @@ def evaluate_on_test(model_dirs: Dict[str, str], test_ds: tf.data.Dataset,
   out: Dict[str, Any] = {"split": "test", "models": {}}
   for name, model_dir in model_dirs.items():
     model, _, _ = model_io.load_model_dir(model_dir, require_spec=False)
-    figures = train_lib.evaluate(model, test_ds)
-    correct, labels = train_lib.correct_per_image(model, test_ds)
+    figures, correct, labels = train_lib.evaluate_per_image(model, test_ds)
     digest = paired_lib.labels_digest(labels)
     if out.setdefault("labels", digest) != digest:
       raise RuntimeError(f"the test split yielded other labels for {name!r} than for the models "

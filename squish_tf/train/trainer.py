@@ -252,20 +252,26 @@ def evaluate(model, val_ds: tf.data.Dataset) -> Dict[str, float]:
   return {key: float(value) for key, value in results.items() if key in ("loss", "top1", "top5")}
 
 
-def correct_per_image(model, dataset: tf.data.Dataset) -> Tuple[np.ndarray, np.ndarray]:
-  """Whether `model`'s top-1 is right on each image of a batched (image, label) split, in the
-  split's order, and the labels: (bool [n], int64 [n]). Its mean is `evaluate`'s top-1."""
-  correct, labels = [], []
+def evaluate_per_image(model, dataset: tf.data.Dataset
+                       ) -> Tuple[Dict[str, float], np.ndarray, np.ndarray]:
+  """`evaluate`'s figures from one pass over a batched (image, label) split, with whether the
+  top-1 is right on each image and the labels, in the split's order: (figures, bool [n],
+  int64 [n]). The model is called eagerly: a traced function costs more than a test split's
+  few batches."""
+  scores, labels = [], []
   for images, batch_labels in dataset:
-    # Eagerly: a traced predict function costs more than a test split's few batches.
-    scores = np.asarray(model(images, training=False))
-    truth = np.asarray(batch_labels).reshape(-1).astype(np.int64)
-    correct.append(np.argmax(scores, axis=-1) == truth)
-    labels.append(truth)
+    scores.append(np.asarray(model(images, training=False), np.float32))
+    labels.append(np.asarray(batch_labels).reshape(-1).astype(np.int64))
   if not labels:
     raise ValueError("The split is empty: the data pipeline yielded no images; check the data "
                      "flags.")
-  return np.concatenate(correct), np.concatenate(labels)
+  scores, labels = np.concatenate(scores), np.concatenate(labels)
+  correct = np.argmax(scores, axis=-1) == labels
+  losses = keras.losses.sparse_categorical_crossentropy(labels, scores)
+  figures = {"loss": float(np.mean(np.asarray(losses))), "top1": float(np.mean(correct))}
+  if scores.shape[-1] > 5:  # as `compile_model`'s metrics
+    figures["top5"] = float(np.mean(np.asarray(keras.ops.in_top_k(labels, scores, 5))))
+  return figures, correct, labels
 
 
 def train_model_dir(model_dir: str,
